@@ -1,0 +1,579 @@
+//! Configuration: raw TOML (`deny_unknown_fields`, a doc comment per key) → `validate()` →
+//! typed settings, one per role. Sizes and durations are strings (`"8MiB"`, `"30s"`); secrets
+//! are given by reference (`{ env = "NAME" }` or `{ file = "/path" }`), never inline.
+//!
+//! Pure: the environment is passed in as a lookup function and files are only read for secret
+//! references; no networking, no database.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What went wrong with a configuration, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this role (includes unknown keys).
+    #[error("config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause, with the key and position.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A key has a value that cannot be used.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// The key path, e.g. `internal_secret.env`.
+        key: String,
+        /// What is wrong, in words.
+        message: String,
+    },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// A secret value. `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    #[must_use]
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    /// The secret itself, for the one place that needs it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum SecretRef {
+    /// The value of this environment variable.
+    Env(String),
+    /// The contents of this file, surrounding white space removed.
+    File(PathBuf),
+}
+
+impl SecretRef {
+    fn resolve(
+        &self,
+        key: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Secret, ConfigError> {
+        let value = match self {
+            SecretRef::Env(name) => env(name)
+                .ok_or_else(|| invalid(key, format!("environment variable {name} is not set")))?,
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?,
+        };
+        let value = value.trim().to_owned();
+        if value.len() < 16 {
+            return Err(invalid(key, "the secret must be at least 16 characters"));
+        }
+        Ok(Secret(value))
+    }
+}
+
+/// Where objects are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageUrl {
+    /// Local files under this directory (`file:///path`).
+    File(PathBuf),
+}
+
+impl StorageUrl {
+    /// Parses `file:///path` (or a bare absolute or relative path).
+    ///
+    /// # Errors
+    /// A message for an unknown scheme.
+    pub fn parse(raw: &str, key: &str) -> Result<Self, ConfigError> {
+        if let Some(path) = raw.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err(invalid(
+                    key,
+                    "file:// needs a directory, e.g. file:///var/lib/uplink/objects",
+                ));
+            }
+            return Ok(StorageUrl::File(PathBuf::from(path)));
+        }
+        if raw.starts_with("s3://") {
+            return Err(invalid(
+                key,
+                "s3:// storage is not available yet; use file:///path",
+            ));
+        }
+        if raw.contains("://") {
+            return Err(invalid(
+                key,
+                format!("unknown storage scheme in {raw:?}; use file:///path"),
+            ));
+        }
+        Ok(StorageUrl::File(PathBuf::from(raw)))
+    }
+}
+
+/// Which database holds the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// SQLite file, as a sqlx URL (`sqlite://path?mode=rwc`).
+    Sqlite(String),
+    /// PostgreSQL URL (`postgres://user@host:port/db`).
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parses a `sqlite:` or `postgres://` URL.
+    ///
+    /// # Errors
+    /// A message for any other scheme.
+    pub fn parse(raw: &str, key: &str) -> Result<Self, ConfigError> {
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(raw.to_owned()))
+        } else if raw.starts_with("sqlite:") {
+            Ok(DatabaseUrl::Sqlite(raw.to_owned()))
+        } else {
+            Err(invalid(
+                key,
+                format!("unsupported database URL {raw:?}; use sqlite://PATH or postgres://…"),
+            ))
+        }
+    }
+
+    /// The SQLite database of a data directory.
+    #[must_use]
+    pub fn in_data_dir(dir: &Path) -> Self {
+        DatabaseUrl::Sqlite(format!(
+            "sqlite://{}?mode=rwc",
+            dir.join("uplink.db").display()
+        ))
+    }
+
+    /// The URL for sqlx.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            DatabaseUrl::Sqlite(u) | DatabaseUrl::Postgres(u) => u,
+        }
+    }
+}
+
+fn parse_size(raw: &str, key: &str) -> Result<u64, ConfigError> {
+    raw.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| invalid(key, format!("{raw:?} is not a size like \"8MiB\": {e}")))
+}
+
+fn parse_duration(raw: &str, key: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(raw)
+        .map_err(|e| invalid(key, format!("{raw:?} is not a duration like \"30s\": {e}")))
+}
+
+fn parse_addr(raw: &str, key: &str) -> Result<SocketAddr, ConfigError> {
+    raw.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("{raw:?} is not an address like \"127.0.0.1:8080\""),
+        )
+    })
+}
+
+fn nonzero(n: usize, key: &str) -> Result<usize, ConfigError> {
+    if n == 0 {
+        Err(invalid(key, "must be at least 1"))
+    } else {
+        Ok(n)
+    }
+}
+
+/// Reads and parses a TOML file into a raw config.
+///
+/// # Errors
+/// The file cannot be read, or is not valid for this role.
+pub fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The origin's config file (`config/origin.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrigin {
+    /// Address of the control API and the internal edge API, e.g. `"127.0.0.1:8081"`.
+    pub listen: String,
+    /// State database: `sqlite://PATH?mode=rwc` or `postgres://user@host/db`.
+    pub database: String,
+    /// Object storage: `file:///path`.
+    pub storage: String,
+    /// Shared secret the edges present on the internal API.
+    pub internal_secret: SecretRef,
+    /// Directory for the transcode workers' temporary files.
+    pub scratch_dir: PathBuf,
+    /// Transcode workers on this node.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// How long a worker holds a job before another may take it over, e.g. `"10m"`.
+    #[serde(default = "default_job_lease")]
+    pub job_lease: String,
+    /// Attempts at a job (after crashes or storage errors) before the upload fails.
+    #[serde(default = "default_job_attempts")]
+    pub job_attempts: u32,
+}
+
+/// The edge's config file (`config/edge.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEdge {
+    /// Public HTTP address, e.g. `"0.0.0.0:8080"`.
+    pub listen: String,
+    /// Base URL of the origin's API, e.g. `"http://10.0.0.5:8081"`.
+    pub origin_url: String,
+    /// Shared secret presented on the origin's internal API.
+    pub internal_secret: SecretRef,
+    /// Object storage the edge writes uploads to: `file:///path`.
+    pub storage: String,
+    /// Largest single upload accepted, e.g. `"50GiB"`.
+    #[serde(default = "default_max_upload")]
+    pub max_upload_size: String,
+    /// Worker threads of the HTTP server.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// How long an API key's account lookup is cached, e.g. `"60s"`.
+    #[serde(default = "default_auth_cache_ttl")]
+    pub auth_cache_ttl: String,
+}
+
+/// The embedded default's config file (`config/dev.toml`); every key may also come from the
+/// command line.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDev {
+    /// Public HTTP address. Default `"127.0.0.1:8080"`.
+    pub listen: Option<String>,
+    /// Directory for the SQLite database, objects and scratch files. Default `"data"`.
+    pub data_dir: Option<PathBuf>,
+    /// Object storage. Default `file://DATA_DIR/objects`.
+    pub storage: Option<String>,
+    /// State database. Default `sqlite://DATA_DIR/uplink.db`.
+    pub database: Option<String>,
+    /// Transcode workers. Default 1.
+    pub workers: Option<usize>,
+    /// Largest single upload accepted. Default `"50GiB"`.
+    pub max_upload_size: Option<String>,
+}
+
+fn default_workers() -> usize {
+    1
+}
+fn default_job_lease() -> String {
+    "10m".into()
+}
+fn default_job_attempts() -> u32 {
+    3
+}
+fn default_max_upload() -> String {
+    "50GiB".into()
+}
+fn default_threads() -> usize {
+    2
+}
+fn default_auth_cache_ttl() -> String {
+    "60s".into()
+}
+
+/// Validated origin settings.
+#[derive(Debug, Clone)]
+pub struct OriginSettings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// State database.
+    pub database: DatabaseUrl,
+    /// Object storage.
+    pub storage: StorageUrl,
+    /// Internal API secret.
+    pub internal_secret: Secret,
+    /// Scratch directory for workers.
+    pub scratch_dir: PathBuf,
+    /// Number of workers.
+    pub workers: usize,
+    /// Job lease.
+    pub job_lease: Duration,
+    /// Attempts per job.
+    pub job_attempts: u32,
+}
+
+/// Validated edge settings.
+#[derive(Debug, Clone)]
+pub struct EdgeSettings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Origin base URL, without a trailing slash.
+    pub origin_url: String,
+    /// The origin's socket address, for the proxy.
+    pub origin_addr: String,
+    /// Internal API secret.
+    pub internal_secret: Secret,
+    /// Object storage.
+    pub storage: StorageUrl,
+    /// Largest upload in bytes.
+    pub max_upload_size: u64,
+    /// Server threads.
+    pub threads: usize,
+    /// Account cache lifetime.
+    pub auth_cache_ttl: Duration,
+}
+
+impl RawOrigin {
+    /// Checks every key and resolves the secret.
+    ///
+    /// # Errors
+    /// The first key with an unusable value.
+    pub fn validate(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<OriginSettings, ConfigError> {
+        let job_attempts = if self.job_attempts == 0 {
+            return Err(invalid("job_attempts", "must be at least 1"));
+        } else {
+            self.job_attempts
+        };
+        Ok(OriginSettings {
+            listen: parse_addr(&self.listen, "listen")?,
+            database: DatabaseUrl::parse(&self.database, "database")?,
+            storage: StorageUrl::parse(&self.storage, "storage")?,
+            internal_secret: self.internal_secret.resolve("internal_secret", env)?,
+            scratch_dir: self.scratch_dir.clone(),
+            workers: nonzero(self.workers, "workers")?,
+            job_lease: parse_duration(&self.job_lease, "job_lease")?,
+            job_attempts,
+        })
+    }
+}
+
+impl RawEdge {
+    /// Checks every key and resolves the secret.
+    ///
+    /// # Errors
+    /// The first key with an unusable value.
+    pub fn validate(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<EdgeSettings, ConfigError> {
+        let origin_url = self.origin_url.trim_end_matches('/').to_owned();
+        let origin_addr = origin_url
+            .strip_prefix("http://")
+            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+            .ok_or_else(|| {
+                invalid(
+                    "origin_url",
+                    "must be http://HOST:PORT (the internal network)",
+                )
+            })?
+            .to_owned();
+        if !origin_addr.contains(':') {
+            return Err(invalid(
+                "origin_url",
+                "must name the port, e.g. http://10.0.0.5:8081",
+            ));
+        }
+        Ok(EdgeSettings {
+            listen: parse_addr(&self.listen, "listen")?,
+            origin_url,
+            origin_addr,
+            internal_secret: self.internal_secret.resolve("internal_secret", env)?,
+            storage: StorageUrl::parse(&self.storage, "storage")?,
+            max_upload_size: parse_size(&self.max_upload_size, "max_upload_size")?,
+            threads: nonzero(self.threads, "threads")?,
+            auth_cache_ttl: parse_duration(&self.auth_cache_ttl, "auth_cache_ttl")?,
+        })
+    }
+}
+
+/// Validated settings of the embedded default: the two roles' settings plus the data dir.
+#[derive(Debug, Clone)]
+pub struct DevSettings {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The origin part (listens on an ephemeral loopback port).
+    pub origin: OriginSettings,
+    /// The edge part (the one public port).
+    pub edge: EdgeSettings,
+}
+
+impl RawDev {
+    /// Checks every key; `secret` is the internal secret generated for this process.
+    ///
+    /// # Errors
+    /// The first key with an unusable value.
+    pub fn validate(&self, secret: Secret) -> Result<DevSettings, ConfigError> {
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let storage = match &self.storage {
+            Some(raw) => StorageUrl::parse(raw, "storage")?,
+            None => StorageUrl::File(data_dir.join("objects")),
+        };
+        let database = match &self.database {
+            Some(raw) => DatabaseUrl::parse(raw, "database")?,
+            None => DatabaseUrl::in_data_dir(&data_dir),
+        };
+        let listen = parse_addr(self.listen.as_deref().unwrap_or("127.0.0.1:8080"), "listen")?;
+        let max = self
+            .max_upload_size
+            .clone()
+            .unwrap_or_else(default_max_upload);
+        Ok(DevSettings {
+            origin: OriginSettings {
+                // The origin is internal to the process: an ephemeral loopback port.
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                database,
+                storage: storage.clone(),
+                internal_secret: secret.clone(),
+                scratch_dir: data_dir.join("scratch"),
+                workers: nonzero(self.workers.unwrap_or(1), "workers")?,
+                job_lease: Duration::from_secs(600),
+                job_attempts: default_job_attempts(),
+            },
+            edge: EdgeSettings {
+                listen,
+                // Filled in once the origin is bound.
+                origin_url: String::new(),
+                origin_addr: String::new(),
+                internal_secret: secret,
+                storage,
+                max_upload_size: parse_size(&max, "max_upload_size")?,
+                threads: default_threads(),
+                auth_cache_ttl: Duration::from_secs(60),
+            },
+            data_dir,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "SECRET").then(|| "0123456789abcdef0123".to_owned())
+    }
+
+    fn edge(extra: &str) -> Result<RawEdge, toml::de::Error> {
+        toml::from_str(&format!(
+            "listen = \"127.0.0.1:1\"\norigin_url = \"http://127.0.0.1:2\"\n\
+             internal_secret = {{ env = \"SECRET\" }}\nstorage = \"file:///tmp/x\"\n{extra}"
+        ))
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let err = edge("colour = \"red\"").unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn sizes_and_durations_are_parsed() {
+        let s = edge("max_upload_size = \"8MiB\"\nauth_cache_ttl = \"2m\"")
+            .unwrap()
+            .validate(&env)
+            .unwrap();
+        assert_eq!(s.max_upload_size, 8 * 1024 * 1024);
+        assert_eq!(s.auth_cache_ttl, Duration::from_secs(120));
+        assert_eq!(s.origin_addr, "127.0.0.1:2");
+        let err = edge("max_upload_size = \"lots\"")
+            .unwrap()
+            .validate(&env)
+            .unwrap_err();
+        assert!(err.to_string().contains("max_upload_size"), "{err}");
+    }
+
+    #[test]
+    fn missing_or_short_secrets_name_their_key() {
+        let raw: RawEdge = toml::from_str(
+            "listen = \"127.0.0.1:1\"\norigin_url = \"http://127.0.0.1:2\"\n\
+             internal_secret = { env = \"NOPE\" }\nstorage = \"file:///tmp/x\"",
+        )
+        .unwrap();
+        let err = raw.validate(&env).unwrap_err().to_string();
+        assert!(
+            err.contains("internal_secret") && err.contains("NOPE"),
+            "{err}"
+        );
+        let short = |_: &str| Some("short".to_owned());
+        assert!(raw.validate(&short).unwrap_err().to_string().contains("16"));
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(StorageUrl::parse("s3://b/p", "storage").is_err());
+        assert!(StorageUrl::parse("ftp://x", "storage").is_err());
+        assert_eq!(
+            StorageUrl::parse("file:///srv/o", "storage").unwrap(),
+            StorageUrl::File("/srv/o".into())
+        );
+        assert!(DatabaseUrl::parse("mysql://x", "database").is_err());
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://postgres@127.0.0.1/x", "database"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        let bad = edge("").map(|mut e| {
+            e.origin_url = "https://origin".into();
+            e
+        });
+        assert!(bad
+            .unwrap()
+            .validate(&env)
+            .unwrap_err()
+            .to_string()
+            .contains("origin_url"));
+    }
+
+    #[test]
+    fn dev_defaults_live_under_the_data_dir() {
+        let raw = RawDev {
+            data_dir: Some("/tmp/d".into()),
+            ..RawDev::default()
+        };
+        let s = raw.validate(Secret::new("x".repeat(32))).unwrap();
+        assert_eq!(s.edge.storage, StorageUrl::File("/tmp/d/objects".into()));
+        assert_eq!(
+            s.origin.database,
+            DatabaseUrl::Sqlite("sqlite:///tmp/d/uplink.db?mode=rwc".into())
+        );
+        assert_eq!(s.edge.listen.to_string(), "127.0.0.1:8080");
+    }
+}

@@ -1,0 +1,74 @@
+//! The internal API between an edge and its origin: paths, the shared-secret header and the
+//! JSON messages. Both sides use these types, so they cannot drift apart.
+//!
+//! Pure data: depends on serde only.
+
+use serde::{Deserialize, Serialize};
+
+/// The header carrying the shared internal secret on every internal request.
+pub const SECRET_HEADER: &str = "x-uplink-internal-secret";
+
+/// Every internal path starts with this; the edge never proxies it from the public side.
+pub const PREFIX: &str = "/internal/";
+
+/// `POST /internal/v1/api-keys/resolve`: which account owns an API key.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ResolveKey {
+    /// The Bearer key as the client sent it.
+    pub api_key: String,
+}
+
+/// The answer to [`ResolveKey`] (404 when the key is unknown).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyOwner {
+    /// The account.
+    pub account_id: String,
+    /// Its default pipeline.
+    pub pipeline_id: String,
+    /// Bytes the account may still store, if it has a quota.
+    pub quota_remaining: Option<u64>,
+}
+
+/// `POST /internal/v1/uploads`: a new upload is starting at the edge.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreateUpload {
+    /// The owning account.
+    pub account_id: String,
+    /// Its pipeline.
+    pub pipeline_id: String,
+    /// The API flavour receiving it (`uploads_api`, …).
+    pub flavour: String,
+    /// The client's file name.
+    pub filename: String,
+}
+
+/// The answer to [`CreateUpload`]: where the edge writes the bytes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreatedUpload {
+    /// The upload's public id.
+    pub id: String,
+    /// The object key for the source bytes.
+    pub object_key: String,
+}
+
+/// `POST /internal/v1/uploads/{id}/stored`: every byte is durably stored.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UploadStored {
+    /// Bytes stored.
+    pub size: u64,
+    /// Their hex SHA-256.
+    pub sha256: String,
+    /// The Uploads API `folder`.
+    pub folder: Option<String>,
+}
+
+/// A status as both APIs show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    /// The upload's id.
+    pub id: String,
+    /// Numeric code.
+    pub status: i64,
+    /// Its text.
+    pub status_text: String,
+}

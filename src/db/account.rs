@@ -1,0 +1,119 @@
+//! Accounts and their pipelines.
+
+use super::{Db, DbError, Op};
+use crate::account::{api_key_fingerprint, AccountId, Credentials, PipelineId};
+pub use crate::control::KeyOwner;
+use sqlx::Row;
+
+/// What an operator asked for when creating an account.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// Display name.
+    pub name: String,
+    /// Where notifications go.
+    pub notify_url: Option<String>,
+    /// Bytes the account may store, if limited.
+    pub quota_bytes: Option<u64>,
+}
+
+/// A created account, with the ids the operator needs.
+#[derive(Debug, Clone)]
+pub struct CreatedAccount {
+    /// The account.
+    pub id: AccountId,
+    /// Its default pipeline.
+    pub pipeline_id: PipelineId,
+}
+
+/// Inserts an account and its default pipeline in one transaction.
+///
+/// # Errors
+/// The insert fails.
+pub async fn create(
+    db: &Db,
+    new: &NewAccount,
+    creds: &Credentials,
+    pipeline_id: &PipelineId,
+    now: i64,
+) -> Result<CreatedAccount, DbError> {
+    let id = AccountId(uuid::Uuid::new_v4().to_string());
+    let quota = new
+        .quota_bytes
+        .map(i64::try_from)
+        .transpose()
+        .map_err(|_| DbError::Corrupt("quota larger than 2^63 bytes".into()))?;
+    let mut tx = db.pool().begin().await.op("begin account creation")?;
+    sqlx::query(
+        "INSERT INTO accounts (id, name, api_key_sha256, access_key, secret, notify_url, quota_bytes, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&id.0)
+    .bind(&new.name)
+    .bind(api_key_fingerprint(&creds.api_key))
+    .bind(&creds.access_key)
+    .bind(&creds.secret)
+    .bind(new.notify_url.as_deref())
+    .bind(quota)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .op("insert an account")?;
+    sqlx::query(
+        "INSERT INTO pipelines (id, account_id, name, storage_root, template, created_at) \
+         VALUES ($1, $2, 'default', $3, 'remux-mp4', $4)",
+    )
+    .bind(&pipeline_id.0)
+    .bind(&id.0)
+    .bind(format!("accounts/{}/", id.0))
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .op("insert the default pipeline")?;
+    tx.commit().await.op("commit account creation")?;
+    Ok(CreatedAccount {
+        id,
+        pipeline_id: pipeline_id.clone(),
+    })
+}
+
+/// The account owning an API key, or `None` for an unknown key.
+///
+/// # Errors
+/// The query fails.
+pub async fn find_by_api_key(db: &Db, api_key: &str) -> Result<Option<KeyOwner>, DbError> {
+    let row = sqlx::query(
+        "SELECT a.id, p.id AS pipeline_id, a.quota_bytes, \
+                (SELECT CAST(COALESCE(SUM(u.size), 0) AS BIGINT) FROM uploads u WHERE u.account_id = a.id AND u.status <> 7) AS used \
+         FROM accounts a JOIN pipelines p ON p.account_id = a.id AND p.name = 'default' \
+         WHERE a.api_key_sha256 = $1",
+    )
+    .bind(api_key_fingerprint(api_key))
+    .fetch_optional(db.pool())
+    .await
+    .op("look up an API key")?;
+    let Some(row) = row else { return Ok(None) };
+    let quota: Option<i64> = row.try_get("quota_bytes").op("read quota")?;
+    let used: i64 = row.try_get("used").op("read usage")?;
+    Ok(Some(KeyOwner {
+        account_id: row.try_get("id").op("read account id")?,
+        pipeline_id: row.try_get("pipeline_id").op("read pipeline id")?,
+        quota_remaining: quota.map(|q| u64::try_from(q.saturating_sub(used)).unwrap_or(0)),
+    }))
+}
+
+/// A pipeline's storage root (`accounts/ID/`), if it belongs to the account.
+///
+/// # Errors
+/// The query fails.
+pub async fn pipeline_root(
+    db: &Db,
+    account_id: &str,
+    pipeline_id: &str,
+) -> Result<Option<String>, DbError> {
+    sqlx::query_scalar("SELECT storage_root FROM pipelines WHERE id = $1 AND account_id = $2")
+        .bind(pipeline_id)
+        .bind(account_id)
+        .fetch_optional(db.pool())
+        .await
+        .op("look up a pipeline")
+}

@@ -1,0 +1,97 @@
+//! The processing job queue. A job is claimed with a lease; a worker that dies leaves its lease
+//! to expire and the job is claimed again. On PostgreSQL the claim skips rows other origins
+//! hold (`FOR UPDATE SKIP LOCKED`); SQLite has one writer, so its claim is atomic as it is.
+
+use super::{Backend, Db, DbError, Op};
+use sqlx::{Any, Row, Transaction};
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The job.
+    pub id: String,
+    /// Its upload.
+    pub upload_id: String,
+    /// This claim's attempt number, from 1.
+    pub attempt: i64,
+}
+
+/// Queues the processing of an upload, inside the transaction that marks it stored.
+pub(super) async fn enqueue(
+    tx: &mut Transaction<'_, Any>,
+    upload_id: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO jobs (id, upload_id, state, attempts, created_at, updated_at) VALUES ($1, $2, 'queued', 0, $3, $3)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(upload_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .op("queue a job")?;
+    Ok(())
+}
+
+/// Claims the oldest job that is queued or whose lease has run out, for `lease_ms`.
+///
+/// # Errors
+/// The statement fails.
+pub async fn claim(db: &Db, worker: &str, lease_ms: i64, now: i64) -> Result<Option<Job>, DbError> {
+    let lock = match db.backend() {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let row = sqlx::query(&format!(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1, worker = $2, updated_at = $3 \
+         WHERE id = (SELECT id FROM jobs WHERE state = 'queued' OR (state = 'running' AND lease_until < $3) \
+                     ORDER BY created_at LIMIT 1{lock}) \
+         RETURNING id, upload_id, attempts"
+    ))
+    .bind(now + lease_ms)
+    .bind(worker)
+    .bind(now)
+    .fetch_optional(db.pool())
+    .await
+    .op("claim a job")?;
+    row.map(|r| {
+        Ok(Job {
+            id: r.try_get("id").op("read job id")?,
+            upload_id: r.try_get("upload_id").op("read job upload")?,
+            attempt: r.try_get("attempts").op("read job attempts")?,
+        })
+    })
+    .transpose()
+}
+
+/// Marks a job finished (whatever the upload's outcome), so it is never claimed again.
+///
+/// # Errors
+/// The update fails.
+pub async fn finish(db: &Db, job: &Job, now: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $1 WHERE id = $2",
+    )
+    .bind(now)
+    .bind(&job.id)
+    .execute(db.pool())
+    .await
+    .op("finish a job")?;
+    Ok(())
+}
+
+/// Leaves a job leased until `at`, when it may be claimed again (after a passing failure).
+///
+/// # Errors
+/// The update fails.
+pub async fn retry_at(db: &Db, job: &Job, at: i64) -> Result<(), DbError> {
+    sqlx::query("UPDATE jobs SET lease_until = $1, updated_at = $2 WHERE id = $3")
+        .bind(at)
+        .bind(at)
+        .bind(&job.id)
+        .execute(db.pool())
+        .await
+        .op("schedule a job retry")?;
+    Ok(())
+}

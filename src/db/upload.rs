@@ -1,0 +1,321 @@
+//! Upload records and their status events. Every status change goes through [`transition`]
+//! (or [`mark_stored`]), which enforces the lifecycle of [`Status::can_move_to`] in SQL and
+//! records an event in the same transaction.
+
+use super::{Db, DbError, Op};
+use crate::upload::{Status, UploadId};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+/// A new upload, before its bytes arrive.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    /// Its id.
+    pub id: UploadId,
+    /// The owning account.
+    pub account_id: String,
+    /// The pipeline it goes through.
+    pub pipeline_id: String,
+    /// Which API created it (`uploads_api`, `tus`, …).
+    pub flavour: String,
+    /// The client's file name.
+    pub filename: String,
+    /// Where the source bytes are stored.
+    pub object_key: String,
+}
+
+/// An upload's stored record.
+#[derive(Debug, Clone)]
+pub struct UploadRecord {
+    /// Its id.
+    pub id: String,
+    /// The owning account.
+    pub account_id: String,
+    /// The pipeline.
+    pub pipeline_id: String,
+    /// The creating API.
+    pub flavour: String,
+    /// The client's file name.
+    pub filename: String,
+    /// The collection path (Uploads API `folder`).
+    pub folder: Option<String>,
+    /// Where the source bytes are.
+    pub object_key: String,
+    /// Where it stands.
+    pub status: Status,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Stored bytes.
+    pub size: Option<i64>,
+    /// Hex SHA-256 of the stored bytes.
+    pub sha256: Option<String>,
+    /// Media duration.
+    pub duration_ms: Option<i64>,
+    /// The processed MP4.
+    pub output_key: Option<String>,
+    /// Creation time (ms).
+    pub created_at: i64,
+    /// Last change (ms).
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str =
+    "id, account_id, pipeline_id, flavour, filename, folder, object_key, status, error, \
+                       size, sha256, duration_ms, output_key, created_at, updated_at";
+
+fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
+    let code: i64 = row.try_get("status").op("read status")?;
+    let status =
+        Status::from_code(code).ok_or_else(|| DbError::Corrupt(format!("status code {code}")))?;
+    let get = |e| DbError::Query {
+        op: "read an upload row",
+        source: e,
+    };
+    Ok(UploadRecord {
+        id: row.try_get("id").map_err(get)?,
+        account_id: row.try_get("account_id").map_err(get)?,
+        pipeline_id: row.try_get("pipeline_id").map_err(get)?,
+        flavour: row.try_get("flavour").map_err(get)?,
+        filename: row.try_get("filename").map_err(get)?,
+        folder: row.try_get("folder").map_err(get)?,
+        object_key: row.try_get("object_key").map_err(get)?,
+        status,
+        error: row.try_get("error").map_err(get)?,
+        size: row.try_get("size").map_err(get)?,
+        sha256: row.try_get("sha256").map_err(get)?,
+        duration_ms: row.try_get("duration_ms").map_err(get)?,
+        output_key: row.try_get("output_key").map_err(get)?,
+        created_at: row.try_get("created_at").map_err(get)?,
+        updated_at: row.try_get("updated_at").map_err(get)?,
+    })
+}
+
+async fn record_event(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    status: Status,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query("INSERT INTO upload_events (upload_id, status, at) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(status.code())
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .op("record a status event")?;
+    Ok(())
+}
+
+/// The SQL list of codes from which `next` may be reached.
+fn predecessors(next: Status) -> String {
+    Status::ALL
+        .iter()
+        .filter(|s| s.can_move_to(next))
+        .map(|s| s.code().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Inserts a new upload in status `receiving`.
+///
+/// # Errors
+/// The insert fails.
+pub async fn insert(db: &Db, new: &NewUpload, now: i64) -> Result<(), DbError> {
+    let id = new.id.to_string();
+    let mut tx = db.pool().begin().await.op("begin upload creation")?;
+    sqlx::query(
+        "INSERT INTO uploads (id, account_id, pipeline_id, flavour, filename, object_key, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(&id)
+    .bind(&new.account_id)
+    .bind(&new.pipeline_id)
+    .bind(&new.flavour)
+    .bind(&new.filename)
+    .bind(&new.object_key)
+    .bind(Status::Receiving.code())
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .op("insert an upload")?;
+    record_event(&mut tx, &id, Status::Receiving, now).await?;
+    tx.commit().await.op("commit upload creation")
+}
+
+/// One upload, by id.
+///
+/// # Errors
+/// The query fails or the row is corrupt.
+pub async fn get(db: &Db, id: &str) -> Result<Option<UploadRecord>, DbError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM uploads WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
+        .op("read an upload")?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// The account's most recent uploads, newest first.
+///
+/// # Errors
+/// The query fails or a row is corrupt.
+pub async fn list_recent(
+    db: &Db,
+    account_id: &str,
+    limit: i64,
+) -> Result<Vec<UploadRecord>, DbError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM uploads WHERE account_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+    ))
+    .bind(account_id)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await
+    .op("list uploads")?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Facts about the stored source, known once every byte has arrived.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Bytes stored.
+    pub size: u64,
+    /// Their hex SHA-256.
+    pub sha256: String,
+    /// The Uploads API `folder`, if the flavour has one.
+    pub folder: Option<String>,
+}
+
+/// Records that every byte is stored: `receiving` → `pending`, and queues the processing job.
+/// Returns `false` when the upload was not receiving (already stored, failed or unknown).
+///
+/// # Errors
+/// A statement fails.
+pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result<bool, DbError> {
+    let size =
+        i64::try_from(stored.size).map_err(|_| DbError::Corrupt("size beyond 2^63".into()))?;
+    let mut tx = db.pool().begin().await.op("begin marking stored")?;
+    let changed = sqlx::query(
+        "UPDATE uploads SET status = $1, size = $2, sha256 = $3, folder = $4, updated_at = $5 \
+         WHERE id = $6 AND status = $7",
+    )
+    .bind(Status::Pending.code())
+    .bind(size)
+    .bind(&stored.sha256)
+    .bind(stored.folder.as_deref())
+    .bind(now)
+    .bind(id)
+    .bind(Status::Receiving.code())
+    .execute(&mut *tx)
+    .await
+    .op("mark an upload stored")?
+    .rows_affected();
+    if changed == 0 {
+        return Ok(false);
+    }
+    record_event(&mut tx, id, Status::Pending, now).await?;
+    super::job::enqueue(&mut tx, id, now).await?;
+    tx.commit().await.op("commit marking stored")?;
+    Ok(true)
+}
+
+/// Moves an upload to `next` if the lifecycle allows it from where it is; `error` is kept for
+/// `Failed`. Returns whether it moved.
+///
+/// # Errors
+/// A statement fails.
+pub async fn transition(
+    db: &Db,
+    id: &str,
+    next: Status,
+    error: Option<&str>,
+    now: i64,
+) -> Result<bool, DbError> {
+    let mut tx = db.pool().begin().await.op("begin a status change")?;
+    let changed = sqlx::query(&format!(
+        "UPDATE uploads SET status = $1, error = $2, updated_at = $3 WHERE id = $4 AND status IN ({})",
+        predecessors(next)
+    ))
+    .bind(next.code())
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .op("change an upload's status")?
+    .rows_affected();
+    if changed == 0 {
+        return Ok(false);
+    }
+    record_event(&mut tx, id, next, now).await?;
+    tx.commit().await.op("commit a status change")?;
+    Ok(true)
+}
+
+/// Stores what processing found out and produced.
+///
+/// # Errors
+/// The update fails.
+pub async fn set_media(
+    db: &Db,
+    id: &str,
+    duration_ms: Option<i64>,
+    output_key: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE uploads SET duration_ms = $1, output_key = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(duration_ms)
+    .bind(output_key)
+    .bind(now)
+    .bind(id)
+    .execute(db.pool())
+    .await
+    .op("store media facts")?;
+    Ok(())
+}
+
+/// Deletes an upload that never finished receiving (its client went away). Returns whether a
+/// row was deleted.
+///
+/// # Errors
+/// The delete fails.
+pub async fn delete_receiving(db: &Db, id: &str) -> Result<bool, DbError> {
+    let mut tx = db.pool().begin().await.op("begin deleting an upload")?;
+    sqlx::query("DELETE FROM upload_events WHERE upload_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .op("delete an upload's events")?;
+    let n = sqlx::query("DELETE FROM uploads WHERE id = $1 AND status = $2")
+        .bind(id)
+        .bind(Status::Receiving.code())
+        .execute(&mut *tx)
+        .await
+        .op("delete an unfinished upload")?
+        .rows_affected();
+    if n == 0 {
+        return Ok(false);
+    }
+    tx.commit().await.op("commit deleting an upload")?;
+    Ok(true)
+}
+
+/// The statuses an upload went through, oldest first.
+///
+/// # Errors
+/// The query fails or a code is unknown.
+pub async fn history(db: &Db, id: &str) -> Result<Vec<Status>, DbError> {
+    let codes: Vec<i64> = sqlx::query_scalar(
+        "SELECT status FROM upload_events WHERE upload_id = $1 ORDER BY at, status",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await
+    .op("read status events")?;
+    codes
+        .into_iter()
+        .map(|c| Status::from_code(c).ok_or_else(|| DbError::Corrupt(format!("status code {c}"))))
+        .collect()
+}

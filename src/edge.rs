@@ -1,0 +1,59 @@
+//! The edge role: a Pingora server that terminates upload paths itself (through the protocol
+//! adapters and the ingest core) and proxies the control API to the origin (`ProxyHttp`).
+//!
+//! Layout: `proxy` (the Pingora service: routing, body streaming, reply rendering),
+//! `origin_client` (the internal API client). Must not depend on the origin's internals or the
+//! database.
+
+pub mod origin_client;
+mod proxy;
+
+use crate::config::EdgeSettings;
+use crate::ingest::Ingest;
+use crate::store::Store;
+use origin_client::OriginClient;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use std::sync::Arc;
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The origin client could not be built.
+    #[error("edge: cannot set up the origin client")]
+    Client(#[source] reqwest::Error),
+}
+
+/// Runs the edge until the process is told to stop; never returns on success.
+///
+/// # Errors
+/// The edge cannot be set up.
+pub fn run(
+    settings: &EdgeSettings,
+    store: Arc<dyn Store>,
+) -> Result<std::convert::Infallible, StartError> {
+    let origin = OriginClient::new(
+        &settings.origin_url,
+        settings.internal_secret.clone(),
+        settings.auth_cache_ttl,
+    )
+    .map_err(StartError::Client)?;
+    let ingest = Ingest::new(store, origin, settings.max_upload_size);
+
+    let conf = ServerConf {
+        threads: settings.threads,
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(10),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut service = pingora::proxy::http_proxy_service(
+        &server.configuration,
+        proxy::EdgeProxy::new(ingest, settings.origin_addr.clone()),
+    );
+    service.add_tcp(&settings.listen.to_string());
+    server.add_service(service);
+    tracing::info!(listen = %settings.listen, origin = %settings.origin_url, "Edge listening.");
+    server.run_forever()
+}

@@ -1,0 +1,169 @@
+//! The edge's client for the origin's internal API ([`crate::control`]). API-key lookups are
+//! cached (moka) so an edge checks a known key without a round trip; only successful lookups
+//! are cached, so a newly created account works at once.
+
+use crate::config::Secret;
+use crate::control::{
+    self, CreateUpload, CreatedUpload, KeyOwner, ResolveKey, StatusView, UploadStored,
+};
+use moka::future::Cache;
+use std::time::Duration;
+
+/// A failed call to the origin.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    /// The origin could not be reached or did not answer in time.
+    #[error("origin unreachable while trying to {op}")]
+    Unreachable {
+        /// What we were doing.
+        op: &'static str,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The origin answered with an unexpected status.
+    #[error("origin answered {status} while trying to {op}")]
+    Status {
+        /// What we were doing.
+        op: &'static str,
+        /// Its answer.
+        status: u16,
+    },
+}
+
+/// A handle on the origin's internal API; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct OriginClient {
+    http: reqwest::Client,
+    base: String,
+    secret: Secret,
+    keys: Cache<String, KeyOwner>,
+}
+
+impl OriginClient {
+    /// A client for the origin at `base` (`http://host:port`).
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built.
+    pub fn new(base: &str, secret: Secret, cache_ttl: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            secret,
+            keys: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cache_ttl)
+                .build(),
+        })
+    }
+
+    async fn call<T: serde::Serialize + ?Sized>(
+        &self,
+        op: &'static str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&T>,
+    ) -> Result<reqwest::Response, OriginError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(control::SECRET_HEADER, self.secret.expose());
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send()
+            .await
+            .map_err(|source| OriginError::Unreachable { op, source })
+    }
+
+    async fn json<R: serde::de::DeserializeOwned>(
+        op: &'static str,
+        resp: reqwest::Response,
+    ) -> Result<R, OriginError> {
+        let status = resp.status().as_u16();
+        if !resp.status().is_success() {
+            return Err(OriginError::Status { op, status });
+        }
+        resp.json()
+            .await
+            .map_err(|source| OriginError::Unreachable { op, source })
+    }
+
+    /// The account owning an API key, or `None` if the key is unknown.
+    ///
+    /// # Errors
+    /// The origin is unreachable or failing.
+    pub async fn resolve_key(&self, api_key: &str) -> Result<Option<KeyOwner>, OriginError> {
+        let cache_key = crate::account::api_key_fingerprint(api_key);
+        if let Some(owner) = self.keys.get(&cache_key).await {
+            return Ok(Some(owner));
+        }
+        let op = "look up an API key";
+        let body = ResolveKey {
+            api_key: api_key.to_owned(),
+        };
+        let resp = self
+            .call(
+                op,
+                reqwest::Method::POST,
+                "/internal/v1/api-keys/resolve",
+                Some(&body),
+            )
+            .await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let owner: KeyOwner = Self::json(op, resp).await?;
+        self.keys.insert(cache_key, owner.clone()).await;
+        Ok(Some(owner))
+    }
+
+    /// Opens an upload record; returns its id and object key.
+    ///
+    /// # Errors
+    /// The origin is unreachable or refuses.
+    pub async fn create_upload(&self, req: &CreateUpload) -> Result<CreatedUpload, OriginError> {
+        let op = "create an upload";
+        let resp = self
+            .call(op, reqwest::Method::POST, "/internal/v1/uploads", Some(req))
+            .await?;
+        Self::json(op, resp).await
+    }
+
+    /// Records that every byte of an upload is stored.
+    ///
+    /// # Errors
+    /// The origin is unreachable or refuses.
+    pub async fn upload_stored(
+        &self,
+        id: &str,
+        req: &UploadStored,
+    ) -> Result<StatusView, OriginError> {
+        let op = "record an upload as stored";
+        let path = format!("/internal/v1/uploads/{id}/stored");
+        let resp = self
+            .call(op, reqwest::Method::POST, &path, Some(req))
+            .await?;
+        Self::json(op, resp).await
+    }
+
+    /// Drops an upload that will never finish.
+    ///
+    /// # Errors
+    /// The origin is unreachable or refuses.
+    pub async fn cancel_upload(&self, id: &str) -> Result<(), OriginError> {
+        let op = "cancel an upload";
+        let path = format!("/internal/v1/uploads/{id}");
+        let resp = self
+            .call::<()>(op, reqwest::Method::DELETE, &path, None)
+            .await?;
+        match resp.status().as_u16() {
+            204 | 409 => Ok(()),
+            status => Err(OriginError::Status { op, status }),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The edge's Pingora service. `request_filter` answers what the edge owns (health, upload
+//! paths, a 404 for internal paths) and everything else goes to the origin through the proxy
+//! phases. Request bodies stream from the socket into the adapters; replies are rendered here.
+
+use crate::control;
+use crate::ingest::Ingest;
+use crate::protocol::{uploads_api, Reply};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{ProxyHttp, Session};
+use serde_json::json;
+
+/// The edge service.
+pub struct EdgeProxy {
+    ingest: Ingest,
+    origin_addr: String,
+}
+
+impl EdgeProxy {
+    pub(super) fn new(ingest: Ingest, origin_addr: String) -> Self {
+        Self {
+            ingest,
+            origin_addr,
+        }
+    }
+
+    async fn uploads_api(&self, session: &mut Session) -> pingora::Result<()> {
+        let headers = session.req_header().headers.clone();
+        let reply = match uploads_api::authorize(&headers, &self.ingest).await {
+            Err(reply) => reply,
+            Ok(auth) => {
+                let expects_continue = headers
+                    .get(http::header::EXPECT)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+                if expects_continue {
+                    session.write_continue_response().await?;
+                }
+                uploads_api::receive(auth, body_stream(session), &self.ingest).await
+            }
+        };
+        write_reply(session, reply).await
+    }
+}
+
+/// The request body as a stream of chunks, read only as fast as the consumer takes them.
+fn body_stream(
+    session: &mut Session,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + '_ {
+    futures_util::stream::unfold(Some(session), |session| async move {
+        let session = session?;
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(session))),
+            Ok(None) => None,
+            // End the stream after an error: the consumer sees it once.
+            Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+        }
+    })
+}
+
+async fn write_reply(session: &mut Session, reply: Reply) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(reply.status, Some(2))?;
+    header.insert_header(http::header::CONTENT_TYPE, reply.content_type)?;
+    header.insert_header(http::header::CONTENT_LENGTH, reply.body.len().to_string())?;
+    if !session.is_body_done() {
+        // Refused before the body was read: close rather than drain a large upload.
+        session.set_keepalive(None);
+    }
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session.write_response_body(Some(reply.body), true).await
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeProxy {
+    type CTX = ();
+
+    fn new_ctx(&self) -> Self::CTX {}
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> pingora::Result<bool> {
+        let req = session.req_header();
+        let (method, path) = (req.method.clone(), req.uri.path().to_owned());
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/healthz") => {
+                write_reply(
+                    session,
+                    Reply::json(200, &json!({ "status": "ok", "role": "edge" })),
+                )
+                .await?;
+            }
+            ("POST", uploads_api::PATH) => self.uploads_api(session).await?,
+            (_, p) if p.starts_with(control::PREFIX) => {
+                write_reply(
+                    session,
+                    Reply::json(404, &json!({ "message": "Not found." })),
+                )
+                .await?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(
+            self.origin_addr.as_str(),
+            false,
+            String::new(),
+        )))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        _ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        // Never let a client speak for the edge on the origin.
+        upstream.remove_header(control::SECRET_HEADER);
+        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+            upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+//! The client-visible errors: one closed table per API flavour, each entry a stable code, an
+//! HTTP status and a message that is safe to show. Internal causes are logged where they
+//! happen and never reach a client.
+//!
+//! Pure: no HTTP framework, so the edge (Pingora) and the origin (axum) render the same table.
+
+use serde_json::{json, Value};
+
+/// An error of the Uploads API (Laravel-style bodies: `message`, and `errors` per field for
+/// validation failures).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadsApiError {
+    /// No or an unknown API key.
+    Unauthenticated,
+    /// No such upload for this account.
+    NotFound,
+    /// The path or method does not exist.
+    NoRoute,
+    /// A required form field is missing or unusable.
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The body is not a well-formed `multipart/form-data` request.
+    Malformed(String),
+    /// The file is larger than this node accepts.
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The account's storage quota would be exceeded.
+    QuotaExceeded,
+    /// Storage or the origin is unavailable; the client should retry.
+    Unavailable,
+    /// Anything else; details are in the server log.
+    Internal,
+}
+
+impl UploadsApiError {
+    /// The HTTP status and JSON body.
+    #[must_use]
+    pub fn render(&self) -> (u16, Value) {
+        match self {
+            Self::Unauthenticated => (
+                401,
+                json!({ "message": "Unauthenticated. Send Authorization: Bearer <api_key>." }),
+            ),
+            Self::NotFound => (404, json!({ "message": "Upload not found." })),
+            Self::NoRoute => (404, json!({ "message": "Not found." })),
+            Self::Invalid { field, message } => (
+                422,
+                json!({ "message": message, "errors": { *field: [message] } }),
+            ),
+            Self::Malformed(why) => (
+                400,
+                json!({ "message": format!("Malformed upload request: {why}") }),
+            ),
+            Self::TooLarge { limit } => (
+                413,
+                json!({ "message": format!("The video is larger than this server accepts ({limit} bytes).") }),
+            ),
+            Self::QuotaExceeded => (
+                413,
+                json!({ "message": "The video would exceed this account's storage quota." }),
+            ),
+            Self::Unavailable => (
+                503,
+                json!({ "message": "The service is temporarily unavailable; retry the upload." }),
+            ),
+            Self::Internal => (500, json!({ "message": "Internal server error." })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_stable() {
+        let table = [
+            (UploadsApiError::Unauthenticated, 401),
+            (UploadsApiError::NotFound, 404),
+            (
+                UploadsApiError::Invalid {
+                    field: "folder",
+                    message: "x".into(),
+                },
+                422,
+            ),
+            (UploadsApiError::Malformed("x".into()), 400),
+            (UploadsApiError::TooLarge { limit: 1 }, 413),
+            (UploadsApiError::QuotaExceeded, 413),
+            (UploadsApiError::Unavailable, 503),
+            (UploadsApiError::Internal, 500),
+        ];
+        for (err, status) in table {
+            let (got, body) = err.render();
+            assert_eq!(got, status, "{err:?}");
+            assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+    }
+
+    #[test]
+    fn validation_errors_name_the_field() {
+        let (_, body) = UploadsApiError::Invalid {
+            field: "folder",
+            message: "The folder field is required.".into(),
+        }
+        .render();
+        assert_eq!(body["errors"]["folder"][0], "The folder field is required.");
+    }
+}

@@ -1,0 +1,197 @@
+//! The one ingest core every wire protocol calls: `create → append… → complete | cancel`.
+//! It streams bytes into the store through a bounded path (each chunk is written before the
+//! next is read, so memory per upload is one chunk), hashes them on the way (SHA-256), enforces
+//! the size limit and the account quota, and reports to the origin.
+//!
+//! Must not depend on any HTTP framework or wire protocol: adapters translate to and from it.
+
+use crate::control::{CreateUpload, KeyOwner, StatusView, UploadStored};
+use crate::edge::origin_client::{OriginClient, OriginError};
+use crate::store::{ObjectKey, ObjectWriter, Store, StoreError};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Why an ingest step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The upload is larger than this node accepts.
+    #[error("upload larger than {limit} bytes")]
+    TooLarge {
+        /// The node's limit.
+        limit: u64,
+    },
+    /// The account's quota would be exceeded.
+    #[error("account quota exceeded")]
+    QuotaExceeded,
+    /// Storage failed.
+    #[error("storage failed")]
+    Store(#[source] StoreError),
+    /// The origin failed.
+    #[error("origin failed")]
+    Origin(#[source] OriginError),
+    /// The origin handed out an unusable object key.
+    #[error("invalid object key from the origin: {0}")]
+    BadKey(&'static str),
+}
+
+/// The ingest core of one edge.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    store: Arc<dyn Store>,
+    origin: OriginClient,
+    max_upload_size: u64,
+}
+
+/// An upload whose bytes are arriving.
+pub struct Receiving {
+    id: String,
+    writer: Box<dyn ObjectWriter>,
+    hasher: Sha256,
+    size: u64,
+    max_size: u64,
+    quota: Option<u64>,
+}
+
+impl Ingest {
+    /// An ingest core writing to `store` and reporting to `origin`.
+    #[must_use]
+    pub fn new(store: Arc<dyn Store>, origin: OriginClient, max_upload_size: u64) -> Self {
+        Self {
+            store,
+            origin,
+            max_upload_size,
+        }
+    }
+
+    /// The largest upload accepted.
+    #[must_use]
+    pub fn max_upload_size(&self) -> u64 {
+        self.max_upload_size
+    }
+
+    /// The account behind an API key, `None` if the key is unknown.
+    ///
+    /// # Errors
+    /// The origin cannot be asked.
+    pub async fn authenticate(&self, api_key: &str) -> Result<Option<KeyOwner>, IngestError> {
+        self.origin
+            .resolve_key(api_key)
+            .await
+            .map_err(IngestError::Origin)
+    }
+
+    /// Opens an upload for `owner`.
+    ///
+    /// # Errors
+    /// The origin or the store fails.
+    pub async fn create(
+        &self,
+        owner: &KeyOwner,
+        flavour: &str,
+        filename: &str,
+    ) -> Result<Receiving, IngestError> {
+        let created = self
+            .origin
+            .create_upload(&CreateUpload {
+                account_id: owner.account_id.clone(),
+                pipeline_id: owner.pipeline_id.clone(),
+                flavour: flavour.to_owned(),
+                filename: filename.to_owned(),
+            })
+            .await
+            .map_err(IngestError::Origin)?;
+        let key = ObjectKey::new(created.object_key).map_err(IngestError::BadKey)?;
+        let writer = match self.store.writer(&key).await {
+            Ok(w) => w,
+            Err(e) => {
+                self.forget(&created.id).await;
+                return Err(IngestError::Store(e));
+            }
+        };
+        Ok(Receiving {
+            id: created.id,
+            writer,
+            hasher: Sha256::new(),
+            size: 0,
+            max_size: self.max_upload_size,
+            quota: owner.quota_remaining,
+        })
+    }
+
+    /// Makes the bytes durable and tells the origin, which queues processing.
+    ///
+    /// # Errors
+    /// The store or the origin fails; the upload is then cancelled.
+    pub async fn complete(
+        &self,
+        upload: Receiving,
+        folder: Option<String>,
+    ) -> Result<StatusView, IngestError> {
+        let Receiving {
+            id, writer, hasher, ..
+        } = upload;
+        let size = match writer.finish().await {
+            Ok(size) => size,
+            Err(e) => {
+                self.forget(&id).await;
+                return Err(IngestError::Store(e));
+            }
+        };
+        let stored = UploadStored {
+            size,
+            sha256: hex::encode(hasher.finalize()),
+            folder,
+        };
+        self.origin
+            .upload_stored(&id, &stored)
+            .await
+            .map_err(IngestError::Origin)
+    }
+
+    /// Abandons an upload: discards its bytes and its record.
+    pub async fn cancel(&self, upload: Receiving) {
+        upload.writer.abort().await;
+        self.forget(&upload.id).await;
+    }
+
+    async fn forget(&self, id: &str) {
+        if let Err(e) = self.origin.cancel_upload(id).await {
+            tracing::warn!(upload_id = %id, error = %e, "Could not drop an unfinished upload record.");
+        }
+    }
+}
+
+impl Receiving {
+    /// The upload's id.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Bytes received so far.
+    #[must_use]
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends the next bytes.
+    ///
+    /// # Errors
+    /// A limit is exceeded or the store fails.
+    pub async fn append(&mut self, data: Bytes) -> Result<(), IngestError> {
+        let size = self.size + data.len() as u64;
+        if size > self.max_size {
+            return Err(IngestError::TooLarge {
+                limit: self.max_size,
+            });
+        }
+        if self.quota.is_some_and(|q| size > q) {
+            return Err(IngestError::QuotaExceeded);
+        }
+        self.hasher.update(&data);
+        self.writer.write(data).await.map_err(IngestError::Store)?;
+        self.size = size;
+        Ok(())
+    }
+}

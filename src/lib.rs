@@ -1,0 +1,35 @@
+//! Uplink: an edge upload ingest node for video.
+//!
+//! # Layout
+//! Pure core (no sockets, no clock, no database):
+//! - [`upload`]: upload ids and the status lifecycle (the seed's codes).
+//! - [`account`]: tenant ids and credential generation.
+//! - [`config`]: raw TOML → `validate()` → typed settings per role.
+//! - [`control`]: the messages of the internal edge ↔ origin API.
+//! - [`error`]: the client-visible error tables, one per API flavour.
+//!
+//! The one ingest core and its adapters:
+//! - [`ingest`]: `create → append → complete | cancel`, used by every protocol.
+//! - [`protocol`]: one thin adapter per API flavour (headers + body stream → reply).
+//!
+//! Roles and their parts:
+//! - [`edge`]: the Pingora server (terminates uploads, proxies the control API).
+//! - [`origin`]: control API, internal API, job workers, FFmpeg media work.
+//! - [`store`]: object storage trait and its implementations.
+//! - [`db`]: sqlx state database (SQLite or PostgreSQL), one file per table.
+//! - [`operator`]: operator commands (`uplink account create`, …).
+//! - [`role`]: wires the roles together (`uplink dev`, `uplink edge`, `uplink origin`).
+
+pub mod account;
+pub mod config;
+pub mod control;
+pub mod db;
+pub mod edge;
+pub mod error;
+pub mod ingest;
+pub mod operator;
+pub mod origin;
+pub mod protocol;
+pub mod role;
+pub mod store;
+pub mod upload;

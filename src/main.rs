@@ -1,0 +1,183 @@
+//! The `uplink` binary: parses the command line, loads and validates config, calls the library.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use uplink::config::{self, DatabaseUrl, RawDev, RawEdge, RawOrigin};
+
+#[derive(Parser)]
+#[command(name = "uplink", version, about = "Edge upload ingest node for video")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The embedded default: origin and one edge in one process, SQLite and local files.
+    Dev(DevArgs),
+    /// The edge role (Pingora): terminates uploads, proxies the control API to the origin.
+    Edge {
+        /// Edge config file (see config/edge.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The origin role: control API, state database, processing workers.
+    Origin {
+        /// Origin config file (see config/origin.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Manage accounts.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// Public HTTP address [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Directory for the database, objects and scratch files [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Object storage URL [default: file://DATA_DIR/objects].
+    #[arg(long, env = "UPLINK_STORAGE")]
+    storage: Option<String>,
+    /// Database URL [default: sqlite://DATA_DIR/uplink.db].
+    #[arg(long, env = "UPLINK_DATABASE")]
+    database: Option<String>,
+    /// Config file (see config/dev.toml); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account (tenant) with its default pipeline and print its credentials once.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Where notifications are sent.
+        #[arg(long)]
+        notify_url: Option<String>,
+        /// Storage quota: bytes, or a size like 10GiB.
+        #[arg(long)]
+        quota: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// The data directory of an `uplink dev` node.
+        #[arg(
+            long,
+            conflicts_with = "database",
+            required_unless_present = "database"
+        )]
+        data_dir: Option<PathBuf>,
+        /// The state database URL.
+        #[arg(long, env = "UPLINK_DATABASE")]
+        database: Option<String>,
+    },
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("uplink: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Dev(args) => {
+            let mut raw: RawDev = match &args.config {
+                Some(path) => config::load(path)?,
+                None => RawDev::default(),
+            };
+            raw.listen = args.listen.or(raw.listen);
+            raw.data_dir = args.data_dir.or(raw.data_dir);
+            raw.storage = args.storage.or(raw.storage);
+            raw.database = args.database.or(raw.database);
+            let settings = raw.validate(uplink::role::generate_secret())?;
+            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+                format!(
+                    "cannot create the data directory {}",
+                    settings.data_dir.display()
+                )
+            })?;
+            uplink::role::run_dev(settings)?;
+        }
+        Command::Edge { config } => {
+            let settings = config::load::<RawEdge>(&config)?.validate(&env)?;
+            uplink::role::run_edge(&settings)?;
+        }
+        Command::Origin { config } => {
+            let settings = config::load::<RawOrigin>(&config)?.validate(&env)?;
+            uplink::role::run_origin(settings)?;
+        }
+        Command::Account {
+            command:
+                AccountCommand::Create {
+                    name,
+                    notify_url,
+                    quota,
+                    json,
+                    data_dir,
+                    database,
+                },
+        } => {
+            let database = match (database, data_dir) {
+                (Some(url), _) => DatabaseUrl::parse(&url, "--database")?,
+                (None, Some(dir)) => {
+                    std::fs::create_dir_all(&dir).with_context(|| {
+                        format!("cannot create the data directory {}", dir.display())
+                    })?;
+                    DatabaseUrl::in_data_dir(&dir)
+                }
+                (None, None) => anyhow::bail!("give --data-dir or --database"),
+            };
+            let req = uplink::operator::AccountRequest {
+                name,
+                notify_url,
+                quota,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let account = rt.block_on(uplink::operator::create_account(&database, &req))?;
+            if json {
+                println!("{account}");
+            } else {
+                for key in [
+                    "id",
+                    "name",
+                    "api_key",
+                    "access_key",
+                    "secret",
+                    "pipeline_id",
+                ] {
+                    println!("{key:12} {}", account[key].as_str().unwrap_or_default());
+                }
+                println!("\nThe api_key and secret are shown only now; store them safely.");
+            }
+        }
+    }
+    Ok(())
+}

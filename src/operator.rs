@@ -1,0 +1,87 @@
+//! Operator commands that work on the state database directly, so they run beside a live
+//! server (SQLite in WAL mode, or PostgreSQL): `uplink account create`.
+//!
+//! Must not depend on the edge or on HTTP.
+
+use crate::account::{new_pipeline_id, validate_name, Credentials};
+use crate::config::DatabaseUrl;
+use crate::db::account::{create, NewAccount};
+use crate::db::{now_ms, Db, DbError};
+use serde_json::{json, Value};
+
+/// Why an operator command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// A bad argument.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// The arguments of `uplink account create`.
+#[derive(Debug, Clone)]
+pub struct AccountRequest {
+    /// Display name.
+    pub name: String,
+    /// Notification URL (absolute http or https).
+    pub notify_url: Option<String>,
+    /// Storage quota, a byte count or a size like `"10GiB"`.
+    pub quota: Option<String>,
+}
+
+/// Creates an account and its default pipeline; returns what to show the operator, once,
+/// including the secrets.
+///
+/// # Errors
+/// A bad argument or a database failure.
+pub async fn create_account(
+    database: &DatabaseUrl,
+    req: &AccountRequest,
+) -> Result<Value, OperatorError> {
+    let name =
+        validate_name(&req.name).map_err(|e| OperatorError::Invalid(format!("--name: {e}")))?;
+    if let Some(url) = &req.notify_url {
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            OperatorError::Invalid(format!("--notify-url: {url:?} is not a URL ({e})"))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(OperatorError::Invalid(
+                "--notify-url: must be an absolute http(s) URL".into(),
+            ));
+        }
+    }
+    let quota = req
+        .quota
+        .as_deref()
+        .map(|q| {
+            q.parse::<bytesize::ByteSize>()
+                .map(|b| b.as_u64())
+                .map_err(|_| {
+                    OperatorError::Invalid(format!(
+                        "--quota: {q:?} is not a byte count or a size like 10GiB"
+                    ))
+                })
+        })
+        .transpose()?;
+    let db = Db::open(database).await?;
+    let creds = Credentials::generate(&mut rand::rng());
+    let new = NewAccount {
+        name: name.to_owned(),
+        notify_url: req.notify_url.clone(),
+        quota_bytes: quota,
+    };
+    let pipeline_id = new_pipeline_id(&mut rand::rng());
+    let created = create(&db, &new, &creds, &pipeline_id, now_ms()).await?;
+    Ok(json!({
+        "id": created.id.0,
+        "name": new.name,
+        "api_key": creds.api_key,
+        "access_key": creds.access_key,
+        "secret": creds.secret,
+        "pipeline_id": created.pipeline_id.0,
+        "notify_url": new.notify_url,
+        "quota": new.quota_bytes,
+    }))
+}

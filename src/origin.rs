@@ -1,0 +1,103 @@
+//! The origin role: the control API (the vendor flavours' reads and sessions), the internal
+//! API the edges call, the state database and the processing workers.
+//!
+//! Layout: `api` (public Uploads API), `internal` (edge ↔ origin), `worker` (job loop),
+//! `media` (FFmpeg). Must not depend on the edge or on Pingora.
+
+pub mod api;
+pub mod internal;
+pub mod media;
+pub mod worker;
+
+use crate::config::{OriginSettings, Secret};
+use crate::db::{Db, DbError};
+use crate::store::{self, Store, StoreError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Why the origin could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database.
+    #[error("origin: cannot open the state database")]
+    Db(#[source] DbError),
+    /// The store.
+    #[error("origin: cannot open the object store")]
+    Store(#[source] StoreError),
+    /// The listening socket or scratch directory.
+    #[error("origin: cannot {what}")]
+    Io {
+        /// What we were doing.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What every handler and worker shares.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// State database.
+    pub db: Db,
+    /// Object store.
+    pub store: Arc<dyn Store>,
+    /// The edges' shared secret.
+    pub secret: Secret,
+    /// Wakes idle workers when a job is queued.
+    pub wake: Arc<Notify>,
+    /// Settings.
+    pub settings: Arc<OriginSettings>,
+}
+
+/// Opens everything, binds the listener and spawns the API server and the workers on the
+/// current Tokio runtime. Returns the bound address.
+///
+/// # Errors
+/// Something could not be opened or bound.
+pub async fn start(settings: OriginSettings) -> Result<SocketAddr, StartError> {
+    let db = Db::open(&settings.database).await.map_err(StartError::Db)?;
+    let store = store::open(&settings.storage)
+        .await
+        .map_err(StartError::Store)?;
+    tokio::fs::create_dir_all(&settings.scratch_dir)
+        .await
+        .map_err(|source| StartError::Io {
+            what: format!(
+                "create the scratch directory {}",
+                settings.scratch_dir.display()
+            ),
+            source,
+        })?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| StartError::Io {
+            what: format!("listen on {}", settings.listen),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Io {
+        what: "read the bound address".into(),
+        source,
+    })?;
+    let state = State {
+        db,
+        store,
+        secret: settings.internal_secret.clone(),
+        wake: Arc::new(Notify::new()),
+        settings: Arc::new(settings),
+    };
+    for n in 0..state.settings.workers {
+        tokio::spawn(worker::run(state.clone(), format!("{addr}/{n}")));
+    }
+    let app = api::routes()
+        .merge(internal::routes(state.clone()))
+        .with_state(state);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "The origin's API server stopped.");
+        }
+    });
+    tracing::info!(%addr, "Origin listening.");
+    Ok(addr)
+}

@@ -1,0 +1,126 @@
+//! The public control API served by the origin (reached through an edge): the Uploads API's
+//! reads, exactly as the seed (`GET /api/client/v1/uploads`, `GET …/uploads/{id}`), and
+//! `/healthz`. Handlers parse → query → render; errors come from [`crate::error`].
+
+use super::State;
+use crate::db;
+use crate::db::upload::UploadRecord;
+use crate::error::UploadsApiError;
+use crate::upload::UploadId;
+use axum::extract::{Path, State as Ext};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// How many uploads the list returns (the seed's "50 most recent").
+pub const LIST_LIMIT: i64 = 50;
+
+/// An Uploads API error as an axum response.
+pub struct ApiError(pub UploadsApiError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.0.render();
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<db::DbError> for ApiError {
+    fn from(e: db::DbError) -> Self {
+        tracing::error!(error = %e, source = ?std::error::Error::source(&e), "Database error in the Uploads API.");
+        ApiError(UploadsApiError::Unavailable)
+    }
+}
+
+/// The routes.
+pub fn routes() -> Router<State> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/client/v1/uploads", get(list))
+        .route("/api/client/v1/uploads/{id}", get(one))
+        .fallback(|| async { ApiError(UploadsApiError::NoRoute) })
+}
+
+async fn healthz(Ext(state): Ext<State>) -> Response {
+    match state.db.ping().await {
+        Ok(()) => Json(json!({ "status": "ok", "role": "origin" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "Health check failed.");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "database unavailable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The account behind the request's Bearer key.
+async fn account(state: &State, headers: &HeaderMap) -> Result<String, ApiError> {
+    let key = crate::protocol::bearer(headers).ok_or(ApiError(UploadsApiError::Unauthenticated))?;
+    db::account::find_by_api_key(&state.db, key)
+        .await?
+        .map(|owner| owner.account_id)
+        .ok_or(ApiError(UploadsApiError::Unauthenticated))
+}
+
+fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// An upload as the Uploads API shows it: the seed's fields, then `folder`, `size`, `sha256`
+/// and `error` (null until known).
+#[must_use]
+pub fn view(u: &UploadRecord) -> Value {
+    json!({
+        "id": u.id,
+        "filename": u.filename,
+        "status": u.status.code(),
+        "status_text": u.status.text(),
+        "created_at": time(u.created_at),
+        "updated_at": time(u.updated_at),
+        "folder": u.folder,
+        "size": u.size,
+        "sha256": u.sha256,
+        "duration_ms": u.duration_ms,
+        "error": u.error,
+    })
+}
+
+async fn list(Ext(state): Ext<State>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let account_id = account(&state, &headers).await?;
+    let uploads = db::upload::list_recent(&state.db, &account_id, LIST_LIMIT).await?;
+    Ok(Json(
+        json!({ "data": uploads.iter().map(view).collect::<Vec<_>>() }),
+    ))
+}
+
+async fn one(
+    Ext(state): Ext<State>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let account_id = account(&state, &headers).await?;
+    let not_found = || ApiError(UploadsApiError::NotFound);
+    let id: UploadId = id.parse().map_err(|_| not_found())?;
+    let upload = db::upload::get(&state.db, &id.to_string())
+        .await?
+        .filter(|u| u.account_id == account_id)
+        .ok_or_else(not_found)?;
+    Ok(Json(json!({ "data": view(&upload) })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc_seconds() {
+        assert_eq!(time(1_723_370_400_000), "2024-08-11T10:00:00Z");
+    }
+}

@@ -1,0 +1,127 @@
+//! The internal API the edges call (see [`crate::control`]): resolve an API key, open an
+//! upload, record it stored, drop an unfinished one. Every request must carry the shared
+//! secret; it is compared in constant time.
+
+use super::State;
+use crate::control::{self, CreateUpload, CreatedUpload, ResolveKey, StatusView, UploadStored};
+use crate::db::{self, now_ms, upload::NewUpload};
+use crate::store::ObjectKey;
+use crate::upload::{Status, UploadId};
+use axum::extract::{Path, Request, State as Ext};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+/// The internal routes, guarded by the shared secret.
+pub fn routes(state: State) -> Router<State> {
+    Router::new()
+        .route("/internal/v1/api-keys/resolve", post(resolve))
+        .route("/internal/v1/uploads", post(create))
+        .route("/internal/v1/uploads/{id}/stored", post(stored))
+        .route("/internal/v1/uploads/{id}", delete(cancel))
+        .route_layer(middleware::from_fn_with_state(state, require_secret))
+}
+
+fn reply(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "message": message }))).into_response()
+}
+
+async fn require_secret(Ext(state): Ext<State>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(control::SECRET_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if bool::from(given.ct_eq(state.secret.expose().as_bytes())) {
+        next.run(req).await
+    } else {
+        reply(StatusCode::UNAUTHORIZED, "missing or wrong internal secret")
+    }
+}
+
+fn db_failure(e: &db::DbError) -> Response {
+    tracing::error!(error = %e, source = ?std::error::Error::source(e), "Database error in the internal API.");
+    reply(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+}
+
+async fn resolve(Ext(state): Ext<State>, Json(req): Json<ResolveKey>) -> Response {
+    match db::account::find_by_api_key(&state.db, &req.api_key).await {
+        Ok(Some(owner)) => Json(owner).into_response(),
+        Ok(None) => reply(StatusCode::NOT_FOUND, "unknown API key"),
+        Err(e) => db_failure(&e),
+    }
+}
+
+async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Response {
+    let root = match db::account::pipeline_root(&state.db, &req.account_id, &req.pipeline_id).await
+    {
+        Ok(Some(root)) => root,
+        Ok(None) => return reply(StatusCode::NOT_FOUND, "unknown pipeline for this account"),
+        Err(e) => return db_failure(&e),
+    };
+    let id = UploadId::new();
+    let Ok(key) = ObjectKey::new(format!("{root}uploads/{id}/source")) else {
+        tracing::error!(%root, "A pipeline's storage root makes an invalid object key.");
+        return reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "invalid pipeline storage root",
+        );
+    };
+    let new = NewUpload {
+        id,
+        account_id: req.account_id,
+        pipeline_id: req.pipeline_id,
+        flavour: req.flavour,
+        filename: req.filename,
+        object_key: key.to_string(),
+    };
+    match db::upload::insert(&state.db, &new, now_ms()).await {
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(CreatedUpload {
+                id: id.to_string(),
+                object_key: key.to_string(),
+            }),
+        )
+            .into_response(),
+        Err(e) => db_failure(&e),
+    }
+}
+
+async fn stored(
+    Ext(state): Ext<State>,
+    Path(id): Path<String>,
+    Json(req): Json<UploadStored>,
+) -> Response {
+    let facts = db::upload::Stored {
+        size: req.size,
+        sha256: req.sha256,
+        folder: req.folder,
+    };
+    match db::upload::mark_stored(&state.db, &id, &facts, now_ms()).await {
+        Ok(true) => {
+            state.wake.notify_one();
+            tracing::info!(upload_id = %id, size = facts.size, "Upload stored; job queued.");
+            Json(StatusView {
+                id,
+                status: Status::Pending.code(),
+                status_text: Status::Pending.text().into(),
+            })
+            .into_response()
+        }
+        Ok(false) => reply(StatusCode::CONFLICT, "the upload is not receiving"),
+        Err(e) => db_failure(&e),
+    }
+}
+
+async fn cancel(Ext(state): Ext<State>, Path(id): Path<String>) -> Response {
+    match db::upload::delete_receiving(&state.db, &id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => reply(StatusCode::CONFLICT, "the upload is not receiving"),
+        Err(e) => db_failure(&e),
+    }
+}

@@ -1,0 +1,61 @@
+//! Wire protocols: thin adapters, one file per API flavour, that translate requests into calls
+//! on the ingest core and its results into replies. They see headers and a body stream, never
+//! a particular HTTP server, so every listener (Pingora's HTTP/1.1 and HTTP/2, later QUIC)
+//! serves them the same way.
+
+pub mod uploads_api;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+/// A complete reply to render on whatever connection the request came in on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type` of the body.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// A JSON reply.
+    #[must_use]
+    pub fn json(status: u16, body: &Value) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            body: Bytes::from(body.to_string()),
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+#[must_use]
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+
+    #[test]
+    fn bearer_tokens_are_parsed_strictly() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert("authorization", "Bearer sk-abc".parse().unwrap());
+        assert_eq!(bearer(&h), Some("sk-abc"));
+        h.insert("authorization", "bearer  sk-abc ".parse().unwrap());
+        assert_eq!(bearer(&h), Some("sk-abc"));
+        h.insert("authorization", "Basic sk-abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+        h.insert("authorization", "Bearer ".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+    }
+}

@@ -1,0 +1,186 @@
+//! The Uploads API seed's upload: `POST /api/client/v1/uploads`, `multipart/form-data` with
+//! the file in `video` and the collection path in `folder`, `Authorization: Bearer <api_key>`;
+//! `202` with the seed's body once the file is stored. Fields may come in either order; the
+//! file streams into the ingest core as it arrives.
+//!
+//! Two steps so a listener can refuse before reading the body: [`authorize`] (headers only),
+//! then [`receive`].
+
+use super::Reply;
+use crate::control::KeyOwner;
+use crate::error::UploadsApiError;
+use crate::ingest::{Ingest, IngestError, Receiving};
+use bytes::Bytes;
+use futures_util::Stream;
+use http::HeaderMap;
+use serde_json::json;
+
+/// The path of the upload endpoint.
+pub const PATH: &str = "/api/client/v1/uploads";
+
+/// The flavour name stored with each upload.
+const FLAVOUR: &str = "uploads_api";
+
+/// The longest `folder` accepted.
+const MAX_FOLDER: usize = 1024;
+
+/// A request whose headers passed: who uploads and how the body is delimited.
+#[derive(Debug)]
+pub struct Authorized {
+    owner: KeyOwner,
+    boundary: String,
+}
+
+fn error_reply(e: &UploadsApiError) -> Reply {
+    let (status, body) = e.render();
+    Reply::json(status, &body)
+}
+
+fn from_ingest(e: IngestError) -> UploadsApiError {
+    match e {
+        IngestError::TooLarge { limit } => UploadsApiError::TooLarge { limit },
+        IngestError::QuotaExceeded => UploadsApiError::QuotaExceeded,
+        other => {
+            tracing::error!(error = %other, source = ?std::error::Error::source(&other), "Upload failed at the edge.");
+            UploadsApiError::Unavailable
+        }
+    }
+}
+
+/// Checks the key, the content type and the declared length.
+///
+/// # Errors
+/// The reply to send instead of reading the body.
+pub async fn authorize(headers: &HeaderMap, ingest: &Ingest) -> Result<Authorized, Reply> {
+    let key =
+        super::bearer(headers).ok_or_else(|| error_reply(&UploadsApiError::Unauthenticated))?;
+    let owner = ingest
+        .authenticate(key)
+        .await
+        .map_err(|e| error_reply(&from_ingest(e)))?
+        .ok_or_else(|| error_reply(&UploadsApiError::Unauthenticated))?;
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = multer::parse_boundary(content_type).map_err(|_| {
+        error_reply(&UploadsApiError::Malformed(
+            "expected Content-Type: multipart/form-data with a boundary".into(),
+        ))
+    })?;
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared {
+        // The body includes the form's framing, so allow a little over the file limit.
+        let limit = ingest.max_upload_size();
+        if len > limit.saturating_add(64 * 1024) {
+            return Err(error_reply(&UploadsApiError::TooLarge { limit }));
+        }
+    }
+    Ok(Authorized { owner, boundary })
+}
+
+/// Reads the form and stores the video; the reply is the seed's `202` or an error.
+pub async fn receive<S>(auth: Authorized, body: S, ingest: &Ingest) -> Reply
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+{
+    let constraints = multer::Constraints::new()
+        .size_limit(multer::SizeLimit::new().for_field("folder", MAX_FOLDER as u64 * 4));
+    let mut form = multer::Multipart::with_constraints(body, auth.boundary, constraints);
+    let mut upload: Option<Receiving> = None;
+    let outcome = read_form(&mut form, &auth.owner, ingest, &mut upload).await;
+    drop(form);
+    let result = match (outcome, upload) {
+        (Ok(folder), Some(upload)) => finish(upload, folder, ingest).await,
+        (Ok(_), None) => Err(invalid("video", "The video field is required.")),
+        (Err(e), Some(upload)) => {
+            ingest.cancel(upload).await;
+            Err(e)
+        }
+        (Err(e), None) => Err(e),
+    };
+    match result {
+        Ok(view) => Reply::json(
+            202,
+            &json!({
+                "message": "Upload accepted and is now being processed.",
+                "data": { "id": view.id, "status": view.status, "status_text": view.status_text },
+            }),
+        ),
+        Err(e) => error_reply(&e),
+    }
+}
+
+fn invalid(field: &'static str, message: &str) -> UploadsApiError {
+    UploadsApiError::Invalid {
+        field,
+        message: message.to_owned(),
+    }
+}
+
+/// Reads every field; streams `video` into a new upload (left in `upload` so the caller can
+/// cancel it on error); returns `folder`.
+async fn read_form(
+    form: &mut multer::Multipart<'_>,
+    owner: &KeyOwner,
+    ingest: &Ingest,
+    upload: &mut Option<Receiving>,
+) -> Result<Option<String>, UploadsApiError> {
+    let malformed = |e: multer::Error| UploadsApiError::Malformed(e.to_string());
+    let mut folder = None;
+    while let Some(mut field) = form.next_field().await.map_err(malformed)? {
+        match field.name() {
+            Some("folder") => folder = Some(field.text().await.map_err(malformed)?),
+            Some("video") => {
+                if upload.is_some() {
+                    return Err(invalid("video", "Send exactly one video field."));
+                }
+                let filename = field.file_name().unwrap_or("video").to_owned();
+                let receiving = upload.insert(
+                    ingest
+                        .create(owner, FLAVOUR, &filename)
+                        .await
+                        .map_err(from_ingest)?,
+                );
+                while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+                    receiving.append(chunk).await.map_err(from_ingest)?;
+                }
+            }
+            // Other fields are skipped unread by the next `next_field`.
+            _ => {}
+        }
+    }
+    Ok(folder)
+}
+
+async fn finish(
+    upload: Receiving,
+    folder: Option<String>,
+    ingest: &Ingest,
+) -> Result<crate::control::StatusView, UploadsApiError> {
+    let folder = folder.map(|f| f.trim().to_owned()).unwrap_or_default();
+    let problem = if folder.is_empty() {
+        Some(invalid("folder", "The folder field is required."))
+    } else if folder.chars().count() > MAX_FOLDER || folder.chars().any(char::is_control) {
+        Some(invalid(
+            "folder",
+            "The folder must be at most 1024 characters, without control characters.",
+        ))
+    } else if upload.size() == 0 {
+        Some(invalid("video", "The video file is empty."))
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        ingest.cancel(upload).await;
+        return Err(problem);
+    }
+    tracing::info!(upload_id = %upload.id(), bytes = upload.size(), "Upload received.");
+    ingest
+        .complete(upload, Some(folder))
+        .await
+        .map_err(from_ingest)
+}

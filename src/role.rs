@@ -1,0 +1,101 @@
+//! Wires the roles: `uplink origin` (a Tokio runtime serving the origin), `uplink edge` (the
+//! Pingora server) and `uplink dev` (both in one process, the origin on an ephemeral loopback
+//! port that only the edge uses).
+//!
+//! Owns the process-level concerns (runtimes, signals); must not hold request logic.
+
+use crate::config::{DevSettings, EdgeSettings, OriginSettings};
+use crate::{edge, origin, store};
+use rand::distr::{Alphanumeric, SampleString};
+
+/// Why a role could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    /// The Tokio runtime.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// The origin.
+    #[error(transparent)]
+    Origin(#[from] origin::StartError),
+    /// The edge.
+    #[error(transparent)]
+    Edge(#[from] edge::StartError),
+    /// The edge's store.
+    #[error("edge: cannot open the object store")]
+    Store(#[source] store::StoreError),
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, RoleError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(RoleError::Runtime)
+}
+
+/// A random internal secret for a single-process deployment.
+#[must_use]
+pub fn generate_secret() -> crate::config::Secret {
+    crate::config::Secret::new(Alphanumeric.sample_string(&mut rand::rng(), 40))
+}
+
+/// Runs the origin until SIGINT or SIGTERM.
+///
+/// # Errors
+/// It cannot start.
+pub fn run_origin(settings: OriginSettings) -> Result<(), RoleError> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        origin::start(settings).await?;
+        shutdown_signal().await;
+        tracing::info!("Origin stopping.");
+        Ok(())
+    })
+}
+
+/// Runs the edge; returns only if it cannot start.
+///
+/// # Errors
+/// It cannot start.
+pub fn run_edge(settings: &EdgeSettings) -> Result<(), RoleError> {
+    let rt = runtime()?;
+    let store = rt
+        .block_on(store::open(&settings.storage))
+        .map_err(RoleError::Store)?;
+    edge::run(settings, store)?;
+    Ok(())
+}
+
+/// Runs origin and edge in one process; returns only if they cannot start.
+///
+/// # Errors
+/// Either cannot start.
+pub fn run_dev(mut settings: DevSettings) -> Result<(), RoleError> {
+    let rt = runtime()?;
+    let origin_addr = rt.block_on(origin::start(settings.origin.clone()))?;
+    settings.edge.origin_url = format!("http://{origin_addr}");
+    settings.edge.origin_addr = origin_addr.to_string();
+    let store = rt
+        .block_on(store::open(&settings.edge.storage))
+        .map_err(RoleError::Store)?;
+    tracing::info!(data_dir = %settings.data_dir.display(), "Embedded default: origin and edge in one process.");
+    // `rt` keeps running the origin while the edge's server owns this thread.
+    edge::run(&settings.edge, store)?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}

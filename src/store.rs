@@ -1,0 +1,163 @@
+//! Object storage behind one small trait: the ingest core streams an upload into an
+//! [`ObjectWriter`], the origin's workers read sources and write outputs. Implementations:
+//! [`file::FileStore`] (local files, the default).
+//!
+//! Must not depend on HTTP, the database or any protocol.
+
+pub mod file;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::StorageUrl;
+
+/// A storage failure, naming the object and what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Writing an object failed.
+    #[error("cannot write object {key}")]
+    Write {
+        /// The object.
+        key: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading an object failed.
+    #[error("cannot read object {key}")]
+    Read {
+        /// The object.
+        key: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Deleting an object failed.
+    #[error("cannot delete object {key}")]
+    Delete {
+        /// The object.
+        key: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store itself could not be opened.
+    #[error("cannot open the object store at {location}")]
+    Open {
+        /// Where.
+        location: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A validated object key: relative, `/`-separated, no empty, `.` or `..` segments, no control
+/// characters, at most 1024 bytes (the S3 limit).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    /// Checks a key.
+    ///
+    /// # Errors
+    /// A message saying what is wrong with it.
+    pub fn new(key: impl Into<String>) -> Result<Self, &'static str> {
+        let key = key.into();
+        if key.is_empty() || key.len() > 1024 {
+            return Err("an object key must be 1 to 1024 bytes long");
+        }
+        if key.chars().any(char::is_control) || key.contains('\\') {
+            return Err("an object key must not contain control characters or backslashes");
+        }
+        if key
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err("an object key must not have empty, '.' or '..' segments");
+        }
+        Ok(Self(key))
+    }
+
+    /// The key's text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A readable local copy of an object; a temporary copy is removed when this is dropped.
+#[derive(Debug)]
+pub struct LocalObject {
+    path: PathBuf,
+    _temp: Option<tempfile::TempPath>,
+}
+
+impl LocalObject {
+    /// Where to read it.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// An object being written. Nothing is visible under the key until [`ObjectWriter::finish`]
+/// returns, and then all of it is, durably.
+#[async_trait]
+pub trait ObjectWriter: Send {
+    /// Appends bytes.
+    async fn write(&mut self, data: Bytes) -> Result<(), StoreError>;
+    /// Makes the object durable and visible; returns its size.
+    async fn finish(self: Box<Self>) -> Result<u64, StoreError>;
+    /// Discards what was written.
+    async fn abort(self: Box<Self>);
+}
+
+/// An object store.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Starts writing an object (replacing any object under the key on finish).
+    async fn writer(&self, key: &ObjectKey) -> Result<Box<dyn ObjectWriter>, StoreError>;
+    /// A local file with the object's bytes, copied into `scratch` if the store is remote.
+    async fn fetch_to_local(
+        &self,
+        key: &ObjectKey,
+        scratch: &Path,
+    ) -> Result<LocalObject, StoreError>;
+    /// Stores a local file under a key.
+    async fn put_file(&self, key: &ObjectKey, src: &Path) -> Result<u64, StoreError>;
+    /// Deletes an object; deleting a missing object succeeds.
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
+}
+
+/// Opens the store a URL names.
+///
+/// # Errors
+/// The store cannot be opened.
+pub async fn open(url: &StorageUrl) -> Result<Arc<dyn Store>, StoreError> {
+    match url {
+        StorageUrl::File(root) => Ok(Arc::new(file::FileStore::open(root).await?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ObjectKey;
+
+    #[test]
+    fn keys_are_validated() {
+        assert!(ObjectKey::new("accounts/a/uploads/b/source").is_ok());
+        for bad in ["", "/abs", "a//b", "a/../b", "./a", "a/", "a\nb", "a\\b"] {
+            assert!(ObjectKey::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(ObjectKey::new("k".repeat(1025)).is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! The local-file store: objects are files under a root directory. A writer fills a file in
+//! `ROOT/.partial/`, then `finish` syncs it and renames it into place, so a crash never leaves
+//! a half-written object under its key.
+
+use super::{LocalObject, ObjectKey, ObjectWriter, Store, StoreError};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+/// Objects as files under `root`.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    root: PathBuf,
+}
+
+impl FileStore {
+    /// Opens (creating) the store at `root`.
+    ///
+    /// # Errors
+    /// The directories cannot be created.
+    pub async fn open(root: &Path) -> Result<Self, StoreError> {
+        let partial = root.join(".partial");
+        tokio::fs::create_dir_all(&partial)
+            .await
+            .map_err(|source| StoreError::Open {
+                location: root.display().to_string(),
+                source,
+            })?;
+        Ok(Self {
+            root: root.to_owned(),
+        })
+    }
+
+    fn path(&self, key: &ObjectKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+}
+
+struct FileWriter {
+    key: ObjectKey,
+    partial: PathBuf,
+    dest: PathBuf,
+    file: tokio::fs::File,
+    size: u64,
+}
+
+impl FileWriter {
+    fn err(&self, source: std::io::Error) -> StoreError {
+        StoreError::Write {
+            key: self.key.to_string(),
+            source,
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectWriter for FileWriter {
+    async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
+        match self.file.write_all(&data).await {
+            Ok(()) => {
+                self.size += data.len() as u64;
+                Ok(())
+            }
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<u64, StoreError> {
+        if let Err(e) = self.file.sync_all().await {
+            return Err(self.err(e));
+        }
+        let parent = self.dest.parent().map(Path::to_owned);
+        if let Some(dir) = &parent {
+            if let Err(e) = tokio::fs::create_dir_all(dir).await {
+                return Err(self.err(e));
+            }
+        }
+        if let Err(e) = tokio::fs::rename(&self.partial, &self.dest).await {
+            return Err(self.err(e));
+        }
+        if let Some(dir) = parent {
+            // The rename is durable once the directory entry is.
+            if let Ok(d) = tokio::fs::File::open(&dir).await {
+                let _ = d.sync_all().await;
+            }
+        }
+        Ok(self.size)
+    }
+
+    async fn abort(self: Box<Self>) {
+        drop(self.file);
+        if let Err(e) = tokio::fs::remove_file(&self.partial).await {
+            tracing::warn!(key = %self.key, error = %e, "Could not remove a partial object.");
+        }
+    }
+}
+
+#[async_trait]
+impl Store for FileStore {
+    async fn writer(&self, key: &ObjectKey) -> Result<Box<dyn ObjectWriter>, StoreError> {
+        let partial = self
+            .root
+            .join(".partial")
+            .join(uuid::Uuid::new_v4().to_string());
+        let file = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|source| StoreError::Write {
+                key: key.to_string(),
+                source,
+            })?;
+        Ok(Box::new(FileWriter {
+            key: key.clone(),
+            partial,
+            dest: self.path(key),
+            file,
+            size: 0,
+        }))
+    }
+
+    async fn fetch_to_local(
+        &self,
+        key: &ObjectKey,
+        _scratch: &Path,
+    ) -> Result<LocalObject, StoreError> {
+        let path = self.path(key);
+        tokio::fs::metadata(&path)
+            .await
+            .map_err(|source| StoreError::Read {
+                key: key.to_string(),
+                source,
+            })?;
+        Ok(LocalObject { path, _temp: None })
+    }
+
+    async fn put_file(&self, key: &ObjectKey, src: &Path) -> Result<u64, StoreError> {
+        let mut writer = self.writer(key).await?;
+        let mut file = tokio::fs::File::open(src)
+            .await
+            .map_err(|source| StoreError::Read {
+                key: src.display().to_string(),
+                source,
+            })?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
+                Ok(n) => n,
+                Err(source) => {
+                    writer.abort().await;
+                    return Err(StoreError::Read {
+                        key: src.display().to_string(),
+                        source,
+                    });
+                }
+            };
+            if n == 0 {
+                return writer.finish().await;
+            }
+            writer.write(Bytes::copy_from_slice(&buf[..n])).await?;
+        }
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(self.path(key)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Delete {
+                key: key.to_string(),
+                source,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn nothing_is_visible_until_finish_and_abort_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).await.unwrap();
+        let key = ObjectKey::new("a/b/c").unwrap();
+        let mut w = store.writer(&key).await.unwrap();
+        w.write(Bytes::from_static(b"hello ")).await.unwrap();
+        w.write(Bytes::from_static(b"world")).await.unwrap();
+        assert!(!dir.path().join("a/b/c").exists());
+        assert_eq!(w.finish().await.unwrap(), 11);
+        assert_eq!(
+            std::fs::read(dir.path().join("a/b/c")).unwrap(),
+            b"hello world"
+        );
+
+        let mut w = store.writer(&ObjectKey::new("x").unwrap()).await.unwrap();
+        w.write(Bytes::from_static(b"partial")).await.unwrap();
+        w.abort().await;
+        assert!(!dir.path().join("x").exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(".partial"))
+                .unwrap()
+                .count(),
+            0
+        );
+
+        store.delete(&key).await.unwrap();
+        store.delete(&key).await.unwrap();
+        assert!(!dir.path().join("a/b/c").exists());
+    }
+}

@@ -1,0 +1,168 @@
+//! The upload's identity and its status lifecycle: pure values, no I/O, no clock.
+//!
+//! Status codes are the Uploads API seed's (1 pending, 3 processing, 5 uploading, 6 completed,
+//! 7 failed) plus 0 `receiving`, the documented code for an upload whose bytes are still
+//! arriving. Must not depend on the database, the network or the store.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// An upload's public id: a UUID in its hyphenated lower-case text form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UploadId(uuid::Uuid);
+
+impl UploadId {
+    /// A new random id.
+    #[must_use]
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+}
+
+impl Default for UploadId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for UploadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for UploadId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// Where an upload stands. The numeric codes are public API and never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Bytes are still arriving at the edge.
+    Receiving,
+    /// Stored and queued, waiting for a worker.
+    Pending,
+    /// A worker is processing (probing, remuxing, transcoding) the video.
+    Processing,
+    /// The processed files are being written to final storage.
+    Uploading,
+    /// Processed and ready for playback.
+    Completed,
+    /// An error occurred; the record's `error` says which.
+    Failed,
+}
+
+impl Status {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Status; 6] = [
+        Status::Receiving,
+        Status::Pending,
+        Status::Processing,
+        Status::Uploading,
+        Status::Completed,
+        Status::Failed,
+    ];
+
+    /// The public numeric code.
+    #[must_use]
+    pub fn code(self) -> i64 {
+        match self {
+            Status::Receiving => 0,
+            Status::Pending => 1,
+            Status::Processing => 3,
+            Status::Uploading => 5,
+            Status::Completed => 6,
+            Status::Failed => 7,
+        }
+    }
+
+    /// The public status text.
+    #[must_use]
+    pub fn text(self) -> &'static str {
+        match self {
+            Status::Receiving => "receiving",
+            Status::Pending => "pending",
+            Status::Processing => "processing",
+            Status::Uploading => "uploading",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// The status with this public code, if any.
+    #[must_use]
+    pub fn from_code(code: i64) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    /// Whether the upload may move from `self` to `next`. Failure is reachable from every
+    /// non-final status; otherwise an upload only moves forward, one step at a time, except that
+    /// a job whose lease expired may be processed again (`Processing`/`Uploading` → `Processing`).
+    #[must_use]
+    pub fn can_move_to(self, next: Status) -> bool {
+        use Status::{Completed, Failed, Pending, Processing, Receiving, Uploading};
+        match (self, next) {
+            (Completed | Failed, _) => false,
+            (_, Failed) => true,
+            (Receiving, Pending) | (Pending, Processing) | (Processing, Uploading) => true,
+            (Processing | Uploading, Processing) | (Uploading, Completed) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether no further change can happen.
+    #[must_use]
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_texts_are_the_seeds() {
+        let table: Vec<(i64, &str)> = Status::ALL.iter().map(|s| (s.code(), s.text())).collect();
+        assert_eq!(
+            table,
+            [
+                (0, "receiving"),
+                (1, "pending"),
+                (3, "processing"),
+                (5, "uploading"),
+                (6, "completed"),
+                (7, "failed")
+            ]
+        );
+        for s in Status::ALL {
+            assert_eq!(Status::from_code(s.code()), Some(s));
+        }
+        assert_eq!(Status::from_code(2), None);
+    }
+
+    #[test]
+    fn lifecycle_moves_forward_only() {
+        use Status::*;
+        let happy = [Receiving, Pending, Processing, Uploading, Completed];
+        for pair in happy.windows(2) {
+            assert!(pair[0].can_move_to(pair[1]), "{pair:?}");
+            assert!(!pair[1].can_move_to(pair[0]), "{pair:?}");
+        }
+        assert!(Processing.can_move_to(Failed));
+        assert!(Uploading.can_move_to(Processing));
+        assert!(!Completed.can_move_to(Failed));
+        assert!(!Failed.can_move_to(Pending));
+        assert!(!Receiving.can_move_to(Completed));
+    }
+
+    #[test]
+    fn upload_id_round_trips_and_rejects_garbage() {
+        let id = UploadId::new();
+        assert_eq!(id.to_string().parse::<UploadId>().unwrap(), id);
+        assert!("not-an-id".parse::<UploadId>().is_err());
+    }
+}
