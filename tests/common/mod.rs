@@ -1,0 +1,350 @@
+//! The test harness: starts the real `uplink` binary on free ports with a temporary data dir
+//! (and, for PostgreSQL, a database of its own), waits on `/healthz`, makes real media with
+//! FFmpeg's `testsrc`, and cleans up (processes killed, databases dropped, dirs removed).
+#![allow(dead_code)]
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_uplink")
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Which state database a node uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A PostgreSQL database created for one test and dropped after it.
+pub struct PgDatabase {
+    name: String,
+    pub url: String,
+}
+
+fn pg_server() -> String {
+    std::env::var("UPLINK_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .arg(format!("{}/postgres", pg_server()))
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("psql runs (apt-get install postgresql-client)");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl PgDatabase {
+    pub fn create() -> Self {
+        let name = format!("uplink_test_{}", uuid::Uuid::new_v4().simple());
+        psql(&format!("CREATE DATABASE {name}"));
+        let url = format!("{}/{name}", pg_server());
+        Self { name, url }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(format!("{}/postgres", pg_server()))
+            .args(["-q", "-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .output();
+    }
+}
+
+/// A running `uplink dev` node.
+pub struct Node {
+    child: Option<Child>,
+    pub url: String,
+    pub port: u16,
+    pub data_dir: tempfile::TempDir,
+    pub pg: Option<PgDatabase>,
+    extra: Vec<String>,
+}
+
+/// Polls `url` until it answers 200, or panics after `limit`, showing the node's log.
+pub async fn wait_healthy(url: &str, child: &mut Child, log: &Path) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("uplink exited with {status} before it was healthy:\n{}", read_log(log));
+        }
+        assert!(Instant::now() < deadline, "{url} not healthy in 30 s:\n{}", read_log(log));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+impl Node {
+    /// Starts `uplink dev` on a free port with the given database and extra arguments.
+    pub async fn dev(backend: Backend) -> Self {
+        Self::dev_with(backend, &[]).await
+    }
+
+    pub async fn dev_with(backend: Backend, extra: &[&str]) -> Self {
+        let pg = (backend == Backend::Postgres).then(PgDatabase::create);
+        let mut node = Node {
+            child: None,
+            url: String::new(),
+            port: 0,
+            data_dir: tempfile::tempdir().unwrap(),
+            pg,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        node.start().await;
+        node
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.data_dir.path().join("uplink.log")
+    }
+
+    /// The `--database` URL in use.
+    pub fn database_url(&self) -> String {
+        match &self.pg {
+            Some(pg) => pg.url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.path().join("uplink.db").display()),
+        }
+    }
+
+    async fn start(&mut self) {
+        self.port = free_port();
+        self.url = format!("http://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.args(["dev", "--listen", &format!("127.0.0.1:{}", self.port), "--data-dir"])
+            .arg(self.data_dir.path())
+            .args(&self.extra)
+            .env_remove("UPLINK_DATABASE")
+            .env_remove("UPLINK_STORAGE")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(pg) = &self.pg {
+            cmd.args(["--database", &pg.url]);
+        }
+        let mut child = cmd.spawn().unwrap();
+        wait_healthy(&format!("{}/healthz", self.url), &mut child, &self.log_path()).await;
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the process (SIGKILL, no clean shutdown) and starts it again on the same state.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.start().await;
+    }
+
+    /// Creates an account with `uplink account create --json` beside the running node.
+    pub fn account(&self, name: &str) -> Account {
+        let json = run_ok(&["account", "create", "--name", name, "--json", "--database", &self.database_url()]);
+        Account::from_json(&json)
+    }
+
+    /// `uplink account create` with extra arguments; the process output.
+    pub fn account_cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin())
+            .args(["account", "create", "--database", &self.database_url()])
+            .args(args)
+            .env_remove("UPLINK_DATABASE")
+            .output()
+            .unwrap()
+    }
+
+    /// The node's object store directory.
+    pub fn objects(&self) -> PathBuf {
+        self.data_dir.path().join("objects")
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        read_log(&self.log_path())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- uplink log ---\n{}", self.log());
+        }
+    }
+}
+
+/// Runs the binary, asserts success, returns stdout as JSON.
+pub fn run_ok(args: &[&str]) -> Value {
+    let out = Command::new(bin()).args(args).env_remove("UPLINK_DATABASE").output().unwrap();
+    assert!(out.status.success(), "uplink {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// An account's credentials as `account create --json` printed them.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub api_key: String,
+    pub json: Value,
+}
+
+impl Account {
+    pub fn from_json(json: &Value) -> Self {
+        Self {
+            id: json["id"].as_str().unwrap().to_owned(),
+            api_key: json["api_key"].as_str().unwrap().to_owned(),
+            json: json.clone(),
+        }
+    }
+}
+
+/// A client for the Uploads API of one node and account.
+pub struct Uploads<'a> {
+    pub base: &'a str,
+    pub key: &'a str,
+    http: reqwest::Client,
+}
+
+impl<'a> Uploads<'a> {
+    pub fn new(base: &'a str, key: &'a str) -> Self {
+        Self { base, key, http: reqwest::Client::new() }
+    }
+
+    /// Posts a file as the seed's multipart form; returns status and JSON body.
+    pub async fn post(&self, file: &Path, folder: Option<&str>) -> (u16, Value) {
+        let bytes = tokio::fs::read(file).await.unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let mut form = reqwest::multipart::Form::new()
+            .part("video", reqwest::multipart::Part::bytes(bytes).file_name(name));
+        if let Some(folder) = folder {
+            form = form.text("folder", folder.to_owned());
+        }
+        let resp = self
+            .http
+            .post(format!("{}/api/client/v1/uploads", self.base))
+            .bearer_auth(self.key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        json_of(resp).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}/api/client/v1/uploads{path}", self.base))
+            .bearer_auth(self.key)
+            .send()
+            .await
+            .unwrap();
+        json_of(resp).await
+    }
+
+    /// Polls an upload until it reaches a final status (6 or 7); returns its record.
+    pub async fn wait_final(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.get(&format!("/{id}")).await;
+            assert_eq!(status, 200, "{body}");
+            let code = body["data"]["status"].as_i64().unwrap();
+            if code == 6 || code == 7 {
+                return body["data"].clone();
+            }
+            assert!(Instant::now() < deadline, "upload {id} stuck at {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+pub async fn json_of(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
+    (status, body)
+}
+
+/// Makes a real video (H.264-free: MPEG-4 Part 2 + AAC in Matroska) with FFmpeg's testsrc.
+pub fn test_video(dir: &Path, seconds: u32) -> PathBuf {
+    let path = dir.join("testsrc.mkv");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=duration={seconds}:size=320x240:rate=25"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:duration={seconds}"))
+        .args(["-c:v", "mpeg4", "-c:a", "aac", "-shortest"])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg runs (apt-get install ffmpeg)");
+    assert!(status.success());
+    path
+}
+
+/// Hex SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// The top-level box types of an MP4 file, in order.
+pub fn mp4_boxes(path: &Path) -> Vec<String> {
+    let data = std::fs::read(path).unwrap();
+    let mut boxes = Vec::new();
+    let mut at = 0usize;
+    while at + 8 <= data.len() {
+        let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        boxes.push(String::from_utf8_lossy(&data[at + 4..at + 8]).into_owned());
+        let size = if size == 1 {
+            u64::from_be_bytes(data[at + 8..at + 16].try_into().unwrap()) as usize
+        } else {
+            size
+        };
+        if size < 8 {
+            break;
+        }
+        at += size;
+    }
+    boxes
+}
+
+/// Every file under a directory, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
