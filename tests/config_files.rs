@@ -16,14 +16,23 @@ fn every_example_config_is_valid() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         match name.as_str() {
             "origin.toml" => {
-                config::load::<RawOrigin>(&path).unwrap().validate(&env).unwrap();
+                config::load::<RawOrigin>(&path)
+                    .unwrap()
+                    .validate(&env)
+                    .unwrap();
             }
             "edge.toml" => {
-                config::load::<RawEdge>(&path).unwrap().validate(&env).unwrap();
+                config::load::<RawEdge>(&path)
+                    .unwrap()
+                    .validate(&env)
+                    .unwrap();
             }
             "dev.toml" => {
                 let secret = uplink::role::generate_secret();
-                config::load::<RawDev>(&path).unwrap().validate(secret).unwrap();
+                config::load::<RawDev>(&path)
+                    .unwrap()
+                    .validate(secret)
+                    .unwrap();
             }
             other => panic!("config/{other} has no test: add it here"),
         }
@@ -38,8 +47,14 @@ fn example_configs_hold_no_secret_values() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     for entry in std::fs::read_dir(dir).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for line in text.lines().filter(|l| l.contains("secret") && !l.trim_start().starts_with('#')) {
-            assert!(line.contains("env =") || line.contains("file ="), "inline secret: {line}");
+        for line in text
+            .lines()
+            .filter(|l| l.contains("secret") && !l.trim_start().starts_with('#'))
+        {
+            assert!(
+                line.contains("env =") || line.contains("file ="),
+                "inline secret: {line}"
+            );
         }
     }
 }
@@ -48,7 +63,9 @@ fn example_configs_hold_no_secret_values() {
 fn unknown_keys_are_refused_with_their_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("origin.toml");
-    let good = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/origin.toml")).unwrap();
+    let good =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/origin.toml"))
+            .unwrap();
     std::fs::write(&path, format!("{good}\nworkerz = 3\n")).unwrap();
     let err = config::load::<RawOrigin>(&path).unwrap_err().to_string();
     assert!(err.contains("workerz"), "{err}");

@@ -38,14 +38,31 @@ async fn video_reaches_completed(backend: Backend) {
     assert_eq!(record["status_text"], "completed");
     assert_eq!(record["filename"], "testsrc.mkv");
     assert_eq!(record["folder"], "root/my-folder");
-    assert_eq!(record["size"].as_u64(), Some(std::fs::metadata(&video).unwrap().len()));
-    assert_eq!(record["sha256"].as_str(), Some(sha256_file(&video).as_str()));
-    assert!(record["duration_ms"].as_i64().is_some_and(|d| (1900..=2200).contains(&d)), "{record}");
+    assert_eq!(
+        record["size"].as_u64(),
+        Some(std::fs::metadata(&video).unwrap().len())
+    );
+    assert_eq!(
+        record["sha256"].as_str(),
+        Some(sha256_file(&video).as_str())
+    );
+    assert!(
+        record["duration_ms"]
+            .as_i64()
+            .is_some_and(|d| (1900..=2200).contains(&d)),
+        "{record}"
+    );
 
     let db = db_of(&node).await;
     assert_eq!(
         upload::history(&db, &id).await.unwrap(),
-        [Status::Receiving, Status::Pending, Status::Processing, Status::Uploading, Status::Completed]
+        [
+            Status::Receiving,
+            Status::Pending,
+            Status::Processing,
+            Status::Uploading,
+            Status::Completed
+        ]
     );
     // The remuxed output is a fast-start MP4: the index (moov) before the media data.
     let stored = upload::get(&db, &id).await.unwrap().unwrap();
@@ -55,7 +72,10 @@ async fn video_reaches_completed(backend: Backend) {
     let mdat = boxes.iter().position(|b| b == "mdat").expect("mdat box");
     assert!(moov < mdat, "{boxes:?}");
     // And the stored source is byte-identical.
-    assert_eq!(sha256_file(&node.objects().join(&stored.object_key)), sha256_file(&video));
+    assert_eq!(
+        sha256_file(&node.objects().join(&stored.object_key)),
+        sha256_file(&video)
+    );
 
     let (status, list) = api.get("").await;
     assert_eq!(status, 200);
@@ -87,11 +107,22 @@ async fn non_video_fails(backend: Backend) {
     let record = api.wait_final(&id).await;
     assert_eq!(record["status"], 7, "{record}");
     assert_eq!(record["status_text"], "failed");
-    assert!(record["error"].as_str().is_some_and(|e| e.contains("not a video")), "{record}");
+    assert!(
+        record["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not a video")),
+        "{record}"
+    );
     assert_eq!(record["size"], 10_000);
-    assert_eq!(record["sha256"].as_str(), Some(sha256_file(&notes).as_str()));
+    assert_eq!(
+        record["sha256"].as_str(),
+        Some(sha256_file(&notes).as_str())
+    );
     let db = db_of(&node).await;
-    assert_eq!(upload::history(&db, &id).await.unwrap().last(), Some(&Status::Failed));
+    assert_eq!(
+        upload::history(&db, &id).await.unwrap().last(),
+        Some(&Status::Failed)
+    );
 }
 
 #[tokio::test]
@@ -121,7 +152,10 @@ async fn state_survives_a_crash(backend: Backend) {
     let (status, body) = api.get(&format!("/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!(body["data"]["status"], 6);
-    assert_eq!(body["data"]["sha256"].as_str(), Some(sha256_file(&video).as_str()));
+    assert_eq!(
+        body["data"]["sha256"].as_str(),
+        Some(sha256_file(&video).as_str())
+    );
     // The same key still works and new uploads go through.
     let (status, body) = api.post(&video, Some("root")).await;
     assert_eq!(status, 202, "{body}");
@@ -158,10 +192,13 @@ async fn keys_and_tenancy_are_enforced() {
         let (status, body) = common::json_of(http.get(&url).send().await.unwrap()).await;
         assert_eq!(status, 401, "{body}");
         assert!(body["message"].as_str().unwrap().contains("Bearer"));
-        let (status, _) = common::json_of(http.get(&url).bearer_auth("sk-wrong").send().await.unwrap()).await;
+        let (status, _) =
+            common::json_of(http.get(&url).bearer_auth("sk-wrong").send().await.unwrap()).await;
         assert_eq!(status, 401);
     }
-    let (status, _) = Uploads::new(&node.url, "sk-wrong").post(&video, Some("root")).await;
+    let (status, _) = Uploads::new(&node.url, "sk-wrong")
+        .post(&video, Some("root"))
+        .await;
     assert_eq!(status, 401);
 
     let b = Uploads::new(&node.url, &bob.api_key);
@@ -191,20 +228,38 @@ async fn bad_forms_are_refused_and_leave_nothing_behind() {
     std::fs::write(&empty, b"").unwrap();
     let (status, body) = api.post(&empty, Some("root")).await;
     assert_eq!(status, 422, "{body}");
-    assert!(body["errors"]["video"][0].as_str().unwrap().contains("empty"));
+    assert!(body["errors"]["video"][0]
+        .as_str()
+        .unwrap()
+        .contains("empty"));
 
     let http = reqwest::Client::new();
     let url = format!("{}/api/client/v1/uploads", node.url);
     let form = reqwest::multipart::Form::new().text("folder", "root");
-    let resp = http.post(&url).bearer_auth(&account.api_key).multipart(form).send().await.unwrap();
+    let resp = http
+        .post(&url)
+        .bearer_auth(&account.api_key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     let (status, body) = common::json_of(resp).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"]["video"][0], "The video field is required.");
 
-    let resp = http.post(&url).bearer_auth(&account.api_key).body("raw bytes").send().await.unwrap();
+    let resp = http
+        .post(&url)
+        .bearer_auth(&account.api_key)
+        .body("raw bytes")
+        .send()
+        .await
+        .unwrap();
     let (status, body) = common::json_of(resp).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("multipart/form-data"));
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("multipart/form-data"));
 
     // A form cut off in the middle of the file.
     let resp = http
@@ -220,7 +275,10 @@ async fn bad_forms_are_refused_and_leave_nothing_behind() {
     // Nothing of the refused uploads remains: no records, no objects, no partial files.
     let (_, list) = api.get("").await;
     assert_eq!(list["data"], json!([]), "{list}");
-    assert_eq!(files_under(&node.objects()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        files_under(&node.objects()),
+        Vec::<std::path::PathBuf>::new()
+    );
 }
 
 #[tokio::test]
@@ -244,7 +302,10 @@ async fn oversized_uploads_get_413() {
     assert_eq!(status, 413, "{body}");
     let (_, list) = api.get("").await;
     assert_eq!(list["data"], json!([]));
-    assert_eq!(files_under(&node.objects()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        files_under(&node.objects()),
+        Vec::<std::path::PathBuf>::new()
+    );
 }
 
 #[tokio::test]
@@ -265,38 +326,76 @@ async fn every_status_code_is_shown_with_its_text_and_the_list_is_the_newest_50(
             filename: format!("v{i}.mp4"),
             object_key: format!("t/{id}"),
         };
-        upload::insert(&db, &new, 1_700_000_000_000 + i).await.unwrap();
+        upload::insert(&db, &new, 1_700_000_000_000 + i)
+            .await
+            .unwrap();
         ids.push(id.to_string());
     }
     let api = Uploads::new(&node.url, &account.api_key);
     let (status, list) = api.get("").await;
     assert_eq!(status, 200);
-    let listed: Vec<&str> = list["data"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect();
+    let listed: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
     let newest: Vec<&str> = ids.iter().rev().take(50).map(String::as_str).collect();
     assert_eq!(listed, newest);
 
     // Walk one upload through each status and read it back from the API each time.
     let id = &ids[0];
-    let stored = upload::Stored { size: 1, sha256: "00".repeat(32), folder: Some("f".into()) };
+    let stored = upload::Stored {
+        size: 1,
+        sha256: "00".repeat(32),
+        folder: Some("f".into()),
+    };
     let mut seen = vec![];
     let (_, body) = api.get(&format!("/{id}")).await;
-    seen.push((body["data"]["status"].as_i64().unwrap(), body["data"]["status_text"].as_str().unwrap().to_owned()));
+    seen.push((
+        body["data"]["status"].as_i64().unwrap(),
+        body["data"]["status_text"].as_str().unwrap().to_owned(),
+    ));
     assert!(upload::mark_stored(&db, id, &stored, 1).await.unwrap());
-    for next in [Some(Status::Pending), Some(Status::Processing), Some(Status::Uploading), Some(Status::Completed)] {
+    for next in [
+        Some(Status::Pending),
+        Some(Status::Processing),
+        Some(Status::Uploading),
+        Some(Status::Completed),
+    ] {
         if let Some(next) = next.filter(|s| *s != Status::Pending) {
             assert!(upload::transition(&db, id, next, None, 2).await.unwrap());
         }
         let (_, body) = api.get(&format!("/{id}")).await;
-        seen.push((body["data"]["status"].as_i64().unwrap(), body["data"]["status_text"].as_str().unwrap().to_owned()));
+        seen.push((
+            body["data"]["status"].as_i64().unwrap(),
+            body["data"]["status_text"].as_str().unwrap().to_owned(),
+        ));
     }
-    assert!(upload::transition(&db, &ids[1], Status::Failed, Some("broken"), 3).await.unwrap());
+    assert!(
+        upload::transition(&db, &ids[1], Status::Failed, Some("broken"), 3)
+            .await
+            .unwrap()
+    );
     let (_, body) = api.get(&format!("/{}", ids[1])).await;
-    seen.push((body["data"]["status"].as_i64().unwrap(), body["data"]["status_text"].as_str().unwrap().to_owned()));
-    let expected: Vec<(i64, String)> = [(0, "receiving"), (1, "pending"), (3, "processing"), (5, "uploading"), (6, "completed"), (7, "failed")]
-        .into_iter()
-        .map(|(c, t)| (c, t.to_owned()))
-        .collect();
+    seen.push((
+        body["data"]["status"].as_i64().unwrap(),
+        body["data"]["status_text"].as_str().unwrap().to_owned(),
+    ));
+    let expected: Vec<(i64, String)> = [
+        (0, "receiving"),
+        (1, "pending"),
+        (3, "processing"),
+        (5, "uploading"),
+        (6, "completed"),
+        (7, "failed"),
+    ]
+    .into_iter()
+    .map(|(c, t)| (c, t.to_owned()))
+    .collect();
     assert_eq!(seen, expected);
     // A completed upload cannot fail afterwards.
-    assert!(!upload::transition(&db, id, Status::Failed, None, 4).await.unwrap());
+    assert!(!upload::transition(&db, id, Status::Failed, None, 4)
+        .await
+        .unwrap());
 }

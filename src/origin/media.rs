@@ -72,7 +72,7 @@ fn probe_input(ictx: &format::context::Input) -> Result<Probe, MediaError> {
     }
     let duration = ictx.duration();
     Ok(Probe {
-        duration_ms: (duration > 0).then(|| duration / 1000),
+        duration_ms: (duration > 0).then_some(duration / 1000),
         video_size: (decoder.width(), decoder.height()),
         audio_streams: ictx
             .streams()

@@ -16,7 +16,11 @@ pub fn bin() -> &'static str {
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Which state database a node uses.
@@ -33,7 +37,8 @@ pub struct PgDatabase {
 }
 
 fn pg_server() -> String {
-    std::env::var("UPLINK_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("UPLINK_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 fn psql(sql: &str) {
@@ -42,7 +47,11 @@ fn psql(sql: &str) {
         .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
         .output()
         .expect("psql runs (apt-get install postgresql-client)");
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl PgDatabase {
@@ -58,7 +67,11 @@ impl Drop for PgDatabase {
     fn drop(&mut self) {
         let _ = Command::new("psql")
             .arg(format!("{}/postgres", pg_server()))
-            .args(["-q", "-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .args([
+                "-q",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
             .output();
     }
 }
@@ -84,9 +97,16 @@ pub async fn wait_healthy(url: &str, child: &mut Child, log: &Path) {
             }
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("uplink exited with {status} before it was healthy:\n{}", read_log(log));
+            panic!(
+                "uplink exited with {status} before it was healthy:\n{}",
+                read_log(log)
+            );
         }
-        assert!(Instant::now() < deadline, "{url} not healthy in 30 s:\n{}", read_log(log));
+        assert!(
+            Instant::now() < deadline,
+            "{url} not healthy in 30 s:\n{}",
+            read_log(log)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -123,7 +143,10 @@ impl Node {
     pub fn database_url(&self) -> String {
         match &self.pg {
             Some(pg) => pg.url.clone(),
-            None => format!("sqlite://{}?mode=rwc", self.data_dir.path().join("uplink.db").display()),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.path().join("uplink.db").display()
+            ),
         }
     }
 
@@ -136,18 +159,28 @@ impl Node {
             .open(self.log_path())
             .unwrap();
         let mut cmd = Command::new(bin());
-        cmd.args(["dev", "--listen", &format!("127.0.0.1:{}", self.port), "--data-dir"])
-            .arg(self.data_dir.path())
-            .args(&self.extra)
-            .env_remove("UPLINK_DATABASE")
-            .env_remove("UPLINK_STORAGE")
-            .stdout(Stdio::null())
-            .stderr(log);
+        cmd.args([
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{}", self.port),
+            "--data-dir",
+        ])
+        .arg(self.data_dir.path())
+        .args(&self.extra)
+        .env_remove("UPLINK_DATABASE")
+        .env_remove("UPLINK_STORAGE")
+        .stdout(Stdio::null())
+        .stderr(log);
         if let Some(pg) = &self.pg {
             cmd.args(["--database", &pg.url]);
         }
         let mut child = cmd.spawn().unwrap();
-        wait_healthy(&format!("{}/healthz", self.url), &mut child, &self.log_path()).await;
+        wait_healthy(
+            &format!("{}/healthz", self.url),
+            &mut child,
+            &self.log_path(),
+        )
+        .await;
         self.child = Some(child);
     }
 
@@ -166,7 +199,15 @@ impl Node {
 
     /// Creates an account with `uplink account create --json` beside the running node.
     pub fn account(&self, name: &str) -> Account {
-        let json = run_ok(&["account", "create", "--name", name, "--json", "--database", &self.database_url()]);
+        let json = run_ok(&[
+            "account",
+            "create",
+            "--name",
+            name,
+            "--json",
+            "--database",
+            &self.database_url(),
+        ]);
         Account::from_json(&json)
     }
 
@@ -202,8 +243,16 @@ impl Drop for Node {
 
 /// Runs the binary, asserts success, returns stdout as JSON.
 pub fn run_ok(args: &[&str]) -> Value {
-    let out = Command::new(bin()).args(args).env_remove("UPLINK_DATABASE").output().unwrap();
-    assert!(out.status.success(), "uplink {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .args(args)
+        .env_remove("UPLINK_DATABASE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "uplink {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -234,15 +283,21 @@ pub struct Uploads<'a> {
 
 impl<'a> Uploads<'a> {
     pub fn new(base: &'a str, key: &'a str) -> Self {
-        Self { base, key, http: reqwest::Client::new() }
+        Self {
+            base,
+            key,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// Posts a file as the seed's multipart form; returns status and JSON body.
     pub async fn post(&self, file: &Path, folder: Option<&str>) -> (u16, Value) {
         let bytes = tokio::fs::read(file).await.unwrap();
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        let mut form = reqwest::multipart::Form::new()
-            .part("video", reqwest::multipart::Part::bytes(bytes).file_name(name));
+        let mut form = reqwest::multipart::Form::new().part(
+            "video",
+            reqwest::multipart::Part::bytes(bytes).file_name(name),
+        );
         if let Some(folder) = folder {
             form = form.text("folder", folder.to_owned());
         }
@@ -287,7 +342,8 @@ impl<'a> Uploads<'a> {
 pub async fn json_of(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
     (status, body)
 }
 

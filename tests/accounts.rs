@@ -1,0 +1,127 @@
+//! `uplink account create`: its JSON, its checks, secrets kept out of the database in clear,
+//! and that it works beside a running node (the new key is usable at once).
+
+mod common;
+
+use common::{test_video, Backend, Node, Uploads};
+
+#[tokio::test]
+async fn create_prints_the_documented_fields_once() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let out = node.account_cmd(&[
+        "--name",
+        "Acme",
+        "--notify-url",
+        "https://app.example/hook",
+        "--quota",
+        "10GiB",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "id",
+        "name",
+        "api_key",
+        "access_key",
+        "secret",
+        "pipeline_id",
+    ] {
+        assert!(
+            json[key].as_str().is_some_and(|v| !v.is_empty()),
+            "{key} in {json}"
+        );
+    }
+    assert_eq!(json["name"], "Acme");
+    assert_eq!(json["quota"], 10 * 1024 * 1024 * 1024u64);
+    assert_eq!(json["notify_url"], "https://app.example/hook");
+    assert!(json["api_key"].as_str().unwrap().starts_with("sk-"));
+
+    // The API key is stored only as a fingerprint: its text is nowhere in the database files.
+    let key = json["api_key"].as_str().unwrap();
+    for file in ["uplink.db", "uplink.db-wal"] {
+        if let Ok(bytes) = std::fs::read(node.data_dir.path().join(file)) {
+            assert!(
+                !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+                "api_key in clear in {file}"
+            );
+        }
+    }
+    // Two accounts never share credentials.
+    let other = node.account("Other");
+    assert_ne!(other.api_key, key);
+    assert_ne!(other.json["access_key"], json["access_key"]);
+}
+
+#[tokio::test]
+async fn created_beside_a_running_node_the_key_works_at_once_on_postgres() {
+    let node = Node::dev(Backend::Postgres).await;
+    let account = node.account("Live");
+    let dir = tempfile::tempdir().unwrap();
+    let video = test_video(dir.path(), 1);
+    let (status, body) = Uploads::new(&node.url, &account.api_key)
+        .post(&video, Some("root"))
+        .await;
+    assert_eq!(status, 202, "{body}");
+}
+
+#[tokio::test]
+async fn bad_arguments_are_refused_with_a_clear_message() {
+    let node = Node::dev(Backend::Sqlite).await;
+    for (args, needle) in [
+        (vec!["--name", "  "], "--name"),
+        (
+            vec!["--name", "A", "--notify-url", "ftp://x/y"],
+            "--notify-url",
+        ),
+        (
+            vec!["--name", "A", "--notify-url", "not a url"],
+            "--notify-url",
+        ),
+        (vec!["--name", "A", "--quota", "lots"], "--quota"),
+    ] {
+        let out = node.account_cmd(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "account",
+            "create",
+            "--name",
+            "A",
+            "--database",
+            "mysql://x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
+}
+
+#[tokio::test]
+async fn the_quota_limits_what_an_account_stores() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let out = node.account_cmd(&["--name", "Small", "--quota", "150000", "--json"]);
+    assert!(out.status.success());
+    let account = common::Account::from_json(&serde_json::from_slice(&out.stdout).unwrap());
+    let api = Uploads::new(&node.url, &account.api_key);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.bin");
+    std::fs::write(&file, vec![1u8; 100_000]).unwrap();
+    let (status, body) = api.post(&file, Some("root")).await;
+    assert_eq!(status, 202, "{body}");
+    // The edge caches the account for a while; a fresh node asks the origin again.
+    drop(api);
+    let mut node = node;
+    node.restart().await;
+    let api = Uploads::new(&node.url, &account.api_key);
+    let (status, body) = api.post(&file, Some("root")).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("quota"));
+}

@@ -1,0 +1,211 @@
+//! `uplink origin` and `uplink edge` as separate processes with their own config files: the
+//! edge reaches the origin over the shared-secret internal API, proxies the control API, and
+//! never exposes the internal API; configs are validated at start.
+
+mod common;
+
+use common::{free_port, test_video, wait_healthy, Uploads};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const SECRET: &str = "a-shared-internal-secret-for-tests";
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(role: &str, config: &Path, secret: &str, log: &Path) -> Proc {
+    let log = std::fs::File::create(log).unwrap();
+    Proc(
+        Command::new(common::bin())
+            .args([role, "--config"])
+            .arg(config)
+            .env("UPLINK_INTERNAL_SECRET", secret)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+struct Pair {
+    dir: tempfile::TempDir,
+    edge_url: String,
+    origin_url: String,
+    _procs: Vec<Proc>,
+}
+
+async fn start_pair(edge_secret: &str) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let (origin_port, edge_port) = (free_port(), free_port());
+    let d = dir.path().display();
+    std::fs::write(
+        dir.path().join("origin.toml"),
+        format!(
+            "listen = \"127.0.0.1:{origin_port}\"\ndatabase = \"sqlite://{d}/uplink.db?mode=rwc\"\n\
+             storage = \"file://{d}/objects\"\ninternal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\n\
+             scratch_dir = \"{d}/scratch\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("edge.toml"),
+        format!(
+            "listen = \"127.0.0.1:{edge_port}\"\norigin_url = \"http://127.0.0.1:{origin_port}\"\n\
+             internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nstorage = \"file://{d}/objects\"\n"
+        ),
+    )
+    .unwrap();
+    let origin_url = format!("http://127.0.0.1:{origin_port}");
+    let edge_url = format!("http://127.0.0.1:{edge_port}");
+    let mut origin = spawn(
+        "origin",
+        &dir.path().join("origin.toml"),
+        SECRET,
+        &dir.path().join("origin.log"),
+    );
+    wait_healthy(
+        &format!("{origin_url}/healthz"),
+        &mut origin.0,
+        &dir.path().join("origin.log"),
+    )
+    .await;
+    let mut edge = spawn(
+        "edge",
+        &dir.path().join("edge.toml"),
+        edge_secret,
+        &dir.path().join("edge.log"),
+    );
+    wait_healthy(
+        &format!("{edge_url}/healthz"),
+        &mut edge.0,
+        &dir.path().join("edge.log"),
+    )
+    .await;
+    Pair {
+        dir,
+        edge_url,
+        origin_url,
+        _procs: vec![origin, edge],
+    }
+}
+
+fn create_account(pair: &Pair) -> common::Account {
+    let db = format!("sqlite://{}/uplink.db?mode=rwc", pair.dir.path().display());
+    common::Account::from_json(&common::run_ok(&[
+        "account",
+        "create",
+        "--name",
+        "Acme",
+        "--json",
+        "--database",
+        &db,
+    ]))
+}
+
+#[tokio::test]
+async fn an_upload_through_a_separate_edge_completes() {
+    let pair = start_pair(SECRET).await;
+    let account = create_account(&pair);
+    let video = test_video(pair.dir.path(), 1);
+    let api = Uploads::new(&pair.edge_url, &account.api_key);
+    let (status, body) = api.post(&video, Some("root")).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["data"]["id"].as_str().unwrap();
+    // The status is read through the edge's proxy to the origin's control API.
+    assert_eq!(api.wait_final(id).await["status"], 6);
+}
+
+#[tokio::test]
+async fn the_internal_api_needs_the_secret_and_is_not_reachable_through_the_edge() {
+    let pair = start_pair(SECRET).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/internal/v1/api-keys/resolve", pair.origin_url);
+    let body = serde_json::json!({ "api_key": "sk-x" });
+    let resp = http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = http
+        .post(&url)
+        .header("x-uplink-internal-secret", "wrong-secret-wrong")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = http
+        .post(&url)
+        .header("x-uplink-internal-secret", SECRET)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        404,
+        "the right secret reaches the handler (unknown key)"
+    );
+
+    let through_edge = format!("{}/internal/v1/api-keys/resolve", pair.edge_url);
+    let resp = http
+        .post(&through_edge)
+        .header("x-uplink-internal-secret", SECRET)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["message"],
+        "Not found."
+    );
+}
+
+#[tokio::test]
+async fn an_edge_with_the_wrong_secret_answers_503_not_401() {
+    let pair = start_pair("a-different-secret-entirely").await;
+    let account = create_account(&pair);
+    let video = test_video(pair.dir.path(), 1);
+    let (status, body) = Uploads::new(&pair.edge_url, &account.api_key)
+        .post(&video, Some("root"))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("retry"));
+}
+
+#[test]
+fn invalid_configs_stop_the_process_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:1\"\norigin_url = \"http://127.0.0.1:2\"\n\
+         internal_secret = { env = \"UPLINK_INTERNAL_SECRET\" }\nstorage = \"file:///tmp/x\"\nthreads = 0\n",
+    )
+    .unwrap();
+    let out = Command::new(common::bin())
+        .args(["edge", "--config"])
+        .arg(&path)
+        .env("UPLINK_INTERNAL_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`threads`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = Command::new(common::bin())
+        .args(["edge", "--config"])
+        .arg(&path)
+        .env_remove("UPLINK_INTERNAL_SECRET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("UPLINK_INTERNAL_SECRET"));
+}
