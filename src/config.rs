@@ -365,11 +365,9 @@ impl RawOrigin {
         &self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<OriginSettings, ConfigError> {
-        let job_attempts = if self.job_attempts == 0 {
+        if self.job_attempts == 0 {
             return Err(invalid("job_attempts", "must be at least 1"));
-        } else {
-            self.job_attempts
-        };
+        }
         Ok(OriginSettings {
             listen: parse_addr(&self.listen, "listen")?,
             database: DatabaseUrl::parse(&self.database, "database")?,
@@ -378,7 +376,7 @@ impl RawOrigin {
             scratch_dir: self.scratch_dir.clone(),
             workers: nonzero(self.workers, "workers")?,
             job_lease: parse_duration(&self.job_lease, "job_lease")?,
-            job_attempts,
+            job_attempts: self.job_attempts,
         })
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod uploads_api;
 
+use crate::error::UploadsApiError;
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -20,6 +21,13 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The reply for an error of the client-visible table.
+    #[must_use]
+    pub fn error(e: &UploadsApiError) -> Self {
+        let (status, body) = e.render();
+        Self::json(status, &body)
+    }
+
     /// A JSON reply.
     #[must_use]
     pub fn json(status: u16, body: &Value) -> Self {

@@ -86,6 +86,20 @@ impl ObjectKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The key of `name` in the same "directory" as this one (`a/b/source` → `a/b/video.mp4`).
+    ///
+    /// # Errors
+    /// `name` would not make a valid key.
+    pub fn sibling(&self, name: &str) -> Result<Self, &'static str> {
+        if name.contains('/') {
+            return Err("a sibling name must be a single segment");
+        }
+        match self.0.rsplit_once('/') {
+            Some((dir, _)) => Self::new(format!("{dir}/{name}")),
+            None => Self::new(name),
+        }
+    }
 }
 
 impl std::fmt::Display for ObjectKey {
@@ -159,5 +173,16 @@ mod tests {
             assert!(ObjectKey::new(bad).is_err(), "{bad:?}");
         }
         assert!(ObjectKey::new("k".repeat(1025)).is_err());
+        let source = ObjectKey::new("a/b/source").unwrap();
+        assert_eq!(
+            source.sibling("video.mp4").unwrap().as_str(),
+            "a/b/video.mp4"
+        );
+        assert_eq!(
+            ObjectKey::new("x").unwrap().sibling("y").unwrap().as_str(),
+            "y"
+        );
+        assert!(source.sibling("../up").is_err());
+        assert!(source.sibling("c/d").is_err());
     }
 }

@@ -37,7 +37,7 @@ struct Pair {
     dir: tempfile::TempDir,
     edge_url: String,
     origin_url: String,
-    _procs: Vec<Proc>,
+    procs: Vec<Proc>,
 }
 
 async fn start_pair(edge_secret: &str) -> Pair {
@@ -91,7 +91,7 @@ async fn start_pair(edge_secret: &str) -> Pair {
         dir,
         edge_url,
         origin_url,
-        _procs: vec![origin, edge],
+        procs: vec![origin, edge],
     }
 }
 
@@ -173,6 +173,18 @@ async fn an_edge_with_the_wrong_secret_answers_503_not_401() {
     let (status, body) = Uploads::new(&pair.edge_url, &account.api_key)
         .post(&video, Some("root"))
         .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("retry"));
+}
+
+#[tokio::test]
+async fn control_api_calls_get_a_retryable_503_while_the_origin_is_down() {
+    let mut pair = start_pair(SECRET).await;
+    let account = create_account(&pair);
+    let api = Uploads::new(&pair.edge_url, &account.api_key);
+    assert_eq!(api.get("").await.0, 200);
+    drop(pair.procs.remove(0)); // kills the origin
+    let (status, body) = api.get("").await;
     assert_eq!(status, 503, "{body}");
     assert!(body["message"].as_str().unwrap().contains("retry"));
 }

@@ -67,26 +67,23 @@ fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
     let code: i64 = row.try_get("status").op("read status")?;
     let status =
         Status::from_code(code).ok_or_else(|| DbError::Corrupt(format!("status code {code}")))?;
-    let get = |e| DbError::Query {
-        op: "read an upload row",
-        source: e,
-    };
+    let op = "read an upload row";
     Ok(UploadRecord {
-        id: row.try_get("id").map_err(get)?,
-        account_id: row.try_get("account_id").map_err(get)?,
-        pipeline_id: row.try_get("pipeline_id").map_err(get)?,
-        flavour: row.try_get("flavour").map_err(get)?,
-        filename: row.try_get("filename").map_err(get)?,
-        folder: row.try_get("folder").map_err(get)?,
-        object_key: row.try_get("object_key").map_err(get)?,
+        id: row.try_get("id").op(op)?,
+        account_id: row.try_get("account_id").op(op)?,
+        pipeline_id: row.try_get("pipeline_id").op(op)?,
+        flavour: row.try_get("flavour").op(op)?,
+        filename: row.try_get("filename").op(op)?,
+        folder: row.try_get("folder").op(op)?,
+        object_key: row.try_get("object_key").op(op)?,
         status,
-        error: row.try_get("error").map_err(get)?,
-        size: row.try_get("size").map_err(get)?,
-        sha256: row.try_get("sha256").map_err(get)?,
-        duration_ms: row.try_get("duration_ms").map_err(get)?,
-        output_key: row.try_get("output_key").map_err(get)?,
-        created_at: row.try_get("created_at").map_err(get)?,
-        updated_at: row.try_get("updated_at").map_err(get)?,
+        error: row.try_get("error").op(op)?,
+        size: row.try_get("size").op(op)?,
+        sha256: row.try_get("sha256").op(op)?,
+        duration_ms: row.try_get("duration_ms").op(op)?,
+        output_key: row.try_get("output_key").op(op)?,
+        created_at: row.try_get("created_at").op(op)?,
+        updated_at: row.try_get("updated_at").op(op)?,
     })
 }
 

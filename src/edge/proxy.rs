@@ -3,6 +3,7 @@
 //! phases. Request bodies stream from the socket into the adapters; replies are rendered here.
 
 use crate::control;
+use crate::error::UploadsApiError;
 use crate::ingest::Ingest;
 use crate::protocol::{uploads_api, Reply};
 use async_trait::async_trait;
@@ -10,7 +11,8 @@ use bytes::Bytes;
 use futures_util::Stream;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType};
 use serde_json::json;
 
 /// The edge service.
@@ -97,11 +99,7 @@ impl ProxyHttp for EdgeProxy {
             }
             ("POST", uploads_api::PATH) => self.uploads_api(session).await?,
             (_, p) if p.starts_with(control::PREFIX) => {
-                write_reply(
-                    session,
-                    Reply::json(404, &json!({ "message": "Not found." })),
-                )
-                .await?;
+                write_reply(session, Reply::error(&UploadsApiError::NoRoute)).await?;
             }
             _ => return Ok(false),
         }
@@ -132,5 +130,39 @@ impl ProxyHttp for EdgeProxy {
             upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
         }
         Ok(())
+    }
+
+    /// Proxy failures as JSON from the error table: an unreachable or failing origin is a
+    /// retryable 503, not Pingora's bare 502.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        let error = match (e.esource(), e.etype()) {
+            (
+                ErrorSource::Downstream,
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+            ) => None,
+            (ErrorSource::Downstream, _) => Some(UploadsApiError::Malformed(
+                "the request could not be read".into(),
+            )),
+            (ErrorSource::Upstream, _) => Some(UploadsApiError::Unavailable),
+            _ => Some(UploadsApiError::Internal),
+        };
+        tracing::warn!(error = %e, "Proxying to the origin failed.");
+        let mut error_code = 0;
+        if let Some(error) = error {
+            let reply = Reply::error(&error);
+            error_code = reply.status;
+            if let Err(e) = write_reply(session, reply).await {
+                tracing::debug!(error = %e, "Could not send the error reply.");
+            }
+        }
+        FailToProxy {
+            error_code,
+            can_reuse_downstream: false,
+        }
     }
 }

@@ -15,6 +15,9 @@ use std::time::Duration;
 /// be queued by another origin sharing the database).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// The processed file's name, beside the source.
+const OUTPUT_NAME: &str = "video.mp4";
+
 /// Delay before a job that hit a passing failure is tried again.
 const RETRY_DELAY_MS: i64 = 5_000;
 
@@ -93,9 +96,14 @@ async fn attempt(state: &State, id: &str) -> Result<(), AttemptError> {
             "job for missing upload {id}"
         ))));
     };
+    if record.status.is_final() {
+        // Finished before a crash kept the job from being closed.
+        return Ok(());
+    }
     upload::transition(&state.db, id, Status::Processing, None, now_ms()).await?;
-    let source_key = ObjectKey::new(record.object_key.clone())
-        .map_err(|e| db::DbError::Corrupt(format!("object key of {id}: {e}")))?;
+    let corrupt = |e: &str| db::DbError::Corrupt(format!("object key of {id}: {e}"));
+    let source_key = ObjectKey::new(record.object_key.clone()).map_err(corrupt)?;
+    let output = source_key.sibling(OUTPUT_NAME).map_err(corrupt)?;
     let scratch = &state.settings.scratch_dir;
     let source = state.store.fetch_to_local(&source_key, scratch).await?;
     let out = tempfile::Builder::new()
@@ -107,10 +115,7 @@ async fn attempt(state: &State, id: &str) -> Result<(), AttemptError> {
     let probe = tokio::task::spawn_blocking(move || media::remux_to_mp4(&src, &dst)).await??;
 
     upload::transition(&state.db, id, Status::Uploading, None, now_ms()).await?;
-    let output_key = record.object_key.trim_end_matches("source").to_owned() + "video.mp4";
-    let output = ObjectKey::new(output_key.clone())
-        .map_err(|e| db::DbError::Corrupt(format!("output key of {id}: {e}")))?;
     state.store.put_file(&output, &out).await?;
-    upload::set_media(&state.db, id, probe.duration_ms, &output_key, now_ms()).await?;
+    upload::set_media(&state.db, id, probe.duration_ms, output.as_str(), now_ms()).await?;
     Ok(())
 }

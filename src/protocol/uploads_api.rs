@@ -31,11 +31,6 @@ pub struct Authorized {
     boundary: String,
 }
 
-fn error_reply(e: &UploadsApiError) -> Reply {
-    let (status, body) = e.render();
-    Reply::json(status, &body)
-}
-
 fn from_ingest(e: IngestError) -> UploadsApiError {
     match e {
         IngestError::TooLarge { limit } => UploadsApiError::TooLarge { limit },
@@ -53,18 +48,18 @@ fn from_ingest(e: IngestError) -> UploadsApiError {
 /// The reply to send instead of reading the body.
 pub async fn authorize(headers: &HeaderMap, ingest: &Ingest) -> Result<Authorized, Reply> {
     let key =
-        super::bearer(headers).ok_or_else(|| error_reply(&UploadsApiError::Unauthenticated))?;
+        super::bearer(headers).ok_or_else(|| Reply::error(&UploadsApiError::Unauthenticated))?;
     let owner = ingest
         .authenticate(key)
         .await
-        .map_err(|e| error_reply(&from_ingest(e)))?
-        .ok_or_else(|| error_reply(&UploadsApiError::Unauthenticated))?;
+        .map_err(|e| Reply::error(&from_ingest(e)))?
+        .ok_or_else(|| Reply::error(&UploadsApiError::Unauthenticated))?;
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let boundary = multer::parse_boundary(content_type).map_err(|_| {
-        error_reply(&UploadsApiError::Malformed(
+        Reply::error(&UploadsApiError::Malformed(
             "expected Content-Type: multipart/form-data with a boundary".into(),
         ))
     })?;
@@ -76,7 +71,7 @@ pub async fn authorize(headers: &HeaderMap, ingest: &Ingest) -> Result<Authorize
         // The body includes the form's framing, so allow a little over the file limit.
         let limit = ingest.max_upload_size();
         if len > limit.saturating_add(64 * 1024) {
-            return Err(error_reply(&UploadsApiError::TooLarge { limit }));
+            return Err(Reply::error(&UploadsApiError::TooLarge { limit }));
         }
     }
     Ok(Authorized { owner, boundary })
@@ -110,7 +105,7 @@ where
                 "data": { "id": view.id, "status": view.status, "status_text": view.status_text },
             }),
         ),
-        Err(e) => error_reply(&e),
+        Err(e) => Reply::error(&e),
     }
 }
 
@@ -138,7 +133,7 @@ async fn read_form(
                 if upload.is_some() {
                     return Err(invalid("video", "Send exactly one video field."));
                 }
-                let filename = field.file_name().unwrap_or("video").to_owned();
+                let filename = clean_filename(field.file_name());
                 let receiving = upload.insert(
                     ingest
                         .create(owner, FLAVOUR, &filename)
@@ -154,6 +149,21 @@ async fn read_form(
         }
     }
     Ok(folder)
+}
+
+/// The client's file name, without control characters and at most 255 characters.
+fn clean_filename(name: Option<&str>) -> String {
+    let name: String = name
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(255)
+        .collect();
+    if name.trim().is_empty() {
+        "video".to_owned()
+    } else {
+        name
+    }
 }
 
 async fn finish(
@@ -183,4 +193,18 @@ async fn finish(
         .complete(upload, Some(folder))
         .await
         .map_err(from_ingest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_filename;
+
+    #[test]
+    fn filenames_are_bounded_and_printable() {
+        assert_eq!(clean_filename(Some("my_new_video.mp4")), "my_new_video.mp4");
+        assert_eq!(clean_filename(Some("a\r\nb.mp4")), "ab.mp4");
+        assert_eq!(clean_filename(Some(" ")), "video");
+        assert_eq!(clean_filename(None), "video");
+        assert_eq!(clean_filename(Some(&"é".repeat(300))).chars().count(), 255);
+    }
 }
