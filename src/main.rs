@@ -165,17 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 println!("{account}");
             } else {
-                for key in [
-                    "id",
-                    "name",
-                    "api_key",
-                    "access_key",
-                    "secret",
-                    "pipeline_id",
-                ] {
-                    println!("{key:12} {}", account[key].as_str().unwrap_or_default());
-                }
-                println!("\nThe api_key and secret are shown only now; store them safely.");
+                print!("{}", uplink::operator::render_account(&account));
             }
         }
     }

@@ -31,6 +31,23 @@ pub struct AccountRequest {
     pub quota: Option<String>,
 }
 
+/// The human-readable form of [`create_account`]'s result.
+#[must_use]
+pub fn render_account(account: &Value) -> String {
+    let mut out = String::new();
+    for key in [
+        "id",
+        "name",
+        "api_key",
+        "access_key",
+        "secret",
+        "pipeline_id",
+    ] {
+        out += &format!("{key:12} {}\n", account[key].as_str().unwrap_or_default());
+    }
+    out + "\nThe api_key and secret are shown only now; store them safely.\n"
+}
+
 /// Creates an account and its default pipeline; returns what to show the operator, once,
 /// including the secrets.
 ///

@@ -125,3 +125,25 @@ async fn the_quota_limits_what_an_account_stores() {
     assert_eq!(status, 413, "{body}");
     assert!(body["message"].as_str().unwrap().contains("quota"));
 }
+
+#[tokio::test]
+async fn without_json_the_credentials_are_printed_for_a_person() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let out = node.account_cmd(&["--name", "Readable"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("api_key"))
+        .unwrap()
+        .trim();
+    assert!(key.starts_with("sk-"), "{text}");
+    assert!(text.contains("shown only now"), "{text}");
+    // The printed key is a working key.
+    let (status, _) = Uploads::new(&node.url, key).get("").await;
+    assert_eq!(status, 200);
+}

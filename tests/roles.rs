@@ -19,18 +19,21 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(role: &str, config: &Path, secret: &str, log: &Path) -> Proc {
-    let log = std::fs::File::create(log).unwrap();
-    Proc(
+/// Starts `uplink ROLE --config DIR/ROLE.toml` and waits until `url/healthz` answers.
+async fn start_role(role: &str, url: &str, secret: &str, dir: &Path) -> Proc {
+    let log = dir.join(format!("{role}.log"));
+    let mut proc = Proc(
         Command::new(common::bin())
             .args([role, "--config"])
-            .arg(config)
+            .arg(dir.join(format!("{role}.toml")))
             .env("UPLINK_INTERNAL_SECRET", secret)
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
-    )
+    );
+    wait_healthy(&format!("{url}/healthz"), &mut proc.0, &log).await;
+    proc
 }
 
 struct Pair {
@@ -63,30 +66,8 @@ async fn start_pair(edge_secret: &str) -> Pair {
     .unwrap();
     let origin_url = format!("http://127.0.0.1:{origin_port}");
     let edge_url = format!("http://127.0.0.1:{edge_port}");
-    let mut origin = spawn(
-        "origin",
-        &dir.path().join("origin.toml"),
-        SECRET,
-        &dir.path().join("origin.log"),
-    );
-    wait_healthy(
-        &format!("{origin_url}/healthz"),
-        &mut origin.0,
-        &dir.path().join("origin.log"),
-    )
-    .await;
-    let mut edge = spawn(
-        "edge",
-        &dir.path().join("edge.toml"),
-        edge_secret,
-        &dir.path().join("edge.log"),
-    );
-    wait_healthy(
-        &format!("{edge_url}/healthz"),
-        &mut edge.0,
-        &dir.path().join("edge.log"),
-    )
-    .await;
+    let origin = start_role("origin", &origin_url, SECRET, dir.path()).await;
+    let edge = start_role("edge", &edge_url, edge_secret, dir.path()).await;
     Pair {
         dir,
         edge_url,
