@@ -399,3 +399,48 @@ async fn every_status_code_is_shown_with_its_text_and_the_list_is_the_newest_50(
         .await
         .unwrap());
 }
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_upload_leaves_nothing_behind() {
+    use tokio::io::AsyncWriteExt;
+    let node = Node::dev(Backend::Sqlite).await;
+    let account = node.account("Acme");
+    let head = format!(
+        "POST /api/client/v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 1000000\r\n\r\n\
+         --B\r\nContent-Disposition: form-data; name=\"video\"; filename=\"v.mp4\"\r\n\r\n",
+        account.api_key
+    );
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", node.port))
+        .await
+        .unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&vec![1u8; 200_000]).await.unwrap();
+    tcp.flush().await.unwrap();
+    // Wait until the edge has opened the upload (a partial file exists), then hang up.
+    let partial = node.objects().join(".partial");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while files_under(&partial).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(tcp);
+
+    let api = Uploads::new(&node.url, &account.api_key);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, list) = api.get("").await;
+        if list["data"] == json!([]) && files_under(&node.objects()).is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind: {list} {:?}",
+            files_under(&node.objects())
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
