@@ -76,14 +76,15 @@ pub async fn create(
     })
 }
 
-/// The account owning an API key, or `None` for an unknown key.
+/// The account owning an API key, or `None` for an unknown key. Its quota counts every byte
+/// it has stored, whatever the upload's status (a failed upload's source is still stored).
 ///
 /// # Errors
 /// The query fails.
 pub async fn find_by_api_key(db: &Db, api_key: &str) -> Result<Option<KeyOwner>, DbError> {
     let row = sqlx::query(
         "SELECT a.id, p.id AS pipeline_id, a.quota_bytes, \
-                (SELECT CAST(COALESCE(SUM(u.size), 0) AS BIGINT) FROM uploads u WHERE u.account_id = a.id AND u.status <> 7) AS used \
+                (SELECT CAST(COALESCE(SUM(u.size), 0) AS BIGINT) FROM uploads u WHERE u.account_id = a.id) AS used \
          FROM accounts a JOIN pipelines p ON p.account_id = a.id AND p.name = 'default' \
          WHERE a.api_key_sha256 = $1",
     )
