@@ -7,6 +7,7 @@
 //! - [`config`]: raw TOML → `validate()` → typed settings per role.
 //! - [`control`]: the messages of the internal edge ↔ origin API.
 //! - [`error`]: the client-visible error tables, one per API flavour.
+//! - [`token`]: edge upload tokens (mint, verify, keyring); time passed in.
 //!
 //! The one ingest core and its adapters:
 //! - [`ingest`]: `create → append → complete | cancel`, used by every protocol.
@@ -32,4 +33,5 @@ pub mod origin;
 pub mod protocol;
 pub mod role;
 pub mod store;
+pub mod token;
 pub mod upload;
