@@ -5,6 +5,7 @@
 //! Pure: the environment is passed in as a lookup function and files are only read for secret
 //! references; no networking, no database.
 
+use crate::token::Keyring;
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -83,22 +84,33 @@ pub enum SecretRef {
 }
 
 impl SecretRef {
+    fn read(&self, key: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+        match self {
+            SecretRef::Env(name) => env(name)
+                .ok_or_else(|| invalid(key, format!("environment variable {name} is not set"))),
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
     fn resolve(
         &self,
         key: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Secret, ConfigError> {
-        let value = match self {
-            SecretRef::Env(name) => env(name)
-                .ok_or_else(|| invalid(key, format!("environment variable {name} is not set")))?,
-            SecretRef::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?,
-        };
-        let value = value.trim().to_owned();
+        let value = self.read(key, env)?.trim().to_owned();
         if value.len() < 16 {
             return Err(invalid(key, "the secret must be at least 16 characters"));
         }
         Ok(Secret(value))
+    }
+
+    fn keyring(
+        &self,
+        key: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Keyring, ConfigError> {
+        Keyring::parse(&self.read(key, env)?).map_err(|e| invalid(key, e))
     }
 }
 
@@ -205,6 +217,21 @@ fn parse_addr(raw: &str, key: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
+fn parse_base_url(raw: &str, key: &str) -> Result<String, ConfigError> {
+    let url = raw.trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| invalid(key, format!("{raw:?} must start with http:// or https://")))?;
+    if rest.is_empty() || rest.contains(['/', '?', '#']) {
+        return Err(invalid(
+            key,
+            format!("{raw:?} must be a base URL like https://upload.example.com"),
+        ));
+    }
+    Ok(url.to_owned())
+}
+
 fn nonzero(n: usize, key: &str) -> Result<usize, ConfigError> {
     if n == 0 {
         Err(invalid(key, "must be at least 1"))
@@ -251,6 +278,14 @@ pub struct RawOrigin {
     /// Attempts at a job (after crashes or storage errors) before the upload fails.
     #[serde(default = "default_job_attempts")]
     pub job_attempts: u32,
+    /// Keys that sign edge upload tokens, `ID:BASE64` per line or comma-separated (at least
+    /// 32 bytes each); the first signs, all verify. By reference, like every secret.
+    pub token_keys: SecretRef,
+    /// Default validity of an upload token or URL (an account may set its own), e.g. `"4h"`.
+    #[serde(default = "default_token_ttl")]
+    pub token_ttl: String,
+    /// Public base URL of the edge that upload URLs name, e.g. `"https://upload.example.com"`.
+    pub edge_url: String,
 }
 
 /// The edge's config file (`config/edge.toml`).
@@ -274,6 +309,11 @@ pub struct RawEdge {
     /// How long an API key's account lookup is cached, e.g. `"60s"`.
     #[serde(default = "default_auth_cache_ttl")]
     pub auth_cache_ttl: String,
+    /// Keys that verify upload tokens: the origin's `token_keys`, by reference.
+    pub token_keys: SecretRef,
+    /// How long past its expiry a token is still accepted (clock skew), e.g. `"30s"`.
+    #[serde(default = "default_token_skew")]
+    pub token_skew: String,
 }
 
 /// The embedded default's config file (`config/dev.toml`); every key may also come from the
@@ -313,6 +353,12 @@ fn default_threads() -> usize {
 fn default_auth_cache_ttl() -> String {
     "60s".into()
 }
+fn default_token_ttl() -> String {
+    "4h".into()
+}
+fn default_token_skew() -> String {
+    "30s".into()
+}
 
 /// Validated origin settings.
 #[derive(Debug, Clone)]
@@ -333,6 +379,12 @@ pub struct OriginSettings {
     pub job_lease: Duration,
     /// Attempts per job.
     pub job_attempts: u32,
+    /// Token keys.
+    pub keyring: Keyring,
+    /// Default token validity.
+    pub token_ttl: Duration,
+    /// Public base URL of the edge, without a trailing slash.
+    pub edge_url: String,
 }
 
 /// Validated edge settings.
@@ -354,6 +406,10 @@ pub struct EdgeSettings {
     pub threads: usize,
     /// Account cache lifetime.
     pub auth_cache_ttl: Duration,
+    /// Token keys.
+    pub keyring: Keyring,
+    /// Allowed clock skew, in seconds.
+    pub token_skew: u64,
 }
 
 impl RawOrigin {
@@ -377,6 +433,9 @@ impl RawOrigin {
             workers: nonzero(self.workers, "workers")?,
             job_lease: parse_duration(&self.job_lease, "job_lease")?,
             job_attempts: self.job_attempts,
+            keyring: self.token_keys.keyring("token_keys", env)?,
+            token_ttl: parse_duration(&self.token_ttl, "token_ttl")?,
+            edge_url: parse_base_url(&self.edge_url, "edge_url")?,
         })
     }
 }
@@ -416,6 +475,8 @@ impl RawEdge {
             max_upload_size: parse_size(&self.max_upload_size, "max_upload_size")?,
             threads: nonzero(self.threads, "threads")?,
             auth_cache_ttl: parse_duration(&self.auth_cache_ttl, "auth_cache_ttl")?,
+            keyring: self.token_keys.keyring("token_keys", env)?,
+            token_skew: parse_duration(&self.token_skew, "token_skew")?.as_secs(),
         })
     }
 }
@@ -432,15 +493,20 @@ pub struct DevSettings {
 }
 
 impl RawDev {
+    /// The data directory in effect (default `data`).
+    #[must_use]
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("data"))
+    }
+
     /// Checks every key; `secret` is the internal secret generated for this process.
     ///
     /// # Errors
     /// The first key with an unusable value.
-    pub fn validate(&self, secret: Secret) -> Result<DevSettings, ConfigError> {
-        let data_dir = self
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("data"));
+    pub fn validate(&self, secret: Secret, keyring: Keyring) -> Result<DevSettings, ConfigError> {
+        let data_dir = self.data_dir();
         let storage = match &self.storage {
             Some(raw) => StorageUrl::parse(raw, "storage")?,
             None => StorageUrl::File(data_dir.join("objects")),
@@ -465,6 +531,9 @@ impl RawDev {
                 workers: nonzero(self.workers.unwrap_or(1), "workers")?,
                 job_lease: Duration::from_secs(600),
                 job_attempts: default_job_attempts(),
+                keyring: keyring.clone(),
+                token_ttl: Duration::from_secs(4 * 3600),
+                edge_url: format!("http://{listen}"),
             },
             edge: EdgeSettings {
                 listen,
@@ -476,6 +545,8 @@ impl RawDev {
                 max_upload_size: parse_size(&max, "max_upload_size")?,
                 threads: default_threads(),
                 auth_cache_ttl: Duration::from_secs(60),
+                keyring,
+                token_skew: 30,
             },
             data_dir,
         })
@@ -487,13 +558,18 @@ mod tests {
     use super::*;
 
     fn env(name: &str) -> Option<String> {
-        (name == "SECRET").then(|| "0123456789abcdef0123".to_owned())
+        match name {
+            "SECRET" => Some("0123456789abcdef0123".to_owned()),
+            "KEYS" => Some(format!("k1:{}", "A".repeat(44))),
+            _ => None,
+        }
     }
 
     fn edge(extra: &str) -> Result<RawEdge, toml::de::Error> {
         toml::from_str(&format!(
             "listen = \"127.0.0.1:1\"\norigin_url = \"http://127.0.0.1:2\"\n\
-             internal_secret = {{ env = \"SECRET\" }}\nstorage = \"file:///tmp/x\"\n{extra}"
+             internal_secret = {{ env = \"SECRET\" }}\nstorage = \"file:///tmp/x\"\n\
+             token_keys = {{ env = \"KEYS\" }}\n{extra}"
         ))
     }
 
@@ -523,7 +599,8 @@ mod tests {
     fn missing_or_short_secrets_name_their_key() {
         let raw: RawEdge = toml::from_str(
             "listen = \"127.0.0.1:1\"\norigin_url = \"http://127.0.0.1:2\"\n\
-             internal_secret = { env = \"NOPE\" }\nstorage = \"file:///tmp/x\"",
+             internal_secret = { env = \"NOPE\" }\nstorage = \"file:///tmp/x\"\n\
+             token_keys = { env = \"KEYS\" }",
         )
         .unwrap();
         let err = raw.validate(&env).unwrap_err().to_string();
@@ -531,8 +608,41 @@ mod tests {
             err.contains("internal_secret") && err.contains("NOPE"),
             "{err}"
         );
-        let short = |_: &str| Some("short".to_owned());
+        let short = |n: &str| {
+            if n == "KEYS" {
+                env(n)
+            } else {
+                Some("short".to_owned())
+            }
+        };
         assert!(raw.validate(&short).unwrap_err().to_string().contains("16"));
+    }
+
+    #[test]
+    fn token_keys_and_edge_urls_are_checked() {
+        let bad_keys = |n: &str| {
+            if n == "KEYS" {
+                Some("k1:c2hvcnQ=".to_owned())
+            } else {
+                env(n)
+            }
+        };
+        let err = edge("")
+            .unwrap()
+            .validate(&bad_keys)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("token_keys") && err.contains("32 bytes"),
+            "{err}"
+        );
+        assert_eq!(
+            parse_base_url("https://up.example.com/", "edge_url").unwrap(),
+            "https://up.example.com"
+        );
+        for bad in ["up.example.com", "https://", "https://x/path", "ftp://x"] {
+            assert!(parse_base_url(bad, "edge_url").is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -566,7 +676,9 @@ mod tests {
             data_dir: Some("/tmp/d".into()),
             ..RawDev::default()
         };
-        let s = raw.validate(Secret::new("x".repeat(32))).unwrap();
+        let keys = Keyring::parse(&format!("k1:{}", "A".repeat(44))).unwrap();
+        let s = raw.validate(Secret::new("x".repeat(32)), keys).unwrap();
+        assert_eq!(s.origin.edge_url, "http://127.0.0.1:8080");
         assert_eq!(s.edge.storage, StorageUrl::File("/tmp/d/objects".into()));
         assert_eq!(
             s.origin.database,

@@ -115,13 +115,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             raw.data_dir = args.data_dir.or(raw.data_dir);
             raw.storage = args.storage.or(raw.storage);
             raw.database = args.database.or(raw.database);
-            let settings = raw.validate(uplink::role::generate_secret())?;
-            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-                format!(
-                    "cannot create the data directory {}",
-                    settings.data_dir.display()
-                )
+            let data_dir = raw.data_dir();
+            std::fs::create_dir_all(&data_dir).with_context(|| {
+                format!("cannot create the data directory {}", data_dir.display())
             })?;
+            let keyring = uplink::role::dev_keyring(&data_dir)?;
+            let settings = raw.validate(uplink::role::generate_secret(), keyring)?;
             uplink::role::run_dev(settings)?;
         }
         Command::Edge { config } => {

@@ -23,6 +23,14 @@ pub enum RoleError {
     /// The edge's store.
     #[error("edge: cannot open the object store")]
     Store(#[source] store::StoreError),
+    /// The token key file of `uplink dev`.
+    #[error("token keys in {path}: {message}")]
+    Keys {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, RoleError> {
@@ -30,6 +38,36 @@ fn runtime() -> Result<tokio::runtime::Runtime, RoleError> {
         .enable_all()
         .build()
         .map_err(RoleError::Runtime)
+}
+
+/// The token keyring of a data directory: `DATA_DIR/token-keys`, created (mode 0600) with one
+/// random key on first use, so tokens handed out survive restarts.
+///
+/// # Errors
+/// The file cannot be read or written, or holds no valid keys.
+pub fn dev_keyring(data_dir: &std::path::Path) -> Result<crate::token::Keyring, RoleError> {
+    let path = data_dir.join("token-keys");
+    let keys_error = |message: String| RoleError::Keys {
+        path: path.display().to_string(),
+        message,
+    };
+    if !path.exists() {
+        let line = crate::token::Keyring::generate_line("dev1", &mut rand::rng()) + "\n";
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let written = options
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        if let Err(e) = written {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(keys_error(e.to_string()));
+            }
+        }
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| keys_error(e.to_string()))?;
+    crate::token::Keyring::parse(&text).map_err(keys_error)
 }
 
 /// A random internal secret for a single-process deployment.

@@ -4,7 +4,14 @@ use std::path::Path;
 use uplink::config::{self, RawDev, RawEdge, RawOrigin};
 
 fn env(name: &str) -> Option<String> {
-    (name == "UPLINK_INTERNAL_SECRET").then(|| "an-internal-secret-for-tests".to_owned())
+    match name {
+        "UPLINK_INTERNAL_SECRET" => Some("an-internal-secret-for-tests".to_owned()),
+        "UPLINK_TOKEN_KEYS" => Some(uplink::token::Keyring::generate_line(
+            "k1",
+            &mut rand::rng(),
+        )),
+        _ => None,
+    }
 }
 
 #[test]
@@ -29,9 +36,11 @@ fn every_example_config_is_valid() {
             }
             "dev.toml" => {
                 let secret = uplink::role::generate_secret();
+                let keys =
+                    uplink::token::Keyring::parse(&env("UPLINK_TOKEN_KEYS").unwrap()).unwrap();
                 config::load::<RawDev>(&path)
                     .unwrap()
-                    .validate(secret)
+                    .validate(secret, keys)
                     .unwrap();
             }
             other => panic!("config/{other} has no test: add it here"),
@@ -47,10 +56,9 @@ fn example_configs_hold_no_secret_values() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     for entry in std::fs::read_dir(dir).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for line in text
-            .lines()
-            .filter(|l| l.contains("secret") && !l.trim_start().starts_with('#'))
-        {
+        for line in text.lines().filter(|l| {
+            (l.contains("secret") || l.contains("keys")) && !l.trim_start().starts_with('#')
+        }) {
             assert!(
                 line.contains("env =") || line.contains("file ="),
                 "inline secret: {line}"

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 const SECRET: &str = "a-shared-internal-secret-for-tests";
+const TOKEN_KEYS: &str = "t1:dGVzdC10b2tlbi1rZXktdGhhdC1pcy0zMi1ieXRlcyEh";
 
 struct Proc(Child);
 
@@ -27,6 +28,7 @@ async fn start_role(role: &str, url: &str, secret: &str, dir: &Path) -> Proc {
             .args([role, "--config"])
             .arg(dir.join(format!("{role}.toml")))
             .env("UPLINK_INTERNAL_SECRET", secret)
+            .env("UPLINK_TOKEN_KEYS", TOKEN_KEYS)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -52,7 +54,8 @@ async fn start_pair(edge_secret: &str) -> Pair {
         format!(
             "listen = \"127.0.0.1:{origin_port}\"\ndatabase = \"sqlite://{d}/uplink.db?mode=rwc\"\n\
              storage = \"file://{d}/objects\"\ninternal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\n\
-             scratch_dir = \"{d}/scratch\"\n"
+             scratch_dir = \"{d}/scratch\"\ntoken_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\n\
+             edge_url = \"http://127.0.0.1:{edge_port}\"\n"
         ),
     )
     .unwrap();
@@ -60,7 +63,8 @@ async fn start_pair(edge_secret: &str) -> Pair {
         dir.path().join("edge.toml"),
         format!(
             "listen = \"127.0.0.1:{edge_port}\"\norigin_url = \"http://127.0.0.1:{origin_port}\"\n\
-             internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nstorage = \"file://{d}/objects\"\n"
+             internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nstorage = \"file://{d}/objects\"\n\
+             token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\n"
         ),
     )
     .unwrap();
@@ -177,7 +181,8 @@ fn invalid_configs_stop_the_process_with_the_key_named() {
     std::fs::write(
         &path,
         "listen = \"127.0.0.1:1\"\norigin_url = \"http://127.0.0.1:2\"\n\
-         internal_secret = { env = \"UPLINK_INTERNAL_SECRET\" }\nstorage = \"file:///tmp/x\"\nthreads = 0\n",
+         internal_secret = { env = \"UPLINK_INTERNAL_SECRET\" }\nstorage = \"file:///tmp/x\"\nthreads = 0\n\
+         token_keys = { env = \"UPLINK_TOKEN_KEYS\" }\n",
     )
     .unwrap();
     let out = Command::new(common::bin())
