@@ -27,6 +27,8 @@ pub struct KeyOwner {
     pub pipeline_id: String,
     /// Bytes the account may still store, if it has a quota.
     pub quota_remaining: Option<u64>,
+    /// The account's own validity for upload tokens and URLs, in seconds.
+    pub token_ttl_secs: Option<u64>,
 }
 
 /// `POST /internal/v1/uploads`: a new upload is starting at the edge.

@@ -8,6 +8,7 @@
 pub mod account;
 pub mod job;
 pub mod upload;
+pub mod upload_token;
 
 use crate::config::DatabaseUrl;
 use sqlx::any::{install_default_drivers, AnyPoolOptions};

@@ -23,8 +23,10 @@ pub enum UploadsApiError {
         /// What is wrong.
         message: String,
     },
-    /// The body is not a well-formed `multipart/form-data` request.
+    /// The body is not a well-formed request of its kind.
     Malformed(String),
+    /// The request conflicts with the upload's state.
+    Conflict(&'static str),
     /// The file is larger than this node accepts.
     TooLarge {
         /// The limit in bytes.
@@ -55,8 +57,9 @@ impl UploadsApiError {
             ),
             Self::Malformed(why) => (
                 400,
-                json!({ "message": format!("Malformed upload request: {why}") }),
+                json!({ "message": format!("Malformed request: {why}") }),
             ),
+            Self::Conflict(why) => (409, json!({ "message": why })),
             Self::TooLarge { limit } => (
                 413,
                 json!({ "message": format!("The video is larger than this server accepts ({limit} bytes).") }),
@@ -91,6 +94,7 @@ mod tests {
                 422,
             ),
             (UploadsApiError::Malformed("x".into()), 400),
+            (UploadsApiError::Conflict("x"), 409),
             (UploadsApiError::TooLarge { limit: 1 }, 413),
             (UploadsApiError::QuotaExceeded, 413),
             (UploadsApiError::Unavailable, 503),

@@ -7,6 +7,9 @@
 pub mod api;
 pub mod internal;
 pub mod media;
+pub mod movingimage;
+pub mod session;
+pub mod upload_tokens;
 pub mod worker;
 
 use crate::config::{OriginSettings, Secret};

@@ -336,6 +336,9 @@ async fn every_status_code_is_shown_with_its_text_and_the_list_is_the_newest_50(
             flavour: "test".into(),
             filename: format!("v{i}.mp4"),
             object_key: format!("t/{id}"),
+            token_id: None,
+            expires_at: None,
+            metadata: None,
         };
         upload::insert(&db, &new, 1_700_000_000_000 + i)
             .await

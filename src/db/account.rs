@@ -83,7 +83,7 @@ pub async fn create(
 /// The query fails.
 pub async fn find_by_api_key(db: &Db, api_key: &str) -> Result<Option<KeyOwner>, DbError> {
     let row = sqlx::query(
-        "SELECT a.id, p.id AS pipeline_id, a.quota_bytes, \
+        "SELECT a.id, p.id AS pipeline_id, a.quota_bytes, a.token_ttl_secs, \
                 (SELECT CAST(COALESCE(SUM(u.size), 0) AS BIGINT) FROM uploads u WHERE u.account_id = a.id) AS used \
          FROM accounts a JOIN pipelines p ON p.account_id = a.id AND p.name = 'default' \
          WHERE a.api_key_sha256 = $1",
@@ -95,10 +95,12 @@ pub async fn find_by_api_key(db: &Db, api_key: &str) -> Result<Option<KeyOwner>,
     let Some(row) = row else { return Ok(None) };
     let quota: Option<i64> = row.try_get("quota_bytes").op("read quota")?;
     let used: i64 = row.try_get("used").op("read usage")?;
+    let ttl: Option<i64> = row.try_get("token_ttl_secs").op("read token validity")?;
     Ok(Some(KeyOwner {
         account_id: row.try_get("id").op("read account id")?,
         pipeline_id: row.try_get("pipeline_id").op("read pipeline id")?,
         quota_remaining: quota.map(|q| u64::try_from(q.saturating_sub(used)).unwrap_or(0)),
+        token_ttl_secs: ttl.and_then(|t| u64::try_from(t).ok()),
     }))
 }
 

@@ -22,6 +22,12 @@ pub struct NewUpload {
     pub filename: String,
     /// Where the source bytes are stored.
     pub object_key: String,
+    /// The upload token that created it, if any (for its `max_uploads`).
+    pub token_id: Option<String>,
+    /// When an unused upload may be deleted (ms), if ever.
+    pub expires_at: Option<i64>,
+    /// Flavour-specific settings kept for later stages (JSON text).
+    pub metadata: Option<String>,
 }
 
 /// An upload's stored record.
@@ -121,8 +127,9 @@ pub async fn insert(db: &Db, new: &NewUpload, now: i64) -> Result<(), DbError> {
     let id = new.id.to_string();
     let mut tx = db.pool().begin().await.op("begin upload creation")?;
     sqlx::query(
-        "INSERT INTO uploads (id, account_id, pipeline_id, flavour, filename, object_key, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        "INSERT INTO uploads (id, account_id, pipeline_id, flavour, filename, object_key, status, created_at, updated_at, \
+                              token_id, expires_at, metadata) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11)",
     )
     .bind(&id)
     .bind(&new.account_id)
@@ -132,6 +139,9 @@ pub async fn insert(db: &Db, new: &NewUpload, now: i64) -> Result<(), DbError> {
     .bind(&new.object_key)
     .bind(Status::Receiving.code())
     .bind(now)
+    .bind(new.token_id.as_deref())
+    .bind(new.expires_at)
+    .bind(new.metadata.as_deref())
     .execute(&mut *tx)
     .await
     .op("insert an upload")?;

@@ -2,7 +2,9 @@
 //! reads, exactly as the seed (`GET /api/client/v1/uploads`, `GET …/uploads/{id}`), and
 //! `/healthz`. Handlers parse → query → render; errors come from [`crate::error`].
 
+use super::session::SessionError;
 use super::State;
+use crate::control::KeyOwner;
 use crate::db;
 use crate::db::upload::UploadRecord;
 use crate::error::UploadsApiError;
@@ -41,6 +43,8 @@ pub fn routes() -> Router<State> {
         .route("/healthz", get(healthz))
         .route("/api/client/v1/uploads", get(list))
         .route("/api/client/v1/uploads/{id}", get(one))
+        .merge(super::movingimage::routes())
+        .merge(super::upload_tokens::routes())
         .fallback(|| async { ApiError(UploadsApiError::NoRoute) })
 }
 
@@ -59,15 +63,47 @@ async fn healthz(Ext(state): Ext<State>) -> Response {
 }
 
 /// The account behind the request's Bearer key.
-async fn account(state: &State, headers: &HeaderMap) -> Result<String, ApiError> {
+/// The account behind the request's `Authorization: Bearer <api_key>`.
+pub(super) async fn owner(state: &State, headers: &HeaderMap) -> Result<KeyOwner, ApiError> {
     let key = crate::protocol::bearer(headers).ok_or(ApiError(UploadsApiError::Unauthenticated))?;
     db::account::find_by_api_key(&state.db, key)
         .await?
-        .map(|owner| owner.account_id)
         .ok_or(ApiError(UploadsApiError::Unauthenticated))
 }
 
-fn time(ms: i64) -> String {
+async fn account(state: &State, headers: &HeaderMap) -> Result<String, ApiError> {
+    owner(state, headers).await.map(|o| o.account_id)
+}
+
+/// A JSON request body, or a 400 that says what is wrong with it. An empty body is `{}`.
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError(UploadsApiError::Malformed(format!(
+            "the JSON body is invalid: {e}"
+        )))
+    })
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::UnknownPipeline => ApiError(UploadsApiError::NotFound),
+            SessionError::Db(e) => e.into(),
+            SessionError::Token(e) => {
+                tracing::error!(error = %e, "Could not mint a token.");
+                ApiError(UploadsApiError::Internal)
+            }
+        }
+    }
+}
+
+/// A time (ms) as RFC 3339 UTC with seconds, e.g. `2024-08-11T10:00:00Z`.
+pub(super) fn time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

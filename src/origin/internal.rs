@@ -2,11 +2,13 @@
 //! upload, record it stored, drop an unfinished one. Every request must carry the shared
 //! secret; it is compared in constant time.
 
+use super::session::{self, Opening, SessionError};
 use super::State;
-use crate::control::{self, CreateUpload, CreatedUpload, ResolveKey, StatusView, UploadStored};
-use crate::db::{self, now_ms, upload::NewUpload};
-use crate::store::ObjectKey;
-use crate::upload::{Status, UploadId};
+use crate::control::{
+    self, CreateUpload, CreatedUpload, KeyOwner, ResolveKey, StatusView, UploadStored,
+};
+use crate::db::{self, now_ms};
+use crate::upload::Status;
 use axum::extract::{Path, Request, State as Ext};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -57,38 +59,34 @@ async fn resolve(Ext(state): Ext<State>, Json(req): Json<ResolveKey>) -> Respons
 }
 
 async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Response {
-    let root = match db::account::pipeline_root(&state.db, &req.account_id, &req.pipeline_id).await
-    {
-        Ok(Some(root)) => root,
-        Ok(None) => return reply(StatusCode::NOT_FOUND, "unknown pipeline for this account"),
-        Err(e) => return db_failure(&e),
-    };
-    let id = UploadId::new();
-    let Ok(key) = ObjectKey::new(format!("{root}uploads/{id}/source")) else {
-        tracing::error!(%root, "A pipeline's storage root makes an invalid object key.");
-        return reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "invalid pipeline storage root",
-        );
-    };
-    let new = NewUpload {
-        id,
+    let owner = KeyOwner {
         account_id: req.account_id,
         pipeline_id: req.pipeline_id,
-        flavour: req.flavour,
-        filename: req.filename,
-        object_key: key.to_string(),
+        quota_remaining: None,
+        token_ttl_secs: None,
     };
-    match db::upload::insert(&state.db, &new, now_ms()).await {
-        Ok(()) => (
+    let opening = Opening {
+        flavour: &req.flavour,
+        filename: &req.filename,
+        ..Opening::default()
+    };
+    match session::open(&state, &owner, &opening, now_ms()).await {
+        Ok(opened) => (
             StatusCode::CREATED,
             Json(CreatedUpload {
-                id: id.to_string(),
-                object_key: key.to_string(),
+                id: opened.id.to_string(),
+                object_key: opened.object_key.to_string(),
             }),
         )
             .into_response(),
-        Err(e) => db_failure(&e),
+        Err(SessionError::UnknownPipeline) => {
+            reply(StatusCode::NOT_FOUND, "unknown pipeline for this account")
+        }
+        Err(SessionError::Db(e)) => db_failure(&e),
+        Err(e @ SessionError::Token(_)) => {
+            tracing::error!(error = %e, "Unexpected session error.");
+            reply(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
     }
 }
 

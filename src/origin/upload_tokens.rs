@@ -1,0 +1,105 @@
+//! Tokens for tus and IETF resumable-upload clients: `POST /v1/upload-tokens` (JSON, optional
+//! `filename`, `max_size`, `ttl` in seconds, `max_uploads`) answers
+//! `201 {"token", "tus_endpoint", "expires_at"}`. One token may create several uploads within
+//! its validity, unless `max_uploads` limits it. Bearer API-key auth.
+
+use super::api::{owner, parse_json, time, ApiError};
+use super::movingimage::check_filename;
+use super::session;
+use super::State;
+use crate::db::{self, now_ms, upload_token::IssuedToken};
+use crate::error::UploadsApiError;
+use crate::token::Scope;
+use axum::extract::State as Ext;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Where tus clients create uploads at the edge; the token's ACL covers everything under it.
+pub const TUS_PATH: &str = "/files/";
+
+/// The shortest and longest validity a client may ask for.
+const TTL_RANGE: std::ops::RangeInclusive<u64> = 60..=7 * 24 * 3600;
+
+/// The routes.
+pub fn routes() -> Router<State> {
+    Router::new().route("/v1/upload-tokens", post(create))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    filename: Option<String>,
+    max_size: Option<u64>,
+    ttl: Option<u64>,
+    max_uploads: Option<u32>,
+}
+
+fn invalid(field: &'static str, message: &str) -> ApiError {
+    ApiError(UploadsApiError::Invalid {
+        field,
+        message: message.to_owned(),
+    })
+}
+
+async fn create(
+    Ext(state): Ext<State>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let owner = owner(&state, &headers).await?;
+    let req: Request = parse_json(&body)?;
+    if let Some(name) = &req.filename {
+        check_filename("filename", name)?;
+    }
+    if req.max_size == Some(0) {
+        return Err(invalid(
+            "max_size",
+            "The max_size must be a positive number of bytes.",
+        ));
+    }
+    if req.ttl.is_some_and(|t| !TTL_RANGE.contains(&t)) {
+        return Err(invalid(
+            "ttl",
+            "The ttl must be between 60 and 604800 seconds.",
+        ));
+    }
+    if req.max_uploads == Some(0) {
+        return Err(invalid(
+            "max_uploads",
+            "The max_uploads must be at least 1.",
+        ));
+    }
+    let token_id = uuid::Uuid::new_v4().simple().to_string();
+    let ttl = session::validity(&state, &owner, req.ttl.map(Duration::from_secs));
+    let limits = (req.max_size, req.max_uploads, Some(token_id.clone()));
+    let minted = session::mint(
+        &state,
+        &owner,
+        Scope::Acl(format!("{TUS_PATH}*")),
+        limits,
+        ttl,
+        session::now_secs(),
+    )?;
+    let issued = IssuedToken {
+        id: token_id,
+        account_id: owner.account_id.clone(),
+        filename: req.filename,
+        max_uploads: req.max_uploads,
+        expires_at: minted.expires,
+    };
+    db::upload_token::insert(&state.db, &issued, now_ms()).await?;
+    let expires_ms = i64::try_from(minted.expires.saturating_mul(1000)).unwrap_or(i64::MAX);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "token": minted.token,
+            "tus_endpoint": format!("{}{TUS_PATH}", state.settings.edge_url),
+            "expires_at": time(expires_ms),
+        })),
+    ))
+}
