@@ -117,3 +117,67 @@ mod tests {
         assert_eq!(body["errors"]["folder"][0], "The folder field is required.");
     }
 }
+
+/// An error of the xvid API: the seed's codes and messages, rendered as
+/// `{"error": {"error_code", "error_message"}}` (or the same in XML).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XvidError {
+    /// 400 `0x0230001`: a parameter is missing or unusable.
+    InvalidInput,
+    /// 403 `0x0000003`: no or an unknown Bearer token.
+    InvalidToken,
+    /// 404 `0x0230002`: the pipeline or file does not exist.
+    NotFound,
+    /// 500 `0x0000001`: anything else; details are in the server log.
+    Internal,
+}
+
+impl XvidError {
+    /// HTTP status, error code and message.
+    #[must_use]
+    pub fn parts(self) -> (u16, &'static str, &'static str) {
+        match self {
+            Self::InvalidInput => (400, "0x0230001", "Invalid Input"),
+            Self::InvalidToken => (403, "0x0000003", "Invalid access token"),
+            Self::NotFound => (404, "0x0230002", "Requested file does not exist"),
+            Self::Internal => (500, "0x0000001", "Internal Error"),
+        }
+    }
+
+    /// The HTTP status and body (as JSON; XML renders the same tree).
+    #[must_use]
+    pub fn render(self) -> (u16, Value) {
+        let (status, code, message) = self.parts();
+        (
+            status,
+            json!({ "error": { "error_code": code, "error_message": message } }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod xvid_tests {
+    use super::*;
+
+    #[test]
+    fn the_seeds_codes() {
+        let (status, body) = XvidError::InvalidInput.render();
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            json!({ "error": { "error_code": "0x0230001", "error_message": "Invalid Input" } })
+        );
+        assert_eq!(
+            XvidError::InvalidToken.parts(),
+            (403, "0x0000003", "Invalid access token")
+        );
+        assert_eq!(
+            XvidError::NotFound.parts(),
+            (404, "0x0230002", "Requested file does not exist")
+        );
+        assert_eq!(
+            XvidError::Internal.parts(),
+            (500, "0x0000001", "Internal Error")
+        );
+    }
+}

@@ -8,6 +8,7 @@
 //! - [`control`]: the messages of the internal edge ↔ origin API.
 //! - [`error`]: the client-visible error tables, one per API flavour.
 //! - [`token`]: edge upload tokens (mint, verify, keyring); time passed in.
+//! - [`s3_policy`]: S3 browser-POST policies and their signatures.
 //!
 //! The one ingest core and its adapters:
 //! - [`ingest`]: `create → append → complete | cancel`, used by every protocol.
@@ -32,6 +33,7 @@ pub mod operator;
 pub mod origin;
 pub mod protocol;
 pub mod role;
+pub mod s3_policy;
 pub mod store;
 pub mod token;
 pub mod upload;

@@ -11,6 +11,7 @@ pub mod movingimage;
 pub mod session;
 pub mod upload_tokens;
 pub mod worker;
+pub mod xvid;
 
 use crate::config::{OriginSettings, Secret};
 use crate::db::{Db, DbError};

@@ -120,3 +120,38 @@ pub async fn pipeline_root(
         .await
         .op("look up a pipeline")
 }
+
+/// The form-upload credentials of an account (for signing policies and notifications).
+/// `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct SigningSecret {
+    /// The public key id.
+    pub access_key: String,
+    /// The HMAC secret.
+    pub secret: String,
+}
+
+/// The account's access key and secret.
+///
+/// # Errors
+/// The query fails or the account does not exist.
+pub async fn secret_of(db: &Db, account_id: &str) -> Result<SigningSecret, DbError> {
+    let row = sqlx::query("SELECT access_key, secret FROM accounts WHERE id = $1")
+        .bind(account_id)
+        .fetch_optional(db.pool())
+        .await
+        .op("read an account's secret")?
+        .ok_or_else(|| DbError::Corrupt(format!("account {account_id} vanished")))?;
+    Ok(SigningSecret {
+        access_key: row.try_get("access_key").op("read access key")?,
+        secret: row.try_get("secret").op("read secret")?,
+    })
+}
+
+impl std::fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningSecret")
+            .field("access_key", &self.access_key)
+            .finish_non_exhaustive()
+    }
+}

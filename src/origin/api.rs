@@ -45,6 +45,7 @@ pub fn routes() -> Router<State> {
         .route("/api/client/v1/uploads/{id}", get(one))
         .merge(super::movingimage::routes())
         .merge(super::upload_tokens::routes())
+        .merge(super::xvid::routes())
         .fallback(|| async { ApiError(UploadsApiError::NoRoute) })
 }
 
