@@ -4,7 +4,10 @@ ALTER TABLE accounts ADD COLUMN token_ttl_secs BIGINT;
 ALTER TABLE uploads ADD COLUMN token_id TEXT;
 ALTER TABLE uploads ADD COLUMN expires_at BIGINT;
 ALTER TABLE uploads ADD COLUMN metadata TEXT;
+-- A client's own key for the upload (Cloud VoD `fileId`, the breakpoint-resume key).
+ALTER TABLE uploads ADD COLUMN client_ref TEXT;
 CREATE INDEX uploads_by_token ON uploads (token_id);
+CREATE INDEX uploads_by_client_ref ON uploads (account_id, client_ref);
 
 -- Upload tokens handed to tus / IETF clients: one may create several uploads.
 CREATE TABLE upload_tokens (

@@ -286,6 +286,10 @@ pub struct RawOrigin {
     pub token_ttl: String,
     /// Public base URL of the edge that upload URLs name, e.g. `"https://upload.example.com"`.
     pub edge_url: String,
+    /// Largest upload a control API will open (declared sizes above it are refused); keep it
+    /// equal to the edges' `max_upload_size`.
+    #[serde(default = "default_max_upload")]
+    pub max_upload_size: String,
 }
 
 /// The edge's config file (`config/edge.toml`).
@@ -385,6 +389,8 @@ pub struct OriginSettings {
     pub token_ttl: Duration,
     /// Public base URL of the edge, without a trailing slash.
     pub edge_url: String,
+    /// Largest upload in bytes.
+    pub max_upload_size: u64,
 }
 
 /// Validated edge settings.
@@ -436,6 +442,7 @@ impl RawOrigin {
             keyring: self.token_keys.keyring("token_keys", env)?,
             token_ttl: parse_duration(&self.token_ttl, "token_ttl")?,
             edge_url: parse_base_url(&self.edge_url, "edge_url")?,
+            max_upload_size: parse_size(&self.max_upload_size, "max_upload_size")?,
         })
     }
 }
@@ -516,10 +523,13 @@ impl RawDev {
             None => DatabaseUrl::in_data_dir(&data_dir),
         };
         let listen = parse_addr(self.listen.as_deref().unwrap_or("127.0.0.1:8080"), "listen")?;
-        let max = self
-            .max_upload_size
-            .clone()
-            .unwrap_or_else(default_max_upload);
+        let max_upload_size = parse_size(
+            &self
+                .max_upload_size
+                .clone()
+                .unwrap_or_else(default_max_upload),
+            "max_upload_size",
+        )?;
         Ok(DevSettings {
             origin: OriginSettings {
                 // The origin is internal to the process: an ephemeral loopback port.
@@ -534,6 +544,7 @@ impl RawDev {
                 keyring: keyring.clone(),
                 token_ttl: Duration::from_secs(4 * 3600),
                 edge_url: format!("http://{listen}"),
+                max_upload_size,
             },
             edge: EdgeSettings {
                 listen,
@@ -542,7 +553,7 @@ impl RawDev {
                 origin_addr: String::new(),
                 internal_secret: secret,
                 storage,
-                max_upload_size: parse_size(&max, "max_upload_size")?,
+                max_upload_size,
                 threads: default_threads(),
                 auth_cache_ttl: Duration::from_secs(60),
                 keyring,

@@ -181,3 +181,65 @@ mod xvid_tests {
         );
     }
 }
+
+/// An error of the Cloud VoD API: the seed's `{code, message}` body with its codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudVodError {
+    /// 1500: `originFileName` over 40 characters.
+    NameTooLong,
+    /// 1604: `md5` given but empty.
+    Md5Empty,
+    /// 1605: `md5` longer than an MD5 digest.
+    Md5TooLong,
+    /// 1606: `originFileName` empty or missing.
+    NameEmpty,
+    /// 1607: the `fileId` names an upload of another file, or a parameter is unusable.
+    Source,
+    /// 1608: `overwrite` is neither 0 nor 1.
+    Overwrite,
+    /// 1609: `fileSize` is not a non-negative integer.
+    SizeInvalid,
+    /// 1610: `fileSize` is over the limit.
+    SizeTooLarge,
+    /// Missing or wrong `X-WS-AccessKey` / `Authorization`.
+    Unauthorized,
+    /// `X-WS-Timestamp` missing, malformed or more than 5 minutes off.
+    StaleTimestamp,
+    /// Anything else; details are in the server log.
+    Internal,
+}
+
+impl CloudVodError {
+    /// HTTP status, code and message.
+    #[must_use]
+    pub fn parts(self) -> (u16, u16, &'static str) {
+        match self {
+            Self::NameTooLong => (400, 1500, "The file name has exceeded 40 characters."),
+            Self::Md5Empty => (400, 1604, "The file MD5 value cannot be empty."),
+            Self::Md5TooLong => (400, 1605, "The length of MD5 string is too long."),
+            Self::NameEmpty => (400, 1606, "The video name cannot be empty."),
+            Self::Source => (400, 1607, "Video source error."),
+            Self::Overwrite => (400, 1608, "Parameter overwrite is neither 0 nor 1."),
+            Self::SizeInvalid => (400, 1609, "Video size can only be a non-negative integer."),
+            Self::SizeTooLarge => (400, 1610, "Video size has exceeded the limit."),
+            Self::Unauthorized => (
+                401,
+                401,
+                "Authentication failed: check X-WS-AccessKey and Authorization.",
+            ),
+            Self::StaleTimestamp => (
+                403,
+                403,
+                "X-WS-Timestamp is missing or more than 5 minutes from the server's clock.",
+            ),
+            Self::Internal => (500, 500, "Internal error."),
+        }
+    }
+
+    /// The HTTP status and body.
+    #[must_use]
+    pub fn render(self) -> (u16, Value) {
+        let (status, code, message) = self.parts();
+        (status, json!({ "code": code, "message": message }))
+    }
+}

@@ -5,6 +5,7 @@
 //! `media` (FFmpeg). Must not depend on the edge or on Pingora.
 
 pub mod api;
+pub mod cloudvod;
 pub mod internal;
 pub mod media;
 pub mod movingimage;

@@ -339,6 +339,7 @@ async fn every_status_code_is_shown_with_its_text_and_the_list_is_the_newest_50(
             token_id: None,
             expires_at: None,
             metadata: None,
+            client_ref: None,
         };
         upload::insert(&db, &new, 1_700_000_000_000 + i)
             .await

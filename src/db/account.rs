@@ -82,16 +82,36 @@ pub async fn create(
 /// # Errors
 /// The query fails.
 pub async fn find_by_api_key(db: &Db, api_key: &str) -> Result<Option<KeyOwner>, DbError> {
-    let row = sqlx::query(
+    owner_by(db, "api_key_sha256", &api_key_fingerprint(api_key)).await
+}
+
+/// The account with this access key and its signing secret (form flavours, Cloud VoD).
+///
+/// # Errors
+/// The query fails.
+pub async fn find_by_access_key(
+    db: &Db,
+    access_key: &str,
+) -> Result<Option<(KeyOwner, SigningSecret)>, DbError> {
+    let Some(owner) = owner_by(db, "access_key", access_key).await? else {
+        return Ok(None);
+    };
+    let secret = secret_of(db, &owner.account_id).await?;
+    Ok(Some((owner, secret)))
+}
+
+/// The account whose `column` (a unique credential column) equals `value`.
+async fn owner_by(db: &Db, column: &'static str, value: &str) -> Result<Option<KeyOwner>, DbError> {
+    let row = sqlx::query(&format!(
         "SELECT a.id, p.id AS pipeline_id, a.quota_bytes, a.token_ttl_secs, \
                 (SELECT CAST(COALESCE(SUM(u.size), 0) AS BIGINT) FROM uploads u WHERE u.account_id = a.id) AS used \
          FROM accounts a JOIN pipelines p ON p.account_id = a.id AND p.name = 'default' \
-         WHERE a.api_key_sha256 = $1",
-    )
-    .bind(api_key_fingerprint(api_key))
+         WHERE a.{column} = $1"
+    ))
+    .bind(value)
     .fetch_optional(db.pool())
     .await
-    .op("look up an API key")?;
+    .op("look up an account credential")?;
     let Some(row) = row else { return Ok(None) };
     let quota: Option<i64> = row.try_get("quota_bytes").op("read quota")?;
     let used: i64 = row.try_get("used").op("read usage")?;

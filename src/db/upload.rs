@@ -28,6 +28,8 @@ pub struct NewUpload {
     pub expires_at: Option<i64>,
     /// Flavour-specific settings kept for later stages (JSON text).
     pub metadata: Option<String>,
+    /// The client's own key for the upload (Cloud VoD `fileId`).
+    pub client_ref: Option<String>,
 }
 
 /// An upload's stored record.
@@ -63,11 +65,13 @@ pub struct UploadRecord {
     pub created_at: i64,
     /// Last change (ms).
     pub updated_at: i64,
+    /// Flavour settings kept for later stages (JSON text).
+    pub metadata: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, account_id, pipeline_id, flavour, filename, folder, object_key, status, error, \
-                       size, sha256, duration_ms, output_key, created_at, updated_at";
+                       size, sha256, duration_ms, output_key, created_at, updated_at, metadata";
 
 fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
     let code: i64 = row.try_get("status").op("read status")?;
@@ -90,6 +94,7 @@ fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
         output_key: row.try_get("output_key").op(op)?,
         created_at: row.try_get("created_at").op(op)?,
         updated_at: row.try_get("updated_at").op(op)?,
+        metadata: row.try_get("metadata").op(op)?,
     })
 }
 
@@ -128,8 +133,8 @@ pub async fn insert(db: &Db, new: &NewUpload, now: i64) -> Result<(), DbError> {
     let mut tx = db.pool().begin().await.op("begin upload creation")?;
     sqlx::query(
         "INSERT INTO uploads (id, account_id, pipeline_id, flavour, filename, object_key, status, created_at, updated_at, \
-                              token_id, expires_at, metadata) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11)",
+                              token_id, expires_at, metadata, client_ref) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)",
     )
     .bind(&id)
     .bind(&new.account_id)
@@ -142,6 +147,7 @@ pub async fn insert(db: &Db, new: &NewUpload, now: i64) -> Result<(), DbError> {
     .bind(new.token_id.as_deref())
     .bind(new.expires_at)
     .bind(new.metadata.as_deref())
+    .bind(new.client_ref.as_deref())
     .execute(&mut *tx)
     .await
     .op("insert an upload")?;
@@ -325,4 +331,24 @@ pub async fn history(db: &Db, id: &str) -> Result<Vec<Status>, DbError> {
         .into_iter()
         .map(|c| Status::from_code(c).ok_or_else(|| DbError::Corrupt(format!("status code {c}"))))
         .collect()
+}
+
+/// The newest upload of an account with this client key (Cloud VoD `fileId`), if any.
+///
+/// # Errors
+/// The query fails or the row is corrupt.
+pub async fn by_client_ref(
+    db: &Db,
+    account_id: &str,
+    client_ref: &str,
+) -> Result<Option<UploadRecord>, DbError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM uploads WHERE account_id = $1 AND client_ref = $2 ORDER BY created_at DESC LIMIT 1"
+    ))
+    .bind(account_id)
+    .bind(client_ref)
+    .fetch_optional(db.pool())
+    .await
+    .op("find an upload by client key")?;
+    row.as_ref().map(from_row).transpose()
 }

@@ -46,6 +46,7 @@ pub fn routes() -> Router<State> {
         .merge(super::movingimage::routes())
         .merge(super::upload_tokens::routes())
         .merge(super::xvid::routes())
+        .merge(super::cloudvod::routes())
         .fallback(|| async { ApiError(UploadsApiError::NoRoute) })
 }
 

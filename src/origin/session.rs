@@ -41,6 +41,8 @@ pub struct Opening<'a> {
     pub expires_at: Option<i64>,
     /// Flavour settings for later stages (JSON text).
     pub metadata: Option<String>,
+    /// The client's own key for the upload.
+    pub client_ref: Option<&'a str>,
 }
 
 /// An opened upload.
@@ -84,6 +86,7 @@ pub async fn open(
         token_id: o.token_id.map(str::to_owned),
         expires_at: o.expires_at,
         metadata: o.metadata.clone(),
+        client_ref: o.client_ref.map(str::to_owned),
     };
     db::upload::insert(&state.db, &new, now).await?;
     Ok(Opened {
