@@ -68,6 +68,9 @@ enum AccountCommand {
         /// Storage quota: bytes, or a size like 10GiB.
         #[arg(long)]
         quota: Option<String>,
+        /// Validity of upload tokens and URLs, like 2h [default: the node's token_ttl].
+        #[arg(long)]
+        token_ttl: Option<String>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -137,6 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     name,
                     notify_url,
                     quota,
+                    token_ttl,
                     json,
                     data_dir,
                     database,
@@ -156,6 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 name,
                 notify_url,
                 quota,
+                token_ttl,
             };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -29,6 +29,8 @@ pub struct AccountRequest {
     pub notify_url: Option<String>,
     /// Storage quota, a byte count or a size like `"10GiB"`.
     pub quota: Option<String>,
+    /// Validity of upload tokens and URLs, like `"2h"` (the node's default when absent).
+    pub token_ttl: Option<String>,
 }
 
 /// The human-readable form of [`create_account`]'s result.
@@ -82,12 +84,23 @@ pub async fn create_account(
                 })
         })
         .transpose()?;
+    let token_ttl = req
+        .token_ttl
+        .as_deref()
+        .map(|t| match humantime::parse_duration(t) {
+            Ok(d) if (60..=7 * 24 * 3600).contains(&d.as_secs()) => Ok(d.as_secs()),
+            _ => Err(OperatorError::Invalid(format!(
+                "--token-ttl: {t:?} is not a duration from 1m to 7d, like 2h"
+            ))),
+        })
+        .transpose()?;
     let db = Db::open(database).await?;
     let creds = Credentials::generate(&mut rand::rng());
     let new = NewAccount {
         name: name.to_owned(),
         notify_url: req.notify_url.clone(),
         quota_bytes: quota,
+        token_ttl_secs: token_ttl,
     };
     let pipeline_id = new_pipeline_id(&mut rand::rng());
     let created = create(&db, &new, &creds, &pipeline_id, now_ms()).await?;
@@ -100,5 +113,6 @@ pub async fn create_account(
         "pipeline_id": created.pipeline_id.0,
         "notify_url": new.notify_url,
         "quota": new.quota_bytes,
+        "token_ttl_secs": new.token_ttl_secs,
     }))
 }

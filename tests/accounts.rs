@@ -83,6 +83,8 @@ async fn bad_arguments_are_refused_with_a_clear_message() {
             "--notify-url",
         ),
         (vec!["--name", "A", "--quota", "lots"], "--quota"),
+        (vec!["--name", "A", "--token-ttl", "forever"], "--token-ttl"),
+        (vec!["--name", "A", "--token-ttl", "30d"], "--token-ttl"),
     ] {
         let out = node.account_cmd(&args);
         assert!(!out.status.success(), "{args:?} succeeded");

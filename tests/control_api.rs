@@ -216,3 +216,49 @@ async fn tokens_survive_a_restart_of_uplink_dev() {
         assert_eq!(mode & 0o077, 0, "token-keys readable by others: {mode:o}");
     }
 }
+
+#[tokio::test]
+async fn an_accounts_own_token_validity_applies_and_caps_requests() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let out = node.account_cmd(&["--name", "Short", "--token-ttl", "1h", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let account = common::Account::from_json(&serde_json::from_slice(&out.stdout).unwrap());
+    assert_eq!(account.json["token_ttl_secs"], 3600);
+    let (_, body) = post(
+        &node,
+        &account.api_key,
+        "/v1/videos",
+        r#"{"fileName": "a.mp4"}"#,
+    )
+    .await;
+    let video = body["videoId"].as_str().unwrap().to_owned();
+    let (_, body) = get(&node, &account.api_key, &format!("/v1/videos/{video}/url")).await;
+    let token = body["url"]
+        .as_str()
+        .unwrap()
+        .split("__token__=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let claims = keyring(&node).verify(&token, now(), 0).unwrap();
+    assert!(
+        (now() + 3595..=now() + 3600).contains(&claims.expires),
+        "{claims:?}"
+    );
+    // Asking for longer than the account allows gets the account's validity.
+    let (_, body) = post(
+        &node,
+        &account.api_key,
+        "/v1/upload-tokens",
+        r#"{"ttl": 86400}"#,
+    )
+    .await;
+    let claims = keyring(&node)
+        .verify(body["token"].as_str().unwrap(), now(), 0)
+        .unwrap();
+    assert!(claims.expires <= now() + 3600);
+}

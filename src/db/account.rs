@@ -14,6 +14,8 @@ pub struct NewAccount {
     pub notify_url: Option<String>,
     /// Bytes the account may store, if limited.
     pub quota_bytes: Option<u64>,
+    /// Validity of the account's upload tokens and URLs, if not the node's default.
+    pub token_ttl_secs: Option<u64>,
 }
 
 /// A created account, with the ids the operator needs.
@@ -44,8 +46,8 @@ pub async fn create(
         .map_err(|_| DbError::Corrupt("quota larger than 2^63 bytes".into()))?;
     let mut tx = db.pool().begin().await.op("begin account creation")?;
     sqlx::query(
-        "INSERT INTO accounts (id, name, api_key_sha256, access_key, secret, notify_url, quota_bytes, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO accounts (id, name, api_key_sha256, access_key, secret, notify_url, quota_bytes, created_at, token_ttl_secs) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&id.0)
     .bind(&new.name)
@@ -55,6 +57,7 @@ pub async fn create(
     .bind(new.notify_url.as_deref())
     .bind(quota)
     .bind(now)
+    .bind(new.token_ttl_secs.and_then(|t| i64::try_from(t).ok()))
     .execute(&mut *tx)
     .await
     .op("insert an account")?;
