@@ -31,6 +31,31 @@ pub struct KeyOwner {
     pub token_ttl_secs: Option<u64>,
 }
 
+/// `POST /internal/v1/access-keys/resolve`: which account owns an access key, and its
+/// signing secret (the edge verifies form signatures itself).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ResolveAccessKey {
+    /// The access key as the form sent it.
+    pub access_key: String,
+}
+
+/// The answer to [`ResolveAccessKey`] (404 when unknown). `Debug` hides the secret.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AccessKeyOwner {
+    /// The account.
+    pub owner: KeyOwner,
+    /// The account's HMAC secret.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for AccessKeyOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKeyOwner")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
 /// `POST /internal/v1/uploads`: a new upload is starting at the edge.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CreateUpload {
@@ -42,6 +67,10 @@ pub struct CreateUpload {
     pub flavour: String,
     /// The client's file name.
     pub filename: String,
+    /// The object key relative to the pipeline root, when the client chooses it (S3 POST).
+    /// An upload still receiving under that key (an xvid session) is reused.
+    #[serde(default)]
+    pub relative_key: Option<String>,
 }
 
 /// The answer to [`CreateUpload`]: where the edge writes the bytes.

@@ -243,3 +243,98 @@ impl CloudVodError {
         (status, json!({ "code": code, "message": message }))
     }
 }
+
+/// An error of the S3 POST Object endpoint, rendered as S3 does:
+/// `<Error><Code>…</Code><Message>…</Message></Error>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum S3Error {
+    /// 403: the signature does not match.
+    SignatureDoesNotMatch,
+    /// 403: no such access key.
+    InvalidAccessKeyId,
+    /// 403: the policy refuses the form (expired, a failed condition, an extra field).
+    AccessDenied(String),
+    /// 400: a required field is missing or unusable.
+    InvalidArgument(String),
+    /// 400: the body is not a usable multipart form.
+    MalformedPostRequest,
+    /// 400: larger than the policy or the node allows.
+    EntityTooLarge,
+    /// 400: smaller than the policy's minimum.
+    EntityTooSmall,
+    /// 404: the bucket (pipeline) does not exist for this account.
+    NoSuchBucket,
+    /// 501: a feature this endpoint does not offer.
+    NotImplemented(String),
+    /// 503: storage or the origin is unavailable.
+    ServiceUnavailable,
+    /// 500: anything else.
+    InternalError,
+}
+
+impl S3Error {
+    /// HTTP status, S3 error code and message.
+    #[must_use]
+    pub fn parts(&self) -> (u16, &'static str, String) {
+        match self {
+            Self::SignatureDoesNotMatch => (
+                403,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided."
+                    .into(),
+            ),
+            Self::InvalidAccessKeyId => (
+                403,
+                "InvalidAccessKeyId",
+                "The access key Id you provided does not exist in our records.".into(),
+            ),
+            Self::AccessDenied(why) => (403, "AccessDenied", why.clone()),
+            Self::InvalidArgument(why) => (400, "InvalidArgument", why.clone()),
+            Self::MalformedPostRequest => (
+                400,
+                "MalformedPOSTRequest",
+                "The body of your POST request is not well-formed multipart/form-data.".into(),
+            ),
+            Self::EntityTooLarge => (
+                400,
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed size.".into(),
+            ),
+            Self::EntityTooSmall => (
+                400,
+                "EntityTooSmall",
+                "Your proposed upload is smaller than the minimum allowed size.".into(),
+            ),
+            Self::NoSuchBucket => (
+                404,
+                "NoSuchBucket",
+                "The specified bucket does not exist.".into(),
+            ),
+            Self::NotImplemented(what) => (501, "NotImplemented", what.clone()),
+            Self::ServiceUnavailable => (
+                503,
+                "ServiceUnavailable",
+                "Please reduce your request rate or retry.".into(),
+            ),
+            Self::InternalError => (
+                500,
+                "InternalError",
+                "We encountered an internal error. Please try again.".into(),
+            ),
+        }
+    }
+
+    /// The HTTP status and the XML body.
+    #[must_use]
+    pub fn render(&self) -> (u16, String) {
+        let (status, code, message) = self.parts();
+        let message = message
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        (
+            status,
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"),
+        )
+    }
+}

@@ -1,14 +1,16 @@
 //! The one ingest core every wire protocol calls: `create → append… → complete | cancel`.
 //! It streams bytes into the store through a bounded path (each chunk is written before the
-//! next is read, so memory per upload is one chunk), hashes them on the way (SHA-256), enforces
+//! next is read, so memory per upload is one chunk), hashes them on the way (SHA-256, and MD5 for
+//! S3 ETags, in the same pass), enforces
 //! the size limit and the account quota, and reports to the origin.
 //!
 //! Must not depend on any HTTP framework or wire protocol: adapters translate to and from it.
 
-use crate::control::{CreateUpload, KeyOwner, StatusView, UploadStored};
+use crate::control::{AccessKeyOwner, CreateUpload, KeyOwner, StatusView, UploadStored};
 use crate::edge::origin_client::{OriginClient, OriginError};
 use crate::store::{ObjectKey, ObjectWriter, Store, StoreError};
 use bytes::Bytes;
+use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -43,11 +45,23 @@ pub struct Ingest {
     max_upload_size: u64,
 }
 
+/// A stored upload.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    /// Its status as the origin recorded it.
+    pub view: StatusView,
+    /// Bytes stored.
+    pub size: u64,
+    /// Hex MD5 of the bytes (S3's ETag).
+    pub md5: String,
+}
+
 /// An upload whose bytes are arriving.
 pub struct Receiving {
     id: String,
     writer: Box<dyn ObjectWriter>,
     hasher: Sha256,
+    md5: Md5,
     size: u64,
     max_size: u64,
     quota: Option<u64>,
@@ -81,6 +95,20 @@ impl Ingest {
             .map_err(IngestError::Origin)
     }
 
+    /// The account behind a form's access key, with its signing secret.
+    ///
+    /// # Errors
+    /// The origin cannot be asked.
+    pub async fn authenticate_access_key(
+        &self,
+        access_key: &str,
+    ) -> Result<Option<AccessKeyOwner>, IngestError> {
+        self.origin
+            .resolve_access_key(access_key)
+            .await
+            .map_err(IngestError::Origin)
+    }
+
     /// Opens an upload for `owner`.
     ///
     /// # Errors
@@ -91,6 +119,21 @@ impl Ingest {
         flavour: &str,
         filename: &str,
     ) -> Result<Receiving, IngestError> {
+        self.create_at(owner, flavour, filename, None).await
+    }
+
+    /// Opens an upload under a client-chosen key relative to the owner's pipeline root (S3
+    /// POST); an upload already receiving under that key (an xvid session) is continued.
+    ///
+    /// # Errors
+    /// The origin or the store fails.
+    pub async fn create_at(
+        &self,
+        owner: &KeyOwner,
+        flavour: &str,
+        filename: &str,
+        relative_key: Option<&str>,
+    ) -> Result<Receiving, IngestError> {
         let created = self
             .origin
             .create_upload(&CreateUpload {
@@ -98,6 +141,7 @@ impl Ingest {
                 pipeline_id: owner.pipeline_id.clone(),
                 flavour: flavour.to_owned(),
                 filename: filename.to_owned(),
+                relative_key: relative_key.map(str::to_owned),
             })
             .await
             .map_err(IngestError::Origin)?;
@@ -113,6 +157,7 @@ impl Ingest {
             id: created.id,
             writer,
             hasher: Sha256::new(),
+            md5: Md5::new(),
             size: 0,
             max_size: self.max_upload_size,
             quota: owner.quota_remaining,
@@ -127,9 +172,13 @@ impl Ingest {
         &self,
         upload: Receiving,
         folder: Option<String>,
-    ) -> Result<StatusView, IngestError> {
+    ) -> Result<Completed, IngestError> {
         let Receiving {
-            id, writer, hasher, ..
+            id,
+            writer,
+            hasher,
+            md5,
+            ..
         } = upload;
         let size = match writer.finish().await {
             Ok(size) => size,
@@ -143,10 +192,16 @@ impl Ingest {
             sha256: hex::encode(hasher.finalize()),
             folder,
         };
-        self.origin
+        let view = self
+            .origin
             .upload_stored(&id, &stored)
             .await
-            .map_err(IngestError::Origin)
+            .map_err(IngestError::Origin)?;
+        Ok(Completed {
+            view,
+            size,
+            md5: hex::encode(md5.finalize()),
+        })
     }
 
     /// Abandons an upload: discards its bytes and its record.
@@ -190,6 +245,7 @@ impl Receiving {
             return Err(IngestError::QuotaExceeded);
         }
         self.hasher.update(&data);
+        self.md5.update(&data);
         self.writer.write(data).await.map_err(IngestError::Store)?;
         self.size = size;
         Ok(())

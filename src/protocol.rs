@@ -3,6 +3,7 @@
 //! a particular HTTP server, so every listener (Pingora's HTTP/1.1 and HTTP/2, later QUIC)
 //! serves them the same way.
 
+pub mod s3_post;
 pub mod uploads_api;
 
 use crate::error::UploadsApiError;
@@ -18,6 +19,8 @@ pub struct Reply {
     pub content_type: &'static str,
     /// The body.
     pub body: Bytes,
+    /// Further headers (`ETag`, `Location`, …).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -35,6 +38,7 @@ impl Reply {
             status,
             content_type: "application/json",
             body: Bytes::from(body.to_string()),
+            headers: Vec::new(),
         }
     }
 }

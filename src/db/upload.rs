@@ -352,3 +352,25 @@ pub async fn by_client_ref(
     .op("find an upload by client key")?;
     row.as_ref().map(from_row).transpose()
 }
+
+/// The newest upload of an account still receiving under this object key.
+///
+/// # Errors
+/// The query fails or the row is corrupt.
+pub async fn receiving_by_key(
+    db: &Db,
+    account_id: &str,
+    object_key: &str,
+) -> Result<Option<UploadRecord>, DbError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM uploads WHERE account_id = $1 AND object_key = $2 AND status = $3 \
+         ORDER BY created_at DESC LIMIT 1"
+    ))
+    .bind(account_id)
+    .bind(object_key)
+    .bind(Status::Receiving.code())
+    .fetch_optional(db.pool())
+    .await
+    .op("find an upload by object key")?;
+    row.as_ref().map(from_row).transpose()
+}

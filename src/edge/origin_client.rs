@@ -4,7 +4,8 @@
 
 use crate::config::Secret;
 use crate::control::{
-    self, CreateUpload, CreatedUpload, KeyOwner, ResolveKey, StatusView, UploadStored,
+    self, AccessKeyOwner, CreateUpload, CreatedUpload, KeyOwner, ResolveAccessKey, ResolveKey,
+    StatusView, UploadStored,
 };
 use moka::future::Cache;
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub struct OriginClient {
     base: String,
     secret: Secret,
     keys: Cache<String, KeyOwner>,
+    access_keys: Cache<String, AccessKeyOwner>,
 }
 
 impl OriginClient {
@@ -55,6 +57,10 @@ impl OriginClient {
             base: base.trim_end_matches('/').to_owned(),
             secret,
             keys: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cache_ttl)
+                .build(),
+            access_keys: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(cache_ttl)
                 .build(),
@@ -120,6 +126,39 @@ impl OriginClient {
         let owner: KeyOwner = Self::json(op, resp).await?;
         self.keys.insert(cache_key, owner.clone()).await;
         Ok(Some(owner))
+    }
+
+    /// The account owning an access key and its secret, or `None` if the key is unknown.
+    ///
+    /// # Errors
+    /// The origin is unreachable or failing.
+    pub async fn resolve_access_key(
+        &self,
+        access_key: &str,
+    ) -> Result<Option<AccessKeyOwner>, OriginError> {
+        if let Some(found) = self.access_keys.get(access_key).await {
+            return Ok(Some(found));
+        }
+        let op = "look up an access key";
+        let body = ResolveAccessKey {
+            access_key: access_key.to_owned(),
+        };
+        let resp = self
+            .call(
+                op,
+                reqwest::Method::POST,
+                "/internal/v1/access-keys/resolve",
+                Some(&body),
+            )
+            .await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let found: AccessKeyOwner = Self::json(op, resp).await?;
+        self.access_keys
+            .insert(access_key.to_owned(), found.clone())
+            .await;
+        Ok(Some(found))
     }
 
     /// Opens an upload record; returns its id and object key.

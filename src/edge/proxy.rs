@@ -5,7 +5,7 @@
 use crate::control;
 use crate::error::UploadsApiError;
 use crate::ingest::Ingest;
-use crate::protocol::{uploads_api, Reply};
+use crate::protocol::{s3_post, uploads_api, Reply};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
@@ -34,17 +34,41 @@ impl EdgeProxy {
         let reply = match uploads_api::authorize(&headers, &self.ingest).await {
             Err(reply) => reply,
             Ok(auth) => {
-                let expects_continue = headers
-                    .get(http::header::EXPECT)
-                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-                if expects_continue {
-                    session.write_continue_response().await?;
-                }
+                continue_if_expected(session, &headers).await?;
                 uploads_api::receive(auth, body_stream(session), &self.ingest).await
             }
         };
         write_reply(session, reply).await
     }
+
+    /// S3 POST Object: its credentials are form fields, so the body is always read.
+    async fn s3_post(&self, session: &mut Session, bucket: &str) -> pingora::Result<()> {
+        let headers = session.req_header().headers.clone();
+        continue_if_expected(session, &headers).await?;
+        let reply = s3_post::receive(
+            bucket,
+            &headers,
+            body_stream(session),
+            &self.ingest,
+            chrono::Utc::now(),
+        )
+        .await;
+        write_reply(session, reply).await
+    }
+}
+
+/// Answers `Expect: 100-continue` once the request may proceed.
+async fn continue_if_expected(
+    session: &mut Session,
+    headers: &http::HeaderMap,
+) -> pingora::Result<()> {
+    let expected = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expected {
+        session.write_continue_response().await?;
+    }
+    Ok(())
 }
 
 /// The request body as a stream of chunks, read only as fast as the consumer takes them.
@@ -66,6 +90,9 @@ async fn write_reply(session: &mut Session, reply: Reply) -> pingora::Result<()>
     let mut header = ResponseHeader::build(reply.status, Some(2))?;
     header.insert_header(http::header::CONTENT_TYPE, reply.content_type)?;
     header.insert_header(http::header::CONTENT_LENGTH, reply.body.len().to_string())?;
+    for (name, value) in reply.headers {
+        header.insert_header(name, value)?;
+    }
     if !session.is_body_done() {
         // Refused before the body was read: close rather than drain a large upload.
         session.set_keepalive(None);
@@ -98,6 +125,10 @@ impl ProxyHttp for EdgeProxy {
                 .await?;
             }
             ("POST", uploads_api::PATH) => self.uploads_api(session).await?,
+            ("POST", p) if s3_post::bucket_of(p).is_some() => {
+                let bucket = s3_post::bucket_of(p).unwrap_or_default().to_owned();
+                self.s3_post(session, &bucket).await?;
+            }
             (_, p) if p.starts_with(control::PREFIX) => {
                 write_reply(session, Reply::error(&UploadsApiError::NoRoute)).await?;
             }

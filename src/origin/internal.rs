@@ -5,7 +5,8 @@
 use super::session::{self, Opening, SessionError};
 use super::State;
 use crate::control::{
-    self, CreateUpload, CreatedUpload, KeyOwner, ResolveKey, StatusView, UploadStored,
+    self, AccessKeyOwner, CreateUpload, CreatedUpload, KeyOwner, ResolveAccessKey, ResolveKey,
+    StatusView, UploadStored,
 };
 use crate::db::{self, now_ms};
 use crate::upload::Status;
@@ -22,6 +23,7 @@ use subtle::ConstantTimeEq;
 pub fn routes(state: State) -> Router<State> {
     Router::new()
         .route("/internal/v1/api-keys/resolve", post(resolve))
+        .route("/internal/v1/access-keys/resolve", post(resolve_access_key))
         .route("/internal/v1/uploads", post(create))
         .route("/internal/v1/uploads/{id}/stored", post(stored))
         .route("/internal/v1/uploads/{id}", delete(cancel))
@@ -58,6 +60,18 @@ async fn resolve(Ext(state): Ext<State>, Json(req): Json<ResolveKey>) -> Respons
     }
 }
 
+async fn resolve_access_key(Ext(state): Ext<State>, Json(req): Json<ResolveAccessKey>) -> Response {
+    match db::account::find_by_access_key(&state.db, &req.access_key).await {
+        Ok(Some((owner, secret))) => Json(AccessKeyOwner {
+            owner,
+            secret: secret.secret,
+        })
+        .into_response(),
+        Ok(None) => reply(StatusCode::NOT_FOUND, "unknown access key"),
+        Err(e) => db_failure(&e),
+    }
+}
+
 async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Response {
     let owner = KeyOwner {
         account_id: req.account_id,
@@ -65,20 +79,27 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
         quota_remaining: None,
         token_ttl_secs: None,
     };
+    if let Some(relative) = &req.relative_key {
+        match session::receiving_at(&state, &owner, relative).await {
+            Ok(Some(opened)) => return created(&opened),
+            Ok(None) => {}
+            Err(SessionError::UnknownPipeline) => {
+                return reply(StatusCode::NOT_FOUND, "unknown pipeline for this account")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Could not look up an upload by key.");
+                return reply(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
+            }
+        }
+    }
     let opening = Opening {
         flavour: &req.flavour,
         filename: &req.filename,
+        relative_key: req.relative_key.as_deref(),
         ..Opening::default()
     };
     match session::open(&state, &owner, &opening, now_ms()).await {
-        Ok(opened) => (
-            StatusCode::CREATED,
-            Json(CreatedUpload {
-                id: opened.id.to_string(),
-                object_key: opened.object_key.to_string(),
-            }),
-        )
-            .into_response(),
+        Ok(opened) => created(&opened),
         Err(SessionError::UnknownPipeline) => {
             reply(StatusCode::NOT_FOUND, "unknown pipeline for this account")
         }
@@ -88,6 +109,14 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
             reply(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
     }
+}
+
+fn created(opened: &session::Opened) -> Response {
+    let body = CreatedUpload {
+        id: opened.id.to_string(),
+        object_key: opened.object_key.to_string(),
+    };
+    (StatusCode::CREATED, Json(body)).into_response()
 }
 
 async fn stored(

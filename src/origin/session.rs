@@ -96,6 +96,36 @@ pub async fn open(
     })
 }
 
+/// The upload still receiving under a pipeline-relative key (an xvid session's), if any.
+///
+/// # Errors
+/// Unknown pipeline, or a database failure.
+pub async fn receiving_at(
+    state: &State,
+    owner: &KeyOwner,
+    relative: &str,
+) -> Result<Option<Opened>, SessionError> {
+    let root = db::account::pipeline_root(&state.db, &owner.account_id, &owner.pipeline_id)
+        .await?
+        .ok_or(SessionError::UnknownPipeline)?;
+    let key = format!("{root}{relative}");
+    let Some(upload) = db::upload::receiving_by_key(&state.db, &owner.account_id, &key).await?
+    else {
+        return Ok(None);
+    };
+    let id = upload
+        .id
+        .parse()
+        .map_err(|_| DbError::Corrupt(format!("upload id {}", upload.id)))?;
+    let object_key =
+        ObjectKey::new(upload.object_key).map_err(|e| DbError::Corrupt(e.to_owned()))?;
+    Ok(Some(Opened {
+        id,
+        pipeline_id: upload.pipeline_id,
+        object_key,
+    }))
+}
+
 /// A minted edge token and when it expires (Unix seconds).
 #[derive(Debug, Clone)]
 pub struct Minted {

@@ -98,11 +98,11 @@ where
         (Err(e), None) => Err(e),
     };
     match result {
-        Ok(view) => Reply::json(
+        Ok(done) => Reply::json(
             202,
             &json!({
                 "message": "Upload accepted and is now being processed.",
-                "data": { "id": view.id, "status": view.status, "status_text": view.status_text },
+                "data": { "id": done.view.id, "status": done.view.status, "status_text": done.view.status_text },
             }),
         ),
         Err(e) => Reply::error(&e),
@@ -170,7 +170,7 @@ async fn finish(
     upload: Receiving,
     folder: Option<String>,
     ingest: &Ingest,
-) -> Result<crate::control::StatusView, UploadsApiError> {
+) -> Result<crate::ingest::Completed, UploadsApiError> {
     let folder = folder.map(|f| f.trim().to_owned()).unwrap_or_default();
     let problem = if folder.is_empty() {
         Some(invalid("folder", "The folder field is required."))

@@ -1,0 +1,356 @@
+//! S3's POST Object (browser form uploads) at `POST /s3/{bucket}`, where the bucket is a
+//! pipeline id: Signature V2 (`AWSAccessKeyId`, `policy`, `signature`, as in the xvid seed's
+//! `form_post_params`) and V4 (`x-amz-algorithm`, `x-amz-credential`, `x-amz-date`,
+//! `x-amz-signature`), with the account's `access_key` and `secret`. The policy's conditions
+//! are enforced, every field must be covered, the file is the last field (later fields are
+//! ignored, as S3 does), and the answer is S3's: 204, `success_action_status`, or a 303 to
+//! `success_action_redirect`, with `ETag` the MD5 of the object. Keys under `tmp/{bucket}/`
+//! (xvid's staging names) land at the rest of the key, continuing that xvid session.
+
+use super::Reply;
+use crate::control::KeyOwner;
+use crate::edge::origin_client::OriginError;
+use crate::error::S3Error;
+use crate::ingest::{Ingest, IngestError, Receiving};
+use crate::s3_policy::{self, PolicyError};
+use crate::store::ObjectKey;
+use bytes::Bytes;
+use futures_util::Stream;
+use http::HeaderMap;
+
+/// The path prefix of the endpoint.
+pub const PREFIX: &str = "/s3/";
+
+/// The largest text field accepted (S3 allows 20 KB of policy).
+const MAX_FIELD: u64 = 20 * 1024;
+
+/// The bucket named by a request path `/s3/{bucket}` (a trailing slash is allowed).
+#[must_use]
+pub fn bucket_of(path: &str) -> Option<&str> {
+    let bucket = path.strip_prefix(PREFIX)?.trim_end_matches('/');
+    (!bucket.is_empty() && !bucket.contains('/')).then_some(bucket)
+}
+
+fn error_reply(e: &S3Error) -> Reply {
+    let (status, body) = e.render();
+    Reply {
+        status,
+        content_type: "application/xml",
+        body: Bytes::from(body),
+        headers: Vec::new(),
+    }
+}
+
+fn from_ingest(e: IngestError) -> S3Error {
+    match e {
+        IngestError::TooLarge { .. } | IngestError::QuotaExceeded => S3Error::EntityTooLarge,
+        IngestError::Origin(OriginError::Status { status: 404, .. }) => S3Error::NoSuchBucket,
+        other => {
+            tracing::error!(error = %other, source = ?std::error::Error::source(&other), "S3 POST failed at the edge.");
+            S3Error::ServiceUnavailable
+        }
+    }
+}
+
+/// The form fields that came before the file.
+struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn require(&self, name: &str) -> Result<&str, S3Error> {
+        self.get(name).ok_or_else(|| {
+            S3Error::InvalidArgument(format!("Bucket POST must contain a field named '{name}'."))
+        })
+    }
+}
+
+/// Checks the form's signature and policy; returns the account and the size range allowed.
+async fn authorize(
+    fields: &Fields,
+    bucket: &str,
+    ingest: &Ingest,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(KeyOwner, Option<(u64, u64)>), S3Error> {
+    let policy = fields.require("policy")?;
+    let v4 = fields.get("x-amz-algorithm").is_some();
+    let access_key = if v4 {
+        if fields.get("x-amz-algorithm") != Some("AWS4-HMAC-SHA256") {
+            return Err(S3Error::InvalidArgument(
+                "x-amz-algorithm must be AWS4-HMAC-SHA256.".into(),
+            ));
+        }
+        fields
+            .require("x-amz-credential")?
+            .split('/')
+            .next()
+            .unwrap_or_default()
+    } else {
+        fields.require("AWSAccessKeyId")?
+    };
+    let found = ingest
+        .authenticate_access_key(access_key)
+        .await
+        .map_err(from_ingest)?
+        .ok_or(S3Error::InvalidAccessKeyId)?;
+    let signed = if v4 {
+        // Credential scope: AKID/YYYYMMDD/REGION/SERVICE/aws4_request.
+        let scope: Vec<&str> = fields.require("x-amz-credential")?.split('/').collect();
+        let [_, date, region, service, "aws4_request"] = scope.as_slice() else {
+            return Err(S3Error::InvalidArgument(
+                "x-amz-credential is not AKID/DATE/REGION/SERVICE/aws4_request.".into(),
+            ));
+        };
+        s3_policy::verify_v4(
+            &found.secret,
+            date,
+            region,
+            service,
+            policy,
+            fields.require("x-amz-signature")?,
+        )
+    } else {
+        s3_policy::verify_v2(&found.secret, policy, fields.require("signature")?)
+    };
+    if !signed {
+        return Err(S3Error::SignatureDoesNotMatch);
+    }
+    let accepted = s3_policy::check(policy, &fields.0, bucket, now).map_err(|e| match e {
+        PolicyError::Malformed(_) => S3Error::InvalidArgument(e.to_string()),
+        other => S3Error::AccessDenied(other.to_string()),
+    })?;
+    let owner = KeyOwner {
+        pipeline_id: bucket.to_owned(),
+        ..found.owner
+    };
+    Ok((owner, accepted.length_range))
+}
+
+/// Reads the form, checks it, streams the file into an upload; the reply is S3's.
+pub async fn receive<S>(
+    bucket: &str,
+    headers: &HeaderMap,
+    body: S,
+    ingest: &Ingest,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Reply
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+{
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Ok(boundary) = multer::parse_boundary(content_type) else {
+        return error_reply(&S3Error::MalformedPostRequest);
+    };
+    let limits = multer::SizeLimit::new()
+        .per_field(MAX_FIELD)
+        .for_field("file", u64::MAX);
+    let mut form = multer::Multipart::with_constraints(
+        body,
+        boundary,
+        multer::Constraints::new().size_limit(limits),
+    );
+    let mut upload = None;
+    let result = post(&mut form, bucket, ingest, now, &mut upload).await;
+    // Fields after the file are ignored, as S3 does; reading them keeps the connection usable.
+    while let Ok(Some(_)) = form.next_field().await {}
+    drop(form);
+    match result {
+        Ok(reply) => reply,
+        Err(e) => {
+            if let Some(upload) = upload {
+                ingest.cancel(upload).await;
+            }
+            error_reply(&e)
+        }
+    }
+}
+
+async fn post(
+    form: &mut multer::Multipart<'_>,
+    bucket: &str,
+    ingest: &Ingest,
+    now: chrono::DateTime<chrono::Utc>,
+    upload: &mut Option<Receiving>,
+) -> Result<Reply, S3Error> {
+    let mut fields = Fields(Vec::new());
+    let mut file = loop {
+        let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|_| S3Error::MalformedPostRequest)?
+        else {
+            return Err(S3Error::InvalidArgument(
+                "POST requires exactly one file upload per request.".into(),
+            ));
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        if name.eq_ignore_ascii_case("file") {
+            break field;
+        }
+        let value = field
+            .text()
+            .await
+            .map_err(|_| S3Error::MalformedPostRequest)?;
+        fields.0.push((name, value));
+    };
+    let (owner, length_range) = authorize(&fields, bucket, ingest, now).await?;
+    if fields
+        .get("chunks")
+        .and_then(|c| c.parse::<u32>().ok())
+        .is_some_and(|c| c > 1)
+    {
+        return Err(S3Error::NotImplemented(
+            "Chunked form posts (chunks > 1) are not accepted yet; send the file in one post."
+                .into(),
+        ));
+    }
+    let filename = file.file_name().unwrap_or("file").to_owned();
+    let key = fields.require("key")?.replace("${filename}", &filename);
+    let relative = key
+        .strip_prefix(&format!("tmp/{bucket}/"))
+        .unwrap_or(&key)
+        .to_owned();
+    ObjectKey::new(relative.clone())
+        .map_err(|e| S3Error::InvalidArgument(format!("Invalid key: {e}.")))?;
+    let name = relative.rsplit('/').next().unwrap_or(&relative).to_owned();
+    let receiving = upload.insert(
+        ingest
+            .create_at(&owner, "s3_post", &name, Some(&relative))
+            .await
+            .map_err(from_ingest)?,
+    );
+    let max = length_range.map_or(u64::MAX, |(_, max)| max);
+    while let Some(chunk) = file
+        .chunk()
+        .await
+        .map_err(|_| S3Error::MalformedPostRequest)?
+    {
+        if receiving.size() + chunk.len() as u64 > max {
+            return Err(S3Error::EntityTooLarge);
+        }
+        receiving.append(chunk).await.map_err(from_ingest)?;
+    }
+    if length_range.is_some_and(|(min, _)| receiving.size() < min) {
+        return Err(S3Error::EntityTooSmall);
+    }
+    let Some(receiving) = upload.take() else {
+        return Err(S3Error::InternalError);
+    };
+    tracing::info!(upload_id = %receiving.id(), bytes = receiving.size(), "S3 POST received.");
+    let done = ingest
+        .complete(receiving, None)
+        .await
+        .map_err(from_ingest)?;
+    Ok(success(&fields, bucket, &key, &done.md5))
+}
+
+/// S3's success answer for the form's `success_action_redirect` / `success_action_status`.
+fn success(fields: &Fields, bucket: &str, key: &str, md5: &str) -> Reply {
+    let etag = format!("\"{md5}\"");
+    let location = format!("{PREFIX}{bucket}/{key}");
+    let mut reply = Reply {
+        status: 204,
+        content_type: "application/xml",
+        body: Bytes::new(),
+        headers: vec![("etag", etag.clone()), ("location", location.clone())],
+    };
+    let redirect = fields
+        .get("success_action_redirect")
+        .or_else(|| fields.get("redirect"));
+    if let Some(url) = redirect.filter(|u| u.starts_with("http://") || u.starts_with("https://")) {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("bucket", bucket)
+            .append_pair("key", key)
+            .append_pair("etag", &etag)
+            .finish();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        reply.status = 303;
+        reply.headers[1] = ("location", format!("{url}{sep}{query}"));
+        return reply;
+    }
+    match fields.get("success_action_status") {
+        Some("200") => reply.status = 200,
+        Some("201") => {
+            let esc = |s: &str| {
+                s.replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
+            };
+            reply.status = 201;
+            reply.body = Bytes::from(format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<PostResponse><Location>{}</Location><Bucket>{}</Bucket>\
+                 <Key>{}</Key><ETag>{}</ETag></PostResponse>",
+                esc(&location),
+                esc(bucket),
+                esc(key),
+                esc(&etag)
+            ));
+        }
+        _ => {}
+    }
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_come_from_the_path() {
+        assert_eq!(
+            bucket_of("/s3/53a1ac4914eaa8ffa4fce91b"),
+            Some("53a1ac4914eaa8ffa4fce91b")
+        );
+        assert_eq!(bucket_of("/s3/p1/"), Some("p1"));
+        assert_eq!(bucket_of("/s3/"), None);
+        assert_eq!(bucket_of("/s3/p1/key"), None);
+        assert_eq!(bucket_of("/other"), None);
+    }
+
+    #[test]
+    fn success_answers_follow_the_form() {
+        let f = |pairs: &[(&str, &str)]| {
+            Fields(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )
+        };
+        let r = success(&f(&[]), "b", "k", "abc");
+        assert_eq!((r.status, r.body.len()), (204, 0));
+        assert!(r.headers.contains(&("etag", "\"abc\"".into())));
+        let r = success(&f(&[("success_action_status", "201")]), "b", "a&b", "abc");
+        assert_eq!(r.status, 201);
+        let body = String::from_utf8(r.body.to_vec()).unwrap();
+        assert!(
+            body.contains("<Key>a&amp;b</Key>") && body.contains("<ETag>&quot;abc&quot;</ETag>")
+                || body.contains("<ETag>\"abc\"</ETag>"),
+            "{body}"
+        );
+        let r = success(
+            &f(&[("success_action_redirect", "https://app.example/done?x=1")]),
+            "b",
+            "k",
+            "abc",
+        );
+        assert_eq!(r.status, 303);
+        assert!(r.headers.iter().any(|(n, v)| *n == "location"
+            && v.starts_with("https://app.example/done?x=1&bucket=b&key=k&etag=")));
+        let r = success(
+            &f(&[("success_action_redirect", "javascript:alert(1)")]),
+            "b",
+            "k",
+            "abc",
+        );
+        assert_eq!(r.status, 204);
+    }
+}

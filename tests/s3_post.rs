@@ -1,0 +1,298 @@
+//! S3 POST Object at the edge: boto3's own presigned POSTs (Signature V4 and V2), the xvid
+//! session's form posted as its seed says, S3's answers and errors.
+
+mod common;
+
+use common::{sha256_file, test_video, Account, Backend, Node, Uploads};
+use md5::{Digest, Md5};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// boto3's `generate_presigned_post` for `clips/${filename}` (1 B to 10 MB), V4 or V2.
+fn presigned(
+    node: &Node,
+    account: &Account,
+    bucket: &str,
+    version: &str,
+) -> (String, Vec<(String, String)>) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/presign_post.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args([
+            &format!("{}/s3", node.url),
+            account.json["access_key"].as_str().unwrap(),
+        ])
+        .args([account.json["secret"].as_str().unwrap(), bucket, version])
+        .output()
+        .expect("python3 with boto3 (bash .ci/setup installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let post: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fields = post["fields"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    (post["url"].as_str().unwrap().to_owned(), fields)
+}
+
+/// Posts `fields` then the file, as a browser form does; returns status, headers and body.
+async fn post_form(
+    url: &str,
+    fields: &[(String, String)],
+    file: &Path,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in fields {
+        form = form.text(k.clone(), v.clone());
+    }
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    form = form.part(
+        "file",
+        reqwest::multipart::Part::bytes(std::fs::read(file).unwrap()).file_name(name),
+    );
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = client.post(url).multipart(form).send().await.unwrap();
+    (
+        resp.status().as_u16(),
+        resp.headers().clone(),
+        resp.text().await.unwrap(),
+    )
+}
+
+fn md5_hex(path: &Path) -> String {
+    hex::encode(Md5::digest(std::fs::read(path).unwrap()))
+}
+
+fn s3_code(body: &str) -> &str {
+    body.split("<Code>")
+        .nth(1)
+        .and_then(|s| s.split("</Code>").next())
+        .unwrap_or_else(|| panic!("no S3 error: {body}"))
+}
+
+#[tokio::test]
+async fn boto3_presigned_posts_upload_through_the_edge() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let account = node.account("Acme");
+    let bucket = account.json["pipeline_id"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let video = test_video(dir.path(), 1);
+    let api = Uploads::new(&node.url, &account.api_key);
+    for version in ["s3v4", "s3"] {
+        let (url, fields) = presigned(&node, &account, bucket, version);
+        assert_eq!(url, format!("{}/s3/{bucket}", node.url));
+        let (status, headers, body) = post_form(&url, &fields, &video).await;
+        assert_eq!(status, 204, "{version}: {body}");
+        assert_eq!(
+            headers["etag"].to_str().unwrap(),
+            format!("\"{}\"", md5_hex(&video))
+        );
+        assert_eq!(
+            headers["location"].to_str().unwrap(),
+            format!("/s3/{bucket}/clips/testsrc.mkv")
+        );
+        let (_, list) = api.get("").await;
+        let newest = &list["data"][0];
+        assert_eq!(newest["filename"], "testsrc.mkv");
+        assert_eq!(
+            newest["sha256"].as_str(),
+            Some(sha256_file(&video).as_str())
+        );
+        let record = api.wait_final(newest["id"].as_str().unwrap()).await;
+        assert_eq!(record["status"], 6, "{record}");
+    }
+}
+
+#[tokio::test]
+async fn the_xvid_sessions_form_completes_that_session() {
+    let node = Node::dev(Backend::Postgres).await;
+    let account = node.account("Acme");
+    let pipeline = account.json["pipeline_id"].as_str().unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/files/uploads/?object_key=uploads%2Ftest.mkv&pipeline_id={pipeline}",
+            node.url
+        ))
+        .bearer_auth(&account.api_key)
+        .send()
+        .await
+        .unwrap();
+    let session: Value = resp.json().await.unwrap();
+    let up = &session["upload"];
+    let fields: Vec<(String, String)> = up["form_post_params"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let video = test_video(dir.path(), 1);
+    let (status, headers, body) =
+        post_form(up["form_post_url"].as_str().unwrap(), &fields, &video).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        body.contains(&format!("<Key>tmp/{pipeline}/uploads/test.mkv</Key>")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("<Bucket>{pipeline}</Bucket>")),
+        "{body}"
+    );
+    assert_eq!(
+        headers["etag"].to_str().unwrap(),
+        format!("\"{}\"", md5_hex(&video))
+    );
+    // The bytes completed the xvid session's own upload.
+    let id = up["id"].as_str().unwrap();
+    let record = Uploads::new(&node.url, &account.api_key)
+        .wait_final(id)
+        .await;
+    assert_eq!(record["status"], 6, "{record}");
+    assert_eq!(
+        record["sha256"].as_str(),
+        Some(sha256_file(&video).as_str())
+    );
+}
+
+#[tokio::test]
+async fn s3s_errors_for_bad_forms() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let account = node.account("Acme");
+    let other = node.account("Other");
+    let bucket = account.json["pipeline_id"].as_str().unwrap().to_owned();
+    let secret = account.json["secret"].as_str().unwrap().to_owned();
+    let access_key = account.json["access_key"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.bin");
+    std::fs::write(&file, vec![5u8; 2000]).unwrap();
+    let url = format!("{}/s3/{bucket}", node.url);
+
+    let v2 = |expiration: &str, conditions: &[Value], extra: &[(&str, &str)]| {
+        let signed = uplink::s3_policy::sign_v2(&secret, expiration, conditions);
+        let mut fields = vec![
+            ("key".to_owned(), "in/a.bin".to_owned()),
+            ("AWSAccessKeyId".to_owned(), access_key.clone()),
+            ("policy".to_owned(), signed.policy),
+            ("signature".to_owned(), signed.signature),
+        ];
+        fields.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        fields
+    };
+    let future = "2099-01-01T00:00:00.000Z";
+    let base = vec![
+        json!({ "bucket": bucket }),
+        json!(["starts-with", "$key", "in/"]),
+    ];
+
+    let (status, _, body) = post_form(&url, &v2(future, &base, &[]), &file).await;
+    assert_eq!(status, 204, "{body}");
+
+    let mut tampered = v2(future, &base, &[]);
+    tampered[3].1 = "AAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
+    let (status, _, body) = post_form(&url, &tampered, &file).await;
+    assert_eq!((status, s3_code(&body)), (403, "SignatureDoesNotMatch"));
+
+    let (status, _, body) =
+        post_form(&url, &v2("2020-01-01T00:00:00.000Z", &base, &[]), &file).await;
+    assert_eq!((status, s3_code(&body)), (403, "AccessDenied"));
+    assert!(body.contains("Policy expired"), "{body}");
+
+    let (status, _, body) =
+        post_form(&url, &v2(future, &base, &[("x-amz-meta-tag", "t")]), &file).await;
+    assert_eq!((status, s3_code(&body)), (403, "AccessDenied"));
+    assert!(
+        body.contains("Extra input fields: x-amz-meta-tag"),
+        "{body}"
+    );
+
+    let mut wrong_key = v2(future, &base, &[]);
+    wrong_key[0].1 = "elsewhere/a.bin".into();
+    let (status, _, body) = post_form(&url, &wrong_key, &file).await;
+    assert_eq!((status, s3_code(&body)), (403, "AccessDenied"));
+
+    let small = [base.clone(), vec![json!(["content-length-range", 1, 1000])]].concat();
+    let (status, _, body) = post_form(&url, &v2(future, &small, &[]), &file).await;
+    assert_eq!((status, s3_code(&body)), (400, "EntityTooLarge"));
+    let big = [
+        base.clone(),
+        vec![json!(["content-length-range", 5000, 9000])],
+    ]
+    .concat();
+    let (status, _, body) = post_form(&url, &v2(future, &big, &[]), &file).await;
+    assert_eq!((status, s3_code(&body)), (400, "EntityTooSmall"));
+
+    let mut unknown = v2(future, &base, &[]);
+    unknown[1].1 = "AKNOBODY".into();
+    let (status, _, body) = post_form(&url, &unknown, &file).await;
+    assert_eq!((status, s3_code(&body)), (403, "InvalidAccessKeyId"));
+
+    let other_bucket = other.json["pipeline_id"].as_str().unwrap();
+    let theirs = v2(
+        future,
+        &[
+            json!({ "bucket": other_bucket }),
+            json!(["starts-with", "$key", "in/"]),
+        ],
+        &[],
+    );
+    let (status, _, body) =
+        post_form(&format!("{}/s3/{other_bucket}", node.url), &theirs, &file).await;
+    assert_eq!((status, s3_code(&body)), (404, "NoSuchBucket"));
+
+    let redirect = [
+        base.clone(),
+        vec![json!({ "success_action_redirect": "https://app.example/done" })],
+    ]
+    .concat();
+    let (status, headers, _) = post_form(
+        &url,
+        &v2(
+            future,
+            &redirect,
+            &[("success_action_redirect", "https://app.example/done")],
+        ),
+        &file,
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(headers["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("https://app.example/done?bucket="));
+
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .body("not a form")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(s3_code(&resp.text().await.unwrap()), "MalformedPOSTRequest");
+    let no_file = reqwest::multipart::Form::new().text("key", "in/a.bin");
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .multipart(no_file)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(s3_code(&resp.text().await.unwrap()), "InvalidArgument");
+
+    // Only the accepted posts left anything: two uploads (the 204 and the 303).
+    let (_, list) = Uploads::new(&node.url, &account.api_key).get("").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 2, "{list}");
+    let partial = common::files_under(&node.objects().join(".partial"));
+    assert!(partial.is_empty(), "{partial:?}");
+}
