@@ -338,3 +338,44 @@ impl S3Error {
         )
     }
 }
+
+impl crate::token::TokenError {
+    /// The client-visible answer for an edge request whose upload token is refused: 401 for a
+    /// token that is malformed, forged, unknown or expired; 403 for a genuine token used
+    /// outside its scope. The message says what to do; the token itself is never echoed.
+    #[must_use]
+    pub fn render(&self) -> (u16, Value) {
+        use crate::token::TokenError as T;
+        let (code, message) = match self {
+            T::Malformed(_) => ("token_malformed", "The upload token is malformed. Send it as __token__=… or Authorization: Bearer …."),
+            T::UnknownKey => ("token_unknown_key", "The upload token was signed with a key this edge does not know; ask the API for a new upload URL."),
+            T::BadSignature => ("token_invalid", "The upload token's signature is invalid; ask the API for a new upload URL."),
+            T::Expired => ("token_expired", "The upload token has expired; ask the API for a new upload URL."),
+            T::WrongScope => ("token_scope", "The upload token does not allow this upload (another upload, path or a larger size)."),
+        };
+        (self.status(), json!({ "error": code, "message": message }))
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use crate::token::TokenError;
+
+    #[test]
+    fn token_refusals_are_401_or_403_with_a_message() {
+        for (e, status) in [
+            (TokenError::Malformed("x"), 401),
+            (TokenError::UnknownKey, 401),
+            (TokenError::BadSignature, 401),
+            (TokenError::Expired, 401),
+            (TokenError::WrongScope, 403),
+        ] {
+            let (got, body) = e.render();
+            assert_eq!(got, status, "{e:?}");
+            assert!(body["error"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("token_")));
+            assert!(body["message"].as_str().is_some_and(|m| m.len() > 20));
+        }
+    }
+}

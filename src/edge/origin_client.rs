@@ -99,6 +99,22 @@ impl OriginClient {
             .map_err(|source| OriginError::Unreachable { op, source })
     }
 
+    /// POSTs a lookup to the origin; `None` on 404.
+    async fn lookup<B: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        op: &'static str,
+        path: &str,
+        body: &B,
+    ) -> Result<Option<R>, OriginError> {
+        let resp = self
+            .call(op, reqwest::Method::POST, path, Some(body))
+            .await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Self::json(op, resp).await.map(Some)
+    }
+
     /// The account owning an API key, or `None` if the key is unknown.
     ///
     /// # Errors
@@ -108,24 +124,16 @@ impl OriginClient {
         if let Some(owner) = self.keys.get(&cache_key).await {
             return Ok(Some(owner));
         }
-        let op = "look up an API key";
         let body = ResolveKey {
             api_key: api_key.to_owned(),
         };
-        let resp = self
-            .call(
-                op,
-                reqwest::Method::POST,
-                "/internal/v1/api-keys/resolve",
-                Some(&body),
-            )
+        let found: Option<KeyOwner> = self
+            .lookup("look up an API key", "/internal/v1/api-keys/resolve", &body)
             .await?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+        if let Some(owner) = &found {
+            self.keys.insert(cache_key, owner.clone()).await;
         }
-        let owner: KeyOwner = Self::json(op, resp).await?;
-        self.keys.insert(cache_key, owner.clone()).await;
-        Ok(Some(owner))
+        Ok(found)
     }
 
     /// The account owning an access key and its secret, or `None` if the key is unknown.
@@ -139,26 +147,22 @@ impl OriginClient {
         if let Some(found) = self.access_keys.get(access_key).await {
             return Ok(Some(found));
         }
-        let op = "look up an access key";
         let body = ResolveAccessKey {
             access_key: access_key.to_owned(),
         };
-        let resp = self
-            .call(
-                op,
-                reqwest::Method::POST,
+        let found: Option<AccessKeyOwner> = self
+            .lookup(
+                "look up an access key",
                 "/internal/v1/access-keys/resolve",
-                Some(&body),
+                &body,
             )
             .await?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+        if let Some(owner) = &found {
+            self.access_keys
+                .insert(access_key.to_owned(), owner.clone())
+                .await;
         }
-        let found: AccessKeyOwner = Self::json(op, resp).await?;
-        self.access_keys
-            .insert(access_key.to_owned(), found.clone())
-            .await;
-        Ok(Some(found))
+        Ok(found)
     }
 
     /// Opens an upload record; returns its id and object key.
