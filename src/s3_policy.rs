@@ -44,10 +44,8 @@ pub fn verify_v2(secret: &str, policy: &str, signature: &str) -> bool {
     let Ok(given) = B64.decode(signature.trim()) else {
         return false;
     };
-    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    mac.update(policy.as_bytes());
-    mac.verify_slice(&given).is_ok()
+    let expected = hmac_sha1(secret.as_bytes(), policy.as_bytes());
+    subtle::ConstantTimeEq::ct_eq(expected.as_slice(), given.as_slice()).into()
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {

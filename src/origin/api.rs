@@ -104,6 +104,18 @@ impl From<SessionError> for ApiError {
     }
 }
 
+/// Form-style parameters from the query string and an `application/x-www-form-urlencoded`
+/// body; the query wins where both name a parameter.
+pub(super) fn params(
+    query: Option<&str>,
+    body: &[u8],
+) -> std::collections::HashMap<String, String> {
+    let mut params: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(body).into_owned().collect();
+    params.extend(form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned());
+    params
+}
+
 /// A time (ms) as RFC 3339 UTC with seconds, e.g. `2024-08-11T10:00:00Z`.
 pub(super) fn time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

@@ -174,8 +174,7 @@ async fn handle(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let mut params: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
-    params.extend(form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned());
+    let params = super::api::params(query.as_deref(), &body);
     reply(upload_token(&state, &headers, &params).await)
 }
 

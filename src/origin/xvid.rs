@@ -158,9 +158,8 @@ async fn create(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    // Parameters from the query string (as the seed) or a form body; the query wins.
-    let mut params: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
-    params.extend(form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned());
+    // Parameters from the query string (as the seed) or a form body.
+    let params = super::api::params(query.as_deref(), &body);
     let Ok(render) = render_from(&params, &headers) else {
         return Render {
             xml: false,
