@@ -296,3 +296,47 @@ async fn s3s_errors_for_bad_forms() {
     let partial = common::files_under(&node.objects().join(".partial"));
     assert!(partial.is_empty(), "{partial:?}");
 }
+
+#[tokio::test]
+async fn a_refused_post_is_answered_without_reading_the_file() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = Node::dev(Backend::Sqlite).await;
+    let account = node.account("Acme");
+    let bucket = account.json["pipeline_id"].as_str().unwrap();
+    let signed = uplink::s3_policy::sign_v2(
+        "not-the-secret",
+        "2099-01-01T00:00:00.000Z",
+        &[json!({ "bucket": bucket })],
+    );
+    let mut form = String::new();
+    for (k, v) in [
+        ("key", "a.bin"),
+        (
+            "AWSAccessKeyId",
+            account.json["access_key"].as_str().unwrap(),
+        ),
+        ("policy", &signed.policy),
+        ("signature", &signed.signature),
+    ] {
+        form += &format!("--B\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n");
+    }
+    form += "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\r\n";
+    let head = format!(
+        "POST /s3/{bucket} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\n\
+         Content-Length: 10000000\r\n\r\n{form}"
+    );
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", node.port))
+        .await
+        .unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&vec![0u8; 100_000]).await.unwrap();
+    // 9.9 MB are never sent: the answer must come anyway.
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut answer))
+        .await
+        .expect("no answer while the file was still arriving")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("SignatureDoesNotMatch"), "{answer}");
+}

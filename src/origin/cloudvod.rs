@@ -4,7 +4,7 @@
 //! URL (a tus resource at the edge) and its token; the same `fileId` resumes the same upload.
 //! Transcoding parameters are kept with the upload for the origin's later stages.
 
-use super::session::{self, Opening, SessionError};
+use super::session::{self, Limits, Opening, SessionError};
 use super::State;
 use crate::control::KeyOwner;
 use crate::db::{self, now_ms};
@@ -247,7 +247,10 @@ async fn upload_token(
         state,
         &owner,
         Scope::Upload(video_id.clone()),
-        (params.size, None, None),
+        Limits {
+            max_size: params.size,
+            ..Limits::default()
+        },
         ttl,
         now_secs,
     )

@@ -4,7 +4,7 @@
 //! for the account's token validity (4 hours by default). Bearer API-key auth.
 
 use super::api::{owner, parse_json, time, ApiError};
-use super::session::{self, Opening};
+use super::session::{self, Limits, Opening};
 use super::State;
 use crate::db::{self, now_ms};
 use crate::error::UploadsApiError;
@@ -87,7 +87,7 @@ async fn url(
         &state,
         &owner,
         Scope::Upload(id.to_string()),
-        (None, None, None),
+        Limits::default(),
         ttl,
         session::now_secs(),
     )?;

@@ -144,6 +144,17 @@ pub fn validity(state: &State, owner: &KeyOwner, requested: Option<Duration>) ->
     requested.map_or(account, |r| r.min(account))
 }
 
+/// What a token limits besides its scope.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    /// Largest upload, in bytes (capped further by the account's remaining quota).
+    pub max_size: Option<u64>,
+    /// How many uploads the token may create.
+    pub max_uploads: Option<u32>,
+    /// The token's id, for counting its uploads.
+    pub token_id: Option<String>,
+}
+
 /// Signs a token for `owner` with the given scope and limits, valid for `ttl` from `now_secs`.
 ///
 /// # Errors
@@ -152,11 +163,15 @@ pub fn mint(
     state: &State,
     owner: &KeyOwner,
     scope: Scope,
-    limits: (Option<u64>, Option<u32>, Option<String>),
+    limits: Limits,
     ttl: Duration,
     now_secs: u64,
 ) -> Result<Minted, SessionError> {
-    let (max_size, max_uploads, token_id) = limits;
+    let Limits {
+        max_size,
+        max_uploads,
+        token_id,
+    } = limits;
     let max_size = match (max_size, owner.quota_remaining) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -5,7 +5,7 @@
 
 use super::api::{owner, parse_json, time, ApiError};
 use super::movingimage::check_filename;
-use super::session;
+use super::session::{self, Limits};
 use super::State;
 use crate::db::{self, now_ms, upload_token::IssuedToken};
 use crate::error::UploadsApiError;
@@ -76,7 +76,11 @@ async fn create(
     }
     let token_id = uuid::Uuid::new_v4().simple().to_string();
     let ttl = session::validity(&state, &owner, req.ttl.map(Duration::from_secs));
-    let limits = (req.max_size, req.max_uploads, Some(token_id.clone()));
+    let limits = Limits {
+        max_size: req.max_size,
+        max_uploads: req.max_uploads,
+        token_id: Some(token_id.clone()),
+    };
     let minted = session::mint(
         &state,
         &owner,

@@ -158,13 +158,16 @@ where
         multer::Constraints::new().size_limit(limits),
     );
     let mut upload = None;
-    let result = post(&mut form, bucket, ingest, now, &mut upload).await;
-    // Fields after the file are ignored, as S3 does; reading them keeps the connection usable.
-    while let Ok(Some(_)) = form.next_field().await {}
-    drop(form);
-    match result {
-        Ok(reply) => reply,
+    match post(&mut form, bucket, ingest, now, &mut upload).await {
+        Ok(reply) => {
+            // Fields after the file are ignored, as S3 does; reading them keeps the
+            // connection usable. After an error nothing more is read (the edge closes the
+            // connection rather than receive a refused file).
+            while let Ok(Some(_)) = form.next_field().await {}
+            reply
+        }
         Err(e) => {
+            drop(form);
             if let Some(upload) = upload {
                 ingest.cancel(upload).await;
             }
