@@ -113,10 +113,15 @@ impl PartPlan {
     /// The declared size cannot fit the store's limits.
     pub fn new(rules: &PartRules, declared: Option<u64>) -> Result<Self, PlanError> {
         // The configured size, within the store's bounds.
-        let mut base = rules.part_size.clamp(rules.min_part, rules.max_part.max(rules.min_part));
+        let mut base = rules
+            .part_size
+            .clamp(rules.min_part, rules.max_part.max(rules.min_part));
         if let Some(size) = declared {
             let align = rules.align.max(1);
-            let needed = size.div_ceil(u64::from(rules.max_parts.max(1))).div_ceil(align) * align;
+            let needed = size
+                .div_ceil(u64::from(rules.max_parts.max(1)))
+                .div_ceil(align)
+                * align;
             base = base.max(needed);
             if base > rules.max_part || size > rules.max_object {
                 return Err(PlanError::TooLarge {
@@ -149,7 +154,12 @@ impl PartPlan {
     ///
     /// # Errors
     /// The part would exceed the store's part count.
-    pub fn next(&self, cursor: Cursor, available: u64, complete: bool) -> Result<Option<Part>, PlanError> {
+    pub fn next(
+        &self,
+        cursor: Cursor,
+        available: u64,
+        complete: bool,
+    ) -> Result<Option<Part>, PlanError> {
         let remaining = available.saturating_sub(cursor.start);
         let full = self.size_of(cursor.number);
         let len = if remaining >= full {
@@ -209,7 +219,10 @@ mod tests {
         let rules = PartRules::s3();
         let plan = PartPlan::new(&rules, Some(20 * MIB)).unwrap();
         let parts = cut(&plan, 20 * MIB, &[3 * MIB]).unwrap();
-        assert_eq!(parts.iter().map(|p| p.len / MIB).collect::<Vec<_>>(), [8, 8, 4]);
+        assert_eq!(
+            parts.iter().map(|p| p.len / MIB).collect::<Vec<_>>(),
+            [8, 8, 4]
+        );
         // 1 TiB declared: the part size grows so 10,000 parts suffice.
         let big = PartPlan::new(&rules, Some(1024 * 1024 * MIB)).unwrap();
         assert_eq!(big.size_of(PartNumber(1)), 105 * MIB);
@@ -221,7 +234,14 @@ mod tests {
         let capacity: u64 = (1..=10_000).map(|n| open.size_of(PartNumber(n))).sum();
         assert!(capacity >= 5 * 1024 * 1024 * MIB, "{capacity}");
         // An empty upload is one empty part.
-        assert_eq!(cut(&plan, 0, &[1]).unwrap(), [Part { number: PartNumber(1), start: 0, len: 0 }]);
+        assert_eq!(
+            cut(&plan, 0, &[1]).unwrap(),
+            [Part {
+                number: PartNumber(1),
+                start: 0,
+                len: 0
+            }]
+        );
     }
 
     proptest! {
