@@ -315,6 +315,9 @@ pub struct RawEdge {
     pub auth_cache_ttl: String,
     /// Keys that verify upload tokens: the origin's `token_keys`, by reference.
     pub token_keys: SecretRef,
+    /// Directory for chunks that have arrived but are not yet assembled (keep it on the same
+    /// durable disk across restarts: acknowledged chunks live here).
+    pub spool_dir: PathBuf,
     /// How long past its expiry a token is still accepted (clock skew), e.g. `"30s"`.
     #[serde(default = "default_token_skew")]
     pub token_skew: String,
@@ -416,6 +419,8 @@ pub struct EdgeSettings {
     pub keyring: Keyring,
     /// Allowed clock skew, in seconds.
     pub token_skew: u64,
+    /// Spool directory.
+    pub spool_dir: PathBuf,
 }
 
 impl RawOrigin {
@@ -484,6 +489,7 @@ impl RawEdge {
             auth_cache_ttl: parse_duration(&self.auth_cache_ttl, "auth_cache_ttl")?,
             keyring: self.token_keys.keyring("token_keys", env)?,
             token_skew: parse_duration(&self.token_skew, "token_skew")?.as_secs(),
+            spool_dir: self.spool_dir.clone(),
         })
     }
 }
@@ -558,6 +564,7 @@ impl RawDev {
                 auth_cache_ttl: Duration::from_secs(60),
                 keyring,
                 token_skew: 30,
+                spool_dir: data_dir.join("spool"),
             },
             data_dir,
         })
@@ -580,7 +587,7 @@ mod tests {
         toml::from_str(&format!(
             "listen = \"127.0.0.1:1\"\norigin_url = \"http://127.0.0.1:2\"\n\
              internal_secret = {{ env = \"SECRET\" }}\nstorage = \"file:///tmp/x\"\n\
-             token_keys = {{ env = \"KEYS\" }}\n{extra}"
+             token_keys = {{ env = \"KEYS\" }}\nspool_dir = \"/tmp/spool\"\n{extra}"
         ))
     }
 
@@ -611,7 +618,7 @@ mod tests {
         let raw: RawEdge = toml::from_str(
             "listen = \"127.0.0.1:1\"\norigin_url = \"http://127.0.0.1:2\"\n\
              internal_secret = { env = \"NOPE\" }\nstorage = \"file:///tmp/x\"\n\
-             token_keys = { env = \"KEYS\" }",
+             token_keys = { env = \"KEYS\" }\nspool_dir = \"/tmp/spool\"",
         )
         .unwrap();
         let err = raw.validate(&env).unwrap_err().to_string();

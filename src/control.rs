@@ -93,6 +93,20 @@ pub struct UploadStored {
     pub folder: Option<String>,
 }
 
+/// `GET /internal/v1/uploads/{id}`: what an edge needs to continue an upload the origin
+/// opened (404 when unknown).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadInfo {
+    /// The upload's id.
+    pub id: String,
+    /// The owning account.
+    pub account_id: String,
+    /// Where its bytes go.
+    pub object_key: String,
+    /// Its status code.
+    pub status: i64,
+}
+
 /// A status as both APIs show it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusView {

@@ -9,6 +9,7 @@ pub mod origin_client;
 mod proxy;
 
 use crate::config::EdgeSettings;
+use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::Ingest;
 use crate::store::Store;
 use origin_client::OriginClient;
@@ -22,6 +23,9 @@ pub enum StartError {
     /// The origin client could not be built.
     #[error("edge: cannot set up the origin client")]
     Client(#[source] reqwest::Error),
+    /// The chunk spool could not be opened.
+    #[error("edge: cannot open the chunk spool")]
+    Spool(#[source] crate::ingest::chunk_spool::SpoolError),
 }
 
 /// Runs the edge until the process is told to stop; never returns on success.
@@ -39,6 +43,7 @@ pub fn run(
     )
     .map_err(StartError::Client)?;
     let ingest = Ingest::new(store, origin, settings.max_upload_size);
+    let spool = ChunkSpool::open(&settings.spool_dir).map_err(StartError::Spool)?;
 
     let conf = ServerConf {
         threads: settings.threads,
@@ -50,7 +55,7 @@ pub fn run(
     server.bootstrap();
     let mut service = pingora::proxy::http_proxy_service(
         &server.configuration,
-        proxy::EdgeProxy::new(ingest, settings.origin_addr.clone()),
+        proxy::EdgeProxy::new(ingest, spool, settings),
     );
     service.add_tcp(&settings.listen.to_string());
     server.add_service(service);

@@ -4,9 +4,16 @@
 //! S3 ETags, in the same pass), enforces
 //! the size limit and the account quota, and reports to the origin.
 //!
+//! Chunked protocols stage their chunks in [`chunk_spool`] and stream them in here once all
+//! have arrived.
+//!
 //! Must not depend on any HTTP framework or wire protocol: adapters translate to and from it.
 
-use crate::control::{AccessKeyOwner, CreateUpload, KeyOwner, StatusView, UploadStored};
+pub mod chunk_spool;
+
+use crate::control::{
+    AccessKeyOwner, CreateUpload, KeyOwner, StatusView, UploadInfo, UploadStored,
+};
 use crate::edge::origin_client::{OriginClient, OriginError};
 use crate::store::{ObjectKey, ObjectWriter, Store, StoreError};
 use bytes::Bytes;
@@ -62,6 +69,8 @@ pub struct Receiving {
     writer: Box<dyn ObjectWriter>,
     hasher: Sha256,
     md5: Md5,
+    /// Whether this edge opened the record (and so drops it when the upload is abandoned).
+    opened_here: bool,
     size: u64,
     max_size: u64,
     quota: Option<u64>,
@@ -158,6 +167,7 @@ impl Ingest {
             writer,
             hasher: Sha256::new(),
             md5: Md5::new(),
+            opened_here: true,
             size: 0,
             max_size: self.max_upload_size,
             quota: owner.quota_remaining,
@@ -204,10 +214,59 @@ impl Ingest {
         })
     }
 
-    /// Abandons an upload: discards its bytes and its record.
+    /// Abandons an upload: discards its bytes, and its record if this request opened it.
     pub async fn cancel(&self, upload: Receiving) {
         upload.writer.abort().await;
-        self.forget(&upload.id).await;
+        if upload.opened_here {
+            self.forget(&upload.id).await;
+        }
+    }
+
+    /// The upload the origin opened under `id` (a control API's video), if it is still
+    /// receiving bytes: `Ok(None)` when unknown, `Err` status code when no longer receiving.
+    ///
+    /// # Errors
+    /// The origin fails.
+    pub async fn receiving(
+        &self,
+        id: &str,
+    ) -> Result<Option<Result<UploadInfo, i64>>, IngestError> {
+        let info = self
+            .origin
+            .upload_info(id)
+            .await
+            .map_err(IngestError::Origin)?;
+        Ok(info.map(|i| {
+            if i.status == crate::upload::Status::Receiving.code() {
+                Ok(i)
+            } else {
+                Err(i.status)
+            }
+        }))
+    }
+
+    /// Continues an upload the origin opened: a fresh writer for its object. Abandoning it
+    /// keeps the record (the client may try again).
+    ///
+    /// # Errors
+    /// The key is unusable or the store fails.
+    pub async fn resume(
+        &self,
+        info: &UploadInfo,
+        quota: Option<u64>,
+    ) -> Result<Receiving, IngestError> {
+        let key = ObjectKey::new(info.object_key.clone()).map_err(IngestError::BadKey)?;
+        let writer = self.store.writer(&key).await.map_err(IngestError::Store)?;
+        Ok(Receiving {
+            id: info.id.clone(),
+            writer,
+            hasher: Sha256::new(),
+            md5: Md5::new(),
+            opened_here: false,
+            size: 0,
+            max_size: self.max_upload_size,
+            quota,
+        })
     }
 
     async fn forget(&self, id: &str) {

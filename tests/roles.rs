@@ -64,7 +64,7 @@ async fn start_pair(edge_secret: &str) -> Pair {
         format!(
             "listen = \"127.0.0.1:{edge_port}\"\norigin_url = \"http://127.0.0.1:{origin_port}\"\n\
              internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nstorage = \"file://{d}/objects\"\n\
-             token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\n"
+             token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nspool_dir = \"{d}/spool\"\n"
         ),
     )
     .unwrap();
@@ -182,7 +182,7 @@ fn invalid_configs_stop_the_process_with_the_key_named() {
         &path,
         "listen = \"127.0.0.1:1\"\norigin_url = \"http://127.0.0.1:2\"\n\
          internal_secret = { env = \"UPLINK_INTERNAL_SECRET\" }\nstorage = \"file:///tmp/x\"\nthreads = 0\n\
-         token_keys = { env = \"UPLINK_TOKEN_KEYS\" }\n",
+         token_keys = { env = \"UPLINK_TOKEN_KEYS\" }\nspool_dir = \"/tmp/spool\"\n",
     )
     .unwrap();
     let out = Command::new(common::bin())

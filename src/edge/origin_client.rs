@@ -5,7 +5,7 @@
 use crate::config::Secret;
 use crate::control::{
     self, AccessKeyOwner, CreateUpload, CreatedUpload, KeyOwner, ResolveAccessKey, ResolveKey,
-    StatusView, UploadStored,
+    StatusView, UploadInfo, UploadStored,
 };
 use moka::future::Cache;
 use std::time::Duration;
@@ -163,6 +163,26 @@ impl OriginClient {
                 .await;
         }
         Ok(found)
+    }
+
+    /// An upload the origin knows, or `None`.
+    ///
+    /// # Errors
+    /// The origin is unreachable or failing.
+    pub async fn upload_info(&self, id: &str) -> Result<Option<UploadInfo>, OriginError> {
+        let op = "read an upload";
+        let resp = self
+            .call::<()>(
+                op,
+                reqwest::Method::GET,
+                &format!("/internal/v1/uploads/{id}"),
+                None,
+            )
+            .await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Self::json(op, resp).await.map(Some)
     }
 
     /// Opens an upload record; returns its id and object key.

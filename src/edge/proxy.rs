@@ -2,10 +2,14 @@
 //! paths, a 404 for internal paths) and everything else goes to the origin through the proxy
 //! phases. Request bodies stream from the socket into the adapters; replies are rendered here.
 
+use crate::config::EdgeSettings;
 use crate::control;
 use crate::error::UploadsApiError;
+use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::Ingest;
-use crate::protocol::{s3_post, uploads_api, Reply};
+use crate::protocol::{movingimage, s3_post, uploads_api, Reply};
+use crate::token::Keyring;
+use crate::upload::UploadId;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
@@ -18,15 +22,53 @@ use serde_json::json;
 /// The edge service.
 pub struct EdgeProxy {
     ingest: Ingest,
+    spool: ChunkSpool,
+    keyring: Keyring,
+    token_skew: u64,
     origin_addr: String,
 }
 
 impl EdgeProxy {
-    pub(super) fn new(ingest: Ingest, origin_addr: String) -> Self {
+    pub(super) fn new(ingest: Ingest, spool: ChunkSpool, settings: &EdgeSettings) -> Self {
         Self {
             ingest,
-            origin_addr,
+            spool,
+            keyring: settings.keyring.clone(),
+            token_skew: settings.token_skew,
+            origin_addr: settings.origin_addr.clone(),
         }
+    }
+
+    /// movingimage's chunked upload (and its full-file form) at an upload URL.
+    async fn upload_url(&self, session: &mut Session, video: UploadId) -> pingora::Result<()> {
+        let req = session.req_header();
+        let (path, query) = (
+            req.uri.path().to_owned(),
+            req.uri.query().map(str::to_owned),
+        );
+        let headers = req.headers.clone();
+        let ctx = movingimage::Ctx {
+            ingest: &self.ingest,
+            keyring: &self.keyring,
+            skew: self.token_skew,
+            spool: &self.spool,
+            now: crate::origin::session::now_secs(),
+        };
+        // The token is checked before the body is read.
+        let claims = match movingimage::authorize(
+            query.as_deref(),
+            &headers,
+            &path,
+            &video.to_string(),
+            &ctx,
+        ) {
+            Ok(claims) => claims,
+            Err(reply) => return write_reply(session, reply).await,
+        };
+        continue_if_expected(session, &headers).await?;
+        let reply =
+            movingimage::receive(video, &claims, &headers, body_stream(session), &ctx).await;
+        write_reply(session, reply).await
     }
 
     async fn uploads_api(&self, session: &mut Session) -> pingora::Result<()> {
@@ -116,6 +158,17 @@ impl ProxyHttp for EdgeProxy {
     ) -> pingora::Result<bool> {
         let req = session.req_header();
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());
+        if method == http::Method::POST {
+            if let Some(video) = movingimage::video_of(&path) {
+                self.upload_url(session, video).await?;
+                return Ok(true);
+            }
+            if let Some(bucket) = s3_post::bucket_of(&path) {
+                let bucket = bucket.to_owned();
+                self.s3_post(session, &bucket).await?;
+                return Ok(true);
+            }
+        }
         match (method.as_str(), path.as_str()) {
             ("GET", "/healthz") => {
                 write_reply(
@@ -125,10 +178,6 @@ impl ProxyHttp for EdgeProxy {
                 .await?;
             }
             ("POST", uploads_api::PATH) => self.uploads_api(session).await?,
-            ("POST", p) if s3_post::bucket_of(p).is_some() => {
-                let bucket = s3_post::bucket_of(p).unwrap_or_default().to_owned();
-                self.s3_post(session, &bucket).await?;
-            }
             (_, p) if p.starts_with(control::PREFIX) => {
                 write_reply(session, Reply::error(&UploadsApiError::NoRoute)).await?;
             }

@@ -6,7 +6,7 @@ use super::session::{self, Opening, SessionError};
 use super::State;
 use crate::control::{
     self, AccessKeyOwner, CreateUpload, CreatedUpload, KeyOwner, ResolveAccessKey, ResolveKey,
-    StatusView, UploadStored,
+    StatusView, UploadInfo, UploadStored,
 };
 use crate::db::{self, now_ms};
 use crate::upload::Status;
@@ -26,7 +26,7 @@ pub fn routes(state: State) -> Router<State> {
         .route("/internal/v1/access-keys/resolve", post(resolve_access_key))
         .route("/internal/v1/uploads", post(create))
         .route("/internal/v1/uploads/{id}/stored", post(stored))
-        .route("/internal/v1/uploads/{id}", delete(cancel))
+        .route("/internal/v1/uploads/{id}", delete(cancel).get(info))
         .route_layer(middleware::from_fn_with_state(state, require_secret))
 }
 
@@ -141,6 +141,20 @@ async fn stored(
             .into_response()
         }
         Ok(false) => reply(StatusCode::CONFLICT, "the upload is not receiving"),
+        Err(e) => db_failure(&e),
+    }
+}
+
+async fn info(Ext(state): Ext<State>, Path(id): Path<String>) -> Response {
+    match db::upload::get(&state.db, &id).await {
+        Ok(Some(u)) => Json(UploadInfo {
+            id: u.id,
+            account_id: u.account_id,
+            object_key: u.object_key,
+            status: u.status.code(),
+        })
+        .into_response(),
+        Ok(None) => reply(StatusCode::NOT_FOUND, "unknown upload"),
         Err(e) => db_failure(&e),
     }
 }

@@ -121,6 +121,12 @@ impl ChunkSet {
         }
     }
 
+    /// How many chunks are stored.
+    #[must_use]
+    pub fn count(&self) -> u32 {
+        u32::try_from(self.chunks.len()).unwrap_or(u32::MAX)
+    }
+
     /// Whether every chunk is stored.
     #[must_use]
     pub fn is_complete(&self) -> bool {
@@ -212,7 +218,7 @@ mod tests {
         assert!(set.layout().is_none());
         set.record(2, info(b"cccc")).unwrap();
         assert_eq!(set.layout(), Some(vec![(0, 0, 1), (1, 1, 2), (2, 3, 4)]));
-        assert_eq!(set.received(), 7);
+        assert_eq!((set.received(), set.count()), (7, 3));
         assert!(ChunkSet::new(0).is_err());
         assert!(ChunkSet::new(MAX_CHUNKS + 1).is_err());
     }

@@ -151,7 +151,10 @@ impl Node {
     }
 
     async fn start(&mut self) {
-        self.port = free_port();
+        // A restart keeps the address, as a real node does (upload URLs name it).
+        if self.port == 0 {
+            self.port = free_port();
+        }
         self.url = format!("http://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new()
             .create(true)

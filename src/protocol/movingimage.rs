@@ -1,0 +1,331 @@
+//! movingimage's chunked upload at the URL `GET /v1/videos/{id}/url` hands out:
+//! `POST /upload/{videoId}?__token__=…` with `Mi24-Upload-Total-Chunks` and
+//! `Mi24-Upload-Current-Chunk` (from 1), the chunk as the body. `202` per chunk, `201` for
+//! the request that completes the upload. Chunks arrive in any order; a repeat changes nothing;
+//! a repeat with other bytes is `409`. The deprecated full-file form (`-F file=@…`) answers
+//! `200`. Over the account's quota: `413` with movingimage's code 1101.
+
+use super::{bearer, Reply};
+use crate::control::UploadInfo;
+use crate::error::UploadsApiError;
+use crate::ingest::chunk_spool::{ChunkSpool, SpoolError};
+use crate::ingest::{Ingest, IngestError, Receiving};
+use crate::store::StoreError;
+use crate::token::{Claims, Keyring, TokenError};
+use crate::upload::chunk_set::{ChunkError, MAX_CHUNKS};
+use crate::upload::UploadId;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http::HeaderMap;
+use serde_json::json;
+
+/// The path prefix of upload URLs.
+pub const PREFIX: &str = "/upload/";
+
+/// What the adapter needs from its edge.
+pub struct Ctx<'a> {
+    /// The ingest core.
+    pub ingest: &'a Ingest,
+    /// Token keys.
+    pub keyring: &'a Keyring,
+    /// Allowed clock skew (seconds).
+    pub skew: u64,
+    /// The chunk spool.
+    pub spool: &'a ChunkSpool,
+    /// Now, Unix seconds.
+    pub now: u64,
+}
+
+/// The video of an upload URL path, if it is one (a valid upload id).
+#[must_use]
+pub fn video_of(path: &str) -> Option<UploadId> {
+    path.strip_prefix(PREFIX)?
+        .trim_end_matches('/')
+        .parse()
+        .ok()
+}
+
+fn message(status: u16, text: &str) -> Reply {
+    Reply::json(status, &json!({ "message": text }))
+}
+
+fn quota_exceeded() -> Reply {
+    Reply::json(
+        413,
+        &json!({ "code": 1101, "message": "Upload denied: the booked storage capacity is reached." }),
+    )
+}
+
+/// The request's token, verified and scoped to `upload`.
+///
+/// # Errors
+/// The reply for a missing, invalid, expired or out-of-scope token.
+pub fn authorize(
+    query: Option<&str>,
+    headers: &HeaderMap,
+    path: &str,
+    upload: &str,
+    ctx: &Ctx<'_>,
+) -> Result<Claims, Reply> {
+    let refuse = |e: TokenError| {
+        let (status, body) = e.render();
+        Reply::json(status, &body)
+    };
+    let token = crate::token::from_query(query)
+        .or_else(|| bearer(headers).map(str::to_owned))
+        .ok_or_else(|| refuse(TokenError::Malformed("no token")))?;
+    let claims = ctx
+        .keyring
+        .verify(&token, ctx.now, ctx.skew)
+        .map_err(refuse)?;
+    claims.permits(path, Some(upload), None).map_err(refuse)?;
+    Ok(claims)
+}
+
+fn header_u32(headers: &HeaderMap, name: &str) -> Option<Result<u32, ()>> {
+    headers.get(name).map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or(())
+    })
+}
+
+/// Handles one request to an upload URL whose token [`authorize`] accepted.
+pub async fn receive<S>(
+    video: UploadId,
+    claims: &Claims,
+    headers: &HeaderMap,
+    body: S,
+    ctx: &Ctx<'_>,
+) -> Reply
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+{
+    let id = video.to_string();
+    let info = match ctx.ingest.receiving(&id).await {
+        Ok(Some(Ok(info))) => info,
+        // A retry after the upload completed: it is complete.
+        Ok(Some(Err(status))) => {
+            return Reply::json(201, &json!({ "videoId": id, "status": status }))
+        }
+        Ok(None) => return Reply::error(&UploadsApiError::NotFound),
+        Err(e) => return unavailable(&e),
+    };
+    let total = header_u32(headers, "mi24-upload-total-chunks");
+    let current = header_u32(headers, "mi24-upload-current-chunk");
+    match (total, current) {
+        (Some(Ok(total)), Some(Ok(current))) if (1..=MAX_CHUNKS).contains(&total) && (1..=total).contains(&current) => {
+            chunk(&id, &info, total, current - 1, body, claims, ctx).await
+        }
+        (None, None) => full_file(&info, headers, body, claims, ctx).await,
+        _ => message(
+            400,
+            &format!(
+                "Send Mi24-Upload-Total-Chunks (1 to {MAX_CHUNKS}) and Mi24-Upload-Current-Chunk (1 to the total) with each chunk."
+            ),
+        ),
+    }
+}
+
+fn unavailable(e: &dyn std::error::Error) -> Reply {
+    tracing::error!(error = %e, source = ?e.source(), "Chunked upload failed at the edge.");
+    Reply::error(&UploadsApiError::Unavailable)
+}
+
+/// Bytes this upload may still take: the node's limit and the token's (the account's quota).
+fn room(claims: &Claims, ctx: &Ctx<'_>, received: u64) -> (u64, bool) {
+    let node = ctx.ingest.max_upload_size();
+    match claims.max_size {
+        Some(max) if max <= node => (max.saturating_sub(received), true),
+        _ => (node.saturating_sub(received), false),
+    }
+}
+
+async fn chunk<S>(
+    id: &str,
+    info: &UploadInfo,
+    total: u32,
+    index: u32,
+    body: S,
+    claims: &Claims,
+    ctx: &Ctx<'_>,
+) -> Reply
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+{
+    let received = match ctx.spool.load(id).await {
+        Ok(Some(set)) => {
+            if let Err(e) = set.check(index, total) {
+                return message(409, &e.to_string());
+            }
+            set.received()
+        }
+        Ok(None) => 0,
+        Err(e) => return unavailable(&e),
+    };
+    let (limit, by_quota) = room(claims, ctx, received);
+    let staged = match ctx.spool.stage(id, body, limit).await {
+        Ok(staged) => staged,
+        Err(SpoolError::TooLarge(_)) if by_quota => return quota_exceeded(),
+        Err(SpoolError::TooLarge(_)) => {
+            return Reply::error(&UploadsApiError::TooLarge {
+                limit: ctx.ingest.max_upload_size(),
+            })
+        }
+        Err(SpoolError::Body(_)) => {
+            return message(400, "The chunk's body ended early; send the chunk again.")
+        }
+        Err(e) => return unavailable(&e),
+    };
+    let _guard = ctx.spool.lock(id).await;
+    let set = match ctx.spool.record(id, index, total, staged).await {
+        Ok((_, set)) => set,
+        Err(SpoolError::Chunk(
+            e @ (ChunkError::Conflict { .. } | ChunkError::TotalMismatch { .. }),
+        )) => {
+            return message(409, &e.to_string());
+        }
+        Err(e) => return unavailable(&e),
+    };
+    let Some(layout) = set.layout() else {
+        let body = json!({ "videoId": id, "chunk": index + 1, "chunksReceived": set.count(), "totalChunks": total });
+        return Reply::json(202, &body);
+    };
+    // Every chunk is in: stream them, in order, into the upload's object.
+    let result = match ctx.ingest.resume(info, claims.max_size).await {
+        Ok(mut upload) => match assemble(id, &layout, &mut upload, ctx).await {
+            Ok(()) => ctx.ingest.complete(upload, None).await,
+            Err(e) => {
+                ctx.ingest.cancel(upload).await;
+                Err(e)
+            }
+        },
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(done) => {
+            if let Err(e) = ctx.spool.remove(id).await {
+                tracing::warn!(upload_id = %id, error = %e, "Could not remove a completed upload's spool.");
+            }
+            tracing::info!(upload_id = %id, bytes = done.size, chunks = total, "Chunked upload assembled.");
+            Reply::json(
+                201,
+                &json!({ "videoId": id, "status": done.view.status, "status_text": done.view.status_text }),
+            )
+        }
+        Err(IngestError::QuotaExceeded) => quota_exceeded(),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// Appends every spooled chunk, in file order, to `upload`.
+async fn assemble(
+    id: &str,
+    layout: &[(u32, u64, u64)],
+    upload: &mut Receiving,
+    ctx: &Ctx<'_>,
+) -> Result<(), IngestError> {
+    for &(i, _, _) in layout {
+        let read_error = |source| {
+            IngestError::Store(StoreError::Read {
+                key: format!("spooled chunk {i} of {id}"),
+                source,
+            })
+        };
+        let file = tokio::fs::File::open(ctx.spool.chunk_path(id, i))
+            .await
+            .map_err(read_error)?;
+        let mut pieces = std::pin::pin!(file_pieces(file));
+        while let Some(piece) = pieces.next().await {
+            upload.append(piece.map_err(read_error)?).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A file as a stream of 64 KiB pieces.
+fn file_pieces(file: tokio::fs::File) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    })
+}
+
+/// The deprecated full-file form: `multipart/form-data` with the video in `file`; `200`.
+async fn full_file<S>(
+    info: &UploadInfo,
+    headers: &HeaderMap,
+    body: S,
+    claims: &Claims,
+    ctx: &Ctx<'_>,
+) -> Reply
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+{
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Ok(boundary) = multer::parse_boundary(content_type) else {
+        return message(400, "Send chunks with the Mi24-Upload-* headers, or the whole file as multipart/form-data field `file`.");
+    };
+    let mut form = multer::Multipart::new(body, boundary);
+    let mut upload = match ctx.ingest.resume(info, claims.max_size).await {
+        Ok(u) => u,
+        Err(e) => return unavailable(&e),
+    };
+    let mut seen_file = false;
+    let outcome: Result<(), Reply> = async {
+        while let Some(mut field) = form
+            .next_field()
+            .await
+            .map_err(|e| message(400, &format!("Malformed form: {e}")))?
+        {
+            if field.name() != Some("file") {
+                continue;
+            }
+            seen_file = true;
+            while let Some(piece) = field
+                .chunk()
+                .await
+                .map_err(|e| message(400, &format!("Malformed form: {e}")))?
+            {
+                upload.append(piece).await.map_err(|e| match e {
+                    IngestError::QuotaExceeded => quota_exceeded(),
+                    IngestError::TooLarge { limit } => {
+                        Reply::error(&UploadsApiError::TooLarge { limit })
+                    }
+                    other => unavailable(&other),
+                })?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    drop(form);
+    match outcome {
+        Err(reply) => {
+            ctx.ingest.cancel(upload).await;
+            reply
+        }
+        Ok(()) if !seen_file || upload.size() == 0 => {
+            ctx.ingest.cancel(upload).await;
+            message(422, "The form needs a non-empty `file` field.")
+        }
+        Ok(()) => match ctx.ingest.complete(upload, None).await {
+            Ok(done) => Reply::json(
+                200,
+                &json!({ "videoId": info.id, "status": done.view.status, "status_text": done.view.status_text }),
+            ),
+            Err(e) => unavailable(&e),
+        },
+    }
+}
