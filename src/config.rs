@@ -307,6 +307,9 @@ pub struct RawEdge {
     /// Largest single upload accepted, e.g. `"50GiB"`.
     #[serde(default = "default_max_upload")]
     pub max_upload_size: String,
+    /// Largest file the HTML form upload (`POST /files/upload`) accepts, e.g. `"2GiB"`.
+    #[serde(default = "default_form_max")]
+    pub form_max_size: String,
     /// Worker threads of the HTTP server.
     #[serde(default = "default_threads")]
     pub threads: usize,
@@ -340,6 +343,8 @@ pub struct RawDev {
     pub workers: Option<usize>,
     /// Largest single upload accepted. Default `"50GiB"`.
     pub max_upload_size: Option<String>,
+    /// Largest HTML-form upload accepted. Default `"2GiB"`.
+    pub form_max_size: Option<String>,
 }
 
 fn default_workers() -> usize {
@@ -353,6 +358,9 @@ fn default_job_attempts() -> u32 {
 }
 fn default_max_upload() -> String {
     "50GiB".into()
+}
+fn default_form_max() -> String {
+    "2GiB".into()
 }
 fn default_threads() -> usize {
     2
@@ -411,6 +419,8 @@ pub struct EdgeSettings {
     pub storage: StorageUrl,
     /// Largest upload in bytes.
     pub max_upload_size: u64,
+    /// Largest HTML-form upload in bytes.
+    pub form_max_size: u64,
     /// Server threads.
     pub threads: usize,
     /// Account cache lifetime.
@@ -485,6 +495,7 @@ impl RawEdge {
             internal_secret: self.internal_secret.resolve("internal_secret", env)?,
             storage: StorageUrl::parse(&self.storage, "storage")?,
             max_upload_size: parse_size(&self.max_upload_size, "max_upload_size")?,
+            form_max_size: parse_size(&self.form_max_size, "form_max_size")?,
             threads: nonzero(self.threads, "threads")?,
             auth_cache_ttl: parse_duration(&self.auth_cache_ttl, "auth_cache_ttl")?,
             keyring: self.token_keys.keyring("token_keys", env)?,
@@ -536,6 +547,10 @@ impl RawDev {
                 .unwrap_or_else(default_max_upload),
             "max_upload_size",
         )?;
+        let form_max_size = parse_size(
+            &self.form_max_size.clone().unwrap_or_else(default_form_max),
+            "form_max_size",
+        )?;
         Ok(DevSettings {
             origin: OriginSettings {
                 // The origin is internal to the process: an ephemeral loopback port.
@@ -560,6 +575,7 @@ impl RawDev {
                 internal_secret: secret,
                 storage,
                 max_upload_size,
+                form_max_size,
                 threads: default_threads(),
                 auth_cache_ttl: Duration::from_secs(60),
                 keyring,

@@ -91,6 +91,9 @@ pub struct UploadStored {
     pub sha256: String,
     /// The Uploads API `folder`.
     pub folder: Option<String>,
+    /// Flavour settings learnt with the bytes (the HTML form's `custom_*` fields), JSON text.
+    #[serde(default)]
+    pub metadata: Option<String>,
 }
 
 /// `GET /internal/v1/uploads/{id}`: what an edge needs to continue an upload the origin

@@ -182,6 +182,7 @@ impl Ingest {
         &self,
         upload: Receiving,
         folder: Option<String>,
+        metadata: Option<String>,
     ) -> Result<Completed, IngestError> {
         let Receiving {
             id,
@@ -201,6 +202,7 @@ impl Ingest {
             size,
             sha256: hex::encode(hasher.finalize()),
             folder,
+            metadata,
         };
         let view = self
             .origin
@@ -287,6 +289,11 @@ impl Receiving {
     #[must_use]
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Lowers the largest size this upload may reach (a flavour's own limit).
+    pub fn cap(&mut self, max: u64) {
+        self.max_size = self.max_size.min(max);
     }
 
     /// Appends the next bytes.

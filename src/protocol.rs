@@ -3,6 +3,7 @@
 //! a particular HTTP server, so every listener (Pingora's HTTP/1.1 and HTTP/2, later QUIC)
 //! serves them the same way.
 
+pub mod ankoder_form;
 pub mod movingimage;
 pub mod s3_post;
 pub mod uploads_api;

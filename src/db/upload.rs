@@ -197,6 +197,8 @@ pub struct Stored {
     pub sha256: String,
     /// The Uploads API `folder`, if the flavour has one.
     pub folder: Option<String>,
+    /// Flavour settings learnt with the bytes (JSON text); keeps the record's when `None`.
+    pub metadata: Option<String>,
 }
 
 /// Records that every byte is stored: `receiving` → `pending`, and queues the processing job.
@@ -209,7 +211,8 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
         i64::try_from(stored.size).map_err(|_| DbError::Corrupt("size beyond 2^63".into()))?;
     let mut tx = db.pool().begin().await.op("begin marking stored")?;
     let changed = sqlx::query(
-        "UPDATE uploads SET status = $1, size = $2, sha256 = $3, folder = $4, updated_at = $5 \
+        "UPDATE uploads SET status = $1, size = $2, sha256 = $3, folder = $4, updated_at = $5, \
+                metadata = COALESCE($8, metadata) \
          WHERE id = $6 AND status = $7",
     )
     .bind(Status::Pending.code())
@@ -219,6 +222,7 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
     .bind(now)
     .bind(id)
     .bind(Status::Receiving.code())
+    .bind(stored.metadata.as_deref())
     .execute(&mut *tx)
     .await
     .op("mark an upload stored")?

@@ -7,7 +7,7 @@ use crate::control;
 use crate::error::UploadsApiError;
 use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::Ingest;
-use crate::protocol::{movingimage, s3_post, uploads_api, Reply};
+use crate::protocol::{ankoder_form, movingimage, s3_post, uploads_api, Reply};
 use crate::token::Keyring;
 use crate::upload::UploadId;
 use async_trait::async_trait;
@@ -25,6 +25,7 @@ pub struct EdgeProxy {
     spool: ChunkSpool,
     keyring: Keyring,
     token_skew: u64,
+    form_max_size: u64,
     origin_addr: String,
 }
 
@@ -35,6 +36,7 @@ impl EdgeProxy {
             spool,
             keyring: settings.keyring.clone(),
             token_skew: settings.token_skew,
+            form_max_size: settings.form_max_size,
             origin_addr: settings.origin_addr.clone(),
         }
     }
@@ -80,6 +82,20 @@ impl EdgeProxy {
                 uploads_api::receive(auth, body_stream(session), &self.ingest).await
             }
         };
+        write_reply(session, reply).await
+    }
+
+    /// The HTML form upload: its credentials are form fields, so the body is read.
+    async fn ankoder_form(&self, session: &mut Session) -> pingora::Result<()> {
+        let headers = session.req_header().headers.clone();
+        continue_if_expected(session, &headers).await?;
+        let reply = ankoder_form::receive(
+            &headers,
+            body_stream(session),
+            &self.ingest,
+            self.form_max_size,
+        )
+        .await;
         write_reply(session, reply).await
     }
 
@@ -178,6 +194,7 @@ impl ProxyHttp for EdgeProxy {
                 .await?;
             }
             ("POST", uploads_api::PATH) => self.uploads_api(session).await?,
+            ("POST", ankoder_form::PATH) => self.ankoder_form(session).await?,
             (_, p) if p.starts_with(control::PREFIX) => {
                 write_reply(session, Reply::error(&UploadsApiError::NoRoute)).await?;
             }

@@ -128,6 +128,7 @@ async fn stored(
         size: req.size,
         sha256: req.sha256,
         folder: req.folder,
+        metadata: req.metadata,
     };
     match db::upload::mark_stored(&state.db, &id, &facts, now_ms()).await {
         Ok(true) => {

@@ -195,7 +195,7 @@ where
     // Every chunk is in: stream them, in order, into the upload's object.
     let result = match ctx.ingest.resume(info, claims.max_size).await {
         Ok(mut upload) => match assemble(id, &layout, &mut upload, ctx).await {
-            Ok(()) => ctx.ingest.complete(upload, None).await,
+            Ok(()) => ctx.ingest.complete(upload, None, None).await,
             Err(e) => {
                 ctx.ingest.cancel(upload).await;
                 Err(e)
@@ -320,7 +320,7 @@ where
             ctx.ingest.cancel(upload).await;
             message(422, "The form needs a non-empty `file` field.")
         }
-        Ok(()) => match ctx.ingest.complete(upload, None).await {
+        Ok(()) => match ctx.ingest.complete(upload, None, None).await {
             Ok(done) => Reply::json(
                 200,
                 &json!({ "videoId": info.id, "status": done.view.status, "status_text": done.view.status_text }),

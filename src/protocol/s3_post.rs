@@ -249,7 +249,7 @@ async fn post(
     };
     tracing::info!(upload_id = %receiving.id(), bytes = receiving.size(), "S3 POST received.");
     let done = ingest
-        .complete(receiving, None)
+        .complete(receiving, None, None)
         .await
         .map_err(from_ingest)?;
     Ok(success(&fields, bucket, &key, &done.md5))

@@ -190,7 +190,7 @@ async fn finish(
     }
     tracing::info!(upload_id = %upload.id(), bytes = upload.size(), "Upload received.");
     ingest
-        .complete(upload, Some(folder))
+        .complete(upload, Some(folder), None)
         .await
         .map_err(from_ingest)
 }

@@ -1,0 +1,269 @@
+//! The Ankoder seed's HTML form upload: `POST /files/upload`, `multipart/form-data` with
+//! `access_key`, `success_redirect`, `failed_redirect`, any `custom_*` fields and `file`.
+//! On success a `303` to `success_redirect` with `video_id` added (`200` JSON without one);
+//! on any failure a `303` to `failed_redirect` with `error` and `error_code` added, or a 4xx
+//! JSON answer when there is none. Redirect targets must be absolute http(s) URLs. The
+//! `custom_*` fields are kept with the upload for its notification.
+
+use super::Reply;
+use crate::ingest::{Ingest, IngestError, Receiving};
+use bytes::Bytes;
+use futures_util::Stream;
+use http::HeaderMap;
+use serde_json::{json, Map, Value};
+
+/// The form's path.
+pub const PATH: &str = "/files/upload";
+
+/// The largest text field accepted.
+const MAX_FIELD: u64 = 16 * 1024;
+
+/// A failure, as the form's redirect or as JSON.
+struct Failure {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+fn fail(status: u16, code: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+/// `url` with query parameters added.
+fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        query.append_pair(k, v);
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{}", query.finish())
+}
+
+fn redirect(location: String) -> Reply {
+    Reply {
+        status: 303,
+        content_type: "text/plain",
+        body: Bytes::new(),
+        headers: vec![("location", location)],
+    }
+}
+
+/// Whether a redirect target is an absolute http(s) URL with a host.
+fn valid_target(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
+/// Reads the form, stores the file; the reply is the form's redirect or JSON.
+pub async fn receive<S>(headers: &HeaderMap, body: S, ingest: &Ingest, form_max: u64) -> Reply
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+{
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Ok(boundary) = multer::parse_boundary(content_type) else {
+        return Reply::json(
+            400,
+            &json!({ "error": "malformed", "message": "Expected a multipart/form-data form." }),
+        );
+    };
+    let limits = multer::SizeLimit::new()
+        .per_field(MAX_FIELD)
+        .for_field("file", u64::MAX);
+    let mut form = multer::Multipart::with_constraints(
+        body,
+        boundary,
+        multer::Constraints::new().size_limit(limits),
+    );
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut upload = None;
+    let result = read(&mut form, &mut fields, ingest, form_max, &mut upload).await;
+    drop(form);
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let failed_redirect = get("failed_redirect")
+        .filter(|u| valid_target(u))
+        .map(str::to_owned);
+    let outcome = match (result, upload) {
+        (Ok(()), Some(upload)) => finish(upload, &fields, ingest).await,
+        (Ok(()), None) => Err(fail(422, "file_missing", "The form has no file.")),
+        (Err(e), upload) => {
+            if let Some(upload) = upload {
+                ingest.cancel(upload).await;
+            }
+            Err(e)
+        }
+    };
+    match outcome {
+        Ok(video_id) => match get("success_redirect") {
+            Some(url) => redirect(with_query(url, &[("video_id", &video_id)])),
+            None => Reply::json(200, &json!({ "result": "success", "video_id": video_id })),
+        },
+        Err(f) => match failed_redirect {
+            Some(url) => redirect(with_query(
+                &url,
+                &[("error", &f.message), ("error_code", f.code)],
+            )),
+            None => Reply::json(
+                f.status,
+                &json!({ "result": "failed", "error": f.code, "message": f.message }),
+            ),
+        },
+    }
+}
+
+/// Reads the fields before the file, checks them, streams the file, then reads the rest.
+async fn read(
+    form: &mut multer::Multipart<'_>,
+    fields: &mut Vec<(String, String)>,
+    ingest: &Ingest,
+    form_max: u64,
+    upload: &mut Option<Receiving>,
+) -> Result<(), Failure> {
+    let malformed = |e: multer::Error| fail(400, "malformed", format!("Malformed form: {e}"));
+    while let Some(mut field) = form.next_field().await.map_err(malformed)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name != "file" {
+            fields.push((name, field.text().await.map_err(malformed)?));
+            continue;
+        }
+        if upload.is_some() {
+            return Err(fail(422, "file_twice", "Send one file per form."));
+        }
+        let receiving = upload.insert(open(fields, field.file_name(), ingest).await?);
+        receiving.cap(form_max);
+        while let Some(piece) = field.chunk().await.map_err(malformed)? {
+            receiving.append(piece).await.map_err(|e| match e {
+                IngestError::TooLarge { limit } => fail(
+                    413,
+                    "too_large",
+                    format!("The file is larger than {limit} bytes."),
+                ),
+                IngestError::QuotaExceeded => fail(
+                    413,
+                    "quota_exceeded",
+                    "The account's storage quota is reached.",
+                ),
+                other => unavailable(&other),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn unavailable(e: &dyn std::error::Error) -> Failure {
+    tracing::error!(error = %e, source = ?e.source(), "Form upload failed at the edge.");
+    fail(
+        503,
+        "unavailable",
+        "The service is temporarily unavailable; retry the upload.",
+    )
+}
+
+/// Checks the fields that came before the file and opens the upload.
+async fn open(
+    fields: &[(String, String)],
+    filename: Option<&str>,
+    ingest: &Ingest,
+) -> Result<Receiving, Failure> {
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    for name in ["success_redirect", "failed_redirect"] {
+        if get(name).is_some_and(|u| !valid_target(u)) {
+            return Err(fail(
+                400,
+                "bad_redirect",
+                format!("{name} must be an absolute http or https URL."),
+            ));
+        }
+    }
+    let access_key = get("access_key").filter(|k| !k.is_empty()).ok_or_else(|| {
+        fail(
+            401,
+            "access_key_missing",
+            "The form needs an access_key field before the file.",
+        )
+    })?;
+    let owner = ingest
+        .authenticate_access_key(access_key)
+        .await
+        .map_err(|e| unavailable(&e))?
+        .ok_or_else(|| fail(401, "access_key_invalid", "The access_key is not valid."))?
+        .owner;
+    let filename: String = filename
+        .unwrap_or("video")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(255)
+        .collect();
+    ingest
+        .create(&owner, "ankoder_form", &filename)
+        .await
+        .map_err(|e| unavailable(&e))
+}
+
+/// Stores the upload with its `custom_*` fields; returns its id.
+async fn finish(
+    upload: Receiving,
+    fields: &[(String, String)],
+    ingest: &Ingest,
+) -> Result<String, Failure> {
+    if upload.size() == 0 {
+        ingest.cancel(upload).await;
+        return Err(fail(422, "file_empty", "The file is empty."));
+    }
+    let custom: Map<String, Value> = fields
+        .iter()
+        .filter(|(k, _)| k.starts_with("custom_"))
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let metadata = json!({ "custom_fields": custom }).to_string();
+    let id = upload.id().to_owned();
+    ingest
+        .complete(upload, None, Some(metadata))
+        .await
+        .map(|_| id)
+        .map_err(|e| unavailable(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_targets_and_queries() {
+        assert!(valid_target("http://www.myapp.com/videos/upload/success"));
+        assert!(valid_target("https://x.example/done?a=1"));
+        for bad in [
+            "javascript:alert(1)",
+            "/relative",
+            "ftp://x/y",
+            "http://",
+            "not a url",
+        ] {
+            assert!(!valid_target(bad), "{bad}");
+        }
+        assert_eq!(
+            with_query("https://a/b", &[("video_id", "v1")]),
+            "https://a/b?video_id=v1"
+        );
+        assert_eq!(
+            with_query("https://a/b?x=1", &[("error", "a b&c")]),
+            "https://a/b?x=1&error=a+b%26c"
+        );
+    }
+}
