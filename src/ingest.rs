@@ -10,6 +10,7 @@
 //! Must not depend on any HTTP framework or wire protocol: adapters translate to and from it.
 
 pub mod chunk_spool;
+pub mod chunked;
 
 use crate::control::{
     AccessKeyOwner, CreateUpload, KeyOwner, StatusView, UploadInfo, UploadStored,

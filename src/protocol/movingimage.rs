@@ -8,14 +8,14 @@
 use super::{bearer, Reply};
 use crate::control::UploadInfo;
 use crate::error::UploadsApiError;
-use crate::ingest::chunk_spool::{ChunkSpool, SpoolError};
-use crate::ingest::{Ingest, IngestError, Receiving};
-use crate::store::StoreError;
+use crate::ingest::chunk_spool::ChunkSpool;
+use crate::ingest::chunked::{ChunkFailure, ChunkOutcome};
+use crate::ingest::{Ingest, IngestError};
 use crate::token::{Claims, Keyring, TokenError};
-use crate::upload::chunk_set::{ChunkError, MAX_CHUNKS};
+use crate::upload::chunk_set::MAX_CHUNKS;
 use crate::upload::UploadId;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use http::HeaderMap;
 use serde_json::json;
 
@@ -116,7 +116,7 @@ where
     let current = header_u32(headers, "mi24-upload-current-chunk");
     match (total, current) {
         (Some(Ok(total)), Some(Ok(current))) if (1..=MAX_CHUNKS).contains(&total) && (1..=total).contains(&current) => {
-            chunk(&id, &info, total, current - 1, body, claims, ctx).await
+            chunk(&info, total, current - 1, body, claims, ctx).await
         }
         (None, None) => full_file(&info, headers, body, claims, ctx).await,
         _ => message(
@@ -133,130 +133,25 @@ fn unavailable(e: &dyn std::error::Error) -> Reply {
     Reply::error(&UploadsApiError::Unavailable)
 }
 
-/// Bytes this upload may still take: the node's limit and the token's (the account's quota).
-fn room(claims: &Claims, ctx: &Ctx<'_>, received: u64) -> (u64, bool) {
-    let node = ctx.ingest.max_upload_size();
-    match claims.max_size {
-        Some(max) if max <= node => (max.saturating_sub(received), true),
-        _ => (node.saturating_sub(received), false),
-    }
-}
-
-async fn chunk<S>(
-    id: &str,
-    info: &UploadInfo,
-    total: u32,
-    index: u32,
-    body: S,
-    claims: &Claims,
-    ctx: &Ctx<'_>,
-) -> Reply
+async fn chunk<S>(info: &UploadInfo, total: u32, index: u32, body: S, claims: &Claims, ctx: &Ctx<'_>) -> Reply
 where
     S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
 {
-    let received = match ctx.spool.load(id).await {
-        Ok(Some(set)) => {
-            if let Err(e) = set.check(index, total) {
-                return message(409, &e.to_string());
-            }
-            set.received()
-        }
-        Ok(None) => 0,
-        Err(e) => return unavailable(&e),
-    };
-    let (limit, by_quota) = room(claims, ctx, received);
-    let staged = match ctx.spool.stage(id, body, limit).await {
-        Ok(staged) => staged,
-        Err(SpoolError::TooLarge(_)) if by_quota => return quota_exceeded(),
-        Err(SpoolError::TooLarge(_)) => {
-            return Reply::error(&UploadsApiError::TooLarge {
-                limit: ctx.ingest.max_upload_size(),
-            })
-        }
-        Err(SpoolError::Body(_)) => {
-            return message(400, "The chunk's body ended early; send the chunk again.")
-        }
-        Err(e) => return unavailable(&e),
-    };
-    let _guard = ctx.spool.lock(id).await;
-    let set = match ctx.spool.record(id, index, total, staged).await {
-        Ok((_, set)) => set,
-        Err(SpoolError::Chunk(
-            e @ (ChunkError::Conflict { .. } | ChunkError::TotalMismatch { .. }),
-        )) => {
-            return message(409, &e.to_string());
-        }
-        Err(e) => return unavailable(&e),
-    };
-    let Some(layout) = set.layout() else {
-        let body = json!({ "videoId": id, "chunk": index + 1, "chunksReceived": set.count(), "totalChunks": total });
-        return Reply::json(202, &body);
-    };
-    // Every chunk is in: stream them, in order, into the upload's object.
-    let result = match ctx.ingest.resume(info, claims.max_size).await {
-        Ok(mut upload) => match assemble(id, &layout, &mut upload, ctx).await {
-            Ok(()) => ctx.ingest.complete(upload, None, None).await,
-            Err(e) => {
-                ctx.ingest.cancel(upload).await;
-                Err(e)
-            }
-        },
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(done) => {
-            if let Err(e) = ctx.spool.remove(id).await {
-                tracing::warn!(upload_id = %id, error = %e, "Could not remove a completed upload's spool.");
-            }
-            tracing::info!(upload_id = %id, bytes = done.size, chunks = total, "Chunked upload assembled.");
-            Reply::json(
-                201,
-                &json!({ "videoId": id, "status": done.view.status, "status_text": done.view.status_text }),
-            )
-        }
-        Err(IngestError::QuotaExceeded) => quota_exceeded(),
-        Err(e) => unavailable(&e),
+    match ctx.ingest.put_chunk(ctx.spool, info, (index, total), body, claims.max_size).await {
+        Ok(ChunkOutcome::Stored { received, total }) => Reply::json(
+            202,
+            &json!({ "videoId": info.id, "chunk": index + 1, "chunksReceived": received, "totalChunks": total }),
+        ),
+        Ok(ChunkOutcome::Complete(done)) => Reply::json(
+            201,
+            &json!({ "videoId": info.id, "status": done.view.status, "status_text": done.view.status_text }),
+        ),
+        Err(ChunkFailure::Conflict(e)) => message(409, &e.to_string()),
+        Err(ChunkFailure::QuotaExceeded) => quota_exceeded(),
+        Err(ChunkFailure::TooLarge(limit)) => Reply::error(&UploadsApiError::TooLarge { limit }),
+        Err(ChunkFailure::BodyEnded) => message(400, "The chunk's body ended early; send the chunk again."),
+        Err(e @ ChunkFailure::Unavailable(_)) => unavailable(&e),
     }
-}
-
-/// Appends every spooled chunk, in file order, to `upload`.
-async fn assemble(
-    id: &str,
-    layout: &[(u32, u64, u64)],
-    upload: &mut Receiving,
-    ctx: &Ctx<'_>,
-) -> Result<(), IngestError> {
-    for &(i, _, _) in layout {
-        let read_error = |source| {
-            IngestError::Store(StoreError::Read {
-                key: format!("spooled chunk {i} of {id}"),
-                source,
-            })
-        };
-        let file = tokio::fs::File::open(ctx.spool.chunk_path(id, i))
-            .await
-            .map_err(read_error)?;
-        let mut pieces = std::pin::pin!(file_pieces(file));
-        while let Some(piece) = pieces.next().await {
-            upload.append(piece.map_err(read_error)?).await?;
-        }
-    }
-    Ok(())
-}
-
-/// A file as a stream of 64 KiB pieces.
-fn file_pieces(file: tokio::fs::File) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-    futures_util::stream::unfold(file, |mut file| async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), file))
-            }
-            Err(e) => Some((Err(e), file)),
-        }
-    })
 }
 
 /// The deprecated full-file form: `multipart/form-data` with the video in `file`; `200`.

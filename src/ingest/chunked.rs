@@ -1,0 +1,152 @@
+//! Chunked uploads in the ingest core: a chunk streams into the spool, is recorded, and when
+//! the last one is in, every chunk streams in order into the upload's object. Protocols with
+//! numbered chunks (movingimage's headers, plupload's `chunk`/`chunks` form fields) call
+//! [`Ingest::put_chunk`] and render its outcome their own way.
+
+use super::chunk_spool::{ChunkSpool, SpoolError};
+use super::{Completed, Ingest, IngestError, Receiving};
+use crate::control::UploadInfo;
+use crate::store::StoreError;
+use crate::upload::chunk_set::ChunkError;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+/// What a chunk did.
+#[derive(Debug)]
+pub enum ChunkOutcome {
+    /// Stored (or a repeat); the upload still waits for chunks.
+    Stored {
+        /// Chunks stored so far.
+        received: u32,
+        /// Chunks in all.
+        total: u32,
+    },
+    /// The last chunk: the upload is assembled and stored.
+    Complete(Completed),
+}
+
+/// Why a chunk was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkFailure {
+    /// A repeat with other bytes, or a different total than earlier chunks.
+    #[error("{0}")]
+    Conflict(ChunkError),
+    /// Over the account's quota (the token's or session's size limit).
+    #[error("quota exceeded")]
+    QuotaExceeded,
+    /// Over the node's upload size.
+    #[error("upload larger than {0} bytes")]
+    TooLarge(u64),
+    /// The client's body ended early.
+    #[error("the request body ended early")]
+    BodyEnded,
+    /// Storage, spool or origin failed; the client should retry.
+    #[error("unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ChunkFailure {
+    ChunkFailure::Unavailable(Box::new(e))
+}
+
+impl Ingest {
+    /// Stores chunk `index` (from 0) of `total` for an upload that is receiving; `quota` is
+    /// the most the whole upload may hold (the token's or session's limit), if any.
+    ///
+    /// # Errors
+    /// See [`ChunkFailure`]; nothing changes then.
+    pub async fn put_chunk<S>(
+        &self,
+        spool: &ChunkSpool,
+        upload: &UploadInfo,
+        (index, total): (u32, u32),
+        body: S,
+        quota: Option<u64>,
+    ) -> Result<ChunkOutcome, ChunkFailure>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    {
+        let id = upload.id.as_str();
+        let received = match spool.load(id).await.map_err(unavailable)? {
+            Some(set) => {
+                set.check(index, total).map_err(ChunkFailure::Conflict)?;
+                set.received()
+            }
+            None => 0,
+        };
+        let node = self.max_upload_size();
+        let (limit, by_quota) = match quota {
+            Some(max) if max <= node => (max.saturating_sub(received), true),
+            _ => (node.saturating_sub(received), false),
+        };
+        let staged = match spool.stage(id, body, limit).await {
+            Ok(staged) => staged,
+            Err(SpoolError::TooLarge(_)) if by_quota => return Err(ChunkFailure::QuotaExceeded),
+            Err(SpoolError::TooLarge(_)) => return Err(ChunkFailure::TooLarge(node)),
+            Err(SpoolError::Body(_)) => return Err(ChunkFailure::BodyEnded),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let _guard = spool.lock(id).await;
+        let set = match spool.record(id, index, total, staged).await {
+            Ok((_, set)) => set,
+            Err(SpoolError::Chunk(e @ (ChunkError::Conflict { .. } | ChunkError::TotalMismatch { .. }))) => {
+                return Err(ChunkFailure::Conflict(e));
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let Some(layout) = set.layout() else {
+            return Ok(ChunkOutcome::Stored {
+                received: set.count(),
+                total,
+            });
+        };
+        // Every chunk is in: stream them, in order, into the upload's object.
+        let mut receiving = self.resume(upload, quota).await.map_err(unavailable)?;
+        if let Err(e) = assemble(spool, id, &layout, &mut receiving).await {
+            self.cancel(receiving).await;
+            return Err(match e {
+                IngestError::QuotaExceeded => ChunkFailure::QuotaExceeded,
+                other => unavailable(other),
+            });
+        }
+        let done = self.complete(receiving, None, None).await.map_err(unavailable)?;
+        if let Err(e) = spool.remove(id).await {
+            tracing::warn!(upload_id = %id, error = %e, "Could not remove a completed upload's spool.");
+        }
+        tracing::info!(upload_id = %id, bytes = done.size, chunks = total, "Chunked upload assembled.");
+        Ok(ChunkOutcome::Complete(done))
+    }
+}
+
+/// Appends every spooled chunk, in file order, to `upload`.
+async fn assemble(spool: &ChunkSpool, id: &str, layout: &[(u32, u64, u64)], upload: &mut Receiving) -> Result<(), IngestError> {
+    for &(i, _, _) in layout {
+        let read_error = |source| {
+            IngestError::Store(StoreError::Read {
+                key: format!("spooled chunk {i} of {id}"),
+                source,
+            })
+        };
+        let file = tokio::fs::File::open(spool.chunk_path(id, i)).await.map_err(read_error)?;
+        let mut pieces = std::pin::pin!(file_pieces(file));
+        while let Some(piece) = pieces.next().await {
+            upload.append(piece.map_err(read_error)?).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A file as a stream of 64 KiB pieces.
+fn file_pieces(file: tokio::fs::File) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    })
+}
