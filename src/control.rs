@@ -80,6 +80,10 @@ pub struct CreatedUpload {
     pub id: String,
     /// The object key for the source bytes.
     pub object_key: String,
+    /// Whether an upload already receiving under the key was reused (the edge must not drop
+    /// a record it did not open).
+    #[serde(default)]
+    pub reused: bool,
 }
 
 /// `POST /internal/v1/uploads/{id}/stored`: every byte is durably stored.

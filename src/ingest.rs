@@ -144,6 +144,35 @@ impl Ingest {
         filename: &str,
         relative_key: Option<&str>,
     ) -> Result<Receiving, IngestError> {
+        let (info, reused) = self
+            .open_record(owner, flavour, filename, relative_key)
+            .await?;
+        match self.resume(&info, owner.quota_remaining).await {
+            Ok(mut receiving) => {
+                receiving.opened_here = !reused;
+                Ok(receiving)
+            }
+            Err(e) => {
+                if !reused {
+                    self.forget(&info.id).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The upload record for `owner` under a pipeline-relative key (an xvid session's, reused),
+    /// or a new one; no writer is opened. Returns it and whether it was reused.
+    ///
+    /// # Errors
+    /// The origin fails (404 for a pipeline that is not the owner's).
+    pub async fn open_record(
+        &self,
+        owner: &KeyOwner,
+        flavour: &str,
+        filename: &str,
+        relative_key: Option<&str>,
+    ) -> Result<(UploadInfo, bool), IngestError> {
         let created = self
             .origin
             .create_upload(&CreateUpload {
@@ -155,24 +184,13 @@ impl Ingest {
             })
             .await
             .map_err(IngestError::Origin)?;
-        let key = ObjectKey::new(created.object_key).map_err(IngestError::BadKey)?;
-        let writer = match self.store.writer(&key).await {
-            Ok(w) => w,
-            Err(e) => {
-                self.forget(&created.id).await;
-                return Err(IngestError::Store(e));
-            }
-        };
-        Ok(Receiving {
+        let info = UploadInfo {
             id: created.id,
-            writer,
-            hasher: Sha256::new(),
-            md5: Md5::new(),
-            opened_here: true,
-            size: 0,
-            max_size: self.max_upload_size,
-            quota: owner.quota_remaining,
-        })
+            account_id: owner.account_id.clone(),
+            object_key: created.object_key,
+            status: crate::upload::Status::Receiving.code(),
+        };
+        Ok((info, created.reused))
     }
 
     /// Makes the bytes durable and tells the origin, which queues processing.

@@ -6,7 +6,7 @@ mod common;
 use common::{sha256_file, test_video, Account, Backend, Node, Uploads};
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// boto3's `generate_presigned_post` for `clips/${filename}` (1 B to 10 MB), V4 or V2.
 fn presigned(
@@ -339,4 +339,68 @@ async fn a_refused_post_is_answered_without_reading_the_file() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(answer.contains("SignatureDoesNotMatch"), "{answer}");
+}
+
+#[tokio::test]
+async fn an_xvid_session_posted_in_chunks_plupload_style() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let account = node.account("Acme");
+    let pipeline = account.json["pipeline_id"].as_str().unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/files/uploads/?object_key=parts%2Fv.mkv&pipeline_id={pipeline}",
+            node.url
+        ))
+        .bearer_auth(&account.api_key)
+        .send()
+        .await
+        .unwrap();
+    let session: Value = resp.json().await.unwrap();
+    let up = &session["upload"];
+    let params: Vec<(String, String)> = up["form_post_params"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    let url = up["form_post_url"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let video = test_video(dir.path(), 2);
+    let bytes = std::fs::read(&video).unwrap();
+    let size = bytes.len().div_ceil(3);
+    let parts: Vec<PathBuf> = bytes
+        .chunks(size)
+        .enumerate()
+        .map(|(i, c)| {
+            let p = dir.path().join(format!("part{i}"));
+            std::fs::write(&p, c).unwrap();
+            p
+        })
+        .collect();
+    let with_chunk = |chunk: usize| -> Vec<(String, String)> {
+        params
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                "chunk" => (k.clone(), chunk.to_string()),
+                "chunks" => (k.clone(), "3".to_owned()),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect()
+    };
+    for (chunk, expect_etag) in [(1, false), (0, false), (1, false), (2, true)] {
+        let (status, headers, body) = post_form(url, &with_chunk(chunk), &parts[chunk]).await;
+        assert_eq!(status, 201, "chunk {chunk}: {body}");
+        assert_eq!(headers.contains_key("etag"), expect_etag, "chunk {chunk}");
+    }
+    let record = Uploads::new(&node.url, &account.api_key)
+        .wait_final(up["id"].as_str().unwrap())
+        .await;
+    assert_eq!(record["status"], 6, "{record}");
+    assert_eq!(
+        record["sha256"].as_str(),
+        Some(sha256_file(&video).as_str())
+    );
+    // A chunk number outside 0..chunks is refused.
+    let (status, _, body) = post_form(url, &with_chunk(3), &parts[0]).await;
+    assert_eq!((status, s3_code(&body)), (400, "InvalidArgument"));
 }

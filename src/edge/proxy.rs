@@ -108,6 +108,7 @@ impl EdgeProxy {
             &headers,
             body_stream(session),
             &self.ingest,
+            &self.spool,
             chrono::Utc::now(),
         )
         .await;

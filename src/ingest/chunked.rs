@@ -89,7 +89,9 @@ impl Ingest {
         let _guard = spool.lock(id).await;
         let set = match spool.record(id, index, total, staged).await {
             Ok((_, set)) => set,
-            Err(SpoolError::Chunk(e @ (ChunkError::Conflict { .. } | ChunkError::TotalMismatch { .. }))) => {
+            Err(SpoolError::Chunk(
+                e @ (ChunkError::Conflict { .. } | ChunkError::TotalMismatch { .. }),
+            )) => {
                 return Err(ChunkFailure::Conflict(e));
             }
             Err(e) => return Err(unavailable(e)),
@@ -109,7 +111,10 @@ impl Ingest {
                 other => unavailable(other),
             });
         }
-        let done = self.complete(receiving, None, None).await.map_err(unavailable)?;
+        let done = self
+            .complete(receiving, None, None)
+            .await
+            .map_err(unavailable)?;
         if let Err(e) = spool.remove(id).await {
             tracing::warn!(upload_id = %id, error = %e, "Could not remove a completed upload's spool.");
         }
@@ -119,7 +124,12 @@ impl Ingest {
 }
 
 /// Appends every spooled chunk, in file order, to `upload`.
-async fn assemble(spool: &ChunkSpool, id: &str, layout: &[(u32, u64, u64)], upload: &mut Receiving) -> Result<(), IngestError> {
+async fn assemble(
+    spool: &ChunkSpool,
+    id: &str,
+    layout: &[(u32, u64, u64)],
+    upload: &mut Receiving,
+) -> Result<(), IngestError> {
     for &(i, _, _) in layout {
         let read_error = |source| {
             IngestError::Store(StoreError::Read {
@@ -127,7 +137,9 @@ async fn assemble(spool: &ChunkSpool, id: &str, layout: &[(u32, u64, u64)], uplo
                 source,
             })
         };
-        let file = tokio::fs::File::open(spool.chunk_path(id, i)).await.map_err(read_error)?;
+        let file = tokio::fs::File::open(spool.chunk_path(id, i))
+            .await
+            .map_err(read_error)?;
         let mut pieces = std::pin::pin!(file_pieces(file));
         while let Some(piece) = pieces.next().await {
             upload.append(piece.map_err(read_error)?).await?;

@@ -81,7 +81,7 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
     };
     if let Some(relative) = &req.relative_key {
         match session::receiving_at(&state, &owner, relative).await {
-            Ok(Some(opened)) => return created(&opened),
+            Ok(Some(opened)) => return created(&opened, true),
             Ok(None) => {}
             Err(SessionError::UnknownPipeline) => {
                 return reply(StatusCode::NOT_FOUND, "unknown pipeline for this account")
@@ -99,7 +99,7 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
         ..Opening::default()
     };
     match session::open(&state, &owner, &opening, now_ms()).await {
-        Ok(opened) => created(&opened),
+        Ok(opened) => created(&opened, false),
         Err(SessionError::UnknownPipeline) => {
             reply(StatusCode::NOT_FOUND, "unknown pipeline for this account")
         }
@@ -111,10 +111,11 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
     }
 }
 
-fn created(opened: &session::Opened) -> Response {
+fn created(opened: &session::Opened, reused: bool) -> Response {
     let body = CreatedUpload {
         id: opened.id.to_string(),
         object_key: opened.object_key.to_string(),
+        reused,
     };
     (StatusCode::CREATED, Json(body)).into_response()
 }

@@ -133,11 +133,22 @@ fn unavailable(e: &dyn std::error::Error) -> Reply {
     Reply::error(&UploadsApiError::Unavailable)
 }
 
-async fn chunk<S>(info: &UploadInfo, total: u32, index: u32, body: S, claims: &Claims, ctx: &Ctx<'_>) -> Reply
+async fn chunk<S>(
+    info: &UploadInfo,
+    total: u32,
+    index: u32,
+    body: S,
+    claims: &Claims,
+    ctx: &Ctx<'_>,
+) -> Reply
 where
     S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
 {
-    match ctx.ingest.put_chunk(ctx.spool, info, (index, total), body, claims.max_size).await {
+    match ctx
+        .ingest
+        .put_chunk(ctx.spool, info, (index, total), body, claims.max_size)
+        .await
+    {
         Ok(ChunkOutcome::Stored { received, total }) => Reply::json(
             202,
             &json!({ "videoId": info.id, "chunk": index + 1, "chunksReceived": received, "totalChunks": total }),
@@ -149,7 +160,9 @@ where
         Err(ChunkFailure::Conflict(e)) => message(409, &e.to_string()),
         Err(ChunkFailure::QuotaExceeded) => quota_exceeded(),
         Err(ChunkFailure::TooLarge(limit)) => Reply::error(&UploadsApiError::TooLarge { limit }),
-        Err(ChunkFailure::BodyEnded) => message(400, "The chunk's body ended early; send the chunk again."),
+        Err(ChunkFailure::BodyEnded) => {
+            message(400, "The chunk's body ended early; send the chunk again.")
+        }
         Err(e @ ChunkFailure::Unavailable(_)) => unavailable(&e),
     }
 }

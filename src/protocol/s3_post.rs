@@ -11,11 +11,14 @@ use super::Reply;
 use crate::control::KeyOwner;
 use crate::edge::origin_client::OriginError;
 use crate::error::S3Error;
+use crate::ingest::chunk_spool::ChunkSpool;
+use crate::ingest::chunked::{ChunkFailure, ChunkOutcome};
 use crate::ingest::{Ingest, IngestError, Receiving};
 use crate::s3_policy::{self, PolicyError};
 use crate::store::ObjectKey;
+use crate::upload::chunk_set::MAX_CHUNKS;
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use http::HeaderMap;
 
 /// The path prefix of the endpoint.
@@ -137,6 +140,7 @@ pub async fn receive<S>(
     headers: &HeaderMap,
     body: S,
     ingest: &Ingest,
+    spool: &ChunkSpool,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Reply
 where
@@ -158,7 +162,7 @@ where
         multer::Constraints::new().size_limit(limits),
     );
     let mut upload = None;
-    match post(&mut form, bucket, ingest, now, &mut upload).await {
+    match post(&mut form, bucket, (ingest, spool), now, &mut upload).await {
         Ok(reply) => {
             // Fields after the file are ignored, as S3 does; reading them keeps the
             // connection usable. After an error nothing more is read (the edge closes the
@@ -179,7 +183,7 @@ where
 async fn post(
     form: &mut multer::Multipart<'_>,
     bucket: &str,
-    ingest: &Ingest,
+    (ingest, spool): (&Ingest, &ChunkSpool),
     now: chrono::DateTime<chrono::Utc>,
     upload: &mut Option<Receiving>,
 ) -> Result<Reply, S3Error> {
@@ -205,16 +209,7 @@ async fn post(
         fields.0.push((name, value));
     };
     let (owner, length_range) = authorize(&fields, bucket, ingest, now).await?;
-    if fields
-        .get("chunks")
-        .and_then(|c| c.parse::<u32>().ok())
-        .is_some_and(|c| c > 1)
-    {
-        return Err(S3Error::NotImplemented(
-            "Chunked form posts (chunks > 1) are not accepted yet; send the file in one post."
-                .into(),
-        ));
-    }
+    let chunking = plupload_chunk(&fields)?;
     let filename = file.file_name().unwrap_or("file").to_owned();
     let key = fields.require("key")?.replace("${filename}", &filename);
     let relative = key
@@ -224,6 +219,42 @@ async fn post(
     ObjectKey::new(relative.clone())
         .map_err(|e| S3Error::InvalidArgument(format!("Invalid key: {e}.")))?;
     let name = relative.rsplit('/').next().unwrap_or(&relative).to_owned();
+    if let Some((chunk, chunks)) = chunking {
+        // One chunk of several (plupload): spooled until all are in.
+        let (info, _) = ingest
+            .open_record(&owner, "s3_post", &name, Some(&relative))
+            .await
+            .map_err(from_ingest)?;
+        let quota = match (owner.quota_remaining, length_range) {
+            (Some(q), Some((_, max))) => Some(q.min(max)),
+            (q, range) => q.or(range.map(|(_, max)| max)),
+        };
+        let body = file.map(|piece| piece.map_err(|e| std::io::Error::other(e.to_string())));
+        let done = match ingest
+            .put_chunk(spool, &info, (chunk, chunks), body, quota)
+            .await
+        {
+            Ok(ChunkOutcome::Stored { .. }) => None,
+            Ok(ChunkOutcome::Complete(done)) => Some(done),
+            Err(ChunkFailure::Conflict(e)) => {
+                return Err(S3Error::InvalidArgument(format!("{e}.")))
+            }
+            Err(ChunkFailure::QuotaExceeded | ChunkFailure::TooLarge(_)) => {
+                return Err(S3Error::EntityTooLarge)
+            }
+            Err(ChunkFailure::BodyEnded) => return Err(S3Error::MalformedPostRequest),
+            Err(e @ ChunkFailure::Unavailable(_)) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "S3 POST chunk failed at the edge.");
+                return Err(S3Error::ServiceUnavailable);
+            }
+        };
+        return Ok(success(
+            &fields,
+            bucket,
+            &key,
+            done.as_ref().map(|d| d.md5.as_str()),
+        ));
+    }
     let receiving = upload.insert(
         ingest
             .create_at(&owner, "s3_post", &name, Some(&relative))
@@ -252,19 +283,47 @@ async fn post(
         .complete(receiving, None, None)
         .await
         .map_err(from_ingest)?;
-    Ok(success(&fields, bucket, &key, &done.md5))
+    Ok(success(&fields, bucket, &key, Some(&done.md5)))
 }
 
-/// S3's success answer for the form's `success_action_redirect` / `success_action_status`.
-fn success(fields: &Fields, bucket: &str, key: &str, md5: &str) -> Reply {
-    let etag = format!("\"{md5}\"");
+/// plupload's `chunk` (from 0) of `chunks`, when the form is one chunk of several.
+fn plupload_chunk(fields: &Fields) -> Result<Option<(u32, u32)>, S3Error> {
+    let number = |name: &str| {
+        fields
+            .get(name)
+            .map(|v| {
+                v.trim().parse::<u32>().map_err(|_| {
+                    S3Error::InvalidArgument(format!("{name} must be a whole number."))
+                })
+            })
+            .transpose()
+    };
+    match (number("chunk")?, number("chunks")?) {
+        (_, None | Some(0 | 1)) => Ok(None),
+        (Some(chunk), Some(chunks)) if chunk < chunks && chunks <= MAX_CHUNKS => {
+            Ok(Some((chunk, chunks)))
+        }
+        (_, Some(chunks)) => Err(S3Error::InvalidArgument(format!(
+            "chunk must be a number from 0 to {} (chunks is {chunks}, at most {MAX_CHUNKS}).",
+            chunks.saturating_sub(1)
+        ))),
+    }
+}
+
+/// S3's success answer for the form's `success_action_redirect` / `success_action_status`;
+/// `md5` is the whole object's (absent after an intermediate chunk).
+fn success(fields: &Fields, bucket: &str, key: &str, md5: Option<&str>) -> Reply {
+    let etag = md5.map(|m| format!("\"{m}\"")).unwrap_or_default();
     let location = format!("{PREFIX}{bucket}/{key}");
     let mut reply = Reply {
         status: 204,
         content_type: "application/xml",
         body: Bytes::new(),
-        headers: vec![("etag", etag.clone()), ("location", location.clone())],
+        headers: vec![("location", location.clone())],
     };
+    if md5.is_some() {
+        reply.headers.push(("etag", etag.clone()));
+    }
     let redirect = fields
         .get("success_action_redirect")
         .or_else(|| fields.get("redirect"));
@@ -276,7 +335,7 @@ fn success(fields: &Fields, bucket: &str, key: &str, md5: &str) -> Reply {
             .finish();
         let sep = if url.contains('?') { '&' } else { '?' };
         reply.status = 303;
-        reply.headers[1] = ("location", format!("{url}{sep}{query}"));
+        reply.headers[0] = ("location", format!("{url}{sep}{query}"));
         return reply;
     }
     match fields.get("success_action_status") {
@@ -328,10 +387,15 @@ mod tests {
                     .collect(),
             )
         };
-        let r = success(&f(&[]), "b", "k", "abc");
+        let r = success(&f(&[]), "b", "k", Some("abc"));
         assert_eq!((r.status, r.body.len()), (204, 0));
         assert!(r.headers.contains(&("etag", "\"abc\"".into())));
-        let r = success(&f(&[("success_action_status", "201")]), "b", "a&b", "abc");
+        let r = success(
+            &f(&[("success_action_status", "201")]),
+            "b",
+            "a&b",
+            Some("abc"),
+        );
         assert_eq!(r.status, 201);
         let body = String::from_utf8(r.body.to_vec()).unwrap();
         assert!(
@@ -343,7 +407,7 @@ mod tests {
             &f(&[("success_action_redirect", "https://app.example/done?x=1")]),
             "b",
             "k",
-            "abc",
+            Some("abc"),
         );
         assert_eq!(r.status, 303);
         assert!(r.headers.iter().any(|(n, v)| *n == "location"
@@ -352,7 +416,7 @@ mod tests {
             &f(&[("success_action_redirect", "javascript:alert(1)")]),
             "b",
             "k",
-            "abc",
+            Some("abc"),
         );
         assert_eq!(r.status, 204);
     }
