@@ -10,6 +10,7 @@ mod proxy;
 
 use crate::config::EdgeSettings;
 use crate::ingest::chunk_spool::ChunkSpool;
+use crate::ingest::offset_spool::OffsetSpool;
 use crate::ingest::Ingest;
 use crate::store::Store;
 use origin_client::OriginClient;
@@ -43,7 +44,11 @@ pub fn run(
     )
     .map_err(StartError::Client)?;
     let ingest = Ingest::new(store, origin, settings.max_upload_size);
-    let spool = ChunkSpool::open(&settings.spool_dir).map_err(StartError::Spool)?;
+    let spools = proxy::Spools {
+        chunks: ChunkSpool::open(&settings.spool_dir.join("chunks")).map_err(StartError::Spool)?,
+        resumable: OffsetSpool::open(&settings.spool_dir.join("resumable"))
+            .map_err(StartError::Spool)?,
+    };
 
     let conf = ServerConf {
         threads: settings.threads,
@@ -55,7 +60,7 @@ pub fn run(
     server.bootstrap();
     let mut service = pingora::proxy::http_proxy_service(
         &server.configuration,
-        proxy::EdgeProxy::new(ingest, spool, settings),
+        proxy::EdgeProxy::new(ingest, spools, settings),
     );
     service.add_tcp(&settings.listen.to_string());
     server.add_service(service);

@@ -11,6 +11,7 @@
 
 pub mod chunk_spool;
 pub mod chunked;
+pub mod offset_spool;
 
 use crate::control::{
     AccessKeyOwner, CreateUpload, KeyOwner, StatusView, UploadInfo, UploadStored,
@@ -264,6 +265,22 @@ impl Ingest {
                 Err(i.status)
             }
         }))
+    }
+
+    /// What the origin knows of an upload, or `None`.
+    ///
+    /// # Errors
+    /// The origin fails.
+    pub async fn upload_info(&self, id: &str) -> Result<Option<UploadInfo>, IngestError> {
+        self.origin
+            .upload_info(id)
+            .await
+            .map_err(IngestError::Origin)
+    }
+
+    /// Drops an upload that is still receiving (a client's termination).
+    pub async fn abandon(&self, id: &str) {
+        self.forget(id).await;
     }
 
     /// Continues an upload the origin opened: a fresh writer for its object. Abandoning it

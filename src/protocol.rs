@@ -6,6 +6,7 @@
 pub mod ankoder_form;
 pub mod movingimage;
 pub mod s3_post;
+pub mod tus;
 pub mod uploads_api;
 
 use crate::error::UploadsApiError;

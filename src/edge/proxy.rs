@@ -6,8 +6,9 @@ use crate::config::EdgeSettings;
 use crate::control;
 use crate::error::UploadsApiError;
 use crate::ingest::chunk_spool::ChunkSpool;
+use crate::ingest::offset_spool::OffsetSpool;
 use crate::ingest::Ingest;
-use crate::protocol::{ankoder_form, movingimage, s3_post, uploads_api, Reply};
+use crate::protocol::{ankoder_form, movingimage, s3_post, tus, uploads_api, Reply};
 use crate::token::Keyring;
 use crate::upload::UploadId;
 use async_trait::async_trait;
@@ -19,10 +20,18 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 use serde_json::json;
 
+/// The edge's spools, one per kind of resumable protocol.
+pub struct Spools {
+    /// Numbered chunks (movingimage, plupload).
+    pub chunks: ChunkSpool,
+    /// Offset-based uploads (tus).
+    pub resumable: OffsetSpool,
+}
+
 /// The edge service.
 pub struct EdgeProxy {
     ingest: Ingest,
-    spool: ChunkSpool,
+    spools: Spools,
     keyring: Keyring,
     token_skew: u64,
     form_max_size: u64,
@@ -30,10 +39,10 @@ pub struct EdgeProxy {
 }
 
 impl EdgeProxy {
-    pub(super) fn new(ingest: Ingest, spool: ChunkSpool, settings: &EdgeSettings) -> Self {
+    pub(super) fn new(ingest: Ingest, spools: Spools, settings: &EdgeSettings) -> Self {
         Self {
             ingest,
-            spool,
+            spools,
             keyring: settings.keyring.clone(),
             token_skew: settings.token_skew,
             form_max_size: settings.form_max_size,
@@ -53,7 +62,7 @@ impl EdgeProxy {
             ingest: &self.ingest,
             keyring: &self.keyring,
             skew: self.token_skew,
-            spool: &self.spool,
+            spool: &self.spools.chunks,
             now: crate::origin::session::now_secs(),
         };
         // The token is checked before the body is read.
@@ -85,6 +94,36 @@ impl EdgeProxy {
         write_reply(session, reply).await
     }
 
+    /// tus 1.0: every method on the endpoint and its uploads.
+    async fn tus(&self, session: &mut Session, target: Option<UploadId>) -> pingora::Result<()> {
+        let req = session.req_header();
+        let (method, query, headers) = (
+            req.method.clone(),
+            req.uri.query().map(str::to_owned),
+            req.headers.clone(),
+        );
+        let ctx = tus::Ctx {
+            ingest: &self.ingest,
+            keyring: &self.keyring,
+            skew: self.token_skew,
+            spool: &self.spools.resumable,
+            now: crate::origin::session::now_secs(),
+        };
+        if method == http::Method::PATCH || method == http::Method::POST {
+            continue_if_expected(session, &headers).await?;
+        }
+        let reply = tus::handle(
+            &method,
+            target,
+            query.as_deref(),
+            &headers,
+            body_stream(session),
+            &ctx,
+        )
+        .await;
+        write_reply(session, reply).await
+    }
+
     /// The HTML form upload: its credentials are form fields, so the body is read.
     async fn ankoder_form(&self, session: &mut Session) -> pingora::Result<()> {
         let headers = session.req_header().headers.clone();
@@ -108,7 +147,7 @@ impl EdgeProxy {
             &headers,
             body_stream(session),
             &self.ingest,
-            &self.spool,
+            &self.spools.chunks,
             chrono::Utc::now(),
         )
         .await;
@@ -175,6 +214,19 @@ impl ProxyHttp for EdgeProxy {
     ) -> pingora::Result<bool> {
         let req = session.req_header();
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());
+        if let Some(target) = tus::route(&path) {
+            let tus_method = matches!(
+                method,
+                http::Method::OPTIONS
+                    | http::Method::HEAD
+                    | http::Method::PATCH
+                    | http::Method::DELETE
+            ) || (method == http::Method::POST && target.is_none());
+            if tus_method {
+                self.tus(session, target).await?;
+                return Ok(true);
+            }
+        }
         if method == http::Method::POST {
             if let Some(video) = movingimage::video_of(&path) {
                 self.upload_url(session, video).await?;

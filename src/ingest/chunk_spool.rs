@@ -39,7 +39,7 @@ pub enum SpoolError {
     },
 }
 
-fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> SpoolError {
+pub(super) fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> SpoolError {
     move |source| SpoolError::Io { op, source }
 }
 
@@ -50,11 +50,37 @@ pub struct Staged {
     info: ChunkInfo,
 }
 
+/// One async lock per upload id, so one request at a time changes an upload's spool.
+#[derive(Debug, Default)]
+pub struct UploadLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl UploadLocks {
+    /// Waits for, then holds, the upload's lock.
+    pub async fn lock(&self, upload: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            locks.entry(upload.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Forgets a finished upload's lock.
+    pub fn forget(&self, upload: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(upload);
+    }
+}
+
 /// The spool.
 #[derive(Debug)]
 pub struct ChunkSpool {
     root: PathBuf,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: UploadLocks,
 }
 
 impl ChunkSpool {
@@ -66,7 +92,7 @@ impl ChunkSpool {
         std::fs::create_dir_all(root).map_err(io("create the spool directory"))?;
         Ok(Self {
             root: root.to_owned(),
-            locks: Mutex::new(HashMap::new()),
+            locks: UploadLocks::default(),
         })
     }
 
@@ -77,14 +103,7 @@ impl ChunkSpool {
 
     /// The upload's lock: hold it while recording a chunk and while assembling.
     pub async fn lock(&self, upload: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self
-                .locks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            locks.entry(upload.to_owned()).or_default().clone()
-        };
-        lock.lock_owned().await
+        self.locks.lock(upload).await
     }
 
     /// Streams one chunk to a synced temporary file, at most `limit` bytes.
@@ -222,10 +241,7 @@ impl ChunkSpool {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io("remove an upload's spool")(e)),
         }
-        self.locks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(upload);
+        self.locks.forget(upload);
         Ok(())
     }
 }
@@ -256,7 +272,11 @@ where
     })
 }
 
-async fn write_atomically(dir: &Path, name: &str, contents: &[u8]) -> Result<(), SpoolError> {
+pub(super) async fn write_atomically(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+) -> Result<(), SpoolError> {
     let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
     let mut file = tokio::fs::File::create(&tmp)
         .await
@@ -270,7 +290,7 @@ async fn write_atomically(dir: &Path, name: &str, contents: &[u8]) -> Result<(),
         .map_err(io("move a spool file into place"))
 }
 
-async fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+pub(super) async fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     let d = tokio::fs::File::open(dir)
         .await
         .map_err(io("open the spool directory"))?;

@@ -103,18 +103,17 @@ impl Ingest {
             });
         };
         // Every chunk is in: stream them, in order, into the upload's object.
-        let mut receiving = self.resume(upload, quota).await.map_err(unavailable)?;
-        if let Err(e) = assemble(spool, id, &layout, &mut receiving).await {
-            self.cancel(receiving).await;
-            return Err(match e {
+        let files: Vec<_> = layout
+            .iter()
+            .map(|&(i, _, _)| spool.chunk_path(id, i))
+            .collect();
+        let done = self
+            .store_files(upload, &files, quota, None)
+            .await
+            .map_err(|e| match e {
                 IngestError::QuotaExceeded => ChunkFailure::QuotaExceeded,
                 other => unavailable(other),
-            });
-        }
-        let done = self
-            .complete(receiving, None, None)
-            .await
-            .map_err(unavailable)?;
+            })?;
         if let Err(e) = spool.remove(id).await {
             tracing::warn!(upload_id = %id, error = %e, "Could not remove a completed upload's spool.");
         }
@@ -123,23 +122,42 @@ impl Ingest {
     }
 }
 
-/// Appends every spooled chunk, in file order, to `upload`.
-async fn assemble(
-    spool: &ChunkSpool,
-    id: &str,
-    layout: &[(u32, u64, u64)],
+impl Ingest {
+    /// Streams spooled files, in order, into an upload the origin opened, and completes it
+    /// (with `metadata` for its record).
+    ///
+    /// # Errors
+    /// A file cannot be read, a limit is exceeded, or the store or origin fails; the object is
+    /// then not written and the files stay.
+    pub async fn store_files(
+        &self,
+        upload: &UploadInfo,
+        files: &[std::path::PathBuf],
+        quota: Option<u64>,
+        metadata: Option<String>,
+    ) -> Result<Completed, IngestError> {
+        let mut receiving = self.resume(upload, quota).await?;
+        if let Err(e) = append_files(files, &mut receiving).await {
+            self.cancel(receiving).await;
+            return Err(e);
+        }
+        self.complete(receiving, None, metadata).await
+    }
+}
+
+/// Appends files, in order, to `upload`.
+async fn append_files(
+    files: &[std::path::PathBuf],
     upload: &mut Receiving,
 ) -> Result<(), IngestError> {
-    for &(i, _, _) in layout {
+    for path in files {
         let read_error = |source| {
             IngestError::Store(StoreError::Read {
-                key: format!("spooled chunk {i} of {id}"),
+                key: path.display().to_string(),
                 source,
             })
         };
-        let file = tokio::fs::File::open(spool.chunk_path(id, i))
-            .await
-            .map_err(read_error)?;
+        let file = tokio::fs::File::open(path).await.map_err(read_error)?;
         let mut pieces = std::pin::pin!(file_pieces(file));
         while let Some(piece) = pieces.next().await {
             upload.append(piece.map_err(read_error)?).await?;

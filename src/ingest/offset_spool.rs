@@ -1,0 +1,324 @@
+//! The edge's spool for offset-based resumable uploads (tus): one data file per upload, the
+//! offset being its synced length, and a small `info` file with the declared length and the
+//! client's metadata. An append is synced before the new offset is told to the client; a
+//! request cut off half way keeps what arrived (tus: "store as much as received"); a chunk
+//! whose checksum does not match is cut off again. Must not depend on HTTP or any protocol.
+
+use super::chunk_spool::{io, sync_dir, write_atomically, SpoolError, UploadLocks};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+/// What is known of a resource besides its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    /// The declared length, once known (`Upload-Defer-Length` leaves it open).
+    pub length: Option<u64>,
+    /// The client's `Upload-Metadata`, as sent.
+    pub metadata: Option<String>,
+    /// Stored in the object store; the data file is gone.
+    pub complete: bool,
+}
+
+/// A checksum algorithm of the tus checksum extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// MD5.
+    Md5,
+}
+
+impl Algorithm {
+    /// By tus name.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "sha1" => Some(Self::Sha1),
+            "sha256" => Some(Self::Sha256),
+            "md5" => Some(Self::Md5),
+            _ => None,
+        }
+    }
+
+    fn hasher(self) -> Box<dyn sha2::digest::DynDigest + Send> {
+        match self {
+            Self::Sha1 => Box::new(sha1::Sha1::default()),
+            Self::Sha256 => Box::new(sha2::Sha256::default()),
+            Self::Md5 => Box::new(md5::Md5::default()),
+        }
+    }
+}
+
+/// How an append ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// The whole body was stored; the new offset.
+    Done(u64),
+    /// The body ended early; what arrived is kept; the new offset.
+    Cut(u64),
+    /// The checksum did not match; the chunk was discarded.
+    ChecksumMismatch,
+}
+
+/// The spool.
+#[derive(Debug)]
+pub struct OffsetSpool {
+    root: PathBuf,
+    locks: UploadLocks,
+}
+
+impl OffsetSpool {
+    /// Opens (creating) the spool at `root`.
+    ///
+    /// # Errors
+    /// The directory cannot be created.
+    pub fn open(root: &Path) -> Result<Self, SpoolError> {
+        std::fs::create_dir_all(root).map_err(io("create the resumable spool"))?;
+        Ok(Self {
+            root: root.to_owned(),
+            locks: UploadLocks::default(),
+        })
+    }
+
+    /// `upload` must be a validated upload id (it names a directory).
+    fn dir(&self, upload: &str) -> PathBuf {
+        self.root.join(upload)
+    }
+
+    /// The data file (for assembly).
+    #[must_use]
+    pub fn data_path(&self, upload: &str) -> PathBuf {
+        self.dir(upload).join("data")
+    }
+
+    /// Holds the upload's lock: one request at a time changes it.
+    pub async fn lock(&self, upload: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        self.locks.lock(upload).await
+    }
+
+    /// Creates the resource (empty data).
+    ///
+    /// # Errors
+    /// The disk fails.
+    pub async fn create(&self, upload: &str, resource: &Resource) -> Result<(), SpoolError> {
+        let dir = self.dir(upload);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(io("create a resumable upload"))?;
+        tokio::fs::File::create(dir.join("data"))
+            .await
+            .map_err(io("create a data file"))?;
+        self.save(upload, resource).await?;
+        sync_dir(&dir).await
+    }
+
+    /// Rewrites the resource's info.
+    ///
+    /// # Errors
+    /// The disk fails.
+    pub async fn save(&self, upload: &str, resource: &Resource) -> Result<(), SpoolError> {
+        let json = serde_json::to_vec(resource)
+            .map_err(|e| io("encode upload info")(std::io::Error::other(e)))?;
+        write_atomically(&self.dir(upload), "info", &json).await
+    }
+
+    /// The resource and its offset, if it exists.
+    ///
+    /// # Errors
+    /// The disk fails or holds something unreadable.
+    pub async fn get(&self, upload: &str) -> Result<Option<(Resource, u64)>, SpoolError> {
+        let dir = self.dir(upload);
+        let info = match tokio::fs::read(dir.join("info")).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("read upload info")(e)),
+        };
+        let resource: Resource = serde_json::from_slice(&info)
+            .map_err(|e| io("decode upload info")(std::io::Error::other(e)))?;
+        let offset = if resource.complete {
+            resource.length.unwrap_or(0)
+        } else {
+            tokio::fs::metadata(dir.join("data"))
+                .await
+                .map_err(io("read a data file's size"))?
+                .len()
+        };
+        Ok(Some((resource, offset)))
+    }
+
+    /// Appends a request body at `offset` (hold the lock), at most `limit` bytes, checking a
+    /// `(algorithm, digest)` if given. Synced before it returns.
+    ///
+    /// # Errors
+    /// The body is too long (nothing of it is kept), or the disk fails.
+    pub async fn append<S>(
+        &self,
+        upload: &str,
+        offset: u64,
+        body: S,
+        limit: u64,
+        checksum: Option<(Algorithm, Vec<u8>)>,
+    ) -> Result<Appended, SpoolError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>>,
+    {
+        let path = self.data_path(upload);
+        let mut file = tokio::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .await
+            .map_err(io("open a data file"))?;
+        let mut hasher = checksum.as_ref().map(|(algorithm, _)| algorithm.hasher());
+        let mut written = 0u64;
+        let mut cut = false;
+        let mut body = std::pin::pin!(body);
+        while let Some(piece) = body.next().await {
+            let Ok(piece) = piece else {
+                cut = true;
+                break;
+            };
+            written += piece.len() as u64;
+            if written > limit {
+                truncate(&file, offset).await?;
+                return Err(SpoolError::TooLarge(limit));
+            }
+            if let Some(h) = hasher.as_mut() {
+                h.update(&piece);
+            }
+            file.write_all(&piece)
+                .await
+                .map_err(io("append to a data file"))?;
+        }
+        if let (Some(h), Some((_, expected))) = (hasher, checksum) {
+            // A checksum covers the whole request: an incomplete or different chunk goes.
+            if cut || h.finalize().as_ref() != expected.as_slice() {
+                truncate(&file, offset).await?;
+                return Ok(Appended::ChecksumMismatch);
+            }
+        }
+        file.sync_all().await.map_err(io("sync a data file"))?;
+        let new_offset = offset + written;
+        Ok(if cut {
+            Appended::Cut(new_offset)
+        } else {
+            Appended::Done(new_offset)
+        })
+    }
+
+    /// Marks the resource stored and drops its data.
+    ///
+    /// # Errors
+    /// The disk fails.
+    pub async fn complete(&self, upload: &str, mut resource: Resource) -> Result<(), SpoolError> {
+        resource.complete = true;
+        self.save(upload, &resource).await?;
+        match tokio::fs::remove_file(self.data_path(upload)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove a data file")(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the resource entirely (termination).
+    ///
+    /// # Errors
+    /// The disk fails.
+    pub async fn remove(&self, upload: &str) -> Result<(), SpoolError> {
+        match tokio::fs::remove_dir_all(self.dir(upload)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("remove an upload's spool")(e))
+            }
+            _ => {}
+        }
+        self.locks.forget(upload);
+        Ok(())
+    }
+}
+
+async fn truncate(file: &tokio::fs::File, len: u64) -> Result<(), SpoolError> {
+    file.set_len(len)
+        .await
+        .map_err(io("cut a data file back"))?;
+    file.sync_all().await.map_err(io("sync a data file"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+        futures_util::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[tokio::test]
+    async fn appends_cuts_and_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = OffsetSpool::open(dir.path()).unwrap();
+        let r = Resource {
+            length: Some(11),
+            metadata: Some("filename YS5tcDQ=".into()),
+            complete: false,
+        };
+        spool.create("u", &r).await.unwrap();
+        assert_eq!(
+            spool
+                .append("u", 0, body(&[b"hel", b"lo "]), 100, None)
+                .await
+                .unwrap(),
+            Appended::Done(6)
+        );
+        // A body that fails half way keeps what arrived.
+        let broken = futures_util::stream::iter(vec![
+            Ok(Bytes::from_static(b"wo")),
+            Err(std::io::Error::other("gone")),
+        ]);
+        assert_eq!(
+            spool.append("u", 6, broken, 100, None).await.unwrap(),
+            Appended::Cut(8)
+        );
+        // A wrong checksum discards the chunk.
+        let bad = Some((Algorithm::Sha1, vec![0u8; 20]));
+        assert_eq!(
+            spool
+                .append("u", 8, body(&[b"rld"]), 100, bad)
+                .await
+                .unwrap(),
+            Appended::ChecksumMismatch
+        );
+        assert_eq!(spool.get("u").await.unwrap().unwrap().1, 8);
+        let good = Some((
+            Algorithm::Md5,
+            <md5::Md5 as sha2::Digest>::digest(b"rld").to_vec(),
+        ));
+        assert_eq!(
+            spool
+                .append("u", 8, body(&[b"rld"]), 100, good)
+                .await
+                .unwrap(),
+            Appended::Done(11)
+        );
+        assert!(matches!(
+            spool.append("u", 11, body(&[b"too much"]), 3, None).await,
+            Err(SpoolError::TooLarge(3))
+        ));
+        assert_eq!(std::fs::read(spool.data_path("u")).unwrap(), b"hello world");
+        // Survives a reopen; completion drops the data but keeps the offset.
+        let reopened = OffsetSpool::open(dir.path()).unwrap();
+        let (resource, offset) = reopened.get("u").await.unwrap().unwrap();
+        assert_eq!((resource.clone(), offset), (r.clone(), 11));
+        reopened.complete("u", resource).await.unwrap();
+        assert!(!reopened.data_path("u").exists());
+        assert_eq!(reopened.get("u").await.unwrap().unwrap().1, 11);
+        reopened.remove("u").await.unwrap();
+        assert!(reopened.get("u").await.unwrap().is_none());
+    }
+}
