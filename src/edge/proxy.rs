@@ -184,6 +184,11 @@ fn body_stream(
     })
 }
 
+/// How long, and how much, a refused request's remaining body is read after the reply, so a
+/// client still sending sees the reply instead of a reset connection (nginx's lingering close).
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
+
 async fn write_reply(session: &mut Session, reply: Reply) -> pingora::Result<()> {
     let mut header = ResponseHeader::build(reply.status, Some(2))?;
     header.insert_header(http::header::CONTENT_TYPE, reply.content_type)?;
@@ -191,14 +196,32 @@ async fn write_reply(session: &mut Session, reply: Reply) -> pingora::Result<()>
     for (name, value) in reply.headers {
         header.insert_header(name, value)?;
     }
-    if !session.is_body_done() {
-        // Refused before the body was read: close rather than drain a large upload.
+    let unread = !session.is_body_done();
+    if unread {
+        // Refused before the whole body was read: never reuse the connection.
         session.set_keepalive(None);
     }
     session
         .write_response_header(Box::new(header), false)
         .await?;
-    session.write_response_body(Some(reply.body), true).await
+    session.write_response_body(Some(reply.body), true).await?;
+    if unread {
+        linger(session).await;
+    }
+    Ok(())
+}
+
+/// Reads and discards what the client is still sending, within [`LINGER_TIME`] and
+/// [`LINGER_BYTES`], before the connection closes.
+async fn linger(session: &mut Session) {
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, session.read_request_body()).await {
+            Ok(Ok(Some(piece))) => discarded += piece.len(),
+            _ => break,
+        }
+    }
 }
 
 #[async_trait]
