@@ -10,8 +10,49 @@ pub mod tus;
 pub mod uploads_api;
 
 use crate::error::UploadsApiError;
+use crate::ingest::Ingest;
+use crate::token::{Claims, Keyring, TokenError};
 use bytes::Bytes;
 use serde_json::Value;
+
+/// What a token-checked protocol needs from its edge; `Spool` is its kind of spool.
+pub struct Ctx<'a, Spool> {
+    /// The ingest core.
+    pub ingest: &'a Ingest,
+    /// Token keys.
+    pub keyring: &'a Keyring,
+    /// Allowed clock skew (seconds).
+    pub skew: u64,
+    /// The protocol's spool.
+    pub spool: &'a Spool,
+    /// Now, Unix seconds.
+    pub now: u64,
+}
+
+impl<Spool> Ctx<'_, Spool> {
+    /// The request's token (`__token__` query parameter, else `Authorization: Bearer`),
+    /// verified; its scope is the caller's to check.
+    ///
+    /// # Errors
+    /// Missing, malformed, forged, unknown-key or expired.
+    pub fn verify_token(
+        &self,
+        query: Option<&str>,
+        headers: &http::HeaderMap,
+    ) -> Result<Claims, TokenError> {
+        let token = crate::token::from_query(query)
+            .or_else(|| bearer(headers).map(str::to_owned))
+            .ok_or(TokenError::Malformed("no token"))?;
+        self.keyring.verify(&token, self.now, self.skew)
+    }
+}
+
+/// The boundary of a `multipart/form-data` request, if it is one.
+#[must_use]
+pub fn multipart_boundary(headers: &http::HeaderMap) -> Option<String> {
+    let content_type = headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
+    multer::parse_boundary(content_type).ok()
+}
 
 /// A complete reply to render on whatever connection the request came in on.
 #[derive(Debug, Clone, PartialEq, Eq)]

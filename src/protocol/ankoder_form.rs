@@ -63,11 +63,7 @@ pub async fn receive<S>(headers: &HeaderMap, body: S, ingest: &Ingest, form_max:
 where
     S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
 {
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let Ok(boundary) = multer::parse_boundary(content_type) else {
+    let Some(boundary) = super::multipart_boundary(headers) else {
         return Reply::json(
             400,
             &json!({ "error": "malformed", "message": "Expected a multipart/form-data form." }),

@@ -5,13 +5,13 @@
 //! a repeat with other bytes is `409`. The deprecated full-file form (`-F file=@…`) answers
 //! `200`. Over the account's quota: `413` with movingimage's code 1101.
 
-use super::{bearer, Reply};
+use super::Reply;
 use crate::control::UploadInfo;
 use crate::error::UploadsApiError;
 use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::chunked::{ChunkFailure, ChunkOutcome};
-use crate::ingest::{Ingest, IngestError};
-use crate::token::{Claims, Keyring, TokenError};
+use crate::ingest::IngestError;
+use crate::token::{Claims, TokenError};
 use crate::upload::chunk_set::MAX_CHUNKS;
 use crate::upload::UploadId;
 use bytes::Bytes;
@@ -23,18 +23,7 @@ use serde_json::json;
 pub const PREFIX: &str = "/upload/";
 
 /// What the adapter needs from its edge.
-pub struct Ctx<'a> {
-    /// The ingest core.
-    pub ingest: &'a Ingest,
-    /// Token keys.
-    pub keyring: &'a Keyring,
-    /// Allowed clock skew (seconds).
-    pub skew: u64,
-    /// The chunk spool.
-    pub spool: &'a ChunkSpool,
-    /// Now, Unix seconds.
-    pub now: u64,
-}
+pub type Ctx<'a> = super::Ctx<'a, ChunkSpool>;
 
 /// The video of an upload URL path, if it is one (a valid upload id).
 #[must_use]
@@ -71,13 +60,7 @@ pub fn authorize(
         let (status, body) = e.render();
         Reply::json(status, &body)
     };
-    let token = crate::token::from_query(query)
-        .or_else(|| bearer(headers).map(str::to_owned))
-        .ok_or_else(|| refuse(TokenError::Malformed("no token")))?;
-    let claims = ctx
-        .keyring
-        .verify(&token, ctx.now, ctx.skew)
-        .map_err(refuse)?;
+    let claims = ctx.verify_token(query, headers).map_err(refuse)?;
     claims.permits(path, Some(upload), None).map_err(refuse)?;
     Ok(claims)
 }
@@ -178,11 +161,7 @@ async fn full_file<S>(
 where
     S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
 {
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let Ok(boundary) = multer::parse_boundary(content_type) else {
+    let Some(boundary) = super::multipart_boundary(headers) else {
         return message(400, "Send chunks with the Mi24-Upload-* headers, or the whole file as multipart/form-data field `file`.");
     };
     let mut form = multer::Multipart::new(body, boundary);

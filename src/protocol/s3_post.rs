@@ -146,11 +146,7 @@ pub async fn receive<S>(
 where
     S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
 {
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let Ok(boundary) = multer::parse_boundary(content_type) else {
+    let Some(boundary) = super::multipart_boundary(headers) else {
         return error_reply(&S3Error::MalformedPostRequest);
     };
     let limits = multer::SizeLimit::new()

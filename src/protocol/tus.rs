@@ -6,12 +6,12 @@
 //! per-upload token (Cloud VoD's `uploadToken`) continues its one upload, whose resource is
 //! made on first use. `Upload-Metadata` is kept with the upload.
 
-use super::{bearer, Reply};
+use super::Reply;
 use crate::control::{KeyOwner, UploadInfo};
 use crate::ingest::chunk_spool::SpoolError;
 use crate::ingest::offset_spool::{Algorithm, Appended, OffsetSpool, Resource};
-use crate::ingest::{Ingest, IngestError};
-use crate::token::{Claims, Keyring, TokenError};
+use crate::ingest::IngestError;
+use crate::token::{Claims, TokenError};
 use crate::upload::UploadId;
 use base64::Engine;
 use bytes::Bytes;
@@ -27,18 +27,7 @@ const EXTENSIONS: &str =
 const OCTETS: &str = "application/offset+octet-stream";
 
 /// What the adapter needs from its edge.
-pub struct Ctx<'a> {
-    /// The ingest core.
-    pub ingest: &'a Ingest,
-    /// Token keys.
-    pub keyring: &'a Keyring,
-    /// Allowed clock skew (seconds).
-    pub skew: u64,
-    /// The resumable spool.
-    pub spool: &'a OffsetSpool,
-    /// Now, Unix seconds.
-    pub now: u64,
-}
+pub type Ctx<'a> = super::Ctx<'a, OffsetSpool>;
 
 /// The target of a tus path: the endpoint (`None`) or one upload.
 #[must_use]
@@ -147,11 +136,7 @@ where
             vec![("tus-version", VERSION.into())],
         );
     }
-    let token = crate::token::from_query(query).or_else(|| bearer(headers).map(str::to_owned));
-    let claims = match token
-        .ok_or(TokenError::Malformed("no token"))
-        .and_then(|t| ctx.keyring.verify(&t, ctx.now, ctx.skew))
-    {
+    let claims = match ctx.verify_token(query, headers) {
         Ok(claims) => claims,
         Err(e) => return refused(&e),
     };

@@ -54,11 +54,7 @@ pub async fn authorize(headers: &HeaderMap, ingest: &Ingest) -> Result<Authorize
         .await
         .map_err(|e| Reply::error(&from_ingest(e)))?
         .ok_or_else(|| Reply::error(&UploadsApiError::Unauthenticated))?;
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let boundary = multer::parse_boundary(content_type).map_err(|_| {
+    let boundary = super::multipart_boundary(headers).ok_or_else(|| {
         Reply::error(&UploadsApiError::Malformed(
             "expected Content-Type: multipart/form-data with a boundary".into(),
         ))
