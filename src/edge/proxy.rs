@@ -8,7 +8,7 @@ use crate::error::UploadsApiError;
 use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::offset_spool::OffsetSpool;
 use crate::ingest::Ingest;
-use crate::protocol::{ankoder_form, movingimage, s3_post, tus, uploads_api, Reply};
+use crate::protocol::{self, ankoder_form, movingimage, s3_post, tus, uploads_api, Reply};
 use crate::token::Keyring;
 use crate::upload::UploadId;
 use async_trait::async_trait;
@@ -50,6 +50,17 @@ impl EdgeProxy {
         }
     }
 
+    /// The context of a token-authorised protocol using `spool`, as of now.
+    fn ctx<'a, Spool>(&'a self, spool: &'a Spool) -> protocol::Ctx<'a, Spool> {
+        protocol::Ctx {
+            ingest: &self.ingest,
+            keyring: &self.keyring,
+            skew: self.token_skew,
+            spool,
+            now: crate::origin::session::now_secs(),
+        }
+    }
+
     /// movingimage's chunked upload (and its full-file form) at an upload URL.
     async fn upload_url(&self, session: &mut Session, video: UploadId) -> pingora::Result<()> {
         let req = session.req_header();
@@ -58,13 +69,7 @@ impl EdgeProxy {
             req.uri.query().map(str::to_owned),
         );
         let headers = req.headers.clone();
-        let ctx = movingimage::Ctx {
-            ingest: &self.ingest,
-            keyring: &self.keyring,
-            skew: self.token_skew,
-            spool: &self.spools.chunks,
-            now: crate::origin::session::now_secs(),
-        };
+        let ctx = self.ctx(&self.spools.chunks);
         // The token is checked before the body is read.
         let claims = match movingimage::authorize(
             query.as_deref(),
@@ -102,13 +107,7 @@ impl EdgeProxy {
             req.uri.query().map(str::to_owned),
             req.headers.clone(),
         );
-        let ctx = tus::Ctx {
-            ingest: &self.ingest,
-            keyring: &self.keyring,
-            skew: self.token_skew,
-            spool: &self.spools.resumable,
-            now: crate::origin::session::now_secs(),
-        };
+        let ctx = self.ctx(&self.spools.resumable);
         if method == http::Method::PATCH || method == http::Method::POST {
             continue_if_expected(session, &headers).await?;
         }
