@@ -67,6 +67,34 @@ async fn post_form(
     )
 }
 
+/// Opens an xvid session for `object_key` (URL-encoded); returns the `upload` object and its
+/// `form_post_params` as form fields.
+async fn xvid_session(
+    node: &Node,
+    account: &Account,
+    object_key: &str,
+) -> (Value, Vec<(String, String)>) {
+    let pipeline = account.json["pipeline_id"].as_str().unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/files/uploads/?object_key={object_key}&pipeline_id={pipeline}",
+            node.url
+        ))
+        .bearer_auth(&account.api_key)
+        .send()
+        .await
+        .unwrap();
+    let session: Value = resp.json().await.unwrap();
+    let up = session["upload"].clone();
+    let fields = up["form_post_params"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    (up, fields)
+}
+
 fn md5_hex(path: &Path) -> String {
     hex::encode(Md5::digest(std::fs::read(path).unwrap()))
 }
@@ -116,23 +144,8 @@ async fn the_xvid_sessions_form_completes_that_session() {
     let node = Node::dev(Backend::Postgres).await;
     let account = node.account("Acme");
     let pipeline = account.json["pipeline_id"].as_str().unwrap();
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "{}/v1/files/uploads/?object_key=uploads%2Ftest.mkv&pipeline_id={pipeline}",
-            node.url
-        ))
-        .bearer_auth(&account.api_key)
-        .send()
-        .await
-        .unwrap();
-    let session: Value = resp.json().await.unwrap();
-    let up = &session["upload"];
-    let fields: Vec<(String, String)> = up["form_post_params"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-        .collect();
+    let (up, fields) = xvid_session(&node, &account, "uploads%2Ftest.mkv").await;
+    let up = &up;
     let dir = tempfile::tempdir().unwrap();
     let video = test_video(dir.path(), 1);
     let (status, headers, body) =
@@ -345,24 +358,8 @@ async fn a_refused_post_is_answered_without_reading_the_file() {
 async fn an_xvid_session_posted_in_chunks_plupload_style() {
     let node = Node::dev(Backend::Sqlite).await;
     let account = node.account("Acme");
-    let pipeline = account.json["pipeline_id"].as_str().unwrap();
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "{}/v1/files/uploads/?object_key=parts%2Fv.mkv&pipeline_id={pipeline}",
-            node.url
-        ))
-        .bearer_auth(&account.api_key)
-        .send()
-        .await
-        .unwrap();
-    let session: Value = resp.json().await.unwrap();
-    let up = &session["upload"];
-    let params: Vec<(String, String)> = up["form_post_params"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-        .collect();
+    let (up, params) = xvid_session(&node, &account, "parts%2Fv.mkv").await;
+    let up = &up;
     let url = up["form_post_url"].as_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let video = test_video(dir.path(), 2);
