@@ -120,8 +120,4 @@ impl Db {
     }
 }
 
-/// Milliseconds since the Unix epoch, the unit of every stored time.
-#[must_use]
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+pub use crate::clock::now_ms;

@@ -264,8 +264,6 @@ pub enum S3Error {
     EntityTooSmall,
     /// 404: the bucket (pipeline) does not exist for this account.
     NoSuchBucket,
-    /// 501: a feature this endpoint does not offer.
-    NotImplemented(String),
     /// 503: storage or the origin is unavailable.
     ServiceUnavailable,
     /// 500: anything else.
@@ -310,7 +308,6 @@ impl S3Error {
                 "NoSuchBucket",
                 "The specified bucket does not exist.".into(),
             ),
-            Self::NotImplemented(what) => (501, "NotImplemented", what.clone()),
             Self::ServiceUnavailable => (
                 503,
                 "ServiceUnavailable",

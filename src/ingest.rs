@@ -244,29 +244,6 @@ impl Ingest {
         }
     }
 
-    /// The upload the origin opened under `id` (a control API's video), if it is still
-    /// receiving bytes: `Ok(None)` when unknown, `Err` status code when no longer receiving.
-    ///
-    /// # Errors
-    /// The origin fails.
-    pub async fn receiving(
-        &self,
-        id: &str,
-    ) -> Result<Option<Result<UploadInfo, i64>>, IngestError> {
-        let info = self
-            .origin
-            .upload_info(id)
-            .await
-            .map_err(IngestError::Origin)?;
-        Ok(info.map(|i| {
-            if i.status == crate::upload::Status::Receiving.code() {
-                Ok(i)
-            } else {
-                Err(i.status)
-            }
-        }))
-    }
-
     /// What the origin knows of an upload, or `None`.
     ///
     /// # Errors

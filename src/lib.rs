@@ -7,6 +7,7 @@
 //! - [`config`]: raw TOML → `validate()` → typed settings per role.
 //! - [`control`]: the messages of the internal edge ↔ origin API.
 //! - [`error`]: the client-visible error tables, one per API flavour.
+//! - [`clock`]: the one place the wall clock is read.
 //! - [`token`]: edge upload tokens (mint, verify, keyring); time passed in.
 //! - [`s3_policy`]: S3 browser-POST policies and their signatures.
 //!
@@ -23,6 +24,7 @@
 //! - [`role`]: wires the roles together (`uplink dev`, `uplink edge`, `uplink origin`).
 
 pub mod account;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod db;

@@ -47,6 +47,22 @@ impl<Spool> Ctx<'_, Spool> {
     }
 }
 
+/// A form whose text fields are at most `max_field` bytes and whose `file` field is streamed
+/// whatever its size (the caller enforces the file's own limits).
+pub fn file_form<'r, S>(body: S, boundary: String, max_field: u64) -> multer::Multipart<'r>
+where
+    S: futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'r,
+{
+    let limits = multer::SizeLimit::new()
+        .per_field(max_field)
+        .for_field("file", u64::MAX);
+    multer::Multipart::with_constraints(
+        body,
+        boundary,
+        multer::Constraints::new().size_limit(limits),
+    )
+}
+
 /// The boundary of a `multipart/form-data` request, if it is one.
 #[must_use]
 pub fn multipart_boundary(headers: &http::HeaderMap) -> Option<String> {

@@ -57,7 +57,7 @@ impl EdgeProxy {
             keyring: &self.keyring,
             skew: self.token_skew,
             spool,
-            now: crate::origin::session::now_secs(),
+            now: crate::clock::now_secs(),
         }
     }
 

@@ -195,8 +195,4 @@ pub fn mint(
     Ok(Minted { token, expires })
 }
 
-/// The current time in Unix seconds.
-#[must_use]
-pub fn now_secs() -> u64 {
-    u64::try_from(db::now_ms() / 1000).unwrap_or(0)
-}
+pub use crate::clock::now_secs;

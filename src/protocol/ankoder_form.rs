@@ -69,14 +69,7 @@ where
             &json!({ "error": "malformed", "message": "Expected a multipart/form-data form." }),
         );
     };
-    let limits = multer::SizeLimit::new()
-        .per_field(MAX_FIELD)
-        .for_field("file", u64::MAX);
-    let mut form = multer::Multipart::with_constraints(
-        body,
-        boundary,
-        multer::Constraints::new().size_limit(limits),
-    );
+    let mut form = super::file_form(body, boundary, MAX_FIELD);
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut upload = None;
     let result = read(&mut form, &mut fields, ingest, form_max, &mut upload).await;

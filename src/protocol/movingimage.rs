@@ -13,7 +13,7 @@ use crate::ingest::chunked::{ChunkFailure, ChunkOutcome};
 use crate::ingest::IngestError;
 use crate::token::{Claims, TokenError};
 use crate::upload::chunk_set::MAX_CHUNKS;
-use crate::upload::UploadId;
+use crate::upload::{Status, UploadId};
 use bytes::Bytes;
 use futures_util::Stream;
 use http::HeaderMap;
@@ -86,15 +86,15 @@ where
     S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
 {
     let id = video.to_string();
-    let info = match ctx.ingest.receiving(&id).await {
-        Ok(Some(Ok(info))) => info,
-        // A retry after the upload completed: it is complete.
-        Ok(Some(Err(status))) => {
-            return Reply::json(201, &json!({ "videoId": id, "status": status }))
-        }
+    let info = match ctx.ingest.upload_info(&id).await {
+        Ok(Some(info)) => info,
         Ok(None) => return Reply::error(&UploadsApiError::NotFound),
         Err(e) => return unavailable(&e),
     };
+    if info.status != Status::Receiving.code() {
+        // A retry after the upload completed: it is complete.
+        return Reply::json(201, &json!({ "videoId": id, "status": info.status }));
+    }
     let total = header_u32(headers, "mi24-upload-total-chunks");
     let current = header_u32(headers, "mi24-upload-current-chunk");
     match (total, current) {

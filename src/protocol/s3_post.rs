@@ -149,14 +149,7 @@ where
     let Some(boundary) = super::multipart_boundary(headers) else {
         return error_reply(&S3Error::MalformedPostRequest);
     };
-    let limits = multer::SizeLimit::new()
-        .per_field(MAX_FIELD)
-        .for_field("file", u64::MAX);
-    let mut form = multer::Multipart::with_constraints(
-        body,
-        boundary,
-        multer::Constraints::new().size_limit(limits),
-    );
+    let mut form = super::file_form(body, boundary, MAX_FIELD);
     let mut upload = None;
     match post(&mut form, bucket, (ingest, spool), now, &mut upload).await {
         Ok(reply) => {
