@@ -27,6 +27,9 @@ pub struct KeyOwner {
     pub pipeline_id: String,
     /// Bytes the account may still store, if it has a quota.
     pub quota_remaining: Option<u64>,
+    /// The largest single upload the account may make, if limited.
+    #[serde(default)]
+    pub max_upload_size: Option<u64>,
     /// The account's own validity for upload tokens and URLs, in seconds.
     pub token_ttl_secs: Option<u64>,
 }

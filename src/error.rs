@@ -66,7 +66,7 @@ impl UploadsApiError {
             ),
             Self::QuotaExceeded => (
                 413,
-                json!({ "message": "The video would exceed this account's storage quota." }),
+                json!({ "code": 1101, "message": "Upload denied: the booked storage capacity is reached." }),
             ),
             Self::Unavailable => (
                 503,

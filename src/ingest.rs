@@ -46,6 +46,35 @@ pub enum IngestError {
     BadKey(&'static str),
 }
 
+/// What one upload may hold: its size limit (the account's or token's; the node's always
+/// applies too) and the account's remaining storage quota. Exceeding the quota is its own
+/// refusal (movingimage's code 1101), distinct from a file that is too large.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowance {
+    /// Largest upload, in bytes.
+    pub max_size: Option<u64>,
+    /// Bytes the account may still store.
+    pub quota: Option<u64>,
+}
+
+impl From<&crate::token::Claims> for Allowance {
+    fn from(c: &crate::token::Claims) -> Self {
+        Self {
+            max_size: c.max_size,
+            quota: c.quota,
+        }
+    }
+}
+
+impl From<&KeyOwner> for Allowance {
+    fn from(o: &KeyOwner) -> Self {
+        Self {
+            max_size: o.max_upload_size,
+            quota: o.quota_remaining,
+        }
+    }
+}
+
 /// The ingest core of one edge.
 #[derive(Debug, Clone)]
 pub struct Ingest {
@@ -68,6 +97,7 @@ pub struct Completed {
 /// An upload whose bytes are arriving.
 pub struct Receiving {
     id: String,
+    key: ObjectKey,
     writer: Box<dyn ObjectWriter>,
     hasher: Sha256,
     md5: Md5,
@@ -148,7 +178,7 @@ impl Ingest {
         let (info, reused) = self
             .open_record(owner, flavour, filename, relative_key)
             .await?;
-        match self.resume(&info, owner.quota_remaining).await {
+        match self.resume(&info, owner.into()).await {
             Ok(mut receiving) => {
                 receiving.opened_here = !reused;
                 Ok(receiving)
@@ -206,6 +236,7 @@ impl Ingest {
     ) -> Result<Completed, IngestError> {
         let Receiving {
             id,
+            key,
             writer,
             hasher,
             md5,
@@ -224,11 +255,18 @@ impl Ingest {
             folder,
             metadata,
         };
-        let view = self
-            .origin
-            .upload_stored(&id, &stored)
-            .await
-            .map_err(IngestError::Origin)?;
+        let view = match self.origin.upload_stored(&id, &stored).await {
+            Ok(view) => view,
+            Err(OriginError::Status { status: 413, .. }) => {
+                // The origin decides the quota; an upload over it keeps nothing.
+                if let Err(e) = self.store.delete(&key).await {
+                    tracing::warn!(upload_id = %id, error = %e, "Could not delete an upload over quota.");
+                }
+                self.forget(&id).await;
+                return Err(IngestError::QuotaExceeded);
+            }
+            Err(e) => return Err(IngestError::Origin(e)),
+        };
         Ok(Completed {
             view,
             size,
@@ -260,27 +298,30 @@ impl Ingest {
         self.forget(id).await;
     }
 
-    /// Continues an upload the origin opened: a fresh writer for its object. Abandoning it
-    /// keeps the record (the client may try again).
+    /// Continues an upload the origin opened: a fresh writer for its object, within
+    /// `allowance`. Abandoning it keeps the record (the client may try again).
     ///
     /// # Errors
     /// The key is unusable or the store fails.
     pub async fn resume(
         &self,
         info: &UploadInfo,
-        quota: Option<u64>,
+        allowance: Allowance,
     ) -> Result<Receiving, IngestError> {
         let key = ObjectKey::new(info.object_key.clone()).map_err(IngestError::BadKey)?;
         let writer = self.store.writer(&key).await.map_err(IngestError::Store)?;
         Ok(Receiving {
             id: info.id.clone(),
+            key,
             writer,
             hasher: Sha256::new(),
             md5: Md5::new(),
             opened_here: false,
             size: 0,
-            max_size: self.max_upload_size,
-            quota,
+            max_size: allowance
+                .max_size
+                .map_or(self.max_upload_size, |m| m.min(self.max_upload_size)),
+            quota: allowance.quota,
         })
     }
 

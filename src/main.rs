@@ -68,6 +68,9 @@ enum AccountCommand {
         /// Storage quota: bytes, or a size like 10GiB.
         #[arg(long)]
         quota: Option<String>,
+        /// Largest single upload: bytes, or a size like 5GiB [default: the node's limit].
+        #[arg(long)]
+        max_upload_size: Option<String>,
         /// Validity of upload tokens and URLs, like 2h [default: the node's token_ttl].
         #[arg(long)]
         token_ttl: Option<String>,
@@ -140,6 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     name,
                     notify_url,
                     quota,
+                    max_upload_size,
                     token_ttl,
                     json,
                     data_dir,
@@ -160,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 name,
                 notify_url,
                 quota,
+                max_upload_size,
                 token_ttl,
             };
             let rt = tokio::runtime::Builder::new_current_thread()

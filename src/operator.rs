@@ -29,8 +29,25 @@ pub struct AccountRequest {
     pub notify_url: Option<String>,
     /// Storage quota, a byte count or a size like `"10GiB"`.
     pub quota: Option<String>,
+    /// Largest single upload, a byte count or a size like `"5GiB"`.
+    pub max_upload_size: Option<String>,
     /// Validity of upload tokens and URLs, like `"2h"` (the node's default when absent).
     pub token_ttl: Option<String>,
+}
+
+/// A size argument: a byte count or a size like `10GiB`.
+fn size_arg(value: Option<&str>, flag: &str) -> Result<Option<u64>, OperatorError> {
+    value
+        .map(|v| {
+            v.parse::<bytesize::ByteSize>()
+                .map(|b| b.as_u64())
+                .map_err(|_| {
+                    OperatorError::Invalid(format!(
+                        "{flag}: {v:?} is not a byte count or a size like 10GiB"
+                    ))
+                })
+        })
+        .transpose()
 }
 
 /// The human-readable form of [`create_account`]'s result.
@@ -71,19 +88,8 @@ pub async fn create_account(
             ));
         }
     }
-    let quota = req
-        .quota
-        .as_deref()
-        .map(|q| {
-            q.parse::<bytesize::ByteSize>()
-                .map(|b| b.as_u64())
-                .map_err(|_| {
-                    OperatorError::Invalid(format!(
-                        "--quota: {q:?} is not a byte count or a size like 10GiB"
-                    ))
-                })
-        })
-        .transpose()?;
+    let quota = size_arg(req.quota.as_deref(), "--quota")?;
+    let max_upload = size_arg(req.max_upload_size.as_deref(), "--max-upload-size")?;
     let token_ttl = req
         .token_ttl
         .as_deref()
@@ -100,6 +106,7 @@ pub async fn create_account(
         name: name.to_owned(),
         notify_url: req.notify_url.clone(),
         quota_bytes: quota,
+        max_upload_bytes: max_upload,
         token_ttl_secs: token_ttl,
     };
     let pipeline_id = new_pipeline_id(&mut rand::rng());
@@ -113,6 +120,7 @@ pub async fn create_account(
         "pipeline_id": created.pipeline_id.0,
         "notify_url": new.notify_url,
         "quota": new.quota_bytes,
+        "max_upload_size": new.max_upload_bytes,
         "token_ttl_secs": new.token_ttl_secs,
     }))
 }

@@ -4,7 +4,9 @@
 //! serves them the same way.
 
 pub mod ankoder_form;
+pub mod ietf;
 pub mod movingimage;
+pub mod resumable;
 pub mod s3_post;
 pub mod tus;
 pub mod uploads_api;
@@ -101,6 +103,16 @@ impl Reply {
             headers: Vec::new(),
         }
     }
+}
+
+/// The account's storage quota is reached: every protocol answers with movingimage's code
+/// 1101 (in its own format where it has one), and keeps nothing of the upload.
+#[must_use]
+pub fn quota_exceeded() -> Reply {
+    Reply::json(
+        413,
+        &serde_json::json!({ "code": 1101, "message": "Upload denied: the booked storage capacity is reached." }),
+    )
 }
 
 /// The token of an `Authorization: Bearer …` header.

@@ -1,5 +1,5 @@
 //! Edge upload tokens, modelled on CDN edge tokens (Akamai EdgeAuth style):
-//! `kid=K~exp=UNIX~acct=A[~pl=P]~(upl=UPLOAD|acl=PATH)[~max=BYTES][~n=UPLOADS][~tid=ID]~hmac=HEX`.
+//! `kid=K~exp=UNIX~acct=A[~pl=P]~(upl=UPLOAD|acl=PATH)[~max=BYTES][~q=BYTES][~n=UPLOADS][~tid=ID]~hmac=HEX`.
 //!
 //! The origin mints them with the first key of a [`Keyring`]; edges verify them with any key
 //! of the same ring, by the token's `kid`, with no database: HMAC-SHA256 over everything
@@ -43,6 +43,8 @@ pub struct Claims {
     pub scope: Scope,
     /// Largest upload allowed, in bytes.
     pub max_size: Option<u64>,
+    /// The account's remaining storage quota when the token was minted, in bytes.
+    pub quota: Option<u64>,
     /// How many uploads it may create (tus/IETF tokens); unlimited when absent.
     pub max_uploads: Option<u32>,
     /// The token's own id, for counting the uploads it created.
@@ -217,6 +219,9 @@ fn encode(c: &Claims) -> Result<String, TokenError> {
     if let Some(m) = c.max_size {
         fields.push(("max", m.to_string()));
     }
+    if let Some(q) = c.quota {
+        fields.push(("q", q.to_string()));
+    }
     if let Some(n) = c.max_uploads {
         fields.push(("n", n.to_string()));
     }
@@ -246,7 +251,7 @@ fn decode(body: &str) -> Result<Claims, TokenError> {
             .ok_or(TokenError::Malformed("a field has no '='"))?;
         if !matches!(
             k,
-            "kid" | "exp" | "acct" | "pl" | "upl" | "acl" | "max" | "n" | "tid"
+            "kid" | "exp" | "acct" | "pl" | "upl" | "acl" | "max" | "q" | "n" | "tid"
         ) {
             return Err(TokenError::Malformed("unknown field"));
         }
@@ -284,6 +289,7 @@ fn decode(body: &str) -> Result<Claims, TokenError> {
         pipeline: map.get("pl").map(|s| (*s).to_owned()),
         scope,
         max_size: num("max")?,
+        quota: num("q")?,
         max_uploads: num("n")?
             .map(u32::try_from)
             .transpose()
@@ -356,6 +362,7 @@ mod tests {
             pipeline: Some("53a1ac4914eaa8ffa4fce91b".into()),
             scope: Scope::Upload("9c1fa5c4-a8f1-4b2e-9d6e-1c8a0b9e2d7f".into()),
             max_size: Some(5_000_000),
+            quota: None,
             max_uploads: None,
             token_id: None,
         }
@@ -499,6 +506,7 @@ mod tests {
             account in "[a-zA-Z0-9-]{1,40}",
             upload in proptest::option::of("[a-f0-9-]{1,36}"),
             max in proptest::option::of(any::<u64>()),
+            quota in proptest::option::of(any::<u64>()),
             n in proptest::option::of(any::<u32>()),
         ) {
             let r = ring(&key("k1", 1));
@@ -509,6 +517,7 @@ mod tests {
                 pipeline: None,
                 scope: upload.map_or_else(|| Scope::Acl("/files/*".into()), Scope::Upload),
                 max_size: max,
+                quota,
                 max_uploads: n,
                 token_id: Some("t1".into()),
             };

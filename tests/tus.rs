@@ -340,7 +340,7 @@ async fn core_and_extensions_status_codes() {
     );
     assert_eq!(tus(Method::HEAD, &doomed, t, &[v], b"").await.status(), 404);
 
-    // Another account's token cannot see the upload; an over-quota length is 1101.
+    // Another account's token cannot see the upload.
     let other = node.account("Other");
     let theirs = upload_token(&node, &other, "").await;
     assert_eq!(
@@ -349,19 +349,20 @@ async fn core_and_extensions_status_codes() {
             .status(),
         404
     );
+    // A token's size limit is advertised and enforced: 413, not a quota matter.
     let capped = upload_token(&node, &account, r#"{"max_size": 50}"#).await;
-    let (status, body) = json_of(
-        tus(
-            Method::POST,
-            &endpoint,
-            Some(&capped),
-            &[v, ("Upload-Length", "51")],
-            b"",
-        )
-        .await,
+    let r = tus(Method::OPTIONS, &endpoint, Some(&capped), &[], b"").await;
+    assert_eq!(h(&r, "tus-max-size").as_deref(), Some("50"));
+    let r = tus(
+        Method::POST,
+        &endpoint,
+        Some(&capped),
+        &[v, ("Upload-Length", "51")],
+        b"",
     )
     .await;
-    assert_eq!((status, body["code"].as_u64()), (413, Some(1101)), "{body}");
+    assert_eq!(r.status(), 413);
+    assert_eq!(h(&r, "tus-max-size").as_deref(), Some("50"));
 }
 
 #[tokio::test]
@@ -432,4 +433,238 @@ async fn a_cloud_vod_upload_url_is_a_tus_resource() {
         record["sha256"].as_str(),
         Some(sha256_file(&video).as_str())
     );
+}
+
+/// The upload's record as the Uploads API shows it.
+async fn record(node: &Node, account: &Account, location: &str) -> Value {
+    let (status, body) = Uploads::new(&node.url, &account.api_key)
+        .get(&format!("/{}", id_of(location)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn partial_uploads_sent_in_parallel_are_concatenated() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let account = node.account("Acme");
+    let token = upload_token(&node, &account, "").await;
+    let t = Some(token.as_str());
+    let endpoint = format!("{}/files/", node.url);
+    let v = ("Tus-Resumable", "1.0.0");
+    let octets = ("Content-Type", "application/offset+octet-stream");
+    let parts: Vec<Vec<u8>> = (0..3u8)
+        .map(|i| vec![b'a' + i; 70_000 + usize::from(i)])
+        .collect();
+    let whole: Vec<u8> = parts.concat();
+
+    // Three partial uploads, created with their bytes, all at once.
+    let created = futures_util::future::join_all(parts.iter().map(|part| {
+        let len = part.len().to_string();
+        let endpoint = endpoint.clone();
+        async move {
+            let r = tus(
+                Method::POST,
+                &endpoint,
+                t,
+                &[
+                    v,
+                    octets,
+                    ("Upload-Concat", "partial"),
+                    ("Upload-Length", &len),
+                ],
+                part,
+            )
+            .await;
+            assert_eq!(r.status(), 201);
+            assert_eq!(h(&r, "upload-offset"), Some(len));
+            h(&r, "location").unwrap()
+        }
+    }))
+    .await;
+    let partial = format!("{}{}", node.url, created[0]);
+    let r = tus(Method::HEAD, &partial, t, &[v], b"").await;
+    assert_eq!(h(&r, "upload-concat").as_deref(), Some("partial"));
+
+    // A final upload naming an unfinished or unknown part is refused.
+    let r = tus(
+        Method::POST,
+        &endpoint,
+        t,
+        &[v, ("Upload-Concat", "final;/files/not-an-upload")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+
+    // The final upload lists them (absolute and relative URLs alike) and is stored at once.
+    let list = format!(
+        "final;{}{} {} {}",
+        node.url, created[0], created[1], created[2]
+    );
+    let r = tus(
+        Method::POST,
+        &endpoint,
+        t,
+        &[v, ("Upload-Concat", &list)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let location = format!("{}{}", node.url, h(&r, "location").unwrap());
+    let r = tus(Method::HEAD, &location, t, &[v], b"").await;
+    assert_eq!(
+        h(&r, "upload-offset"),
+        Some(whole.len().to_string()),
+        "{:?}",
+        r.headers()
+    );
+    assert!(h(&r, "upload-concat").unwrap().starts_with("final;/files/"));
+    let patched = tus(
+        Method::PATCH,
+        &location,
+        t,
+        &[v, octets, ("Upload-Offset", "0")],
+        b"x",
+    )
+    .await;
+    assert_eq!(patched.status(), 403);
+    let body = record(&node, &account, &location).await;
+    let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&whole));
+    assert_eq!(body["data"]["sha256"], expected, "{body}");
+    // The partial uploads are gone once concatenated.
+    assert_eq!(
+        tus(Method::HEAD, &partial, t, &[v], b"").await.status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn an_upload_over_the_quota_is_refused_with_1101_and_nothing_is_kept() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let out = node.account_cmd(&["--name", "Small", "--quota", "1000", "--json"]);
+    assert!(out.status.success());
+    let account = Account::from_json(&serde_json::from_slice(&out.stdout).unwrap());
+    let token = upload_token(&node, &account, "").await;
+    let t = Some(token.as_str());
+    let endpoint = format!("{}/files/", node.url);
+    let v = ("Tus-Resumable", "1.0.0");
+    let octets = ("Content-Type", "application/offset+octet-stream");
+    // Declared over the quota: refused at creation.
+    let (status, body) = json_of(
+        tus(
+            Method::POST,
+            &endpoint,
+            t,
+            &[v, ("Upload-Length", "1001")],
+            b"",
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((status, body["code"].as_u64()), (413, Some(1101)), "{body}");
+    // Two uploads that each fit but not together: the second is refused when it completes.
+    let mut locations = vec![];
+    for _ in 0..2 {
+        let r = tus(
+            Method::POST,
+            &endpoint,
+            t,
+            &[v, ("Upload-Length", "600")],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+        locations.push(format!("{}{}", node.url, h(&r, "location").unwrap()));
+    }
+    let first = tus(
+        Method::PATCH,
+        &locations[0],
+        t,
+        &[v, octets, ("Upload-Offset", "0")],
+        &[1u8; 600],
+    )
+    .await;
+    assert_eq!(first.status(), 204);
+    let (status, body) = json_of(
+        tus(
+            Method::PATCH,
+            &locations[1],
+            t,
+            &[v, octets, ("Upload-Offset", "0")],
+            &[2u8; 600],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((status, body["code"].as_u64()), (413, Some(1101)), "{body}");
+    assert_eq!(
+        tus(Method::HEAD, &locations[1], t, &[v], b"")
+            .await
+            .status(),
+        404
+    );
+    let (_, list) = Uploads::new(&node.url, &account.api_key).get("").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+    assert!(common::files_under(&node.data_dir.path().join("spool"))
+        .iter()
+        .all(|p| !p.to_string_lossy().contains(id_of(&locations[1]))));
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_ends_its_stale_request_and_keeps_its_bytes() {
+    use tokio::io::AsyncWriteExt;
+    let node = Node::dev(Backend::Sqlite).await;
+    let account = node.account("Acme");
+    let token = upload_token(&node, &account, "").await;
+    let t = Some(token.as_str());
+    let v = ("Tus-Resumable", "1.0.0");
+    let octets = ("Content-Type", "application/offset+octet-stream");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let r = tus(
+        Method::POST,
+        &format!("{}/files/", node.url),
+        t,
+        &[v, ("Upload-Length", "100000")],
+        b"",
+    )
+    .await;
+    let path = h(&r, "location").unwrap();
+    let location = format!("{}{path}", node.url);
+
+    // A PATCH whose connection hangs after 30,000 of its 100,000 bytes, still open.
+    let addr = node.url.trim_start_matches("http://").to_owned();
+    let mut stale = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n\
+         Upload-Offset: 0\r\nContent-Length: 100000\r\n\r\n"
+    );
+    stale.write_all(head.as_bytes()).await.unwrap();
+    stale.write_all(&data[..30_000]).await.unwrap();
+    stale.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // The client reconnects: its HEAD is answered at once, with what the stale request stored.
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tus(Method::HEAD, &location, t, &[v], b""),
+    )
+    .await
+    .expect("a HEAD must not wait for the stale request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(h(&r, "upload-offset").as_deref(), Some("30000"));
+    let r = tus(
+        Method::PATCH,
+        &location,
+        t,
+        &[v, octets, ("Upload-Offset", "30000")],
+        &data[30_000..],
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    drop(stale);
+    let body = record(&node, &account, &location).await;
+    let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    assert_eq!(body["data"]["sha256"], expected, "{body}");
 }

@@ -14,6 +14,8 @@ pub struct NewAccount {
     pub notify_url: Option<String>,
     /// Bytes the account may store, if limited.
     pub quota_bytes: Option<u64>,
+    /// The largest single upload, if limited.
+    pub max_upload_bytes: Option<u64>,
     /// Validity of the account's upload tokens and URLs, if not the node's default.
     pub token_ttl_secs: Option<u64>,
 }
@@ -39,15 +41,17 @@ pub async fn create(
     now: i64,
 ) -> Result<CreatedAccount, DbError> {
     let id = AccountId(uuid::Uuid::new_v4().to_string());
-    let quota = new
-        .quota_bytes
-        .map(i64::try_from)
-        .transpose()
-        .map_err(|_| DbError::Corrupt("quota larger than 2^63 bytes".into()))?;
+    let bytes = |v: Option<u64>| {
+        v.map(i64::try_from)
+            .transpose()
+            .map_err(|_| DbError::Corrupt("a size larger than 2^63 bytes".into()))
+    };
+    let quota = bytes(new.quota_bytes)?;
+    let max_upload = bytes(new.max_upload_bytes)?;
     let mut tx = db.pool().begin().await.op("begin account creation")?;
     sqlx::query(
-        "INSERT INTO accounts (id, name, api_key_sha256, access_key, secret, notify_url, quota_bytes, created_at, token_ttl_secs) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO accounts (id, name, api_key_sha256, access_key, secret, notify_url, quota_bytes, created_at, token_ttl_secs, max_upload_bytes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&id.0)
     .bind(&new.name)
@@ -58,6 +62,7 @@ pub async fn create(
     .bind(quota)
     .bind(now)
     .bind(new.token_ttl_secs.and_then(|t| i64::try_from(t).ok()))
+    .bind(max_upload)
     .execute(&mut *tx)
     .await
     .op("insert an account")?;
@@ -106,7 +111,7 @@ pub async fn find_by_access_key(
 /// The account whose `column` (a unique credential column) equals `value`.
 async fn owner_by(db: &Db, column: &'static str, value: &str) -> Result<Option<KeyOwner>, DbError> {
     let row = sqlx::query(&format!(
-        "SELECT a.id, p.id AS pipeline_id, a.quota_bytes, a.token_ttl_secs, \
+        "SELECT a.id, p.id AS pipeline_id, a.quota_bytes, a.max_upload_bytes, a.token_ttl_secs, \
                 (SELECT CAST(COALESCE(SUM(u.size), 0) AS BIGINT) FROM uploads u WHERE u.account_id = a.id) AS used \
          FROM accounts a JOIN pipelines p ON p.account_id = a.id AND p.name = 'default' \
          WHERE a.{column} = $1"
@@ -119,10 +124,12 @@ async fn owner_by(db: &Db, column: &'static str, value: &str) -> Result<Option<K
     let quota: Option<i64> = row.try_get("quota_bytes").op("read quota")?;
     let used: i64 = row.try_get("used").op("read usage")?;
     let ttl: Option<i64> = row.try_get("token_ttl_secs").op("read token validity")?;
+    let max_upload: Option<i64> = row.try_get("max_upload_bytes").op("read upload limit")?;
     Ok(Some(KeyOwner {
         account_id: row.try_get("id").op("read account id")?,
         pipeline_id: row.try_get("pipeline_id").op("read pipeline id")?,
         quota_remaining: quota.map(|q| u64::try_from(q.saturating_sub(used)).unwrap_or(0)),
+        max_upload_size: max_upload.and_then(|m| u64::try_from(m).ok()),
         token_ttl_secs: ttl.and_then(|t| u64::try_from(t).ok()),
     }))
 }

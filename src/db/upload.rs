@@ -201,15 +201,38 @@ pub struct Stored {
     pub metadata: Option<String>,
 }
 
-/// Records that every byte is stored: `receiving` → `pending`, and queues the processing job.
-/// Returns `false` when the upload was not receiving (already stored, failed or unknown).
+/// What [`mark_stored`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marked {
+    /// Now pending, its job queued.
+    Stored,
+    /// It was not receiving (already stored, failed or unknown); nothing changed.
+    NotReceiving,
+    /// It would take the account over its quota; nothing changed.
+    OverQuota,
+}
+
+/// Records that every byte is stored: `receiving` → `pending`, and queues the processing job,
+/// unless the upload would take its account over its storage quota. This is where the quota
+/// is decided: uploads of one account are serialised here, so concurrent uploads cannot
+/// overrun it together.
 ///
 /// # Errors
 /// A statement fails.
-pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result<bool, DbError> {
+pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result<Marked, DbError> {
     let size =
         i64::try_from(stored.size).map_err(|_| DbError::Corrupt("size beyond 2^63".into()))?;
     let mut tx = db.pool().begin().await.op("begin marking stored")?;
+    // PostgreSQL: hold the account's row. SQLite: the UPDATE below takes the one write lock.
+    if db.backend() == super::Backend::Postgres {
+        sqlx::query(
+            "SELECT id FROM accounts WHERE id = (SELECT account_id FROM uploads WHERE id = $1) FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .op("lock an account for its quota")?;
+    }
     let changed = sqlx::query(
         "UPDATE uploads SET status = $1, size = $2, sha256 = $3, folder = $4, updated_at = $5, \
                 metadata = COALESCE($8, metadata) \
@@ -228,12 +251,26 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
     .op("mark an upload stored")?
     .rows_affected();
     if changed == 0 {
-        return Ok(false);
+        return Ok(Marked::NotReceiving);
+    }
+    let over: i64 = sqlx::query_scalar(
+        "SELECT CAST(CASE WHEN a.quota_bytes IS NOT NULL AND \
+                (SELECT CAST(COALESCE(SUM(u.size), 0) AS BIGINT) FROM uploads u WHERE u.account_id = a.id) > a.quota_bytes \
+                THEN 1 ELSE 0 END AS BIGINT) \
+         FROM accounts a WHERE a.id = (SELECT account_id FROM uploads WHERE id = $1)",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await
+    .op("check an account's quota")?;
+    if over == 1 {
+        tx.rollback().await.op("roll back an upload over quota")?;
+        return Ok(Marked::OverQuota);
     }
     record_event(&mut tx, id, Status::Pending, now).await?;
     super::job::enqueue(&mut tx, id, now).await?;
     tx.commit().await.op("commit marking stored")?;
-    Ok(true)
+    Ok(Marked::Stored)
 }
 
 /// Moves an upload to `next` if the lifecycle allows it from where it is; `error` is kept for

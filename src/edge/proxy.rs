@@ -8,7 +8,7 @@ use crate::error::UploadsApiError;
 use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::offset_spool::OffsetSpool;
 use crate::ingest::Ingest;
-use crate::protocol::{self, ankoder_form, movingimage, s3_post, tus, uploads_api, Reply};
+use crate::protocol::{self, ankoder_form, ietf, movingimage, s3_post, tus, uploads_api, Reply};
 use crate::token::Keyring;
 use crate::upload::UploadId;
 use async_trait::async_trait;
@@ -114,6 +114,61 @@ impl EdgeProxy {
         let reply = tus::handle(
             &method,
             target,
+            query.as_deref(),
+            &headers,
+            body_stream(session),
+            &ctx,
+        )
+        .await;
+        write_reply(session, reply).await
+    }
+
+    /// An IETF draft upload creation: the upload resource is announced with a 104 interim
+    /// response before the body is read.
+    async fn ietf_create(&self, session: &mut Session, draft: ietf::Draft) -> pingora::Result<()> {
+        let req = session.req_header();
+        let (query, headers) = (req.uri.query().map(str::to_owned), req.headers.clone());
+        let ctx = self.ctx(&self.spools.resumable);
+        let opened = match ietf::open(draft, query.as_deref(), &headers, &ctx).await {
+            Ok(opened) => opened,
+            Err(reply) => return write_reply(session, reply).await,
+        };
+        if let Some(interim) = ietf::interim(&opened, &ctx) {
+            // HTTP/1.1 only: Pingora's HTTP/2 server drops informational responses.
+            let mut header = ResponseHeader::build(interim.status, Some(interim.headers.len()))?;
+            for (name, value) in interim.headers {
+                header.insert_header(name, value)?;
+            }
+            session
+                .write_response_header(Box::new(header), false)
+                .await?;
+        }
+        continue_if_expected(session, &headers).await?;
+        let reply = ietf::receive(opened, body_stream(session), &ctx).await;
+        write_reply(session, reply).await
+    }
+
+    /// IETF draft requests on an upload resource.
+    async fn ietf(
+        &self,
+        session: &mut Session,
+        draft: ietf::Draft,
+        id: UploadId,
+    ) -> pingora::Result<()> {
+        let req = session.req_header();
+        let (method, query, headers) = (
+            req.method.clone(),
+            req.uri.query().map(str::to_owned),
+            req.headers.clone(),
+        );
+        let ctx = self.ctx(&self.spools.resumable);
+        if method == http::Method::PATCH {
+            continue_if_expected(session, &headers).await?;
+        }
+        let reply = ietf::handle(
+            draft,
+            &method,
+            id,
             query.as_deref(),
             &headers,
             body_stream(session),
@@ -237,6 +292,22 @@ impl ProxyHttp for EdgeProxy {
         let req = session.req_header();
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());
         if let Some(target) = tus::route(&path) {
+            if let Some(draft) = ietf::draft(&session.req_header().headers) {
+                match (&method, target) {
+                    (&http::Method::POST | &http::Method::PUT, None) => {
+                        self.ietf_create(session, draft).await?;
+                        return Ok(true);
+                    }
+                    (
+                        &http::Method::HEAD | &http::Method::PATCH | &http::Method::DELETE,
+                        Some(id),
+                    ) => {
+                        self.ietf(session, draft, id).await?;
+                        return Ok(true);
+                    }
+                    _ => {}
+                }
+            }
             let tus_method = matches!(
                 method,
                 http::Method::OPTIONS

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 
 /// Why a chunk could not be spooled.
 #[derive(Debug, thiserror::Error)]
@@ -50,21 +51,66 @@ pub struct Staged {
     info: ChunkInfo,
 }
 
-/// One async lock per upload id, so one request at a time changes an upload's spool.
+/// One async lock per upload id, so one request at a time changes an upload's spool. A request
+/// may also take an upload over: the request holding it is told to stop (it keeps what it
+/// received) and the new one goes next, so a client that reconnects is never kept waiting by
+/// its own stale request (the IETF draft's recommendation, tusd's behaviour).
 #[derive(Debug, Default)]
-pub struct UploadLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+pub struct UploadLocks(Mutex<HashMap<String, Arc<Slot>>>);
+
+#[derive(Debug, Default)]
+struct Slot {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// The stop signal of the request holding the lock.
+    holder: Mutex<CancellationToken>,
+}
+
+/// A request's hold on an upload; `stop` fires when a newer request takes the upload over.
+#[derive(Debug)]
+pub struct Turn {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    stop: CancellationToken,
+}
+
+impl Turn {
+    /// Resolves when a newer request wants the upload: stop reading, keep what arrived.
+    pub async fn stopped(&self) {
+        self.stop.cancelled().await;
+    }
+}
 
 impl UploadLocks {
+    fn slot(&self, upload: &str) -> Arc<Slot> {
+        let mut slots = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots.entry(upload.to_owned()).or_default().clone()
+    }
+
     /// Waits for, then holds, the upload's lock.
-    pub async fn lock(&self, upload: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            locks.entry(upload.to_owned()).or_default().clone()
-        };
-        lock.lock_owned().await
+    pub async fn lock(&self, upload: &str) -> Turn {
+        let slot = self.slot(upload);
+        let guard = slot.lock.clone().lock_owned().await;
+        let stop = CancellationToken::new();
+        *slot
+            .holder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = stop.clone();
+        Turn {
+            _guard: guard,
+            stop,
+        }
+    }
+
+    /// Tells the request holding the upload to stop, then holds the lock.
+    pub async fn take_over(&self, upload: &str) -> Turn {
+        self.slot(upload)
+            .holder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .cancel();
+        self.lock(upload).await
     }
 
     /// Forgets a finished upload's lock.
@@ -102,7 +148,7 @@ impl ChunkSpool {
     }
 
     /// The upload's lock: hold it while recording a chunk and while assembling.
-    pub async fn lock(&self, upload: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    pub async fn lock(&self, upload: &str) -> Turn {
         self.locks.lock(upload).await
     }
 

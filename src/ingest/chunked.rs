@@ -4,7 +4,7 @@
 //! [`Ingest::put_chunk`] and render its outcome their own way.
 
 use super::chunk_spool::{ChunkSpool, SpoolError};
-use super::{Completed, Ingest, IngestError, Receiving};
+use super::{Allowance, Completed, Ingest, IngestError, Receiving};
 use crate::control::UploadInfo;
 use crate::store::StoreError;
 use crate::upload::chunk_set::ChunkError;
@@ -50,8 +50,8 @@ fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ChunkFailur
 }
 
 impl Ingest {
-    /// Stores chunk `index` (from 0) of `total` for an upload that is receiving; `quota` is
-    /// the most the whole upload may hold (the token's or session's limit), if any.
+    /// Stores chunk `index` (from 0) of `total` for an upload that is receiving, within
+    /// `allowance` for the whole upload.
     ///
     /// # Errors
     /// See [`ChunkFailure`]; nothing changes then.
@@ -61,7 +61,7 @@ impl Ingest {
         upload: &UploadInfo,
         (index, total): (u32, u32),
         body: S,
-        quota: Option<u64>,
+        allowance: Allowance,
     ) -> Result<ChunkOutcome, ChunkFailure>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
@@ -74,15 +74,17 @@ impl Ingest {
             }
             None => 0,
         };
-        let node = self.max_upload_size();
-        let (limit, by_quota) = match quota {
-            Some(max) if max <= node => (max.saturating_sub(received), true),
-            _ => (node.saturating_sub(received), false),
+        let max = allowance
+            .max_size
+            .map_or(self.max_upload_size(), |m| m.min(self.max_upload_size()));
+        let (limit, by_quota) = match allowance.quota {
+            Some(quota) if quota < max => (quota.saturating_sub(received), true),
+            _ => (max.saturating_sub(received), false),
         };
         let staged = match spool.stage(id, body, limit).await {
             Ok(staged) => staged,
             Err(SpoolError::TooLarge(_)) if by_quota => return Err(ChunkFailure::QuotaExceeded),
-            Err(SpoolError::TooLarge(_)) => return Err(ChunkFailure::TooLarge(node)),
+            Err(SpoolError::TooLarge(_)) => return Err(ChunkFailure::TooLarge(max)),
             Err(SpoolError::Body(_)) => return Err(ChunkFailure::BodyEnded),
             Err(e) => return Err(unavailable(e)),
         };
@@ -108,7 +110,7 @@ impl Ingest {
             .map(|&(i, _, _)| spool.chunk_path(id, i))
             .collect();
         let done = self
-            .store_files(upload, &files, quota, None)
+            .store_files(upload, &files, allowance, None)
             .await
             .map_err(|e| match e {
                 IngestError::QuotaExceeded => ChunkFailure::QuotaExceeded,
@@ -133,10 +135,10 @@ impl Ingest {
         &self,
         upload: &UploadInfo,
         files: &[std::path::PathBuf],
-        quota: Option<u64>,
+        allowance: Allowance,
         metadata: Option<String>,
     ) -> Result<Completed, IngestError> {
-        let mut receiving = self.resume(upload, quota).await?;
+        let mut receiving = self.resume(upload, allowance).await?;
         if let Err(e) = append_files(files, &mut receiving).await {
             self.cancel(receiving).await;
             return Err(e);

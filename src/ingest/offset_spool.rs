@@ -4,7 +4,7 @@
 //! request cut off half way keeps what arrived (tus: "store as much as received"); a chunk
 //! whose checksum does not match is cut off again. Must not depend on HTTP or any protocol.
 
-use super::chunk_spool::{io, sync_dir, write_atomically, SpoolError, UploadLocks};
+use super::chunk_spool::{io, sync_dir, write_atomically, SpoolError, Turn, UploadLocks};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,19 @@ pub struct Resource {
     pub metadata: Option<String>,
     /// Stored in the object store; the data file is gone.
     pub complete: bool,
+    /// Its part in a concatenation, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concat: Option<Concat>,
+}
+
+/// An upload's part in a concatenation (tus `Upload-Concat`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Concat {
+    /// Uploaded in parallel with others, stored only as part of a final upload.
+    Partial,
+    /// The concatenation of these partial uploads, in order.
+    Final(Vec<String>),
 }
 
 /// A checksum algorithm of the tus checksum extension.
@@ -96,9 +109,10 @@ impl OffsetSpool {
         self.dir(upload).join("data")
     }
 
-    /// Holds the upload's lock: one request at a time changes it.
-    pub async fn lock(&self, upload: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        self.locks.lock(upload).await
+    /// Holds the upload, ending the request that held it before (which keeps what it
+    /// received): one request at a time changes it, and the newest one wins.
+    pub async fn take_over(&self, upload: &str) -> Turn {
+        self.locks.take_over(upload).await
     }
 
     /// Creates the resource (empty data).
@@ -151,14 +165,16 @@ impl OffsetSpool {
         Ok(Some((resource, offset)))
     }
 
-    /// Appends a request body at `offset` (hold the lock), at most `limit` bytes, checking a
-    /// `(algorithm, digest)` if given. Synced before it returns.
+    /// Appends a request body at `offset` while `turn` holds the upload, at most `limit`
+    /// bytes, checking a `(algorithm, digest)` if given. A newer request taking the upload over
+    /// ends the body early, as a dropped connection does. Synced before it returns.
     ///
     /// # Errors
     /// The body is too long (nothing of it is kept), or the disk fails.
     pub async fn append<S>(
         &self,
         upload: &str,
+        turn: &Turn,
         offset: u64,
         body: S,
         limit: u64,
@@ -177,8 +193,16 @@ impl OffsetSpool {
         let mut written = 0u64;
         let mut cut = false;
         let mut body = std::pin::pin!(body);
-        while let Some(piece) = body.next().await {
-            let Ok(piece) = piece else {
+        loop {
+            let piece = tokio::select! {
+                biased;
+                () = turn.stopped() => None,
+                piece = body.next() => match piece {
+                    None => break,
+                    Some(piece) => piece.ok(),
+                },
+            };
+            let Some(piece) = piece else {
                 cut = true;
                 break;
             };
@@ -267,11 +291,13 @@ mod tests {
             length: Some(11),
             metadata: Some("filename YS5tcDQ=".into()),
             complete: false,
+            concat: None,
         };
         spool.create("u", &r).await.unwrap();
+        let turn = spool.take_over("u").await;
         assert_eq!(
             spool
-                .append("u", 0, body(&[b"hel", b"lo "]), 100, None)
+                .append("u", &turn, 0, body(&[b"hel", b"lo "]), 100, None)
                 .await
                 .unwrap(),
             Appended::Done(6)
@@ -282,14 +308,17 @@ mod tests {
             Err(std::io::Error::other("gone")),
         ]);
         assert_eq!(
-            spool.append("u", 6, broken, 100, None).await.unwrap(),
+            spool
+                .append("u", &turn, 6, broken, 100, None)
+                .await
+                .unwrap(),
             Appended::Cut(8)
         );
         // A wrong checksum discards the chunk.
         let bad = Some((Algorithm::Sha1, vec![0u8; 20]));
         assert_eq!(
             spool
-                .append("u", 8, body(&[b"rld"]), 100, bad)
+                .append("u", &turn, 8, body(&[b"rld"]), 100, bad)
                 .await
                 .unwrap(),
             Appended::ChecksumMismatch
@@ -301,16 +330,19 @@ mod tests {
         ));
         assert_eq!(
             spool
-                .append("u", 8, body(&[b"rld"]), 100, good)
+                .append("u", &turn, 8, body(&[b"rld"]), 100, good)
                 .await
                 .unwrap(),
             Appended::Done(11)
         );
         assert!(matches!(
-            spool.append("u", 11, body(&[b"too much"]), 3, None).await,
+            spool
+                .append("u", &turn, 11, body(&[b"too much"]), 3, None)
+                .await,
             Err(SpoolError::TooLarge(3))
         ));
         assert_eq!(std::fs::read(spool.data_path("u")).unwrap(), b"hello world");
+        drop(turn);
         // Survives a reopen; completion drops the data but keeps the offset.
         let reopened = OffsetSpool::open(dir.path()).unwrap();
         let (resource, offset) = reopened.get("u").await.unwrap().unwrap();
@@ -320,5 +352,48 @@ mod tests {
         assert_eq!(reopened.get("u").await.unwrap().unwrap().1, 11);
         reopened.remove("u").await.unwrap();
         assert!(reopened.get("u").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_newer_request_takes_the_upload_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = std::sync::Arc::new(OffsetSpool::open(dir.path()).unwrap());
+        let r = Resource {
+            length: None,
+            metadata: None,
+            complete: false,
+            concat: None,
+        };
+        spool.create("u", &r).await.unwrap();
+        // A stale request: sent five bytes, then hangs with its connection still open.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
+        tx.send(Ok(Bytes::from_static(b"12345"))).unwrap();
+        let rx = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|piece| (piece, rx))
+        });
+        let stale = {
+            let spool = spool.clone();
+            tokio::spawn(async move {
+                let turn = spool.take_over("u").await;
+                spool.append("u", &turn, 0, rx, 100, None).await
+            })
+        };
+        while spool.get("u").await.unwrap().unwrap().1 < 5 {
+            tokio::task::yield_now().await;
+        }
+        // The reconnecting client's request ends the stale one, which keeps what it received.
+        let turn = tokio::time::timeout(std::time::Duration::from_secs(5), spool.take_over("u"))
+            .await
+            .expect("the stale request must give the upload up");
+        assert_eq!(stale.await.unwrap().unwrap(), Appended::Cut(5));
+        assert_eq!(spool.get("u").await.unwrap().unwrap().1, 5);
+        assert_eq!(
+            spool
+                .append("u", &turn, 5, body(&[b"678"]), 100, None)
+                .await
+                .unwrap(),
+            Appended::Done(8)
+        );
+        drop(tx);
     }
 }

@@ -185,11 +185,10 @@ async fn upload_token(
 ) -> Result<Value, CloudVodError> {
     let now_secs = session::now_secs();
     let owner = authenticate(state, headers, now_secs).await?;
-    let max = owner
-        .quota_remaining
-        .map_or(state.settings.max_upload_size, |q| {
-            q.min(state.settings.max_upload_size)
-        });
+    let max = [owner.quota_remaining, owner.max_upload_size]
+        .into_iter()
+        .flatten()
+        .fold(state.settings.max_upload_size, u64::min);
     let params = check(p, max)?;
     let internal = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "Cloud VoD upload token failed.");

@@ -77,6 +77,7 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
         account_id: req.account_id,
         pipeline_id: req.pipeline_id,
         quota_remaining: None,
+        max_upload_size: None,
         token_ttl_secs: None,
     };
     if let Some(relative) = &req.relative_key {
@@ -132,7 +133,7 @@ async fn stored(
         metadata: req.metadata,
     };
     match db::upload::mark_stored(&state.db, &id, &facts, now_ms()).await {
-        Ok(true) => {
+        Ok(db::upload::Marked::Stored) => {
             state.wake.notify_one();
             tracing::info!(upload_id = %id, size = facts.size, "Upload stored; job queued.");
             Json(StatusView {
@@ -142,7 +143,14 @@ async fn stored(
             })
             .into_response()
         }
-        Ok(false) => reply(StatusCode::CONFLICT, "the upload is not receiving"),
+        Ok(db::upload::Marked::NotReceiving) => {
+            reply(StatusCode::CONFLICT, "the upload is not receiving")
+        }
+        Ok(db::upload::Marked::OverQuota) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(json!({ "code": 1101, "message": "the account's storage quota is reached" })),
+        )
+            .into_response(),
         Err(e) => db_failure(&e),
     }
 }

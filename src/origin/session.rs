@@ -147,7 +147,7 @@ pub fn validity(state: &State, owner: &KeyOwner, requested: Option<Duration>) ->
 /// What a token limits besides its scope.
 #[derive(Debug, Clone, Default)]
 pub struct Limits {
-    /// Largest upload, in bytes (capped further by the account's remaining quota).
+    /// Largest upload, in bytes (capped further by the account's own limit).
     pub max_size: Option<u64>,
     /// How many uploads the token may create.
     pub max_uploads: Option<u32>,
@@ -172,7 +172,7 @@ pub fn mint(
         max_uploads,
         token_id,
     } = limits;
-    let max_size = match (max_size, owner.quota_remaining) {
+    let max_size = match (max_size, owner.max_upload_size) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
@@ -184,6 +184,7 @@ pub fn mint(
         pipeline: Some(owner.pipeline_id.clone()),
         scope,
         max_size,
+        quota: owner.quota_remaining,
         max_uploads,
         token_id,
     };

@@ -237,7 +237,12 @@ async fn session_for(
         json!(["starts-with", "$chunk", ""]),
         json!(["starts-with", "$chunks", ""]),
     ];
-    if let Some(max) = owner.quota_remaining {
+    if let Some(max) = owner
+        .quota_remaining
+        .into_iter()
+        .chain(owner.max_upload_size)
+        .min()
+    {
         conditions.push(json!(["content-length-range", 0, max]));
     }
     let signed = crate::s3_policy::sign_v2(

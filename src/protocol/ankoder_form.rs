@@ -138,10 +138,11 @@ async fn read(
                     "too_large",
                     format!("The file is larger than {limit} bytes."),
                 ),
+                // movingimage's quota code, as on every other path.
                 IngestError::QuotaExceeded => fail(
                     413,
-                    "quota_exceeded",
-                    "The account's storage quota is reached.",
+                    "1101",
+                    "Upload denied: the booked storage capacity is reached.",
                 ),
                 other => unavailable(&other),
             })?;

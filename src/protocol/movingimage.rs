@@ -38,13 +38,6 @@ fn message(status: u16, text: &str) -> Reply {
     Reply::json(status, &json!({ "message": text }))
 }
 
-fn quota_exceeded() -> Reply {
-    Reply::json(
-        413,
-        &json!({ "code": 1101, "message": "Upload denied: the booked storage capacity is reached." }),
-    )
-}
-
 /// The request's token, verified and scoped to `upload`.
 ///
 /// # Errors
@@ -129,7 +122,7 @@ where
 {
     match ctx
         .ingest
-        .put_chunk(ctx.spool, info, (index, total), body, claims.max_size)
+        .put_chunk(ctx.spool, info, (index, total), body, claims.into())
         .await
     {
         Ok(ChunkOutcome::Stored { received, total }) => Reply::json(
@@ -141,7 +134,7 @@ where
             &json!({ "videoId": info.id, "status": done.view.status, "status_text": done.view.status_text }),
         ),
         Err(ChunkFailure::Conflict(e)) => message(409, &e.to_string()),
-        Err(ChunkFailure::QuotaExceeded) => quota_exceeded(),
+        Err(ChunkFailure::QuotaExceeded) => super::quota_exceeded(),
         Err(ChunkFailure::TooLarge(limit)) => Reply::error(&UploadsApiError::TooLarge { limit }),
         Err(ChunkFailure::BodyEnded) => {
             message(400, "The chunk's body ended early; send the chunk again.")
@@ -165,7 +158,7 @@ where
         return message(400, "Send chunks with the Mi24-Upload-* headers, or the whole file as multipart/form-data field `file`.");
     };
     let mut form = multer::Multipart::new(body, boundary);
-    let mut upload = match ctx.ingest.resume(info, claims.max_size).await {
+    let mut upload = match ctx.ingest.resume(info, claims.into()).await {
         Ok(u) => u,
         Err(e) => return unavailable(&e),
     };
@@ -186,7 +179,7 @@ where
                 .map_err(|e| message(400, &format!("Malformed form: {e}")))?
             {
                 upload.append(piece).await.map_err(|e| match e {
-                    IngestError::QuotaExceeded => quota_exceeded(),
+                    IngestError::QuotaExceeded => super::quota_exceeded(),
                     IngestError::TooLarge { limit } => {
                         Reply::error(&UploadsApiError::TooLarge { limit })
                     }

@@ -13,7 +13,7 @@ use crate::edge::origin_client::OriginError;
 use crate::error::S3Error;
 use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::chunked::{ChunkFailure, ChunkOutcome};
-use crate::ingest::{Ingest, IngestError, Receiving};
+use crate::ingest::{Allowance, Ingest, IngestError, Receiving};
 use crate::s3_policy::{self, PolicyError};
 use crate::store::ObjectKey;
 use crate::upload::chunk_set::MAX_CHUNKS;
@@ -214,13 +214,14 @@ async fn post(
             .open_record(&owner, "s3_post", &name, Some(&relative))
             .await
             .map_err(from_ingest)?;
-        let quota = match (owner.quota_remaining, length_range) {
-            (Some(q), Some((_, max))) => Some(q.min(max)),
-            (q, range) => q.or(range.map(|(_, max)| max)),
-        };
+        // The policy's content-length-range caps the file further.
+        let mut allowance = Allowance::from(&owner);
+        if let Some((_, max)) = length_range {
+            allowance.max_size = Some(allowance.max_size.map_or(max, |m| m.min(max)));
+        }
         let body = file.map(|piece| piece.map_err(|e| std::io::Error::other(e.to_string())));
         let done = match ingest
-            .put_chunk(spool, &info, (chunk, chunks), body, quota)
+            .put_chunk(spool, &info, (chunk, chunks), body, allowance)
             .await
         {
             Ok(ChunkOutcome::Stored { .. }) => None,

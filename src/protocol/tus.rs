@@ -1,43 +1,31 @@
 //! tus 1.0.0 at `/files/`: core (`OPTIONS`, `HEAD`, `PATCH`, 409 on an offset mismatch, 412
 //! on a version mismatch) and the extensions creation, creation-with-upload,
-//! creation-defer-length, termination, expiration (`Upload-Expires`) and checksum (`sha1`,
-//! `sha256`, `md5`; 460 on a mismatch, the chunk discarded). Every request is authorised by its
+//! creation-defer-length, termination, expiration (`Upload-Expires`), checksum (`sha1`,
+//! `sha256`, `md5`; 460 on a mismatch, the chunk discarded) and concatenation (partial uploads
+//! sent in parallel, then one final upload naming them). Every request is authorised by its
 //! token: an upload token (`acl=/files/*`) creates and continues uploads of its account; a
 //! per-upload token (Cloud VoD's `uploadToken`) continues its one upload, whose resource is
 //! made on first use. `Upload-Metadata` is kept with the upload.
 
+use super::resumable::{self, Refusal, PREFIX};
 use super::Reply;
-use crate::control::{KeyOwner, UploadInfo};
-use crate::ingest::chunk_spool::SpoolError;
-use crate::ingest::offset_spool::{Algorithm, Appended, OffsetSpool, Resource};
-use crate::ingest::IngestError;
-use crate::token::{Claims, TokenError};
+use crate::control::UploadInfo;
+use crate::ingest::chunk_spool::Turn;
+use crate::ingest::offset_spool::{Algorithm, Appended, Concat, Resource};
+use crate::token::Claims;
 use crate::upload::UploadId;
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::Stream;
 use http::{HeaderMap, Method};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
-/// The tus endpoint.
-pub const PREFIX: &str = "/files/";
+pub use resumable::{route, Ctx};
+
 const VERSION: &str = "1.0.0";
 const EXTENSIONS: &str =
-    "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum";
+    "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum,concatenation";
 const OCTETS: &str = "application/offset+octet-stream";
-
-/// What the adapter needs from its edge.
-pub type Ctx<'a> = super::Ctx<'a, OffsetSpool>;
-
-/// The target of a tus path: the endpoint (`None`) or one upload.
-#[must_use]
-pub fn route(path: &str) -> Option<Option<UploadId>> {
-    let rest = path.strip_prefix("/files")?;
-    match rest.trim_matches('/') {
-        "" => Some(None),
-        id => id.parse().ok().map(Some),
-    }
-}
 
 /// A tus reply: `Tus-Resumable` always, a short text body for errors.
 fn reply(status: u16, text: &str, headers: Vec<(&'static str, String)>) -> Reply {
@@ -51,7 +39,38 @@ fn reply(status: u16, text: &str, headers: Vec<(&'static str, String)>) -> Reply
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A refusal as tus renders it.
+fn refused(refusal: Refusal) -> Reply {
+    match refusal {
+        Refusal::Token(e) => {
+            let (status, body) = e.render();
+            let mut r = Reply::json(status, &body);
+            r.headers.push(("tus-resumable", VERSION.to_owned()));
+            r
+        }
+        Refusal::NotFound => reply(404, "No such upload.", vec![]),
+        Refusal::TooLarge(max) => reply(
+            413,
+            &format!("The upload would be larger than Tus-Max-Size ({max} bytes)."),
+            vec![("tus-max-size", max.to_string())],
+        ),
+        Refusal::Quota => {
+            let mut r = super::quota_exceeded();
+            r.headers.push(("tus-resumable", VERSION.to_owned()));
+            r
+        }
+        Refusal::ChecksumMismatch => {
+            reply(460, "Checksum mismatch: the chunk was discarded.", vec![])
+        }
+        Refusal::Unavailable => reply(
+            503,
+            "The service is temporarily unavailable; retry.",
+            vec![("retry-after", "5".into())],
+        ),
+    }
+}
+
+pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -63,22 +82,6 @@ fn http_date(unix: u64) -> String {
         .unwrap_or_default()
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string()
-}
-
-fn refused(e: &TokenError) -> Reply {
-    let (status, body) = e.render();
-    let mut r = Reply::json(status, &body);
-    r.headers.push(("tus-resumable", VERSION.to_owned()));
-    r
-}
-
-fn unavailable(e: &dyn std::error::Error) -> Reply {
-    tracing::error!(error = %e, source = ?e.source(), "tus request failed at the edge.");
-    reply(
-        503,
-        "The service is temporarily unavailable; retry.",
-        vec![("retry-after", "5".into())],
-    )
 }
 
 /// `Upload-Metadata` (`key base64,key2 base64`) as a JSON object; `None` if malformed.
@@ -116,8 +119,10 @@ pub async fn handle<S>(
 where
     S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
 {
-    let max = ctx.ingest.max_upload_size();
     if method == Method::OPTIONS {
+        // Discovery needs no token; with one, the limit is the token's.
+        let claims = ctx.verify_token(query, headers).ok();
+        let max = resumable::max_size(claims.as_ref(), ctx);
         return reply(
             204,
             "",
@@ -126,6 +131,8 @@ where
                 ("tus-extension", EXTENSIONS.into()),
                 ("tus-max-size", max.to_string()),
                 ("tus-checksum-algorithm", "sha1,sha256,md5".into()),
+                ("upload-limit", format!("min-size=0,max-size={max}")),
+                ("accept-patch", "application/partial-upload".into()),
             ],
         );
     }
@@ -138,143 +145,200 @@ where
     }
     let claims = match ctx.verify_token(query, headers) {
         Ok(claims) => claims,
-        Err(e) => return refused(&e),
+        Err(e) => return refused(e.into()),
     };
-    match (method.clone(), target) {
+    let result = match (method.clone(), target) {
         (Method::POST, None) => create(headers, body, &claims, ctx).await,
         (m, Some(id)) if m == Method::HEAD || m == Method::PATCH || m == Method::DELETE => {
-            let id = id.to_string();
-            if let Err(e) = claims.permits(&format!("{PREFIX}{id}"), Some(&id), None) {
-                return refused(&e);
-            }
-            let info = match ctx.ingest.upload_info(&id).await {
-                Ok(Some(info)) if info.account_id == claims.account => info,
-                Ok(_) => return reply(404, "No such upload.", vec![]),
-                Err(e) => return unavailable(&e),
-            };
-            let _guard = ctx.spool.lock(&id).await;
-            match m {
-                Method::HEAD => head(&info, &claims, ctx).await,
-                Method::PATCH => patch(&info, headers, body, &claims, ctx).await,
-                _ => terminate(&info, ctx).await,
+            match resumable::existing(&claims, id, ctx).await {
+                Err(refusal) => Err(refusal),
+                Ok((info, turn, resource, offset)) => match m {
+                    Method::HEAD => Ok(head(&resource, offset, &claims)),
+                    Method::PATCH => {
+                        let upload = Upload {
+                            info: &info,
+                            turn: &turn,
+                            resource,
+                            offset,
+                        };
+                        patch(upload, headers, body, &claims, ctx).await
+                    }
+                    _ => {
+                        drop(turn);
+                        resumable::drop_upload(&info.id, ctx).await;
+                        Ok(reply(204, "", vec![]))
+                    }
+                },
             }
         }
-        _ => reply(405, "Method not allowed here.", vec![]),
-    }
+        _ => Ok(reply(405, "Method not allowed here.", vec![])),
+    };
+    result.unwrap_or_else(refused)
 }
 
-/// The creation extension (with creation-with-upload and creation-defer-length).
-async fn create<S>(headers: &HeaderMap, body: S, claims: &Claims, ctx: &Ctx<'_>) -> Reply
+/// The upload a request holds.
+struct Upload<'u> {
+    info: &'u UploadInfo,
+    turn: &'u Turn,
+    resource: Resource,
+    offset: u64,
+}
+
+/// The creation extension (with creation-with-upload, creation-defer-length and
+/// concatenation).
+async fn create<S>(
+    headers: &HeaderMap,
+    body: S,
+    claims: &Claims,
+    ctx: &Ctx<'_>,
+) -> Result<Reply, Refusal>
 where
     S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
 {
-    if let Err(e) = claims.permits(PREFIX, None, None) {
-        return refused(&e);
-    }
-    let Some(pipeline) = claims.pipeline.clone() else {
-        return refused(&TokenError::WrongScope);
-    };
-    let length = match (
-        header(headers, "upload-length"),
-        header(headers, "upload-defer-length"),
-    ) {
-        (Some(l), None) => match l.parse::<u64>() {
-            Ok(l) => Some(l),
-            Err(_) => return reply(400, "Upload-Length must be a non-negative integer.", vec![]),
-        },
-        (None, Some("1")) => None,
-        _ => {
-            return reply(
+    let concat = match header(headers, "upload-concat") {
+        None => None,
+        Some("partial") => Some(Concat::Partial),
+        Some(v) if v.starts_with("final;") => {
+            let parts: Option<Vec<String>> = v["final;".len()..]
+                .split_whitespace()
+                .map(|url| resumable::upload_of_url(url).map(|id| id.to_string()))
+                .collect();
+            match parts {
+                Some(parts) if !parts.is_empty() => Some(Concat::Final(parts)),
+                _ => {
+                    return Ok(reply(
+                        400,
+                        "Upload-Concat: final; must list the partial uploads' URLs.",
+                        vec![],
+                    ))
+                }
+            }
+        }
+        Some(_) => {
+            return Ok(reply(
                 400,
-                "Send Upload-Length, or Upload-Defer-Length: 1.",
+                "Upload-Concat must be `partial` or `final;URL URL…`.",
                 vec![],
-            )
+            ))
         }
     };
-    if let Some(l) = length {
-        if l > ctx.ingest.max_upload_size() {
-            return reply(413, "Upload-Length is over Tus-Max-Size.", vec![]);
-        }
-        if claims.max_size.is_some_and(|m| l > m) {
-            return Reply::json(
-                413,
-                &serde_json::json!({ "code": 1101, "message": "Upload denied: the booked storage capacity is reached." }),
-            );
-        }
-    }
+    let length =
+        match (
+            header(headers, "upload-length"),
+            header(headers, "upload-defer-length"),
+            &concat,
+        ) {
+            (None, None, Some(Concat::Final(_))) => None,
+            (_, _, Some(Concat::Final(_))) => return Ok(reply(
+                400,
+                "A final upload takes its length from its partial uploads: send no Upload-Length.",
+                vec![],
+            )),
+            (Some(l), None, _) => match l.parse::<u64>() {
+                Ok(l) => Some(l),
+                Err(_) => {
+                    return Ok(reply(
+                        400,
+                        "Upload-Length must be a non-negative integer.",
+                        vec![],
+                    ))
+                }
+            },
+            (None, Some("1"), _) => None,
+            _ => {
+                return Ok(reply(
+                    400,
+                    "Send Upload-Length, or Upload-Defer-Length: 1.",
+                    vec![],
+                ))
+            }
+        };
     let metadata = header(headers, "upload-metadata").map(str::to_owned);
     let fields = match metadata.as_deref().map(parse_metadata) {
         Some(None) => {
-            return reply(
+            return Ok(reply(
                 400,
                 "Upload-Metadata must be `key base64value` pairs separated by commas.",
                 vec![],
-            )
+            ))
         }
         Some(Some(m)) => m,
         None => Map::new(),
     };
-    let filename: String = fields
+    let filename = fields
         .get("filename")
         .or_else(|| fields.get("name"))
         .and_then(Value::as_str)
-        .unwrap_or("video")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(255)
-        .collect();
-    let owner = KeyOwner {
-        account_id: claims.account.clone(),
-        pipeline_id: pipeline,
-        quota_remaining: claims.max_size,
-        token_ttl_secs: None,
-    };
-    let info = match ctx.ingest.open_record(&owner, "tus", &filename, None).await {
-        Ok((info, _)) => info,
-        Err(e) => return unavailable(&e),
-    };
-    let resource = Resource {
+        .unwrap_or("video");
+    let mut resource = Resource {
         length,
         metadata,
         complete: false,
+        concat,
     };
-    if let Err(e) = ctx.spool.create(&info.id, &resource).await {
-        return unavailable(&e);
+    if let Some(Concat::Final(parts)) = &resource.concat {
+        match concatenation_length(parts, claims, ctx).await? {
+            Ok(total) => resource.length = Some(total),
+            Err(why) => return Ok(reply(400, &why, vec![])),
+        }
     }
+    let info = resumable::create(claims, filename, &resource, ctx).await?;
     let mut out = vec![
         ("location", format!("{PREFIX}{}", info.id)),
         ("upload-expires", http_date(claims.expires)),
     ];
-    if header(headers, "content-type") == Some(OCTETS) {
+    if matches!(resource.concat, Some(Concat::Final(_))) {
+        // The partial uploads are all here: the final upload is stored at once.
+        let metadata = metadata_record(resource.metadata.as_deref());
+        resumable::finish(&info, resource, metadata, claims, ctx).await?;
+    } else if header(headers, "content-type") == Some(OCTETS) {
         // creation-with-upload: the body is the first chunk.
-        let _guard = ctx.spool.lock(&info.id).await;
-        let r = append(&info, resource, 0, body, None, claims, ctx).await;
-        if r.status != 204 {
-            return r;
+        let turn = ctx.spool.take_over(&info.id).await;
+        let upload = Upload {
+            info: &info,
+            turn: &turn,
+            resource,
+            offset: 0,
+        };
+        let offset = append(upload, body, None, claims, ctx).await?;
+        out.push(("upload-offset", offset.to_string()));
+    }
+    Ok(reply(201, "", out))
+}
+
+/// The total length of the partial uploads a final upload names, or why they cannot be
+/// concatenated.
+async fn concatenation_length(
+    parts: &[String],
+    claims: &Claims,
+    ctx: &Ctx<'_>,
+) -> Result<Result<u64, String>, Refusal> {
+    let mut total = 0u64;
+    for part in parts {
+        let Ok(id) = part.parse() else {
+            return Ok(Err(format!("{part} is not an upload.")));
+        };
+        let (_, _turn, resource, offset) = resumable::existing(claims, id, ctx).await?;
+        if resource.concat != Some(Concat::Partial) {
+            return Ok(Err(format!("{part} is not a partial upload.")));
         }
-        out.extend(r.headers.into_iter().filter(|(k, _)| *k == "upload-offset"));
+        if resource.length != Some(offset) {
+            return Ok(Err(format!(
+                "The partial upload {part} is not finished ({offset} bytes so far)."
+            )));
+        }
+        total += offset;
     }
-    reply(201, "", out)
+    Ok(Ok(total))
 }
 
-/// The resource of an upload, made on first use for uploads a control API opened.
-async fn resource(info: &UploadInfo, ctx: &Ctx<'_>) -> Result<Option<(Resource, u64)>, SpoolError> {
-    if let Some(found) = ctx.spool.get(&info.id).await? {
-        return Ok(Some(found));
-    }
-    if info.status != crate::upload::Status::Receiving.code() {
-        return Ok(None);
-    }
-    let fresh = Resource {
-        length: None,
-        metadata: None,
-        complete: false,
-    };
-    ctx.spool.create(&info.id, &fresh).await?;
-    Ok(Some((fresh, 0)))
+/// `Upload-Metadata` as kept on the upload record.
+fn metadata_record(raw: Option<&str>) -> Option<String> {
+    raw.and_then(parse_metadata)
+        .map(|m| json!({ "tus_metadata": m }).to_string())
 }
 
-fn length_headers(r: &Resource) -> Vec<(&'static str, String)> {
+fn head(r: &Resource, offset: u64, claims: &Claims) -> Reply {
     let mut h = match r.length {
         Some(l) => vec![("upload-length", l.to_string())],
         None => vec![("upload-defer-length", "1".into())],
@@ -282,42 +346,39 @@ fn length_headers(r: &Resource) -> Vec<(&'static str, String)> {
     if let Some(m) = &r.metadata {
         h.push(("upload-metadata", m.clone()));
     }
-    h
-}
-
-async fn head(info: &UploadInfo, claims: &Claims, ctx: &Ctx<'_>) -> Reply {
-    match resource(info, ctx).await {
-        Ok(Some((r, offset))) => {
-            let mut h = length_headers(&r);
-            h.push(("upload-offset", offset.to_string()));
-            h.push(("cache-control", "no-store".into()));
-            h.push(("upload-expires", http_date(claims.expires)));
-            reply(200, "", h)
+    match &r.concat {
+        Some(Concat::Partial) => h.push(("upload-concat", "partial".into())),
+        Some(Concat::Final(parts)) => {
+            let urls: Vec<String> = parts.iter().map(|p| format!("{PREFIX}{p}")).collect();
+            h.push(("upload-concat", format!("final;{}", urls.join(" "))));
         }
-        Ok(None) => reply(404, "No such upload.", vec![]),
-        Err(e) => unavailable(&e),
+        None => {}
     }
+    h.push(("upload-offset", offset.to_string()));
+    h.push(("cache-control", "no-store".into()));
+    h.push(("upload-expires", http_date(claims.expires)));
+    reply(200, "", h)
 }
 
 async fn patch<S>(
-    info: &UploadInfo,
+    mut upload: Upload<'_>,
     headers: &HeaderMap,
     body: S,
     claims: &Claims,
     ctx: &Ctx<'_>,
-) -> Reply
+) -> Result<Reply, Refusal>
 where
     S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
 {
     if header(headers, "content-type") != Some(OCTETS) {
-        return reply(
+        return Ok(reply(
             415,
             "PATCH needs Content-Type: application/offset+octet-stream.",
             vec![],
-        );
+        ));
     }
     let Some(Ok(offset)) = header(headers, "upload-offset").map(str::parse::<u64>) else {
-        return reply(400, "PATCH needs Upload-Offset.", vec![]);
+        return Ok(reply(400, "PATCH needs Upload-Offset.", vec![]));
     };
     let checksum = match header(headers, "upload-checksum") {
         None => None,
@@ -333,137 +394,92 @@ where
             match parsed {
                 Some(c) => Some(c),
                 None => {
-                    return reply(
+                    return Ok(reply(
                         400,
                         "Upload-Checksum must be `sha1|sha256|md5 base64digest`.",
                         vec![],
-                    )
+                    ))
                 }
             }
         }
     };
-    let (mut r, current) = match resource(info, ctx).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return reply(404, "No such upload.", vec![]),
-        Err(e) => return unavailable(&e),
-    };
-    if offset != current {
-        return reply(
+    if matches!(upload.resource.concat, Some(Concat::Final(_))) {
+        return Ok(reply(403, "A final upload cannot be patched.", vec![]));
+    }
+    if offset != upload.offset {
+        let current = upload.offset;
+        return Ok(reply(
             409,
             &format!("Upload-Offset is {current}, not {offset}."),
             vec![("upload-offset", current.to_string())],
-        );
+        ));
     }
-    if r.length.is_none() {
+    if upload.resource.length.is_none() {
         if let Some(l) = header(headers, "upload-length") {
+            let max = resumable::max_size(Some(claims), ctx);
             match l.parse::<u64>() {
-                Ok(l) if l >= current && l <= ctx.ingest.max_upload_size() => {
-                    r.length = Some(l);
-                    if let Err(e) = ctx.spool.save(&info.id, &r).await {
-                        return unavailable(&e);
+                Ok(l) if l >= offset && l <= max => {
+                    upload.resource.length = Some(l);
+                    if let Err(e) = ctx.spool.save(&upload.info.id, &upload.resource).await {
+                        tracing::error!(error = %e, "Could not record an upload's length.");
+                        return Err(Refusal::Unavailable);
                     }
                 }
                 _ => {
-                    return reply(
+                    return Ok(reply(
                         400,
                         "Upload-Length must be at least the offset and at most Tus-Max-Size.",
                         vec![],
-                    )
+                    ))
                 }
             }
         }
     }
-    append(info, r, offset, body, checksum, claims, ctx).await
-}
-
-/// Appends a body at `offset` (the lock held); completes the upload when the last byte is in.
-async fn append<S>(
-    info: &UploadInfo,
-    r: Resource,
-    offset: u64,
-    body: S,
-    checksum: Option<(Algorithm, Vec<u8>)>,
-    claims: &Claims,
-    ctx: &Ctx<'_>,
-) -> Reply
-where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
-{
-    if r.complete {
-        return reply(204, "", vec![("upload-offset", offset.to_string())]);
-    }
-    let node = ctx.ingest.max_upload_size();
-    let limit = r
-        .length
-        .unwrap_or(node)
-        .min(node)
-        .min(claims.max_size.unwrap_or(u64::MAX))
-        .saturating_sub(offset);
-    let new_offset = match ctx
-        .spool
-        .append(&info.id, offset, body, limit, checksum)
-        .await
-    {
-        Ok(Appended::Done(o) | Appended::Cut(o)) => o,
-        Ok(Appended::ChecksumMismatch) => {
-            return reply(460, "Checksum mismatch: the chunk was discarded.", vec![])
-        }
-        Err(SpoolError::TooLarge(_)) => {
-            return reply(
-                413,
-                "The body goes past Upload-Length or the size limit.",
-                vec![],
-            )
-        }
-        Err(e) => return unavailable(&e),
-    };
-    if r.length == Some(new_offset) {
-        let metadata = r
-            .metadata
-            .as_deref()
-            .and_then(parse_metadata)
-            .map(|m| serde_json::json!({ "tus_metadata": m }).to_string());
-        match ctx
-            .ingest
-            .store_files(
-                info,
-                &[ctx.spool.data_path(&info.id)],
-                claims.max_size,
-                metadata,
-            )
-            .await
-        {
-            Ok(done) => {
-                tracing::info!(upload_id = %info.id, bytes = done.size, "tus upload complete.");
-                if let Err(e) = ctx.spool.complete(&info.id, r).await {
-                    tracing::warn!(upload_id = %info.id, error = %e, "Could not drop a completed upload's data.");
-                }
-            }
-            Err(IngestError::QuotaExceeded) => {
-                return reply(413, "The account's storage quota is reached.", vec![])
-            }
-            Err(e) => return unavailable(&e),
-        }
-    }
-    reply(
+    let new_offset = append(upload, body, checksum, claims, ctx).await?;
+    Ok(reply(
         204,
         "",
         vec![
             ("upload-offset", new_offset.to_string()),
             ("upload-expires", http_date(claims.expires)),
         ],
-    )
+    ))
 }
 
-/// The termination extension.
-async fn terminate(info: &UploadInfo, ctx: &Ctx<'_>) -> Reply {
-    if let Err(e) = ctx.spool.remove(&info.id).await {
-        return unavailable(&e);
+/// Appends a body at the upload's offset; stores the upload when its last byte is in (a
+/// partial upload waits for its final upload). Returns the new offset.
+async fn append<S>(
+    upload: Upload<'_>,
+    body: S,
+    checksum: Option<(Algorithm, Vec<u8>)>,
+    claims: &Claims,
+    ctx: &Ctx<'_>,
+) -> Result<u64, Refusal>
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+{
+    let Upload {
+        info,
+        turn,
+        resource,
+        offset,
+    } = upload;
+    if resource.complete {
+        return Ok(offset);
     }
-    if info.status == crate::upload::Status::Receiving.code() {
-        ctx.ingest.abandon(&info.id).await;
+    let new_offset = match resumable::append(
+        info, turn, &resource, offset, body, checksum, claims, ctx,
+    )
+    .await?
+    {
+        Appended::Done(o) | Appended::Cut(o) => o,
+        Appended::ChecksumMismatch => return Err(Refusal::ChecksumMismatch),
+    };
+    if resource.length == Some(new_offset) && resource.concat.is_none() {
+        let metadata = metadata_record(resource.metadata.as_deref());
+        resumable::finish(info, resource, metadata, claims, ctx).await?;
     }
-    reply(204, "", vec![])
+    Ok(new_offset)
 }
 
 #[cfg(test)]
@@ -471,13 +487,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_and_metadata() {
-        assert_eq!(route("/files/"), Some(None));
-        assert_eq!(route("/files"), Some(None));
-        let id = UploadId::new();
-        assert_eq!(route(&format!("/files/{id}")), Some(Some(id)));
-        assert_eq!(route("/files/upload"), None);
-        assert_eq!(route("/other"), None);
+    fn metadata_and_dates() {
         let m = parse_metadata("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential")
             .unwrap();
         assert_eq!(m["filename"], "world_domination_plan.pdf");

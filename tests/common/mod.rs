@@ -155,6 +155,28 @@ impl Node {
         if self.port == 0 {
             self.port = free_port();
         }
+        for _ in 0..5 {
+            let logged = std::fs::read(self.log_path()).map_or(0, |l| l.len());
+            self.spawn().await;
+            // Between picking a free port and binding it, another process may take it; then
+            // whatever answered /healthz was not this node: start again on another port.
+            let role = match reqwest::get(format!("{}/healthz", self.url)).await {
+                Ok(r) => r.json::<Value>().await.ok().map(|b| b["role"].clone()),
+                Err(_) => None,
+            };
+            let log = std::fs::read(self.log_path()).unwrap_or_default();
+            let in_use =
+                String::from_utf8_lossy(&log[logged.min(log.len())..]).contains("is in use");
+            if role == Some(Value::from("edge")) && !in_use {
+                return;
+            }
+            self.kill();
+            self.port = free_port();
+        }
+        panic!("no free port for the node after five tries");
+    }
+
+    async fn spawn(&mut self) {
         self.url = format!("http://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new()
             .create(true)

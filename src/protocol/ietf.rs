@@ -1,0 +1,527 @@
+//! The IETF "Resumable Uploads for HTTP" draft (draft-ietf-httpbis-resumable-upload), interop
+//! versions 3 to 8 (`Upload-Draft-Interop-Version`; each iOS release speaks one), at the same
+//! `/files/` resources as tus. Creation is any `POST` or `PUT` to `/files/` carrying
+//! `Upload-Complete` (`Upload-Incomplete` in version 3); the edge announces the upload resource
+//! with a `104 Upload Resumption Supported` interim response (`Location`, `Upload-Limit`) before
+//! reading the body. Then `HEAD` retrieves the offset, `PATCH` appends
+//! (`application/partial-upload` from version 6), `DELETE` cancels. Offset mismatches and
+//! inconsistent lengths are answered with the draft's problem details.
+//!
+//! A client naming a version this edge does not know is served by the newest one, without the
+//! interim response (which it could not read). Must not depend on an HTTP server: creation is
+//! split in [`open`] and [`receive`] so the listener can send the interim response in between.
+
+use super::resumable::{self, Refusal, PREFIX};
+use super::tus::header;
+use super::Reply;
+use crate::control::UploadInfo;
+use crate::ingest::chunk_spool::Turn;
+use crate::ingest::offset_spool::{Appended, Resource};
+use crate::token::Claims;
+use crate::upload::UploadId;
+use bytes::Bytes;
+use futures_util::Stream;
+use http::{HeaderMap, Method};
+use serde_json::json;
+
+/// The interop versions served.
+const VERSIONS: std::ops::RangeInclusive<u8> = 3..=8;
+const LATEST: u8 = 8;
+const PROBLEM: &str = "application/problem+json";
+const PARTIAL_UPLOAD: &str = "application/partial-upload";
+
+/// The draft as a request speaks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Draft {
+    /// The interop version whose rules apply.
+    version: u8,
+    /// The client named this version, so it understands its interim responses and headers.
+    named: bool,
+}
+
+/// The draft a request speaks, or `None` for a request that is not a draft request (tus, or
+/// not a resumable upload at all).
+#[must_use]
+pub fn draft(headers: &HeaderMap) -> Option<Draft> {
+    let interop = header(headers, "upload-draft-interop-version");
+    let marked =
+        headers.contains_key("upload-complete") || headers.contains_key("upload-incomplete");
+    match interop.map(str::parse::<u8>) {
+        Some(Ok(v)) if VERSIONS.contains(&v) => Some(Draft {
+            version: v,
+            named: true,
+        }),
+        Some(_) => Some(Draft {
+            version: LATEST,
+            named: false,
+        }),
+        None if marked => Some(Draft {
+            version: LATEST,
+            named: false,
+        }),
+        None => None,
+    }
+}
+
+impl Draft {
+    /// Whether the request says it completes the upload (`None`: it does not say).
+    fn completes(self, headers: &HeaderMap) -> Option<bool> {
+        let boolean = |name| match header(headers, name) {
+            Some("?1") => Some(true),
+            Some("?0") => Some(false),
+            _ => None,
+        };
+        if self.version == 3 {
+            boolean("upload-incomplete").map(|incomplete| !incomplete)
+        } else {
+            boolean("upload-complete")
+        }
+    }
+
+    /// The completeness header of a response.
+    fn complete_header(self, complete: bool) -> (&'static str, String) {
+        let flag = |b: bool| if b { "?1" } else { "?0" }.to_owned();
+        if self.version == 3 {
+            ("upload-incomplete", flag(!complete))
+        } else {
+            ("upload-complete", flag(complete))
+        }
+    }
+
+    /// A reply carrying the version header when the client named one.
+    fn reply(self, status: u16, content_type: &'static str, body: String) -> Reply {
+        let mut headers = vec![];
+        if self.named {
+            headers.push(("upload-draft-interop-version", self.version.to_string()));
+        }
+        Reply {
+            status,
+            content_type,
+            body: Bytes::from(body),
+            headers,
+        }
+    }
+
+    fn problem(
+        self,
+        status: u16,
+        kind: Option<&str>,
+        title: &str,
+        extra: serde_json::Value,
+    ) -> Reply {
+        let mut body = json!({ "title": title });
+        if let Some(kind) = kind {
+            body["type"] = json!(format!(
+                "https://iana.org/assignments/http-problem-types#{kind}"
+            ));
+        }
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        self.reply(status, PROBLEM, body.to_string())
+    }
+
+    fn refused(self, refusal: Refusal, claims: Option<&Claims>, ctx: &Ctx<'_>) -> Reply {
+        match refusal {
+            Refusal::Token(e) => {
+                let (status, body) = e.render();
+                self.reply(status, "application/json", body.to_string())
+            }
+            Refusal::NotFound => self.problem(404, None, "No such upload.", json!({})),
+            Refusal::TooLarge(max) => {
+                let mut r = self.problem(
+                    413,
+                    None,
+                    &format!("The upload would be larger than max-size ({max} bytes)."),
+                    json!({}),
+                );
+                r.headers.push(("upload-limit", limits(claims, ctx)));
+                r
+            }
+            Refusal::Quota => {
+                let mut r = super::quota_exceeded();
+                r.headers.push(self.complete_header(true));
+                r
+            }
+            Refusal::ChecksumMismatch => self.problem(400, None, "Digest mismatch.", json!({})),
+            Refusal::Unavailable => {
+                let mut r = self.problem(
+                    503,
+                    None,
+                    "The service is temporarily unavailable; resume the upload.",
+                    json!({}),
+                );
+                r.headers.push(("retry-after", "5".into()));
+                r
+            }
+        }
+    }
+
+    fn inconsistent_length(self) -> Reply {
+        self.problem(
+            400,
+            Some("inconsistent-upload-length"),
+            "inconsistent length values for upload",
+            json!({}),
+        )
+    }
+}
+
+pub use resumable::Ctx;
+
+/// `Upload-Limit` for requests under `claims`.
+fn limits(claims: Option<&Claims>, ctx: &Ctx<'_>) -> String {
+    let mut limit = format!("max-size={}", resumable::max_size(claims, ctx));
+    if let Some(c) = claims {
+        limit.push_str(&format!(",max-age={}", c.expires.saturating_sub(ctx.now)));
+    }
+    limit
+}
+
+/// The length a request declares: `Upload-Length`, and the rest of the body when it
+/// completes the upload with a `Content-Length`. `Err` when the two disagree.
+fn declared_length(headers: &HeaderMap, offset: u64, completes: bool) -> Result<Option<u64>, ()> {
+    let explicit = header(headers, "upload-length").and_then(|v| v.parse::<u64>().ok());
+    let implied = completes
+        .then(|| header(headers, "content-length").and_then(|v| v.parse::<u64>().ok()))
+        .flatten()
+        .map(|l| offset.saturating_add(l));
+    match (explicit, implied) {
+        (Some(a), Some(b)) if a != b => Err(()),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// An upload created by a request whose body is still to be read.
+pub struct Opened {
+    draft: Draft,
+    claims: Claims,
+    info: UploadInfo,
+    resource: Resource,
+    completes: bool,
+    location: String,
+}
+
+/// Opens the upload a `POST`/`PUT` to `/files/` creates (phase one: no body read yet).
+///
+/// # Errors
+/// The reply refusing it.
+pub async fn open(
+    draft: Draft,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    ctx: &Ctx<'_>,
+) -> Result<Opened, Reply> {
+    let claims = ctx
+        .verify_token(query, headers)
+        .map_err(|e| draft.refused(e.into(), None, ctx))?;
+    let Some(completes) = draft.completes(headers) else {
+        return Err(draft.problem(
+            400,
+            None,
+            "Send Upload-Complete: ?1 or ?0 (Upload-Incomplete in interop version 3).",
+            json!({}),
+        ));
+    };
+    let Ok(length) = declared_length(headers, 0, completes) else {
+        return Err(draft.inconsistent_length());
+    };
+    let filename = header(headers, "content-disposition")
+        .and_then(|v| v.split("filename=").nth(1))
+        .map_or("video", |f| {
+            f.trim_matches(|c| c == '"' || c == ';' || c == ' ')
+        });
+    let resource = Resource {
+        length,
+        metadata: None,
+        complete: false,
+        concat: None,
+    };
+    let info = resumable::create(&claims, filename, &resource, ctx)
+        .await
+        .map_err(|r| draft.refused(r, Some(&claims), ctx))?;
+    // Resumption requests must be authorised too: a token that came in the query stays on the
+    // resource's URL.
+    let location = match query.filter(|_| crate::token::from_query(query).is_some()) {
+        Some(q) => format!("{PREFIX}{}?{q}", info.id),
+        None => format!("{PREFIX}{}", info.id),
+    };
+    Ok(Opened {
+        draft,
+        claims,
+        info,
+        resource,
+        completes,
+        location,
+    })
+}
+
+/// The `104 Upload Resumption Supported` interim response announcing the upload, if the
+/// client named a version it can be read in.
+#[must_use]
+pub fn interim(opened: &Opened, ctx: &Ctx<'_>) -> Option<Reply> {
+    let mut r = opened.draft.reply(104, "", String::new());
+    r.headers.push(("location", opened.location.clone()));
+    r.headers
+        .push(("upload-limit", limits(Some(&opened.claims), ctx)));
+    opened.draft.named.then_some(r)
+}
+
+/// Reads the creation request's body into the upload (phase two).
+pub async fn receive<S>(opened: Opened, body: S, ctx: &Ctx<'_>) -> Reply
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+{
+    let Opened {
+        draft,
+        claims,
+        info,
+        resource,
+        completes,
+        location,
+    } = opened;
+    let turn = ctx.spool.take_over(&info.id).await;
+    let upload = Upload {
+        draft,
+        info: &info,
+        turn: &turn,
+        resource,
+        offset: 0,
+    };
+    let mut r = append(upload, body, completes, 201, &claims, ctx).await;
+    r.headers.push(("location", location));
+    r
+}
+
+/// `HEAD`, `PATCH` or `DELETE` on an upload resource.
+pub async fn handle<S>(
+    draft: Draft,
+    method: &Method,
+    id: UploadId,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: S,
+    ctx: &Ctx<'_>,
+) -> Reply
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+{
+    let claims = match ctx.verify_token(query, headers) {
+        Ok(claims) => claims,
+        Err(e) => return draft.refused(e.into(), None, ctx),
+    };
+    if *method == Method::PATCH && draft.version >= 6 {
+        let content_type = header(headers, "content-type");
+        if content_type.and_then(|c| c.split(';').next()) != Some(PARTIAL_UPLOAD) {
+            return draft.problem(
+                415,
+                None,
+                "PATCH needs Content-Type: application/partial-upload.",
+                json!({}),
+            );
+        }
+    }
+    let (info, turn, resource, offset) = match resumable::existing(&claims, id, ctx).await {
+        Ok(found) => found,
+        Err(refusal) => return draft.refused(refusal, Some(&claims), ctx),
+    };
+    let upload = Upload {
+        draft,
+        info: &info,
+        turn: &turn,
+        resource,
+        offset,
+    };
+    match *method {
+        Method::HEAD => head(&upload, &claims, ctx),
+        Method::PATCH => patch(upload, headers, body, &claims, ctx).await,
+        Method::DELETE => {
+            drop(turn);
+            resumable::drop_upload(&info.id, ctx).await;
+            draft.reply(204, "", String::new())
+        }
+        _ => draft.problem(405, None, "Method not allowed here.", json!({})),
+    }
+}
+
+/// The upload a request holds.
+struct Upload<'u> {
+    draft: Draft,
+    info: &'u UploadInfo,
+    turn: &'u Turn,
+    resource: Resource,
+    offset: u64,
+}
+
+fn head(upload: &Upload<'_>, claims: &Claims, ctx: &Ctx<'_>) -> Reply {
+    let mut r = upload.draft.reply(204, "", String::new());
+    r.headers.push(("upload-offset", upload.offset.to_string()));
+    r.headers
+        .push(upload.draft.complete_header(upload.resource.complete));
+    if let Some(l) = upload.resource.length {
+        r.headers.push(("upload-length", l.to_string()));
+    }
+    r.headers.push(("upload-limit", limits(Some(claims), ctx)));
+    r.headers.push(("cache-control", "no-store".into()));
+    r
+}
+
+async fn patch<S>(
+    mut upload: Upload<'_>,
+    headers: &HeaderMap,
+    body: S,
+    claims: &Claims,
+    ctx: &Ctx<'_>,
+) -> Reply
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+{
+    let draft = upload.draft;
+    let Some(Ok(offset)) = header(headers, "upload-offset").map(str::parse::<u64>) else {
+        return draft.problem(400, None, "PATCH needs Upload-Offset.", json!({}));
+    };
+    if upload.resource.complete {
+        let mut r = draft.problem(400, None, "The upload is already complete.", json!({}));
+        r.headers.push(draft.complete_header(true));
+        return r;
+    }
+    if offset != upload.offset {
+        let mut r = draft.problem(
+            409,
+            Some("mismatching-upload-offset"),
+            "offset from request does not match offset of resource",
+            json!({ "expected-offset": upload.offset, "provided-offset": offset }),
+        );
+        r.headers.push(("upload-offset", upload.offset.to_string()));
+        r.headers.push(draft.complete_header(false));
+        return r;
+    }
+    let completes = draft.completes(headers).unwrap_or(false);
+    let length = match declared_length(headers, offset, completes) {
+        Ok(l) => l,
+        Err(()) => return draft.inconsistent_length(),
+    };
+    match (length, upload.resource.length) {
+        (Some(new), Some(known)) if new != known => return draft.inconsistent_length(),
+        (Some(new), None) => {
+            if new < offset {
+                return draft.inconsistent_length();
+            }
+            upload.resource.length = Some(new);
+            if let Err(e) = ctx.spool.save(&upload.info.id, &upload.resource).await {
+                tracing::error!(error = %e, "Could not record an upload's length.");
+                return draft.refused(Refusal::Unavailable, Some(claims), ctx);
+            }
+        }
+        _ => {}
+    }
+    append(upload, body, completes, 204, claims, ctx).await
+}
+
+/// Appends a body; when the request completes the upload and all of it arrived, stores the
+/// upload (`201`, `Upload-Complete: ?1`, the upload's status). Otherwise acknowledges the new
+/// offset with `status`.
+async fn append<S>(
+    upload: Upload<'_>,
+    body: S,
+    completes: bool,
+    status: u16,
+    claims: &Claims,
+    ctx: &Ctx<'_>,
+) -> Reply
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+{
+    let Upload {
+        draft,
+        info,
+        turn,
+        mut resource,
+        offset,
+    } = upload;
+    let refused = |r| draft.refused(r, Some(claims), ctx);
+    let appended = resumable::append(info, turn, &resource, offset, body, None, claims, ctx).await;
+    let new_offset = match appended {
+        Ok(Appended::Done(o)) if completes => {
+            if resource.length.is_some_and(|l| l != o) {
+                return draft.inconsistent_length();
+            }
+            resource.length = Some(o);
+            return match resumable::finish(info, resource, None, claims, ctx).await {
+                Ok(done) => {
+                    let body = json!({
+                        "id": info.id,
+                        "status": done.view.status,
+                        "status_text": done.view.status_text,
+                        "size": done.size,
+                    });
+                    let mut r = draft.reply(201, "application/json", body.to_string());
+                    r.headers.push(draft.complete_header(true));
+                    r.headers.push(("upload-offset", o.to_string()));
+                    r
+                }
+                Err(refusal) => refused(refusal),
+            };
+        }
+        Ok(Appended::Done(o) | Appended::Cut(o)) => o,
+        Ok(Appended::ChecksumMismatch) => return refused(Refusal::ChecksumMismatch),
+        Err(refusal) => return refused(refusal),
+    };
+    let mut r = draft.reply(status, "", String::new());
+    r.headers.push(draft.complete_header(false));
+    r.headers.push(("upload-offset", new_offset.to_string()));
+    r.headers.push(("upload-limit", limits(Some(claims), ctx)));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn versions_and_completeness() {
+        assert_eq!(draft(&headers(&[("tus-resumable", "1.0.0")])), None);
+        let v3 = draft(&headers(&[("upload-draft-interop-version", "3")])).unwrap();
+        assert_eq!((v3.version, v3.named), (3, true));
+        assert_eq!(
+            v3.completes(&headers(&[("upload-incomplete", "?0")])),
+            Some(true)
+        );
+        assert_eq!(
+            v3.complete_header(false),
+            ("upload-incomplete", "?1".into())
+        );
+        let v6 = draft(&headers(&[("upload-draft-interop-version", "6")])).unwrap();
+        assert_eq!(
+            v6.completes(&headers(&[("upload-complete", "?1")])),
+            Some(true)
+        );
+        assert_eq!(v6.completes(&headers(&[("upload-complete", "yes")])), None);
+        assert_eq!(v6.complete_header(true), ("upload-complete", "?1".into()));
+        // An unknown version, or none, gets the newest rules and no interim response.
+        let v99 = draft(&headers(&[("upload-draft-interop-version", "99")])).unwrap();
+        assert_eq!((v99.version, v99.named), (LATEST, false));
+        let bare = draft(&headers(&[("upload-complete", "?1")])).unwrap();
+        assert_eq!((bare.version, bare.named), (LATEST, false));
+    }
+
+    #[test]
+    fn lengths_must_agree() {
+        let h = headers(&[("upload-length", "100"), ("content-length", "40")]);
+        assert_eq!(declared_length(&h, 60, true), Ok(Some(100)));
+        assert_eq!(declared_length(&h, 0, true), Err(()));
+        // Content-Length says nothing of the whole unless the request completes the upload.
+        assert_eq!(declared_length(&h, 0, false), Ok(Some(100)));
+        let h = headers(&[("content-length", "40")]);
+        assert_eq!(declared_length(&h, 0, false), Ok(None));
+        assert_eq!(declared_length(&h, 10, true), Ok(Some(50)));
+    }
+}

@@ -1,0 +1,280 @@
+//! What the offset-based resumable protocols share: tus 1.0 ([`super::tus`]) and the IETF
+//! "Resumable Uploads for HTTP" draft ([`super::ietf`]) serve the same upload resources at
+//! [`PREFIX`], kept in the edge's [`OffsetSpool`]. This module authorises a request against an
+//! upload, opens new ones, appends bodies and stores finished uploads; each adapter renders
+//! the outcome in its own protocol. Must not depend on an HTTP server.
+
+use crate::control::{KeyOwner, UploadInfo};
+use crate::ingest::chunk_spool::{SpoolError, Turn};
+use crate::ingest::offset_spool::{Algorithm, Appended, Concat, OffsetSpool, Resource};
+use crate::ingest::{Completed, IngestError};
+use crate::token::{Claims, TokenError};
+use crate::upload::{Status, UploadId};
+use bytes::Bytes;
+use futures_util::Stream;
+
+/// Where resumable upload resources live: `/files/` creates, `/files/{id}` is one upload.
+pub const PREFIX: &str = "/files/";
+
+/// What a resumable protocol's adapter needs from its edge.
+pub type Ctx<'a> = super::Ctx<'a, OffsetSpool>;
+
+/// The target of a path under [`PREFIX`]: the endpoint (`None`) or one upload.
+#[must_use]
+pub fn route(path: &str) -> Option<Option<UploadId>> {
+    let rest = path.strip_prefix("/files")?;
+    match rest.trim_matches('/') {
+        "" => Some(None),
+        id => id.parse().ok().map(Some),
+    }
+}
+
+/// The upload a URL or path (absolute or not, as tus `Upload-Concat` lists them) names.
+#[must_use]
+pub fn upload_of_url(url: &str) -> Option<UploadId> {
+    let path = match url.split_once("://") {
+        Some((_, rest)) => &rest[rest.find('/')?..],
+        None => url,
+    };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    route(path).flatten()
+}
+
+/// Why a resumable request was refused; each adapter renders it in its protocol.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The token is missing, invalid or out of scope.
+    Token(TokenError),
+    /// No such upload for this token's account.
+    NotFound,
+    /// Over the size limit (node, account or token), in bytes.
+    TooLarge(u64),
+    /// Over the account's storage quota; nothing was kept.
+    Quota,
+    /// The body's checksum did not match; the chunk was discarded.
+    ChecksumMismatch,
+    /// The edge or the origin failed; retry (the cause is logged).
+    Unavailable,
+}
+
+impl Refusal {
+    fn unavailable(e: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %e, source = ?e.source(), "Resumable upload request failed at the edge.");
+        Self::Unavailable
+    }
+}
+
+impl From<TokenError> for Refusal {
+    fn from(e: TokenError) -> Self {
+        Self::Token(e)
+    }
+}
+
+/// The largest upload a request under `claims` may make.
+#[must_use]
+pub fn max_size(claims: Option<&Claims>, ctx: &Ctx<'_>) -> u64 {
+    let node = ctx.ingest.max_upload_size();
+    claims
+        .and_then(|c| c.max_size)
+        .map_or(node, |m| m.min(node))
+}
+
+/// An upload this token may act on, held by this request (a stale request holding it is
+/// ended), with its resource and offset. Uploads a control API opened get their resource on
+/// first use.
+///
+/// # Errors
+/// Out of scope, unknown, another account's, or the edge fails.
+pub async fn existing(
+    claims: &Claims,
+    id: UploadId,
+    ctx: &Ctx<'_>,
+) -> Result<(UploadInfo, Turn, Resource, u64), Refusal> {
+    let id = id.to_string();
+    claims.permits(&format!("{PREFIX}{id}"), Some(&id), None)?;
+    let info = match ctx.ingest.upload_info(&id).await {
+        Ok(Some(info)) if info.account_id == claims.account => info,
+        Ok(_) => return Err(Refusal::NotFound),
+        Err(e) => return Err(Refusal::unavailable(&e)),
+    };
+    let turn = ctx.spool.take_over(&id).await;
+    let found = ctx
+        .spool
+        .get(&id)
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?;
+    let (resource, offset) = match found {
+        Some(found) => found,
+        None if info.status == Status::Receiving.code() => {
+            let fresh = Resource {
+                length: None,
+                metadata: None,
+                complete: false,
+                concat: None,
+            };
+            ctx.spool
+                .create(&id, &fresh)
+                .await
+                .map_err(|e| Refusal::unavailable(&e))?;
+            (fresh, 0)
+        }
+        None => return Err(Refusal::NotFound),
+    };
+    Ok((info, turn, resource, offset))
+}
+
+/// Opens a new upload of `filename` under an upload token, with its resource.
+///
+/// # Errors
+/// Out of scope, over the size limit, or the origin or edge fails.
+pub async fn create(
+    claims: &Claims,
+    filename: &str,
+    resource: &Resource,
+    ctx: &Ctx<'_>,
+) -> Result<UploadInfo, Refusal> {
+    claims.permits(PREFIX, None, None)?;
+    let pipeline = claims.pipeline.clone().ok_or(TokenError::WrongScope)?;
+    let max = max_size(Some(claims), ctx);
+    if resource.length.is_some_and(|l| l > max) {
+        return Err(Refusal::TooLarge(max));
+    }
+    if resource
+        .length
+        .is_some_and(|l| claims.quota.is_some_and(|q| l > q))
+    {
+        return Err(Refusal::Quota);
+    }
+    let owner = KeyOwner {
+        account_id: claims.account.clone(),
+        pipeline_id: pipeline,
+        quota_remaining: claims.quota,
+        max_upload_size: claims.max_size,
+        token_ttl_secs: None,
+    };
+    let filename: String = filename
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(255)
+        .collect();
+    let (info, _) = ctx
+        .ingest
+        .open_record(&owner, "resumable", &filename, None)
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?;
+    ctx.spool
+        .create(&info.id, resource)
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?;
+    Ok(info)
+}
+
+/// Appends a body at `offset` (which the caller checked is the upload's offset), within the
+/// declared length and the size limit.
+///
+/// # Errors
+/// Too long (nothing of the body is kept), a checksum mismatch, or the disk fails.
+#[allow(clippy::too_many_arguments)]
+pub async fn append<S>(
+    info: &UploadInfo,
+    turn: &Turn,
+    resource: &Resource,
+    offset: u64,
+    body: S,
+    checksum: Option<(Algorithm, Vec<u8>)>,
+    claims: &Claims,
+    ctx: &Ctx<'_>,
+) -> Result<Appended, Refusal>
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+{
+    let max = max_size(Some(claims), ctx);
+    let limit = resource
+        .length
+        .unwrap_or(max)
+        .min(max)
+        .saturating_sub(offset);
+    match ctx
+        .spool
+        .append(&info.id, turn, offset, body, limit, checksum)
+        .await
+    {
+        Ok(Appended::ChecksumMismatch) => Err(Refusal::ChecksumMismatch),
+        Ok(appended) => Ok(appended),
+        Err(SpoolError::TooLarge(_)) => Err(Refusal::TooLarge(max)),
+        Err(e) => Err(Refusal::unavailable(&e)),
+    }
+}
+
+/// Stores a finished upload (a final concatenation: its partial uploads, in order) and
+/// records it with the origin; its spooled bytes, and any partial uploads, are then dropped.
+/// Over the quota, the upload is dropped entirely.
+///
+/// # Errors
+/// Over the quota or a limit, or the store, origin or edge fails (the bytes stay spooled).
+pub async fn finish(
+    info: &UploadInfo,
+    resource: Resource,
+    metadata: Option<String>,
+    claims: &Claims,
+    ctx: &Ctx<'_>,
+) -> Result<Completed, Refusal> {
+    let parts: Vec<String> = match &resource.concat {
+        Some(Concat::Final(parts)) => parts.clone(),
+        _ => vec![info.id.clone()],
+    };
+    let files: Vec<_> = parts.iter().map(|p| ctx.spool.data_path(p)).collect();
+    match ctx
+        .ingest
+        .store_files(info, &files, claims.into(), metadata)
+        .await
+    {
+        Ok(done) => {
+            tracing::info!(upload_id = %info.id, bytes = done.size, "Resumable upload stored.");
+            if let Err(e) = ctx.spool.complete(&info.id, resource).await {
+                tracing::warn!(upload_id = %info.id, error = %e, "Could not drop a stored upload's data.");
+            }
+            for part in parts.iter().filter(|p| **p != info.id) {
+                drop_upload(part, ctx).await;
+            }
+            Ok(done)
+        }
+        Err(IngestError::QuotaExceeded) => {
+            drop_upload(&info.id, ctx).await;
+            Err(Refusal::Quota)
+        }
+        Err(IngestError::TooLarge { limit }) => Err(Refusal::TooLarge(limit)),
+        Err(e) => Err(Refusal::unavailable(&e)),
+    }
+}
+
+/// Drops an upload's spool and, while it is still receiving, its record (termination, a
+/// refused upload, a partial upload once concatenated).
+pub async fn drop_upload(id: &str, ctx: &Ctx<'_>) {
+    if let Err(e) = ctx.spool.remove(id).await {
+        tracing::warn!(upload_id = %id, error = %e, "Could not remove an upload's spool.");
+    }
+    ctx.ingest.abandon(id).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_urls() {
+        assert_eq!(route("/files/"), Some(None));
+        assert_eq!(route("/files"), Some(None));
+        let id = UploadId::new();
+        assert_eq!(route(&format!("/files/{id}")), Some(Some(id)));
+        assert_eq!(route("/files/upload"), None);
+        assert_eq!(route("/other"), None);
+        assert_eq!(upload_of_url(&format!("/files/{id}")), Some(id));
+        assert_eq!(
+            upload_of_url(&format!("https://edge.example:8443/files/{id}?__token__=x")),
+            Some(id)
+        );
+        assert_eq!(upload_of_url("https://edge.example"), None);
+        assert_eq!(upload_of_url("/files/not-an-id"), None);
+    }
+}
