@@ -13,6 +13,9 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use std::fmt;
 
+/// How every API key starts (upload tokens never do).
+pub const API_KEY_PREFIX: &str = "sk-";
+
 /// An account's id (a UUID).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AccountId(pub String);
@@ -61,7 +64,7 @@ impl Credentials {
             .map(|_| char::from(UPPER_ALNUM[rng.random_range(0..UPPER_ALNUM.len())]))
             .collect();
         Self {
-            api_key: format!("sk-{}", Alphanumeric.sample_string(rng, 32)),
+            api_key: format!("{API_KEY_PREFIX}{}", Alphanumeric.sample_string(rng, 32)),
             access_key: format!("AK{access}"),
             secret: Alphanumeric.sample_string(rng, 40),
         }

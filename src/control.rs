@@ -34,6 +34,23 @@ pub struct KeyOwner {
     pub token_ttl_secs: Option<u64>,
 }
 
+/// `POST /internal/v1/cors/check`: may a page from `origin` upload for `account_id` (or, for
+/// a preflight, whose account is not known yet, for any account)?
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CorsCheck {
+    /// The `Origin` header as the browser sent it.
+    pub origin: String,
+    /// The request's account, when its credentials name one.
+    pub account_id: Option<String>,
+}
+
+/// The answer to [`CorsCheck`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CorsAnswer {
+    /// Whether the origin is allowed.
+    pub allowed: bool,
+}
+
 /// `POST /internal/v1/access-keys/resolve`: which account owns an access key, and its
 /// signing secret (the edge verifies form signatures itself).
 #[derive(Debug, Serialize, Deserialize)]

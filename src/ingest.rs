@@ -282,6 +282,21 @@ impl Ingest {
         }
     }
 
+    /// Whether a page from `origin` may upload for `account_id` (any account when `None`).
+    ///
+    /// # Errors
+    /// The origin cannot be asked.
+    pub async fn cors_allowed(
+        &self,
+        origin: &str,
+        account_id: Option<&str>,
+    ) -> Result<bool, IngestError> {
+        self.origin
+            .cors_allowed(origin, account_id)
+            .await
+            .map_err(IngestError::Origin)
+    }
+
     /// What the origin knows of an upload, or `None`.
     ///
     /// # Errors

@@ -10,6 +10,7 @@
 //! - [`clock`]: the one place the wall clock is read.
 //! - [`token`]: edge upload tokens (mint, verify, keyring); time passed in.
 //! - [`s3_policy`]: S3 browser-POST policies and their signatures.
+//! - [`cors`]: which web origins may upload, and the CORS headers.
 //!
 //! The one ingest core and its adapters:
 //! - [`ingest`]: `create → append → complete | cancel`, used by every protocol.
@@ -27,6 +28,7 @@ pub mod account;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod cors;
 pub mod db;
 pub mod edge;
 pub mod error;

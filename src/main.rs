@@ -71,6 +71,10 @@ enum AccountCommand {
         /// Largest single upload: bytes, or a size like 5GiB [default: the node's limit].
         #[arg(long)]
         max_upload_size: Option<String>,
+        /// A web origin (https://app.example.com, or *) whose pages may upload from a
+        /// browser; repeat for several.
+        #[arg(long = "cors-origin")]
+        cors_origins: Vec<String>,
         /// Validity of upload tokens and URLs, like 2h [default: the node's token_ttl].
         #[arg(long)]
         token_ttl: Option<String>,
@@ -144,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     notify_url,
                     quota,
                     max_upload_size,
+                    cors_origins,
                     token_ttl,
                     json,
                     data_dir,
@@ -165,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 notify_url,
                 quota,
                 max_upload_size,
+                cors_origins,
                 token_ttl,
             };
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -31,6 +31,8 @@ pub struct AccountRequest {
     pub quota: Option<String>,
     /// Largest single upload, a byte count or a size like `"5GiB"`.
     pub max_upload_size: Option<String>,
+    /// Web origins whose pages may upload from a browser (`https://app.example.com`, or `*`).
+    pub cors_origins: Vec<String>,
     /// Validity of upload tokens and URLs, like `"2h"` (the node's default when absent).
     pub token_ttl: Option<String>,
 }
@@ -90,6 +92,14 @@ pub async fn create_account(
     }
     let quota = size_arg(req.quota.as_deref(), "--quota")?;
     let max_upload = size_arg(req.max_upload_size.as_deref(), "--max-upload-size")?;
+    let cors_origins = req
+        .cors_origins
+        .iter()
+        .map(|o| {
+            crate::cors::validate_origin(o)
+                .map_err(|e| OperatorError::Invalid(format!("--cors-origin: {o:?} {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let token_ttl = req
         .token_ttl
         .as_deref()
@@ -107,6 +117,7 @@ pub async fn create_account(
         notify_url: req.notify_url.clone(),
         quota_bytes: quota,
         max_upload_bytes: max_upload,
+        cors_origins,
         token_ttl_secs: token_ttl,
     };
     let pipeline_id = new_pipeline_id(&mut rand::rng());
@@ -121,6 +132,7 @@ pub async fn create_account(
         "notify_url": new.notify_url,
         "quota": new.quota_bytes,
         "max_upload_size": new.max_upload_bytes,
+        "cors_origins": new.cors_origins,
         "token_ttl_secs": new.token_ttl_secs,
     }))
 }

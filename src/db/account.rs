@@ -16,6 +16,8 @@ pub struct NewAccount {
     pub quota_bytes: Option<u64>,
     /// The largest single upload, if limited.
     pub max_upload_bytes: Option<u64>,
+    /// Web origins allowed to upload from a browser (validated).
+    pub cors_origins: Vec<String>,
     /// Validity of the account's upload tokens and URLs, if not the node's default.
     pub token_ttl_secs: Option<u64>,
 }
@@ -50,8 +52,8 @@ pub async fn create(
     let max_upload = bytes(new.max_upload_bytes)?;
     let mut tx = db.pool().begin().await.op("begin account creation")?;
     sqlx::query(
-        "INSERT INTO accounts (id, name, api_key_sha256, access_key, secret, notify_url, quota_bytes, created_at, token_ttl_secs, max_upload_bytes) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO accounts (id, name, api_key_sha256, access_key, secret, notify_url, quota_bytes, created_at, token_ttl_secs, max_upload_bytes, cors_origins) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&id.0)
     .bind(&new.name)
@@ -63,6 +65,7 @@ pub async fn create(
     .bind(now)
     .bind(new.token_ttl_secs.and_then(|t| i64::try_from(t).ok()))
     .bind(max_upload)
+    .bind((!new.cors_origins.is_empty()).then(|| serde_json::json!(new.cors_origins).to_string()))
     .execute(&mut *tx)
     .await
     .op("insert an account")?;
@@ -131,6 +134,33 @@ async fn owner_by(db: &Db, column: &'static str, value: &str) -> Result<Option<K
         quota_remaining: quota.map(|q| u64::try_from(q.saturating_sub(used)).unwrap_or(0)),
         max_upload_size: max_upload.and_then(|m| u64::try_from(m).ok()),
         token_ttl_secs: ttl.and_then(|t| u64::try_from(t).ok()),
+    }))
+}
+
+/// Whether a page from `origin` may upload for `account` (its own list), or, with no account
+/// (a preflight), for any account.
+///
+/// # Errors
+/// The query fails.
+pub async fn cors_allows(db: &Db, origin: &str, account: Option<&str>) -> Result<bool, DbError> {
+    let lists: Vec<String> = match account {
+        Some(id) => {
+            sqlx::query_scalar(
+                "SELECT cors_origins FROM accounts WHERE id = $1 AND cors_origins IS NOT NULL",
+            )
+            .bind(id)
+            .fetch_all(db.pool())
+            .await
+        }
+        None => {
+            sqlx::query_scalar("SELECT cors_origins FROM accounts WHERE cors_origins IS NOT NULL")
+                .fetch_all(db.pool())
+                .await
+        }
+    }
+    .op("read allowed origins")?;
+    Ok(lists.iter().any(|list| {
+        serde_json::from_str::<Vec<String>>(list).is_ok_and(|l| crate::cors::allows(&l, origin))
     }))
 }
 

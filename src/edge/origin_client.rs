@@ -4,8 +4,8 @@
 
 use crate::config::Secret;
 use crate::control::{
-    self, AccessKeyOwner, CreateUpload, CreatedUpload, KeyOwner, ResolveAccessKey, ResolveKey,
-    StatusView, UploadInfo, UploadStored,
+    self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, KeyOwner,
+    ResolveAccessKey, ResolveKey, StatusView, UploadInfo, UploadStored,
 };
 use moka::future::Cache;
 use std::time::Duration;
@@ -40,6 +40,7 @@ pub struct OriginClient {
     secret: Secret,
     keys: Cache<String, KeyOwner>,
     access_keys: Cache<String, AccessKeyOwner>,
+    cors: Cache<(String, Option<String>), bool>,
 }
 
 impl OriginClient {
@@ -61,6 +62,10 @@ impl OriginClient {
                 .time_to_live(cache_ttl)
                 .build(),
             access_keys: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cache_ttl)
+                .build(),
+            cors: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(cache_ttl)
                 .build(),
@@ -163,6 +168,37 @@ impl OriginClient {
                 .await;
         }
         Ok(found)
+    }
+
+    /// Whether a page from `origin` may upload for `account_id` (any account when `None`).
+    ///
+    /// # Errors
+    /// The origin is unreachable or failing.
+    pub async fn cors_allowed(
+        &self,
+        origin: &str,
+        account_id: Option<&str>,
+    ) -> Result<bool, OriginError> {
+        let key = (origin.to_owned(), account_id.map(str::to_owned));
+        if let Some(allowed) = self.cors.get(&key).await {
+            return Ok(allowed);
+        }
+        let op = "check a CORS origin";
+        let body = CorsCheck {
+            origin: key.0.clone(),
+            account_id: key.1.clone(),
+        };
+        let resp = self
+            .call(
+                op,
+                reqwest::Method::POST,
+                "/internal/v1/cors/check",
+                Some(&body),
+            )
+            .await?;
+        let answer: CorsAnswer = Self::json(op, resp).await?;
+        self.cors.insert(key, answer.allowed).await;
+        Ok(answer.allowed)
     }
 
     /// An upload the origin knows, or `None`.

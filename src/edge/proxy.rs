@@ -62,7 +62,7 @@ impl EdgeProxy {
     }
 
     /// movingimage's chunked upload (and its full-file form) at an upload URL.
-    async fn upload_url(&self, session: &mut Session, video: UploadId) -> pingora::Result<()> {
+    async fn upload_url(&self, session: &mut Session, video: UploadId) -> pingora::Result<Reply> {
         let req = session.req_header();
         let (path, query) = (
             req.uri.path().to_owned(),
@@ -79,15 +79,15 @@ impl EdgeProxy {
             &ctx,
         ) {
             Ok(claims) => claims,
-            Err(reply) => return write_reply(session, reply).await,
+            Err(reply) => return Ok(reply),
         };
         continue_if_expected(session, &headers).await?;
         let reply =
             movingimage::receive(video, &claims, &headers, body_stream(session), &ctx).await;
-        write_reply(session, reply).await
+        Ok(reply)
     }
 
-    async fn uploads_api(&self, session: &mut Session) -> pingora::Result<()> {
+    async fn uploads_api(&self, session: &mut Session) -> pingora::Result<Reply> {
         let headers = session.req_header().headers.clone();
         let reply = match uploads_api::authorize(&headers, &self.ingest).await {
             Err(reply) => reply,
@@ -96,11 +96,11 @@ impl EdgeProxy {
                 uploads_api::receive(auth, body_stream(session), &self.ingest).await
             }
         };
-        write_reply(session, reply).await
+        Ok(reply)
     }
 
     /// tus 1.0: every method on the endpoint and its uploads.
-    async fn tus(&self, session: &mut Session, target: Option<UploadId>) -> pingora::Result<()> {
+    async fn tus(&self, session: &mut Session, target: Option<UploadId>) -> pingora::Result<Reply> {
         let req = session.req_header();
         let (method, query, headers) = (
             req.method.clone(),
@@ -120,18 +120,22 @@ impl EdgeProxy {
             &ctx,
         )
         .await;
-        write_reply(session, reply).await
+        Ok(reply)
     }
 
     /// An IETF draft upload creation: the upload resource is announced with a 104 interim
     /// response before the body is read.
-    async fn ietf_create(&self, session: &mut Session, draft: ietf::Draft) -> pingora::Result<()> {
+    async fn ietf_create(
+        &self,
+        session: &mut Session,
+        draft: ietf::Draft,
+    ) -> pingora::Result<Reply> {
         let req = session.req_header();
         let (query, headers) = (req.uri.query().map(str::to_owned), req.headers.clone());
         let ctx = self.ctx(&self.spools.resumable);
         let opened = match ietf::open(draft, query.as_deref(), &headers, &ctx).await {
             Ok(opened) => opened,
-            Err(reply) => return write_reply(session, reply).await,
+            Err(reply) => return Ok(reply),
         };
         if let Some(interim) = ietf::interim(&opened, &ctx) {
             // HTTP/1.1 only: Pingora's HTTP/2 server drops informational responses.
@@ -145,7 +149,7 @@ impl EdgeProxy {
         }
         continue_if_expected(session, &headers).await?;
         let reply = ietf::receive(opened, body_stream(session), &ctx).await;
-        write_reply(session, reply).await
+        Ok(reply)
     }
 
     /// IETF draft requests on an upload resource.
@@ -154,7 +158,7 @@ impl EdgeProxy {
         session: &mut Session,
         draft: ietf::Draft,
         id: UploadId,
-    ) -> pingora::Result<()> {
+    ) -> pingora::Result<Reply> {
         let req = session.req_header();
         let (method, query, headers) = (
             req.method.clone(),
@@ -175,11 +179,11 @@ impl EdgeProxy {
             &ctx,
         )
         .await;
-        write_reply(session, reply).await
+        Ok(reply)
     }
 
     /// The HTML form upload: its credentials are form fields, so the body is read.
-    async fn ankoder_form(&self, session: &mut Session) -> pingora::Result<()> {
+    async fn ankoder_form(&self, session: &mut Session) -> pingora::Result<Reply> {
         let headers = session.req_header().headers.clone();
         continue_if_expected(session, &headers).await?;
         let reply = ankoder_form::receive(
@@ -189,11 +193,11 @@ impl EdgeProxy {
             self.form_max_size,
         )
         .await;
-        write_reply(session, reply).await
+        Ok(reply)
     }
 
     /// S3 POST Object: its credentials are form fields, so the body is always read.
-    async fn s3_post(&self, session: &mut Session, bucket: &str) -> pingora::Result<()> {
+    async fn s3_post(&self, session: &mut Session, bucket: &str) -> pingora::Result<Reply> {
         let headers = session.req_header().headers.clone();
         continue_if_expected(session, &headers).await?;
         let reply = s3_post::receive(
@@ -205,7 +209,123 @@ impl EdgeProxy {
             chrono::Utc::now(),
         )
         .await;
-        write_reply(session, reply).await
+        Ok(reply)
+    }
+}
+
+/// What the edge answers itself; everything else goes to the origin.
+enum Route {
+    Health,
+    /// The internal API is never reachable through the edge.
+    Internal,
+    IetfCreate(ietf::Draft),
+    Ietf(ietf::Draft, UploadId),
+    Tus(Option<UploadId>),
+    UploadUrl(UploadId),
+    S3Post(String),
+    UploadsApi,
+    AnkoderForm,
+    /// `OPTIONS` on an upload path that is not a CORS preflight.
+    Options,
+}
+
+impl Route {
+    fn of(method: &http::Method, path: &str, headers: &http::HeaderMap) -> Option<Self> {
+        use http::Method;
+        if let Some(target) = tus::route(path) {
+            let draft = ietf::draft(headers);
+            match (method, target, draft) {
+                (&Method::POST | &Method::PUT, None, Some(d)) => return Some(Self::IetfCreate(d)),
+                (&Method::HEAD | &Method::PATCH | &Method::DELETE, Some(id), Some(d)) => {
+                    return Some(Self::Ietf(d, id))
+                }
+                (&Method::OPTIONS | &Method::HEAD | &Method::PATCH | &Method::DELETE, _, _)
+                | (&Method::POST, None, _) => return Some(Self::Tus(target)),
+                _ => {}
+            }
+        }
+        let upload_path = movingimage::video_of(path).is_some()
+            || s3_post::bucket_of(path).is_some()
+            || path == uploads_api::PATH
+            || path == ankoder_form::PATH;
+        if method == Method::OPTIONS && upload_path {
+            return Some(Self::Options);
+        }
+        if method == Method::POST {
+            if let Some(video) = movingimage::video_of(path) {
+                return Some(Self::UploadUrl(video));
+            }
+            if let Some(bucket) = s3_post::bucket_of(path) {
+                return Some(Self::S3Post(bucket.to_owned()));
+            }
+        }
+        match (method.as_str(), path) {
+            ("GET", "/healthz") => Some(Self::Health),
+            ("POST", uploads_api::PATH) => Some(Self::UploadsApi),
+            ("POST", ankoder_form::PATH) => Some(Self::AnkoderForm),
+            (_, p) if p.starts_with(control::PREFIX) => Some(Self::Internal),
+            _ => None,
+        }
+    }
+}
+
+impl EdgeProxy {
+    /// The account a request's credentials name: an upload token (query or Bearer) or an API
+    /// key. `None` when it names none (form credentials) or they are not valid.
+    async fn account_of(&self, req: &RequestHeader) -> Option<String> {
+        let query = req.uri.query();
+        let token = crate::token::from_query(query)
+            .or_else(|| protocol::bearer(&req.headers).map(str::to_owned))?;
+        if token.starts_with(crate::account::API_KEY_PREFIX) {
+            // Cached by the origin client, as for the request itself.
+            let owner = self.ingest.authenticate(&token).await.ok()??;
+            return Some(owner.account_id);
+        }
+        let claims = self
+            .keyring
+            .verify(&token, crate::clock::now_secs(), self.token_skew)
+            .ok()?;
+        Some(claims.account)
+    }
+
+    async fn origin_allowed(&self, origin: &str, account: Option<&str>) -> bool {
+        self.ingest
+            .cors_allowed(origin, account)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "Could not check a CORS origin; refusing it.");
+                false
+            })
+    }
+
+    /// A CORS preflight: allowed when some account lists the origin (a preflight carries no
+    /// credentials; the request that follows is checked against its own account).
+    async fn preflight(&self, origin: &str, headers: &http::HeaderMap) -> Reply {
+        if !self.origin_allowed(origin, None).await {
+            return Reply::json(
+                403,
+                &json!({ "message": "This origin may not upload here: add it to the account's CORS origins." }),
+            );
+        }
+        let requested = headers
+            .get("access-control-request-headers")
+            .and_then(|v| v.to_str().ok());
+        Reply {
+            status: 204,
+            content_type: "text/plain",
+            body: Bytes::new(),
+            headers: crate::cors::preflight(origin, requested),
+        }
+    }
+
+    /// The CORS headers of a response to a page from `origin`, if its account allows it.
+    async fn cors(&self, origin: &str, req: &RequestHeader) -> Vec<(&'static str, String)> {
+        let account = self.account_of(req).await;
+        if self.origin_allowed(origin, account.as_deref()).await {
+            crate::cors::response(origin)
+        } else {
+            Vec::new()
+        }
     }
 }
 
@@ -290,62 +410,46 @@ impl ProxyHttp for EdgeProxy {
         _ctx: &mut Self::CTX,
     ) -> pingora::Result<bool> {
         let req = session.req_header();
-        let (method, path) = (req.method.clone(), req.uri.path().to_owned());
-        if let Some(target) = tus::route(&path) {
-            if let Some(draft) = ietf::draft(&session.req_header().headers) {
-                match (&method, target) {
-                    (&http::Method::POST | &http::Method::PUT, None) => {
-                        self.ietf_create(session, draft).await?;
-                        return Ok(true);
-                    }
-                    (
-                        &http::Method::HEAD | &http::Method::PATCH | &http::Method::DELETE,
-                        Some(id),
-                    ) => {
-                        self.ietf(session, draft, id).await?;
-                        return Ok(true);
-                    }
-                    _ => {}
-                }
-            }
-            let tus_method = matches!(
-                method,
-                http::Method::OPTIONS
-                    | http::Method::HEAD
-                    | http::Method::PATCH
-                    | http::Method::DELETE
-            ) || (method == http::Method::POST && target.is_none());
-            if tus_method {
-                self.tus(session, target).await?;
+        let Some(route) = Route::of(&req.method, req.uri.path(), &req.headers) else {
+            return Ok(false);
+        };
+        let origin = req
+            .headers
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(origin) = &origin {
+            if req.method == http::Method::OPTIONS
+                && req.headers.contains_key("access-control-request-method")
+            {
+                let reply = self.preflight(origin, &req.headers).await;
+                write_reply(session, reply).await?;
                 return Ok(true);
             }
         }
-        if method == http::Method::POST {
-            if let Some(video) = movingimage::video_of(&path) {
-                self.upload_url(session, video).await?;
-                return Ok(true);
-            }
-            if let Some(bucket) = s3_post::bucket_of(&path) {
-                let bucket = bucket.to_owned();
-                self.s3_post(session, &bucket).await?;
-                return Ok(true);
-            }
-        }
-        match (method.as_str(), path.as_str()) {
-            ("GET", "/healthz") => {
-                write_reply(
-                    session,
-                    Reply::json(200, &json!({ "status": "ok", "role": "edge" })),
-                )
-                .await?;
-            }
-            ("POST", uploads_api::PATH) => self.uploads_api(session).await?,
-            ("POST", ankoder_form::PATH) => self.ankoder_form(session).await?,
-            (_, p) if p.starts_with(control::PREFIX) => {
-                write_reply(session, Reply::error(&UploadsApiError::NoRoute)).await?;
-            }
-            _ => return Ok(false),
-        }
+        let cors = match &origin {
+            Some(origin) => self.cors(origin, session.req_header()).await,
+            None => Vec::new(),
+        };
+        let mut reply = match route {
+            Route::Health => Reply::json(200, &json!({ "status": "ok", "role": "edge" })),
+            Route::Internal => Reply::error(&UploadsApiError::NoRoute),
+            Route::IetfCreate(draft) => self.ietf_create(session, draft).await?,
+            Route::Ietf(draft, id) => self.ietf(session, draft, id).await?,
+            Route::Tus(target) => self.tus(session, target).await?,
+            Route::UploadUrl(video) => self.upload_url(session, video).await?,
+            Route::S3Post(bucket) => self.s3_post(session, &bucket).await?,
+            Route::UploadsApi => self.uploads_api(session).await?,
+            Route::AnkoderForm => self.ankoder_form(session).await?,
+            Route::Options => Reply {
+                status: 204,
+                content_type: "text/plain",
+                body: Bytes::new(),
+                headers: vec![("allow", "POST, OPTIONS".into())],
+            },
+        };
+        reply.headers.extend(cors);
+        write_reply(session, reply).await?;
         Ok(true)
     }
 

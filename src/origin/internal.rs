@@ -5,8 +5,8 @@
 use super::session::{self, Opening, SessionError};
 use super::State;
 use crate::control::{
-    self, AccessKeyOwner, CreateUpload, CreatedUpload, KeyOwner, ResolveAccessKey, ResolveKey,
-    StatusView, UploadInfo, UploadStored,
+    self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, KeyOwner,
+    ResolveAccessKey, ResolveKey, StatusView, UploadInfo, UploadStored,
 };
 use crate::db::{self, now_ms};
 use crate::upload::Status;
@@ -24,6 +24,7 @@ pub fn routes(state: State) -> Router<State> {
     Router::new()
         .route("/internal/v1/api-keys/resolve", post(resolve))
         .route("/internal/v1/access-keys/resolve", post(resolve_access_key))
+        .route("/internal/v1/cors/check", post(cors_check))
         .route("/internal/v1/uploads", post(create))
         .route("/internal/v1/uploads/{id}/stored", post(stored))
         .route("/internal/v1/uploads/{id}", delete(cancel).get(info))
@@ -68,6 +69,13 @@ async fn resolve_access_key(Ext(state): Ext<State>, Json(req): Json<ResolveAcces
         })
         .into_response(),
         Ok(None) => reply(StatusCode::NOT_FOUND, "unknown access key"),
+        Err(e) => db_failure(&e),
+    }
+}
+
+async fn cors_check(Ext(state): Ext<State>, Json(req): Json<CorsCheck>) -> Response {
+    match db::account::cors_allows(&state.db, &req.origin, req.account_id.as_deref()).await {
+        Ok(allowed) => Json(CorsAnswer { allowed }).into_response(),
         Err(e) => db_failure(&e),
     }
 }

@@ -1,0 +1,137 @@
+//! CORS at the edge: an account lists the web origins whose pages may upload; preflights are
+//! answered for listed origins only; responses to a listed origin expose the upload headers,
+//! and only for the account that lists it.
+
+mod common;
+
+use common::{Account, Backend, Node};
+use reqwest::Method;
+
+async fn upload_token(node: &Node, account: &Account) -> String {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/upload-tokens", node.url))
+        .bearer_auth(&account.api_key)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::json_of(resp).await;
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+fn account_with(node: &Node, args: &[&str]) -> Account {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = node.account_cmd(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Account::from_json(&serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn header(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn listed_origins_may_upload_from_a_browser() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let app = "https://app.example.com";
+    let listed = account_with(&node, &["--name", "Web", "--cors-origin", app]);
+    let unlisted = account_with(&node, &["--name", "Other"]);
+    let client = reqwest::Client::new();
+    let endpoint = format!("{}/files/", node.url);
+
+    let preflight = |origin: &'static str| {
+        client
+            .request(Method::OPTIONS, &endpoint)
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "tus-resumable, upload-length",
+            )
+            .send()
+    };
+    let r = preflight("https://app.example.com").await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some(app)
+    );
+    assert_eq!(
+        header(&r, "access-control-allow-headers").as_deref(),
+        Some("tus-resumable, upload-length")
+    );
+    assert!(header(&r, "access-control-allow-methods")
+        .unwrap()
+        .contains("PATCH"));
+    let r = preflight("https://evil.example").await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+
+    // The upload itself: readable by the page for the account that lists its origin.
+    for (account, readable) in [(&listed, true), (&unlisted, false)] {
+        let token = upload_token(&node, account).await;
+        let r = client
+            .post(&endpoint)
+            .header("Origin", app)
+            .bearer_auth(&token)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Length", "5")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        assert_eq!(
+            header(&r, "access-control-allow-origin").is_some(),
+            readable
+        );
+        if readable {
+            let exposed = header(&r, "access-control-expose-headers").unwrap();
+            for name in [
+                "Location",
+                "Upload-Offset",
+                "Upload-Expires",
+                "Tus-Resumable",
+            ] {
+                assert!(exposed.contains(name), "{exposed}");
+            }
+            assert_eq!(header(&r, "vary").as_deref(), Some("Origin"));
+        }
+    }
+    // The Uploads API, with an API key, follows the same rule.
+    let r = client
+        .post(format!("{}/api/client/v1/uploads", node.url))
+        .header("Origin", app)
+        .bearer_auth(&listed.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some(app)
+    );
+}
+
+#[tokio::test]
+async fn an_origin_must_be_an_origin() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let out = node.account_cmd(&[
+        "--name",
+        "Bad",
+        "--cors-origin",
+        "https://app.example.com/upload",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--cors-origin"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
