@@ -262,6 +262,8 @@ pub enum S3Error {
     EntityTooLarge,
     /// 400: smaller than the policy's minimum.
     EntityTooSmall,
+    /// 403: the account's storage quota is reached (movingimage's code 1101, in `UplinkCode`).
+    QuotaExceeded,
     /// 404: the bucket (pipeline) does not exist for this account.
     NoSuchBucket,
     /// 503: storage or the origin is unavailable.
@@ -303,6 +305,11 @@ impl S3Error {
                 "EntityTooSmall",
                 "Your proposed upload is smaller than the minimum allowed size.".into(),
             ),
+            Self::QuotaExceeded => (
+                403,
+                "QuotaExceeded",
+                "Upload denied: the booked storage capacity is reached.".into(),
+            ),
             Self::NoSuchBucket => (
                 404,
                 "NoSuchBucket",
@@ -329,9 +336,15 @@ impl S3Error {
             .replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;");
+        // S3 clients read Code and Message and skip other elements.
+        let extra = if matches!(self, Self::QuotaExceeded) {
+            "<UplinkCode>1101</UplinkCode>"
+        } else {
+            ""
+        };
         (
             status,
-            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"),
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message>{extra}</Error>"),
         )
     }
 }
@@ -357,6 +370,17 @@ impl crate::token::TokenError {
 #[cfg(test)]
 mod token_tests {
     use crate::token::TokenError;
+
+    #[test]
+    fn quota_refusals_carry_code_1101_in_every_format() {
+        let (status, body) = UploadsApiError::QuotaExceeded.render();
+        assert_eq!((status, body["code"].as_u64()), (413, Some(1101)));
+        let (status, xml) = S3Error::QuotaExceeded.render();
+        assert_eq!(status, 403);
+        assert!(xml.contains("<Code>QuotaExceeded</Code>"), "{xml}");
+        assert!(xml.contains("<UplinkCode>1101</UplinkCode>"), "{xml}");
+        assert!(!S3Error::EntityTooLarge.render().1.contains("UplinkCode"));
+    }
 
     #[test]
     fn token_refusals_are_401_or_403_with_a_message() {

@@ -46,7 +46,8 @@ fn error_reply(e: &S3Error) -> Reply {
 
 fn from_ingest(e: IngestError) -> S3Error {
     match e {
-        IngestError::TooLarge { .. } | IngestError::QuotaExceeded => S3Error::EntityTooLarge,
+        IngestError::TooLarge { .. } => S3Error::EntityTooLarge,
+        IngestError::QuotaExceeded => S3Error::QuotaExceeded,
         IngestError::Origin(OriginError::Status { status: 404, .. }) => S3Error::NoSuchBucket,
         other => {
             tracing::error!(error = %other, source = ?std::error::Error::source(&other), "S3 POST failed at the edge.");
@@ -229,9 +230,8 @@ async fn post(
             Err(ChunkFailure::Conflict(e)) => {
                 return Err(S3Error::InvalidArgument(format!("{e}.")))
             }
-            Err(ChunkFailure::QuotaExceeded | ChunkFailure::TooLarge(_)) => {
-                return Err(S3Error::EntityTooLarge)
-            }
+            Err(ChunkFailure::TooLarge(_)) => return Err(S3Error::EntityTooLarge),
+            Err(ChunkFailure::QuotaExceeded) => return Err(S3Error::QuotaExceeded),
             Err(ChunkFailure::BodyEnded) => return Err(S3Error::MalformedPostRequest),
             Err(e @ ChunkFailure::Unavailable(_)) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(&e), "S3 POST chunk failed at the edge.");
