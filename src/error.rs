@@ -369,6 +369,7 @@ impl crate::token::TokenError {
 
 #[cfg(test)]
 mod token_tests {
+    use super::{S3Error, UploadsApiError};
     use crate::token::TokenError;
 
     #[test]
