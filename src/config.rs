@@ -119,6 +119,26 @@ impl SecretRef {
 pub enum StorageUrl {
     /// Local files under this directory (`file:///path`).
     File(PathBuf),
+    /// An S3 bucket (`s3://bucket/prefix?options`); credentials, region and endpoint come from
+    /// the standard `AWS_*` variables (`AWS_ENDPOINT_URL` for other S3 servers).
+    S3(S3Location),
+}
+
+/// An S3 bucket, the key prefix under it, and how to write multipart uploads there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    /// The bucket.
+    pub bucket: String,
+    /// Prepended to every key (empty, or ending in `/`).
+    pub prefix: String,
+    /// Path-style addressing (`endpoint/bucket/key`), as MinIO and most non-AWS servers want.
+    pub path_style: bool,
+    /// The part size to start from (`part_size=16MiB`; default 8 MiB).
+    pub part_size: u64,
+    /// Parts uploaded at once per upload (`parts_in_flight=4`).
+    pub parts_in_flight: usize,
+    /// Every part but the last the same size (`equal_parts=true`; Cloudflare R2 needs it).
+    pub equal_parts: bool,
 }
 
 impl StorageUrl {
@@ -136,11 +156,10 @@ impl StorageUrl {
             }
             return Ok(StorageUrl::File(PathBuf::from(path)));
         }
-        if raw.starts_with("s3://") {
-            return Err(invalid(
-                key,
-                "s3:// storage is not available yet; use file:///path",
-            ));
+        if let Some(rest) = raw.strip_prefix("s3://") {
+            return parse_s3(rest)
+                .map(StorageUrl::S3)
+                .map_err(|e| invalid(key, e));
         }
         if raw.contains("://") {
             return Err(invalid(
@@ -150,6 +169,65 @@ impl StorageUrl {
         }
         Ok(StorageUrl::File(PathBuf::from(raw)))
     }
+}
+
+/// `bucket/prefix?path_style=true&part_size=16MiB&parts_in_flight=4&equal_parts=true`.
+fn parse_s3(rest: &str) -> Result<S3Location, String> {
+    let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid_bucket {
+        return Err(format!(
+            "{bucket:?} is not an S3 bucket name (3 to 63 lower-case letters, digits, - or .)"
+        ));
+    }
+    let prefix = prefix.trim_matches('/');
+    let mut s3 = S3Location {
+        bucket: bucket.to_owned(),
+        prefix: if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        },
+        path_style: false,
+        part_size: 8 * 1024 * 1024,
+        parts_in_flight: 4,
+        equal_parts: false,
+    };
+    let flag = |name: &str, v: &str| match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{name} must be true or false, not {v:?}")),
+    };
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match name.as_ref() {
+            "path_style" => s3.path_style = flag(&name, &value)?,
+            "equal_parts" => s3.equal_parts = flag(&name, &value)?,
+            "part_size" => {
+                s3.part_size = value
+                    .parse::<bytesize::ByteSize>()
+                    .map_err(|_| format!("part_size {value:?} is not a size like 16MiB"))?
+                    .as_u64();
+                if s3.part_size < 5 * 1024 * 1024 {
+                    return Err("part_size must be at least 5MiB (S3's smallest part)".into());
+                }
+            }
+            "parts_in_flight" => {
+                s3.parts_in_flight = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or("parts_in_flight must be a number from 1 to 64")?;
+            }
+            other => return Err(format!(
+                "unknown S3 option {other:?} (path_style, part_size, parts_in_flight, equal_parts)"
+            )),
+        }
+    }
+    Ok(s3)
 }
 
 /// Which database holds the state.
@@ -681,7 +759,26 @@ mod tests {
 
     #[test]
     fn urls_are_checked() {
-        assert!(StorageUrl::parse("s3://b/p", "storage").is_err());
+        let StorageUrl::S3(s3) = StorageUrl::parse(
+            "s3://media-bucket/uploads/edge1?path_style=true&part_size=16MiB",
+            "storage",
+        )
+        .unwrap() else {
+            panic!("not S3")
+        };
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str(), s3.path_style),
+            ("media-bucket", "uploads/edge1/", true)
+        );
+        assert_eq!((s3.part_size, s3.parts_in_flight), (16 << 20, 4));
+        for bad in [
+            "s3://B/p",
+            "s3://ok-bucket?part_size=1MiB",
+            "s3://ok-bucket?colour=red",
+            "s3://ok-bucket?path_style=maybe",
+        ] {
+            assert!(StorageUrl::parse(bad, "storage").is_err(), "{bad}");
+        }
         assert!(StorageUrl::parse("ftp://x", "storage").is_err());
         assert_eq!(
             StorageUrl::parse("file:///srv/o", "storage").unwrap(),

@@ -1,10 +1,12 @@
 //! Object storage behind one small trait: the ingest core streams an upload into an
 //! [`ObjectWriter`], the origin's workers read sources and write outputs. Implementations:
-//! [`file::FileStore`] (local files, the default).
+//! [`file::FileStore`] (local files, the default) and [`s3::S3Store`] (S3 multipart, parts
+//! forwarded while the upload arrives).
 //!
 //! Must not depend on HTTP, the database or any protocol.
 
 pub mod file;
+pub mod s3;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -159,6 +161,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 pub async fn open(url: &StorageUrl) -> Result<Arc<dyn Store>, StoreError> {
     match url {
         StorageUrl::File(root) => Ok(Arc::new(file::FileStore::open(root).await?)),
+        StorageUrl::S3(location) => Ok(Arc::new(s3::S3Store::open(location).await?)),
     }
 }
 

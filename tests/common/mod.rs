@@ -84,6 +84,7 @@ pub struct Node {
     pub data_dir: tempfile::TempDir,
     pub pg: Option<PgDatabase>,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 /// Polls `url` until it answers 200, or panics after `limit`, showing the node's log.
@@ -122,6 +123,11 @@ impl Node {
     }
 
     pub async fn dev_with(backend: Backend, extra: &[&str]) -> Self {
+        Self::dev_env(backend, extra, &[]).await
+    }
+
+    /// Starts `uplink dev` with extra arguments and environment variables.
+    pub async fn dev_env(backend: Backend, extra: &[&str], env: &[(String, String)]) -> Self {
         let pg = (backend == Backend::Postgres).then(PgDatabase::create);
         let mut node = Node {
             child: None,
@@ -130,6 +136,7 @@ impl Node {
             data_dir: tempfile::tempdir().unwrap(),
             pg,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            env: env.to_vec(),
         };
         node.start().await;
         node
@@ -194,6 +201,7 @@ impl Node {
         .args(&self.extra)
         .env_remove("UPLINK_DATABASE")
         .env_remove("UPLINK_STORAGE")
+        .envs(self.env.iter().cloned())
         .stdout(Stdio::null())
         .stderr(log);
         if let Some(pg) = &self.pg {
@@ -428,4 +436,229 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A real S3 API server for a test (moto's server from PyPI; `bash .ci/setup` installs it) on a
+/// free port, killed when dropped. Unsigned requests are enough for moto, so the tests create
+/// buckets and read objects with plain HTTP.
+pub struct S3Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl S3Server {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server (bash .ci/setup installs moto[server])");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::get(&endpoint).await.is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { child, endpoint }
+    }
+
+    /// Creates a bucket.
+    pub async fn bucket(&self, name: &str) {
+        let r = reqwest::Client::new()
+            .put(format!("{}/{name}", self.endpoint))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+
+    /// An object's bytes, or `None`.
+    pub async fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let r = reqwest::get(format!("{}/{bucket}/{key}", self.endpoint))
+            .await
+            .unwrap();
+        r.status()
+            .is_success()
+            .then_some(r.bytes().await.unwrap().to_vec())
+    }
+
+    /// Keys of the objects under `prefix`.
+    pub async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let body = reqwest::get(format!(
+            "{}/{bucket}?list-type=2&prefix={prefix}",
+            self.endpoint
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        xml_values(&body, "Key")
+    }
+
+    /// Keys of the multipart uploads still open in `bucket`.
+    pub async fn open_multipart_uploads(&self, bucket: &str) -> Vec<String> {
+        let body = reqwest::get(format!("{}/{bucket}?uploads", self.endpoint))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        xml_values(&body, "Key")
+    }
+
+    /// The environment that points an `uplink` process at this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The texts of every `<tag>…</tag>` in an XML document.
+fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.split(&close).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A TCP proxy in front of an S3 server that fails chosen requests: the first `failures`
+/// requests whose head contains `matching` (e.g. `partNumber=`) are answered `503 SlowDown` and
+/// their connection closed; everything else passes through. Requests are read one by one (the
+/// SDK does not pipeline), so each request on a kept-alive connection is inspected.
+pub struct FaultyProxy {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// How many requests were failed so far.
+    pub failed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultyProxy {
+    pub async fn start(upstream: &str, matching: &'static str, failures: usize) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let failed = Arc::new(AtomicUsize::new(0));
+        let counter = failed.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let upstream = upstream.clone();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let (mut client_rx, client_tx) = client.into_split();
+                    let (mut server_rx, mut server_tx) = server.into_split();
+                    let client_tx = Arc::new(tokio::sync::Mutex::new(client_tx));
+                    let back = client_tx.clone();
+                    let responses = tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = server_rx.read(&mut buf).await {
+                            if n == 0 || back.lock().await.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    let mut pending: Vec<u8> = Vec::new();
+                    'requests: loop {
+                        // One request head.
+                        let end = loop {
+                            if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break end + 4;
+                            }
+                            let mut buf = vec![0u8; 64 * 1024];
+                            match client_rx.read(&mut buf).await {
+                                Ok(0) | Err(_) => break 'requests,
+                                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&pending[..end]).to_string();
+                        let first_line = head.lines().next().unwrap_or_default().to_owned();
+                        if first_line.contains(matching)
+                            && counter
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                    (n < failures).then_some(n + 1)
+                                })
+                                .is_ok()
+                        {
+                            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                            let reply = format!(
+                                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _ = client_tx.lock().await.write_all(reply.as_bytes()).await;
+                            break 'requests;
+                        }
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        let whole = end + length;
+                        while pending.len() < whole {
+                            let mut buf = vec![0u8; 64 * 1024];
+                            match client_rx.read(&mut buf).await {
+                                Ok(0) | Err(_) => break 'requests,
+                                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        if server_tx.write_all(&pending[..whole]).await.is_err() {
+                            break;
+                        }
+                        pending.drain(..whole);
+                    }
+                    responses.abort();
+                });
+            }
+        });
+        Self {
+            endpoint,
+            failed,
+            task,
+        }
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

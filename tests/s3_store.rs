@@ -1,0 +1,208 @@
+//! The S3 store against a real S3 API server (moto_server): an upload is forwarded to S3 in
+//! parts and lands as one byte-identical object; the origin's worker reads it back and writes
+//! its output there; an upload cut off half way leaves no multipart upload open.
+
+mod common;
+
+use common::{json_of, sha256_file, test_video, Backend, Node, S3Server, Uploads};
+use sha2::Digest;
+use tokio::io::AsyncWriteExt;
+
+const BUCKET: &str = "uplink-test";
+
+async fn node_on_s3(s3: &S3Server) -> Node {
+    s3.bucket(BUCKET).await;
+    Node::dev_env(
+        Backend::Sqlite,
+        &[
+            "--storage",
+            &format!("s3://{BUCKET}/edge?path_style=true&part_size=5MiB&parts_in_flight=3"),
+        ],
+        &s3.env(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn forty_mib_in_2_mib_chunks_lands_in_s3_as_one_object() {
+    let s3 = S3Server::start().await;
+    let node = node_on_s3(&s3).await;
+    let account = node.account("Acme");
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/upload-tokens", node.url))
+        .bearer_auth(&account.api_key)
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = json_of(resp).await;
+    let token = body["token"].as_str().unwrap().to_owned();
+    let data: Vec<u8> = (0..40u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/files/", node.url))
+        .bearer_auth(&token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", data.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = format!("{}{}", node.url, r.headers()["location"].to_str().unwrap());
+    for (i, chunk) in data.chunks(2 << 20).enumerate() {
+        let r = client
+            .patch(&location)
+            .bearer_auth(&token)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Upload-Offset", (i * (2 << 20)).to_string())
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "chunk {i}");
+    }
+    let id = location.rsplit('/').next().unwrap();
+    let record = Uploads::new(&node.url, &account.api_key)
+        .wait_final(id)
+        .await;
+    let expected = hex::encode(sha2::Sha256::digest(&data));
+    assert_eq!(record["sha256"], expected, "{record}");
+    // The worker read the object back from S3: it fails as "not a video", not on storage.
+    assert_eq!(record["status"], 7, "{record}");
+    assert!(
+        record["error"].as_str().unwrap().contains("not a video"),
+        "{record}"
+    );
+    let keys = s3.keys(BUCKET, "edge/").await;
+    let source = keys
+        .iter()
+        .find(|k| k.ends_with(&format!("{id}/source")))
+        .unwrap_or_else(|| panic!("no source object in {keys:?}"));
+    let stored = s3.object(BUCKET, source).await.unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&stored)), expected);
+    assert_eq!(
+        s3.open_multipart_uploads(BUCKET).await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn a_video_is_processed_from_and_into_s3() {
+    let s3 = S3Server::start().await;
+    let node = node_on_s3(&s3).await;
+    let account = node.account("Acme");
+    let dir = tempfile::tempdir().unwrap();
+    let video = test_video(dir.path(), 1);
+    let api = Uploads::new(&node.url, &account.api_key);
+    let (status, body) = api.post(&video, Some("root")).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["data"]["id"].as_str().unwrap();
+    let record = api.wait_final(id).await;
+    assert_eq!(record["status"], 6, "{record}");
+    assert_eq!(
+        record["sha256"].as_str(),
+        Some(sha256_file(&video).as_str())
+    );
+    let keys = s3.keys(BUCKET, "edge/").await;
+    assert!(
+        keys.iter().any(|k| k.contains(id) && k.ends_with(".mp4")),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_upload_cut_off_half_way_leaves_no_multipart_upload_open() {
+    let s3 = S3Server::start().await;
+    let node = node_on_s3(&s3).await;
+    let account = node.account("Acme");
+    // An Uploads API request announcing 20 MiB, cut off after 12 MiB (two parts sent).
+    let boundary = "cutcutcut";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"folder\"\r\n\r\nroot\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"video\"; filename=\"v.mp4\"\r\n\
+         Content-Type: video/mp4\r\n\r\n"
+    );
+    let addr = node.url.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "POST /api/client/v1/uploads HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n{head}",
+        account.api_key,
+        head.len() + (20 << 20)
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let piece = vec![9u8; 1 << 20];
+    for _ in 0..12 {
+        conn.write_all(&piece).await.unwrap();
+    }
+    conn.flush().await.unwrap();
+    // Wait until S3 has the multipart upload open, then drop the connection.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while s3.open_multipart_uploads(BUCKET).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no multipart upload was opened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(conn);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let open = s3.open_multipart_uploads(BUCKET).await;
+        if open.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still open: {open:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(s3.keys(BUCKET, "edge/").await.is_empty());
+    let (_, list) = Uploads::new(&node.url, &account.api_key).get("").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 0, "{list}");
+}
+
+#[tokio::test]
+async fn failing_parts_are_retried_and_the_upload_completes() {
+    let s3 = S3Server::start().await;
+    s3.bucket(BUCKET).await;
+    // The first five UploadPart requests fail with S3's SlowDown.
+    let proxy = common::FaultyProxy::start(&s3.endpoint, "partNumber=", 5).await;
+    let mut env = s3.env();
+    for (k, v) in &mut env {
+        if k == "AWS_ENDPOINT_URL" {
+            v.clone_from(&proxy.endpoint);
+        }
+    }
+    let node = Node::dev_env(
+        Backend::Sqlite,
+        &[
+            "--storage",
+            &format!("s3://{BUCKET}/edge?path_style=true&part_size=5MiB"),
+        ],
+        &env,
+    )
+    .await;
+    let account = node.account("Acme");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.bin");
+    let data: Vec<u8> = (0..23u32 << 20).map(|i| (i % 241) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let api = Uploads::new(&node.url, &account.api_key);
+    let (status, body) = api.post(&file, Some("root")).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(proxy.failed.load(std::sync::atomic::Ordering::SeqCst), 5);
+    let id = body["data"]["id"].as_str().unwrap();
+    let keys = s3.keys(BUCKET, "edge/").await;
+    let source = keys
+        .iter()
+        .find(|k| k.ends_with(&format!("{id}/source")))
+        .unwrap();
+    let stored = s3.object(BUCKET, source).await.unwrap();
+    assert_eq!(stored.len(), data.len());
+    assert!(stored == data, "the object differs from the upload");
+    assert_eq!(
+        s3.open_multipart_uploads(BUCKET).await,
+        Vec::<String>::new()
+    );
+}
