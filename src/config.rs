@@ -171,6 +171,8 @@ impl StorageUrl {
     }
 }
 
+const S3_OPTIONS: &str = "path_style, part_size, parts_in_flight, equal_parts";
+
 /// `bucket/prefix?path_style=true&part_size=16MiB&parts_in_flight=4&equal_parts=true`.
 fn parse_s3(rest: &str) -> Result<S3Location, String> {
     let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -222,9 +224,7 @@ fn parse_s3(rest: &str) -> Result<S3Location, String> {
                     .filter(|n| (1..=64).contains(n))
                     .ok_or("parts_in_flight must be a number from 1 to 64")?;
             }
-            other => return Err(format!(
-                "unknown S3 option {other:?} (path_style, part_size, parts_in_flight, equal_parts)"
-            )),
+            other => return Err(format!("unknown S3 option {other:?} ({S3_OPTIONS})")),
         }
     }
     Ok(s3)

@@ -668,3 +668,71 @@ async fn a_reconnecting_client_ends_its_stale_request_and_keeps_its_bytes() {
     let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
     assert_eq!(body["data"]["sha256"], expected, "{body}");
 }
+
+#[tokio::test]
+async fn kill_9_during_an_upload_then_head_and_resume_give_an_identical_file() {
+    use tokio::io::AsyncWriteExt;
+    let mut node = Node::dev(Backend::Sqlite).await;
+    let account = node.account("Acme");
+    let token = upload_token(&node, &account, "").await;
+    let t = Some(token.as_str());
+    let v = ("Tus-Resumable", "1.0.0");
+    let octets = ("Content-Type", "application/offset+octet-stream");
+    let mib = 1 << 20;
+    let data: Vec<u8> = (0..12 * mib as u32)
+        .map(|i| (i.wrapping_mul(7919) >> 5) as u8)
+        .collect();
+    let r = tus(
+        Method::POST,
+        &format!("{}/files/", node.url),
+        t,
+        &[v, ("Upload-Length", &data.len().to_string())],
+        b"",
+    )
+    .await;
+    let path = h(&r, "location").unwrap();
+    let location = format!("{}{path}", node.url);
+    // 4 MiB acknowledged.
+    let r = tus(
+        Method::PATCH,
+        &location,
+        t,
+        &[v, octets, ("Upload-Offset", "0")],
+        &data[..4 * mib],
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    // A second PATCH is half sent when the process is killed.
+    let addr = node.url.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n\
+         Upload-Offset: {}\r\nContent-Length: {}\r\n\r\n",
+        4 * mib,
+        8 * mib
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&data[4 * mib..7 * mib]).await.unwrap();
+    conn.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    node.restart().await;
+    drop(conn);
+
+    let r = tus(Method::HEAD, &location, t, &[v], b"").await;
+    assert_eq!(r.status(), 200);
+    let offset: usize = h(&r, "upload-offset").unwrap().parse().unwrap();
+    assert!((4 * mib..=7 * mib).contains(&offset), "{offset}");
+    let r = tus(
+        Method::PATCH,
+        &location,
+        t,
+        &[v, octets, ("Upload-Offset", &offset.to_string())],
+        &data[offset..],
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let body = record(&node, &account, &location).await;
+    let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    assert_eq!(body["data"]["sha256"], expected, "{body}");
+}
