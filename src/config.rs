@@ -368,6 +368,13 @@ pub struct RawOrigin {
     /// equal to the edges' `max_upload_size`.
     #[serde(default = "default_max_upload")]
     pub max_upload_size: String,
+    /// The longest an upload may stay unfinished (its own expiry may be sooner); then the
+    /// sweeper releases its record, partial object and spool, e.g. `"7d"`.
+    #[serde(default = "default_abandon_after")]
+    pub abandon_after: String,
+    /// How often the sweeper runs, e.g. `"5m"`.
+    #[serde(default = "default_sweep_interval")]
+    pub sweep_interval: String,
 }
 
 /// The edge's config file (`config/edge.toml`).
@@ -402,6 +409,9 @@ pub struct RawEdge {
     /// How long past its expiry a token is still accepted (clock skew), e.g. `"30s"`.
     #[serde(default = "default_token_skew")]
     pub token_skew: String,
+    /// How often spooled uploads that are no longer receiving are removed, e.g. `"5m"`.
+    #[serde(default = "default_sweep_interval")]
+    pub sweep_interval: String,
 }
 
 /// The embedded default's config file (`config/dev.toml`); every key may also come from the
@@ -423,8 +433,18 @@ pub struct RawDev {
     pub max_upload_size: Option<String>,
     /// Largest HTML-form upload accepted. Default `"2GiB"`.
     pub form_max_size: Option<String>,
+    /// The longest an upload may stay unfinished. Default `"7d"`.
+    pub abandon_after: Option<String>,
+    /// How often the sweepers run. Default `"5m"`.
+    pub sweep_interval: Option<String>,
 }
 
+fn default_abandon_after() -> String {
+    "7d".into()
+}
+fn default_sweep_interval() -> String {
+    "5m".into()
+}
 fn default_workers() -> usize {
     1
 }
@@ -480,6 +500,10 @@ pub struct OriginSettings {
     pub edge_url: String,
     /// Largest upload in bytes.
     pub max_upload_size: u64,
+    /// The longest an upload may stay unfinished.
+    pub abandon_after: Duration,
+    /// How often the sweeper runs.
+    pub sweep_interval: Duration,
 }
 
 /// Validated edge settings.
@@ -509,6 +533,8 @@ pub struct EdgeSettings {
     pub token_skew: u64,
     /// Spool directory.
     pub spool_dir: PathBuf,
+    /// How often the spool sweeper runs.
+    pub sweep_interval: Duration,
 }
 
 impl RawOrigin {
@@ -536,6 +562,8 @@ impl RawOrigin {
             token_ttl: parse_duration(&self.token_ttl, "token_ttl")?,
             edge_url: parse_base_url(&self.edge_url, "edge_url")?,
             max_upload_size: parse_size(&self.max_upload_size, "max_upload_size")?,
+            abandon_after: parse_duration(&self.abandon_after, "abandon_after")?,
+            sweep_interval: parse_duration(&self.sweep_interval, "sweep_interval")?,
         })
     }
 }
@@ -579,6 +607,7 @@ impl RawEdge {
             keyring: self.token_keys.keyring("token_keys", env)?,
             token_skew: parse_duration(&self.token_skew, "token_skew")?.as_secs(),
             spool_dir: self.spool_dir.clone(),
+            sweep_interval: parse_duration(&self.sweep_interval, "sweep_interval")?,
         })
     }
 }
@@ -629,6 +658,20 @@ impl RawDev {
             &self.form_max_size.clone().unwrap_or_else(default_form_max),
             "form_max_size",
         )?;
+        let abandon_after = parse_duration(
+            &self
+                .abandon_after
+                .clone()
+                .unwrap_or_else(default_abandon_after),
+            "abandon_after",
+        )?;
+        let sweep_interval = parse_duration(
+            &self
+                .sweep_interval
+                .clone()
+                .unwrap_or_else(default_sweep_interval),
+            "sweep_interval",
+        )?;
         Ok(DevSettings {
             origin: OriginSettings {
                 // The origin is internal to the process: an ephemeral loopback port.
@@ -644,6 +687,8 @@ impl RawDev {
                 token_ttl: Duration::from_secs(4 * 3600),
                 edge_url: format!("http://{listen}"),
                 max_upload_size,
+                abandon_after,
+                sweep_interval,
             },
             edge: EdgeSettings {
                 listen,
@@ -659,6 +704,7 @@ impl RawDev {
                 keyring,
                 token_skew: 30,
                 spool_dir: data_dir.join("spool"),
+                sweep_interval,
             },
             data_dir,
         })

@@ -7,6 +7,7 @@
 
 pub mod origin_client;
 mod proxy;
+mod sweeper;
 
 use crate::config::EdgeSettings;
 use crate::ingest::chunk_spool::ChunkSpool;
@@ -44,10 +45,16 @@ pub fn run(
     )
     .map_err(StartError::Client)?;
     let ingest = Ingest::new(store, origin, settings.max_upload_size);
-    let spools = proxy::Spools {
+    let spools = Arc::new(proxy::Spools {
         chunks: ChunkSpool::open(&settings.spool_dir.join("chunks")).map_err(StartError::Spool)?,
         resumable: OffsetSpool::open(&settings.spool_dir.join("resumable"))
             .map_err(StartError::Spool)?,
+    });
+    let sweeper = sweeper::SpoolSweeper {
+        ingest: ingest.clone(),
+        spools: spools.clone(),
+        root: settings.spool_dir.clone(),
+        interval: settings.sweep_interval,
     };
 
     let conf = ServerConf {
@@ -64,6 +71,10 @@ pub fn run(
     );
     service.add_tcp(&settings.listen.to_string());
     server.add_service(service);
+    server.add_service(pingora::services::background::background_service(
+        "spool sweeper",
+        sweeper,
+    ));
     tracing::info!(listen = %settings.listen, origin = %settings.origin_url, "Edge listening.");
     server.run_forever()
 }

@@ -10,6 +10,7 @@ pub mod internal;
 pub mod media;
 pub mod movingimage;
 pub mod session;
+pub mod sweeper;
 pub mod upload_tokens;
 pub mod worker;
 pub mod xvid;
@@ -95,6 +96,7 @@ pub async fn start(settings: OriginSettings) -> Result<SocketAddr, StartError> {
     for n in 0..state.settings.workers {
         tokio::spawn(worker::run(state.clone(), format!("{addr}/{n}")));
     }
+    tokio::spawn(sweeper::run(state.clone()));
     let app = api::routes()
         .merge(internal::routes(state.clone()))
         .with_state(state);

@@ -148,10 +148,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         key: &ObjectKey,
         scratch: &Path,
     ) -> Result<LocalObject, StoreError>;
-    /// Stores a local file under a key.
-    async fn put_file(&self, key: &ObjectKey, src: &Path) -> Result<u64, StoreError>;
+    /// Stores a local file under a key, through [`Store::writer`].
+    async fn put_file(&self, key: &ObjectKey, src: &Path) -> Result<u64, StoreError> {
+        let read = |source| StoreError::Read {
+            key: src.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::open(src).await.map_err(read)?;
+        let mut writer = self.writer(key).await?;
+        loop {
+            let mut piece = bytes::BytesMut::with_capacity(1 << 20);
+            let n = match tokio::io::AsyncReadExt::read_buf(&mut file, &mut piece).await {
+                Ok(n) => n,
+                Err(e) => {
+                    writer.abort().await;
+                    return Err(read(e));
+                }
+            };
+            if n == 0 {
+                return writer.finish().await;
+            }
+            if let Err(e) = writer.write(piece.freeze()).await {
+                writer.abort().await;
+                return Err(e);
+            }
+        }
+    }
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
+    /// Discards writes begun before `before` and never finished (a crashed writer's partial
+    /// file, an S3 multipart upload left open); returns how many.
+    async fn discard_unfinished(&self, before: std::time::SystemTime) -> Result<usize, StoreError>;
 }
 
 /// Opens the store a URL names.

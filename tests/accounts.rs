@@ -109,17 +109,14 @@ async fn bad_arguments_are_refused_with_a_clear_message() {
 #[tokio::test]
 async fn the_quota_limits_what_an_account_stores() {
     let node = Node::dev(Backend::Sqlite).await;
-    let out = node.account_cmd(&[
+    let account = node.account_with(&[
         "--name",
         "Small",
         "--quota",
         "150000",
         "--max-upload-size",
         "120000",
-        "--json",
     ]);
-    assert!(out.status.success());
-    let account = common::Account::from_json(&serde_json::from_slice(&out.stdout).unwrap());
     let api = Uploads::new(&node.url, &account.api_key);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a.bin");

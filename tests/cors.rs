@@ -4,32 +4,8 @@
 
 mod common;
 
-use common::{Account, Backend, Node};
+use common::{upload_token, Backend, Node};
 use reqwest::Method;
-
-async fn upload_token(node: &Node, account: &Account) -> String {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/upload-tokens", node.url))
-        .bearer_auth(&account.api_key)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = common::json_of(resp).await;
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().unwrap().to_owned()
-}
-
-fn account_with(node: &Node, args: &[&str]) -> Account {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = node.account_cmd(&all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Account::from_json(&serde_json::from_slice(&out.stdout).unwrap())
-}
 
 fn header(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers()
@@ -41,8 +17,8 @@ fn header(r: &reqwest::Response, name: &str) -> Option<String> {
 async fn listed_origins_may_upload_from_a_browser() {
     let node = Node::dev(Backend::Sqlite).await;
     let app = "https://app.example.com";
-    let listed = account_with(&node, &["--name", "Web", "--cors-origin", app]);
-    let unlisted = account_with(&node, &["--name", "Other"]);
+    let listed = node.account_with(&["--name", "Web", "--cors-origin", app]);
+    let unlisted = node.account_with(&["--name", "Other"]);
     let client = reqwest::Client::new();
     let endpoint = format!("{}/files/", node.url);
 
@@ -76,7 +52,7 @@ async fn listed_origins_may_upload_from_a_browser() {
 
     // The upload itself: readable by the page for the account that lists its origin.
     for (account, readable) in [(&listed, true), (&unlisted, false)] {
-        let token = upload_token(&node, account).await;
+        let token = upload_token(&node, account, "").await;
         let r = client
             .post(&endpoint)
             .header("Origin", app)

@@ -6,22 +6,10 @@
 
 mod common;
 
-use common::{Account, Backend, Node, Uploads};
+use common::{upload_token, Backend, Node, Uploads};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn upload_token(node: &Node, account: &Account) -> String {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/upload-tokens", node.url))
-        .bearer_auth(&account.api_key)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = common::json_of(resp).await;
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().unwrap().to_owned()
-}
 
 /// One response head read off a raw connection: status and lower-cased headers.
 struct Head {
@@ -157,7 +145,7 @@ async fn interrupted_creation(
 async fn interop_8_creation_gets_104_then_resumes_to_an_identical_file() {
     let node = Node::dev(Backend::Sqlite).await;
     let account = node.account("Acme");
-    let token = upload_token(&node, &account).await;
+    let token = upload_token(&node, &account, "").await;
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
     let v = ("Upload-Draft-Interop-Version", "8");
     let location = interrupted_creation(&node, &token, "8", ("Upload-Complete", "?1"), &data).await;
@@ -255,7 +243,7 @@ async fn interop_8_creation_gets_104_then_resumes_to_an_identical_file() {
 async fn interop_6_appends_over_several_requests() {
     let node = Node::dev(Backend::Sqlite).await;
     let account = node.account("Acme");
-    let token = upload_token(&node, &account).await;
+    let token = upload_token(&node, &account, "").await;
     let data: Vec<u8> = (0..90_000u32).map(|i| (i % 241) as u8).collect();
     let v = ("Upload-Draft-Interop-Version", "6");
     let partial = ("Content-Type", "application/partial-upload");
@@ -299,7 +287,7 @@ async fn interop_6_appends_over_several_requests() {
 async fn interop_3_speaks_upload_incomplete_and_delete_cancels() {
     let node = Node::dev(Backend::Sqlite).await;
     let account = node.account("Acme");
-    let token = upload_token(&node, &account).await;
+    let token = upload_token(&node, &account, "").await;
     let data = vec![7u8; 50_000];
     let v = ("Upload-Draft-Interop-Version", "3");
     let location =
@@ -330,7 +318,7 @@ async fn interop_3_speaks_upload_incomplete_and_delete_cancels() {
 async fn a_version_the_edge_does_not_know_gets_no_interim_response() {
     let node = Node::dev(Backend::Sqlite).await;
     let account = node.account("Acme");
-    let token = upload_token(&node, &account).await;
+    let token = upload_token(&node, &account, "").await;
     let (interims, head, body) = exchange(
         &node,
         "POST",

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{json_of, sha256_file, test_video, Backend, Node, S3Server, Uploads};
+use common::{sha256_file, test_video, Backend, Node, S3Server, Uploads};
 use sha2::Digest;
 use tokio::io::AsyncWriteExt;
 
@@ -28,14 +28,7 @@ async fn forty_mib_in_2_mib_chunks_lands_in_s3_as_one_object() {
     let s3 = S3Server::start().await;
     let node = node_on_s3(&s3).await;
     let account = node.account("Acme");
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/upload-tokens", node.url))
-        .bearer_auth(&account.api_key)
-        .send()
-        .await
-        .unwrap();
-    let (_, body) = json_of(resp).await;
-    let token = body["token"].as_str().unwrap().to_owned();
+    let token = common::upload_token(&node, &account, "").await;
     let data: Vec<u8> = (0..40u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();

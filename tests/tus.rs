@@ -5,23 +5,10 @@
 mod common;
 
 use base64::Engine;
-use common::{json_of, sha256_file, test_video, Account, Backend, Node, Uploads};
+use common::{json_of, sha256_file, test_video, upload_token, Account, Backend, Node, Uploads};
 use reqwest::Method;
 use serde_json::Value;
 use std::path::Path;
-
-async fn upload_token(node: &Node, account: &Account, body: &str) -> String {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/upload-tokens", node.url))
-        .bearer_auth(&account.api_key)
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(resp).await;
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().unwrap().to_owned()
-}
 
 fn tuspy(node: &Node, token: &str, file: &Path, chunk: usize, stop_at: Option<usize>) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tus_upload.py");
@@ -435,6 +422,30 @@ async fn a_cloud_vod_upload_url_is_a_tus_resource() {
     );
 }
 
+/// A PATCH at `offset` announcing `length` bytes of which only `sent` go out; its connection
+/// stays open (a client whose network went away), and the server has had time to read them.
+async fn half_sent_patch(
+    node: &Node,
+    path: &str,
+    token: &str,
+    (offset, length): (usize, usize),
+    sent: &[u8],
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = node.url.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n\
+         Upload-Offset: {offset}\r\nContent-Length: {length}\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(sent).await.unwrap();
+    conn.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    conn
+}
+
 /// The upload's record as the Uploads API shows it.
 async fn record(node: &Node, account: &Account, location: &str) -> Value {
     let (status, body) = Uploads::new(&node.url, &account.api_key)
@@ -542,9 +553,7 @@ async fn partial_uploads_sent_in_parallel_are_concatenated() {
 #[tokio::test]
 async fn an_upload_over_the_quota_is_refused_with_1101_and_nothing_is_kept() {
     let node = Node::dev(Backend::Sqlite).await;
-    let out = node.account_cmd(&["--name", "Small", "--quota", "1000", "--json"]);
-    assert!(out.status.success());
-    let account = Account::from_json(&serde_json::from_slice(&out.stdout).unwrap());
+    let account = node.account_with(&["--name", "Small", "--quota", "1000"]);
     let token = upload_token(&node, &account, "").await;
     let t = Some(token.as_str());
     let endpoint = format!("{}/files/", node.url);
@@ -613,7 +622,6 @@ async fn an_upload_over_the_quota_is_refused_with_1101_and_nothing_is_kept() {
 
 #[tokio::test]
 async fn a_reconnecting_client_ends_its_stale_request_and_keeps_its_bytes() {
-    use tokio::io::AsyncWriteExt;
     let node = Node::dev(Backend::Sqlite).await;
     let account = node.account("Acme");
     let token = upload_token(&node, &account, "").await;
@@ -633,16 +641,7 @@ async fn a_reconnecting_client_ends_its_stale_request_and_keeps_its_bytes() {
     let location = format!("{}{path}", node.url);
 
     // A PATCH whose connection hangs after 30,000 of its 100,000 bytes, still open.
-    let addr = node.url.trim_start_matches("http://").to_owned();
-    let mut stale = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let head = format!(
-        "PATCH {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n\
-         Upload-Offset: 0\r\nContent-Length: 100000\r\n\r\n"
-    );
-    stale.write_all(head.as_bytes()).await.unwrap();
-    stale.write_all(&data[..30_000]).await.unwrap();
-    stale.flush().await.unwrap();
+    let stale = half_sent_patch(&node, &path, &token, (0, 100_000), &data[..30_000]).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     // The client reconnects: its HEAD is answered at once, with what the stale request stored.
@@ -671,7 +670,6 @@ async fn a_reconnecting_client_ends_its_stale_request_and_keeps_its_bytes() {
 
 #[tokio::test]
 async fn kill_9_during_an_upload_then_head_and_resume_give_an_identical_file() {
-    use tokio::io::AsyncWriteExt;
     let mut node = Node::dev(Backend::Sqlite).await;
     let account = node.account("Acme");
     let token = upload_token(&node, &account, "").await;
@@ -703,19 +701,14 @@ async fn kill_9_during_an_upload_then_head_and_resume_give_an_identical_file() {
     .await;
     assert_eq!(r.status(), 204);
     // A second PATCH is half sent when the process is killed.
-    let addr = node.url.trim_start_matches("http://").to_owned();
-    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let head = format!(
-        "PATCH {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n\
-         Upload-Offset: {}\r\nContent-Length: {}\r\n\r\n",
-        4 * mib,
-        8 * mib
-    );
-    conn.write_all(head.as_bytes()).await.unwrap();
-    conn.write_all(&data[4 * mib..7 * mib]).await.unwrap();
-    conn.flush().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let conn = half_sent_patch(
+        &node,
+        &path,
+        &token,
+        (4 * mib, 8 * mib),
+        &data[4 * mib..7 * mib],
+    )
+    .await;
     node.restart().await;
     drop(conn);
 

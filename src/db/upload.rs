@@ -356,6 +356,39 @@ pub async fn delete_receiving(db: &Db, id: &str) -> Result<bool, DbError> {
     Ok(true)
 }
 
+/// Uploads still receiving that expired (`expires_at` passed) or were created before
+/// `created_before`: their ids and object keys, at most `limit`.
+///
+/// # Errors
+/// The query fails.
+pub async fn stale_receiving(
+    db: &Db,
+    now: i64,
+    created_before: i64,
+    limit: i64,
+) -> Result<Vec<(String, String)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT id, object_key FROM uploads WHERE status = $1 \
+         AND ((expires_at IS NOT NULL AND expires_at < $2) OR created_at < $3) \
+         ORDER BY created_at LIMIT $4",
+    )
+    .bind(Status::Receiving.code())
+    .bind(now)
+    .bind(created_before)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await
+    .op("find stale uploads")?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id").op("read upload id")?,
+                r.try_get("object_key").op("read object key")?,
+            ))
+        })
+        .collect()
+}
+
 /// The statuses an upload went through, oldest first.
 ///
 /// # Errors

@@ -19,6 +19,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 use serde_json::json;
+use std::sync::Arc;
 
 /// The edge's spools, one per kind of resumable protocol.
 pub struct Spools {
@@ -31,7 +32,7 @@ pub struct Spools {
 /// The edge service.
 pub struct EdgeProxy {
     ingest: Ingest,
-    spools: Spools,
+    spools: Arc<Spools>,
     keyring: Keyring,
     token_skew: u64,
     form_max_size: u64,
@@ -39,7 +40,7 @@ pub struct EdgeProxy {
 }
 
 impl EdgeProxy {
-    pub(super) fn new(ingest: Ingest, spools: Spools, settings: &EdgeSettings) -> Self {
+    pub(super) fn new(ingest: Ingest, spools: Arc<Spools>, settings: &EdgeSettings) -> Self {
         Self {
             ingest,
             spools,

@@ -133,33 +133,6 @@ impl Store for FileStore {
         Ok(LocalObject { path, _temp: None })
     }
 
-    async fn put_file(&self, key: &ObjectKey, src: &Path) -> Result<u64, StoreError> {
-        let mut writer = self.writer(key).await?;
-        let mut file = tokio::fs::File::open(src)
-            .await
-            .map_err(|source| StoreError::Read {
-                key: src.display().to_string(),
-                source,
-            })?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
-                Ok(n) => n,
-                Err(source) => {
-                    writer.abort().await;
-                    return Err(StoreError::Read {
-                        key: src.display().to_string(),
-                        source,
-                    });
-                }
-            };
-            if n == 0 {
-                return writer.finish().await;
-            }
-            writer.write(Bytes::copy_from_slice(&buf[..n])).await?;
-        }
-    }
-
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
         match tokio::fs::remove_file(self.path(key)).await {
             Ok(()) => Ok(()),
@@ -169,6 +142,25 @@ impl Store for FileStore {
                 source,
             }),
         }
+    }
+
+    async fn discard_unfinished(&self, before: std::time::SystemTime) -> Result<usize, StoreError> {
+        let dir = self.root.join(".partial");
+        let failed = |source| StoreError::Delete {
+            key: dir.display().to_string(),
+            source,
+        };
+        let mut entries = tokio::fs::read_dir(&dir).await.map_err(failed)?;
+        let mut discarded = 0;
+        while let Some(entry) = entries.next_entry().await.map_err(failed)? {
+            let modified = entry.metadata().await.and_then(|m| m.modified());
+            if modified.is_ok_and(|m| m < before)
+                && tokio::fs::remove_file(entry.path()).await.is_ok()
+            {
+                discarded += 1;
+            }
+        }
+        Ok(discarded)
     }
 }
 

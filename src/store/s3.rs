@@ -92,29 +92,6 @@ impl S3Store {
     fn key(&self, key: &ObjectKey) -> String {
         format!("{}{}", self.location.prefix, key.as_str())
     }
-
-    /// Keys (under the prefix) of multipart uploads that are open, for the sweeper and tests.
-    ///
-    /// # Errors
-    /// S3 fails.
-    pub async fn open_multipart_uploads(&self) -> Result<Vec<String>, StoreError> {
-        let out = self
-            .client
-            .list_multipart_uploads()
-            .bucket(&self.location.bucket)
-            .prefix(&self.location.prefix)
-            .send()
-            .await
-            .map_err(|e| StoreError::Read {
-                key: self.location.prefix.clone(),
-                source: sdk(e),
-            })?;
-        Ok(out
-            .uploads()
-            .iter()
-            .filter_map(|u| u.key().map(str::to_owned))
-            .collect())
-    }
 }
 
 #[async_trait]
@@ -173,29 +150,6 @@ impl Store for S3Store {
         })
     }
 
-    async fn put_file(&self, key: &ObjectKey, src: &Path) -> Result<u64, StoreError> {
-        let mut writer = self.writer(key).await?;
-        let read = |source| StoreError::Read {
-            key: src.display().to_string(),
-            source,
-        };
-        let mut file = tokio::fs::File::open(src).await.map_err(read)?;
-        loop {
-            let mut piece = BytesMut::with_capacity(1 << 20);
-            let n = tokio::io::AsyncReadExt::read_buf(&mut file, &mut piece)
-                .await
-                .map_err(read)?;
-            if n == 0 {
-                break;
-            }
-            if let Err(e) = writer.write(piece.freeze()).await {
-                writer.abort().await;
-                return Err(e);
-            }
-        }
-        writer.finish().await
-    }
-
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
         let full = self.key(key);
         self.client
@@ -209,6 +163,52 @@ impl Store for S3Store {
                 source: sdk(e),
             })?;
         Ok(())
+    }
+
+    async fn discard_unfinished(&self, before: std::time::SystemTime) -> Result<usize, StoreError> {
+        let failed = |e| StoreError::Delete {
+            key: format!("s3://{}/{}", self.location.bucket, self.location.prefix),
+            source: e,
+        };
+        let before = aws_sdk_s3::primitives::DateTime::from(before);
+        let mut discarded = 0;
+        // ListMultipartUploads pages by key and upload-id markers (the SDK has no paginator).
+        let mut markers: (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.location.bucket)
+                .prefix(&self.location.prefix)
+                .set_key_marker(markers.0.take())
+                .set_upload_id_marker(markers.1.take())
+                .send()
+                .await
+                .map_err(|e| failed(sdk(e)))?;
+            for upload in page.uploads() {
+                let stale = upload.initiated().is_some_and(|t| t.secs() < before.secs());
+                let (Some(key), Some(id), true) = (upload.key(), upload.upload_id(), stale) else {
+                    continue;
+                };
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.location.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| failed(sdk(e)))?;
+                discarded += 1;
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            markers = (
+                page.next_key_marker().map(str::to_owned),
+                page.next_upload_id_marker().map(str::to_owned),
+            );
+        }
+        Ok(discarded)
     }
 }
 

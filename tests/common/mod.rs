@@ -244,6 +244,17 @@ impl Node {
         Account::from_json(&json)
     }
 
+    /// An account created with extra arguments (`--quota`, `--cors-origin`…).
+    pub fn account_with(&self, args: &[&str]) -> Account {
+        let out = self.account_cmd(&[args, &["--json"]].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Account::from_json(&serde_json::from_slice(&out.stdout).unwrap())
+    }
+
     /// `uplink account create` with extra arguments; the process output.
     pub fn account_cmd(&self, args: &[&str]) -> std::process::Output {
         Command::new(bin())
@@ -661,4 +672,18 @@ impl Drop for FaultyProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// An upload token for tus and IETF clients (`POST /v1/upload-tokens` with a JSON `body`).
+pub async fn upload_token(node: &Node, account: &Account, body: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/upload-tokens", node.url))
+        .bearer_auth(&account.api_key)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().unwrap().to_owned()
 }

@@ -1,0 +1,387 @@
+//! The load benchmark: drives a real `uplink dev` (release build, file store) over loopback, and
+//! nginx as a plain body-to-disk sink (`client_body_in_file_only on`) with the same requests,
+//! so the ratio comes from one run on one machine. For each workload it prints MiB/s, server CPU
+//! seconds per GiB, p50/p99 time to acknowledge a request, and the server's peak RSS:
+//!
+//! - `single`: one 1 GiB upload in one request (Uploads API multipart; nginx: one PUT);
+//! - `chunked`: 1 GiB in 8 MiB chunks (tus PATCHes; nginx: one PUT per chunk);
+//! - `concurrent`: 100 uploads of 16 MiB at once, in 1 MiB chunks (tus; nginx: PUTs).
+//!
+//! `cargo bench --bench load` runs the full sizes; `-- --test` (as CI does) runs them tiny, to
+//! keep the benchmark working. nginx comes from Debian's package (`bash .ci/setup`); without
+//! it, only Uplink's rows are printed.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+
+/// One server under test.
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+    /// An API key (Uplink) for the Uploads API.
+    api_key: String,
+    /// An upload token (Uplink) for tus.
+    token: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_ready(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(url).await.is_err() {
+        assert!(Instant::now() < deadline, "{url} did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn uplink() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_uplink");
+    let account = Command::new(bin)
+        .args([
+            "account",
+            "create",
+            "--name",
+            "Bench",
+            "--json",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let account: serde_json::Value = serde_json::from_slice(&account.stdout).unwrap();
+    let port = free_port();
+    let child = Command::new(bin)
+        .args([
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&format!("{url}/healthz")).await;
+    let api_key = account["api_key"].as_str().unwrap().to_owned();
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(format!("{url}/v1/upload-tokens"))
+        .bearer_auth(&api_key)
+        .body(r#"{"max_uploads": 1000}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = resp["token"].as_str().unwrap().to_owned();
+    Server {
+        child,
+        url,
+        _dir: dir,
+        api_key,
+        token,
+    }
+}
+
+/// nginx writing every request body to a file, then answering 201 (through an internal
+/// location, so the body is read to disk first).
+async fn nginx() -> Option<Server> {
+    let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let done = free_port();
+    let root = dir.path().display();
+    let conf = format!(
+        "worker_processes 2;\ndaemon off;\npid {root}/nginx.pid;\nerror_log {root}/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log off;\n  client_max_body_size 0;\n\
+           client_body_temp_path {root}/bodies 1 2;\n  client_body_in_file_only on;\n\
+           client_body_buffer_size 64k;\n\
+           server {{ listen 127.0.0.1:{port};\n\
+             location / {{ proxy_pass http://127.0.0.1:{done}/done; proxy_pass_request_body off;\n\
+               proxy_set_header Content-Length \"\"; }} }}\n\
+           server {{ listen 127.0.0.1:{done}; location / {{ return 201; }} }}\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let child = Command::new(bin)
+        .args(["-p"])
+        .arg(dir.path())
+        .args(["-c"])
+        .arg(dir.path().join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&url).await;
+    Some(Server {
+        child,
+        url,
+        _dir: dir,
+        api_key: String::new(),
+        token: String::new(),
+    })
+}
+
+/// CPU seconds used so far by a process and its children (nginx's workers).
+fn cpu_seconds(pid: u32) -> f64 {
+    let ticks = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let after = s.rsplit_once(')')?.1;
+                let f: Vec<&str> = after.split_whitespace().collect();
+                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            })
+            .unwrap_or(0)
+    };
+    let total: u64 = family(pid).into_iter().map(ticks).sum();
+    total as f64 / 100.0
+}
+
+/// Peak resident memory of a process and its children, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let hwm = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    family(pid).into_iter().map(hwm).sum::<u64>() as f64 / 1024.0
+}
+
+fn family(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        all.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+    }
+    all
+}
+
+/// A body of `len` bytes streamed in 1 MiB pieces (the client spends almost nothing on it).
+fn body(len: u64, prefix: &'static [u8], suffix: &'static [u8]) -> reqwest::Body {
+    let piece = Bytes::from(vec![0x5a; MIB as usize]);
+    let full = len / MIB;
+    let rest = (len % MIB) as usize;
+    let pieces = std::iter::once(Bytes::from_static(prefix))
+        .chain(std::iter::repeat_n(piece.clone(), full as usize))
+        .chain(std::iter::once(piece.slice(..rest)))
+        .chain(std::iter::once(Bytes::from_static(suffix)));
+    reqwest::Body::wrap_stream(futures_util::stream::iter(
+        pieces.map(Ok::<_, std::io::Error>),
+    ))
+}
+
+const FORM_HEAD: &[u8] = b"--B\r\nContent-Disposition: form-data; name=\"folder\"\r\n\r\nroot\r\n--B\r\nContent-Disposition: form-data; name=\"video\"; filename=\"v.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n";
+const FORM_TAIL: &[u8] = b"\r\n--B--\r\n";
+
+/// One upload of `len` bytes in one request; returns its acknowledgement time.
+async fn single(client: &reqwest::Client, s: &Server, len: u64, nginx: bool) -> Duration {
+    let start = Instant::now();
+    let resp = if nginx {
+        client
+            .put(format!("{}/single", s.url))
+            .header("content-length", len)
+            .body(body(len, b"", b""))
+            .send()
+            .await
+    } else {
+        let total = len + (FORM_HEAD.len() + FORM_TAIL.len()) as u64;
+        client
+            .post(format!("{}/api/client/v1/uploads", s.url))
+            .bearer_auth(&s.api_key)
+            .header("content-type", "multipart/form-data; boundary=B")
+            .header("content-length", total)
+            .body(body(len, FORM_HEAD, FORM_TAIL))
+            .send()
+            .await
+    }
+    .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    start.elapsed()
+}
+
+/// One upload of `len` bytes in `chunk`-byte requests; returns each request's time.
+async fn chunked(
+    client: &reqwest::Client,
+    s: &Server,
+    name: usize,
+    len: u64,
+    chunk: u64,
+    nginx: bool,
+) -> Vec<Duration> {
+    let location = if nginx {
+        String::new()
+    } else {
+        let resp = client
+            .post(format!("{}/files/", s.url))
+            .bearer_auth(&s.token)
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", len)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        format!("{}{}", s.url, resp.headers()["location"].to_str().unwrap())
+    };
+    let mut times = Vec::new();
+    let mut offset = 0;
+    while offset < len {
+        let n = chunk.min(len - offset);
+        let start = Instant::now();
+        let resp = if nginx {
+            client
+                .put(format!("{}/u{name}/c{offset}", s.url))
+                .header("content-length", n)
+                .body(body(n, b"", b""))
+                .send()
+                .await
+        } else {
+            client
+                .patch(&location)
+                .bearer_auth(&s.token)
+                .header("tus-resumable", "1.0.0")
+                .header("content-type", "application/offset+octet-stream")
+                .header("upload-offset", offset)
+                .header("content-length", n)
+                .body(body(n, b"", b""))
+                .send()
+                .await
+        }
+        .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        times.push(start.elapsed());
+        offset += n;
+    }
+    times
+}
+
+struct Sizes {
+    single: u64,
+    chunk: u64,
+    concurrent: usize,
+    each: u64,
+    small_chunk: u64,
+}
+
+async fn run(workload: &str, sizes: &Sizes, nginx: bool) -> Option<String> {
+    let server = if nginx {
+        self::nginx().await?
+    } else {
+        uplink().await
+    };
+    let client = reqwest::Client::new();
+    let pid = server.child.id();
+    let cpu0 = cpu_seconds(pid);
+    let start = Instant::now();
+    let (bytes, mut times) = match workload {
+        "single" => (
+            sizes.single,
+            vec![single(&client, &server, sizes.single, nginx).await],
+        ),
+        "chunked" => (
+            sizes.single,
+            chunked(&client, &server, 0, sizes.single, sizes.chunk, nginx).await,
+        ),
+        _ => {
+            let all = futures_util::stream::iter(0..sizes.concurrent)
+                .map(|i| chunked(&client, &server, i, sizes.each, sizes.small_chunk, nginx))
+                .buffer_unordered(sizes.concurrent)
+                .collect::<Vec<_>>()
+                .await;
+            (
+                sizes.each * sizes.concurrent as u64,
+                all.into_iter().flatten().collect(),
+            )
+        }
+    };
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu0;
+    let rss = peak_rss_mib(pid);
+    times.sort();
+    let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
+    let gib = bytes as f64 / (1024.0 * MIB as f64);
+    Some(format!(
+        "{:<10} {:<7} {:>9.1} {:>11.2} {:>9.1} {:>9.1} {:>9.1}",
+        workload,
+        if nginx { "nginx" } else { "uplink" },
+        bytes as f64 / MIB as f64 / wall,
+        cpu / gib,
+        pct(0.5),
+        pct(0.99),
+        rss
+    ))
+}
+
+fn main() {
+    let test = std::env::args().any(|a| a == "--test");
+    let sizes = if test {
+        Sizes {
+            single: 8 * MIB,
+            chunk: 2 * MIB,
+            concurrent: 4,
+            each: 2 * MIB,
+            small_chunk: MIB,
+        }
+    } else {
+        Sizes {
+            single: 1024 * MIB,
+            chunk: 8 * MIB,
+            concurrent: 100,
+            each: 16 * MIB,
+            small_chunk: MIB,
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "{:<10} {:<7} {:>9} {:>11} {:>9} {:>9} {:>9}",
+        "workload", "server", "MiB/s", "CPU s/GiB", "p50 ms", "p99 ms", "RSS MiB"
+    );
+    rt.block_on(async {
+        for workload in ["single", "chunked", "concurrent"] {
+            for nginx in [false, true] {
+                match run(workload, &sizes, nginx).await {
+                    Some(row) => println!("{row}"),
+                    None => println!("{workload:<10} nginx   (not installed: bash .ci/setup)"),
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,98 @@
+//! Clean-up: uploads that will never finish release everything. With `abandon_after = "3s"`
+//! and a sweep every second, an unfinished tus upload loses its record and its spooled bytes, a
+//! multipart upload left open in S3 is aborted, and a stored upload's spool entry goes after
+//! its grace period.
+
+mod common;
+
+use common::{Backend, Node, S3Server, Uploads};
+use std::time::{Duration, Instant};
+
+const BUCKET: &str = "sweep-test";
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within 30 s: {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn nothing_outlives_its_upload() {
+    let s3 = S3Server::start().await;
+    s3.bucket(BUCKET).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dev.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage = \"s3://{BUCKET}/edge?path_style=true\"\nabandon_after = \"3s\"\nsweep_interval = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let node = Node::dev_env(
+        Backend::Sqlite,
+        &["--config", config.to_str().unwrap()],
+        &s3.env(),
+    )
+    .await;
+    let account = node.account("Acme");
+    let token = common::upload_token(&node, &account, "").await;
+    let client = reqwest::Client::new();
+    let tus = |length: usize, body: Vec<u8>| {
+        client
+            .post(format!("{}/files/", node.url))
+            .bearer_auth(&token)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Length", length.to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(body)
+            .send()
+    };
+    // One upload left half done, one finished.
+    let unfinished = tus(2 << 20, vec![1u8; 1 << 20]).await.unwrap();
+    assert_eq!(unfinished.status(), 201);
+    let unfinished = unfinished.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let finished = tus(1000, vec![2u8; 1000]).await.unwrap();
+    assert_eq!(finished.status(), 201);
+    let finished = finished.headers()["location"].to_str().unwrap().to_owned();
+    // A multipart upload some crashed writer left open.
+    let r = client
+        .post(format!("{}/{BUCKET}/edge/orphan?uploads", s3.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(s3.open_multipart_uploads(BUCKET).await.len(), 1);
+
+    let spool = node.data_dir.path().join("spool/resumable");
+    let id_of = |location: &str| location.rsplit('/').next().unwrap().to_owned();
+    assert!(spool.join(id_of(&unfinished)).exists());
+    let api = Uploads::new(&node.url, &account.api_key);
+    eventually("the unfinished upload's record goes", async || {
+        let (status, _) = api.get(&format!("/{}", id_of(&unfinished))).await;
+        status == 404
+    })
+    .await;
+    eventually("its spooled bytes go", async || {
+        !spool.join(id_of(&unfinished)).exists()
+    })
+    .await;
+    eventually("the open multipart upload is aborted", async || {
+        s3.open_multipart_uploads(BUCKET).await.is_empty()
+    })
+    .await;
+    eventually(
+        "the stored upload's spool entry goes after its grace",
+        async || !spool.join(id_of(&finished)).exists(),
+    )
+    .await;
+    // The stored upload itself stays.
+    let (status, record) = api.get(&format!("/{}", id_of(&finished))).await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["data"]["size"], 1000);
+}
