@@ -90,8 +90,8 @@ pub struct Completed {
     pub view: StatusView,
     /// Bytes stored.
     pub size: u64,
-    /// Hex MD5 of the bytes (S3's ETag).
-    pub md5: String,
+    /// Hex MD5 of the bytes (S3's ETag), when asked for with [`Receiving::with_md5`].
+    pub md5: Option<String>,
 }
 
 /// An upload whose bytes are arriving.
@@ -100,7 +100,8 @@ pub struct Receiving {
     key: ObjectKey,
     writer: Box<dyn ObjectWriter>,
     hasher: Sha256,
-    md5: Md5,
+    /// Only for protocols that answer with it (S3 POST's ETag): it costs as much as SHA-256.
+    md5: Option<Md5>,
     /// Whether this edge opened the record (and so drops it when the upload is abandoned).
     opened_here: bool,
     size: u64,
@@ -255,22 +256,34 @@ impl Ingest {
             folder,
             metadata,
         };
-        let view = match self.origin.upload_stored(&id, &stored).await {
+        let mut done = self.report(&id, &key, stored).await?;
+        done.md5 = md5.map(|m| hex::encode(m.finalize()));
+        Ok(done)
+    }
+
+    /// Tells the origin an upload's object is stored; over the quota, the object goes.
+    pub(crate) async fn report(
+        &self,
+        id: &str,
+        key: &ObjectKey,
+        stored: UploadStored,
+    ) -> Result<Completed, IngestError> {
+        let view = match self.origin.upload_stored(id, &stored).await {
             Ok(view) => view,
             Err(OriginError::Status { status: 413, .. }) => {
                 // The origin decides the quota; an upload over it keeps nothing.
-                if let Err(e) = self.store.delete(&key).await {
+                if let Err(e) = self.store.delete(key).await {
                     tracing::warn!(upload_id = %id, error = %e, "Could not delete an upload over quota.");
                 }
-                self.forget(&id).await;
+                self.forget(id).await;
                 return Err(IngestError::QuotaExceeded);
             }
             Err(e) => return Err(IngestError::Origin(e)),
         };
         Ok(Completed {
             view,
-            size,
-            md5: hex::encode(md5.finalize()),
+            size: stored.size,
+            md5: None,
         })
     }
 
@@ -330,7 +343,7 @@ impl Ingest {
             key,
             writer,
             hasher: Sha256::new(),
-            md5: Md5::new(),
+            md5: None,
             opened_here: false,
             size: 0,
             max_size: allowance
@@ -360,6 +373,13 @@ impl Receiving {
         self.size
     }
 
+    /// Also computes the bytes' MD5 (for an S3 ETag).
+    #[must_use]
+    pub fn with_md5(mut self) -> Self {
+        self.md5 = Some(Md5::new());
+        self
+    }
+
     /// Lowers the largest size this upload may reach (a flavour's own limit).
     pub fn cap(&mut self, max: u64) {
         self.max_size = self.max_size.min(max);
@@ -380,7 +400,9 @@ impl Receiving {
             return Err(IngestError::QuotaExceeded);
         }
         self.hasher.update(&data);
-        self.md5.update(&data);
+        if let Some(md5) = self.md5.as_mut() {
+            md5.update(&data);
+        }
         self.writer.write(data).await.map_err(IngestError::Store)?;
         self.size = size;
         Ok(())

@@ -176,6 +176,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     }
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
+    /// Stores a finished, synced local file under a key without copying it, when the store can
+    /// (a hard link on the same filesystem): its size, or `None` when the caller must copy.
+    /// The file must not change afterwards.
+    async fn link_file(&self, _key: &ObjectKey, _src: &Path) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
     /// Discards writes begun before `before` and never finished (a crashed writer's partial
     /// file, an S3 multipart upload left open); returns how many.
     async fn discard_unfinished(&self, before: std::time::SystemTime) -> Result<usize, StoreError>;

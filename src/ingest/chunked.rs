@@ -5,8 +5,8 @@
 
 use super::chunk_spool::{ChunkSpool, SpoolError};
 use super::{Allowance, Completed, Ingest, IngestError, Receiving};
-use crate::control::UploadInfo;
-use crate::store::StoreError;
+use crate::control::{UploadInfo, UploadStored};
+use crate::store::{ObjectKey, StoreError};
 use crate::upload::chunk_set::ChunkError;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -62,6 +62,7 @@ impl Ingest {
         (index, total): (u32, u32),
         body: S,
         allowance: Allowance,
+        md5: bool,
     ) -> Result<ChunkOutcome, ChunkFailure>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
@@ -110,7 +111,7 @@ impl Ingest {
             .map(|&(i, _, _)| spool.chunk_path(id, i))
             .collect();
         let done = self
-            .store_files(upload, &files, allowance, None)
+            .store_files(upload, &files, allowance, None, md5)
             .await
             .map_err(|e| match e {
                 IngestError::QuotaExceeded => ChunkFailure::QuotaExceeded,
@@ -137,13 +138,87 @@ impl Ingest {
         files: &[std::path::PathBuf],
         allowance: Allowance,
         metadata: Option<String>,
+        md5: bool,
     ) -> Result<Completed, IngestError> {
+        if let ([file], false) = (files, md5) {
+            if let Some(done) = self
+                .link_spooled(upload, file, allowance, &metadata)
+                .await?
+            {
+                return Ok(done);
+            }
+        }
         let mut receiving = self.resume(upload, allowance).await?;
+        if md5 {
+            receiving = receiving.with_md5();
+        }
         if let Err(e) = append_files(files, &mut receiving).await {
             self.cancel(receiving).await;
             return Err(e);
         }
         self.complete(receiving, None, metadata).await
+    }
+
+    /// Stores one spooled file by linking it into the store, where the store can: the bytes
+    /// are read once, for their SHA-256, and not written again. `None` when the store copies.
+    async fn link_spooled(
+        &self,
+        upload: &UploadInfo,
+        file: &std::path::Path,
+        allowance: Allowance,
+        metadata: &Option<String>,
+    ) -> Result<Option<Completed>, IngestError> {
+        let key = ObjectKey::new(upload.object_key.clone()).map_err(IngestError::BadKey)?;
+        let read_error = |source| {
+            IngestError::Store(StoreError::Read {
+                key: file.display().to_string(),
+                source,
+            })
+        };
+        let path = file.to_owned();
+        let (size, sha256) = tokio::task::spawn_blocking(move || sha256_of(&path))
+            .await
+            .map_err(|e| read_error(std::io::Error::other(e)))?
+            .map_err(read_error)?;
+        let max = allowance
+            .max_size
+            .map_or(self.max_upload_size(), |m| m.min(self.max_upload_size()));
+        if size > max {
+            return Err(IngestError::TooLarge { limit: max });
+        }
+        if allowance.quota.is_some_and(|q| size > q) {
+            return Err(IngestError::QuotaExceeded);
+        }
+        match self.store.link_file(&key, file).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(IngestError::Store(e)),
+        }
+        let stored = UploadStored {
+            size,
+            sha256,
+            folder: None,
+            metadata: metadata.clone(),
+        };
+        self.report(&upload.id, &key, stored).await.map(Some)
+    }
+}
+
+/// A file's size and hex SHA-256, read in 1 MiB blocks.
+fn sha256_of(path: &std::path::Path) -> std::io::Result<(u64, String)> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok((size, hex::encode(hasher.finalize())));
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
     }
 }
 

@@ -122,7 +122,7 @@ where
 {
     match ctx
         .ingest
-        .put_chunk(ctx.spool, info, (index, total), body, claims.into())
+        .put_chunk(ctx.spool, info, (index, total), body, claims.into(), false)
         .await
     {
         Ok(ChunkOutcome::Stored { received, total }) => Reply::json(

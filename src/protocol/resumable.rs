@@ -226,7 +226,7 @@ pub async fn finish(
     let files: Vec<_> = parts.iter().map(|p| ctx.spool.data_path(p)).collect();
     match ctx
         .ingest
-        .store_files(info, &files, claims.into(), metadata)
+        .store_files(info, &files, claims.into(), metadata, false)
         .await
     {
         Ok(done) => {

@@ -222,7 +222,7 @@ async fn post(
         }
         let body = file.map(|piece| piece.map_err(|e| std::io::Error::other(e.to_string())));
         let done = match ingest
-            .put_chunk(spool, &info, (chunk, chunks), body, allowance)
+            .put_chunk(spool, &info, (chunk, chunks), body, allowance, true)
             .await
         {
             Ok(ChunkOutcome::Stored { .. }) => None,
@@ -242,14 +242,15 @@ async fn post(
             &fields,
             bucket,
             &key,
-            done.as_ref().map(|d| d.md5.as_str()),
+            done.as_ref().and_then(|d| d.md5.as_deref()),
         ));
     }
     let receiving = upload.insert(
         ingest
             .create_at(&owner, "s3_post", &name, Some(&relative))
             .await
-            .map_err(from_ingest)?,
+            .map_err(from_ingest)?
+            .with_md5(),
     );
     let max = length_range.map_or(u64::MAX, |(_, max)| max);
     while let Some(chunk) = file
@@ -273,7 +274,7 @@ async fn post(
         .complete(receiving, None, None)
         .await
         .map_err(from_ingest)?;
-    Ok(success(&fields, bucket, &key, Some(&done.md5)))
+    Ok(success(&fields, bucket, &key, done.md5.as_deref()))
 }
 
 /// plupload's `chunk` (from 0) of `chunks`, when the form is one chunk of several.

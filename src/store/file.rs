@@ -54,6 +54,22 @@ impl FileWriter {
     }
 }
 
+/// Renames a synced partial file to its key's path, durably.
+async fn into_place(partial: &Path, dest: &Path) -> std::io::Result<()> {
+    let parent = dest.parent().map(Path::to_owned);
+    if let Some(dir) = &parent {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    tokio::fs::rename(partial, dest).await?;
+    if let Some(dir) = parent {
+        // The rename is durable once the directory entry is.
+        if let Ok(d) = tokio::fs::File::open(&dir).await {
+            let _ = d.sync_all().await;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ObjectWriter for FileWriter {
     async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
@@ -70,22 +86,10 @@ impl ObjectWriter for FileWriter {
         if let Err(e) = self.file.sync_all().await {
             return Err(self.err(e));
         }
-        let parent = self.dest.parent().map(Path::to_owned);
-        if let Some(dir) = &parent {
-            if let Err(e) = tokio::fs::create_dir_all(dir).await {
-                return Err(self.err(e));
-            }
+        match into_place(&self.partial, &self.dest).await {
+            Ok(()) => Ok(self.size),
+            Err(e) => Err(self.err(e)),
         }
-        if let Err(e) = tokio::fs::rename(&self.partial, &self.dest).await {
-            return Err(self.err(e));
-        }
-        if let Some(dir) = parent {
-            // The rename is durable once the directory entry is.
-            if let Ok(d) = tokio::fs::File::open(&dir).await {
-                let _ = d.sync_all().await;
-            }
-        }
-        Ok(self.size)
     }
 
     async fn abort(self: Box<Self>) {
@@ -142,6 +146,41 @@ impl Store for FileStore {
                 source,
             }),
         }
+    }
+
+    async fn link_file(&self, key: &ObjectKey, src: &Path) -> Result<Option<u64>, StoreError> {
+        let failed = |source| StoreError::Write {
+            key: key.to_string(),
+            source,
+        };
+        let partial = self
+            .root
+            .join(".partial")
+            .join(uuid::Uuid::new_v4().to_string());
+        match tokio::fs::hard_link(src, &partial).await {
+            Ok(()) => {}
+            // Another filesystem, or one without hard links: the caller copies.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::CrossesDevices
+                    || e.kind() == std::io::ErrorKind::Unsupported
+                    || e.raw_os_error() == Some(1) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(failed(e)),
+        }
+        let size = match tokio::fs::metadata(&partial).await {
+            Ok(m) => m.len(),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(failed(e));
+            }
+        };
+        if let Err(e) = into_place(&partial, &self.path(key)).await {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(failed(e));
+        }
+        Ok(Some(size))
     }
 
     async fn discard_unfinished(&self, before: std::time::SystemTime) -> Result<usize, StoreError> {
