@@ -368,7 +368,7 @@ impl crate::token::TokenError {
 }
 
 #[cfg(test)]
-mod token_tests {
+mod refusal_tests {
     use super::{S3Error, UploadsApiError};
     use crate::token::TokenError;
 

@@ -260,11 +260,14 @@ pub async fn open(
 /// client named a version it can be read in.
 #[must_use]
 pub fn interim(opened: &Opened, ctx: &Ctx<'_>) -> Option<Reply> {
+    if !opened.draft.named {
+        return None;
+    }
     let mut r = opened.draft.reply(104, "", String::new());
     r.headers.push(("location", opened.location.clone()));
     r.headers
         .push(("upload-limit", limits(Some(&opened.claims), ctx)));
-    opened.draft.named.then_some(r)
+    Some(r)
 }
 
 /// Reads the creation request's body into the upload (phase two).
