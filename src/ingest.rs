@@ -23,6 +23,12 @@ use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
+/// A request body as the ingest core and its adapters read it: pieces as they arrive, an
+/// error when the client goes away.
+pub trait Body: futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {}
+
+impl<T: futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send> Body for T {}
+
 /// Why an ingest step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

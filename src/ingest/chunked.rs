@@ -4,6 +4,7 @@
 //! [`Ingest::put_chunk`] and render its outcome their own way.
 
 use super::chunk_spool::{ChunkSpool, SpoolError};
+use super::Body;
 use super::{Allowance, Completed, Ingest, IngestError, Receiving};
 use crate::control::{UploadInfo, UploadStored};
 use crate::store::{ObjectKey, StoreError};
@@ -65,7 +66,7 @@ impl Ingest {
         md5: bool,
     ) -> Result<ChunkOutcome, ChunkFailure>
     where
-        S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+        S: Body,
     {
         let id = upload.id.as_str();
         let received = match spool.load(id).await.map_err(unavailable)? {

@@ -6,9 +6,9 @@
 //! `custom_*` fields are kept with the upload for its notification.
 
 use super::Reply;
+use crate::ingest::Body;
 use crate::ingest::{Ingest, IngestError, Receiving};
 use bytes::Bytes;
-use futures_util::Stream;
 use http::HeaderMap;
 use serde_json::{json, Map, Value};
 
@@ -61,7 +61,7 @@ fn valid_target(url: &str) -> bool {
 /// Reads the form, stores the file; the reply is the form's redirect or JSON.
 pub async fn receive<S>(headers: &HeaderMap, body: S, ingest: &Ingest, form_max: u64) -> Reply
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     let Some(boundary) = super::multipart_boundary(headers) else {
         return Reply::json(

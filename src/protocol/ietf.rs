@@ -17,10 +17,10 @@ use super::Reply;
 use crate::control::UploadInfo;
 use crate::ingest::chunk_spool::Turn;
 use crate::ingest::offset_spool::{Appended, Resource};
+use crate::ingest::Body;
 use crate::token::Claims;
 use crate::upload::UploadId;
 use bytes::Bytes;
-use futures_util::Stream;
 use http::{HeaderMap, Method};
 use serde_json::json;
 
@@ -273,7 +273,7 @@ pub fn interim(opened: &Opened, ctx: &Ctx<'_>) -> Option<Reply> {
 /// Reads the creation request's body into the upload (phase two).
 pub async fn receive<S>(opened: Opened, body: S, ctx: &Ctx<'_>) -> Reply
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     let Opened {
         draft,
@@ -307,7 +307,7 @@ pub async fn handle<S>(
     ctx: &Ctx<'_>,
 ) -> Reply
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     let claims = match ctx.verify_token(query, headers) {
         Ok(claims) => claims,
@@ -377,7 +377,7 @@ async fn patch<S>(
     ctx: &Ctx<'_>,
 ) -> Reply
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     let draft = upload.draft;
     let Some(Ok(offset)) = header(headers, "upload-offset").map(str::parse::<u64>) else {
@@ -433,7 +433,7 @@ async fn append<S>(
     ctx: &Ctx<'_>,
 ) -> Reply
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     let Upload {
         draft,

@@ -10,12 +10,11 @@ use crate::control::UploadInfo;
 use crate::error::UploadsApiError;
 use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::chunked::{ChunkFailure, ChunkOutcome};
+use crate::ingest::Body;
 use crate::ingest::IngestError;
 use crate::token::{Claims, TokenError};
 use crate::upload::chunk_set::MAX_CHUNKS;
 use crate::upload::{Status, UploadId};
-use bytes::Bytes;
-use futures_util::Stream;
 use http::HeaderMap;
 use serde_json::json;
 
@@ -76,7 +75,7 @@ pub async fn receive<S>(
     ctx: &Ctx<'_>,
 ) -> Reply
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     let id = video.to_string();
     let info = match ctx.ingest.upload_info(&id).await {
@@ -118,7 +117,7 @@ async fn chunk<S>(
     ctx: &Ctx<'_>,
 ) -> Reply
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     match ctx
         .ingest
@@ -152,7 +151,7 @@ async fn full_file<S>(
     ctx: &Ctx<'_>,
 ) -> Reply
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     let Some(boundary) = super::multipart_boundary(headers) else {
         return message(400, "Send chunks with the Mi24-Upload-* headers, or the whole file as multipart/form-data field `file`.");

@@ -7,11 +7,10 @@
 use crate::control::{KeyOwner, UploadInfo};
 use crate::ingest::chunk_spool::{SpoolError, Turn};
 use crate::ingest::offset_spool::{Algorithm, Appended, Concat, OffsetSpool, Resource};
+use crate::ingest::Body;
 use crate::ingest::{Completed, IngestError};
 use crate::token::{Claims, TokenError};
 use crate::upload::{Status, UploadId};
-use bytes::Bytes;
-use futures_util::Stream;
 
 /// Where resumable upload resources live: `/files/` creates, `/files/{id}` is one upload.
 pub const PREFIX: &str = "/files/";
@@ -186,7 +185,7 @@ pub async fn append<S>(
     ctx: &Ctx<'_>,
 ) -> Result<Appended, Refusal>
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     let max = max_size(Some(claims), ctx);
     let limit = resource

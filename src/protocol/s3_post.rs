@@ -13,12 +13,13 @@ use crate::edge::origin_client::OriginError;
 use crate::error::S3Error;
 use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::chunked::{ChunkFailure, ChunkOutcome};
+use crate::ingest::Body;
 use crate::ingest::{Allowance, Ingest, IngestError, Receiving};
 use crate::s3_policy::{self, PolicyError};
 use crate::store::ObjectKey;
 use crate::upload::chunk_set::MAX_CHUNKS;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use http::HeaderMap;
 
 /// The path prefix of the endpoint.
@@ -145,7 +146,7 @@ pub async fn receive<S>(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Reply
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     let Some(boundary) = super::multipart_boundary(headers) else {
         return error_reply(&S3Error::MalformedPostRequest);

@@ -12,11 +12,11 @@ use super::Reply;
 use crate::control::UploadInfo;
 use crate::ingest::chunk_spool::Turn;
 use crate::ingest::offset_spool::{Algorithm, Appended, Concat, Resource};
+use crate::ingest::Body;
 use crate::token::Claims;
 use crate::upload::UploadId;
 use base64::Engine;
 use bytes::Bytes;
-use futures_util::Stream;
 use http::{HeaderMap, Method};
 use serde_json::{json, Map, Value};
 
@@ -117,7 +117,7 @@ pub async fn handle<S>(
     ctx: &Ctx<'_>,
 ) -> Reply
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     if method == Method::OPTIONS {
         // Discovery needs no token; with one, the limit is the token's.
@@ -193,7 +193,7 @@ async fn create<S>(
     ctx: &Ctx<'_>,
 ) -> Result<Reply, Refusal>
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     let concat = match header(headers, "upload-concat") {
         None => None,
@@ -368,7 +368,7 @@ async fn patch<S>(
     ctx: &Ctx<'_>,
 ) -> Result<Reply, Refusal>
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     if header(headers, "content-type") != Some(OCTETS) {
         return Ok(reply(
@@ -456,7 +456,7 @@ async fn append<S>(
     ctx: &Ctx<'_>,
 ) -> Result<u64, Refusal>
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     let Upload {
         info,

@@ -9,9 +9,8 @@
 use super::Reply;
 use crate::control::KeyOwner;
 use crate::error::UploadsApiError;
+use crate::ingest::Body;
 use crate::ingest::{Ingest, IngestError, Receiving};
-use bytes::Bytes;
-use futures_util::Stream;
 use http::HeaderMap;
 use serde_json::json;
 
@@ -76,7 +75,7 @@ pub async fn authorize(headers: &HeaderMap, ingest: &Ingest) -> Result<Authorize
 /// Reads the form and stores the video; the reply is the seed's `202` or an error.
 pub async fn receive<S>(auth: Authorized, body: S, ingest: &Ingest) -> Reply
 where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    S: Body,
 {
     let constraints = multer::Constraints::new()
         .size_limit(multer::SizeLimit::new().for_field("folder", MAX_FOLDER as u64 * 4));
