@@ -11,12 +11,11 @@
 //! interim response (which it could not read). Must not depend on an HTTP server: creation is
 //! split in [`open`] and [`receive`] so the listener can send the interim response in between.
 
-use super::resumable::{self, Refusal, PREFIX};
+use super::resumable::{self, Held, Received, Refusal, PREFIX};
 use super::tus::header;
 use super::Reply;
 use crate::control::UploadInfo;
-use crate::ingest::chunk_spool::Turn;
-use crate::ingest::offset_spool::{Appended, Resource};
+use crate::ingest::offset_spool::Resource;
 use crate::ingest::Body;
 use crate::token::Claims;
 use crate::upload::UploadId;
@@ -283,15 +282,8 @@ where
         completes,
         location,
     } = opened;
-    let turn = ctx.spool.take_over(&info.id).await;
-    let upload = Upload {
-        draft,
-        info: &info,
-        turn: &turn,
-        resource,
-        offset: 0,
-    };
-    let mut r = append(upload, body, completes, 201, &claims, ctx).await;
+    let held = resumable::hold_new(info, resource, ctx).await;
+    let mut r = append(draft, held, body, completes, 201, &claims, ctx).await;
     r.headers.push(("location", location));
     r
 }
@@ -324,21 +316,15 @@ where
             );
         }
     }
-    let (info, turn, resource, offset) = match resumable::existing(&claims, id, ctx).await {
-        Ok(found) => found,
+    let held = match resumable::existing(&claims, id, ctx).await {
+        Ok(held) => held,
         Err(refusal) => return draft.refused(refusal, Some(&claims), ctx),
     };
-    let upload = Upload {
-        draft,
-        info: &info,
-        turn: &turn,
-        resource,
-        offset,
-    };
     match *method {
-        Method::HEAD => head(&upload, &claims, ctx),
-        Method::PATCH => patch(upload, headers, body, &claims, ctx).await,
+        Method::HEAD => head(draft, &held, &claims, ctx),
+        Method::PATCH => patch(draft, held, headers, body, &claims, ctx).await,
         Method::DELETE => {
+            let Held { info, turn, .. } = held;
             drop(turn);
             resumable::drop_upload(&info.id, ctx).await;
             draft.reply(204, "", String::new())
@@ -347,21 +333,12 @@ where
     }
 }
 
-/// The upload a request holds.
-struct Upload<'u> {
-    draft: Draft,
-    info: &'u UploadInfo,
-    turn: &'u Turn,
-    resource: Resource,
-    offset: u64,
-}
-
-fn head(upload: &Upload<'_>, claims: &Claims, ctx: &Ctx<'_>) -> Reply {
-    let mut r = upload.draft.reply(204, "", String::new());
-    r.headers.push(("upload-offset", upload.offset.to_string()));
+fn head(draft: Draft, held: &Held, claims: &Claims, ctx: &Ctx<'_>) -> Reply {
+    let mut r = draft.reply(204, "", String::new());
+    r.headers.push(("upload-offset", held.offset.to_string()));
     r.headers
-        .push(upload.draft.complete_header(upload.resource.complete));
-    if let Some(l) = upload.resource.length {
+        .push(draft.complete_header(held.resource.complete));
+    if let Some(l) = held.resource.length {
         r.headers.push(("upload-length", l.to_string()));
     }
     r.headers.push(("upload-limit", limits(Some(claims), ctx)));
@@ -370,7 +347,8 @@ fn head(upload: &Upload<'_>, claims: &Claims, ctx: &Ctx<'_>) -> Reply {
 }
 
 async fn patch<S>(
-    mut upload: Upload<'_>,
+    draft: Draft,
+    mut held: Held,
     headers: &HeaderMap,
     body: S,
     claims: &Claims,
@@ -379,23 +357,22 @@ async fn patch<S>(
 where
     S: Body,
 {
-    let draft = upload.draft;
     let Some(Ok(offset)) = header(headers, "upload-offset").map(str::parse::<u64>) else {
         return draft.problem(400, None, "PATCH needs Upload-Offset.", json!({}));
     };
-    if upload.resource.complete {
+    if held.resource.complete {
         let mut r = draft.problem(400, None, "The upload is already complete.", json!({}));
         r.headers.push(draft.complete_header(true));
         return r;
     }
-    if offset != upload.offset {
+    if offset != held.offset {
         let mut r = draft.problem(
             409,
             Some("mismatching-upload-offset"),
             "offset from request does not match offset of resource",
-            json!({ "expected-offset": upload.offset, "provided-offset": offset }),
+            json!({ "expected-offset": held.offset, "provided-offset": offset }),
         );
-        r.headers.push(("upload-offset", upload.offset.to_string()));
+        r.headers.push(("upload-offset", held.offset.to_string()));
         r.headers.push(draft.complete_header(false));
         return r;
     }
@@ -404,28 +381,27 @@ where
         Ok(l) => l,
         Err(()) => return draft.inconsistent_length(),
     };
-    match (length, upload.resource.length) {
+    match (length, held.resource.length) {
         (Some(new), Some(known)) if new != known => return draft.inconsistent_length(),
         (Some(new), None) => {
             if new < offset {
                 return draft.inconsistent_length();
             }
-            upload.resource.length = Some(new);
-            if let Err(e) = ctx.spool.save(&upload.info.id, &upload.resource).await {
-                tracing::error!(error = %e, "Could not record an upload's length.");
-                return draft.refused(Refusal::Unavailable, Some(claims), ctx);
+            if let Err(refusal) = resumable::record_length(&mut held, new, ctx).await {
+                return draft.refused(refusal, Some(claims), ctx);
             }
         }
         _ => {}
     }
-    append(upload, body, completes, 204, claims, ctx).await
+    append(draft, held, body, completes, 204, claims, ctx).await
 }
 
 /// Appends a body; when the request completes the upload and all of it arrived, stores the
 /// upload (`201`, `Upload-Complete: ?1`, the upload's status). Otherwise acknowledges the new
 /// offset with `status`.
 async fn append<S>(
-    upload: Upload<'_>,
+    draft: Draft,
+    held: Held,
     body: S,
     completes: bool,
     status: u16,
@@ -435,22 +411,21 @@ async fn append<S>(
 where
     S: Body,
 {
-    let Upload {
-        draft,
-        info,
-        turn,
-        mut resource,
-        offset,
-    } = upload;
     let refused = |r| draft.refused(r, Some(claims), ctx);
-    let appended = resumable::append(info, turn, &resource, offset, body, None, claims, ctx).await;
+    let appended = resumable::append(&held, body, None, claims, ctx).await;
+    let Held {
+        info, mut resource, ..
+    } = held;
     let new_offset = match appended {
-        Ok(Appended::Done(o)) if completes => {
+        Ok(Received {
+            offset: o,
+            whole: true,
+        }) if completes => {
             if resource.length.is_some_and(|l| l != o) {
                 return draft.inconsistent_length();
             }
             resource.length = Some(o);
-            return match resumable::finish(info, resource, None, claims, ctx).await {
+            return match resumable::finish(&info, resource, None, claims, ctx).await {
                 Ok(done) => {
                     let body = json!({
                         "id": info.id,
@@ -466,8 +441,7 @@ where
                 Err(refusal) => refused(refusal),
             };
         }
-        Ok(Appended::Done(o) | Appended::Cut(o)) => o,
-        Ok(Appended::ChecksumMismatch) => return refused(Refusal::ChecksumMismatch),
+        Ok(Received { offset, .. }) => offset,
         Err(refusal) => return refused(refusal),
     };
     let mut r = draft.reply(status, "", String::new());

@@ -78,17 +78,34 @@ pub fn max_size(claims: Option<&Claims>, ctx: &Ctx<'_>) -> u64 {
         .map_or(node, |m| m.min(node))
 }
 
+/// An upload a request holds (no other request changes it meanwhile), with its resource and
+/// offset.
+pub struct Held {
+    /// The upload.
+    pub info: UploadInfo,
+    /// The request's hold on it.
+    pub turn: Turn,
+    /// What the spool knows besides the bytes.
+    pub resource: Resource,
+    /// Bytes stored so far.
+    pub offset: u64,
+}
+
+/// What an append kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// The new offset.
+    pub offset: u64,
+    /// Whether the whole body arrived (not cut off, nor ended by a newer request).
+    pub whole: bool,
+}
+
 /// An upload this token may act on, held by this request (a stale request holding it is
-/// ended), with its resource and offset. Uploads a control API opened get their resource on
-/// first use.
+/// ended). Uploads a control API opened get their resource on first use.
 ///
 /// # Errors
 /// Out of scope, unknown, another account's, or the edge fails.
-pub async fn existing(
-    claims: &Claims,
-    id: UploadId,
-    ctx: &Ctx<'_>,
-) -> Result<(UploadInfo, Turn, Resource, u64), Refusal> {
+pub async fn existing(claims: &Claims, id: UploadId, ctx: &Ctx<'_>) -> Result<Held, Refusal> {
     let id = id.to_string();
     claims.permits(&format!("{PREFIX}{id}"), Some(&id), None)?;
     let info = match ctx.ingest.upload_info(&id).await {
@@ -119,7 +136,34 @@ pub async fn existing(
         }
         None => return Err(Refusal::NotFound),
     };
-    Ok((info, turn, resource, offset))
+    Ok(Held {
+        info,
+        turn,
+        resource,
+        offset,
+    })
+}
+
+/// Holds an upload this request just created, to append its body.
+pub async fn hold_new(info: UploadInfo, resource: Resource, ctx: &Ctx<'_>) -> Held {
+    Held {
+        turn: ctx.spool.take_over(&info.id).await,
+        info,
+        resource,
+        offset: 0,
+    }
+}
+
+/// Records the length a request declared for an upload whose length was open.
+///
+/// # Errors
+/// The spool cannot save it.
+pub async fn record_length(held: &mut Held, length: u64, ctx: &Ctx<'_>) -> Result<(), Refusal> {
+    held.resource.length = Some(length);
+    ctx.spool
+        .save(&held.info.id, &held.resource)
+        .await
+        .map_err(|e| Refusal::unavailable(&e))
 }
 
 /// Opens a new upload of `filename` under an upload token, with its resource.
@@ -168,38 +212,49 @@ pub async fn create(
     Ok(info)
 }
 
-/// Appends a body at `offset` (which the caller checked is the upload's offset), within the
-/// declared length and the size limit.
+/// Appends a body at the held upload's offset (which the caller checked is the request's),
+/// within the declared length and the size limit.
 ///
 /// # Errors
 /// Too long (nothing of the body is kept), a checksum mismatch, or the disk fails.
-#[allow(clippy::too_many_arguments)]
 pub async fn append<S>(
-    info: &UploadInfo,
-    turn: &Turn,
-    resource: &Resource,
-    offset: u64,
+    held: &Held,
     body: S,
     checksum: Option<(Algorithm, Vec<u8>)>,
     claims: &Claims,
     ctx: &Ctx<'_>,
-) -> Result<Appended, Refusal>
+) -> Result<Received, Refusal>
 where
     S: Body,
 {
     let max = max_size(Some(claims), ctx);
-    let limit = resource
+    let limit = held
+        .resource
         .length
         .unwrap_or(max)
         .min(max)
-        .saturating_sub(offset);
+        .saturating_sub(held.offset);
     match ctx
         .spool
-        .append(&info.id, turn, offset, body, limit, checksum)
+        .append(
+            &held.info.id,
+            &held.turn,
+            held.offset,
+            body,
+            limit,
+            checksum,
+        )
         .await
     {
+        Ok(Appended::Done(offset)) => Ok(Received {
+            offset,
+            whole: true,
+        }),
+        Ok(Appended::Cut(offset)) => Ok(Received {
+            offset,
+            whole: false,
+        }),
         Ok(Appended::ChecksumMismatch) => Err(Refusal::ChecksumMismatch),
-        Ok(appended) => Ok(appended),
         Err(SpoolError::TooLarge(_)) => Err(Refusal::TooLarge(max)),
         Err(e) => Err(Refusal::unavailable(&e)),
     }

@@ -7,11 +7,9 @@
 //! per-upload token (Cloud VoD's `uploadToken`) continues its one upload, whose resource is
 //! made on first use. `Upload-Metadata` is kept with the upload.
 
-use super::resumable::{self, Refusal, PREFIX};
+use super::resumable::{self, Held, Refusal, PREFIX};
 use super::Reply;
-use crate::control::UploadInfo;
-use crate::ingest::chunk_spool::Turn;
-use crate::ingest::offset_spool::{Algorithm, Appended, Concat, Resource};
+use crate::ingest::offset_spool::{Algorithm, Concat, Resource};
 use crate::ingest::Body;
 use crate::token::Claims;
 use crate::upload::UploadId;
@@ -152,18 +150,11 @@ where
         (m, Some(id)) if m == Method::HEAD || m == Method::PATCH || m == Method::DELETE => {
             match resumable::existing(&claims, id, ctx).await {
                 Err(refusal) => Err(refusal),
-                Ok((info, turn, resource, offset)) => match m {
-                    Method::HEAD => Ok(head(&resource, offset, &claims)),
-                    Method::PATCH => {
-                        let upload = Upload {
-                            info: &info,
-                            turn: &turn,
-                            resource,
-                            offset,
-                        };
-                        patch(upload, headers, body, &claims, ctx).await
-                    }
+                Ok(held) => match m {
+                    Method::HEAD => Ok(head(&held.resource, held.offset, &claims)),
+                    Method::PATCH => patch(held, headers, body, &claims, ctx).await,
                     _ => {
+                        let Held { info, turn, .. } = held;
                         drop(turn);
                         resumable::drop_upload(&info.id, ctx).await;
                         Ok(reply(204, "", vec![]))
@@ -174,14 +165,6 @@ where
         _ => Ok(reply(405, "Method not allowed here.", vec![])),
     };
     result.unwrap_or_else(refused)
-}
-
-/// The upload a request holds.
-struct Upload<'u> {
-    info: &'u UploadInfo,
-    turn: &'u Turn,
-    resource: Resource,
-    offset: u64,
 }
 
 /// The creation extension (with creation-with-upload, creation-defer-length and
@@ -293,14 +276,8 @@ where
         resumable::finish(&info, resource, metadata, claims, ctx).await?;
     } else if header(headers, "content-type") == Some(OCTETS) {
         // creation-with-upload: the body is the first chunk.
-        let turn = ctx.spool.take_over(&info.id).await;
-        let upload = Upload {
-            info: &info,
-            turn: &turn,
-            resource,
-            offset: 0,
-        };
-        let offset = append(upload, body, None, claims, ctx).await?;
+        let held = resumable::hold_new(info, resource, ctx).await;
+        let offset = append(held, body, None, claims, ctx).await?;
         out.push(("upload-offset", offset.to_string()));
     }
     Ok(reply(201, "", out))
@@ -318,7 +295,9 @@ async fn concatenation_length(
         let Ok(id) = part.parse() else {
             return Ok(Err(format!("{part} is not an upload.")));
         };
-        let (_, _turn, resource, offset) = resumable::existing(claims, id, ctx).await?;
+        let Held {
+            resource, offset, ..
+        } = resumable::existing(claims, id, ctx).await?;
         if resource.concat != Some(Concat::Partial) {
             return Ok(Err(format!("{part} is not a partial upload.")));
         }
@@ -361,7 +340,7 @@ fn head(r: &Resource, offset: u64, claims: &Claims) -> Reply {
 }
 
 async fn patch<S>(
-    mut upload: Upload<'_>,
+    mut held: Held,
     headers: &HeaderMap,
     body: S,
     claims: &Claims,
@@ -403,27 +382,23 @@ where
             }
         }
     };
-    if matches!(upload.resource.concat, Some(Concat::Final(_))) {
+    if matches!(held.resource.concat, Some(Concat::Final(_))) {
         return Ok(reply(403, "A final upload cannot be patched.", vec![]));
     }
-    if offset != upload.offset {
-        let current = upload.offset;
+    if offset != held.offset {
+        let current = held.offset;
         return Ok(reply(
             409,
             &format!("Upload-Offset is {current}, not {offset}."),
             vec![("upload-offset", current.to_string())],
         ));
     }
-    if upload.resource.length.is_none() {
+    if held.resource.length.is_none() {
         if let Some(l) = header(headers, "upload-length") {
             let max = resumable::max_size(Some(claims), ctx);
             match l.parse::<u64>() {
                 Ok(l) if l >= offset && l <= max => {
-                    upload.resource.length = Some(l);
-                    if let Err(e) = ctx.spool.save(&upload.info.id, &upload.resource).await {
-                        tracing::error!(error = %e, "Could not record an upload's length.");
-                        return Err(Refusal::Unavailable);
-                    }
+                    resumable::record_length(&mut held, l, ctx).await?;
                 }
                 _ => {
                     return Ok(reply(
@@ -435,7 +410,7 @@ where
             }
         }
     }
-    let new_offset = append(upload, body, checksum, claims, ctx).await?;
+    let new_offset = append(held, body, checksum, claims, ctx).await?;
     Ok(reply(
         204,
         "",
@@ -449,7 +424,7 @@ where
 /// Appends a body at the upload's offset; stores the upload when its last byte is in (a
 /// partial upload waits for its final upload). Returns the new offset.
 async fn append<S>(
-    upload: Upload<'_>,
+    held: Held,
     body: S,
     checksum: Option<(Algorithm, Vec<u8>)>,
     claims: &Claims,
@@ -458,26 +433,16 @@ async fn append<S>(
 where
     S: Body,
 {
-    let Upload {
-        info,
-        turn,
-        resource,
-        offset,
-    } = upload;
-    if resource.complete {
-        return Ok(offset);
+    if held.resource.complete {
+        return Ok(held.offset);
     }
-    let new_offset = match resumable::append(
-        info, turn, &resource, offset, body, checksum, claims, ctx,
-    )
-    .await?
-    {
-        Appended::Done(o) | Appended::Cut(o) => o,
-        Appended::ChecksumMismatch => return Err(Refusal::ChecksumMismatch),
-    };
+    let new_offset = resumable::append(&held, body, checksum, claims, ctx)
+        .await?
+        .offset;
+    let Held { info, resource, .. } = held;
     if resource.length == Some(new_offset) && resource.concat.is_none() {
         let metadata = metadata_record(resource.metadata.as_deref());
-        resumable::finish(info, resource, metadata, claims, ctx).await?;
+        resumable::finish(&info, resource, metadata, claims, ctx).await?;
     }
     Ok(new_offset)
 }
