@@ -205,6 +205,14 @@ fn body(len: u64, prefix: &'static [u8], suffix: &'static [u8]) -> reqwest::Body
     ))
 }
 
+/// nginx's side of every workload: `len` raw bytes PUT to `url`.
+fn put(client: &reqwest::Client, url: String, len: u64) -> reqwest::RequestBuilder {
+    client
+        .put(url)
+        .header("content-length", len)
+        .body(body(len, b"", b""))
+}
+
 const FORM_HEAD: &[u8] = b"--B\r\nContent-Disposition: form-data; name=\"folder\"\r\n\r\nroot\r\n--B\r\nContent-Disposition: form-data; name=\"video\"; filename=\"v.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n";
 const FORM_TAIL: &[u8] = b"\r\n--B--\r\n";
 
@@ -212,12 +220,7 @@ const FORM_TAIL: &[u8] = b"\r\n--B--\r\n";
 async fn single(client: &reqwest::Client, s: &Server, len: u64, nginx: bool) -> Duration {
     let start = Instant::now();
     let resp = if nginx {
-        client
-            .put(format!("{}/single", s.url))
-            .header("content-length", len)
-            .body(body(len, b"", b""))
-            .send()
-            .await
+        put(client, format!("{}/single", s.url), len).send().await
     } else {
         let total = len + (FORM_HEAD.len() + FORM_TAIL.len()) as u64;
         client
@@ -263,10 +266,7 @@ async fn chunked(
         let n = chunk.min(len - offset);
         let start = Instant::now();
         let resp = if nginx {
-            client
-                .put(format!("{}/u{name}/c{offset}", s.url))
-                .header("content-length", n)
-                .body(body(n, b"", b""))
+            put(client, format!("{}/u{name}/c{offset}", s.url), n)
                 .send()
                 .await
         } else {

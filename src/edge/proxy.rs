@@ -64,12 +64,12 @@ impl EdgeProxy {
 
     /// movingimage's chunked upload (and its full-file form) at an upload URL.
     async fn upload_url(&self, session: &mut Session, video: UploadId) -> pingora::Result<Reply> {
-        let req = session.req_header();
-        let (path, query) = (
-            req.uri.path().to_owned(),
-            req.uri.query().map(str::to_owned),
-        );
-        let headers = req.headers.clone();
+        let RequestHead {
+            path,
+            query,
+            headers,
+            ..
+        } = RequestHead::of(session);
         let ctx = self.ctx(&self.spools.chunks);
         // The token is checked before the body is read.
         let claims = match movingimage::authorize(
@@ -102,12 +102,12 @@ impl EdgeProxy {
 
     /// tus 1.0: every method on the endpoint and its uploads.
     async fn tus(&self, session: &mut Session, target: Option<UploadId>) -> pingora::Result<Reply> {
-        let req = session.req_header();
-        let (method, query, headers) = (
-            req.method.clone(),
-            req.uri.query().map(str::to_owned),
-            req.headers.clone(),
-        );
+        let RequestHead {
+            method,
+            query,
+            headers,
+            ..
+        } = RequestHead::of(session);
         let ctx = self.ctx(&self.spools.resumable);
         if method == http::Method::PATCH || method == http::Method::POST {
             continue_if_expected(session, &headers).await?;
@@ -131,8 +131,7 @@ impl EdgeProxy {
         session: &mut Session,
         draft: ietf::Draft,
     ) -> pingora::Result<Reply> {
-        let req = session.req_header();
-        let (query, headers) = (req.uri.query().map(str::to_owned), req.headers.clone());
+        let RequestHead { query, headers, .. } = RequestHead::of(session);
         let ctx = self.ctx(&self.spools.resumable);
         let opened = match ietf::open(draft, query.as_deref(), &headers, &ctx).await {
             Ok(opened) => opened,
@@ -160,12 +159,12 @@ impl EdgeProxy {
         draft: ietf::Draft,
         id: UploadId,
     ) -> pingora::Result<Reply> {
-        let req = session.req_header();
-        let (method, query, headers) = (
-            req.method.clone(),
-            req.uri.query().map(str::to_owned),
-            req.headers.clone(),
-        );
+        let RequestHead {
+            method,
+            query,
+            headers,
+            ..
+        } = RequestHead::of(session);
         let ctx = self.ctx(&self.spools.resumable);
         if method == http::Method::PATCH {
             continue_if_expected(session, &headers).await?;
@@ -326,6 +325,26 @@ impl EdgeProxy {
             crate::cors::response(origin)
         } else {
             Vec::new()
+        }
+    }
+}
+
+/// What a handler keeps of the request head while it reads the body.
+struct RequestHead {
+    method: http::Method,
+    path: String,
+    query: Option<String>,
+    headers: http::HeaderMap,
+}
+
+impl RequestHead {
+    fn of(session: &Session) -> Self {
+        let req = session.req_header();
+        Self {
+            method: req.method.clone(),
+            path: req.uri.path().to_owned(),
+            query: req.uri.query().map(str::to_owned),
+            headers: req.headers.clone(),
         }
     }
 }
