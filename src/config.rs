@@ -310,6 +310,16 @@ fn parse_base_url(raw: &str, key: &str) -> Result<String, ConfigError> {
     Ok(url.to_owned())
 }
 
+fn optional_id(raw: Option<&String>, key: &str) -> Result<Option<String>, ConfigError> {
+    match raw {
+        Some(id) if !crate::token::valid_id(id) => Err(invalid(
+            key,
+            format!("{id:?} must be 1-64 letters, digits, '-' or '_'"),
+        )),
+        other => Ok(other.cloned()),
+    }
+}
+
 fn nonzero(n: usize, key: &str) -> Result<usize, ConfigError> {
     if n == 0 {
         Err(invalid(key, "must be at least 1"))
@@ -362,8 +372,11 @@ pub struct RawOrigin {
     /// Default validity of an upload token or URL (an account may set its own), e.g. `"4h"`.
     #[serde(default = "default_token_ttl")]
     pub token_ttl: String,
-    /// Public base URL of the edge that upload URLs name, e.g. `"https://upload.example.com"`.
-    pub edge_url: String,
+    /// Public base URL of the one edge that upload URLs name, e.g.
+    /// `"https://upload.example.com"`; or `[fleet]` to choose among several.
+    pub edge_url: Option<String>,
+    /// The edges upload URLs may name, chosen by the client's location (instead of `edge_url`).
+    pub fleet: Option<RawFleet>,
     /// Largest upload a control API will open (declared sizes above it are refused); keep it
     /// equal to the edges' `max_upload_size`.
     #[serde(default = "default_max_upload")]
@@ -375,6 +388,48 @@ pub struct RawOrigin {
     /// How often the sweeper runs, e.g. `"5m"`.
     #[serde(default = "default_sweep_interval")]
     pub sweep_interval: String,
+}
+
+/// The origin's `[fleet]`: the edges and how one is chosen.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    /// The MaxMind DB that locates addresses: the shipped country database or a city one.
+    pub geoip_database: PathBuf,
+    /// The edge (by name) for clients that cannot be located.
+    pub fallback: String,
+    /// An edge whose last heartbeat is older is not chosen, e.g. `"30s"`.
+    #[serde(default = "default_heartbeat_timeout")]
+    pub heartbeat_timeout: String,
+    /// An edge with less free spool space is not chosen, e.g. `"1GiB"`.
+    #[serde(default = "default_min_spool_free")]
+    pub min_spool_free: String,
+    /// Proxies (CIDR) whose `Forwarded` / `X-Forwarded-For` is believed: the edges' and load
+    /// balancers' addresses.
+    #[serde(default = "default_trusted_proxies")]
+    pub trusted_proxies: Vec<String>,
+    /// The edges.
+    pub edges: Vec<RawFleetEdge>,
+}
+
+/// One `[[fleet.edges]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleetEdge {
+    /// Unique name: the edge's own `name`.
+    pub name: String,
+    /// Region: the edge's own `region`; its upload URLs work in this region only.
+    pub region: String,
+    /// Where it is, in degrees.
+    pub latitude: f64,
+    /// Where it is, in degrees.
+    pub longitude: f64,
+    /// Public base URL (HTTP/1.1 and HTTP/2).
+    pub url: String,
+    /// Public base URL over HTTP/3, if it has one.
+    pub h3_url: Option<String>,
+    /// Uploads it takes at once.
+    pub capacity: u64,
 }
 
 /// The edge's config file (`config/edge.toml`).
@@ -412,6 +467,13 @@ pub struct RawEdge {
     /// How often spooled uploads that are no longer receiving are removed, e.g. `"5m"`.
     #[serde(default = "default_sweep_interval")]
     pub sweep_interval: String,
+    /// This edge's name in the origin's `[fleet]`; heartbeats are sent only when it is set.
+    pub name: Option<String>,
+    /// This edge's region in the origin's `[fleet]`; upload URLs of other regions are refused.
+    pub region: Option<String>,
+    /// How often a heartbeat is sent, e.g. `"10s"`.
+    #[serde(default = "default_heartbeat_interval")]
+    pub heartbeat_interval: String,
 }
 
 /// The embedded default's config file (`config/dev.toml`); every key may also come from the
@@ -439,6 +501,18 @@ pub struct RawDev {
     pub sweep_interval: Option<String>,
 }
 
+fn default_heartbeat_timeout() -> String {
+    "30s".into()
+}
+fn default_heartbeat_interval() -> String {
+    "10s".into()
+}
+fn default_min_spool_free() -> String {
+    "1GiB".into()
+}
+fn default_trusted_proxies() -> Vec<String> {
+    vec!["127.0.0.1/32".into(), "::1/128".into()]
+}
 fn default_abandon_after() -> String {
     "7d".into()
 }
@@ -496,8 +570,8 @@ pub struct OriginSettings {
     pub keyring: Keyring,
     /// Default token validity.
     pub token_ttl: Duration,
-    /// Public base URL of the edge, without a trailing slash.
-    pub edge_url: String,
+    /// Which edge upload URLs name.
+    pub routing: Routing,
     /// Largest upload in bytes.
     pub max_upload_size: u64,
     /// The longest an upload may stay unfinished.
@@ -535,6 +609,89 @@ pub struct EdgeSettings {
     pub spool_dir: PathBuf,
     /// How often the spool sweeper runs.
     pub sweep_interval: Duration,
+    /// Name in the origin's fleet (heartbeats are sent when set).
+    pub name: Option<String>,
+    /// Region: tokens scoped to another region are refused.
+    pub region: Option<String>,
+    /// How often heartbeats are sent.
+    pub heartbeat_interval: Duration,
+}
+
+/// Which edge the origin's upload URLs name.
+#[derive(Debug, Clone)]
+pub enum Routing {
+    /// Always this one (base URL without a trailing slash).
+    Single(String),
+    /// The nearest healthy edge of a fleet.
+    Fleet(FleetSettings),
+}
+
+/// A validated `[fleet]`.
+#[derive(Debug, Clone)]
+pub struct FleetSettings {
+    /// The edges and the rules for choosing.
+    pub fleet: crate::geo::Fleet,
+    /// The MaxMind DB file.
+    pub geoip_database: PathBuf,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl RawFleet {
+    /// Checks the fleet's keys (it has no secrets).
+    ///
+    /// # Errors
+    /// The first key with an unusable value.
+    pub fn validate(&self) -> Result<FleetSettings, ConfigError> {
+        let mut edges = Vec::with_capacity(self.edges.len());
+        for (i, e) in self.edges.iter().enumerate() {
+            let key = |k: &str| format!("fleet.edges[{i}].{k}");
+            let at = crate::geo::Coordinates::new(e.latitude, e.longitude)
+                .map_err(|m| invalid(&key("latitude"), m))?;
+            if e.capacity == 0 {
+                return Err(invalid(&key("capacity"), "must be at least 1"));
+            }
+            edges.push(crate::geo::Edge {
+                name: e.name.clone(),
+                region: e.region.clone(),
+                at,
+                url: parse_base_url(&e.url, &key("url"))?,
+                h3_url: e
+                    .h3_url
+                    .as_deref()
+                    .map(|u| parse_base_url(u, &key("h3_url")))
+                    .transpose()?,
+                capacity: e.capacity,
+            });
+        }
+        let timeout = parse_duration(&self.heartbeat_timeout, "fleet.heartbeat_timeout")?;
+        let fleet = crate::geo::Fleet::new(
+            edges,
+            &self.fallback,
+            i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
+            parse_size(&self.min_spool_free, "fleet.min_spool_free")?,
+        )
+        .map_err(|m| invalid("fleet", m))?;
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|n| {
+                n.parse::<ipnet::IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            "fleet.trusted_proxies",
+                            format!("{n:?} is not an address or a network like 10.0.0.0/8"),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(FleetSettings {
+            fleet,
+            geoip_database: self.geoip_database.clone(),
+            trusted_proxies,
+        })
+    }
 }
 
 impl RawOrigin {
@@ -560,7 +717,16 @@ impl RawOrigin {
             job_attempts: self.job_attempts,
             keyring: self.token_keys.keyring("token_keys", env)?,
             token_ttl: parse_duration(&self.token_ttl, "token_ttl")?,
-            edge_url: parse_base_url(&self.edge_url, "edge_url")?,
+            routing: match (&self.edge_url, &self.fleet) {
+                (Some(url), None) => Routing::Single(parse_base_url(url, "edge_url")?),
+                (None, Some(fleet)) => Routing::Fleet(fleet.validate()?),
+                _ => {
+                    return Err(invalid(
+                        "edge_url",
+                        "give either edge_url (one edge) or a [fleet] of edges, not both",
+                    ))
+                }
+            },
             max_upload_size: parse_size(&self.max_upload_size, "max_upload_size")?,
             abandon_after: parse_duration(&self.abandon_after, "abandon_after")?,
             sweep_interval: parse_duration(&self.sweep_interval, "sweep_interval")?,
@@ -608,6 +774,9 @@ impl RawEdge {
             token_skew: parse_duration(&self.token_skew, "token_skew")?.as_secs(),
             spool_dir: self.spool_dir.clone(),
             sweep_interval: parse_duration(&self.sweep_interval, "sweep_interval")?,
+            name: optional_id(self.name.as_ref(), "name")?,
+            region: optional_id(self.region.as_ref(), "region")?,
+            heartbeat_interval: parse_duration(&self.heartbeat_interval, "heartbeat_interval")?,
         })
     }
 }
@@ -685,7 +854,7 @@ impl RawDev {
                 job_attempts: default_job_attempts(),
                 keyring: keyring.clone(),
                 token_ttl: Duration::from_secs(4 * 3600),
-                edge_url: format!("http://{listen}"),
+                routing: Routing::Single(format!("http://{listen}")),
                 max_upload_size,
                 abandon_after,
                 sweep_interval,
@@ -705,6 +874,9 @@ impl RawDev {
                 token_skew: 30,
                 spool_dir: data_dir.join("spool"),
                 sweep_interval,
+                name: None,
+                region: None,
+                heartbeat_interval: Duration::from_secs(10),
             },
             data_dir,
         })
@@ -855,7 +1027,7 @@ mod tests {
         };
         let keys = Keyring::parse(&format!("k1:{}", "A".repeat(44))).unwrap();
         let s = raw.validate(Secret::new("x".repeat(32)), keys).unwrap();
-        assert_eq!(s.origin.edge_url, "http://127.0.0.1:8080");
+        assert!(matches!(&s.origin.routing, Routing::Single(u) if u == "http://127.0.0.1:8080"));
         assert_eq!(s.edge.storage, StorageUrl::File("/tmp/d/objects".into()));
         assert_eq!(
             s.origin.database,

@@ -11,6 +11,10 @@ pub const SECRET_HEADER: &str = "x-uplink-internal-secret";
 /// Every internal path starts with this; the edge never proxies it from the public side.
 pub const PREFIX: &str = "/internal/";
 
+/// The S3 POST form field (covered by the signed policy) naming the region whose edges may take
+/// the form; the origin adds it to xvid sessions when it chooses an edge by location.
+pub const REGION_FORM_FIELD: &str = "x-uplink-region";
+
 /// `POST /internal/v1/api-keys/resolve`: which account owns an API key.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ResolveKey {
@@ -143,4 +147,20 @@ pub struct StatusView {
     pub status: i64,
     /// Its text.
     pub status_text: String,
+}
+
+/// `POST /internal/v1/edges/heartbeat`: an edge of the fleet says it is alive and how busy it
+/// is (404 when the origin's fleet has no edge of that name, 409 when its region differs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The edge's configured `name`.
+    pub name: String,
+    /// The edge's configured `region`.
+    pub region: Option<String>,
+    /// Uploads in progress on it.
+    pub active_uploads: u64,
+    /// Free bytes on its spool disk.
+    pub spool_free_bytes: u64,
+    /// It is shutting down and takes no new uploads.
+    pub draining: bool,
 }

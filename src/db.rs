@@ -6,6 +6,7 @@
 //! Must not depend on HTTP, the store or the media code.
 
 pub mod account;
+pub mod edge;
 pub mod job;
 pub mod upload;
 pub mod upload_token;

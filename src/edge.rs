@@ -2,9 +2,11 @@
 //! adapters and the ingest core) and proxies the control API to the origin (`ProxyHttp`).
 //!
 //! Layout: `proxy` (the Pingora service: routing, body streaming, reply rendering),
-//! `origin_client` (the internal API client). Must not depend on the origin's internals or the
+//! `origin_client` (the internal API client), `sweeper` (spool clean-up), `heartbeat` (health
+//! reports to the origin's fleet). Must not depend on the origin's internals or the
 //! database.
 
+mod heartbeat;
 pub mod origin_client;
 mod proxy;
 mod sweeper;
@@ -44,7 +46,7 @@ pub fn run(
         settings.auth_cache_ttl,
     )
     .map_err(StartError::Client)?;
-    let ingest = Ingest::new(store, origin, settings.max_upload_size);
+    let ingest = Ingest::new(store, origin.clone(), settings.max_upload_size);
     let spools = Arc::new(proxy::Spools {
         chunks: ChunkSpool::open(&settings.spool_dir.join("chunks")).map_err(StartError::Spool)?,
         resumable: OffsetSpool::open(&settings.spool_dir.join("resumable"))
@@ -65,9 +67,10 @@ pub fn run(
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    let active = heartbeat::ActiveUploads::default();
     let mut service = pingora::proxy::http_proxy_service(
         &server.configuration,
-        proxy::EdgeProxy::new(ingest, spools, settings),
+        proxy::EdgeProxy::new(ingest, spools, active.clone(), settings),
     );
     service.add_tcp(&settings.listen.to_string());
     server.add_service(service);
@@ -75,6 +78,19 @@ pub fn run(
         "spool sweeper",
         sweeper,
     ));
-    tracing::info!(listen = %settings.listen, origin = %settings.origin_url, "Edge listening.");
+    if let Some(name) = &settings.name {
+        server.add_service(pingora::services::background::background_service(
+            "heartbeat",
+            heartbeat::Heartbeats {
+                origin,
+                name: name.clone(),
+                region: settings.region.clone(),
+                spool_dir: settings.spool_dir.clone(),
+                active,
+                interval: settings.heartbeat_interval,
+            },
+        ));
+    }
+    tracing::info!(listen = %settings.listen, origin = %settings.origin_url, name = ?settings.name, region = ?settings.region, "Edge listening.");
     server.run_forever()
 }

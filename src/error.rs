@@ -362,6 +362,7 @@ impl crate::token::TokenError {
             T::BadSignature => ("token_invalid", "The upload token's signature is invalid; ask the API for a new upload URL."),
             T::Expired => ("token_expired", "The upload token has expired; ask the API for a new upload URL."),
             T::WrongScope => ("token_scope", "The upload token does not allow this upload (another upload, path or a larger size)."),
+            T::WrongRegion(_) => ("token_region", "The upload URL belongs to an edge in another region; send the upload to the URL the API returned."),
         };
         (self.status(), json!({ "error": code, "message": message }))
     }
@@ -391,6 +392,7 @@ mod refusal_tests {
             (TokenError::BadSignature, 401),
             (TokenError::Expired, 401),
             (TokenError::WrongScope, 403),
+            (TokenError::WrongRegion("eu".into()), 403),
         ] {
             let (got, body) = e.render();
             assert_eq!(got, status, "{e:?}");

@@ -20,8 +20,9 @@
 //! - [`edge`]: the Pingora server (terminates uploads, proxies the control API).
 //! - [`origin`]: control API, internal API, job workers, FFmpeg media work.
 //! - [`store`]: object storage trait and its implementations.
+//! - [`geo`]: geoip lookup (the shipped `geoip/` database), client address, edge choice.
 //! - [`db`]: sqlx state database (SQLite or PostgreSQL), one file per table.
-//! - [`operator`]: operator commands (`uplink account create`, …).
+//! - [`operator`]: operator commands (`uplink account create`, `uplink fleet`, `uplink geoip`).
 //! - [`role`]: wires the roles together (`uplink dev`, `uplink edge`, `uplink origin`).
 
 pub mod account;
@@ -32,6 +33,7 @@ pub mod cors;
 pub mod db;
 pub mod edge;
 pub mod error;
+pub mod geo;
 pub mod ingest;
 pub mod operator;
 pub mod origin;

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use uplink::config::{self, DatabaseUrl, RawDev, RawEdge, RawOrigin};
 
@@ -33,6 +33,32 @@ enum Command {
     Account {
         #[command(subcommand)]
         command: AccountCommand,
+    },
+    /// The edges of the origin's [fleet], their last heartbeats and whether they can be chosen.
+    Fleet {
+        /// Origin config file with a [fleet] (see config/origin.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The IP-to-location database.
+    Geoip {
+        #[command(subcommand)]
+        command: GeoipCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GeoipCommand {
+    /// Where an address is and, with --config, the edge an upload from it would go to.
+    Lookup {
+        /// IPv4, IPv6, or an ip2long number.
+        address: String,
+        /// Origin config file: its [fleet]'s database, edges and heartbeats.
+        #[arg(long, conflicts_with = "geoip_database")]
+        config: Option<PathBuf>,
+        /// A MaxMind DB file, without a fleet.
+        #[arg(long, default_value = "geoip/geo-whois-asn-country.mmdb")]
+        geoip_database: PathBuf,
     },
 }
 
@@ -173,16 +199,57 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cors_origins,
                 token_ttl,
             };
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let account = rt.block_on(uplink::operator::create_account(&database, &req))?;
+            let account = current_thread()?.block_on(uplink::operator::create_account(&database, &req))?;
             if json {
                 println!("{account}");
             } else {
                 print!("{}", uplink::operator::render_account(&account));
             }
         }
+        Command::Fleet { config } => {
+            let (fleet, database) = origin_fleet(&config)?;
+            let report =
+                current_thread()?.block_on(uplink::operator::fleet_report(&database, &fleet))?;
+            print!("{report}");
+        }
+        Command::Geoip {
+            command:
+                GeoipCommand::Lookup {
+                    address,
+                    config,
+                    geoip_database,
+                },
+        } => {
+            let fleet = config.as_deref().map(origin_fleet).transpose()?;
+            let path = fleet
+                .as_ref()
+                .map_or(geoip_database, |(f, _)| f.geoip_database.clone());
+            let locator = uplink::geo::Locator::open(&path)?;
+            let report = current_thread()?.block_on(uplink::operator::geoip_lookup(
+                &address,
+                &locator,
+                fleet.as_ref().map(|(f, db)| (f, db)),
+            ))?;
+            print!("{report}");
+        }
     }
     Ok(())
+}
+
+/// The `[fleet]` and database of an origin config file, without its secrets (an operator
+/// command does not need them).
+fn origin_fleet(path: &Path) -> anyhow::Result<(config::FleetSettings, DatabaseUrl)> {
+    let raw = config::load::<RawOrigin>(path)?;
+    let fleet = raw
+        .fleet
+        .as_ref()
+        .with_context(|| format!("{} has no [fleet]", path.display()))?
+        .validate()?;
+    Ok((fleet, DatabaseUrl::parse(&raw.database, "database")?))
+}
+
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }

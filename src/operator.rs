@@ -1,5 +1,6 @@
 //! Operator commands that work on the state database directly, so they run beside a live
-//! server (SQLite in WAL mode, or PostgreSQL): `uplink account create`.
+//! server (SQLite in WAL mode, or PostgreSQL): `uplink account create`, `uplink fleet`,
+//! `uplink geoip lookup`.
 //!
 //! Must not depend on the edge or on HTTP.
 
@@ -135,4 +136,88 @@ pub async fn create_account(
         "cors_origins": new.cors_origins,
         "token_ttl_secs": new.token_ttl_secs,
     }))
+}
+
+/// `uplink fleet`: every configured edge with its last heartbeat and whether it can be chosen.
+///
+/// # Errors
+/// A database failure.
+pub async fn fleet_report(
+    database: &DatabaseUrl,
+    fleet: &crate::config::FleetSettings,
+) -> Result<String, OperatorError> {
+    let db = Db::open(database).await?;
+    let health = crate::db::edge::health(&db).await?;
+    let now = now_ms();
+    let mut out = format!(
+        "{:16} {:10} {:40} {:>8} {:>6} {:>11} {:>9}  STATE\n",
+        "NAME", "REGION", "URL", "CAPACITY", "ACTIVE", "SPOOL FREE", "SEEN"
+    );
+    for edge in fleet.fleet.edges() {
+        let beat = health.get(&edge.name);
+        let state = match fleet.fleet.availability(edge, beat, now) {
+            Ok(()) => "available".to_owned(),
+            Err(why) => why.to_string(),
+        };
+        let fallback = if edge.name == fleet.fleet.fallback().name {
+            " (fallback)"
+        } else {
+            ""
+        };
+        out += &format!(
+            "{:16} {:10} {:40} {:>8} {:>6} {:>11} {:>9}  {state}{fallback}\n",
+            edge.name,
+            edge.region,
+            edge.url,
+            edge.capacity,
+            beat.map_or("-".into(), |b| b.active_uploads.to_string()),
+            beat.map_or("-".into(), |b| bytesize::ByteSize(b.spool_free_bytes)
+                .display()
+                .iec()
+                .to_string()),
+            beat.map_or("never".into(), |b| format!("{}s ago", (now - b.seen_ms).max(0) / 1000)),
+        );
+    }
+    Ok(out)
+}
+
+/// `uplink geoip lookup`: where `address` is and, with a fleet, the edge an upload from it
+/// would be sent to now (the same decision the control APIs make).
+///
+/// # Errors
+/// An address that cannot be read, or a database failure.
+pub async fn geoip_lookup(
+    address: &str,
+    locator: &crate::geo::Locator,
+    fleet: Option<(&crate::config::FleetSettings, &DatabaseUrl)>,
+) -> Result<String, OperatorError> {
+    let ip = crate::geo::client::parse_address(address).ok_or_else(|| {
+        OperatorError::Invalid(format!(
+            "{address:?} is not an IPv4 or IPv6 address or an ip2long number"
+        ))
+    })?;
+    let at = locator.locate(ip);
+    let mut out = format!("address      {ip}\n");
+    out += &format!("country      {}\n", at.country.as_deref().unwrap_or("unknown"));
+    out += &match (at.coordinates, at.precise) {
+        (Some(c), true) => format!("coordinates  {c} (the address's own)\n"),
+        (Some(c), false) => format!("coordinates  {c} (the country's reference point)\n"),
+        (None, _) => "coordinates  unknown\n".to_owned(),
+    };
+    if let Some((settings, database)) = fleet {
+        let db = Db::open(database).await?;
+        let health = crate::db::edge::health(&db).await?;
+        let (_, choice) =
+            crate::origin::routing::choose(settings, locator, &health, Some(ip), now_ms());
+        let why = match choice.reason {
+            crate::geo::Reason::Nearest { km } => format!("nearest available, {km:.0} km"),
+            crate::geo::Reason::Unlocated => "not located: the fallback or the edge nearest it".into(),
+            crate::geo::Reason::NoneAvailable => "no edge is available: the fallback".into(),
+        };
+        out += &format!(
+            "edge         {} (region {}, {}): {why}\n",
+            choice.edge.name, choice.edge.region, choice.edge.url
+        );
+    }
+    Ok(out)
 }

@@ -9,6 +9,7 @@ pub mod cloudvod;
 pub mod internal;
 pub mod media;
 pub mod movingimage;
+pub mod routing;
 pub mod session;
 pub mod sweeper;
 pub mod upload_tokens;
@@ -31,6 +32,9 @@ pub enum StartError {
     /// The store.
     #[error("origin: cannot open the object store")]
     Store(#[source] StoreError),
+    /// The geoip database of the fleet.
+    #[error("origin: cannot open the geoip database")]
+    Geo(#[source] crate::geo::GeoError),
     /// The listening socket or scratch directory.
     #[error("origin: cannot {what}")]
     Io {
@@ -53,6 +57,8 @@ pub struct State {
     pub secret: Secret,
     /// Wakes idle workers when a job is queued.
     pub wake: Arc<Notify>,
+    /// Which edge upload URLs name.
+    pub edges: Arc<routing::Edges>,
     /// Settings.
     pub settings: Arc<OriginSettings>,
 }
@@ -86,11 +92,13 @@ pub async fn start(settings: OriginSettings) -> Result<SocketAddr, StartError> {
         what: "read the bound address".into(),
         source,
     })?;
+    let edges = routing::Edges::open(&settings.routing).map_err(StartError::Geo)?;
     let state = State {
         db,
         store,
         secret: settings.internal_secret.clone(),
         wake: Arc::new(Notify::new()),
+        edges: Arc::new(edges),
         settings: Arc::new(settings),
     };
     for n in 0..state.settings.workers {
@@ -101,6 +109,7 @@ pub async fn start(settings: OriginSettings) -> Result<SocketAddr, StartError> {
         .merge(internal::routes(state.clone()))
         .with_state(state);
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "The origin's API server stopped.");
         }

@@ -29,14 +29,16 @@ pub struct Ctx<'a, Spool> {
     pub spool: &'a Spool,
     /// Now, Unix seconds.
     pub now: u64,
+    /// This edge's region, if it is in a fleet region.
+    pub region: Option<&'a str>,
 }
 
 impl<Spool> Ctx<'_, Spool> {
     /// The request's token (`__token__` query parameter, else `Authorization: Bearer`),
-    /// verified; its scope is the caller's to check.
+    /// verified, and for this edge's region; its scope is the caller's to check.
     ///
     /// # Errors
-    /// Missing, malformed, forged, unknown-key or expired.
+    /// Missing, malformed, forged, unknown-key, expired or another region's.
     pub fn verify_token(
         &self,
         query: Option<&str>,
@@ -45,7 +47,9 @@ impl<Spool> Ctx<'_, Spool> {
         let token = crate::token::from_query(query)
             .or_else(|| bearer(headers).map(str::to_owned))
             .ok_or(TokenError::Malformed("no token"))?;
-        self.keyring.verify(&token, self.now, self.skew)
+        let claims = self.keyring.verify(&token, self.now, self.skew)?;
+        claims.permits_region(self.region)?;
+        Ok(claims)
     }
 }
 

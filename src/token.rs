@@ -1,5 +1,5 @@
 //! Edge upload tokens, modelled on CDN edge tokens (Akamai EdgeAuth style):
-//! `kid=K~exp=UNIX~acct=A[~pl=P]~(upl=UPLOAD|acl=PATH)[~max=BYTES][~q=BYTES][~n=UPLOADS][~tid=ID]~hmac=HEX`.
+//! `kid=K~exp=UNIX~acct=A[~pl=P]~(upl=UPLOAD|acl=PATH)[~max=BYTES][~q=BYTES][~n=UPLOADS][~tid=ID][~rg=REGION]~hmac=HEX`.
 //!
 //! The origin mints them with the first key of a [`Keyring`]; edges verify them with any key
 //! of the same ring, by the token's `kid`, with no database: HMAC-SHA256 over everything
@@ -49,6 +49,8 @@ pub struct Claims {
     pub max_uploads: Option<u32>,
     /// The token's own id, for counting the uploads it created.
     pub token_id: Option<String>,
+    /// The edge region it may be used in (geo routing); anywhere when absent.
+    pub region: Option<String>,
 }
 
 /// Why a token was refused. Each maps to a client-visible 401 or 403.
@@ -69,6 +71,9 @@ pub enum TokenError {
     /// Valid, but not for this request.
     #[error("the token does not allow this request")]
     WrongScope,
+    /// Valid, but for the edges of another region.
+    #[error("the token is for the edges of region {0}")]
+    WrongRegion(String),
 }
 
 impl TokenError {
@@ -76,7 +81,7 @@ impl TokenError {
     #[must_use]
     pub fn status(&self) -> u16 {
         match self {
-            TokenError::WrongScope => 403,
+            TokenError::WrongScope | TokenError::WrongRegion(_) => 403,
             _ => 401,
         }
     }
@@ -98,7 +103,10 @@ impl fmt::Debug for Keyring {
     }
 }
 
-fn valid_id(id: &str) -> bool {
+/// Whether `id` can be a key id or a token claim such as a region: 1-64 letters, digits, `-`
+/// or `_`.
+#[must_use]
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id
@@ -228,6 +236,9 @@ fn encode(c: &Claims) -> Result<String, TokenError> {
     if let Some(t) = &c.token_id {
         fields.push(("tid", t.clone()));
     }
+    if let Some(r) = &c.region {
+        fields.push(("rg", r.clone()));
+    }
     if fields
         .iter()
         .any(|(_, v)| v.is_empty() || v.contains(['~', '=', '&', '#', ' ']))
@@ -251,7 +262,7 @@ fn decode(body: &str) -> Result<Claims, TokenError> {
             .ok_or(TokenError::Malformed("a field has no '='"))?;
         if !matches!(
             k,
-            "kid" | "exp" | "acct" | "pl" | "upl" | "acl" | "max" | "q" | "n" | "tid"
+            "kid" | "exp" | "acct" | "pl" | "upl" | "acl" | "max" | "q" | "n" | "tid" | "rg"
         ) {
             return Err(TokenError::Malformed("unknown field"));
         }
@@ -295,10 +306,25 @@ fn decode(body: &str) -> Result<Claims, TokenError> {
             .transpose()
             .map_err(|_| TokenError::Malformed("n is too large"))?,
         token_id: map.get("tid").map(|s| (*s).to_owned()),
+        region: map.get("rg").map(|s| (*s).to_owned()),
     })
 }
 
 impl Claims {
+    /// Checks that the token may be used on an edge of region `here` (none: an edge outside
+    /// any fleet region).
+    ///
+    /// # Errors
+    /// [`TokenError::WrongRegion`].
+    pub fn permits_region(&self, here: Option<&str>) -> Result<(), TokenError> {
+        match &self.region {
+            Some(region) if here != Some(region.as_str()) => {
+                Err(TokenError::WrongRegion(region.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks that the token allows a request for `path`, on upload `upload` (if the request
     /// names one), of `size` bytes (if known).
     ///
@@ -365,7 +391,31 @@ mod tests {
             quota: None,
             max_uploads: None,
             token_id: None,
+            region: None,
         }
+    }
+
+    #[test]
+    fn a_region_token_works_in_its_region_only() {
+        let r = ring(&key("k1", 1));
+        let scoped = Claims {
+            region: Some("eu".into()),
+            ..claims()
+        };
+        let token = r.sign(&scoped).unwrap();
+        assert!(token.contains("~rg=eu~hmac="), "{token}");
+        let back = r.verify(&token, 0, 0).unwrap();
+        assert_eq!(back.permits_region(Some("eu")), Ok(()));
+        assert_eq!(
+            back.permits_region(Some("us")),
+            Err(TokenError::WrongRegion("eu".into()))
+        );
+        assert_eq!(
+            back.permits_region(None),
+            Err(TokenError::WrongRegion("eu".into()))
+        );
+        // A token without a region works on every edge.
+        assert_eq!(claims().permits_region(Some("us")), Ok(()));
     }
 
     #[test]
@@ -508,6 +558,7 @@ mod tests {
             max in proptest::option::of(any::<u64>()),
             quota in proptest::option::of(any::<u64>()),
             n in proptest::option::of(any::<u32>()),
+            region in proptest::option::of("[a-z0-9-]{1,20}"),
         ) {
             let r = ring(&key("k1", 1));
             let c = Claims {
@@ -520,6 +571,7 @@ mod tests {
                 quota,
                 max_uploads: n,
                 token_id: Some("t1".into()),
+                region,
             };
             let token = r.sign(&c).unwrap();
             prop_assert_eq!(r.verify(&token, 0, 0).unwrap(), c);

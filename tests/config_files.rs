@@ -22,7 +22,7 @@ fn every_example_config_is_valid() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         match name.as_str() {
-            "origin.toml" => {
+            "origin.toml" | "origin-fleet.toml" => {
                 config::load::<RawOrigin>(&path)
                     .unwrap()
                     .validate(&env)
@@ -48,7 +48,10 @@ fn every_example_config_is_valid() {
         seen.push(name);
     }
     seen.sort();
-    assert_eq!(seen, ["dev.toml", "edge.toml", "origin.toml"]);
+    assert_eq!(
+        seen,
+        ["dev.toml", "edge.toml", "origin-fleet.toml", "origin.toml"]
+    );
 }
 
 #[test]
@@ -77,4 +80,33 @@ fn unknown_keys_are_refused_with_their_name() {
     std::fs::write(&path, format!("{good}\nworkerz = 3\n")).unwrap();
     let err = config::load::<RawOrigin>(&path).unwrap_err().to_string();
     assert!(err.contains("workerz"), "{err}");
+}
+
+#[test]
+fn a_fleet_is_checked_key_by_key() {
+    let good = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/origin-fleet.toml"),
+    )
+    .unwrap();
+    let validate = |text: &str| {
+        toml::from_str::<RawOrigin>(text)
+            .map_err(|e| e.to_string())
+            .and_then(|raw| raw.validate(&env).map_err(|e| e.to_string()))
+    };
+    assert!(validate(&good).is_ok());
+    for (from, to, key) in [
+        ("fallback = \"fra-1\"", "fallback = \"lhr-9\"", "fleet"),
+        ("latitude = 50.11", "latitude = 150.11", "fleet.edges[0].latitude"),
+        ("capacity = 1000", "capacity = 0", "fleet.edges[2].capacity"),
+        ("\"10.0.0.0/8\"", "\"10.0.0.0/33\"", "fleet.trusted_proxies"),
+        ("heartbeat_timeout = \"30s\"", "heartbeat_timeout = \"soon\"", "fleet.heartbeat_timeout"),
+        ("name = \"nrt-1\"", "name = \"fra-1\"", "fleet"),
+    ] {
+        assert!(good.contains(from), "{from}");
+        let err = validate(&good.replacen(from, to, 1)).unwrap_err();
+        assert!(err.contains(key), "{from} -> {err}");
+    }
+    // Both a single edge_url and a fleet: which one is meant?
+    let err = validate(&good.replace("[fleet]", "edge_url = \"http://x:1\"\n[fleet]")).unwrap_err();
+    assert!(err.contains("edge_url"), "{err}");
 }

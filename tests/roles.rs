@@ -4,38 +4,17 @@
 
 mod common;
 
-use common::{free_port, test_video, wait_healthy, Uploads};
+use common::{free_port, test_video, Proc, Uploads};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 const SECRET: &str = "a-shared-internal-secret-for-tests";
 const TOKEN_KEYS: &str = "t1:dGVzdC10b2tlbi1rZXktdGhhdC1pcy0zMi1ieXRlcyEh";
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `uplink ROLE --config DIR/ROLE.toml` and waits until `url/healthz` answers.
 async fn start_role(role: &str, url: &str, secret: &str, dir: &Path) -> Proc {
-    let log = dir.join(format!("{role}.log"));
-    let mut proc = Proc(
-        Command::new(common::bin())
-            .args([role, "--config"])
-            .arg(dir.join(format!("{role}.toml")))
-            .env("UPLINK_INTERNAL_SECRET", secret)
-            .env("UPLINK_TOKEN_KEYS", TOKEN_KEYS)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    wait_healthy(&format!("{url}/healthz"), &mut proc.0, &log).await;
-    proc
+    let config = dir.join(format!("{role}.toml"));
+    Proc::start(role, &config, url, &[("UPLINK_INTERNAL_SECRET", secret), ("UPLINK_TOKEN_KEYS", TOKEN_KEYS)]).await
 }
 
 struct Pair {

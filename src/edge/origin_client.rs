@@ -5,7 +5,7 @@
 use crate::config::Secret;
 use crate::control::{
     self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, KeyOwner,
-    ResolveAccessKey, ResolveKey, StatusView, UploadInfo, UploadStored,
+    Heartbeat, ResolveAccessKey, ResolveKey, StatusView, UploadInfo, UploadStored,
 };
 use moka::future::Cache;
 use std::time::Duration;
@@ -262,6 +262,21 @@ impl OriginClient {
             .await?;
         match resp.status().as_u16() {
             204 | 409 => Ok(()),
+            status => Err(OriginError::Status { op, status }),
+        }
+    }
+
+    /// Sends this edge's heartbeat.
+    ///
+    /// # Errors
+    /// The origin is unreachable or refuses (404: unknown name; 409: another region).
+    pub async fn heartbeat(&self, beat: &Heartbeat) -> Result<(), OriginError> {
+        let op = "send a heartbeat";
+        let resp = self
+            .call(op, reqwest::Method::POST, "/internal/v1/edges/heartbeat", Some(beat))
+            .await?;
+        match resp.status().as_u16() {
+            204 => Ok(()),
             status => Err(OriginError::Status { op, status }),
         }
     }

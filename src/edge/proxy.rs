@@ -9,6 +9,7 @@ use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::offset_spool::OffsetSpool;
 use crate::ingest::Ingest;
 use crate::protocol::{self, ankoder_form, ietf, movingimage, s3_post, tus, uploads_api, Reply};
+use super::heartbeat::ActiveUploads;
 use crate::token::Keyring;
 use crate::upload::UploadId;
 use async_trait::async_trait;
@@ -37,10 +38,17 @@ pub struct EdgeProxy {
     token_skew: u64,
     form_max_size: u64,
     origin_addr: String,
+    region: Option<String>,
+    active: ActiveUploads,
 }
 
 impl EdgeProxy {
-    pub(super) fn new(ingest: Ingest, spools: Arc<Spools>, settings: &EdgeSettings) -> Self {
+    pub(super) fn new(
+        ingest: Ingest,
+        spools: Arc<Spools>,
+        active: ActiveUploads,
+        settings: &EdgeSettings,
+    ) -> Self {
         Self {
             ingest,
             spools,
@@ -48,6 +56,8 @@ impl EdgeProxy {
             token_skew: settings.token_skew,
             form_max_size: settings.form_max_size,
             origin_addr: settings.origin_addr.clone(),
+            region: settings.region.clone(),
+            active,
         }
     }
 
@@ -59,6 +69,7 @@ impl EdgeProxy {
             skew: self.token_skew,
             spool,
             now: crate::clock::now_secs(),
+            region: self.region.as_deref(),
         }
     }
 
@@ -201,7 +212,7 @@ impl EdgeProxy {
         let headers = session.req_header().headers.clone();
         continue_if_expected(session, &headers).await?;
         let reply = s3_post::receive(
-            bucket,
+            (bucket, self.region.as_deref()),
             &headers,
             body_stream(session),
             &self.ingest,
@@ -230,6 +241,11 @@ enum Route {
 }
 
 impl Route {
+    /// Whether the request sends or manages an upload (what an edge's load is counted in).
+    fn is_upload(&self) -> bool {
+        !matches!(self, Self::Health | Self::Internal | Self::Options)
+    }
+
     fn of(method: &http::Method, path: &str, headers: &http::HeaderMap) -> Option<Self> {
         use http::Method;
         if let Some(target) = tus::route(path) {
@@ -349,6 +365,18 @@ impl RequestHead {
     }
 }
 
+/// `X-Forwarded-For` as the origin should see it: what the client's side sent, then the client.
+fn forwarded_chain(headers: &http::HeaderMap, client: std::net::IpAddr) -> String {
+    let mut chain: Vec<String> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect();
+    chain.push(client.to_string());
+    chain.join(", ")
+}
+
 /// Answers `Expect: 100-continue` once the request may proceed.
 async fn continue_if_expected(
     session: &mut Session,
@@ -451,6 +479,7 @@ impl ProxyHttp for EdgeProxy {
             Some(origin) => self.cors(origin, session.req_header()).await,
             None => Vec::new(),
         };
+        let _counted = route.is_upload().then(|| self.active.enter());
         let mut reply = match route {
             Route::Health => Reply::json(200, &json!({ "status": "ok", "role": "edge" })),
             Route::Internal => Reply::error(&UploadsApiError::NoRoute),
@@ -493,8 +522,11 @@ impl ProxyHttp for EdgeProxy {
     ) -> pingora::Result<()> {
         // Never let a client speak for the edge on the origin.
         upstream.remove_header(control::SECRET_HEADER);
+        // The client's address joins the chain; the origin believes only the hops its
+        // trusted_proxies vouch for.
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
+            let chain = forwarded_chain(&session.req_header().headers, addr.ip());
+            upstream.insert_header("x-forwarded-for", chain)?;
         }
         Ok(())
     }

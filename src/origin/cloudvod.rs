@@ -5,6 +5,7 @@
 //! Transcoding parameters are kept with the upload for the origin's later stages.
 
 use super::session::{self, Limits, Opening, SessionError};
+use super::routing::ClientAddr;
 use super::State;
 use crate::control::KeyOwner;
 use crate::db::{self, now_ms};
@@ -170,16 +171,18 @@ fn reply(result: Result<Value, CloudVodError>) -> Response {
 
 async fn handle(
     Ext(state): Ext<State>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
     let params = super::api::params(query.as_deref(), &body);
-    reply(upload_token(&state, &headers, &params).await)
+    reply(upload_token(&state, client, &headers, &params).await)
 }
 
 async fn upload_token(
     state: &State,
+    client: Option<std::net::IpAddr>,
     headers: &HeaderMap,
     p: &HashMap<String, String>,
 ) -> Result<Value, CloudVodError> {
@@ -242,12 +245,14 @@ async fn upload_token(
         .strip_prefix(root.as_str())
         .unwrap_or(&object_key);
     let ttl = session::validity(state, &owner, None);
+    let edge = state.edges.target(state, client).await;
     let minted = session::mint(
         state,
         &owner,
         Scope::Upload(video_id.clone()),
         Limits {
             max_size: params.size,
+            region: edge.region,
             ..Limits::default()
         },
         ttl,
@@ -257,7 +262,7 @@ async fn upload_token(
     Ok(json!({
         "speedDomainlUrl": "",
         "bucketName": owner.pipeline_id,
-        "uploadUrl": format!("{}{}{video_id}", state.settings.edge_url, super::upload_tokens::TUS_PATH),
+        "uploadUrl": format!("{}{}{video_id}", edge.url, super::upload_tokens::TUS_PATH),
         "uploadToken": minted.token,
         "fileKey": file_key,
         "httpDnsServer": "",

@@ -6,7 +6,7 @@ use super::session::{self, Opening, SessionError};
 use super::State;
 use crate::control::{
     self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, KeyOwner,
-    ResolveAccessKey, ResolveKey, StatusView, UploadInfo, UploadStored,
+    Heartbeat, ResolveAccessKey, ResolveKey, StatusView, UploadInfo, UploadStored,
 };
 use crate::db::{self, now_ms};
 use crate::upload::Status;
@@ -25,6 +25,7 @@ pub fn routes(state: State) -> Router<State> {
         .route("/internal/v1/api-keys/resolve", post(resolve))
         .route("/internal/v1/access-keys/resolve", post(resolve_access_key))
         .route("/internal/v1/cors/check", post(cors_check))
+        .route("/internal/v1/edges/heartbeat", post(heartbeat))
         .route("/internal/v1/uploads", post(create))
         .route("/internal/v1/uploads/{id}/stored", post(stored))
         .route("/internal/v1/uploads/{id}", delete(cancel).get(info))
@@ -69,6 +70,24 @@ async fn resolve_access_key(Ext(state): Ext<State>, Json(req): Json<ResolveAcces
         })
         .into_response(),
         Ok(None) => reply(StatusCode::NOT_FOUND, "unknown access key"),
+        Err(e) => db_failure(&e),
+    }
+}
+
+async fn heartbeat(Ext(state): Ext<State>, Json(beat): Json<Heartbeat>) -> Response {
+    if let Err((status, message)) = state.edges.member(&beat.name, beat.region.as_deref()) {
+        tracing::warn!(edge = %beat.name, %message, "Refused a heartbeat.");
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        return reply(status, &message);
+    }
+    let health = crate::geo::Health {
+        seen_ms: now_ms(),
+        active_uploads: beat.active_uploads,
+        spool_free_bytes: beat.spool_free_bytes,
+        draining: beat.draining,
+    };
+    match db::edge::beat(&state.db, &beat.name, beat.region.as_deref(), &health).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => db_failure(&e),
     }
 }

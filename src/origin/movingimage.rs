@@ -5,6 +5,7 @@
 
 use super::api::{owner, parse_json, time, ApiError};
 use super::session::{self, Limits, Opening};
+use super::routing::ClientAddr;
 use super::State;
 use crate::db::{self, now_ms};
 use crate::error::UploadsApiError;
@@ -67,6 +68,7 @@ async fn create(
 
 async fn url(
     Ext(state): Ext<State>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -83,17 +85,21 @@ async fn url(
         )));
     }
     let ttl = session::validity(&state, &owner, None);
+    let edge = state.edges.target(&state, client).await;
     let minted = session::mint(
         &state,
         &owner,
         Scope::Upload(id.to_string()),
-        Limits::default(),
+        Limits {
+            region: edge.region,
+            ..Limits::default()
+        },
         ttl,
         session::now_secs(),
     )?;
     let expires_ms = i64::try_from(minted.expires.saturating_mul(1000)).unwrap_or(i64::MAX);
     Ok(Json(json!({
-        "url": format!("{}/upload/{id}?__token__={}", state.settings.edge_url, minted.token),
+        "url": format!("{}/upload/{id}?__token__={}", edge.url, minted.token),
         "expiresAt": time(expires_ms),
     })))
 }

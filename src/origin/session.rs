@@ -153,6 +153,8 @@ pub struct Limits {
     pub max_uploads: Option<u32>,
     /// The token's id, for counting its uploads.
     pub token_id: Option<String>,
+    /// The edge region it is for (geo routing).
+    pub region: Option<String>,
 }
 
 /// Signs a token for `owner` with the given scope and limits, valid for `ttl` from `now_secs`.
@@ -171,6 +173,7 @@ pub fn mint(
         max_size,
         max_uploads,
         token_id,
+        region,
     } = limits;
     let max_size = match (max_size, owner.max_upload_size) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -187,6 +190,7 @@ pub fn mint(
         quota: owner.quota_remaining,
         max_uploads,
         token_id,
+        region,
     };
     let token = state
         .settings

@@ -6,6 +6,7 @@
 use super::api::{owner, parse_json, time, ApiError};
 use super::movingimage::check_filename;
 use super::session::{self, Limits};
+use super::routing::ClientAddr;
 use super::State;
 use crate::db::{self, now_ms, upload_token::IssuedToken};
 use crate::error::UploadsApiError;
@@ -48,6 +49,7 @@ fn invalid(field: &'static str, message: &str) -> ApiError {
 
 async fn create(
     Ext(state): Ext<State>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -76,10 +78,12 @@ async fn create(
     }
     let token_id = uuid::Uuid::new_v4().simple().to_string();
     let ttl = session::validity(&state, &owner, req.ttl.map(Duration::from_secs));
+    let edge = state.edges.target(&state, client).await;
     let limits = Limits {
         max_size: req.max_size,
         max_uploads: req.max_uploads,
         token_id: Some(token_id.clone()),
+        region: edge.region,
     };
     let minted = session::mint(
         &state,
@@ -102,7 +106,7 @@ async fn create(
         StatusCode::CREATED,
         Json(json!({
             "token": minted.token,
-            "tus_endpoint": format!("{}{TUS_PATH}", state.settings.edge_url),
+            "tus_endpoint": format!("{}{TUS_PATH}", edge.url),
             "expires_at": time(expires_ms),
         })),
     ))

@@ -6,9 +6,12 @@
 
 use super::api::owner;
 use super::session::{self, Opening, SessionError};
+use super::routing::ClientAddr;
 use super::State;
 use crate::db::now_ms;
 use crate::error::XvidError;
+use crate::geo::client::parse_address;
+use crate::control::REGION_FORM_FIELD;
 use crate::store::ObjectKey;
 use axum::extract::{RawQuery, State as Ext};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -82,18 +85,6 @@ fn render_from(params: &HashMap<String, String>, headers: &HeaderMap) -> Result<
     Ok(Render { xml, human })
 }
 
-/// An uploader address: an integer as PHP's `ip2long` gives (negative on 32-bit PHP too),
-/// dotted IPv4 or IPv6.
-fn parse_ip(raw: &str) -> Option<IpAddr> {
-    if let Ok(n) = raw.parse::<i64>() {
-        let n = if n < 0 { n + (1 << 32) } else { n };
-        return u32::try_from(n)
-            .ok()
-            .map(|v| IpAddr::from(std::net::Ipv4Addr::from(v)));
-    }
-    raw.parse().ok()
-}
-
 /// `expires_at` (Unix seconds; 0 = never) → expiry in ms, or `None` for never.
 fn expiry(raw: Option<&str>, now_ms: i64) -> Result<Option<i64>, ()> {
     match raw {
@@ -154,6 +145,7 @@ fn to_xml(root: &str, value: &Value, pretty: bool) -> String {
 
 async fn create(
     Ext(state): Ext<State>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Bytes,
@@ -167,7 +159,7 @@ async fn create(
         }
         .error(XvidError::InvalidInput);
     };
-    match session_for(&state, &headers, &params).await {
+    match session_for(&state, client, &headers, &params).await {
         Ok(body) => render.reply(200, &body),
         Err(e) => render.error(e),
     }
@@ -175,6 +167,7 @@ async fn create(
 
 async fn session_for(
     state: &State,
+    client: Option<IpAddr>,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<Value, XvidError> {
@@ -193,7 +186,7 @@ async fn session_for(
         .ok_or(XvidError::InvalidInput)?;
     let ip = params
         .get("ip")
-        .map(|raw| parse_ip(raw).ok_or(XvidError::InvalidInput))
+        .map(|raw| parse_address(raw).ok_or(XvidError::InvalidInput))
         .transpose()?;
     let now = now_ms();
     let expires_at = expiry(params.get("expires_at").map(String::as_str), now)
@@ -226,6 +219,9 @@ async fn session_for(
         })?;
     let key = format!("tmp/{pipeline_id}/{object_key}");
     let ttl = session::validity(state, &owner, None);
+    // The seed: "the form post URL returned … will be geo-optimized to be closer to the given
+    // IP's geo-location"; without `ip`, the requesting client's.
+    let edge = state.edges.target(state, ip.or(client)).await;
     let expiration = chrono::Utc::now() + ttl;
     let mut conditions = vec![
         json!({ "bucket": pipeline_id }),
@@ -237,6 +233,11 @@ async fn session_for(
         json!(["starts-with", "$chunk", ""]),
         json!(["starts-with", "$chunks", ""]),
     ];
+    if let Some(region) = &edge.region {
+        let mut condition = serde_json::Map::new();
+        condition.insert(REGION_FORM_FIELD.into(), Value::String(region.clone()));
+        conditions.push(Value::Object(condition));
+    }
     if let Some(max) = owner
         .quota_remaining
         .into_iter()
@@ -251,25 +252,29 @@ async fn session_for(
         &conditions,
     );
     let id = opened.id.to_string();
+    let mut form_post_params = json!({
+        "name": name,
+        "success_action_status": "201",
+        "filename": "",
+        "chunk": "0",
+        "chunks": "1",
+        "policy": signed.policy,
+        "signature": signed.signature,
+        "AWSAccessKeyId": secret.access_key,
+        "key": key,
+        "acl": "private",
+    });
+    if let Some(region) = edge.region {
+        form_post_params[REGION_FORM_FIELD] = Value::String(region);
+    }
     Ok(json!({
         "upload": {
-            "form_post_params": {
-                "name": name,
-                "success_action_status": "201",
-                "filename": "",
-                "chunk": "0",
-                "chunks": "1",
-                "policy": signed.policy,
-                "signature": signed.signature,
-                "AWSAccessKeyId": secret.access_key,
-                "key": key,
-                "acl": "private",
-            },
+            "form_post_params": form_post_params,
             "status": "UPLOADING",
             "object_key": object_key,
             "nb_chunks": 0,
             "type": "S3",
-            "form_post_url": format!("{}/s3/{pipeline_id}", state.settings.edge_url),
+            "form_post_url": format!("{}/s3/{pipeline_id}", edge.url),
             "pipeline": { "id": pipeline_id },
             "file": { "id": id },
             "id": id,
@@ -280,25 +285,6 @@ async fn session_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ip_forms() {
-        assert_eq!(parse_ip("3232235777"), Some("192.168.1.1".parse().unwrap()));
-        assert_eq!(
-            parse_ip("-1062731519"),
-            Some("192.168.1.1".parse().unwrap())
-        );
-        assert_eq!(
-            parse_ip("81.2.69.142"),
-            Some("81.2.69.142".parse().unwrap())
-        );
-        assert_eq!(
-            parse_ip("2001:db8::1"),
-            Some("2001:db8::1".parse().unwrap())
-        );
-        assert_eq!(parse_ip("4294967296"), None);
-        assert_eq!(parse_ip("nope"), None);
-    }
 
     #[test]
     fn expiry_defaults_to_a_week_and_zero_is_never() {

@@ -78,7 +78,7 @@ impl Fields {
 /// Checks the form's signature and policy; returns the account and the size range allowed.
 async fn authorize(
     fields: &Fields,
-    bucket: &str,
+    (bucket, region): (&str, Option<&str>),
     ingest: &Ingest,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(KeyOwner, Option<(u64, u64)>), S3Error> {
@@ -129,6 +129,13 @@ async fn authorize(
         PolicyError::Malformed(_) => S3Error::InvalidArgument(e.to_string()),
         other => S3Error::AccessDenied(other.to_string()),
     })?;
+    if let Some(wanted) = fields.get(crate::control::REGION_FORM_FIELD) {
+        if region != Some(wanted) {
+            return Err(S3Error::AccessDenied(format!(
+                "This form is for the upload edges of region {wanted}; post it to the form_post_url the API returned."
+            )));
+        }
+    }
     let owner = KeyOwner {
         pipeline_id: bucket.to_owned(),
         ..found.owner
@@ -138,7 +145,7 @@ async fn authorize(
 
 /// Reads the form, checks it, streams the file into an upload; the reply is S3's.
 pub async fn receive<S>(
-    bucket: &str,
+    (bucket, region): (&str, Option<&str>),
     headers: &HeaderMap,
     body: S,
     ingest: &Ingest,
@@ -153,7 +160,7 @@ where
     };
     let mut form = super::file_form(body, boundary, MAX_FIELD);
     let mut upload = None;
-    match post(&mut form, bucket, (ingest, spool), now, &mut upload).await {
+    match post(&mut form, (bucket, region), (ingest, spool), now, &mut upload).await {
         Ok(reply) => {
             // Fields after the file are ignored, as S3 does; reading them keeps the
             // connection usable. After an error nothing more is read (the edge closes the
@@ -173,7 +180,7 @@ where
 
 async fn post(
     form: &mut multer::Multipart<'_>,
-    bucket: &str,
+    (bucket, region): (&str, Option<&str>),
     (ingest, spool): (&Ingest, &ChunkSpool),
     now: chrono::DateTime<chrono::Utc>,
     upload: &mut Option<Receiving>,
@@ -199,7 +206,7 @@ async fn post(
             .map_err(|_| S3Error::MalformedPostRequest)?;
         fields.0.push((name, value));
     };
-    let (owner, length_range) = authorize(&fields, bucket, ingest, now).await?;
+    let (owner, length_range) = authorize(&fields, (bucket, region), ingest, now).await?;
     let chunking = plupload_chunk(&fields)?;
     let filename = file.file_name().unwrap_or("file").to_owned();
     let key = fields.require("key")?.replace("${filename}", &filename);

@@ -87,6 +87,36 @@ pub struct Node {
     env: Vec<(String, String)>,
 }
 
+/// A role process (`uplink origin` / `uplink edge`) killed when dropped; its log is beside
+/// its config file.
+pub struct Proc(pub Child);
+
+impl Proc {
+    /// Starts `uplink ROLE --config CONFIG` with `env` and waits until `url/healthz` answers.
+    pub async fn start(role: &str, config: &Path, url: &str, env: &[(&str, &str)]) -> Self {
+        let log = config.with_extension("log");
+        let mut proc = Self(
+            Command::new(bin())
+                .args([role, "--config"])
+                .arg(config)
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        wait_healthy(&format!("{url}/healthz"), &mut proc.0, &log).await;
+        proc
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Polls `url` until it answers 200, or panics after `limit`, showing the node's log.
 pub async fn wait_healthy(url: &str, child: &mut Child, log: &Path) {
     let client = reqwest::Client::new();
