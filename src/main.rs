@@ -199,7 +199,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cors_origins,
                 token_ttl,
             };
-            let account = current_thread()?.block_on(uplink::operator::create_account(&database, &req))?;
+            let account =
+                current_thread()?.block_on(uplink::operator::create_account(&database, &req))?;
             if json {
                 println!("{account}");
             } else {

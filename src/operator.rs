@@ -175,7 +175,10 @@ pub async fn fleet_report(
                 .display()
                 .iec()
                 .to_string()),
-            beat.map_or("never".into(), |b| format!("{}s ago", (now - b.seen_ms).max(0) / 1000)),
+            beat.map_or("never".into(), |b| format!(
+                "{}s ago",
+                (now - b.seen_ms).max(0) / 1000
+            )),
         );
     }
     Ok(out)
@@ -198,7 +201,10 @@ pub async fn geoip_lookup(
     })?;
     let at = locator.locate(ip);
     let mut out = format!("address      {ip}\n");
-    out += &format!("country      {}\n", at.country.as_deref().unwrap_or("unknown"));
+    out += &format!(
+        "country      {}\n",
+        at.country.as_deref().unwrap_or("unknown")
+    );
     out += &match (at.coordinates, at.precise) {
         (Some(c), true) => format!("coordinates  {c} (the address's own)\n"),
         (Some(c), false) => format!("coordinates  {c} (the country's reference point)\n"),
@@ -211,7 +217,9 @@ pub async fn geoip_lookup(
             crate::origin::routing::choose(settings, locator, &health, Some(ip), now_ms());
         let why = match choice.reason {
             crate::geo::Reason::Nearest { km } => format!("nearest available, {km:.0} km"),
-            crate::geo::Reason::Unlocated => "not located: the fallback or the edge nearest it".into(),
+            crate::geo::Reason::Unlocated => {
+                "not located: the fallback or the edge nearest it".into()
+            }
             crate::geo::Reason::NoneAvailable => "no edge is available: the fallback".into(),
         };
         out += &format!(

@@ -96,10 +96,18 @@ fn a_fleet_is_checked_key_by_key() {
     assert!(validate(&good).is_ok());
     for (from, to, key) in [
         ("fallback = \"fra-1\"", "fallback = \"lhr-9\"", "fleet"),
-        ("latitude = 50.11", "latitude = 150.11", "fleet.edges[0].latitude"),
+        (
+            "latitude = 50.11",
+            "latitude = 150.11",
+            "fleet.edges[0].latitude",
+        ),
         ("capacity = 1000", "capacity = 0", "fleet.edges[2].capacity"),
         ("\"10.0.0.0/8\"", "\"10.0.0.0/33\"", "fleet.trusted_proxies"),
-        ("heartbeat_timeout = \"30s\"", "heartbeat_timeout = \"soon\"", "fleet.heartbeat_timeout"),
+        (
+            "heartbeat_timeout = \"30s\"",
+            "heartbeat_timeout = \"soon\"",
+            "fleet.heartbeat_timeout",
+        ),
         ("name = \"nrt-1\"", "name = \"fra-1\"", "fleet"),
     ] {
         assert!(good.contains(from), "{from}");
@@ -107,6 +115,7 @@ fn a_fleet_is_checked_key_by_key() {
         assert!(err.contains(key), "{from} -> {err}");
     }
     // Both a single edge_url and a fleet: which one is meant?
-    let err = validate(&good.replace("[fleet]", "edge_url = \"http://x:1\"\n[fleet]")).unwrap_err();
+    let err = validate(&good.replace("\n[fleet]\n", "\nedge_url = \"http://x:1\"\n[fleet]\n"))
+        .unwrap_err();
     assert!(err.contains("edge_url"), "{err}");
 }

@@ -146,7 +146,10 @@ async fn post_form(url: &str, params: &Value, file: Vec<u8>) -> (u16, String) {
     for (k, v) in params.as_object().unwrap() {
         form = form.text(k.clone(), v.as_str().unwrap().to_owned());
     }
-    form = form.part("file", reqwest::multipart::Part::bytes(file).file_name("v.mp4"));
+    form = form.part(
+        "file",
+        reqwest::multipart::Part::bytes(file).file_name("v.mp4"),
+    );
     let resp = reqwest::Client::new()
         .post(url)
         .multipart(form)
@@ -173,7 +176,11 @@ async fn uploads_go_to_the_nearest_healthy_edge_of_their_region() {
     // xvid `ip`: German, US (as PHP's ip2long gives it) and Japanese uploaders, whichever edge
     // the API call itself went through.
     let us_long = u32::from(AMERICAN.parse::<std::net::Ipv4Addr>().unwrap()).to_string();
-    for (ip, expected) in [(GERMAN, "fra-1"), (us_long.as_str(), "iad-1"), (JAPANESE, "nrt-1")] {
+    for (ip, expected) in [
+        (GERMAN, "fra-1"),
+        (us_long.as_str(), "iad-1"),
+        (JAPANESE, "nrt-1"),
+    ] {
         let upload = xvid_session(&fleet, "iad-1", &account.api_key, &pipeline, ip).await;
         assert_eq!(
             upload["form_post_url"],
@@ -183,12 +190,24 @@ async fn uploads_go_to_the_nearest_healthy_edge_of_their_region() {
     }
     // The operator's lookup agrees.
     for (ip, expected) in [(GERMAN, "fra-1"), (AMERICAN, "iad-1"), (JAPANESE, "nrt-1")] {
-        let out = fleet.uplink(&["geoip", "lookup", ip, "--config", fleet.config().to_str().unwrap()]);
-        assert!(out.contains(&format!("edge         {expected} ")), "{ip}: {out}");
+        let out = fleet.uplink(&[
+            "geoip",
+            "lookup",
+            ip,
+            "--config",
+            fleet.config().to_str().unwrap(),
+        ]);
+        assert!(
+            out.contains(&format!("edge         {expected} ")),
+            "{ip}: {out}"
+        );
     }
     // A private address goes to the fallback.
     let upload = xvid_session(&fleet, "nrt-1", &account.api_key, &pipeline, "192.168.1.20").await;
-    assert_eq!(upload["form_post_url"], format!("{}/s3/{pipeline}", fleet.url("fra-1")));
+    assert_eq!(
+        upload["form_post_url"],
+        format!("{}/s3/{pipeline}", fleet.url("fra-1"))
+    );
 
     // The Japanese form works on the Asian edge only.
     let upload = xvid_session(&fleet, "fra-1", &account.api_key, &pipeline, JAPANESE).await;
@@ -198,8 +217,12 @@ async fn uploads_go_to_the_nearest_healthy_edge_of_their_region() {
     let (status, body) = post_form(&elsewhere, params, b"not here".to_vec()).await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("region ap"), "{body}");
-    let (status, body) =
-        post_form(upload["form_post_url"].as_str().unwrap(), params, vec![7u8; 100_000]).await;
+    let (status, body) = post_form(
+        upload["form_post_url"].as_str().unwrap(),
+        params,
+        vec![7u8; 100_000],
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
 
     // Without `ip`: the client address, from X-Forwarded-For through the edge (loopback is a
@@ -241,7 +264,10 @@ async fn uploads_go_to_the_nearest_healthy_edge_of_their_region() {
         if upload["form_post_url"] == format!("{}/s3/{pipeline}", fleet.url("fra-1")) {
             break;
         }
-        assert_eq!(upload["form_post_url"], format!("{}/s3/{pipeline}", fleet.url("nrt-1")));
+        assert_eq!(
+            upload["form_post_url"],
+            format!("{}/s3/{pipeline}", fleet.url("nrt-1"))
+        );
         assert!(
             killed_at.elapsed() < HEARTBEAT_TIMEOUT + Duration::from_secs(2),
             "the killed edge was still chosen after {:?}",
@@ -252,5 +278,32 @@ async fn uploads_go_to_the_nearest_healthy_edge_of_their_region() {
     let report = fleet.uplink(&["fleet", "--config", fleet.config().to_str().unwrap()]);
     let line = report.lines().find(|l| l.starts_with("nrt-1")).unwrap();
     assert!(line.contains("silent for"), "{report}");
+
+    // An edge told to stop (SIGTERM, as systemd does) says it is draining at once, well
+    // before its heartbeat would be missed.
+    let iad = fleet.edges[1].2.as_ref().unwrap().0.id().to_string();
+    let stopped_at = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &iad])
+        .status()
+        .unwrap()
+        .success());
+    loop {
+        let report = fleet.uplink(&["fleet", "--config", fleet.config().to_str().unwrap()]);
+        let line = report.lines().find(|l| l.starts_with("iad-1")).unwrap();
+        if line.contains("draining") {
+            break;
+        }
+        assert!(
+            stopped_at.elapsed() < HEARTBEAT_TIMEOUT - Duration::from_millis(500),
+            "no draining heartbeat:\n{report}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let upload = xvid_session(&fleet, "fra-1", &account.api_key, &pipeline, AMERICAN).await;
+    assert_eq!(
+        upload["form_post_url"],
+        format!("{}/s3/{pipeline}", fleet.url("fra-1"))
+    );
     let _ = &fleet.origin;
 }

@@ -14,7 +14,16 @@ const TOKEN_KEYS: &str = "t1:dGVzdC10b2tlbi1rZXktdGhhdC1pcy0zMi1ieXRlcyEh";
 /// Starts `uplink ROLE --config DIR/ROLE.toml` and waits until `url/healthz` answers.
 async fn start_role(role: &str, url: &str, secret: &str, dir: &Path) -> Proc {
     let config = dir.join(format!("{role}.toml"));
-    Proc::start(role, &config, url, &[("UPLINK_INTERNAL_SECRET", secret), ("UPLINK_TOKEN_KEYS", TOKEN_KEYS)]).await
+    Proc::start(
+        role,
+        &config,
+        url,
+        &[
+            ("UPLINK_INTERNAL_SECRET", secret),
+            ("UPLINK_TOKEN_KEYS", TOKEN_KEYS),
+        ],
+    )
+    .await
 }
 
 struct Pair {

@@ -4,8 +4,8 @@
 
 use crate::config::Secret;
 use crate::control::{
-    self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, KeyOwner,
-    Heartbeat, ResolveAccessKey, ResolveKey, StatusView, UploadInfo, UploadStored,
+    self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, Heartbeat, KeyOwner,
+    ResolveAccessKey, ResolveKey, StatusView, UploadInfo, UploadStored,
 };
 use moka::future::Cache;
 use std::time::Duration;
@@ -273,7 +273,12 @@ impl OriginClient {
     pub async fn heartbeat(&self, beat: &Heartbeat) -> Result<(), OriginError> {
         let op = "send a heartbeat";
         let resp = self
-            .call(op, reqwest::Method::POST, "/internal/v1/edges/heartbeat", Some(beat))
+            .call(
+                op,
+                reqwest::Method::POST,
+                "/internal/v1/edges/heartbeat",
+                Some(beat),
+            )
             .await?;
         match resp.status().as_u16() {
             204 => Ok(()),

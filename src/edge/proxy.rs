@@ -2,6 +2,7 @@
 //! paths, a 404 for internal paths) and everything else goes to the origin through the proxy
 //! phases. Request bodies stream from the socket into the adapters; replies are rendered here.
 
+use super::heartbeat::ActiveUploads;
 use crate::config::EdgeSettings;
 use crate::control;
 use crate::error::UploadsApiError;
@@ -9,7 +10,6 @@ use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::offset_spool::OffsetSpool;
 use crate::ingest::Ingest;
 use crate::protocol::{self, ankoder_form, ietf, movingimage, s3_post, tus, uploads_api, Reply};
-use super::heartbeat::ActiveUploads;
 use crate::token::Keyring;
 use crate::upload::UploadId;
 use async_trait::async_trait;

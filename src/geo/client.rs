@@ -89,7 +89,10 @@ mod tests {
 
     #[test]
     fn ip_forms() {
-        assert_eq!(parse_address("3232235777"), Some("192.168.1.1".parse().unwrap()));
+        assert_eq!(
+            parse_address("3232235777"),
+            Some("192.168.1.1".parse().unwrap())
+        );
         assert_eq!(
             parse_address("-1062731519"),
             Some("192.168.1.1".parse().unwrap())
@@ -144,6 +147,9 @@ mod tests {
         assert_eq!(got, ip("10.0.0.1"));
         let got = address(ip("10.0.0.1"), None, Some("garbage"), &trusted);
         assert_eq!(got, ip("10.0.0.1"));
-        assert_eq!(address(ip("10.0.0.1"), None, None, &trusted), ip("10.0.0.1"));
+        assert_eq!(
+            address(ip("10.0.0.1"), None, None, &trusted),
+            ip("10.0.0.1")
+        );
     }
 }

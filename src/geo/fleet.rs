@@ -239,10 +239,7 @@ impl Fleet {
         let nearest_to = |at: Coordinates| {
             self.edges
                 .iter()
-                .filter(|e| {
-                    self.availability(e, health.get(&e.name), now_ms)
-                        .is_ok()
-                })
+                .filter(|e| self.availability(e, health.get(&e.name), now_ms).is_ok())
                 .map(|e| (e, e.at.distance_km(at)))
                 .min_by(|a, b| a.1.total_cmp(&b.1))
         };
@@ -359,7 +356,10 @@ mod tests {
         let now = 5_000_000;
         let mut health = all_healthy(now);
         let chosen = f.choose(None, &health, now);
-        assert_eq!((chosen.edge.name.as_str(), chosen.reason), ("fra", Reason::Unlocated));
+        assert_eq!(
+            (chosen.edge.name.as_str(), chosen.reason),
+            ("fra", Reason::Unlocated)
+        );
         health.remove("fra");
         assert_eq!(f.choose(None, &health, now).edge.name, "iad");
         let chosen = f.choose(None, &HashMap::new(), now);

@@ -270,10 +270,14 @@ impl Locator {
             .map(str::to_ascii_uppercase);
         let own = match (record.latitude, record.longitude, record.location) {
             (Some(lat), Some(lon), _)
-            | (_, _, Some(NestedLocation {
-                latitude: Some(lat),
-                longitude: Some(lon),
-            })) => Coordinates::new(lat, lon).ok(),
+            | (
+                _,
+                _,
+                Some(NestedLocation {
+                    latitude: Some(lat),
+                    longitude: Some(lon),
+                }),
+            ) => Coordinates::new(lat, lon).ok(),
             _ => None,
         };
         let coordinates = own.or_else(|| {
@@ -328,7 +332,9 @@ mod tests {
         }
         // IPv4-mapped IPv6 is the IPv4 address.
         assert_eq!(
-            geo.locate("::ffff:80.128.0.1".parse().unwrap()).country.as_deref(),
+            geo.locate("::ffff:80.128.0.1".parse().unwrap())
+                .country
+                .as_deref(),
             Some("DE")
         );
     }
@@ -372,7 +378,10 @@ mod tests {
         // A broken replacement is refused and the mapped one stays in use.
         std::fs::write(&next, b"not a database").unwrap();
         std::fs::rename(&next, &path).unwrap();
-        assert!(matches!(geo.reload_if_changed(), Err(GeoError::Format { .. })));
+        assert!(matches!(
+            geo.reload_if_changed(),
+            Err(GeoError::Format { .. })
+        ));
         assert_eq!(
             geo.locate("80.128.0.1".parse().unwrap()).country.as_deref(),
             Some("DE")

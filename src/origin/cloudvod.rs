@@ -4,8 +4,8 @@
 //! URL (a tus resource at the edge) and its token; the same `fileId` resumes the same upload.
 //! Transcoding parameters are kept with the upload for the origin's later stages.
 
-use super::session::{self, Limits, Opening, SessionError};
 use super::routing::ClientAddr;
+use super::session::{self, Limits, Opening, SessionError};
 use super::State;
 use crate::control::KeyOwner;
 use crate::db::{self, now_ms};

@@ -5,8 +5,8 @@
 use super::session::{self, Opening, SessionError};
 use super::State;
 use crate::control::{
-    self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, KeyOwner,
-    Heartbeat, ResolveAccessKey, ResolveKey, StatusView, UploadInfo, UploadStored,
+    self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, Heartbeat, KeyOwner,
+    ResolveAccessKey, ResolveKey, StatusView, UploadInfo, UploadStored,
 };
 use crate::db::{self, now_ms};
 use crate::upload::Status;

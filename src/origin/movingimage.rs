@@ -4,8 +4,8 @@
 //! for the account's token validity (4 hours by default). Bearer API-key auth.
 
 use super::api::{owner, parse_json, time, ApiError};
-use super::session::{self, Limits, Opening};
 use super::routing::ClientAddr;
+use super::session::{self, Limits, Opening};
 use super::State;
 use crate::db::{self, now_ms};
 use crate::error::UploadsApiError;

@@ -68,12 +68,17 @@ impl Edges {
     /// A message when there is no fleet, no such edge, or it belongs to another region.
     pub fn member(&self, name: &str, region: Option<&str>) -> Result<(), (u16, String)> {
         let Self::Fleet { settings, .. } = self else {
-            return Err((404, "this origin has no [fleet]; remove `name` from the edge's config".into()));
+            return Err((
+                404,
+                "this origin has no [fleet]; remove `name` from the edge's config".into(),
+            ));
         };
-        let edge = settings
-            .fleet
-            .edge(name)
-            .ok_or_else(|| (404, format!("the origin's [fleet] has no edge named {name}")))?;
+        let edge = settings.fleet.edge(name).ok_or_else(|| {
+            (
+                404,
+                format!("the origin's [fleet] has no edge named {name}"),
+            )
+        })?;
         if region != Some(edge.region.as_str()) {
             return Err((
                 409,
@@ -95,8 +100,7 @@ impl Edges {
                     tracing::warn!(error = %e, "Cannot read edge heartbeats; routing as if none were alive.");
                     HashMap::new()
                 });
-                let (location, choice) =
-                    choose(settings, locator, &health, client, db::now_ms());
+                let (location, choice) = choose(settings, locator, &health, client, db::now_ms());
                 tracing::debug!(
                     client = ?client, country = ?location.country, edge = %choice.edge.name,
                     reason = ?choice.reason, "Routed an upload."
@@ -128,9 +132,7 @@ pub fn choose<'a>(
         },
         |ip| locator.locate(ip),
     );
-    let choice = settings
-        .fleet
-        .choose(location.coordinates, health, now_ms);
+    let choice = settings.fleet.choose(location.coordinates, health, now_ms);
     (location, choice)
 }
 
@@ -141,9 +143,13 @@ async fn keep_fresh(locator: Arc<Locator>) {
         every.tick().await;
         let checked = locator.clone();
         match tokio::task::spawn_blocking(move || checked.reload_if_changed()).await {
-            Ok(Ok(true)) => tracing::info!(path = %locator.path().display(), "Reloaded the geoip database."),
+            Ok(Ok(true)) => {
+                tracing::info!(path = %locator.path().display(), "Reloaded the geoip database.")
+            }
             Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "The geoip database changed but cannot be used; keeping the old one."),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "The geoip database changed but cannot be used; keeping the old one.")
+            }
             Err(e) => tracing::warn!(error = %e, "The geoip reload check failed."),
         }
     }

@@ -5,8 +5,8 @@
 
 use super::api::{owner, parse_json, time, ApiError};
 use super::movingimage::check_filename;
-use super::session::{self, Limits};
 use super::routing::ClientAddr;
+use super::session::{self, Limits};
 use super::State;
 use crate::db::{self, now_ms, upload_token::IssuedToken};
 use crate::error::UploadsApiError;

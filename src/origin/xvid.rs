@@ -5,13 +5,13 @@
 //! seed's four codes, in JSON or XML like the success body.
 
 use super::api::owner;
-use super::session::{self, Opening, SessionError};
 use super::routing::ClientAddr;
+use super::session::{self, Opening, SessionError};
 use super::State;
+use crate::control::REGION_FORM_FIELD;
 use crate::db::now_ms;
 use crate::error::XvidError;
 use crate::geo::client::parse_address;
-use crate::control::REGION_FORM_FIELD;
 use crate::store::ObjectKey;
 use axum::extract::{RawQuery, State as Ext};
 use axum::http::{header, HeaderMap, StatusCode};

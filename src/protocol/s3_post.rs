@@ -160,7 +160,15 @@ where
     };
     let mut form = super::file_form(body, boundary, MAX_FIELD);
     let mut upload = None;
-    match post(&mut form, (bucket, region), (ingest, spool), now, &mut upload).await {
+    match post(
+        &mut form,
+        (bucket, region),
+        (ingest, spool),
+        now,
+        &mut upload,
+    )
+    .await
+    {
         Ok(reply) => {
             // Fields after the file are ignored, as S3 does; reading them keeps the
             // connection usable. After an error nothing more is read (the edge closes the
