@@ -46,19 +46,9 @@ impl Fleet {
         self.dir.path().join("origin.toml")
     }
 
-    /// Runs `uplink ARGS…` and returns its standard output.
-    fn uplink(&self, args: &[&str]) -> String {
-        let out = Command::new(common::bin())
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "uplink {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+    /// `uplink fleet` for this fleet.
+    fn report(&self) -> String {
+        common::run_text(&["fleet", "--config", self.config().to_str().unwrap()])
     }
 }
 
@@ -113,7 +103,7 @@ async fn start_fleet() -> Fleet {
     // Every edge has sent a heartbeat.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let report = fleet.uplink(&["fleet", "--config", fleet.config().to_str().unwrap()]);
+        let report = fleet.report();
         if report.matches(" available").count() == 3 {
             break;
         }
@@ -162,15 +152,7 @@ async fn post_form(url: &str, params: &Value, file: Vec<u8>) -> (u16, String) {
 #[tokio::test]
 async fn uploads_go_to_the_nearest_healthy_edge_of_their_region() {
     let mut fleet = start_fleet().await;
-    let account = common::Account::from_json(&common::run_ok(&[
-        "account",
-        "create",
-        "--name",
-        "Acme",
-        "--json",
-        "--database",
-        &fleet.database(),
-    ]));
+    let account = common::create_account_in(&fleet.database());
     let pipeline = account.json["pipeline_id"].as_str().unwrap().to_owned();
 
     // xvid `ip`: German, US (as PHP's ip2long gives it) and Japanese uploaders, whichever edge
@@ -190,13 +172,8 @@ async fn uploads_go_to_the_nearest_healthy_edge_of_their_region() {
     }
     // The operator's lookup agrees.
     for (ip, expected) in [(GERMAN, "fra-1"), (AMERICAN, "iad-1"), (JAPANESE, "nrt-1")] {
-        let out = fleet.uplink(&[
-            "geoip",
-            "lookup",
-            ip,
-            "--config",
-            fleet.config().to_str().unwrap(),
-        ]);
+        let config = fleet.config();
+        let out = common::run_text(&["geoip", "lookup", ip, "--config", config.to_str().unwrap()]);
         assert!(
             out.contains(&format!("edge         {expected} ")),
             "{ip}: {out}"
@@ -275,7 +252,7 @@ async fn uploads_go_to_the_nearest_healthy_edge_of_their_region() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let report = fleet.uplink(&["fleet", "--config", fleet.config().to_str().unwrap()]);
+    let report = fleet.report();
     let line = report.lines().find(|l| l.starts_with("nrt-1")).unwrap();
     assert!(line.contains("silent for"), "{report}");
 
@@ -289,7 +266,7 @@ async fn uploads_go_to_the_nearest_healthy_edge_of_their_region() {
         .unwrap()
         .success());
     loop {
-        let report = fleet.uplink(&["fleet", "--config", fleet.config().to_str().unwrap()]);
+        let report = fleet.report();
         let line = report.lines().find(|l| l.starts_with("iad-1")).unwrap();
         if line.contains("draining") {
             break;

@@ -69,16 +69,10 @@ async fn start_pair(edge_secret: &str) -> Pair {
 }
 
 fn create_account(pair: &Pair) -> common::Account {
-    let db = format!("sqlite://{}/uplink.db?mode=rwc", pair.dir.path().display());
-    common::Account::from_json(&common::run_ok(&[
-        "account",
-        "create",
-        "--name",
-        "Acme",
-        "--json",
-        "--database",
-        &db,
-    ]))
+    common::create_account_in(&format!(
+        "sqlite://{}/uplink.db?mode=rwc",
+        pair.dir.path().display()
+    ))
 }
 
 #[tokio::test]

@@ -315,8 +315,8 @@ impl Drop for Node {
     }
 }
 
-/// Runs the binary, asserts success, returns stdout as JSON.
-pub fn run_ok(args: &[&str]) -> Value {
+/// Runs the binary, asserts success, returns stdout.
+pub fn run_text(args: &[&str]) -> String {
     let out = Command::new(bin())
         .args(args)
         .env_remove("UPLINK_DATABASE")
@@ -327,7 +327,25 @@ pub fn run_ok(args: &[&str]) -> Value {
         "uplink {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs the binary, asserts success, returns stdout as JSON.
+pub fn run_ok(args: &[&str]) -> Value {
+    serde_json::from_str(&run_text(args)).unwrap()
+}
+
+/// Creates an account "Acme" in the state database at `database` (a separate origin's).
+pub fn create_account_in(database: &str) -> Account {
+    Account::from_json(&run_ok(&[
+        "account",
+        "create",
+        "--name",
+        "Acme",
+        "--json",
+        "--database",
+        database,
+    ]))
 }
 
 /// An account's credentials as `account create --json` printed them.
