@@ -53,7 +53,8 @@ pub struct Location {
 }
 
 impl Location {
-    const UNKNOWN: Self = Self {
+    /// Nowhere known: no country, no coordinates.
+    pub const UNKNOWN: Self = Self {
         country: None,
         coordinates: None,
         precise: false,

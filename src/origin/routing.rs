@@ -124,14 +124,7 @@ pub fn choose<'a>(
     client: Option<IpAddr>,
     now_ms: i64,
 ) -> (Location, Choice<'a>) {
-    let location = client.map_or(
-        Location {
-            country: None,
-            coordinates: None,
-            precise: false,
-        },
-        |ip| locator.locate(ip),
-    );
+    let location = client.map_or(Location::UNKNOWN, |ip| locator.locate(ip));
     let choice = settings.fleet.choose(location.coordinates, health, now_ms);
     (location, choice)
 }
