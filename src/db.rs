@@ -8,6 +8,7 @@
 pub mod account;
 pub mod edge;
 pub mod job;
+pub mod outbox;
 pub mod upload;
 pub mod upload_token;
 

@@ -3,12 +3,14 @@
 //!
 //! Layout: `proxy` (the Pingora service: routing, body streaming, reply rendering),
 //! `origin_client` (the internal API client), `sweeper` (spool clean-up), `heartbeat` (health
-//! reports to the origin's fleet). Must not depend on the origin's internals or the
+//! reports to the origin's fleet), `outputs` (processed files by signed link, with `range`). Must not depend on the origin's internals or the
 //! database.
 
 mod heartbeat;
+mod outputs;
 pub mod origin_client;
 mod proxy;
+mod range;
 mod sweeper;
 
 use crate::config::EdgeSettings;
@@ -46,7 +48,7 @@ pub fn run(
         settings.auth_cache_ttl,
     )
     .map_err(StartError::Client)?;
-    let ingest = Ingest::new(store, origin.clone(), settings.max_upload_size);
+    let ingest = Ingest::new(store.clone(), origin.clone(), settings.max_upload_size);
     let spools = Arc::new(proxy::Spools {
         chunks: ChunkSpool::open(&settings.spool_dir.join("chunks")).map_err(StartError::Spool)?,
         resumable: OffsetSpool::open(&settings.spool_dir.join("resumable"))
@@ -70,7 +72,7 @@ pub fn run(
     let active = heartbeat::ActiveUploads::default();
     let mut service = pingora::proxy::http_proxy_service(
         &server.configuration,
-        proxy::EdgeProxy::new(ingest, spools, active.clone(), settings),
+        proxy::EdgeProxy::new(ingest, store, spools, active.clone(), settings),
     );
     service.add_tcp(&settings.listen.to_string());
     server.add_service(service);

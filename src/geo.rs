@@ -11,4 +11,4 @@ pub mod fleet;
 pub mod locate;
 
 pub use fleet::{Choice, Coordinates, Edge, Fleet, Health, Reason, Unavailable};
-pub use locate::{GeoError, Location, Locator};
+pub use locate::{is_public, GeoError, Location, Locator};

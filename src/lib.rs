@@ -11,6 +11,8 @@
 //! - [`token`]: edge upload tokens (mint, verify, keyring); time passed in.
 //! - [`s3_policy`]: S3 browser-POST policies and their signatures.
 //! - [`cors`]: which web origins may upload, and the CORS headers.
+//! - [`notify`]: notification messages, their two signatures and the retry schedule.
+//! - [`transcode`]: transcode templates and the rendition ladder they give a source.
 //!
 //! The one ingest core and its adapters:
 //! - [`ingest`]: `create → append → complete | cancel`, used by every protocol.
@@ -18,7 +20,7 @@
 //!
 //! Roles and their parts:
 //! - [`edge`]: the Pingora server (terminates uploads, proxies the control API).
-//! - [`origin`]: control API, internal API, job workers, FFmpeg media work.
+//! - [`origin`]: control API, internal API, job workers, FFmpeg media work, the notifier.
 //! - [`store`]: object storage trait and its implementations.
 //! - [`geo`]: geoip lookup (the shipped `geoip/` database), client address, edge choice.
 //! - [`db`]: sqlx state database (SQLite or PostgreSQL), one file per table.
@@ -35,6 +37,7 @@ pub mod edge;
 pub mod error;
 pub mod geo;
 pub mod ingest;
+pub mod notify;
 pub mod operator;
 pub mod origin;
 pub mod protocol;
@@ -42,4 +45,5 @@ pub mod role;
 pub mod s3_policy;
 pub mod store;
 pub mod token;
+pub mod transcode;
 pub mod upload;

@@ -91,6 +91,13 @@ enum AccountCommand {
         /// Where notifications are sent.
         #[arg(long)]
         notify_url: Option<String>,
+        /// Notification body: form (the seed's message=…&signature=…) or json (the message
+        /// itself); both carry Standard Webhooks signature headers.
+        #[arg(long, default_value = "form")]
+        notify_format: String,
+        /// Also notify each status change (processing, completed, failed).
+        #[arg(long)]
+        notify_status_changes: bool,
         /// Storage quota: bytes, or a size like 10GiB.
         #[arg(long)]
         quota: Option<String>,
@@ -172,6 +179,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 AccountCommand::Create {
                     name,
                     notify_url,
+                    notify_format,
+                    notify_status_changes,
                     quota,
                     max_upload_size,
                     cors_origins,
@@ -194,6 +203,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let req = uplink::operator::AccountRequest {
                 name,
                 notify_url,
+                notify_format,
+                notify_status_changes,
                 quota,
                 max_upload_size,
                 cors_origins,

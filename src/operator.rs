@@ -28,6 +28,10 @@ pub struct AccountRequest {
     pub name: String,
     /// Notification URL (absolute http or https).
     pub notify_url: Option<String>,
+    /// Notification body format: `form` or `json`.
+    pub notify_format: String,
+    /// Whether every status change is notified too.
+    pub notify_status_changes: bool,
     /// Storage quota, a byte count or a size like `"10GiB"`.
     pub quota: Option<String>,
     /// Largest single upload, a byte count or a size like `"5GiB"`.
@@ -91,6 +95,8 @@ pub async fn create_account(
             ));
         }
     }
+    let notify_format = crate::notify::Format::parse(&req.notify_format)
+        .map_err(|e| OperatorError::Invalid(format!("--notify-format: {e}")))?;
     let quota = size_arg(req.quota.as_deref(), "--quota")?;
     let max_upload = size_arg(req.max_upload_size.as_deref(), "--max-upload-size")?;
     let cors_origins = req
@@ -116,6 +122,8 @@ pub async fn create_account(
     let new = NewAccount {
         name: name.to_owned(),
         notify_url: req.notify_url.clone(),
+        notify_format,
+        notify_status_changes: req.notify_status_changes,
         quota_bytes: quota,
         max_upload_bytes: max_upload,
         cors_origins,
@@ -131,6 +139,8 @@ pub async fn create_account(
         "secret": creds.secret,
         "pipeline_id": created.pipeline_id.0,
         "notify_url": new.notify_url,
+        "notify_format": notify_format.name(),
+        "notify_status_changes": new.notify_status_changes,
         "quota": new.quota_bytes,
         "max_upload_size": new.max_upload_bytes,
         "cors_origins": new.cors_origins,

@@ -2,13 +2,14 @@
 //! API the edges call, the state database and the processing workers.
 //!
 //! Layout: `api` (public Uploads API), `internal` (edge ↔ origin), `worker` (job loop),
-//! `media` (FFmpeg). Must not depend on the edge or on Pingora.
+//! `media` (FFmpeg), `notifier` (the outbox's sender). Must not depend on the edge or on Pingora.
 
 pub mod api;
 pub mod cloudvod;
 pub mod internal;
 pub mod media;
 pub mod movingimage;
+pub mod notifier;
 pub mod routing;
 pub mod session;
 pub mod sweeper;
@@ -57,6 +58,8 @@ pub struct State {
     pub secret: Secret,
     /// Wakes idle workers when a job is queued.
     pub wake: Arc<Notify>,
+    /// Wakes idle notification senders when a status change wrote a notification.
+    pub notify_wake: Arc<Notify>,
     /// Which edge upload URLs name.
     pub edges: Arc<routing::Edges>,
     /// Settings.
@@ -98,6 +101,7 @@ pub async fn start(settings: OriginSettings) -> Result<SocketAddr, StartError> {
         store,
         secret: settings.internal_secret.clone(),
         wake: Arc::new(Notify::new()),
+        notify_wake: Arc::new(Notify::new()),
         edges: Arc::new(edges),
         settings: Arc::new(settings),
     };
@@ -105,6 +109,7 @@ pub async fn start(settings: OriginSettings) -> Result<SocketAddr, StartError> {
         tokio::spawn(worker::run(state.clone(), format!("{addr}/{n}")));
     }
     tokio::spawn(sweeper::run(state.clone()));
+    notifier::spawn(&state);
     let app = api::routes()
         .merge(internal::routes(state.clone()))
         .with_state(state);

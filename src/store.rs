@@ -174,6 +174,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             }
         }
     }
+    /// The size of an object, or `None` when there is none.
+    async fn size(&self, key: &ObjectKey) -> Result<Option<u64>, StoreError>;
+    /// A reader of `len` bytes of an object from byte `start` (within its size).
+    async fn read_range(
+        &self,
+        key: &ObjectKey,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError>;
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
     /// Stores a finished, synced local file under a key without copying it, when the store can

@@ -168,6 +168,32 @@ impl Keyring {
         HmacSha256::new_from_slice(key).map_err(|_| TokenError::UnknownKey)
     }
 
+    /// The signature of a read link to a stored output (`KID.HEX`): outputs are served by the
+    /// edge to whoever holds the link the status record gives, with no expiry.
+    #[must_use]
+    pub fn sign_output(&self, key: &str) -> String {
+        let Ok(mut mac) = self.mac(&self.signing) else {
+            return String::new();
+        };
+        mac.update(b"output:");
+        mac.update(key.as_bytes());
+        format!("{}.{}", self.signing, hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// Whether `signature` is [`Keyring::sign_output`]'s for `key` by any key of the ring.
+    #[must_use]
+    pub fn verify_output(&self, key: &str, signature: &str) -> bool {
+        let Some((key_id, hex_mac)) = signature.split_once('.') else {
+            return false;
+        };
+        let (Ok(mut mac), Ok(expected)) = (self.mac(key_id), hex::decode(hex_mac)) else {
+            return false;
+        };
+        mac.update(b"output:");
+        mac.update(key.as_bytes());
+        mac.verify_slice(&expected).is_ok()
+    }
+
     /// Mints a token for `claims` (its `key_id` is replaced by the signing key's).
     ///
     /// # Errors
@@ -393,6 +419,19 @@ mod tests {
             token_id: None,
             region: None,
         }
+    }
+
+    #[test]
+    fn output_links_verify_for_their_key_only_and_survive_rotation() {
+        let old = ring(&key("k1", 1));
+        let sig = old.sign_output("accounts/a/uploads/u/outputs/720p.mp4");
+        assert!(old.verify_output("accounts/a/uploads/u/outputs/720p.mp4", &sig));
+        assert!(!old.verify_output("accounts/a/uploads/u/source", &sig));
+        assert!(!old.verify_output("accounts/a/uploads/u/outputs/720p.mp4", "k1.00"));
+        assert!(!old.verify_output("x", "nonsense"));
+        let rotated = ring(&format!("{},{}", key("k2", 2), key("k1", 1)));
+        assert!(rotated.verify_output("accounts/a/uploads/u/outputs/720p.mp4", &sig));
+        assert!(!ring(&key("k1", 3)).verify_output("accounts/a/uploads/u/outputs/720p.mp4", &sig));
     }
 
     #[test]

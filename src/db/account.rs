@@ -12,6 +12,10 @@ pub struct NewAccount {
     pub name: String,
     /// Where notifications go.
     pub notify_url: Option<String>,
+    /// Their body format.
+    pub notify_format: crate::notify::Format,
+    /// Whether every status change is notified too.
+    pub notify_status_changes: bool,
     /// Bytes the account may store, if limited.
     pub quota_bytes: Option<u64>,
     /// The largest single upload, if limited.
@@ -52,8 +56,9 @@ pub async fn create(
     let max_upload = bytes(new.max_upload_bytes)?;
     let mut tx = db.pool().begin().await.op("begin account creation")?;
     sqlx::query(
-        "INSERT INTO accounts (id, name, api_key_sha256, access_key, secret, notify_url, quota_bytes, created_at, token_ttl_secs, max_upload_bytes, cors_origins) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO accounts (id, name, api_key_sha256, access_key, secret, notify_url, quota_bytes, created_at, token_ttl_secs, max_upload_bytes, cors_origins, \
+                               notify_format, notify_status_changes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&id.0)
     .bind(&new.name)
@@ -66,12 +71,14 @@ pub async fn create(
     .bind(new.token_ttl_secs.and_then(|t| i64::try_from(t).ok()))
     .bind(max_upload)
     .bind((!new.cors_origins.is_empty()).then(|| serde_json::json!(new.cors_origins).to_string()))
+    .bind(new.notify_format.name())
+    .bind(i64::from(new.notify_status_changes))
     .execute(&mut *tx)
     .await
     .op("insert an account")?;
     sqlx::query(
         "INSERT INTO pipelines (id, account_id, name, storage_root, template, created_at) \
-         VALUES ($1, $2, 'default', $3, 'remux-mp4', $4)",
+         VALUES ($1, $2, 'default', $3, 'default', $4)",
     )
     .bind(&pipeline_id.0)
     .bind(&id.0)
@@ -179,6 +186,19 @@ pub async fn pipeline_root(
         .fetch_optional(db.pool())
         .await
         .op("look up a pipeline")
+}
+
+/// The transcode template a pipeline names.
+///
+/// # Errors
+/// The query fails or the pipeline does not exist.
+pub async fn pipeline_template(db: &Db, pipeline_id: &str) -> Result<String, DbError> {
+    sqlx::query_scalar("SELECT template FROM pipelines WHERE id = $1")
+        .bind(pipeline_id)
+        .fetch_optional(db.pool())
+        .await
+        .op("read a pipeline's template")?
+        .ok_or_else(|| DbError::Corrupt(format!("pipeline {pipeline_id} vanished")))
 }
 
 /// The form-upload credentials of an account (for signing policies and notifications).

@@ -81,6 +81,25 @@ pub async fn finish(db: &Db, job: &Job, now: i64) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Extends a running job's lease to `until` and records its progress (0–100), so a long job
+/// is not taken over while its worker is alive.
+///
+/// # Errors
+/// The update fails.
+pub async fn renew(db: &Db, job: &Job, until: i64, progress: u8, now: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE jobs SET lease_until = $1, progress = $2, updated_at = $3 WHERE id = $4 AND state = 'running'",
+    )
+    .bind(until)
+    .bind(i64::from(progress))
+    .bind(now)
+    .bind(&job.id)
+    .execute(db.pool())
+    .await
+    .op("renew a job's lease")?;
+    Ok(())
+}
+
 /// Leaves a job leased until `at`, when it may be claimed again (after a passing failure).
 ///
 /// # Errors

@@ -59,8 +59,10 @@ pub struct UploadRecord {
     pub sha256: Option<String>,
     /// Media duration.
     pub duration_ms: Option<i64>,
-    /// The processed MP4.
+    /// The processed MP4 (the largest rendition).
     pub output_key: Option<String>,
+    /// What processing produced, as the status record shows it (a JSON array).
+    pub outputs: serde_json::Value,
     /// Creation time (ms).
     pub created_at: i64,
     /// Last change (ms).
@@ -71,7 +73,7 @@ pub struct UploadRecord {
 
 const COLUMNS: &str =
     "id, account_id, pipeline_id, flavour, filename, folder, object_key, status, error, \
-                       size, sha256, duration_ms, output_key, created_at, updated_at, metadata";
+                       size, sha256, duration_ms, output_key, created_at, updated_at, metadata, outputs";
 
 fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
     let code: i64 = row.try_get("status").op("read status")?;
@@ -95,6 +97,13 @@ fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
         created_at: row.try_get("created_at").op(op)?,
         updated_at: row.try_get("updated_at").op(op)?,
         metadata: row.try_get("metadata").op(op)?,
+        outputs: row
+            .try_get::<Option<String>, _>("outputs")
+            .op(op)?
+            .map(|o| serde_json::from_str(&o))
+            .transpose()
+            .map_err(|e| DbError::Corrupt(format!("outputs of an upload: {e}")))?
+            .unwrap_or_else(|| serde_json::json!([])),
     })
 }
 
@@ -274,7 +283,8 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
 }
 
 /// Moves an upload to `next` if the lifecycle allows it from where it is; `error` is kept for
-/// `Failed`. Returns whether it moved.
+/// `Failed`. The notifications the change causes are written in the same transaction. Returns
+/// whether it moved.
 ///
 /// # Errors
 /// A statement fails.
@@ -302,11 +312,13 @@ pub async fn transition(
         return Ok(false);
     }
     record_event(&mut tx, id, next, now).await?;
+    super::outbox::enqueue(&mut tx, id, next, now).await?;
     tx.commit().await.op("commit a status change")?;
     Ok(true)
 }
 
-/// Stores what processing found out and produced.
+/// Stores what processing found out and produced: the duration, the main rendition's key and
+/// every output as the status record shows it.
 ///
 /// # Errors
 /// The update fails.
@@ -315,13 +327,15 @@ pub async fn set_media(
     id: &str,
     duration_ms: Option<i64>,
     output_key: &str,
+    outputs: &serde_json::Value,
     now: i64,
 ) -> Result<(), DbError> {
     sqlx::query(
-        "UPDATE uploads SET duration_ms = $1, output_key = $2, updated_at = $3 WHERE id = $4",
+        "UPDATE uploads SET duration_ms = $1, output_key = $2, outputs = $3, updated_at = $4 WHERE id = $5",
     )
     .bind(duration_ms)
     .bind(output_key)
+    .bind(outputs.to_string())
     .bind(now)
     .bind(id)
     .execute(db.pool())

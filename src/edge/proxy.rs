@@ -3,6 +3,7 @@
 //! phases. Request bodies stream from the socket into the adapters; replies are rendered here.
 
 use super::heartbeat::ActiveUploads;
+use super::outputs;
 use crate::config::EdgeSettings;
 use crate::control;
 use crate::error::UploadsApiError;
@@ -33,6 +34,7 @@ pub struct Spools {
 /// The edge service.
 pub struct EdgeProxy {
     ingest: Ingest,
+    store: Arc<dyn crate::store::Store>,
     spools: Arc<Spools>,
     keyring: Keyring,
     token_skew: u64,
@@ -45,12 +47,14 @@ pub struct EdgeProxy {
 impl EdgeProxy {
     pub(super) fn new(
         ingest: Ingest,
+        store: Arc<dyn crate::store::Store>,
         spools: Arc<Spools>,
         active: ActiveUploads,
         settings: &EdgeSettings,
     ) -> Self {
         Self {
             ingest,
+            store,
             spools,
             keyring: settings.keyring.clone(),
             token_skew: settings.token_skew,
@@ -238,12 +242,17 @@ enum Route {
     AnkoderForm,
     /// `OPTIONS` on an upload path that is not a CORS preflight.
     Options,
+    /// `GET`/`HEAD` of a processed output by its signed link.
+    Output(String),
 }
 
 impl Route {
     /// Whether the request sends or manages an upload (what an edge's load is counted in).
     fn is_upload(&self) -> bool {
-        !matches!(self, Self::Health | Self::Internal | Self::Options)
+        !matches!(
+            self,
+            Self::Health | Self::Internal | Self::Options | Self::Output(_)
+        )
     }
 
     fn of(method: &http::Method, path: &str, headers: &http::HeaderMap) -> Option<Self> {
@@ -273,6 +282,11 @@ impl Route {
             }
             if let Some(bucket) = s3_post::bucket_of(path) {
                 return Some(Self::S3Post(bucket.to_owned()));
+            }
+        }
+        if method == Method::GET || method == Method::HEAD {
+            if let Some(key) = outputs::key_of(path) {
+                return Some(Self::Output(key));
             }
         }
         match (method.as_str(), path) {
@@ -490,6 +504,11 @@ impl ProxyHttp for EdgeProxy {
             Route::S3Post(bucket) => self.s3_post(session, &bucket).await?,
             Route::UploadsApi => self.uploads_api(session).await?,
             Route::AnkoderForm => self.ankoder_form(session).await?,
+            Route::Output(key) => {
+                // Streamed, not a `Reply`: written here in full.
+                outputs::serve(session, self.store.as_ref(), &self.keyring, &key).await?;
+                return Ok(true);
+            }
             Route::Options => Reply {
                 status: 204,
                 content_type: "text/plain",

@@ -1,6 +1,7 @@
 //! Media work with FFmpeg's libraries (ffmpeg-next), in process: open an uploaded file as
 //! untrusted input (local files only, an allow-list of demuxers), probe it and remux its
-//! audio and video into an MP4 with the index at the front (fast-start).
+//! audio and video into an MP4 with the index at the front (fast-start); `transcode` makes a
+//! template's renditions and thumbnail.
 //!
 //! Blocking code: call it from a blocking thread. Must not depend on the database, the store
 //! or HTTP.
@@ -9,6 +10,8 @@ use ffmpeg::{codec, encoder, format, media, Dictionary, Rational};
 use ffmpeg_next as ffmpeg;
 use std::path::Path;
 use std::sync::Once;
+
+pub mod transcode;
 
 /// Demuxers a source may be read with; anything else is refused before it is parsed further.
 const DEMUXERS: &str =
@@ -27,6 +30,27 @@ pub enum MediaError {
     /// The streams cannot be copied into MP4.
     #[error("the video cannot be repackaged as MP4 ({0})")]
     Remux(#[source] ffmpeg::Error),
+    /// Decoding, filtering or encoding failed.
+    #[error("the video could not be transcoded ({0})")]
+    Encode(#[source] ffmpeg::Error),
+    /// Not one frame of the video could be decoded.
+    #[error("the video stream could not be decoded (the file is damaged or truncated)")]
+    Undecodable,
+    /// The frame is larger than the node accepts.
+    #[error("the video is {0}x{1}, larger than this service accepts")]
+    TooLarge(u32, u32),
+    /// The job ran past its time limit.
+    #[error("processing took longer than this service allows")]
+    TimedOut,
+    /// This FFmpeg build lacks an encoder.
+    #[error("the {0} encoder is missing from this server's FFmpeg")]
+    NoEncoder(&'static str),
+    /// FFmpeg did not behave as its API promises.
+    #[error("internal transcoder error ({0})")]
+    Internal(&'static str),
+    /// A scratch file could not be written.
+    #[error("cannot write a scratch file")]
+    Scratch(#[source] std::io::Error),
 }
 
 /// What probing found.

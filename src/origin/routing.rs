@@ -88,6 +88,16 @@ impl Edges {
         Ok(())
     }
 
+    /// The base URL of the edge that serves processed outputs: the one edge, or the fleet's
+    /// fallback.
+    #[must_use]
+    pub fn home(&self) -> &str {
+        match self {
+            Self::Single(url) => url,
+            Self::Fleet { settings, .. } => &settings.fleet.fallback().url,
+        }
+    }
+
     /// The edge for an upload from `client` (if known), now.
     pub async fn target(&self, state: &State, client: Option<IpAddr>) -> Target {
         match self {

@@ -1,22 +1,32 @@
 //! A processing worker: claims a job, moves its upload through `processing` → `uploading` →
-//! `completed` (or `failed`), and finishes the job. A file that is not a usable video fails
+//! `completed` (or `failed`), and finishes the job. It transcodes by the upload's template,
+//! stores each output beside the source under `outputs/`, and lists them (with signed edge
+//! links) on the status record. While it works it renews the job's lease and records progress;
+//! a worker that dies leaves the lease to expire and another takes the job.
+//!
+//! A file that is not a usable video, or a template or watermark that does not exist, fails
 //! the upload at once; storage or database trouble leaves the job leased and it is retried
 //! when the lease runs out, up to the configured number of attempts.
 
-use super::media::{self, MediaError};
+use super::media::transcode::{self as render, Kind, Limits, Transcoded};
+use super::media::MediaError;
 use super::State;
 use crate::db::job::{self, Job};
 use crate::db::{self, now_ms, upload};
 use crate::store::{ObjectKey, StoreError};
+use crate::transcode::{self, Template};
 use crate::upload::Status;
-use std::time::Duration;
+use serde_json::json;
+use std::sync::atomic::AtomicU8;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How long an idle worker waits before looking for jobs again without being woken (jobs may
 /// be queued by another origin sharing the database).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// The processed file's name, beside the source.
-const OUTPUT_NAME: &str = "video.mp4";
+/// Where outputs are stored, beside the source: `…/outputs/720p.mp4`.
+const OUTPUT_DIR: &str = "outputs";
 
 /// Delay before a job that hit a passing failure is tried again.
 const RETRY_DELAY_MS: i64 = 5_000;
@@ -26,6 +36,9 @@ const RETRY_DELAY_MS: i64 = 5_000;
 enum AttemptError {
     #[error(transparent)]
     Media(#[from] MediaError),
+    /// The upload names a template or watermark this origin does not have.
+    #[error("{0}")]
+    Setup(String),
     #[error("storage")]
     Store(#[from] StoreError),
     #[error("database")]
@@ -61,10 +74,10 @@ async fn process(state: &State, job: &Job) {
         finish(state, job, Status::Failed, Some(&reason)).await;
         return;
     }
-    match attempt(state, id).await {
+    match attempt(state, job).await {
         Ok(()) => finish(state, job, Status::Completed, None).await,
-        Err(AttemptError::Media(e)) => {
-            tracing::info!(upload_id = %id, error = %e, "Not a usable video.");
+        Err(e @ (AttemptError::Media(_) | AttemptError::Setup(_))) => {
+            tracing::info!(upload_id = %id, error = %e, "Processing failed for good.");
             finish(state, job, Status::Failed, Some(&e.to_string())).await;
         }
         Err(e) => {
@@ -84,13 +97,76 @@ async fn finish(state: &State, job: &Job, status: Status, error: Option<&str>) {
         tracing::error!(upload_id = %job.upload_id, error = %e, "Could not record the final status.");
         return;
     }
+    state.notify_wake.notify_waiters();
     if let Err(e) = job::finish(&state.db, job, now).await {
         tracing::error!(upload_id = %job.upload_id, error = %e, "Could not close the job.");
     }
     tracing::info!(upload_id = %job.upload_id, status = status.text(), "Processing finished.");
 }
 
-async fn attempt(state: &State, id: &str) -> Result<(), AttemptError> {
+/// The template an upload is processed with: the one its flavour settings name (Cloud VoD
+/// `workflowId`, `transCodeCombineName`), else its pipeline's, with the watermark its settings
+/// name (`waterMarkName`) drawn on.
+async fn template_of(
+    state: &State,
+    record: &upload::UploadRecord,
+) -> Result<Template, AttemptError> {
+    let settings: serde_json::Value = record
+        .metadata
+        .as_deref()
+        .and_then(|m| serde_json::from_str(m).ok())
+        .unwrap_or_default();
+    let named = |key: &str| settings.get(key).and_then(|v| v.as_str());
+    let requested = named("workflowId").or_else(|| named("transCodeCombineName"));
+    let pipeline = db::account::pipeline_template(&state.db, &record.pipeline_id).await?;
+    let processing = &state.settings.processing;
+    let (_, template) = transcode::choose(&processing.templates, requested, &pipeline)
+        .map_err(AttemptError::Setup)?;
+    let mut template = template.clone();
+    if let Some(name) = named("waterMarkName") {
+        let path = processing
+            .watermarks
+            .get(name)
+            .ok_or_else(|| AttemptError::Setup(format!("unknown watermark {name:?}")))?;
+        template.watermark = Some(path.clone());
+    }
+    Ok(template)
+}
+
+/// The link to a stored output on the edge: `EDGE/v1/outputs/KEY?sig=SIGNATURE`.
+fn output_url(state: &State, key: &ObjectKey) -> String {
+    let Ok(mut url) = url::Url::parse(state.edges.home()) else {
+        return String::new();
+    };
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty()
+            .extend(["v1", "outputs"])
+            .extend(key.as_str().split('/'));
+    }
+    url.query_pairs_mut()
+        .append_pair("sig", &state.settings.keyring.sign_output(key.as_str()));
+    url.into()
+}
+
+/// Renews the job's lease every third of it, with the progress so far, until dropped.
+fn keep_leased(state: &State, job: &Job, progress: Arc<AtomicU8>) -> tokio::task::JoinHandle<()> {
+    let (db, job) = (state.db.clone(), job.clone());
+    let lease = state.settings.job_lease;
+    tokio::spawn(async move {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            let done = progress.load(std::sync::atomic::Ordering::Relaxed);
+            let now = now_ms();
+            if let Err(e) = job::renew(&db, &job, now + lease_ms, done, now).await {
+                tracing::warn!(upload_id = %job.upload_id, error = %e, "Could not renew a job's lease.");
+            }
+        }
+    })
+}
+
+async fn attempt(state: &State, job: &Job) -> Result<(), AttemptError> {
+    let id = job.upload_id.as_str();
     let Some(record) = upload::get(&state.db, id).await? else {
         return Err(AttemptError::Db(db::DbError::Corrupt(format!(
             "job for missing upload {id}"
@@ -101,21 +177,54 @@ async fn attempt(state: &State, id: &str) -> Result<(), AttemptError> {
         return Ok(());
     }
     upload::transition(&state.db, id, Status::Processing, None, now_ms()).await?;
+    state.notify_wake.notify_waiters();
+    let template = template_of(state, &record).await?;
     let corrupt = |e: &str| db::DbError::Corrupt(format!("object key of {id}: {e}"));
     let source_key = ObjectKey::new(record.object_key.clone()).map_err(corrupt)?;
-    let output = source_key.sibling(OUTPUT_NAME).map_err(corrupt)?;
+    let outputs_dir = source_key.sibling(OUTPUT_DIR).map_err(corrupt)?;
     let scratch = &state.settings.scratch_dir;
     let source = state.store.fetch_to_local(&source_key, scratch).await?;
-    let out = tempfile::Builder::new()
-        .suffix(".mp4")
-        .tempfile_in(scratch)
-        .map_err(AttemptError::Scratch)?
-        .into_temp_path();
-    let (src, dst) = (source.path().to_owned(), out.to_path_buf());
-    let probe = tokio::task::spawn_blocking(move || media::remux_to_mp4(&src, &dst)).await??;
+    let work = tempfile::Builder::new()
+        .prefix("job-")
+        .tempdir_in(scratch)
+        .map_err(AttemptError::Scratch)?;
+
+    let progress = Arc::new(AtomicU8::new(0));
+    let lease = keep_leased(state, job, progress.clone());
+    let limits = Limits {
+        deadline: Instant::now() + state.settings.processing.job_timeout,
+        max_pixels: state.settings.processing.max_pixels,
+    };
+    let (src, dir) = (source.path().to_owned(), work.path().to_owned());
+    let done = tokio::task::spawn_blocking(move || {
+        render::transcode(&src, &dir, &template, limits, &progress)
+    })
+    .await;
+    lease.abort();
+    let Transcoded { probe, outputs } = done??;
 
     upload::transition(&state.db, id, Status::Uploading, None, now_ms()).await?;
-    state.store.put_file(&output, &out).await?;
-    upload::set_media(&state.db, id, probe.duration_ms, output.as_str(), now_ms()).await?;
+    let mut listed = Vec::new();
+    for out in &outputs {
+        let key = ObjectKey::new(format!("{}/{}", outputs_dir.as_str(), out.name))
+            .map_err(corrupt)?;
+        state.store.put_file(&key, &out.path).await?;
+        listed.push(json!({
+            "name": out.name,
+            "type": match out.kind { Kind::Video => "video/mp4", Kind::Thumbnail => "image/jpeg" },
+            "url": output_url(state, &key),
+            "width": out.width,
+            "height": out.height,
+            "bitrate": out.bitrate,
+            "size": out.size,
+            "duration": out.duration_ms,
+        }));
+    }
+    let main = outputs
+        .iter()
+        .find(|o| o.kind == Kind::Video)
+        .map(|o| format!("{}/{}", outputs_dir.as_str(), o.name))
+        .unwrap_or_default();
+    upload::set_media(&state.db, id, probe.duration_ms, &main, &json!(listed), now_ms()).await?;
     Ok(())
 }

@@ -137,6 +137,36 @@ impl Store for FileStore {
         Ok(LocalObject { path, _temp: None })
     }
 
+    async fn size(&self, key: &ObjectKey) -> Result<Option<u64>, StoreError> {
+        match tokio::fs::metadata(self.path(key)).await {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Read {
+                key: key.to_string(),
+                source,
+            }),
+        }
+    }
+
+    async fn read_range(
+        &self,
+        key: &ObjectKey,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let read = |source| StoreError::Read {
+            key: key.to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::open(self.path(key)).await.map_err(read)?;
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(read)?;
+        Ok(Box::new(file.take(len)))
+    }
+
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
         match tokio::fs::remove_file(self.path(key)).await {
             Ok(()) => Ok(()),

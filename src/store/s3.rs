@@ -150,6 +150,51 @@ impl Store for S3Store {
         })
     }
 
+    async fn size(&self, key: &ObjectKey) -> Result<Option<u64>, StoreError> {
+        let full = self.key(key);
+        match self
+            .client
+            .head_object()
+            .bucket(&self.location.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(head.content_length().and_then(|l| u64::try_from(l).ok())),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(StoreError::Read {
+                key: full,
+                source: sdk(e),
+            }),
+        }
+    }
+
+    async fn read_range(
+        &self,
+        key: &ObjectKey,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
+        let full = self.key(key);
+        let last = start + len.max(1) - 1;
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.location.bucket)
+            .key(&full)
+            .range(format!("bytes={start}-{last}"))
+            .send()
+            .await
+            .map_err(|e| StoreError::Read {
+                key: full,
+                source: sdk(e),
+            })?;
+        Ok(Box::new(tokio::io::AsyncReadExt::take(
+            object.body.into_async_read(),
+            len,
+        )))
+    }
+
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
         let full = self.key(key);
         self.client

@@ -1,0 +1,200 @@
+//! The notification outbox. A status change that the account is to hear about writes its
+//! notification here in the change's own transaction, so a crash can neither lose it nor send
+//! one for a change that did not happen. Senders claim due rows (on PostgreSQL skipping rows
+//! other origins hold) by moving their `next_at` past the request's time limit, so a sender
+//! that dies releases its claim by itself; each row keeps its id, the `webhook-id`, for life.
+
+use super::{Backend, Db, DbError, Op};
+use crate::notify::{self, Facts, Format};
+use crate::upload::Status;
+use sqlx::{Any, Row, Transaction};
+
+/// A notification claimed for sending.
+#[derive(Clone)]
+pub struct Due {
+    /// Its id (`webhook-id`), the same on every attempt.
+    pub id: String,
+    /// Its upload.
+    pub upload_id: String,
+    /// Where it goes.
+    pub url: String,
+    /// Its body format.
+    pub format: Format,
+    /// The message, JSON text.
+    pub message: String,
+    /// The account secret that signs it.
+    pub secret: String,
+    /// Attempts before this one.
+    pub attempts: i64,
+    /// When it was written (ms).
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for Due {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Due")
+            .field("id", &self.id)
+            .field("upload_id", &self.upload_id)
+            .field("url", &self.url)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Writes the notifications that moving upload `id` to `status` causes, if its account has a
+/// notification URL: the seed's `NewVideo` when it completed or failed, and a `StatusChanged`
+/// when the account asked for status changes. Returns how many were written.
+pub(super) async fn enqueue(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    status: Status,
+    now: i64,
+) -> Result<usize, DbError> {
+    let row = sqlx::query(
+        "SELECT u.account_id, u.filename, u.error, u.size, u.duration_ms, u.metadata, u.outputs, \
+                a.notify_url, a.notify_format, a.notify_status_changes \
+         FROM uploads u JOIN accounts a ON a.id = u.account_id WHERE u.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+    .op("read an upload for its notification")?;
+    let Some(row) = row else { return Ok(0) };
+    let op = "read an upload for its notification";
+    let Some(url) = row.try_get::<Option<String>, _>("notify_url").op(op)? else {
+        return Ok(0);
+    };
+    let format = match row.try_get::<Option<String>, _>("notify_format").op(op)? {
+        Some(name) => Format::parse(&name).map_err(DbError::Corrupt)?,
+        None => Format::default(),
+    };
+    let metadata: Option<String> = row.try_get("metadata").op(op)?;
+    let outputs: Option<String> = row.try_get("outputs").op(op)?;
+    let (filename, error): (String, Option<String>) =
+        (row.try_get("filename").op(op)?, row.try_get("error").op(op)?);
+    let facts = Facts {
+        video_id: id,
+        status,
+        error: error.as_deref(),
+        custom_fields: metadata
+            .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+            .and_then(|m| m.get("custom_fields").cloned())
+            .unwrap_or_else(|| serde_json::json!({})),
+        duration_ms: row.try_get("duration_ms").op(op)?,
+        size: row.try_get("size").op(op)?,
+        filename: &filename,
+        outputs: outputs
+            .and_then(|o| serde_json::from_str(&o).ok())
+            .unwrap_or_else(|| serde_json::json!([])),
+        at_ms: now,
+    };
+    let wants_changes = row
+        .try_get::<Option<i64>, _>("notify_status_changes")
+        .op(op)?
+        .unwrap_or(0)
+        != 0;
+    let messages = [
+        notify::new_video(&facts),
+        notify::status_changed(&facts).filter(|_| wants_changes),
+    ];
+    let account_id: String = row.try_get("account_id").op(op)?;
+    let mut written = 0;
+    for message in messages.into_iter().flatten() {
+        sqlx::query(
+            "INSERT INTO notifications (id, account_id, upload_id, url, format, message, attempts, next_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
+        )
+        .bind(format!("msg_{}", uuid::Uuid::new_v4().simple()))
+        .bind(&account_id)
+        .bind(id)
+        .bind(&url)
+        .bind(format.name())
+        .bind(message.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .op("write a notification")?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// Claims the oldest due notification until `now + hold_ms` (longer than one request may take).
+///
+/// # Errors
+/// A statement fails or a row is corrupt.
+pub async fn claim(db: &Db, now: i64, hold_ms: i64) -> Result<Option<Due>, DbError> {
+    let lock = match db.backend() {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let row = sqlx::query(&format!(
+        "UPDATE notifications SET next_at = $1 \
+         WHERE id = (SELECT id FROM notifications \
+                     WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_at <= $2 \
+                     ORDER BY next_at LIMIT 1{lock}) \
+         RETURNING id, account_id, upload_id, url, format, message, attempts, created_at"
+    ))
+    .bind(now + hold_ms)
+    .bind(now)
+    .fetch_optional(db.pool())
+    .await
+    .op("claim a notification")?;
+    let Some(row) = row else { return Ok(None) };
+    let op = "read a notification";
+    let account_id: String = row.try_get("account_id").op(op)?;
+    let secret = super::account::secret_of(db, &account_id).await?.secret;
+    let format: String = row.try_get("format").op(op)?;
+    Ok(Some(Due {
+        id: row.try_get("id").op(op)?,
+        upload_id: row.try_get("upload_id").op(op)?,
+        url: row.try_get("url").op(op)?,
+        format: Format::parse(&format).map_err(DbError::Corrupt)?,
+        message: row.try_get("message").op(op)?,
+        secret,
+        attempts: row.try_get("attempts").op(op)?,
+        created_at: row.try_get("created_at").op(op)?,
+    }))
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// It failed; try again at this time (ms).
+    RetryAt(i64, String),
+    /// It failed and the retry window is over.
+    GiveUp(String),
+}
+
+/// Records an attempt's outcome.
+///
+/// # Errors
+/// The update fails.
+pub async fn record(db: &Db, id: &str, outcome: &Outcome, now: i64) -> Result<(), DbError> {
+    let query = match outcome {
+        Outcome::Delivered => sqlx::query(
+            "UPDATE notifications SET attempts = attempts + 1, delivered_at = $1, last_error = NULL WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id),
+        Outcome::RetryAt(at, error) => sqlx::query(
+            "UPDATE notifications SET attempts = attempts + 1, next_at = $1, last_error = $2 WHERE id = $3",
+        )
+        .bind(*at)
+        .bind(error.clone())
+        .bind(id),
+        Outcome::GiveUp(error) => sqlx::query(
+            "UPDATE notifications SET attempts = attempts + 1, gave_up_at = $1, last_error = $2 WHERE id = $3",
+        )
+        .bind(now)
+        .bind(error.clone())
+        .bind(id),
+    };
+    query
+        .execute(db.pool())
+        .await
+        .op("record a notification attempt")?;
+    Ok(())
+}

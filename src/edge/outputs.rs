@@ -1,0 +1,155 @@
+//! Serves processed outputs (renditions, thumbnails) from the store at
+//! `GET|HEAD /v1/outputs/KEY?sig=SIGNATURE`, the links status records and notifications give:
+//! the signature (by the token keyring) is checked, then the object is streamed in pieces with
+//! single-range support, so players can seek. Must not depend on the origin or the database.
+
+use super::range::{self, Span};
+use crate::store::{ObjectKey, Store};
+use crate::token::Keyring;
+use bytes::BytesMut;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+
+/// The path prefix of output links.
+pub const PREFIX: &str = "/v1/outputs/";
+
+/// Bytes read from the store per piece written to the client.
+const PIECE: usize = 256 * 1024;
+
+/// The object key a path names (percent-decoded), if it is an output link's path.
+#[must_use]
+pub fn key_of(path: &str) -> Option<String> {
+    let rest = path.strip_prefix(PREFIX).filter(|r| !r.is_empty())?;
+    percent_encoding::percent_decode_str(rest)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
+}
+
+fn content_type(key: &str) -> &'static str {
+    match key.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("mp4") => "video/mp4",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("ts") => "video/mp2t",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn refuse(session: &mut Session, status: u16, message: &str) -> pingora::Result<()> {
+    let body = json!({ "error": message }).to_string();
+    let mut header = ResponseHeader::build(status, Some(2))?;
+    header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    session.write_response_header(Box::new(header), false).await?;
+    session.write_response_body(Some(body.into()), true).await
+}
+
+/// Answers one output request.
+///
+/// # Errors
+/// The client connection fails.
+pub async fn serve(
+    session: &mut Session,
+    store: &dyn Store,
+    keyring: &Keyring,
+    key: &str,
+) -> pingora::Result<()> {
+    let req = session.req_header();
+    let head = req.method == http::Method::HEAD;
+    let signature = form_urlencoded::parse(req.uri.query().unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "sig")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let range_header = req
+        .headers
+        .get(http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if !keyring.verify_output(key, &signature) {
+        return refuse(session, 403, "this output link is not valid: its signature is missing or does not match").await;
+    }
+    let Ok(object) = ObjectKey::new(key) else {
+        return refuse(session, 404, "no such output").await;
+    };
+    let size = match store.size(&object).await {
+        Ok(Some(size)) => size,
+        Ok(None) => return refuse(session, 404, "no such output").await,
+        Err(e) => {
+            tracing::error!(key, error = %e, "Cannot read an output's size.");
+            return refuse(session, 503, "storage is unavailable; try again").await;
+        }
+    };
+    let (status, start, len) = match range::span(range_header.as_deref(), size) {
+        Span::Whole => (200, 0, size),
+        Span::Part { start, end } => (206, start, end - start + 1),
+        Span::Unsatisfiable => {
+            let mut header = ResponseHeader::build(416, Some(2))?;
+            header.insert_header(http::header::CONTENT_RANGE, format!("bytes */{size}"))?;
+            header.insert_header(http::header::CONTENT_LENGTH, "0")?;
+            session.write_response_header(Box::new(header), true).await?;
+            return Ok(());
+        }
+    };
+    let mut header = ResponseHeader::build(status, Some(4))?;
+    header.insert_header(http::header::CONTENT_TYPE, content_type(key))?;
+    header.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
+    header.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
+    if status == 206 {
+        header.insert_header(
+            http::header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{size}", start + len - 1),
+        )?;
+    }
+    if head || len == 0 {
+        session.write_response_header(Box::new(header), true).await?;
+        return Ok(());
+    }
+    let mut reader = match store.read_range(&object, start, len).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(key, error = %e, "Cannot read an output.");
+            return refuse(session, 503, "storage is unavailable; try again").await;
+        }
+    };
+    session.write_response_header(Box::new(header), false).await?;
+    let mut sent = 0u64;
+    while sent < len {
+        let mut piece = BytesMut::with_capacity(PIECE);
+        let n = reader.read_buf(&mut piece).await.map_err(|e| {
+            pingora::Error::because(pingora::ErrorType::ReadError, "reading an output", e)
+        })?;
+        if n == 0 {
+            // The object shrank under us: end the connection rather than send a short body.
+            return Err(pingora::Error::explain(
+                pingora::ErrorType::ReadError,
+                "an output ended before its size",
+            ));
+        }
+        sent += n as u64;
+        session
+            .write_response_body(Some(piece.freeze()), sent >= len)
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_keys() {
+        assert_eq!(
+            key_of("/v1/outputs/accounts/a/uploads/u/outputs/720p.mp4").as_deref(),
+            Some("accounts/a/uploads/u/outputs/720p.mp4")
+        );
+        assert_eq!(key_of("/v1/outputs/a%20b/x.jpg").as_deref(), Some("a b/x.jpg"));
+        assert_eq!(key_of("/v1/outputs/"), None);
+        assert_eq!(key_of("/v1/uploads"), None);
+        assert_eq!(content_type("x/720p.mp4"), "video/mp4");
+        assert_eq!(content_type("x/thumbnail.jpg"), "image/jpeg");
+    }
+}

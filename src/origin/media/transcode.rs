@@ -1,0 +1,669 @@
+//! Transcoding in process with FFmpeg's libraries: the source is read and decoded once; every
+//! rendition of the plan (see [`crate::transcode::plan`]) is either copied packet by packet
+//! (already H.264/AAC at its size) or filtered (watermark, scale) and encoded to H.264 with
+//! libx264; audio is resampled to 48 kHz stereo and encoded to AAC once for all of them. A JPEG
+//! thumbnail is cut from the first frame at one second (or half the duration).
+//!
+//! Decoding, scaling and encoding use every core (libavcodec's default of one thread is
+//! overridden everywhere). The caller's deadline is checked on every packet.
+//!
+//! Blocking code: call it from a blocking thread. Must not depend on the database or the store.
+
+use super::{clear_codec_tag, open, probe_input, MediaError, Probe};
+use crate::transcode::{self, Planned, Template};
+use ffmpeg::{codec, encoder, filter, format, frame, media, picture, Dictionary, Packet, Rational};
+use ffmpeg_next as ffmpeg;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
+
+/// Audio is encoded at this rate, in stereo.
+const AUDIO_RATE: i32 = 48_000;
+
+/// A thumbnail is at most this wide.
+const THUMBNAIL_WIDTH: u32 = 640;
+
+/// The limits of one job.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// When the job must have finished.
+    pub deadline: Instant,
+    /// The largest frame accepted, in pixels.
+    pub max_pixels: u64,
+}
+
+/// What an output file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An H.264 + AAC MP4 rendition.
+    Video,
+    /// A JPEG thumbnail.
+    Thumbnail,
+}
+
+/// One file made.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// Its name (`720p.mp4`, `thumbnail.jpg`).
+    pub name: String,
+    /// Where it is, in the job's scratch directory.
+    pub path: PathBuf,
+    /// What it is.
+    pub kind: Kind,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Average bit rate over the file (bits per second); 0 for a thumbnail.
+    pub bitrate: u64,
+    /// Bytes.
+    pub size: u64,
+    /// Duration in milliseconds (a thumbnail has none).
+    pub duration_ms: Option<i64>,
+}
+
+/// What transcoding found and made.
+#[derive(Debug, Clone)]
+pub struct Transcoded {
+    /// The source, as probed.
+    pub probe: Probe,
+    /// The renditions, tallest first, then the thumbnail.
+    pub outputs: Vec<Rendered>,
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+}
+
+fn encode_err(e: ffmpeg::Error) -> MediaError {
+    MediaError::Encode(e)
+}
+
+/// A video filter graph `in → spec → out` fed with the decoder's frames.
+fn video_graph(
+    decoder: &ffmpeg::decoder::Video,
+    time_base: Rational,
+    spec: &str,
+) -> Result<filter::Graph, ffmpeg::Error> {
+    let mut graph = filter::Graph::new();
+    let aspect = decoder.aspect_ratio();
+    let aspect = if aspect.numerator() > 0 && aspect.denominator() > 0 {
+        aspect
+    } else {
+        Rational(1, 1)
+    };
+    let args = format!(
+        "video_size={}x{}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}",
+        decoder.width(),
+        decoder.height(),
+        ffmpeg::ffi::AVPixelFormat::from(decoder.format()) as i32,
+        time_base.numerator(),
+        time_base.denominator().max(1),
+        aspect.numerator(),
+        aspect.denominator(),
+    );
+    let find = |name| filter::find(name).ok_or(ffmpeg::Error::FilterNotFound);
+    graph.add(&find("buffer")?, "in", &args)?;
+    graph.add(&find("buffersink")?, "out", "")?;
+    graph.output("in", 0)?.input("out", 0)?.parse(spec)?;
+    graph.validate()?;
+    Ok(graph)
+}
+
+/// Feeds `frame` to a filter graph, or tells it the stream ended (`None`).
+fn push(graph: &mut filter::Graph, frame: Option<&frame::Video>) -> Result<(), MediaError> {
+    let mut source = graph.get("in").ok_or(MediaError::Internal("filter input"))?;
+    match frame {
+        Some(f) => source.source().add(f),
+        None => source.source().flush(),
+    }
+    .map_err(encode_err)
+}
+
+/// Takes the next filtered frame, if one is ready.
+fn pull(graph: &mut filter::Graph, out: &mut frame::Video) -> Result<bool, MediaError> {
+    let mut sink = graph.get("out").ok_or(MediaError::Internal("filter output"))?;
+    Ok(sink.sink().frame(out).is_ok())
+}
+
+/// Rescales a packet from `from` to its output stream's time base and writes it.
+fn write_packet(
+    octx: &mut format::context::Output,
+    mut packet: Packet,
+    stream: usize,
+    from: Rational,
+) -> Result<(), MediaError> {
+    let to = octx
+        .stream(stream)
+        .ok_or(MediaError::Internal("output stream"))?
+        .time_base();
+    packet.rescale_ts(from, to);
+    packet.set_position(-1);
+    packet.set_stream(stream);
+    packet.write_interleaved(octx).map_err(encode_err)
+}
+
+/// An H.264 encoder and its filter graph, for one rendition.
+struct VideoEncoder {
+    graph: filter::Graph,
+    encoder: encoder::Video,
+    time_base: Rational,
+}
+
+/// One output MP4 being written.
+struct Rung {
+    planned: Planned,
+    path: PathBuf,
+    octx: format::context::Output,
+    /// `None`: the source's packets are copied.
+    video: Option<VideoEncoder>,
+    /// The output's audio stream, if the source has audio.
+    audio: Option<usize>,
+}
+
+impl Rung {
+    /// Filters and encodes one decoded frame (or flushes everything, for `None`).
+    fn take(&mut self, frame: Option<&frame::Video>) -> Result<(), MediaError> {
+        let Rung { video, octx, .. } = self;
+        let Some(v) = video.as_mut() else {
+            return Ok(());
+        };
+        push(&mut v.graph, frame)?;
+        let mut filtered = frame::Video::empty();
+        while pull(&mut v.graph, &mut filtered)? {
+            filtered.set_kind(picture::Type::None);
+            v.encoder.send_frame(&filtered).map_err(encode_err)?;
+            drain_video(&mut v.encoder, octx, v.time_base)?;
+        }
+        if frame.is_none() {
+            v.encoder.send_eof().map_err(encode_err)?;
+            drain_video(&mut v.encoder, octx, v.time_base)?;
+        }
+        Ok(())
+    }
+}
+
+fn drain_video(
+    encoder: &mut encoder::Video,
+    octx: &mut format::context::Output,
+    time_base: Rational,
+) -> Result<(), MediaError> {
+    let mut packet = Packet::empty();
+    while encoder.receive_packet(&mut packet).is_ok() {
+        write_packet(octx, std::mem::replace(&mut packet, Packet::empty()), 0, time_base)?;
+    }
+    Ok(())
+}
+
+/// The H.264 encoder of one rendition, its stream added to `octx`.
+fn h264(
+    octx: &mut format::context::Output,
+    planned: &Planned,
+    time_base: Rational,
+    frame_rate: Rational,
+) -> Result<encoder::Video, MediaError> {
+    let codec = encoder::find_by_name("libx264")
+        .or_else(|| encoder::find(codec::Id::H264))
+        .ok_or(MediaError::NoEncoder("H.264"))?;
+    let global = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
+    let mut ost = octx.add_stream(codec).map_err(encode_err)?;
+    let mut enc = codec::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(encode_err)?;
+    enc.set_width(planned.width);
+    enc.set_height(planned.height);
+    enc.set_format(format::Pixel::YUV420P);
+    enc.set_time_base(time_base);
+    enc.set_frame_rate(Some(frame_rate));
+    enc.set_aspect_ratio(Rational(1, 1));
+    enc.set_bit_rate(usize::try_from(planned.video_bitrate).unwrap_or(usize::MAX));
+    // A key frame every two seconds, so players can switch and seek.
+    let fps = f64::from(frame_rate).clamp(1.0, 240.0);
+    enc.set_gop((fps * 2.0).round() as u32);
+    if global {
+        enc.set_flags(codec::Flags::GLOBAL_HEADER);
+    }
+    let mut opts = Dictionary::new();
+    opts.set("preset", "veryfast");
+    opts.set("threads", "auto");
+    let enc = enc.open_with(opts).map_err(encode_err)?;
+    ost.set_parameters(&enc);
+    ost.set_time_base(time_base);
+    Ok(enc)
+}
+
+/// Audio decoding, resampling and AAC encoding, shared by every encoded rendition.
+struct AudioEncoder {
+    decoder: ffmpeg::decoder::Audio,
+    graph: filter::Graph,
+    encoder: encoder::Audio,
+    /// Samples fed in so far, for the input frames' timestamps.
+    fed: i64,
+}
+
+impl AudioEncoder {
+    fn new(
+        stream: &format::stream::Stream<'_>,
+        bitrate: u64,
+        global: bool,
+    ) -> Result<Self, MediaError> {
+        let mut ctx = codec::Context::from_parameters(stream.parameters()).map_err(MediaError::NotVideo)?;
+        ctx.set_threading(codec::threading::Config {
+            kind: codec::threading::Type::Frame,
+            count: threads(),
+            ..Default::default()
+        });
+        let decoder = ctx.decoder().audio().map_err(MediaError::NotVideo)?;
+        let codec = encoder::find(codec::Id::AAC).ok_or(MediaError::NoEncoder("AAC"))?;
+        let mut enc = codec::Context::new_with_codec(codec)
+            .encoder()
+            .audio()
+            .map_err(encode_err)?;
+        enc.set_rate(AUDIO_RATE);
+        enc.set_channel_layout(ffmpeg::ChannelLayout::STEREO);
+        enc.set_format(format::Sample::F32(format::sample::Type::Planar));
+        enc.set_bit_rate(usize::try_from(bitrate).unwrap_or(usize::MAX));
+        enc.set_time_base(Rational(1, AUDIO_RATE));
+        if global {
+            enc.set_flags(codec::Flags::GLOBAL_HEADER);
+        }
+        let encoder = enc.open_as(codec).map_err(encode_err)?;
+
+        let layout = match decoder.channel_layout() {
+            l if l.bits() != 0 => l,
+            _ => ffmpeg::ChannelLayout::default(i32::from(decoder.channels().max(1))),
+        };
+        let mut graph = filter::Graph::new();
+        let args = format!(
+            "time_base=1/{rate}:sample_rate={rate}:sample_fmt={}:channel_layout=0x{:x}",
+            decoder.format().name(),
+            layout.bits(),
+            rate = decoder.rate().max(1),
+        );
+        let find = |name| filter::find(name).ok_or(MediaError::Internal("audio filter"));
+        graph.add(&find("abuffer")?, "in", &args).map_err(MediaError::NotVideo)?;
+        graph.add(&find("abuffersink")?, "out", "").map_err(encode_err)?;
+        graph
+            .output("in", 0)
+            .and_then(|p| p.input("out", 0))
+            .and_then(|p| {
+                p.parse(&format!(
+                    "aresample={AUDIO_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo"
+                ))
+            })
+            .map_err(encode_err)?;
+        graph.validate().map_err(encode_err)?;
+        if let Some(mut out) = graph.get("out") {
+            out.sink().set_frame_size(encoder.frame_size());
+        }
+        Ok(Self {
+            decoder,
+            graph,
+            encoder,
+            fed: 0,
+        })
+    }
+
+    /// Decodes `packet` (or flushes everything, for `None`) and returns the AAC packets that
+    /// come out, in 1/48000 time base.
+    fn take(&mut self, packet: Option<&Packet>) -> Result<Vec<Packet>, MediaError> {
+        match packet {
+            // A damaged audio packet is skipped, as players do.
+            Some(p) => {
+                let _ = self.decoder.send_packet(p);
+            }
+            None => {
+                let _ = self.decoder.send_eof();
+            }
+        }
+        let mut decoded = frame::Audio::empty();
+        let mut src = self.graph.get("in").ok_or(MediaError::Internal("audio in"))?;
+        while self.decoder.receive_frame(&mut decoded).is_ok() {
+            decoded.set_pts(Some(self.fed));
+            self.fed += i64::try_from(decoded.samples()).unwrap_or(0);
+            src.source().add(&decoded).map_err(encode_err)?;
+        }
+        if packet.is_none() {
+            src.source().flush().map_err(encode_err)?;
+        }
+        let mut out = Vec::new();
+        let mut resampled = frame::Audio::empty();
+        let mut sink = self.graph.get("out").ok_or(MediaError::Internal("audio out"))?;
+        while sink.sink().frame(&mut resampled).is_ok() {
+            self.encoder.send_frame(&resampled).map_err(encode_err)?;
+            drain(&mut self.encoder, &mut out);
+        }
+        if packet.is_none() {
+            self.encoder.send_eof().map_err(encode_err)?;
+            drain(&mut self.encoder, &mut out);
+        }
+        Ok(out)
+    }
+}
+
+fn drain(encoder: &mut encoder::Audio, out: &mut Vec<Packet>) {
+    let mut packet = Packet::empty();
+    while encoder.receive_packet(&mut packet).is_ok() {
+        out.push(std::mem::replace(&mut packet, Packet::empty()));
+    }
+}
+
+/// The scale (and watermark) filter of a rendition.
+fn rendition_filter(planned: &Planned, watermark: Option<&Path>) -> String {
+    let scale = format!(
+        "scale=w={}:h={}:threads={},setsar=1,format=yuv420p",
+        planned.width,
+        planned.height,
+        threads()
+    );
+    match watermark {
+        Some(path) => format!(
+            "movie=filename={}[wm];[in][wm]overlay=x=main_w-overlay_w-16:y=main_h-overlay_h-16,{scale}[out]",
+            path.display()
+        ),
+        None => format!("[in]{scale}[out]"),
+    }
+}
+
+/// Makes the thumbnail from one decoded frame.
+fn thumbnail(
+    decoder: &ffmpeg::decoder::Video,
+    time_base: Rational,
+    frame: &frame::Video,
+    path: &Path,
+) -> Result<Rendered, MediaError> {
+    let width = (decoder.width().min(THUMBNAIL_WIDTH) / 2 * 2).max(2);
+    let height = ((u64::from(decoder.height()) * u64::from(width) / u64::from(decoder.width().max(1)))
+        / 2
+        * 2)
+    .max(2) as u32;
+    let mut graph = video_graph(
+        decoder,
+        time_base,
+        &format!("[in]scale=w={width}:h={height},setsar=1,format=yuvj420p[out]"),
+    )
+    .map_err(encode_err)?;
+    push(&mut graph, Some(frame))?;
+    push(&mut graph, None)?;
+    let mut scaled = frame::Video::empty();
+    if !pull(&mut graph, &mut scaled)? {
+        return Err(MediaError::Internal("thumbnail frame"));
+    }
+    scaled.set_pts(Some(0));
+    let codec = encoder::find(codec::Id::MJPEG).ok_or(MediaError::NoEncoder("JPEG"))?;
+    let mut enc = codec::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(encode_err)?;
+    enc.set_width(width);
+    enc.set_height(height);
+    enc.set_format(format::Pixel::YUVJ420P);
+    enc.set_time_base(Rational(1, 25));
+    let mut enc = enc.open_as(codec).map_err(encode_err)?;
+    enc.send_frame(&scaled).map_err(encode_err)?;
+    enc.send_eof().map_err(encode_err)?;
+    let mut packet = Packet::empty();
+    enc.receive_packet(&mut packet).map_err(encode_err)?;
+    let data = packet.data().ok_or(MediaError::Internal("empty thumbnail"))?;
+    std::fs::write(path, data).map_err(MediaError::Scratch)?;
+    Ok(Rendered {
+        name: "thumbnail.jpg".into(),
+        path: path.to_owned(),
+        kind: Kind::Thumbnail,
+        width,
+        height,
+        bitrate: 0,
+        size: data.len() as u64,
+        duration_ms: None,
+    })
+}
+
+/// Transcodes `src` by `template` into files in `dir`, reporting progress (0–100) as it goes.
+///
+/// # Errors
+/// The file is not a usable video, breaks a limit, or cannot be encoded.
+pub fn transcode(
+    src: &Path,
+    dir: &Path,
+    template: &Template,
+    limits: Limits,
+    progress: &AtomicU8,
+) -> Result<Transcoded, MediaError> {
+    let mut ictx = open(src)?;
+    let probe = probe_input(&ictx)?;
+    let (w, h) = probe.video_size;
+    if u64::from(w) * u64::from(h) > limits.max_pixels {
+        return Err(MediaError::TooLarge(w, h));
+    }
+    let vstream = ictx
+        .streams()
+        .best(media::Type::Video)
+        .ok_or(MediaError::NoVideoStream)?;
+    let (vi, v_tb) = (vstream.index(), vstream.time_base());
+    let frame_rate = match vstream.avg_frame_rate() {
+        r if r.numerator() > 0 && r.denominator() > 0 => r,
+        _ => Rational(25, 1),
+    };
+    let h264_source = vstream.parameters().id() == codec::Id::H264;
+    let mut vctx =
+        codec::Context::from_parameters(vstream.parameters()).map_err(MediaError::NotVideo)?;
+    vctx.set_threading(codec::threading::Config {
+        kind: codec::threading::Type::Frame,
+        count: threads(),
+        ..Default::default()
+    });
+    let mut vdec = vctx.decoder().video().map_err(MediaError::NotVideo)?;
+    let astream = ictx.streams().best(media::Type::Audio);
+    let (ai, a_tb) = astream
+        .as_ref()
+        .map_or((None, Rational(1, 1)), |s| (Some(s.index()), s.time_base()));
+    let audio_ok = astream
+        .as_ref()
+        .is_none_or(|s| s.parameters().id() == codec::Id::AAC);
+
+    let plan = transcode::plan(
+        template,
+        transcode::Source {
+            width: w,
+            height: h,
+            h264: h264_source,
+            audio_ok,
+        },
+    );
+    let encoding = plan.iter().any(|p| !p.copy);
+    let mut audio = match (&astream, encoding) {
+        (Some(s), true) => Some(AudioEncoder::new(s, template.audio_bitrate, true)?),
+        _ => None,
+    };
+
+    let mut rungs = Vec::new();
+    for planned in plan {
+        let path = dir.join(format!("{}.mp4", planned.name));
+        let mut octx = format::output_as(&path, "mp4").map_err(encode_err)?;
+        let video = if planned.copy {
+            let mut ost = octx
+                .add_stream(encoder::find(codec::Id::None))
+                .map_err(encode_err)?;
+            ost.set_parameters(vstream.parameters());
+            clear_codec_tag(&mut ost);
+            None
+        } else {
+            let encoder = h264(&mut octx, &planned, v_tb, frame_rate)?;
+            let spec = rendition_filter(&planned, template.watermark.as_deref());
+            let graph = video_graph(&vdec, v_tb, &spec).map_err(encode_err)?;
+            Some(VideoEncoder {
+                graph,
+                encoder,
+                time_base: v_tb,
+            })
+        };
+        let audio_out = match (&astream, &audio, planned.copy) {
+            (Some(s), _, true) => {
+                let mut ost = octx
+                    .add_stream(encoder::find(codec::Id::None))
+                    .map_err(encode_err)?;
+                ost.set_parameters(s.parameters());
+                clear_codec_tag(&mut ost);
+                Some(1)
+            }
+            (Some(_), Some(a), false) => {
+                let mut ost = octx.add_stream(a.encoder.codec()).map_err(encode_err)?;
+                ost.set_parameters(&a.encoder);
+                ost.set_time_base(Rational(1, AUDIO_RATE));
+                Some(1)
+            }
+            _ => None,
+        };
+        let mut opts = Dictionary::new();
+        opts.set("movflags", "+faststart");
+        octx.write_header_with(opts).map_err(encode_err)?;
+        rungs.push(Rung {
+            planned,
+            path,
+            octx,
+            video,
+            audio: audio_out,
+        });
+    }
+    drop(astream);
+    drop(vstream);
+
+    let ticks_per_second = i64::from(v_tb.denominator()) / i64::from(v_tb.numerator().max(1));
+    let duration_ts = probe.duration_ms.map(|ms| ms * ticks_per_second / 1000);
+    let mut thumb = template.thumbnail.then(|| Thumb {
+        // The first frame at one second, or at half a shorter video.
+        at: duration_ts.map_or(0, |d| (d / 2).min(ticks_per_second)),
+        path: dir.join("thumbnail.jpg"),
+        made: None,
+        first: None,
+    });
+    let decode_video = encoding || thumb.is_some();
+    let mut decoded_frames = 0u64;
+    for (stream, packet) in ictx.packets() {
+        if Instant::now() > limits.deadline {
+            return Err(MediaError::TimedOut);
+        }
+        let index = stream.index();
+        if index == vi {
+            if let (Some(pts), Some(total)) = (packet.pts(), duration_ts.filter(|d| *d > 0)) {
+                let pct = (pts.clamp(0, total) * 100 / total).clamp(0, 99);
+                progress.store(u8::try_from(pct).unwrap_or(99), Ordering::Relaxed);
+            }
+            for rung in rungs.iter_mut().filter(|r| r.video.is_none()) {
+                write_packet(&mut rung.octx, packet.clone(), 0, v_tb)?;
+            }
+            if decode_video {
+                // A damaged packet is skipped, as players do; a file with nothing decodable
+                // fails below.
+                let _ = vdec.send_packet(&packet);
+                decoded_frames += decoded(&mut vdec, v_tb, &mut rungs, thumb.as_mut())?;
+            }
+        } else if Some(index) == ai {
+            for rung in rungs.iter_mut().filter(|r| r.video.is_none()) {
+                if let Some(out) = rung.audio {
+                    write_packet(&mut rung.octx, packet.clone(), out, a_tb)?;
+                }
+            }
+            if let Some(a) = audio.as_mut() {
+                let packets = a.take(Some(&packet))?;
+                write_audio(&mut rungs, &packets)?;
+            }
+        }
+    }
+    if decode_video {
+        let _ = vdec.send_eof();
+        decoded_frames += decoded(&mut vdec, v_tb, &mut rungs, thumb.as_mut())?;
+        if decoded_frames == 0 {
+            return Err(MediaError::Undecodable);
+        }
+    }
+    if let Some(a) = audio.as_mut() {
+        let packets = a.take(None)?;
+        write_audio(&mut rungs, &packets)?;
+    }
+    let mut outputs = Vec::new();
+    for mut rung in rungs {
+        rung.take(None)?;
+        rung.octx.write_trailer().map_err(encode_err)?;
+        let size = std::fs::metadata(&rung.path)
+            .map_err(MediaError::Scratch)?
+            .len();
+        let bitrate = probe
+            .duration_ms
+            .filter(|d| *d > 0)
+            .map_or(0, |d| size * 8 * 1000 / d.unsigned_abs());
+        outputs.push(Rendered {
+            name: format!("{}.mp4", rung.planned.name),
+            path: rung.path,
+            kind: Kind::Video,
+            width: rung.planned.width,
+            height: rung.planned.height,
+            bitrate,
+            size,
+            duration_ms: probe.duration_ms,
+        });
+    }
+    if let Some(t) = thumb {
+        match (t.made, t.first) {
+            (Some(made), _) => outputs.push(made),
+            // A video shorter than the thumbnail's time: its first frame.
+            (None, Some(first)) => outputs.push(thumbnail(&vdec, v_tb, &first, &t.path)?),
+            (None, None) => {}
+        }
+    }
+    progress.store(100, Ordering::Relaxed);
+    Ok(Transcoded { probe, outputs })
+}
+
+/// Where the thumbnail stands.
+struct Thumb {
+    /// The time (in the video's time base) of the frame to take.
+    at: i64,
+    /// Where to write it.
+    path: PathBuf,
+    /// Made.
+    made: Option<Rendered>,
+    /// The first frame, in case the video ends before `at`.
+    first: Option<frame::Video>,
+}
+
+/// Takes every frame the decoder has ready to the thumbnail and the encoded renditions;
+/// returns how many there were.
+fn decoded(
+    vdec: &mut ffmpeg::decoder::Video,
+    time_base: Rational,
+    rungs: &mut [Rung],
+    mut thumb: Option<&mut Thumb>,
+) -> Result<u64, MediaError> {
+    let mut frame = frame::Video::empty();
+    let mut n = 0;
+    while vdec.receive_frame(&mut frame).is_ok() {
+        n += 1;
+        let ts = frame.timestamp();
+        frame.set_pts(ts);
+        if let Some(t) = thumb.as_deref_mut().filter(|t| t.made.is_none()) {
+            if ts.unwrap_or(0) >= t.at {
+                t.made = Some(thumbnail(vdec, time_base, &frame, &t.path)?);
+                t.first = None;
+            } else if t.first.is_none() {
+                t.first = Some(frame.clone());
+            }
+        }
+        for rung in rungs.iter_mut() {
+            rung.take(Some(&frame))?;
+        }
+    }
+    Ok(n)
+}
+
+fn write_audio(rungs: &mut [Rung], packets: &[Packet]) -> Result<(), MediaError> {
+    for rung in rungs.iter_mut().filter(|r| r.video.is_some()) {
+        if let Some(out) = rung.audio {
+            for p in packets {
+                write_packet(&mut rung.octx, p.clone(), out, Rational(1, AUDIO_RATE))?;
+            }
+        }
+    }
+    Ok(())
+}

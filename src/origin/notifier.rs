@@ -1,0 +1,233 @@
+//! The notifier: sends the outbox's notifications to the customers' applications. Several
+//! senders claim due notifications one at a time, so a slow or failing receiver holds up only
+//! its own; each attempt is signed afresh (seed signature and Standard Webhooks headers, same
+//! `webhook-id`), has a time limit, follows no redirect and, unless the operator allows it,
+//! refuses private, loopback and link-local addresses, checked on every address a name
+//! resolves to at connection time. Failures are retried with capped exponential back-off and
+//! jitter until the retry window closes.
+
+use super::State;
+use crate::config::NotifySettings;
+use crate::db::outbox::{self, Due, Outcome};
+use crate::db::now_ms;
+use crate::notify;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long an idle sender waits before looking again without being woken.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// Why an address may not be notified.
+const PRIVATE_REFUSED: &str =
+    "refused: the notification URL reaches a private, loopback or link-local address \
+     (set notify.allow_private_addresses to allow it)";
+
+/// Resolves names for the HTTP client, keeping only public addresses.
+#[derive(Debug)]
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await?
+                .filter(|a| crate::geo::is_public(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(PRIVATE_REFUSED.into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The HTTP client notifications are sent with.
+///
+/// # Errors
+/// The TLS roots cannot be loaded.
+fn client(settings: &NotifySettings) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout)
+        .user_agent(concat!("Uplink/", env!("CARGO_PKG_VERSION"), " (notifications)"));
+    if !settings.allow_private_addresses {
+        builder = builder.dns_resolver(Arc::new(PublicOnly));
+    }
+    builder.build()
+}
+
+/// Whether `url` may be sent to at all: http or https, and, with the guard on, not a private
+/// address written as a literal (names are checked when they resolve).
+fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("invalid notification URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("the notification URL must be http or https".into());
+    }
+    let literal = match parsed.host() {
+        Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+        _ => None,
+    };
+    if !allow_private && literal.is_some_and(|ip| !crate::geo::is_public(ip)) {
+        return Err(PRIVATE_REFUSED.into());
+    }
+    Ok(())
+}
+
+/// Starts the senders; they run until the process ends.
+pub fn spawn(state: &State) {
+    let settings = &state.settings.notify;
+    let client = match client(settings) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot build the notification client; notifications stay queued.");
+            return;
+        }
+    };
+    for _ in 0..settings.senders {
+        tokio::spawn(run(state.clone(), client.clone()));
+    }
+}
+
+async fn run(state: State, client: reqwest::Client) {
+    let settings = &state.settings.notify;
+    // A claim outlasts the longest request, so two senders never send the same attempt.
+    let hold_ms = i64::try_from((settings.timeout * 2 + Duration::from_secs(30)).as_millis())
+        .unwrap_or(i64::MAX / 4);
+    loop {
+        match outbox::claim(&state.db, now_ms(), hold_ms).await {
+            Ok(Some(due)) => {
+                let outcome = attempt(&client, settings, &due).await;
+                log(&due, &outcome);
+                if let Err(e) = outbox::record(&state.db, &due.id, &outcome, now_ms()).await {
+                    tracing::error!(id = %due.id, error = %e, "Could not record a notification attempt; it will be sent again.");
+                }
+            }
+            Ok(None) => {
+                let _ = tokio::time::timeout(IDLE_POLL, state.notify_wake.notified()).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Could not claim a notification.");
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }
+    }
+}
+
+fn log(due: &Due, outcome: &Outcome) {
+    let attempt = due.attempts + 1;
+    match outcome {
+        Outcome::Delivered => {
+            tracing::info!(id = %due.id, upload_id = %due.upload_id, attempt, "Notification delivered.");
+        }
+        Outcome::RetryAt(at, error) => {
+            tracing::warn!(id = %due.id, upload_id = %due.upload_id, attempt, error = %error,
+                retry_in_ms = at - now_ms(), "Notification failed; will retry.");
+        }
+        Outcome::GiveUp(error) => {
+            tracing::error!(id = %due.id, upload_id = %due.upload_id, attempt, error = %error,
+                "Notification failed and its retry window is over; given up.");
+        }
+    }
+}
+
+/// Sends one attempt and decides what happens next.
+async fn attempt(client: &reqwest::Client, settings: &NotifySettings, due: &Due) -> Outcome {
+    let failure = match send(client, settings, due).await {
+        Ok(()) => return Outcome::Delivered,
+        Err(e) => e,
+    };
+    let now = now_ms();
+    let attempt = u32::try_from(due.attempts + 1).unwrap_or(u32::MAX);
+    let delay = notify::retry_delay(
+        attempt,
+        settings.first_retry,
+        settings.max_retry,
+        rand::random_range(0.8..1.2),
+    );
+    let next = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4);
+    let window = i64::try_from(settings.retry_window.as_millis()).unwrap_or(i64::MAX / 4);
+    if next > due.created_at.saturating_add(window) {
+        Outcome::GiveUp(failure)
+    } else {
+        Outcome::RetryAt(next, failure)
+    }
+}
+
+async fn send(
+    client: &reqwest::Client,
+    settings: &NotifySettings,
+    due: &Due,
+) -> Result<(), String> {
+    check_url(&due.url, settings.allow_private_addresses)?;
+    let request = notify::request(
+        due.format,
+        &due.id,
+        &due.message,
+        due.secret.as_bytes(),
+        now_ms() / 1000,
+    );
+    let mut builder = client
+        .post(&due.url)
+        .header(reqwest::header::CONTENT_TYPE, request.content_type);
+    for (name, value) in &request.headers {
+        builder = builder.header(*name, value);
+    }
+    let response = builder.body(request.body).send().await.map_err(|e| {
+        // The resolver's refusal is the useful part of the chain.
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text = format!("{text}: {s}");
+            source = s.source();
+        }
+        text
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else if status.is_redirection() {
+        Err(format!(
+            "the receiver answered {status} (redirects are not followed)"
+        ))
+    } else {
+        Err(format!("the receiver answered {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_before_sending() {
+        assert!(check_url("https://hooks.example.com/x", false).is_ok());
+        assert!(check_url("ftp://example.com/x", true)
+            .unwrap_err()
+            .contains("http"));
+        for private in [
+            "http://127.0.0.1:9/",
+            "http://10.1.2.3/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::1]/",
+            "http://[fe80::1]/",
+        ] {
+            assert_eq!(
+                check_url(private, false).unwrap_err(),
+                PRIVATE_REFUSED,
+                "{private}"
+            );
+            assert!(check_url(private, true).is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_private_addresses_are_refused() {
+        use reqwest::dns::Resolve;
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let err = PublicOnly.resolve(name).await.err().unwrap();
+        assert_eq!(err.to_string(), PRIVATE_REFUSED);
+    }
+}
