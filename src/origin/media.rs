@@ -31,8 +31,8 @@ pub enum MediaError {
     #[error("the video cannot be repackaged as MP4 ({0})")]
     Remux(#[source] ffmpeg::Error),
     /// Decoding, filtering or encoding failed.
-    #[error("the video could not be transcoded ({0})")]
-    Encode(#[source] ffmpeg::Error),
+    #[error("the video could not be transcoded ({0}: {1})")]
+    Encode(&'static str, #[source] ffmpeg::Error),
     /// Not one frame of the video could be decoded.
     #[error("the video stream could not be decoded (the file is damaged or truncated)")]
     Undecodable,

@@ -75,8 +75,9 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
 }
 
-fn encode_err(e: ffmpeg::Error) -> MediaError {
-    MediaError::Encode(e)
+/// Names the step an FFmpeg error came from.
+fn step(what: &'static str) -> impl FnOnce(ffmpeg::Error) -> MediaError {
+    move |e| MediaError::Encode(what, e)
 }
 
 /// A video filter graph `in → spec → out` fed with the decoder's frames.
@@ -110,14 +111,36 @@ fn video_graph(
     Ok(graph)
 }
 
-/// Feeds `frame` to a filter graph, or tells it the stream ended (`None`).
+/// Feeds `frame` to a filter graph, or tells it the stream ended (`None`). The caller keeps its
+/// frame: one decoded frame goes to every rendition's graph and the thumbnail's.
 fn push(graph: &mut filter::Graph, frame: Option<&frame::Video>) -> Result<(), MediaError> {
     let mut source = graph.get("in").ok_or(MediaError::Internal("filter input"))?;
     match frame {
-        Some(f) => source.source().add(f),
+        Some(f) => add_keeping_ref(&mut source, f),
         None => source.source().flush(),
     }
-    .map_err(encode_err)
+    .map_err(step("filtering video"))
+}
+
+/// `av_buffersrc_add_frame_flags(KEEP_REF)`: ffmpeg-next's `Source::add` moves the frame's
+/// buffers into the graph, leaving the caller an empty frame, and has no flag to keep them.
+#[allow(unsafe_code)]
+fn add_keeping_ref(source: &mut filter::Context, frame: &frame::Video) -> Result<(), ffmpeg::Error> {
+    // SAFETY: `source` is a live buffer source of a graph this thread owns and `frame` a valid
+    // AVFrame it borrows; with KEEP_REF FFmpeg takes references of its own and neither frees
+    // nor changes the caller's frame.
+    let ret = unsafe {
+        ffmpeg::ffi::av_buffersrc_add_frame_flags(
+            source.as_mut_ptr(),
+            frame.as_ptr().cast_mut(),
+            ffmpeg::ffi::AV_BUFFERSRC_FLAG_KEEP_REF as i32,
+        )
+    };
+    if ret < 0 {
+        Err(ffmpeg::Error::from(ret))
+    } else {
+        Ok(())
+    }
 }
 
 /// Takes the next filtered frame, if one is ready.
@@ -140,7 +163,7 @@ fn write_packet(
     packet.rescale_ts(from, to);
     packet.set_position(-1);
     packet.set_stream(stream);
-    packet.write_interleaved(octx).map_err(encode_err)
+    packet.write_interleaved(octx).map_err(step("writing an output"))
 }
 
 /// An H.264 encoder and its filter graph, for one rendition.
@@ -172,11 +195,11 @@ impl Rung {
         let mut filtered = frame::Video::empty();
         while pull(&mut v.graph, &mut filtered)? {
             filtered.set_kind(picture::Type::None);
-            v.encoder.send_frame(&filtered).map_err(encode_err)?;
+            v.encoder.send_frame(&filtered).map_err(step("encoding a frame"))?;
             drain_video(&mut v.encoder, octx, v.time_base)?;
         }
         if frame.is_none() {
-            v.encoder.send_eof().map_err(encode_err)?;
+            v.encoder.send_eof().map_err(step("flushing an encoder"))?;
             drain_video(&mut v.encoder, octx, v.time_base)?;
         }
         Ok(())
@@ -206,11 +229,11 @@ fn h264(
         .or_else(|| encoder::find(codec::Id::H264))
         .ok_or(MediaError::NoEncoder("H.264"))?;
     let global = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
-    let mut ost = octx.add_stream(codec).map_err(encode_err)?;
+    let mut ost = octx.add_stream(codec).map_err(step("adding an output stream"))?;
     let mut enc = codec::Context::new_with_codec(codec)
         .encoder()
         .video()
-        .map_err(encode_err)?;
+        .map_err(step("creating an encoder"))?;
     enc.set_width(planned.width);
     enc.set_height(planned.height);
     enc.set_format(format::Pixel::YUV420P);
@@ -227,7 +250,7 @@ fn h264(
     let mut opts = Dictionary::new();
     opts.set("preset", "veryfast");
     opts.set("threads", "auto");
-    let enc = enc.open_with(opts).map_err(encode_err)?;
+    let enc = enc.open_with(opts).map_err(step("opening the H.264 encoder"))?;
     ost.set_parameters(&enc);
     ost.set_time_base(time_base);
     Ok(enc)
@@ -259,7 +282,7 @@ impl AudioEncoder {
         let mut enc = codec::Context::new_with_codec(codec)
             .encoder()
             .audio()
-            .map_err(encode_err)?;
+            .map_err(step("creating an encoder"))?;
         enc.set_rate(AUDIO_RATE);
         enc.set_channel_layout(ffmpeg::ChannelLayout::STEREO);
         enc.set_format(format::Sample::F32(format::sample::Type::Planar));
@@ -268,7 +291,7 @@ impl AudioEncoder {
         if global {
             enc.set_flags(codec::Flags::GLOBAL_HEADER);
         }
-        let encoder = enc.open_as(codec).map_err(encode_err)?;
+        let encoder = enc.open_as(codec).map_err(step("opening the AAC encoder"))?;
 
         let layout = match decoder.channel_layout() {
             l if l.bits() != 0 => l,
@@ -283,7 +306,7 @@ impl AudioEncoder {
         );
         let find = |name| filter::find(name).ok_or(MediaError::Internal("audio filter"));
         graph.add(&find("abuffer")?, "in", &args).map_err(MediaError::NotVideo)?;
-        graph.add(&find("abuffersink")?, "out", "").map_err(encode_err)?;
+        graph.add(&find("abuffersink")?, "out", "").map_err(step("building the audio filter"))?;
         graph
             .output("in", 0)
             .and_then(|p| p.input("out", 0))
@@ -292,8 +315,8 @@ impl AudioEncoder {
                     "aresample={AUDIO_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo"
                 ))
             })
-            .map_err(encode_err)?;
-        graph.validate().map_err(encode_err)?;
+            .map_err(step("building the audio filter"))?;
+        graph.validate().map_err(step("checking a filter graph"))?;
         if let Some(mut out) = graph.get("out") {
             out.sink().set_frame_size(encoder.frame_size());
         }
@@ -322,20 +345,20 @@ impl AudioEncoder {
         while self.decoder.receive_frame(&mut decoded).is_ok() {
             decoded.set_pts(Some(self.fed));
             self.fed += i64::try_from(decoded.samples()).unwrap_or(0);
-            src.source().add(&decoded).map_err(encode_err)?;
+            src.source().add(&decoded).map_err(step("filtering audio"))?;
         }
         if packet.is_none() {
-            src.source().flush().map_err(encode_err)?;
+            src.source().flush().map_err(step("filtering audio"))?;
         }
         let mut out = Vec::new();
         let mut resampled = frame::Audio::empty();
         let mut sink = self.graph.get("out").ok_or(MediaError::Internal("audio out"))?;
         while sink.sink().frame(&mut resampled).is_ok() {
-            self.encoder.send_frame(&resampled).map_err(encode_err)?;
+            self.encoder.send_frame(&resampled).map_err(step("encoding a frame"))?;
             drain(&mut self.encoder, &mut out);
         }
         if packet.is_none() {
-            self.encoder.send_eof().map_err(encode_err)?;
+            self.encoder.send_eof().map_err(step("flushing an encoder"))?;
             drain(&mut self.encoder, &mut out);
         }
         Ok(out)
@@ -383,7 +406,7 @@ fn thumbnail(
         time_base,
         &format!("[in]scale=w={width}:h={height},setsar=1,format=yuvj420p[out]"),
     )
-    .map_err(encode_err)?;
+    .map_err(step("building the thumbnail filter"))?;
     push(&mut graph, Some(frame))?;
     push(&mut graph, None)?;
     let mut scaled = frame::Video::empty();
@@ -395,16 +418,16 @@ fn thumbnail(
     let mut enc = codec::Context::new_with_codec(codec)
         .encoder()
         .video()
-        .map_err(encode_err)?;
+        .map_err(step("creating an encoder"))?;
     enc.set_width(width);
     enc.set_height(height);
     enc.set_format(format::Pixel::YUVJ420P);
     enc.set_time_base(Rational(1, 25));
-    let mut enc = enc.open_as(codec).map_err(encode_err)?;
-    enc.send_frame(&scaled).map_err(encode_err)?;
-    enc.send_eof().map_err(encode_err)?;
+    let mut enc = enc.open_as(codec).map_err(step("opening the JPEG encoder"))?;
+    enc.send_frame(&scaled).map_err(step("encoding the thumbnail"))?;
+    enc.send_eof().map_err(step("encoding the thumbnail"))?;
     let mut packet = Packet::empty();
-    enc.receive_packet(&mut packet).map_err(encode_err)?;
+    enc.receive_packet(&mut packet).map_err(step("encoding a frame"))?;
     let data = packet.data().ok_or(MediaError::Internal("empty thumbnail"))?;
     std::fs::write(path, data).map_err(MediaError::Scratch)?;
     Ok(Rendered {
@@ -480,18 +503,18 @@ pub fn transcode(
     let mut rungs = Vec::new();
     for planned in plan {
         let path = dir.join(format!("{}.mp4", planned.name));
-        let mut octx = format::output_as(&path, "mp4").map_err(encode_err)?;
+        let mut octx = format::output_as(&path, "mp4").map_err(step("creating an output"))?;
         let video = if planned.copy {
             let mut ost = octx
                 .add_stream(encoder::find(codec::Id::None))
-                .map_err(encode_err)?;
+                .map_err(step("adding an output stream"))?;
             ost.set_parameters(vstream.parameters());
             clear_codec_tag(&mut ost);
             None
         } else {
             let encoder = h264(&mut octx, &planned, v_tb, frame_rate)?;
             let spec = rendition_filter(&planned, template.watermark.as_deref());
-            let graph = video_graph(&vdec, v_tb, &spec).map_err(encode_err)?;
+            let graph = video_graph(&vdec, v_tb, &spec).map_err(step("building a filter graph"))?;
             Some(VideoEncoder {
                 graph,
                 encoder,
@@ -502,13 +525,13 @@ pub fn transcode(
             (Some(s), _, true) => {
                 let mut ost = octx
                     .add_stream(encoder::find(codec::Id::None))
-                    .map_err(encode_err)?;
+                    .map_err(step("adding an output stream"))?;
                 ost.set_parameters(s.parameters());
                 clear_codec_tag(&mut ost);
                 Some(1)
             }
             (Some(_), Some(a), false) => {
-                let mut ost = octx.add_stream(a.encoder.codec()).map_err(encode_err)?;
+                let mut ost = octx.add_stream(a.encoder.codec()).map_err(step("adding an output stream"))?;
                 ost.set_parameters(&a.encoder);
                 ost.set_time_base(Rational(1, AUDIO_RATE));
                 Some(1)
@@ -517,7 +540,7 @@ pub fn transcode(
         };
         let mut opts = Dictionary::new();
         opts.set("movflags", "+faststart");
-        octx.write_header_with(opts).map_err(encode_err)?;
+        octx.write_header_with(opts).map_err(step("starting an output"))?;
         rungs.push(Rung {
             planned,
             path,
@@ -585,7 +608,7 @@ pub fn transcode(
     let mut outputs = Vec::new();
     for mut rung in rungs {
         rung.take(None)?;
-        rung.octx.write_trailer().map_err(encode_err)?;
+        rung.octx.write_trailer().map_err(step("finishing an output"))?;
         let size = std::fs::metadata(&rung.path)
             .map_err(MediaError::Scratch)?
             .len();
