@@ -3,44 +3,8 @@
 
 mod common;
 
-use common::{sha256_file, test_video, Backend, Node, Uploads};
+use common::{sha256_file, submit_form, test_video, Backend, Node, Uploads};
 use serde_json::Value;
-use std::path::Path;
-
-/// Posts the form: text `fields`, then the file; returns status, Location and body.
-async fn submit(
-    node: &Node,
-    fields: &[(&str, &str)],
-    file: Option<&Path>,
-) -> (u16, Option<String>, String) {
-    let mut form = reqwest::multipart::Form::new();
-    for (k, v) in fields {
-        form = form.text((*k).to_owned(), (*v).to_owned());
-    }
-    if let Some(file) = file {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        form = form.part(
-            "file",
-            reqwest::multipart::Part::bytes(std::fs::read(file).unwrap()).file_name(name),
-        );
-    }
-    form = form.text("commit", "Submit");
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let resp = client
-        .post(format!("{}/files/upload", node.url))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let location = resp
-        .headers()
-        .get("location")
-        .map(|l| l.to_str().unwrap().to_owned());
-    (resp.status().as_u16(), location, resp.text().await.unwrap())
-}
 
 fn query_of(location: &str) -> Vec<(String, String)> {
     let query = location.split_once('?').unwrap().1;
@@ -69,7 +33,7 @@ async fn the_seeds_form_uploads_and_redirects() {
         ("custom_user", "1"),
         ("custom_profile", "5"),
     ];
-    let (status, location, _) = submit(&node, &fields, Some(&video)).await;
+    let (status, location, _) = submit_form(&node.url, &fields, Some(&video)).await;
     assert_eq!(status, 303);
     let location = location.unwrap();
     assert!(
@@ -100,7 +64,7 @@ async fn the_seeds_form_uploads_and_redirects() {
     );
 
     // Without success_redirect the answer is JSON.
-    let (status, _, body) = submit(&node, &[("access_key", key)], Some(&video)).await;
+    let (status, _, body) = submit_form(&node.url, &[("access_key", key)], Some(&video)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["result"],
@@ -151,7 +115,7 @@ async fn failures_redirect_or_answer_with_a_status() {
             "file_empty",
         ),
     ] {
-        let (status, location, body) = submit(&node, &fields, file.map(|p| p.as_path())).await;
+        let (status, location, body) = submit_form(&node.url, &fields, file.map(|p| p.as_path())).await;
         assert_eq!(status, 303, "{code}: {body}");
         let location = location.unwrap();
         assert!(
@@ -166,9 +130,9 @@ async fn failures_redirect_or_answer_with_a_status() {
         assert!(query.iter().any(|(k, v)| k == "error" && !v.is_empty()));
     }
     // No failed_redirect: a status and JSON.
-    let (status, _, body) = submit(&node, &[("access_key", "nope")], Some(&small)).await;
+    let (status, _, body) = submit_form(&node.url, &[("access_key", "nope")], Some(&small)).await;
     assert_eq!(status, 401, "{body}");
-    let (status, _, body) = submit(&node, &[("access_key", key)], Some(&big)).await;
+    let (status, _, body) = submit_form(&node.url, &[("access_key", key)], Some(&big)).await;
     assert_eq!(status, 413, "{body}");
     // Redirect targets must be absolute http(s) URLs: never redirected to.
     let (status, location, _) = submit(

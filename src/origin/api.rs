@@ -123,8 +123,8 @@ pub(super) fn time(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// An upload as the Uploads API shows it: the seed's fields, then `folder`, `size`, `sha256`
-/// and `error` (null until known).
+/// An upload as the Uploads API shows it: the seed's fields, then `folder`, `size`, `sha256`,
+/// `duration_ms`, `error` (null until known) and `outputs` (empty until processed).
 #[must_use]
 pub fn view(u: &UploadRecord) -> Value {
     json!({
@@ -139,6 +139,7 @@ pub fn view(u: &UploadRecord) -> Value {
         "sha256": u.sha256,
         "duration_ms": u.duration_ms,
         "error": u.error,
+        "outputs": u.outputs,
     })
 }
 

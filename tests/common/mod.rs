@@ -431,6 +431,41 @@ impl<'a> Uploads<'a> {
     }
 }
 
+/// Posts the Ankoder seed's HTML form to `base`: text `fields`, then the file; returns status, Location and body.
+pub async fn submit_form(
+    base: &str,
+    fields: &[(&str, &str)],
+    file: Option<&Path>,
+) -> (u16, Option<String>, String) {
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in fields {
+        form = form.text((*k).to_owned(), (*v).to_owned());
+    }
+    if let Some(file) = file {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(std::fs::read(file).unwrap()).file_name(name),
+        );
+    }
+    form = form.text("commit", "Submit");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = client
+        .post(format!("{base}/files/upload"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned());
+    (resp.status().as_u16(), location, resp.text().await.unwrap())
+}
+
 pub async fn json_of(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
