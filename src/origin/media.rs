@@ -36,6 +36,14 @@ pub enum MediaError {
     /// Not one frame of the video could be decoded.
     #[error("the video stream could not be decoded (the file is damaged or truncated)")]
     Undecodable,
+    /// The file ends well before the duration its container declares.
+    #[error("the file is truncated: it declares {declared_ms} ms but only {readable_ms} ms could be read")]
+    Truncated {
+        /// What the container says.
+        declared_ms: i64,
+        /// What its packets span.
+        readable_ms: i64,
+    },
     /// The frame is larger than the node accepts.
     #[error("the video is {0}x{1}, larger than this service accepts")]
     TooLarge(u32, u32),

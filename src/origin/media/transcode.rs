@@ -563,15 +563,21 @@ pub fn transcode(
     });
     let decode_video = encoding || thumb.is_some();
     let mut decoded_frames = 0u64;
+    // The first and last video timestamps read, to tell a truncated file.
+    let mut read_span: Option<(i64, i64)> = None;
     for (stream, packet) in ictx.packets() {
         if Instant::now() > limits.deadline {
             return Err(MediaError::TimedOut);
         }
         let index = stream.index();
         if index == vi {
-            if let (Some(pts), Some(total)) = (packet.pts(), duration_ts.filter(|d| *d > 0)) {
-                let pct = (pts.clamp(0, total) * 100 / total).clamp(0, 99);
-                progress.store(u8::try_from(pct).unwrap_or(99), Ordering::Relaxed);
+            if let Some(pts) = packet.pts() {
+                let (first, last) = read_span.get_or_insert((pts, pts));
+                *last = (*last).max(pts + packet.duration().max(0));
+                if let Some(total) = duration_ts.filter(|d| *d > 0) {
+                    let pct = ((*last - *first).clamp(0, total) * 100 / total).clamp(0, 99);
+                    progress.store(u8::try_from(pct).unwrap_or(99), Ordering::Relaxed);
+                }
             }
             for rung in rungs.iter_mut().filter(|r| r.video.is_none()) {
                 write_packet(&mut rung.octx, packet.clone(), 0, v_tb)?;
@@ -599,6 +605,15 @@ pub fn transcode(
         decoded_frames += decoded(&mut vdec, v_tb, &mut rungs, thumb.as_mut())?;
         if decoded_frames == 0 {
             return Err(MediaError::Undecodable);
+        }
+    }
+    if let (Some(declared), Some((first, last))) = (duration_ts, read_span) {
+        if truncated(declared, last - first, ticks_per_second) {
+            let ms = |ticks: i64| ticks * 1000 / ticks_per_second.max(1);
+            return Err(MediaError::Truncated {
+                declared_ms: ms(declared),
+                readable_ms: ms(last - first),
+            });
         }
     }
     if let Some(a) = audio.as_mut() {
@@ -637,6 +652,13 @@ pub fn transcode(
     }
     progress.store(100, Ordering::Relaxed);
     Ok(Transcoded { probe, outputs })
+}
+
+/// Whether a video that says it lasts `declared` but whose packets span only `read` (both in
+/// ticks) is cut short: more than a tenth and more than a second missing.
+fn truncated(declared: i64, read: i64, ticks_per_second: i64) -> bool {
+    let missing = declared - read;
+    missing > declared / 10 && missing > ticks_per_second
 }
 
 /// Where the thumbnail stands.
@@ -689,4 +711,107 @@ fn write_audio(rungs: &mut [Rung], packets: &[Packet]) -> Result<(), MediaError>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transcode::Template;
+    use std::process::Command;
+    use std::time::Duration;
+
+    /// A short test video made with the ffmpeg command (MPEG-4 + AAC in Matroska).
+    fn video(dir: &Path, size: &str, seconds: u32) -> PathBuf {
+        let path = dir.join(format!("src-{size}-{seconds}.mkv"));
+        let ok = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc=duration={seconds}:size={size}:rate=25"))
+            .args(["-f", "lavfi", "-i"])
+            .arg(format!("sine=duration={seconds}"))
+            .args(["-c:v", "mpeg4", "-c:a", "aac", "-shortest"])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg runs (apt-get install ffmpeg)");
+        assert!(ok.success());
+        path
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            deadline: Instant::now() + Duration::from_secs(120),
+            max_pixels: 8192 * 4320,
+        }
+    }
+
+    #[test]
+    fn renditions_are_h264_at_their_size_with_a_thumbnail() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = video(dir.path(), "640x360", 2);
+        let progress = AtomicU8::new(0);
+        let template = Template {
+            renditions: vec![
+                crate::transcode::Rendition { height: 360, video_bitrate: 800_000 },
+                crate::transcode::Rendition { height: 180, video_bitrate: 300_000 },
+            ],
+            ..Template::default()
+        };
+        let out = transcode(&src, dir.path(), &template, limits(), &progress).unwrap();
+        let sizes: Vec<_> = out.outputs.iter().map(|o| (o.name.as_str(), o.width, o.height)).collect();
+        assert_eq!(
+            sizes,
+            [("360p.mp4", 640, 360), ("180p.mp4", 320, 180), ("thumbnail.jpg", 640, 360)]
+        );
+        assert_eq!(progress.load(Ordering::Relaxed), 100);
+        for o in &out.outputs[..2] {
+            let mut ictx = open(&o.path).unwrap();
+            let probe = probe_input(&ictx).unwrap();
+            assert_eq!(probe.video_size, (o.width, o.height));
+            assert!(probe.duration_ms.is_some_and(|d| (1900..=2200).contains(&d)), "{probe:?}");
+            let v = ictx.streams().best(media::Type::Video).unwrap();
+            assert_eq!(v.parameters().id(), codec::Id::H264);
+            assert_eq!(probe.audio_streams, 1);
+            drop(v);
+            assert!(ictx.packets().count() > 40);
+        }
+    }
+
+    #[test]
+    fn an_absurd_frame_size_is_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = video(dir.path(), "320x240", 1);
+        let small = Limits { max_pixels: 1000, ..limits() };
+        let err = transcode(&src, dir.path(), &Template::default(), small, &AtomicU8::new(0))
+            .unwrap_err();
+        assert!(matches!(err, MediaError::TooLarge(320, 240)), "{err:?}");
+    }
+
+    #[test]
+    fn a_job_past_its_deadline_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = video(dir.path(), "320x240", 1);
+        let late = Limits { deadline: Instant::now(), ..limits() };
+        let err = transcode(&src, dir.path(), &Template::default(), late, &AtomicU8::new(0))
+            .unwrap_err();
+        assert!(matches!(err, MediaError::TimedOut), "{err:?}");
+    }
+
+    #[test]
+    fn a_truncated_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = video(dir.path(), "320x240", 6);
+        let bytes = std::fs::read(&src).unwrap();
+        let cut = dir.path().join("cut.mkv");
+        std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+        let err = transcode(&cut, dir.path(), &Template::default(), limits(), &AtomicU8::new(0))
+            .unwrap_err();
+        assert!(matches!(err, MediaError::Truncated { .. }), "{err:?}");
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn truncation_allows_small_gaps() {
+        assert!(!truncated(10_000, 9_500, 1000));
+        assert!(!truncated(2_000, 1_200, 1000));
+        assert!(truncated(10_000, 3_000, 1000));
+    }
 }
