@@ -408,6 +408,9 @@ pub struct RawProcessing {
     /// Watermark images by name, for Cloud VoD's `waterMarkName`.
     #[serde(default)]
     pub watermarks: std::collections::BTreeMap<String, PathBuf>,
+    /// Subtitle files by name, for Cloud VoD's `subtitleId`, drawn onto the video.
+    #[serde(default)]
+    pub subtitles: std::collections::BTreeMap<String, PathBuf>,
     /// The longest one job may run before its upload fails, e.g. `"2h"`. Default `"2h"`.
     pub job_timeout: Option<String>,
     /// The largest video frame accepted, in pixels (width × height). Default 8192 × 4320.
@@ -425,8 +428,12 @@ pub struct RawTemplate {
     pub audio_bitrate: Option<String>,
     /// Whether to make a JPEG thumbnail. Default true.
     pub thumbnail: Option<bool>,
+    /// Whether to also package the renditions as HLS. Default false.
+    pub hls: Option<bool>,
     /// An image (PNG) drawn at the bottom right of every rendition.
     pub watermark: Option<PathBuf>,
+    /// A subtitle file (SRT, ASS, WebVTT) drawn onto every rendition.
+    pub subtitles: Option<PathBuf>,
 }
 
 /// One rung of a template's ladder.
@@ -506,9 +513,11 @@ impl RawProcessing {
                     video_bitrate: parse_bitrate(&r.video_bitrate, &format!("{at}.video_bitrate"))?,
                 });
             }
-            let watermark = raw.watermark.clone();
-            if let Some(path) = &watermark {
-                watermark_file(path, &format!("{key}.watermark"))?;
+            if let Some(path) = &raw.watermark {
+                drawn_file(path, &format!("{key}.watermark"))?;
+            }
+            if let Some(path) = &raw.subtitles {
+                drawn_file(path, &format!("{key}.subtitles"))?;
             }
             templates.insert(
                 name.clone(),
@@ -519,12 +528,17 @@ impl RawProcessing {
                         &format!("{key}.audio_bitrate"),
                     )?,
                     thumbnail: raw.thumbnail.unwrap_or(true),
-                    watermark,
+                    hls: raw.hls.unwrap_or(false),
+                    watermark: raw.watermark.clone(),
+                    subtitles: raw.subtitles.clone(),
                 },
             );
         }
         for (name, path) in &self.watermarks {
-            watermark_file(path, &format!("processing.watermarks.{name}"))?;
+            drawn_file(path, &format!("processing.watermarks.{name}"))?;
+        }
+        for (name, path) in &self.subtitles {
+            drawn_file(path, &format!("processing.subtitles.{name}"))?;
         }
         let max_pixels = self.max_pixels.unwrap_or(8192 * 4320);
         if max_pixels < 256 {
@@ -533,6 +547,7 @@ impl RawProcessing {
         Ok(Processing {
             templates,
             watermarks: self.watermarks.clone(),
+            subtitles: self.subtitles.clone(),
             job_timeout: parse_duration(
                 self.job_timeout.as_deref().unwrap_or("2h"),
                 "processing.job_timeout",
@@ -542,7 +557,18 @@ impl RawProcessing {
     }
 }
 
-fn watermark_file(path: &Path, key: &str) -> Result<(), ConfigError> {
+/// A file drawn onto the video (watermark, subtitles): it must exist, and its path is written
+/// into a filter graph, so it is kept to characters that need no escaping there.
+fn drawn_file(path: &Path, key: &str) -> Result<(), ConfigError> {
+    let plain = path
+        .to_str()
+        .is_some_and(|p| p.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)));
+    if !plain {
+        return Err(invalid(
+            key,
+            format!("{}: use a path of letters, digits, '/', '.', '_' and '-' only", path.display()),
+        ));
+    }
     if path.is_file() {
         Ok(())
     } else {
@@ -581,6 +607,8 @@ pub struct Processing {
     pub templates: std::collections::BTreeMap<String, crate::transcode::Template>,
     /// Watermark images by name.
     pub watermarks: std::collections::BTreeMap<String, PathBuf>,
+    /// Subtitle files by name.
+    pub subtitles: std::collections::BTreeMap<String, PathBuf>,
     /// The longest one job may run.
     pub job_timeout: Duration,
     /// The largest frame accepted, in pixels.

@@ -20,7 +20,8 @@ pub struct Rendition {
     pub video_bitrate: u64,
 }
 
-/// A transcode template: an H.264 + AAC MP4 ladder, a thumbnail, an optional watermark.
+/// A transcode template: an H.264 + AAC MP4 ladder, a thumbnail, an optional HLS rendition
+/// set, an optional watermark and optional burnt-in subtitles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     /// The ladder, any order.
@@ -29,8 +30,13 @@ pub struct Template {
     pub audio_bitrate: u64,
     /// Whether to make a JPEG thumbnail.
     pub thumbnail: bool,
+    /// Whether to also package the renditions as HLS (a master playlist over one media
+    /// playlist of MPEG-TS segments per rendition).
+    pub hls: bool,
     /// An image overlaid on every rendition (bottom right), if any.
     pub watermark: Option<PathBuf>,
+    /// A subtitle file (SRT, ASS, WebVTT) drawn onto every rendition, if any.
+    pub subtitles: Option<PathBuf>,
 }
 
 impl Default for Template {
@@ -53,7 +59,9 @@ impl Default for Template {
             ],
             audio_bitrate: 128_000,
             thumbnail: true,
+            hls: false,
             watermark: None,
+            subtitles: None,
         }
     }
 }
@@ -93,7 +101,7 @@ fn even(x: u64) -> u32 {
 /// The renditions `template` gives `source`: every rung at or below the source's height, each
 /// once, tallest first; a source shorter than every rung gets one rendition at its own size
 /// with the lowest rung's bit rate. A rendition at the source's own size is a copy when the
-/// source is H.264 (with AAC or no audio) and nothing is drawn on it.
+/// source is H.264 (with AAC or no audio) and nothing (watermark, subtitles) is drawn on it.
 #[must_use]
 pub fn plan(template: &Template, source: Source) -> Vec<Planned> {
     let mut rungs: Vec<Rendition> = template
@@ -120,13 +128,13 @@ pub fn plan(template: &Template, source: Source) -> Vec<Planned> {
         .into_iter()
         .map(|r| {
             let height = even(u64::from(r.height));
-            let width = even(
-                (u64::from(source.width) * u64::from(height) + u64::from(source.height) / 2)
-                    / u64::from(source.height.max(1)),
-            );
+            // The nearest even width to the source's aspect ratio.
+            let (w, h) = (u64::from(source.width), u64::from(source.height.max(1)));
+            let width = even((w * u64::from(height) + h) / (2 * h) * 2);
             let copy = source.h264
                 && source.audio_ok
                 && template.watermark.is_none()
+                && template.subtitles.is_none()
                 && (width, height) == (source.width, source.height);
             Planned {
                 name: format!("{height}p"),
@@ -137,6 +145,35 @@ pub fn plan(template: &Template, source: Source) -> Vec<Planned> {
             }
         })
         .collect()
+}
+
+/// One variant of an HLS master playlist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    /// Its media playlist, relative to the master (`720p.m3u8`).
+    pub playlist: String,
+    /// Peak bit rate, bits per second.
+    pub bandwidth: u64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// The HLS master playlist over `variants` (RFC 8216 §4.3.4.2).
+#[must_use]
+pub fn master_playlist(variants: &[Variant]) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
+    for v in variants {
+        out += &format!(
+            "#EXT-X-STREAM-INF:BANDWIDTH={},RESOLUTION={}x{}\n{}\n",
+            v.bandwidth.max(1),
+            v.width,
+            v.height,
+            v.playlist
+        );
+    }
+    out
 }
 
 /// The template an upload uses: the one its flavour settings name (Cloud VoD `workflowId`,
@@ -202,8 +239,27 @@ mod tests {
         let mut t = Template::default();
         t.watermark = Some("logo.png".into());
         assert!(!plan(&t, s)[0].copy);
+        let subtitled = Template {
+            subtitles: Some("subs.srt".into()),
+            ..Template::default()
+        };
+        assert!(!plan(&subtitled, s)[0].copy);
         s.audio_ok = false;
         assert!(!plan(&Template::default(), s)[0].copy);
+    }
+
+    #[test]
+    fn the_master_playlist_lists_each_variant() {
+        let m = master_playlist(&[
+            Variant { playlist: "720p.m3u8".into(), bandwidth: 2_900_000, width: 1280, height: 720 },
+            Variant { playlist: "480p.m3u8".into(), bandwidth: 1_300_000, width: 854, height: 480 },
+        ]);
+        assert_eq!(
+            m,
+            "#EXTM3U\n#EXT-X-VERSION:3\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=2900000,RESOLUTION=1280x720\n720p.m3u8\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=1300000,RESOLUTION=854x480\n480p.m3u8\n"
+        );
     }
 
     #[test]

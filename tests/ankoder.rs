@@ -135,8 +135,8 @@ async fn failures_redirect_or_answer_with_a_status() {
     let (status, _, body) = submit_form(&node.url, &[("access_key", key)], Some(&big)).await;
     assert_eq!(status, 413, "{body}");
     // Redirect targets must be absolute http(s) URLs: never redirected to.
-    let (status, location, _) = submit(
-        &node,
+    let (status, location, _) = submit_form(
+        &node.url,
         &[
             ("access_key", key),
             ("success_redirect", "javascript:alert(1)"),
@@ -145,8 +145,8 @@ async fn failures_redirect_or_answer_with_a_status() {
     )
     .await;
     assert_eq!((status, location), (400, None));
-    let (status, location, _) = submit(
-        &node,
+    let (status, location, _) = submit_form(
+        &node.url,
         &[("access_key", key), ("failed_redirect", "//evil.example/x")],
         Some(&big),
     )

@@ -211,7 +211,12 @@ async fn a_form_upload_is_transcoded_and_notified_after_two_failures() {
         format!("bytes 100-199/{}", bytes.len()).as_str()
     );
     assert_eq!(part.bytes().await.unwrap(), bytes.slice(100..200));
-    let forged = url.replace("240p.mp4", "thumbnail.jpg");
+    // The link's signature covers this upload's outputs, nothing else: not its source, not a
+    // changed signature.
+    let source = url.replace("outputs/240p.mp4", "source");
+    assert_eq!(reqwest::get(&source).await.unwrap().status(), 403);
+    let (head, tail) = url.split_once("/v1/outputs/").unwrap();
+    let forged = format!("{head}/v1/outputs/x{tail}");
     assert_eq!(reqwest::get(&forged).await.unwrap().status(), 403);
     let thumbnail = reqwest::get(outputs[1]["url"].as_str().unwrap()).await.unwrap();
     assert_eq!(thumbnail.headers()["content-type"], "image/jpeg");

@@ -1,7 +1,9 @@
-//! Serves processed outputs (renditions, thumbnails) from the store at
-//! `GET|HEAD /v1/outputs/KEY?sig=SIGNATURE`, the links status records and notifications give:
-//! the signature (by the token keyring) is checked, then the object is streamed in pieces with
-//! single-range support, so players can seek. Must not depend on the origin or the database.
+//! Serves processed outputs (renditions, thumbnails, HLS playlists and segments) from the store
+//! at `GET|HEAD /v1/outputs/SIGNATURE/KEY`, the links status records and notifications give.
+//! The signature (by the token keyring) covers a directory, an upload's outputs, so the
+//! relative links inside an HLS playlist carry it too; it is checked against the key's
+//! directories, then the object is streamed in pieces with single-range support, so players
+//! can seek. Must not depend on the origin or the database.
 
 use super::range::{self, Span};
 use crate::store::{ObjectKey, Store};
@@ -18,14 +20,21 @@ pub const PREFIX: &str = "/v1/outputs/";
 /// Bytes read from the store per piece written to the client.
 const PIECE: usize = 256 * 1024;
 
-/// The object key a path names (percent-decoded), if it is an output link's path.
+/// The signature and object key (percent-decoded) an output link's path names.
 #[must_use]
-pub fn key_of(path: &str) -> Option<String> {
-    let rest = path.strip_prefix(PREFIX).filter(|r| !r.is_empty())?;
-    percent_encoding::percent_decode_str(rest)
+pub fn link_of(path: &str) -> Option<(String, String)> {
+    let (signature, rest) = path.strip_prefix(PREFIX)?.split_once('/')?;
+    let key = percent_encoding::percent_decode_str(rest)
         .decode_utf8()
-        .ok()
-        .map(std::borrow::Cow::into_owned)
+        .ok()?
+        .into_owned();
+    (!signature.is_empty() && !key.is_empty()).then(|| (signature.to_owned(), key))
+}
+
+/// Whether `signature` signs one of the directories `key` is in.
+fn signed(keyring: &Keyring, key: &str, signature: &str) -> bool {
+    key.match_indices('/')
+        .any(|(at, _)| keyring.verify_output(&key[..at], signature))
 }
 
 fn content_type(key: &str) -> &'static str {
@@ -55,20 +64,17 @@ pub async fn serve(
     session: &mut Session,
     store: &dyn Store,
     keyring: &Keyring,
+    signature: &str,
     key: &str,
 ) -> pingora::Result<()> {
     let req = session.req_header();
     let head = req.method == http::Method::HEAD;
-    let signature = form_urlencoded::parse(req.uri.query().unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "sig")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
     let range_header = req
         .headers
         .get(http::header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if !keyring.verify_output(key, &signature) {
+    if key.split('/').any(|segment| segment == "..") || !signed(keyring, key, signature) {
         return refuse(session, 403, "this output link is not valid: its signature is missing or does not match").await;
     }
     let Ok(object) = ObjectKey::new(key) else {
@@ -141,15 +147,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_name_keys() {
+    fn paths_name_signature_and_key() {
+        let link = |s: &str, k: &str| Some((s.to_owned(), k.to_owned()));
         assert_eq!(
-            key_of("/v1/outputs/accounts/a/uploads/u/outputs/720p.mp4").as_deref(),
-            Some("accounts/a/uploads/u/outputs/720p.mp4")
+            link_of("/v1/outputs/k1.ab/accounts/a/uploads/u/outputs/720p.mp4"),
+            link("k1.ab", "accounts/a/uploads/u/outputs/720p.mp4")
         );
-        assert_eq!(key_of("/v1/outputs/a%20b/x.jpg").as_deref(), Some("a b/x.jpg"));
-        assert_eq!(key_of("/v1/outputs/"), None);
-        assert_eq!(key_of("/v1/uploads"), None);
+        assert_eq!(link_of("/v1/outputs/k1.ab/a%20b/x.jpg"), link("k1.ab", "a b/x.jpg"));
+        assert_eq!(link_of("/v1/outputs/k1.ab"), None);
+        assert_eq!(link_of("/v1/outputs//x"), None);
+        assert_eq!(link_of("/v1/uploads"), None);
         assert_eq!(content_type("x/720p.mp4"), "video/mp4");
         assert_eq!(content_type("x/thumbnail.jpg"), "image/jpeg");
+    }
+
+    #[test]
+    fn a_signature_covers_its_directory_only() {
+        use base64::Engine;
+        let line = format!(
+            "k1:{}",
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+        );
+        let ring = Keyring::parse(&line).unwrap();
+        let sig = ring.sign_output("acc/uploads/u1/outputs");
+        assert!(signed(&ring, "acc/uploads/u1/outputs/720p.mp4", &sig));
+        assert!(signed(&ring, "acc/uploads/u1/outputs/hls/720p_001.ts", &sig));
+        assert!(!signed(&ring, "acc/uploads/u1/source", &sig));
+        assert!(!signed(&ring, "acc/uploads/u2/outputs/720p.mp4", &sig));
+        assert!(!signed(&ring, "acc/uploads/u1/outputs", &sig));
     }
 }

@@ -242,8 +242,8 @@ enum Route {
     AnkoderForm,
     /// `OPTIONS` on an upload path that is not a CORS preflight.
     Options,
-    /// `GET`/`HEAD` of a processed output by its signed link.
-    Output(String),
+    /// `GET`/`HEAD` of a processed output by its signed link: signature, key.
+    Output(String, String),
 }
 
 impl Route {
@@ -251,7 +251,7 @@ impl Route {
     fn is_upload(&self) -> bool {
         !matches!(
             self,
-            Self::Health | Self::Internal | Self::Options | Self::Output(_)
+            Self::Health | Self::Internal | Self::Options | Self::Output(..)
         )
     }
 
@@ -285,8 +285,8 @@ impl Route {
             }
         }
         if method == Method::GET || method == Method::HEAD {
-            if let Some(key) = outputs::key_of(path) {
-                return Some(Self::Output(key));
+            if let Some((signature, key)) = outputs::link_of(path) {
+                return Some(Self::Output(signature, key));
             }
         }
         match (method.as_str(), path) {
@@ -504,9 +504,10 @@ impl ProxyHttp for EdgeProxy {
             Route::S3Post(bucket) => self.s3_post(session, &bucket).await?,
             Route::UploadsApi => self.uploads_api(session).await?,
             Route::AnkoderForm => self.ankoder_form(session).await?,
-            Route::Output(key) => {
+            Route::Output(signature, key) => {
                 // Streamed, not a `Reply`: written here in full.
-                outputs::serve(session, self.store.as_ref(), &self.keyring, &key).await?;
+                outputs::serve(session, self.store.as_ref(), &self.keyring, &signature, &key)
+                    .await?;
                 return Ok(true);
             }
             Route::Options => Reply {

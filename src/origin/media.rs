@@ -1,7 +1,7 @@
 //! Media work with FFmpeg's libraries (ffmpeg-next), in process: open an uploaded file as
 //! untrusted input (local files only, an allow-list of demuxers), probe it and remux its
-//! audio and video into an MP4 with the index at the front (fast-start); `transcode` makes a
-//! template's renditions and thumbnail.
+//! audio and video into another container; `transcode` makes a template's renditions,
+//! thumbnail and HLS set.
 //!
 //! Blocking code: call it from a blocking thread. Must not depend on the database, the store
 //! or HTTP.
@@ -113,14 +113,20 @@ fn probe_input(ictx: &format::context::Input) -> Result<Probe, MediaError> {
     })
 }
 
-/// Probes `src` and copies its audio and video streams into a fast-start MP4 at `dst`.
+/// Probes `src` and copies its audio and video streams into `dst` in the container `format`
+/// (`mp4`, `hls`…) with the muxer's `options`.
 ///
 /// # Errors
-/// The file is not a readable video, or its streams do not fit in MP4.
-pub fn remux_to_mp4(src: &Path, dst: &Path) -> Result<Probe, MediaError> {
+/// The file is not a readable video, or its streams do not fit in the container.
+pub fn remux(
+    src: &Path,
+    dst: &Path,
+    format: &str,
+    options: &[(&str, &str)],
+) -> Result<Probe, MediaError> {
     let mut ictx = open(src)?;
     let probe = probe_input(&ictx)?;
-    let mut octx = format::output_as(dst, "mp4").map_err(MediaError::Remux)?;
+    let mut octx = format::output_as(dst, format).map_err(MediaError::Remux)?;
 
     let n = ictx.nb_streams() as usize;
     let mut mapping: Vec<Option<usize>> = vec![None; n];
@@ -142,7 +148,9 @@ pub fn remux_to_mp4(src: &Path, dst: &Path) -> Result<Probe, MediaError> {
     }
     octx.set_metadata(ictx.metadata().to_owned());
     let mut opts = Dictionary::new();
-    opts.set("movflags", "+faststart");
+    for (k, v) in options {
+        opts.set(k, v);
+    }
     octx.write_header_with(opts).map_err(MediaError::Remux)?;
 
     for (stream, mut packet) in ictx.packets() {
@@ -184,16 +192,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("notes.txt");
         std::fs::write(&src, "just some words, not a video\n".repeat(100)).unwrap();
-        let err = remux_to_mp4(&src, &dir.path().join("out.mp4")).unwrap_err();
+        let err = remux(&src, &dir.path().join("out.mp4"), "mp4", &[]).unwrap_err();
         assert!(matches!(err, MediaError::NotVideo(_)), "{err:?}");
     }
 
     #[test]
     fn network_urls_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let err = remux_to_mp4(
+        let err = remux(
             Path::new("http://127.0.0.1:9/x.mp4"),
             &dir.path().join("o.mp4"),
+            "mp4",
+            &[],
         )
         .unwrap_err();
         assert!(matches!(err, MediaError::NotVideo(_)), "{err:?}");

@@ -4,7 +4,7 @@
 //! links) on the status record. While it works it renews the job's lease and records progress;
 //! a worker that dies leaves the lease to expire and another takes the job.
 //!
-//! A file that is not a usable video, or a template or watermark that does not exist, fails
+//! A file that is not a usable video, or a template, watermark or subtitle that does not exist, fails
 //! the upload at once; storage or database trouble leaves the job leased and it is retried
 //! when the lease runs out, up to the configured number of attempts.
 
@@ -105,8 +105,8 @@ async fn finish(state: &State, job: &Job, status: Status, error: Option<&str>) {
 }
 
 /// The template an upload is processed with: the one its flavour settings name (Cloud VoD
-/// `workflowId`, `transCodeCombineName`), else its pipeline's, with the watermark its settings
-/// name (`waterMarkName`) drawn on.
+/// `workflowId`, `transCodeCombineName`), else its pipeline's, with the watermark and subtitles
+/// its settings name (`waterMarkName`, `subtitleId`) drawn on.
 async fn template_of(
     state: &State,
     record: &upload::UploadRecord,
@@ -123,28 +123,39 @@ async fn template_of(
     let (_, template) = transcode::choose(&processing.templates, requested, &pipeline)
         .map_err(AttemptError::Setup)?;
     let mut template = template.clone();
-    if let Some(name) = named("waterMarkName") {
-        let path = processing
-            .watermarks
-            .get(name)
-            .ok_or_else(|| AttemptError::Setup(format!("unknown watermark {name:?}")))?;
-        template.watermark = Some(path.clone());
+    let drawn = |key: &str, files: &std::collections::BTreeMap<String, std::path::PathBuf>, what: &str| {
+        named(key)
+            .map(|name| {
+                files
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| AttemptError::Setup(format!("unknown {what} {name:?}")))
+            })
+            .transpose()
+    };
+    if let Some(path) = drawn("waterMarkName", &processing.watermarks, "watermark")? {
+        template.watermark = Some(path);
+    }
+    if let Some(path) = drawn("subtitleId", &processing.subtitles, "subtitle")? {
+        template.subtitles = Some(path);
     }
     Ok(template)
 }
 
-/// The link to a stored output on the edge: `EDGE/v1/outputs/KEY?sig=SIGNATURE`.
-fn output_url(state: &State, key: &ObjectKey) -> String {
+/// The link to output `name` on the edge: `EDGE/v1/outputs/SIGNATURE/DIR/NAME`, the signature
+/// covering the upload's whole outputs directory, so the relative links inside an HLS playlist
+/// work as they are.
+fn output_url(state: &State, dir: &ObjectKey, name: &str) -> String {
     let Ok(mut url) = url::Url::parse(state.edges.home()) else {
         return String::new();
     };
+    let signature = state.settings.keyring.sign_output(dir.as_str());
     if let Ok(mut path) = url.path_segments_mut() {
         path.pop_if_empty()
-            .extend(["v1", "outputs"])
-            .extend(key.as_str().split('/'));
+            .extend(["v1", "outputs", signature.as_str()])
+            .extend(dir.as_str().split('/'))
+            .extend(name.split('/'));
     }
-    url.query_pairs_mut()
-        .append_pair("sig", &state.settings.keyring.sign_output(key.as_str()));
     url.into()
 }
 
@@ -201,9 +212,17 @@ async fn attempt(state: &State, job: &Job) -> Result<(), AttemptError> {
     })
     .await;
     lease.abort();
-    let Transcoded { probe, outputs } = done??;
+    let Transcoded {
+        probe,
+        outputs,
+        files,
+    } = done??;
 
     upload::transition(&state.db, id, Status::Uploading, None, now_ms()).await?;
+    for (name, path) in &files {
+        let key = ObjectKey::new(format!("{}/{name}", outputs_dir.as_str())).map_err(corrupt)?;
+        state.store.put_file(&key, path).await?;
+    }
     let mut listed = Vec::new();
     for out in &outputs {
         let key = ObjectKey::new(format!("{}/{}", outputs_dir.as_str(), out.name))
@@ -211,8 +230,12 @@ async fn attempt(state: &State, job: &Job) -> Result<(), AttemptError> {
         state.store.put_file(&key, &out.path).await?;
         listed.push(json!({
             "name": out.name,
-            "type": match out.kind { Kind::Video => "video/mp4", Kind::Thumbnail => "image/jpeg" },
-            "url": output_url(state, &key),
+            "type": match out.kind {
+                Kind::Video => "video/mp4",
+                Kind::Thumbnail => "image/jpeg",
+                Kind::Hls => "application/vnd.apple.mpegurl",
+            },
+            "url": output_url(state, &outputs_dir, &out.name),
             "width": out.width,
             "height": out.height,
             "bitrate": out.bitrate,

@@ -9,8 +9,8 @@
 //!
 //! Blocking code: call it from a blocking thread. Must not depend on the database or the store.
 
-use super::{clear_codec_tag, open, probe_input, MediaError, Probe};
-use crate::transcode::{self, Planned, Template};
+use super::{clear_codec_tag, open, probe_input, remux, MediaError, Probe};
+use crate::transcode::{self, Planned, Template, Variant};
 use ffmpeg::{codec, encoder, filter, format, frame, media, picture, Dictionary, Packet, Rational};
 use ffmpeg_next as ffmpeg;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,8 @@ pub enum Kind {
     Video,
     /// A JPEG thumbnail.
     Thumbnail,
+    /// An HLS master playlist.
+    Hls,
 }
 
 /// One file made.
@@ -67,8 +69,11 @@ pub struct Rendered {
 pub struct Transcoded {
     /// The source, as probed.
     pub probe: Probe,
-    /// The renditions, tallest first, then the thumbnail.
+    /// The renditions, tallest first, then the thumbnail and the HLS master playlist.
     pub outputs: Vec<Rendered>,
+    /// Files stored beside the outputs but not listed (HLS media playlists and segments), by
+    /// their name relative to the outputs (`hls/720p_000.ts`).
+    pub files: Vec<(String, PathBuf)>,
 }
 
 fn threads() -> usize {
@@ -372,21 +377,82 @@ fn drain(encoder: &mut encoder::Audio, out: &mut Vec<Packet>) {
     }
 }
 
-/// The scale (and watermark) filter of a rendition.
-fn rendition_filter(planned: &Planned, watermark: Option<&Path>) -> String {
-    let scale = format!(
-        "scale=w={}:h={}:threads={},setsar=1,format=yuv420p",
+/// The filter of a rendition: the watermark, the scale, the subtitles. (The configuration keeps
+/// both paths to characters that need no escaping in a filter graph.)
+fn rendition_filter(planned: &Planned, template: &Template) -> String {
+    let subtitles = template
+        .subtitles
+        .as_ref()
+        .map(|p| format!(",subtitles=filename={}", p.display()))
+        .unwrap_or_default();
+    let chain = format!(
+        "scale=w={}:h={}:threads={},setsar=1{subtitles},format=yuv420p",
         planned.width,
         planned.height,
         threads()
     );
-    match watermark {
+    match &template.watermark {
         Some(path) => format!(
-            "movie=filename={}[wm];[in][wm]overlay=x=main_w-overlay_w-16:y=main_h-overlay_h-16,{scale}[out]",
+            "movie=filename={}[wm];[in][wm]overlay=x=main_w-overlay_w-16:y=main_h-overlay_h-16,{chain}[out]",
             path.display()
         ),
-        None => format!("[in]{scale}[out]"),
+        None => format!("[in]{chain}[out]"),
     }
+}
+
+/// Packages each MP4 rendition as HLS (remuxed, not encoded again) under `dir/hls`, with a
+/// master playlist over them; returns the master and the files it refers to.
+fn package_hls(
+    renditions: &[Rendered],
+    dir: &Path,
+) -> Result<(Rendered, Vec<(String, PathBuf)>), MediaError> {
+    let hls = dir.join("hls");
+    std::fs::create_dir_all(&hls).map_err(MediaError::Scratch)?;
+    let mut variants = Vec::new();
+    for r in renditions {
+        let stem = r.name.trim_end_matches(".mp4");
+        let segments = hls.join(format!("{stem}_%03d.ts"));
+        let segments = segments.to_string_lossy();
+        remux(
+            &r.path,
+            &hls.join(format!("{stem}.m3u8")),
+            "hls",
+            &[
+                ("hls_time", "6"),
+                ("hls_playlist_type", "vod"),
+                ("hls_segment_filename", &segments),
+            ],
+        )?;
+        variants.push(Variant {
+            playlist: format!("{stem}.m3u8"),
+            bandwidth: r.bitrate,
+            width: r.width,
+            height: r.height,
+        });
+    }
+    let master = hls.join("master.m3u8");
+    let text = transcode::master_playlist(&variants);
+    std::fs::write(&master, &text).map_err(MediaError::Scratch)?;
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&hls).map_err(MediaError::Scratch)? {
+        let entry = entry.map_err(MediaError::Scratch)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != "master.m3u8" {
+            files.push((format!("hls/{name}"), entry.path()));
+        }
+    }
+    files.sort();
+    let master = Rendered {
+        name: "hls/master.m3u8".into(),
+        path: master,
+        kind: Kind::Hls,
+        width: renditions.first().map_or(0, |r| r.width),
+        height: renditions.first().map_or(0, |r| r.height),
+        bitrate: renditions.first().map_or(0, |r| r.bitrate),
+        size: text.len() as u64,
+        duration_ms: renditions.first().and_then(|r| r.duration_ms),
+    };
+    Ok((master, files))
 }
 
 /// Makes the thumbnail from one decoded frame.
@@ -513,7 +579,7 @@ pub fn transcode(
             None
         } else {
             let encoder = h264(&mut octx, &planned, v_tb, frame_rate)?;
-            let spec = rendition_filter(&planned, template.watermark.as_deref());
+            let spec = rendition_filter(&planned, template);
             let graph = video_graph(&vdec, v_tb, &spec).map_err(step("building a filter graph"))?;
             Some(VideoEncoder {
                 graph,
@@ -650,8 +716,20 @@ pub fn transcode(
             (None, None) => {}
         }
     }
+    let mut files = Vec::new();
+    if template.hls {
+        let renditions: Vec<Rendered> =
+            outputs.iter().filter(|o| o.kind == Kind::Video).cloned().collect();
+        let (master, segments) = package_hls(&renditions, dir)?;
+        outputs.push(master);
+        files = segments;
+    }
     progress.store(100, Ordering::Relaxed);
-    Ok(Transcoded { probe, outputs })
+    Ok(Transcoded {
+        probe,
+        outputs,
+        files,
+    })
 }
 
 /// Whether a video that says it lasts `declared` but whose packets span only `read` (both in
@@ -773,6 +851,48 @@ mod tests {
             drop(v);
             assert!(ictx.packets().count() > 40);
         }
+    }
+
+    #[test]
+    fn hls_watermark_and_subtitles() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = video(dir.path(), "320x240", 8);
+        let logo = dir.path().join("logo.png");
+        let made = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=32x32", "-frames:v", "1"])
+            .arg(&logo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let subs = dir.path().join("subs.srt");
+        std::fs::write(&subs, "1\n00:00:00,000 --> 00:00:05,000\nHello\n").unwrap();
+        let template = Template {
+            hls: true,
+            watermark: Some(logo),
+            subtitles: Some(subs),
+            ..Template::default()
+        };
+        let out = transcode(&src, dir.path(), &template, limits(), &AtomicU8::new(0)).unwrap();
+        let names: Vec<&str> = out.outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["240p.mp4", "thumbnail.jpg", "hls/master.m3u8"]);
+        let master = std::fs::read_to_string(&out.outputs[2].path).unwrap();
+        assert!(master.contains("RESOLUTION=320x240\n240p.m3u8"), "{master}");
+        let files: Vec<&str> = out.files.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(files.contains(&"hls/240p.m3u8"), "{files:?}");
+        assert!(files.iter().filter(|f| f.ends_with(".ts")).count() >= 2, "{files:?}");
+        // The watermark is drawn at the bottom right: red there, the test pattern elsewhere.
+        let frame = dir.path().join("last.ppm");
+        let ok = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-sseof", "-0.5", "-i"])
+            .arg(&out.outputs[0].path)
+            .args(["-frames:v", "1", "-vf", "crop=8:8:288:208"])
+            .arg(&frame)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let ppm = std::fs::read(&frame).unwrap();
+        let pixel = &ppm[ppm.len() - 3..];
+        assert!(pixel[0] > 200 && pixel[1] < 60 && pixel[2] < 60, "{pixel:?}");
     }
 
     #[test]
