@@ -404,3 +404,74 @@ async fn private_notification_addresses_are_refused_when_guarded() {
     assert!(error.contains("private"), "{error}");
     assert!(receiver.got.lock().unwrap().is_empty());
 }
+
+/// Sends a whole file to a Cloud VoD upload URL (a tus resource) in one PATCH.
+async fn tus_send(data: &Value, file: &Path) {
+    let bytes = std::fs::read(file).unwrap();
+    let resp = reqwest::Client::new()
+        .patch(data["uploadUrl"].as_str().unwrap())
+        .bearer_auth(data["uploadToken"].as_str().unwrap())
+        .header("Tus-Resumable", "1.0.0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Offset", "0")
+        .header("Upload-Length", bytes.len().to_string())
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+}
+
+#[tokio::test]
+async fn cloud_vod_names_the_template_and_watermark_and_hls_plays_through_the_edge() {
+    let assets = tempfile::tempdir().unwrap();
+    let logo = assets.path().join("logo.png");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=blue:s=24x24", "-frames:v", "1"])
+        .arg(&logo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let config = format!(
+        "[processing.templates.small]\n\
+         renditions = [{{ height = 240, video_bitrate = \"400k\" }}, {{ height = 120, video_bitrate = \"150k\" }}]\n\
+         thumbnail = false\nhls = true\n\
+         [processing.watermarks]\nlogo = \"{}\"\n",
+        logo.display()
+    );
+    let (node, _config) = node_with(Backend::Sqlite, &config).await;
+    let account = node.account("Acme");
+    let api = Uploads::new(&node.url, &account.api_key);
+    let video = test_video(assets.path(), 8);
+
+    let form = "originFileName=testsrc.mkv&transCodeCombineName=small&waterMarkName=logo";
+    let data = common::cloudvod_session(&node, &account, form).await;
+    tus_send(&data, &video).await;
+    let record = api.wait_final(data["videoId"].as_str().unwrap()).await;
+    assert_eq!(record["status"], 6, "{record}");
+    let outputs = record["outputs"].as_array().unwrap();
+    let names: Vec<&str> = outputs.iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["240p.mp4", "120p.mp4", "hls/master.m3u8"], "{record}");
+
+    // A player follows the master playlist's relative links through the edge.
+    let master_url = reqwest::Url::parse(outputs[2]["url"].as_str().unwrap()).unwrap();
+    let master = reqwest::get(master_url.clone()).await.unwrap();
+    assert_eq!(master.headers()["content-type"], "application/vnd.apple.mpegurl");
+    let master = master.text().await.unwrap();
+    let variant = master.lines().find(|l| l.ends_with(".m3u8")).unwrap();
+    assert_eq!(variant, "240p.m3u8", "{master}");
+    let media_url = master_url.join(variant).unwrap();
+    let media = reqwest::get(media_url.clone()).await.unwrap().text().await.unwrap();
+    let segment = media.lines().find(|l| l.ends_with(".ts")).unwrap();
+    let segment = reqwest::get(media_url.join(segment).unwrap()).await.unwrap();
+    assert_eq!(segment.status(), 200);
+    assert_eq!(segment.bytes().await.unwrap()[0], 0x47, "an MPEG-TS packet");
+
+    // A template the origin does not have fails the upload with a message that says so.
+    let form = "originFileName=testsrc.mkv&transCodeCombineName=huge";
+    let data = common::cloudvod_session(&node, &account, form).await;
+    tus_send(&data, &video).await;
+    let record = api.wait_final(data["videoId"].as_str().unwrap()).await;
+    assert_eq!(record["status"], 7, "{record}");
+    assert_eq!(record["error"], "unknown transcode template \"huge\"");
+}

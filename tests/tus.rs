@@ -354,36 +354,9 @@ async fn core_and_extensions_status_codes() {
 
 #[tokio::test]
 async fn a_cloud_vod_upload_url_is_a_tus_resource() {
-    use hmac::{Hmac, Mac};
     let node = Node::dev(Backend::Sqlite).await;
     let account = node.account("Acme");
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let mut mac =
-        Hmac::<sha1::Sha1>::new_from_slice(account.json["secret"].as_str().unwrap().as_bytes())
-            .unwrap();
-    mac.update(ts.as_bytes());
-    let resp = reqwest::Client::new()
-        .post(format!("{}/vod/videoManage/getUploadToken", node.url))
-        .header(
-            "Authorization",
-            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()),
-        )
-        .header("X-WS-Timestamp", &ts)
-        .header(
-            "X-WS-AccessKey",
-            account.json["access_key"].as_str().unwrap(),
-        )
-        .body("originFileName=testsrc.mkv")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .send()
-        .await
-        .unwrap();
-    let (_, body) = json_of(resp).await;
-    let data: &Value = &body["data"];
+    let data = &common::cloudvod_session(&node, &account, "originFileName=testsrc.mkv").await;
     let (url, token) = (
         data["uploadUrl"].as_str().unwrap(),
         data["uploadToken"].as_str().unwrap(),

@@ -466,6 +466,38 @@ pub async fn submit_form(
     (resp.status().as_u16(), location, resp.text().await.unwrap())
 }
 
+/// Cloud VoD's getUploadToken, signed with the account's secret now; returns the answer's
+/// `data` (`videoId`, `uploadUrl`, `uploadToken`…).
+pub async fn cloudvod_session(node: &Node, account: &Account, form: &str) -> Value {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let mut mac =
+        Hmac::<sha1::Sha1>::new_from_slice(account.json["secret"].as_str().unwrap().as_bytes())
+            .unwrap();
+    mac.update(ts.as_bytes());
+    let resp = reqwest::Client::new()
+        .post(format!("{}/vod/videoManage/getUploadToken", node.url))
+        .header(
+            "Authorization",
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()),
+        )
+        .header("X-WS-Timestamp", &ts)
+        .header("X-WS-AccessKey", account.json["access_key"].as_str().unwrap())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].clone()
+}
+
 pub async fn json_of(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
