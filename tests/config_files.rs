@@ -119,3 +119,48 @@ fn a_fleet_is_checked_key_by_key() {
         .unwrap_err();
     assert!(err.contains("edge_url"), "{err}");
 }
+
+#[test]
+fn processing_and_notifications_are_checked_key_by_key() {
+    let good =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/origin.toml"))
+            .unwrap();
+    let validate = |text: &str| {
+        toml::from_str::<RawOrigin>(text)
+            .map_err(|e| e.to_string())
+            .and_then(|raw| raw.validate(&env).map_err(|e| e.to_string()))
+    };
+    assert!(validate(&good).is_ok());
+    for (from, to, key) in [
+        ("max_pixels = 35389440", "max_pixels = 10", "processing.max_pixels"),
+        ("job_timeout = \"2h\"", "job_timeout = \"later\"", "processing.job_timeout"),
+        ("first_retry = \"5s\"", "first_retry = \"30s\"", "notify.first_retry"),
+        ("senders = 4", "senders = 0", "notify.senders"),
+    ] {
+        assert!(good.contains(from), "{from}");
+        let err = validate(&good.replacen(from, to, 1)).unwrap_err();
+        assert!(err.contains(key), "{from} -> {err}");
+    }
+    for (template, key) in [
+        (
+            "renditions = [{ height = 720, video_bitrate = \"fast\" }]",
+            "processing.templates.t.renditions[0].video_bitrate",
+        ),
+        (
+            "renditions = [{ height = 9000, video_bitrate = \"1M\" }]",
+            "processing.templates.t.renditions[0].height",
+        ),
+        ("renditions = []", "processing.templates.t.renditions"),
+        (
+            "renditions = [{ height = 720, video_bitrate = \"1M\" }]\nwatermark = \"/nonexistent/logo.png\"",
+            "processing.templates.t.watermark",
+        ),
+        (
+            "renditions = [{ height = 720, video_bitrate = \"1M\" }]\nsubtitles = \"/tmp/my subs.srt\"",
+            "processing.templates.t.subtitles",
+        ),
+    ] {
+        let err = validate(&format!("{good}\n[processing.templates.t]\n{template}\n")).unwrap_err();
+        assert!(err.contains(key), "{template} -> {err}");
+    }
+}
