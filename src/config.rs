@@ -500,13 +500,19 @@ impl RawProcessing {
         for (name, raw) in &self.templates {
             let key = format!("processing.templates.{name}");
             if raw.renditions.is_empty() {
-                return Err(invalid(&format!("{key}.renditions"), "give at least one rung"));
+                return Err(invalid(
+                    &format!("{key}.renditions"),
+                    "give at least one rung",
+                ));
             }
             let mut renditions = Vec::new();
             for (i, r) in raw.renditions.iter().enumerate() {
                 let at = format!("{key}.renditions[{i}]");
                 if !(16..=8192).contains(&r.height) {
-                    return Err(invalid(&format!("{at}.height"), "must be 16 to 8192 pixels"));
+                    return Err(invalid(
+                        &format!("{at}.height"),
+                        "must be 16 to 8192 pixels",
+                    ));
                 }
                 renditions.push(crate::transcode::Rendition {
                     height: r.height,
@@ -560,19 +566,26 @@ impl RawProcessing {
 /// A file drawn onto the video (watermark, subtitles): it must exist, and its path is written
 /// into a filter graph, so it is kept to characters that need no escaping there.
 fn drawn_file(path: &Path, key: &str) -> Result<(), ConfigError> {
-    let plain = path
-        .to_str()
-        .is_some_and(|p| p.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)));
+    let plain = path.to_str().is_some_and(|p| {
+        p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+    });
     if !plain {
         return Err(invalid(
             key,
-            format!("{}: use a path of letters, digits, '/', '.', '_' and '-' only", path.display()),
+            format!(
+                "{}: use a path of letters, digits, '/', '.', '_' and '-' only",
+                path.display()
+            ),
         ));
     }
     if path.is_file() {
         Ok(())
     } else {
-        Err(invalid(key, format!("{} is not a readable file", path.display())))
+        Err(invalid(
+            key,
+            format!("{} is not a readable file", path.display()),
+        ))
     }
 }
 
@@ -587,7 +600,10 @@ impl RawNotify {
         };
         let first_retry = get(&self.first_retry, "5s", "notify.first_retry")?;
         if first_retry.is_zero() || first_retry > Duration::from_secs(10) {
-            return Err(invalid("notify.first_retry", "must be more than 0 and at most 10s"));
+            return Err(invalid(
+                "notify.first_retry",
+                "must be more than 0 and at most 10s",
+            ));
         }
         Ok(NotifySettings {
             first_retry,

@@ -7,8 +7,8 @@
 //! database.
 
 mod heartbeat;
-mod outputs;
 pub mod origin_client;
+mod outputs;
 mod proxy;
 mod range;
 mod sweeper;

@@ -120,8 +120,8 @@ pub fn status_changed(f: &Facts<'_>) -> Option<Value> {
 }
 
 fn hmac_base64<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> String {
-    let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
-        .expect("HMAC takes a key of any length");
+    let mut mac =
+        <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length");
     for p in parts {
         mac.update(p);
     }

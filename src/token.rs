@@ -177,7 +177,11 @@ impl Keyring {
         };
         mac.update(b"output:");
         mac.update(key.as_bytes());
-        format!("{}.{}", self.signing, hex::encode(mac.finalize().into_bytes()))
+        format!(
+            "{}.{}",
+            self.signing,
+            hex::encode(mac.finalize().into_bytes())
+        )
     }
 
     /// Whether `signature` is [`Keyring::sign_output`]'s for `key` by any key of the ring.

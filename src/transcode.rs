@@ -95,7 +95,7 @@ pub struct Planned {
 }
 
 fn even(x: u64) -> u32 {
-    u32::try_from((x / 2 * 2).max(2)).unwrap_or(u32::MAX & !1)
+    u32::try_from((x / 2 * 2).max(2)).unwrap_or(u32::MAX - 1)
 }
 
 /// The renditions `template` gives `source`: every rung at or below the source's height, each
@@ -110,7 +110,7 @@ pub fn plan(template: &Template, source: Source) -> Vec<Planned> {
         .copied()
         .filter(|r| r.height <= source.height)
         .collect();
-    rungs.sort_by(|a, b| b.height.cmp(&a.height));
+    rungs.sort_by_key(|r| std::cmp::Reverse(r.height));
     rungs.dedup_by_key(|r| r.height);
     if rungs.is_empty() {
         let lowest = template
@@ -210,10 +210,17 @@ mod tests {
     #[test]
     fn a_1080p_source_gets_the_whole_ladder() {
         let p = plan(&Template::default(), source(1920, 1080));
-        let sizes: Vec<_> = p.iter().map(|r| (r.name.as_str(), r.width, r.height)).collect();
+        let sizes: Vec<_> = p
+            .iter()
+            .map(|r| (r.name.as_str(), r.width, r.height))
+            .collect();
         assert_eq!(
             sizes,
-            [("1080p", 1920, 1080), ("720p", 1280, 720), ("480p", 854, 480)]
+            [
+                ("1080p", 1920, 1080),
+                ("720p", 1280, 720),
+                ("480p", 854, 480)
+            ]
         );
         assert!(p.iter().all(|r| !r.copy));
     }
@@ -236,9 +243,11 @@ mod tests {
         let p = plan(&Template::default(), s);
         assert!(p[0].copy, "{p:?}");
         assert!(!p[1].copy);
-        let mut t = Template::default();
-        t.watermark = Some("logo.png".into());
-        assert!(!plan(&t, s)[0].copy);
+        let marked = Template {
+            watermark: Some("logo.png".into()),
+            ..Template::default()
+        };
+        assert!(!plan(&marked, s)[0].copy);
         let subtitled = Template {
             subtitles: Some("subs.srt".into()),
             ..Template::default()
@@ -251,8 +260,18 @@ mod tests {
     #[test]
     fn the_master_playlist_lists_each_variant() {
         let m = master_playlist(&[
-            Variant { playlist: "720p.m3u8".into(), bandwidth: 2_900_000, width: 1280, height: 720 },
-            Variant { playlist: "480p.m3u8".into(), bandwidth: 1_300_000, width: 854, height: 480 },
+            Variant {
+                playlist: "720p.m3u8".into(),
+                bandwidth: 2_900_000,
+                width: 1280,
+                height: 720,
+            },
+            Variant {
+                playlist: "480p.m3u8".into(),
+                bandwidth: 1_300_000,
+                width: 854,
+                height: 480,
+            },
         ]);
         assert_eq!(
             m,

@@ -115,7 +115,8 @@ async fn failures_redirect_or_answer_with_a_status() {
             "file_empty",
         ),
     ] {
-        let (status, location, body) = submit_form(&node.url, &fields, file.map(|p| p.as_path())).await;
+        let (status, location, body) =
+            submit_form(&node.url, &fields, file.map(|p| p.as_path())).await;
         assert_eq!(status, 303, "{code}: {body}");
         let location = location.unwrap();
         assert!(

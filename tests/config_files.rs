@@ -132,9 +132,21 @@ fn processing_and_notifications_are_checked_key_by_key() {
     };
     assert!(validate(&good).is_ok());
     for (from, to, key) in [
-        ("max_pixels = 35389440", "max_pixels = 10", "processing.max_pixels"),
-        ("job_timeout = \"2h\"", "job_timeout = \"later\"", "processing.job_timeout"),
-        ("first_retry = \"5s\"", "first_retry = \"30s\"", "notify.first_retry"),
+        (
+            "max_pixels = 35389440",
+            "max_pixels = 10",
+            "processing.max_pixels",
+        ),
+        (
+            "job_timeout = \"2h\"",
+            "job_timeout = \"later\"",
+            "processing.job_timeout",
+        ),
+        (
+            "first_retry = \"5s\"",
+            "first_retry = \"30s\"",
+            "notify.first_retry",
+        ),
         ("senders = 4", "senders = 0", "notify.senders"),
     ] {
         assert!(good.contains(from), "{from}");

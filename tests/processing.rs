@@ -33,7 +33,10 @@ impl Received {
             .into_owned()
             .collect();
         assert_eq!(pairs.len(), 2, "{pairs:?}");
-        assert_eq!((pairs[0].0.as_str(), pairs[1].0.as_str()), ("message", "signature"));
+        assert_eq!(
+            (pairs[0].0.as_str(), pairs[1].0.as_str()),
+            ("message", "signature")
+        );
         (pairs[0].1.clone(), pairs[1].1.clone())
     }
 
@@ -152,11 +155,22 @@ async fn form_upload(node: &Node, account: &common::Account, file: &Path) -> Str
 /// ffprobe's view of a file's first video stream and its format.
 fn ffprobe(path: &Path) -> Value {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_streams", "-show_format"])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_streams",
+            "-show_format",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe runs (apt-get install ffmpeg)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -177,12 +191,21 @@ async fn a_form_upload_is_transcoded_and_notified_after_two_failures() {
 
     // One 240p rendition (the source is 320x240: nothing is upscaled) and a thumbnail.
     let outputs = record["outputs"].as_array().unwrap();
-    let names: Vec<&str> = outputs.iter().map(|o| o["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = outputs
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["240p.mp4", "thumbnail.jpg"], "{record}");
     let rendition = &outputs[0];
-    assert_eq!((rendition["width"].as_u64(), rendition["height"].as_u64()), (Some(320), Some(240)));
+    assert_eq!(
+        (rendition["width"].as_u64(), rendition["height"].as_u64()),
+        (Some(320), Some(240))
+    );
     let url = rendition["url"].as_str().unwrap();
-    assert!(url.starts_with(&format!("{}/v1/outputs/", node.url)), "{url}");
+    assert!(
+        url.starts_with(&format!("{}/v1/outputs/", node.url)),
+        "{url}"
+    );
     let bytes = reqwest::get(url).await.unwrap();
     assert_eq!(bytes.status(), 200);
     assert_eq!(bytes.headers()["content-type"], "video/mp4");
@@ -198,13 +221,26 @@ async fn a_form_upload_is_transcoded_and_notified_after_two_failures() {
         .find(|s| s["codec_type"] == "video")
         .unwrap();
     assert_eq!(video_stream["codec_name"], "h264", "{probe}");
-    assert!(probe["streams"].as_array().unwrap().iter().any(|s| s["codec_name"] == "aac"));
-    let seconds: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!(probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["codec_name"] == "aac"));
+    let seconds: f64 = probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((2.9..=3.2).contains(&seconds), "{seconds}");
 
     // Players seek with ranges; a changed link is refused.
     let client = reqwest::Client::new();
-    let part = client.get(url).header("range", "bytes=100-199").send().await.unwrap();
+    let part = client
+        .get(url)
+        .header("range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(part.status(), 206);
     assert_eq!(
         part.headers()["content-range"],
@@ -218,7 +254,9 @@ async fn a_form_upload_is_transcoded_and_notified_after_two_failures() {
     let (head, tail) = url.split_once("/v1/outputs/").unwrap();
     let forged = format!("{head}/v1/outputs/x{tail}");
     assert_eq!(reqwest::get(&forged).await.unwrap().status(), 403);
-    let thumbnail = reqwest::get(outputs[1]["url"].as_str().unwrap()).await.unwrap();
+    let thumbnail = reqwest::get(outputs[1]["url"].as_str().unwrap())
+        .await
+        .unwrap();
     assert_eq!(thumbnail.headers()["content-type"], "image/jpeg");
     assert!(thumbnail.bytes().await.unwrap().starts_with(&[0xff, 0xd8]));
 
@@ -229,7 +267,10 @@ async fn a_form_upload_is_transcoded_and_notified_after_two_failures() {
     let ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
     assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
     for request in &got {
-        assert_eq!(request.header("content-type"), "application/x-www-form-urlencoded");
+        assert_eq!(
+            request.header("content-type"),
+            "application/x-www-form-urlencoded"
+        );
         let (message, signature) = request.form();
         assert_eq!(signature, seed_signature(&secret, &message));
         assert_eq!(request.verify_webhook(&secret), json!({ "verified": true }));
@@ -294,8 +335,14 @@ async fn a_non_video_fails_with_signed_failure_and_status_notifications() {
         .iter()
         .map(|m| (m["type"].as_str().unwrap().to_owned(), m["status"].clone()))
         .collect();
-    assert!(kinds.contains(&("StatusChanged".into(), json!(3))), "{messages:?}");
-    assert!(kinds.contains(&("StatusChanged".into(), json!(7))), "{messages:?}");
+    assert!(
+        kinds.contains(&("StatusChanged".into(), json!(3))),
+        "{messages:?}"
+    );
+    assert!(
+        kinds.contains(&("StatusChanged".into(), json!(7))),
+        "{messages:?}"
+    );
     let failure = messages.iter().find(|m| m["type"] == "NewVideo").unwrap();
     assert_eq!(failure["result"], "failed");
     assert_eq!(failure["video_id"], id.as_str());
@@ -307,7 +354,9 @@ async fn a_non_video_fails_with_signed_failure_and_status_notifications() {
     );
     let ids: std::collections::HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(ids.len(), 3, "each event has its own id");
-    assert!(got.iter().all(|r| r.header("content-type") == "application/json"));
+    assert!(got
+        .iter()
+        .all(|r| r.header("content-type") == "application/json"));
 }
 
 #[tokio::test]
@@ -320,7 +369,15 @@ async fn a_worker_killed_mid_job_does_not_lose_it() {
     // Long enough to be caught processing: 1280x720, three renditions.
     let video = media.path().join("long.mkv");
     let made = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=duration=20:size=1280x720:rate=25"])
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=duration=20:size=1280x720:rate=25",
+        ])
         .args(["-c:v", "mpeg4", "-q:v", "5"])
         .arg(&video)
         .status()
@@ -353,7 +410,11 @@ async fn a_worker_killed_mid_job_does_not_lose_it() {
         .iter()
         .filter_map(|o| o["height"].as_u64())
         .collect();
-    assert_eq!(heights, [720, 480, 360], "renditions, then the thumbnail: {record}");
+    assert_eq!(
+        heights,
+        [720, 480, 360],
+        "renditions, then the thumbnail: {record}"
+    );
     let psql = |sql: &str| {
         let out = Command::new("psql")
             .args([&node.database_url(), "-tAc", sql])
@@ -361,7 +422,12 @@ async fn a_worker_killed_mid_job_does_not_lose_it() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
-    assert_eq!(psql(&format!("SELECT attempts FROM jobs WHERE upload_id = '{id}'")), "2");
+    assert_eq!(
+        psql(&format!(
+            "SELECT attempts FROM jobs WHERE upload_id = '{id}'"
+        )),
+        "2"
+    );
     // One completion, one notification, whatever the crash.
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -427,7 +493,17 @@ async fn cloud_vod_names_the_template_and_watermark_and_hls_plays_through_the_ed
     let assets = tempfile::tempdir().unwrap();
     let logo = assets.path().join("logo.png");
     let made = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=blue:s=24x24", "-frames:v", "1"])
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=blue:s=24x24",
+            "-frames:v",
+            "1",
+        ])
         .arg(&logo)
         .status()
         .unwrap();
@@ -450,20 +526,37 @@ async fn cloud_vod_names_the_template_and_watermark_and_hls_plays_through_the_ed
     let record = api.wait_final(data["videoId"].as_str().unwrap()).await;
     assert_eq!(record["status"], 6, "{record}");
     let outputs = record["outputs"].as_array().unwrap();
-    let names: Vec<&str> = outputs.iter().map(|o| o["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["240p.mp4", "120p.mp4", "hls/master.m3u8"], "{record}");
+    let names: Vec<&str> = outputs
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["240p.mp4", "120p.mp4", "hls/master.m3u8"],
+        "{record}"
+    );
 
     // A player follows the master playlist's relative links through the edge.
     let master_url = reqwest::Url::parse(outputs[2]["url"].as_str().unwrap()).unwrap();
     let master = reqwest::get(master_url.clone()).await.unwrap();
-    assert_eq!(master.headers()["content-type"], "application/vnd.apple.mpegurl");
+    assert_eq!(
+        master.headers()["content-type"],
+        "application/vnd.apple.mpegurl"
+    );
     let master = master.text().await.unwrap();
     let variant = master.lines().find(|l| l.ends_with(".m3u8")).unwrap();
     assert_eq!(variant, "240p.m3u8", "{master}");
     let media_url = master_url.join(variant).unwrap();
-    let media = reqwest::get(media_url.clone()).await.unwrap().text().await.unwrap();
+    let media = reqwest::get(media_url.clone())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let segment = media.lines().find(|l| l.ends_with(".ts")).unwrap();
-    let segment = reqwest::get(media_url.join(segment).unwrap()).await.unwrap();
+    let segment = reqwest::get(media_url.join(segment).unwrap())
+        .await
+        .unwrap();
     assert_eq!(segment.status(), 200);
     assert_eq!(segment.bytes().await.unwrap()[0], 0x47, "an MPEG-TS packet");
 

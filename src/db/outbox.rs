@@ -70,8 +70,10 @@ pub(super) async fn enqueue(
     };
     let metadata: Option<String> = row.try_get("metadata").op(op)?;
     let outputs: Option<String> = row.try_get("outputs").op(op)?;
-    let (filename, error): (String, Option<String>) =
-        (row.try_get("filename").op(op)?, row.try_get("error").op(op)?);
+    let (filename, error): (String, Option<String>) = (
+        row.try_get("filename").op(op)?,
+        row.try_get("error").op(op)?,
+    );
     let facts = Facts {
         video_id: id,
         status,

@@ -52,7 +52,9 @@ async fn refuse(session: &mut Session, status: u16, message: &str) -> pingora::R
     let mut header = ResponseHeader::build(status, Some(2))?;
     header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    session.write_response_header(Box::new(header), false).await?;
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
     session.write_response_body(Some(body.into()), true).await
 }
 
@@ -75,7 +77,12 @@ pub async fn serve(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if key.split('/').any(|segment| segment == "..") || !signed(keyring, key, signature) {
-        return refuse(session, 403, "this output link is not valid: its signature is missing or does not match").await;
+        return refuse(
+            session,
+            403,
+            "this output link is not valid: its signature is missing or does not match",
+        )
+        .await;
     }
     let Ok(object) = ObjectKey::new(key) else {
         return refuse(session, 404, "no such output").await;
@@ -95,7 +102,9 @@ pub async fn serve(
             let mut header = ResponseHeader::build(416, Some(2))?;
             header.insert_header(http::header::CONTENT_RANGE, format!("bytes */{size}"))?;
             header.insert_header(http::header::CONTENT_LENGTH, "0")?;
-            session.write_response_header(Box::new(header), true).await?;
+            session
+                .write_response_header(Box::new(header), true)
+                .await?;
             return Ok(());
         }
     };
@@ -110,7 +119,9 @@ pub async fn serve(
         )?;
     }
     if head || len == 0 {
-        session.write_response_header(Box::new(header), true).await?;
+        session
+            .write_response_header(Box::new(header), true)
+            .await?;
         return Ok(());
     }
     let mut reader = match store.read_range(&object, start, len).await {
@@ -120,7 +131,9 @@ pub async fn serve(
             return refuse(session, 503, "storage is unavailable; try again").await;
         }
     };
-    session.write_response_header(Box::new(header), false).await?;
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
     let mut sent = 0u64;
     while sent < len {
         let mut piece = BytesMut::with_capacity(PIECE);
@@ -153,7 +166,10 @@ mod tests {
             link_of("/v1/outputs/k1.ab/accounts/a/uploads/u/outputs/720p.mp4"),
             link("k1.ab", "accounts/a/uploads/u/outputs/720p.mp4")
         );
-        assert_eq!(link_of("/v1/outputs/k1.ab/a%20b/x.jpg"), link("k1.ab", "a b/x.jpg"));
+        assert_eq!(
+            link_of("/v1/outputs/k1.ab/a%20b/x.jpg"),
+            link("k1.ab", "a b/x.jpg")
+        );
         assert_eq!(link_of("/v1/outputs/k1.ab"), None);
         assert_eq!(link_of("/v1/outputs//x"), None);
         assert_eq!(link_of("/v1/uploads"), None);
@@ -171,7 +187,11 @@ mod tests {
         let ring = Keyring::parse(&line).unwrap();
         let sig = ring.sign_output("acc/uploads/u1/outputs");
         assert!(signed(&ring, "acc/uploads/u1/outputs/720p.mp4", &sig));
-        assert!(signed(&ring, "acc/uploads/u1/outputs/hls/720p_001.ts", &sig));
+        assert!(signed(
+            &ring,
+            "acc/uploads/u1/outputs/hls/720p_001.ts",
+            &sig
+        ));
         assert!(!signed(&ring, "acc/uploads/u1/source", &sig));
         assert!(!signed(&ring, "acc/uploads/u2/outputs/720p.mp4", &sig));
         assert!(!signed(&ring, "acc/uploads/u1/outputs", &sig));

@@ -506,8 +506,14 @@ impl ProxyHttp for EdgeProxy {
             Route::AnkoderForm => self.ankoder_form(session).await?,
             Route::Output(signature, key) => {
                 // Streamed, not a `Reply`: written here in full.
-                outputs::serve(session, self.store.as_ref(), &self.keyring, &signature, &key)
-                    .await?;
+                outputs::serve(
+                    session,
+                    self.store.as_ref(),
+                    &self.keyring,
+                    &signature,
+                    &key,
+                )
+                .await?;
                 return Ok(true);
             }
             Route::Options => Reply {

@@ -74,11 +74,26 @@ mod tests {
     #[test]
     fn the_rfcs_forms() {
         assert_eq!(span(None, 100), Span::Whole);
-        assert_eq!(span(Some("bytes=0-9"), 100), Span::Part { start: 0, end: 9 });
-        assert_eq!(span(Some("bytes=90-"), 100), Span::Part { start: 90, end: 99 });
-        assert_eq!(span(Some("bytes=-10"), 100), Span::Part { start: 90, end: 99 });
-        assert_eq!(span(Some("bytes=-500"), 100), Span::Part { start: 0, end: 99 });
-        assert_eq!(span(Some("bytes=50-500"), 100), Span::Part { start: 50, end: 99 });
+        assert_eq!(
+            span(Some("bytes=0-9"), 100),
+            Span::Part { start: 0, end: 9 }
+        );
+        assert_eq!(
+            span(Some("bytes=90-"), 100),
+            Span::Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            span(Some("bytes=-10"), 100),
+            Span::Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            span(Some("bytes=-500"), 100),
+            Span::Part { start: 0, end: 99 }
+        );
+        assert_eq!(
+            span(Some("bytes=50-500"), 100),
+            Span::Part { start: 50, end: 99 }
+        );
         assert_eq!(span(Some("bytes=100-"), 100), Span::Unsatisfiable);
         assert_eq!(span(Some("bytes=-0"), 100), Span::Unsatisfiable);
         assert_eq!(span(Some("bytes=0-1,5-6"), 100), Span::Whole);

@@ -8,8 +8,8 @@
 
 use super::State;
 use crate::config::NotifySettings;
-use crate::db::outbox::{self, Due, Outcome};
 use crate::db::now_ms;
+use crate::db::outbox::{self, Due, Outcome};
 use crate::notify;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -51,7 +51,11 @@ fn client(settings: &NotifySettings) -> reqwest::Result<reqwest::Client> {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(settings.timeout)
         .connect_timeout(settings.timeout)
-        .user_agent(concat!("Uplink/", env!("CARGO_PKG_VERSION"), " (notifications)"));
+        .user_agent(concat!(
+            "Uplink/",
+            env!("CARGO_PKG_VERSION"),
+            " (notifications)"
+        ));
     if !settings.allow_private_addresses {
         builder = builder.dns_resolver(Arc::new(PublicOnly));
     }

@@ -123,16 +123,17 @@ async fn template_of(
     let (_, template) = transcode::choose(&processing.templates, requested, &pipeline)
         .map_err(AttemptError::Setup)?;
     let mut template = template.clone();
-    let drawn = |key: &str, files: &std::collections::BTreeMap<String, std::path::PathBuf>, what: &str| {
-        named(key)
-            .map(|name| {
-                files
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| AttemptError::Setup(format!("unknown {what} {name:?}")))
-            })
-            .transpose()
-    };
+    let drawn =
+        |key: &str, files: &std::collections::BTreeMap<String, std::path::PathBuf>, what: &str| {
+            named(key)
+                .map(|name| {
+                    files
+                        .get(name)
+                        .cloned()
+                        .ok_or_else(|| AttemptError::Setup(format!("unknown {what} {name:?}")))
+                })
+                .transpose()
+        };
     if let Some(path) = drawn("waterMarkName", &processing.watermarks, "watermark")? {
         template.watermark = Some(path);
     }
@@ -225,8 +226,8 @@ async fn attempt(state: &State, job: &Job) -> Result<(), AttemptError> {
     }
     let mut listed = Vec::new();
     for out in &outputs {
-        let key = ObjectKey::new(format!("{}/{}", outputs_dir.as_str(), out.name))
-            .map_err(corrupt)?;
+        let key =
+            ObjectKey::new(format!("{}/{}", outputs_dir.as_str(), out.name)).map_err(corrupt)?;
         state.store.put_file(&key, &out.path).await?;
         listed.push(json!({
             "name": out.name,
@@ -248,6 +249,14 @@ async fn attempt(state: &State, job: &Job) -> Result<(), AttemptError> {
         .find(|o| o.kind == Kind::Video)
         .map(|o| format!("{}/{}", outputs_dir.as_str(), o.name))
         .unwrap_or_default();
-    upload::set_media(&state.db, id, probe.duration_ms, &main, &json!(listed), now_ms()).await?;
+    upload::set_media(
+        &state.db,
+        id,
+        probe.duration_ms,
+        &main,
+        &json!(listed),
+        now_ms(),
+    )
+    .await?;
     Ok(())
 }

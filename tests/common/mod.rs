@@ -487,7 +487,10 @@ pub async fn cloudvod_session(node: &Node, account: &Account, form: &str) -> Val
             base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()),
         )
         .header("X-WS-Timestamp", &ts)
-        .header("X-WS-AccessKey", account.json["access_key"].as_str().unwrap())
+        .header(
+            "X-WS-AccessKey",
+            account.json["access_key"].as_str().unwrap(),
+        )
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form.to_owned())
         .send()

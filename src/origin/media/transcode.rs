@@ -119,7 +119,9 @@ fn video_graph(
 /// Feeds `frame` to a filter graph, or tells it the stream ended (`None`). The caller keeps its
 /// frame: one decoded frame goes to every rendition's graph and the thumbnail's.
 fn push(graph: &mut filter::Graph, frame: Option<&frame::Video>) -> Result<(), MediaError> {
-    let mut source = graph.get("in").ok_or(MediaError::Internal("filter input"))?;
+    let mut source = graph
+        .get("in")
+        .ok_or(MediaError::Internal("filter input"))?;
     match frame {
         Some(f) => add_keeping_ref(&mut source, f),
         None => source.source().flush(),
@@ -130,7 +132,10 @@ fn push(graph: &mut filter::Graph, frame: Option<&frame::Video>) -> Result<(), M
 /// `av_buffersrc_add_frame_flags(KEEP_REF)`: ffmpeg-next's `Source::add` moves the frame's
 /// buffers into the graph, leaving the caller an empty frame, and has no flag to keep them.
 #[allow(unsafe_code)]
-fn add_keeping_ref(source: &mut filter::Context, frame: &frame::Video) -> Result<(), ffmpeg::Error> {
+fn add_keeping_ref(
+    source: &mut filter::Context,
+    frame: &frame::Video,
+) -> Result<(), ffmpeg::Error> {
     // SAFETY: `source` is a live buffer source of a graph this thread owns and `frame` a valid
     // AVFrame it borrows; with KEEP_REF FFmpeg takes references of its own and neither frees
     // nor changes the caller's frame.
@@ -150,7 +155,9 @@ fn add_keeping_ref(source: &mut filter::Context, frame: &frame::Video) -> Result
 
 /// Takes the next filtered frame, if one is ready.
 fn pull(graph: &mut filter::Graph, out: &mut frame::Video) -> Result<bool, MediaError> {
-    let mut sink = graph.get("out").ok_or(MediaError::Internal("filter output"))?;
+    let mut sink = graph
+        .get("out")
+        .ok_or(MediaError::Internal("filter output"))?;
     Ok(sink.sink().frame(out).is_ok())
 }
 
@@ -168,7 +175,9 @@ fn write_packet(
     packet.rescale_ts(from, to);
     packet.set_position(-1);
     packet.set_stream(stream);
-    packet.write_interleaved(octx).map_err(step("writing an output"))
+    packet
+        .write_interleaved(octx)
+        .map_err(step("writing an output"))
 }
 
 /// An H.264 encoder and its filter graph, for one rendition.
@@ -200,7 +209,9 @@ impl Rung {
         let mut filtered = frame::Video::empty();
         while pull(&mut v.graph, &mut filtered)? {
             filtered.set_kind(picture::Type::None);
-            v.encoder.send_frame(&filtered).map_err(step("encoding a frame"))?;
+            v.encoder
+                .send_frame(&filtered)
+                .map_err(step("encoding a frame"))?;
             drain_video(&mut v.encoder, octx, v.time_base)?;
         }
         if frame.is_none() {
@@ -218,7 +229,12 @@ fn drain_video(
 ) -> Result<(), MediaError> {
     let mut packet = Packet::empty();
     while encoder.receive_packet(&mut packet).is_ok() {
-        write_packet(octx, std::mem::replace(&mut packet, Packet::empty()), 0, time_base)?;
+        write_packet(
+            octx,
+            std::mem::replace(&mut packet, Packet::empty()),
+            0,
+            time_base,
+        )?;
     }
     Ok(())
 }
@@ -234,7 +250,9 @@ fn h264(
         .or_else(|| encoder::find(codec::Id::H264))
         .ok_or(MediaError::NoEncoder("H.264"))?;
     let global = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
-    let mut ost = octx.add_stream(codec).map_err(step("adding an output stream"))?;
+    let mut ost = octx
+        .add_stream(codec)
+        .map_err(step("adding an output stream"))?;
     let mut enc = codec::Context::new_with_codec(codec)
         .encoder()
         .video()
@@ -255,7 +273,9 @@ fn h264(
     let mut opts = Dictionary::new();
     opts.set("preset", "veryfast");
     opts.set("threads", "auto");
-    let enc = enc.open_with(opts).map_err(step("opening the H.264 encoder"))?;
+    let enc = enc
+        .open_with(opts)
+        .map_err(step("opening the H.264 encoder"))?;
     ost.set_parameters(&enc);
     ost.set_time_base(time_base);
     Ok(enc)
@@ -276,7 +296,8 @@ impl AudioEncoder {
         bitrate: u64,
         global: bool,
     ) -> Result<Self, MediaError> {
-        let mut ctx = codec::Context::from_parameters(stream.parameters()).map_err(MediaError::NotVideo)?;
+        let mut ctx =
+            codec::Context::from_parameters(stream.parameters()).map_err(MediaError::NotVideo)?;
         ctx.set_threading(codec::threading::Config {
             kind: codec::threading::Type::Frame,
             count: threads(),
@@ -296,7 +317,9 @@ impl AudioEncoder {
         if global {
             enc.set_flags(codec::Flags::GLOBAL_HEADER);
         }
-        let encoder = enc.open_as(codec).map_err(step("opening the AAC encoder"))?;
+        let encoder = enc
+            .open_as(codec)
+            .map_err(step("opening the AAC encoder"))?;
 
         let layout = match decoder.channel_layout() {
             l if l.bits() != 0 => l,
@@ -310,8 +333,12 @@ impl AudioEncoder {
             rate = decoder.rate().max(1),
         );
         let find = |name| filter::find(name).ok_or(MediaError::Internal("audio filter"));
-        graph.add(&find("abuffer")?, "in", &args).map_err(MediaError::NotVideo)?;
-        graph.add(&find("abuffersink")?, "out", "").map_err(step("building the audio filter"))?;
+        graph
+            .add(&find("abuffer")?, "in", &args)
+            .map_err(MediaError::NotVideo)?;
+        graph
+            .add(&find("abuffersink")?, "out", "")
+            .map_err(step("building the audio filter"))?;
         graph
             .output("in", 0)
             .and_then(|p| p.input("out", 0))
@@ -346,24 +373,36 @@ impl AudioEncoder {
             }
         }
         let mut decoded = frame::Audio::empty();
-        let mut src = self.graph.get("in").ok_or(MediaError::Internal("audio in"))?;
+        let mut src = self
+            .graph
+            .get("in")
+            .ok_or(MediaError::Internal("audio in"))?;
         while self.decoder.receive_frame(&mut decoded).is_ok() {
             decoded.set_pts(Some(self.fed));
             self.fed += i64::try_from(decoded.samples()).unwrap_or(0);
-            src.source().add(&decoded).map_err(step("filtering audio"))?;
+            src.source()
+                .add(&decoded)
+                .map_err(step("filtering audio"))?;
         }
         if packet.is_none() {
             src.source().flush().map_err(step("filtering audio"))?;
         }
         let mut out = Vec::new();
         let mut resampled = frame::Audio::empty();
-        let mut sink = self.graph.get("out").ok_or(MediaError::Internal("audio out"))?;
+        let mut sink = self
+            .graph
+            .get("out")
+            .ok_or(MediaError::Internal("audio out"))?;
         while sink.sink().frame(&mut resampled).is_ok() {
-            self.encoder.send_frame(&resampled).map_err(step("encoding a frame"))?;
+            self.encoder
+                .send_frame(&resampled)
+                .map_err(step("encoding a frame"))?;
             drain(&mut self.encoder, &mut out);
         }
         if packet.is_none() {
-            self.encoder.send_eof().map_err(step("flushing an encoder"))?;
+            self.encoder
+                .send_eof()
+                .map_err(step("flushing an encoder"))?;
             drain(&mut self.encoder, &mut out);
         }
         Ok(out)
@@ -463,10 +502,10 @@ fn thumbnail(
     path: &Path,
 ) -> Result<Rendered, MediaError> {
     let width = (decoder.width().min(THUMBNAIL_WIDTH) / 2 * 2).max(2);
-    let height = ((u64::from(decoder.height()) * u64::from(width) / u64::from(decoder.width().max(1)))
-        / 2
-        * 2)
-    .max(2) as u32;
+    let height =
+        ((u64::from(decoder.height()) * u64::from(width) / u64::from(decoder.width().max(1))) / 2
+            * 2)
+        .max(2) as u32;
     let mut graph = video_graph(
         decoder,
         time_base,
@@ -489,12 +528,18 @@ fn thumbnail(
     enc.set_height(height);
     enc.set_format(format::Pixel::YUVJ420P);
     enc.set_time_base(Rational(1, 25));
-    let mut enc = enc.open_as(codec).map_err(step("opening the JPEG encoder"))?;
-    enc.send_frame(&scaled).map_err(step("encoding the thumbnail"))?;
+    let mut enc = enc
+        .open_as(codec)
+        .map_err(step("opening the JPEG encoder"))?;
+    enc.send_frame(&scaled)
+        .map_err(step("encoding the thumbnail"))?;
     enc.send_eof().map_err(step("encoding the thumbnail"))?;
     let mut packet = Packet::empty();
-    enc.receive_packet(&mut packet).map_err(step("encoding a frame"))?;
-    let data = packet.data().ok_or(MediaError::Internal("empty thumbnail"))?;
+    enc.receive_packet(&mut packet)
+        .map_err(step("encoding a frame"))?;
+    let data = packet
+        .data()
+        .ok_or(MediaError::Internal("empty thumbnail"))?;
     std::fs::write(path, data).map_err(MediaError::Scratch)?;
     Ok(Rendered {
         name: "thumbnail.jpg".into(),
@@ -597,7 +642,9 @@ pub fn transcode(
                 Some(1)
             }
             (Some(_), Some(a), false) => {
-                let mut ost = octx.add_stream(a.encoder.codec()).map_err(step("adding an output stream"))?;
+                let mut ost = octx
+                    .add_stream(a.encoder.codec())
+                    .map_err(step("adding an output stream"))?;
                 ost.set_parameters(&a.encoder);
                 ost.set_time_base(Rational(1, AUDIO_RATE));
                 Some(1)
@@ -606,7 +653,8 @@ pub fn transcode(
         };
         let mut opts = Dictionary::new();
         opts.set("movflags", "+faststart");
-        octx.write_header_with(opts).map_err(step("starting an output"))?;
+        octx.write_header_with(opts)
+            .map_err(step("starting an output"))?;
         rungs.push(Rung {
             planned,
             path,
@@ -615,8 +663,6 @@ pub fn transcode(
             audio: audio_out,
         });
     }
-    drop(astream);
-    drop(vstream);
 
     let ticks_per_second = i64::from(v_tb.denominator()) / i64::from(v_tb.numerator().max(1));
     let duration_ts = probe.duration_ms.map(|ms| ms * ticks_per_second / 1000);
@@ -689,7 +735,9 @@ pub fn transcode(
     let mut outputs = Vec::new();
     for mut rung in rungs {
         rung.take(None)?;
-        rung.octx.write_trailer().map_err(step("finishing an output"))?;
+        rung.octx
+            .write_trailer()
+            .map_err(step("finishing an output"))?;
         let size = std::fs::metadata(&rung.path)
             .map_err(MediaError::Scratch)?
             .len();
@@ -718,8 +766,11 @@ pub fn transcode(
     }
     let mut files = Vec::new();
     if template.hls {
-        let renditions: Vec<Rendered> =
-            outputs.iter().filter(|o| o.kind == Kind::Video).cloned().collect();
+        let renditions: Vec<Rendered> = outputs
+            .iter()
+            .filter(|o| o.kind == Kind::Video)
+            .cloned()
+            .collect();
         let (master, segments) = package_hls(&renditions, dir)?;
         outputs.push(master);
         files = segments;
@@ -828,27 +879,45 @@ mod tests {
         let progress = AtomicU8::new(0);
         let template = Template {
             renditions: vec![
-                crate::transcode::Rendition { height: 360, video_bitrate: 800_000 },
-                crate::transcode::Rendition { height: 180, video_bitrate: 300_000 },
+                crate::transcode::Rendition {
+                    height: 360,
+                    video_bitrate: 800_000,
+                },
+                crate::transcode::Rendition {
+                    height: 180,
+                    video_bitrate: 300_000,
+                },
             ],
             ..Template::default()
         };
         let out = transcode(&src, dir.path(), &template, limits(), &progress).unwrap();
-        let sizes: Vec<_> = out.outputs.iter().map(|o| (o.name.as_str(), o.width, o.height)).collect();
+        let sizes: Vec<_> = out
+            .outputs
+            .iter()
+            .map(|o| (o.name.as_str(), o.width, o.height))
+            .collect();
         assert_eq!(
             sizes,
-            [("360p.mp4", 640, 360), ("180p.mp4", 320, 180), ("thumbnail.jpg", 640, 360)]
+            [
+                ("360p.mp4", 640, 360),
+                ("180p.mp4", 320, 180),
+                ("thumbnail.jpg", 640, 360)
+            ]
         );
         assert_eq!(progress.load(Ordering::Relaxed), 100);
         for o in &out.outputs[..2] {
             let mut ictx = open(&o.path).unwrap();
             let probe = probe_input(&ictx).unwrap();
             assert_eq!(probe.video_size, (o.width, o.height));
-            assert!(probe.duration_ms.is_some_and(|d| (1900..=2200).contains(&d)), "{probe:?}");
+            assert!(
+                probe
+                    .duration_ms
+                    .is_some_and(|d| (1900..=2200).contains(&d)),
+                "{probe:?}"
+            );
             let v = ictx.streams().best(media::Type::Video).unwrap();
             assert_eq!(v.parameters().id(), codec::Id::H264);
             assert_eq!(probe.audio_streams, 1);
-            drop(v);
             assert!(ictx.packets().count() > 40);
         }
     }
@@ -859,7 +928,17 @@ mod tests {
         let src = video(dir.path(), "320x240", 8);
         let logo = dir.path().join("logo.png");
         let made = Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=32x32", "-frames:v", "1"])
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=red:s=32x32",
+                "-frames:v",
+                "1",
+            ])
             .arg(&logo)
             .status()
             .unwrap();
@@ -879,7 +958,10 @@ mod tests {
         assert!(master.contains("RESOLUTION=320x240\n240p.m3u8"), "{master}");
         let files: Vec<&str> = out.files.iter().map(|(n, _)| n.as_str()).collect();
         assert!(files.contains(&"hls/240p.m3u8"), "{files:?}");
-        assert!(files.iter().filter(|f| f.ends_with(".ts")).count() >= 2, "{files:?}");
+        assert!(
+            files.iter().filter(|f| f.ends_with(".ts")).count() >= 2,
+            "{files:?}"
+        );
         // The watermark is drawn at the bottom right: red there, the test pattern elsewhere.
         let frame = dir.path().join("last.ppm");
         let ok = Command::new("ffmpeg")
@@ -892,16 +974,28 @@ mod tests {
         assert!(ok.success());
         let ppm = std::fs::read(&frame).unwrap();
         let pixel = &ppm[ppm.len() - 3..];
-        assert!(pixel[0] > 200 && pixel[1] < 60 && pixel[2] < 60, "{pixel:?}");
+        assert!(
+            pixel[0] > 200 && pixel[1] < 60 && pixel[2] < 60,
+            "{pixel:?}"
+        );
     }
 
     #[test]
     fn an_absurd_frame_size_is_refused_before_decoding() {
         let dir = tempfile::tempdir().unwrap();
         let src = video(dir.path(), "320x240", 1);
-        let small = Limits { max_pixels: 1000, ..limits() };
-        let err = transcode(&src, dir.path(), &Template::default(), small, &AtomicU8::new(0))
-            .unwrap_err();
+        let small = Limits {
+            max_pixels: 1000,
+            ..limits()
+        };
+        let err = transcode(
+            &src,
+            dir.path(),
+            &Template::default(),
+            small,
+            &AtomicU8::new(0),
+        )
+        .unwrap_err();
         assert!(matches!(err, MediaError::TooLarge(320, 240)), "{err:?}");
     }
 
@@ -909,9 +1003,18 @@ mod tests {
     fn a_job_past_its_deadline_stops() {
         let dir = tempfile::tempdir().unwrap();
         let src = video(dir.path(), "320x240", 1);
-        let late = Limits { deadline: Instant::now(), ..limits() };
-        let err = transcode(&src, dir.path(), &Template::default(), late, &AtomicU8::new(0))
-            .unwrap_err();
+        let late = Limits {
+            deadline: Instant::now(),
+            ..limits()
+        };
+        let err = transcode(
+            &src,
+            dir.path(),
+            &Template::default(),
+            late,
+            &AtomicU8::new(0),
+        )
+        .unwrap_err();
         assert!(matches!(err, MediaError::TimedOut), "{err:?}");
     }
 
@@ -922,8 +1025,14 @@ mod tests {
         let bytes = std::fs::read(&src).unwrap();
         let cut = dir.path().join("cut.mkv");
         std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
-        let err = transcode(&cut, dir.path(), &Template::default(), limits(), &AtomicU8::new(0))
-            .unwrap_err();
+        let err = transcode(
+            &cut,
+            dir.path(),
+            &Template::default(),
+            limits(),
+            &AtomicU8::new(0),
+        )
+        .unwrap_err();
         assert!(matches!(err, MediaError::Truncated { .. }), "{err:?}");
         assert!(err.to_string().contains("truncated"), "{err}");
     }
