@@ -1,7 +1,7 @@
 //! Clean-up: uploads that will never finish release everything. With `abandon_after = "3s"`
 //! and a sweep every second, an unfinished tus upload loses its record and its spooled bytes, a
 //! multipart upload left open in S3 is aborted, and a stored upload's spool entry goes after
-//! its grace period.
+//! its grace period. Scratch files a killed worker left go once no job could still hold them.
 
 mod common;
 
@@ -95,4 +95,33 @@ async fn nothing_outlives_its_upload() {
     let (status, record) = api.get(&format!("/{}", id_of(&finished))).await;
     assert_eq!(status, 200, "{record}");
     assert_eq!(record["data"]["size"], 1000);
+}
+
+#[tokio::test]
+async fn a_killed_workers_scratch_files_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dev.toml");
+    std::fs::write(
+        &config,
+        "sweep_interval = \"1s\"\njob_lease = \"1s\"\n[processing]\njob_timeout = \"5s\"\n",
+    )
+    .unwrap();
+    let node = Node::dev_with(Backend::Sqlite, &["--config", config.to_str().unwrap()]).await;
+    let scratch = node.data_dir.path().join("scratch");
+    // What a worker killed an hour ago left, and what a running job holds now.
+    let old = scratch.join("job-killed");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("240p.mp4"), b"partial").unwrap();
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::open(&old)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let fresh = scratch.join("job-running");
+    std::fs::create_dir_all(&fresh).unwrap();
+    eventually("the old scratch directory is removed", async || {
+        !old.exists()
+    })
+    .await;
+    assert!(fresh.exists());
 }

@@ -200,3 +200,19 @@ pub async fn record(db: &Db, id: &str, outcome: &Outcome, now: i64) -> Result<()
         .op("record a notification attempt")?;
     Ok(())
 }
+
+/// Deletes notifications delivered or given up before `before`; returns how many.
+///
+/// # Errors
+/// The delete fails.
+pub async fn prune(db: &Db, before: i64) -> Result<u64, DbError> {
+    Ok(sqlx::query(
+        "DELETE FROM notifications WHERE (delivered_at IS NOT NULL AND delivered_at < $1) \
+                                      OR (gave_up_at IS NOT NULL AND gave_up_at < $1)",
+    )
+    .bind(before)
+    .execute(db.pool())
+    .await
+    .op("prune old notifications")?
+    .rows_affected())
+}

@@ -3,15 +3,19 @@
 //! `abandon_after`: their partial object and their record go. Then the store discards writes
 //! begun before `abandon_after` and never finished (crashed writers' partial files, S3
 //! multipart uploads left open). The edges' sweepers drop the spooled bytes of uploads whose
-//! record is gone.
+//! record is gone. It also removes scratch files a killed worker left (older than a job may
+//! run plus its lease) and notifications delivered or given up more than 30 days ago.
 
 use super::State;
 use crate::db::{self, now_ms};
 use crate::store::ObjectKey;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Uploads released per database round trip.
 const BATCH: i64 = 500;
+
+/// How long delivered and given-up notifications are kept, for the operator to look into.
+const KEEP_NOTIFICATIONS: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Runs forever, one sweep per interval.
 pub async fn run(state: State) {
@@ -27,7 +31,7 @@ pub async fn run(state: State) {
 pub async fn sweep(state: &State) {
     let abandon_after = state.settings.abandon_after;
     let now = now_ms();
-    let cutoff = now - i64::try_from(abandon_after.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now - millis(abandon_after);
     let mut released = 0;
     loop {
         let stale = match db::upload::stale_receiving(&state.db, now, cutoff, BATCH).await {
@@ -66,6 +70,21 @@ pub async fn sweep(state: &State) {
             0
         }
     };
+    let scratch = sweep_scratch(state).await;
+    let pruned = match db::outbox::prune(&state.db, now - millis(KEEP_NOTIFICATIONS)).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "Sweeper could not prune old notifications.");
+            0
+        }
+    };
+    if scratch + pruned > 0 {
+        tracing::info!(
+            scratch,
+            pruned,
+            "Swept scratch files and old notifications."
+        );
+    }
     if released + discarded > 0 {
         tracing::info!(
             released,
@@ -73,4 +92,42 @@ pub async fn sweep(state: &State) {
             "Swept uploads that will never finish, and unfinished writes."
         );
     }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// Removes what is in the scratch directory for longer than any job can hold it (a killed
+/// worker's source copies and outputs); returns how many entries went.
+async fn sweep_scratch(state: &State) -> u64 {
+    let settings = &state.settings;
+    let older = settings.processing.job_timeout + settings.job_lease * 2;
+    let Some(before) = SystemTime::now().checked_sub(older) else {
+        return 0;
+    };
+    let Ok(mut entries) = tokio::fs::read_dir(&settings.scratch_dir).await else {
+        return 0;
+    };
+    let mut removed = 0;
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let Ok(meta) = entry.metadata().await else {
+            continue;
+        };
+        if meta.modified().is_ok_and(|m| m < before) {
+            let path = entry.path();
+            let gone = if meta.is_dir() {
+                tokio::fs::remove_dir_all(&path).await
+            } else {
+                tokio::fs::remove_file(&path).await
+            };
+            match gone {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "Sweeper could not remove a scratch file.")
+                }
+            }
+        }
+    }
+    removed
 }

@@ -36,7 +36,7 @@ const RETRY_DELAY_MS: i64 = 5_000;
 enum AttemptError {
     #[error(transparent)]
     Media(#[from] MediaError),
-    /// The upload names a template or watermark this origin does not have.
+    /// The upload names a template, watermark or subtitle this origin does not have.
     #[error("{0}")]
     Setup(String),
     #[error("storage")]
@@ -160,11 +160,21 @@ fn output_url(state: &State, dir: &ObjectKey, name: &str) -> String {
     url.into()
 }
 
-/// Renews the job's lease every third of it, with the progress so far, until dropped.
-fn keep_leased(state: &State, job: &Job, progress: Arc<AtomicU8>) -> tokio::task::JoinHandle<()> {
+/// Renews a job's lease while the worker is on it; stops when dropped.
+struct Lease(tokio::task::JoinHandle<()>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Renews the job's lease every third of it, with the progress so far, until the [`Lease`] is
+/// dropped.
+fn keep_leased(state: &State, job: &Job, progress: Arc<AtomicU8>) -> Lease {
     let (db, job) = (state.db.clone(), job.clone());
     let lease = state.settings.job_lease;
-    tokio::spawn(async move {
+    Lease(tokio::spawn(async move {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         loop {
             tokio::time::sleep(lease / 3).await;
@@ -174,7 +184,7 @@ fn keep_leased(state: &State, job: &Job, progress: Arc<AtomicU8>) -> tokio::task
                 tracing::warn!(upload_id = %job.upload_id, error = %e, "Could not renew a job's lease.");
             }
         }
-    })
+    }))
 }
 
 async fn attempt(state: &State, job: &Job) -> Result<(), AttemptError> {
@@ -190,6 +200,8 @@ async fn attempt(state: &State, job: &Job) -> Result<(), AttemptError> {
     }
     upload::transition(&state.db, id, Status::Processing, None, now_ms()).await?;
     state.notify_wake.notify_waiters();
+    let progress = Arc::new(AtomicU8::new(0));
+    let _lease = keep_leased(state, job, progress.clone());
     let template = template_of(state, &record).await?;
     let corrupt = |e: &str| db::DbError::Corrupt(format!("object key of {id}: {e}"));
     let source_key = ObjectKey::new(record.object_key.clone()).map_err(corrupt)?;
@@ -201,8 +213,6 @@ async fn attempt(state: &State, job: &Job) -> Result<(), AttemptError> {
         .tempdir_in(scratch)
         .map_err(AttemptError::Scratch)?;
 
-    let progress = Arc::new(AtomicU8::new(0));
-    let lease = keep_leased(state, job, progress.clone());
     let limits = Limits {
         deadline: Instant::now() + state.settings.processing.job_timeout,
         max_pixels: state.settings.processing.max_pixels,
@@ -212,7 +222,6 @@ async fn attempt(state: &State, job: &Job) -> Result<(), AttemptError> {
         render::transcode(&src, &dir, &template, limits, &progress)
     })
     .await;
-    lease.abort();
     let Transcoded {
         probe,
         outputs,
