@@ -2,7 +2,8 @@
 //! fields is transcoded to H.264 renditions and a thumbnail that the edge serves (with ranges),
 //! and the seed's signed notification, also signed as a Standard Webhook, reaches a receiver
 //! that failed twice; a non-video fails with a signed failure notification; a worker killed
-//! mid-job does not lose the job; private notification addresses are refused when guarded.
+//! mid-job does not lose the job; private notification addresses are refused when guarded and
+//! redirects are not followed; Cloud VoD names templates, watermarks and HLS.
 
 mod common;
 
@@ -172,6 +173,27 @@ fn ffprobe(path: &Path) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The error of an upload's first failed notification attempt (PostgreSQL nodes).
+async fn first_failure(node: &Node, id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("psql")
+            .args([
+                &node.database_url(),
+                "-tAc",
+                &format!("SELECT last_error FROM notifications WHERE upload_id = '{id}'"),
+            ])
+            .output()
+            .unwrap();
+        let error = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !error.is_empty() {
+            return error;
+        }
+        assert!(Instant::now() < deadline, "no attempt recorded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]
@@ -450,23 +472,7 @@ async fn private_notification_addresses_are_refused_when_guarded() {
         .wait_final(&id)
         .await;
     assert_eq!(record["status"], 6, "{record}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let error = loop {
-        let out = Command::new("psql")
-            .args([
-                &node.database_url(),
-                "-tAc",
-                &format!("SELECT last_error FROM notifications WHERE upload_id = '{id}'"),
-            ])
-            .output()
-            .unwrap();
-        let error = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if !error.is_empty() {
-            break error;
-        }
-        assert!(Instant::now() < deadline, "no attempt recorded");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let error = first_failure(&node, &id).await;
     assert!(error.contains("private"), "{error}");
     assert!(receiver.got.lock().unwrap().is_empty());
 }
@@ -567,4 +573,33 @@ async fn cloud_vod_names_the_template_and_watermark_and_hls_plays_through_the_ed
     let record = api.wait_final(data["videoId"].as_str().unwrap()).await;
     assert_eq!(record["status"], 7, "{record}");
     assert_eq!(record["error"], "unknown transcode template \"huge\"");
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let node = Node::dev(Backend::Postgres).await;
+    let target = Receiver::start(0).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let moved = format!("http://{}/hook", listener.local_addr().unwrap());
+    let to = target.url.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let to = to.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", to)]) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let account = node.account_with(&["--name", "Acme", "--notify-url", &moved]);
+    let dir = tempfile::tempdir().unwrap();
+    let id = form_upload(&node, &account, &test_video(dir.path(), 1)).await;
+    Uploads::new(&node.url, &account.api_key)
+        .wait_final(&id)
+        .await;
+    let error = first_failure(&node, &id).await;
+    assert!(
+        error.contains("307") && error.contains("redirects"),
+        "{error}"
+    );
+    assert!(target.got.lock().unwrap().is_empty());
 }

@@ -100,9 +100,30 @@ async fn a_video_is_processed_from_and_into_s3() {
     );
     let keys = s3.keys(BUCKET, "edge/").await;
     assert!(
-        keys.iter().any(|k| k.contains(id) && k.ends_with(".mp4")),
+        keys.iter()
+            .any(|k| k.contains(id) && k.ends_with("/outputs/240p.mp4")),
         "{keys:?}"
     );
+    // The edge serves the rendition from S3, whole and by range.
+    let url = record["outputs"][0]["url"].as_str().unwrap();
+    let whole = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    assert_eq!(
+        Some(whole.len() as u64),
+        record["outputs"][0]["size"].as_u64()
+    );
+    let tail = reqwest::Client::new()
+        .get(url)
+        .header("range", "bytes=-100")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.status(), 206);
+    assert_eq!(
+        tail.bytes().await.unwrap(),
+        whole.slice(whole.len() - 100..)
+    );
+    let missing = url.replace("240p.mp4", "1080p.mp4");
+    assert_eq!(reqwest::get(&missing).await.unwrap().status(), 404);
 }
 
 #[tokio::test]
