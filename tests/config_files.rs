@@ -74,46 +74,59 @@ fn example_configs_hold_no_secret_values() {
 fn unknown_keys_are_refused_with_their_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("origin.toml");
-    let good =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/origin.toml"))
-            .unwrap();
-    std::fs::write(&path, format!("{good}\nworkerz = 3\n")).unwrap();
+    std::fs::write(&path, format!("{}\nworkerz = 3\n", example("origin.toml"))).unwrap();
     let err = config::load::<RawOrigin>(&path).unwrap_err().to_string();
     assert!(err.contains("workerz"), "{err}");
 }
 
-#[test]
-fn a_fleet_is_checked_key_by_key() {
-    let good = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/origin-fleet.toml"),
-    )
-    .unwrap();
-    let validate = |text: &str| {
-        toml::from_str::<RawOrigin>(text)
-            .map_err(|e| e.to_string())
-            .and_then(|raw| raw.validate(&env).map_err(|e| e.to_string()))
-    };
-    assert!(validate(&good).is_ok());
-    for (from, to, key) in [
-        ("fallback = \"fra-1\"", "fallback = \"lhr-9\"", "fleet"),
-        (
-            "latitude = 50.11",
-            "latitude = 150.11",
-            "fleet.edges[0].latitude",
-        ),
-        ("capacity = 1000", "capacity = 0", "fleet.edges[2].capacity"),
-        ("\"10.0.0.0/8\"", "\"10.0.0.0/33\"", "fleet.trusted_proxies"),
-        (
-            "heartbeat_timeout = \"30s\"",
-            "heartbeat_timeout = \"soon\"",
-            "fleet.heartbeat_timeout",
-        ),
-        ("name = \"nrt-1\"", "name = \"fra-1\"", "fleet"),
-    ] {
+/// An origin config's text validated; the error as text.
+fn validate(text: &str) -> Result<uplink::config::OriginSettings, String> {
+    toml::from_str::<RawOrigin>(text)
+        .map_err(|e| e.to_string())
+        .and_then(|raw| raw.validate(&env).map_err(|e| e.to_string()))
+}
+
+/// Each (`from`, `to`, `key`): `good` with `from` replaced by `to` is refused naming `key`.
+fn refused_by_key(good: &str, cases: &[(&str, &str, &str)]) {
+    assert!(validate(good).is_ok());
+    for (from, to, key) in cases {
         assert!(good.contains(from), "{from}");
         let err = validate(&good.replacen(from, to, 1)).unwrap_err();
         assert!(err.contains(key), "{from} -> {err}");
     }
+}
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_fleet_is_checked_key_by_key() {
+    let good = example("origin-fleet.toml");
+    refused_by_key(
+        &good,
+        &[
+            ("fallback = \"fra-1\"", "fallback = \"lhr-9\"", "fleet"),
+            (
+                "latitude = 50.11",
+                "latitude = 150.11",
+                "fleet.edges[0].latitude",
+            ),
+            ("capacity = 1000", "capacity = 0", "fleet.edges[2].capacity"),
+            ("\"10.0.0.0/8\"", "\"10.0.0.0/33\"", "fleet.trusted_proxies"),
+            (
+                "heartbeat_timeout = \"30s\"",
+                "heartbeat_timeout = \"soon\"",
+                "fleet.heartbeat_timeout",
+            ),
+            ("name = \"nrt-1\"", "name = \"fra-1\"", "fleet"),
+        ],
+    );
     // Both a single edge_url and a fleet: which one is meant?
     let err = validate(&good.replace("\n[fleet]\n", "\nedge_url = \"http://x:1\"\n[fleet]\n"))
         .unwrap_err();
@@ -122,37 +135,28 @@ fn a_fleet_is_checked_key_by_key() {
 
 #[test]
 fn processing_and_notifications_are_checked_key_by_key() {
-    let good =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/origin.toml"))
-            .unwrap();
-    let validate = |text: &str| {
-        toml::from_str::<RawOrigin>(text)
-            .map_err(|e| e.to_string())
-            .and_then(|raw| raw.validate(&env).map_err(|e| e.to_string()))
-    };
-    assert!(validate(&good).is_ok());
-    for (from, to, key) in [
-        (
-            "max_pixels = 35389440",
-            "max_pixels = 10",
-            "processing.max_pixels",
-        ),
-        (
-            "job_timeout = \"2h\"",
-            "job_timeout = \"later\"",
-            "processing.job_timeout",
-        ),
-        (
-            "first_retry = \"5s\"",
-            "first_retry = \"30s\"",
-            "notify.first_retry",
-        ),
-        ("senders = 4", "senders = 0", "notify.senders"),
-    ] {
-        assert!(good.contains(from), "{from}");
-        let err = validate(&good.replacen(from, to, 1)).unwrap_err();
-        assert!(err.contains(key), "{from} -> {err}");
-    }
+    let good = example("origin.toml");
+    refused_by_key(
+        &good,
+        &[
+            (
+                "max_pixels = 35389440",
+                "max_pixels = 10",
+                "processing.max_pixels",
+            ),
+            (
+                "job_timeout = \"2h\"",
+                "job_timeout = \"later\"",
+                "processing.job_timeout",
+            ),
+            (
+                "first_retry = \"5s\"",
+                "first_retry = \"30s\"",
+                "notify.first_retry",
+            ),
+            ("senders = 4", "senders = 0", "notify.senders"),
+        ],
+    );
     for (template, key) in [
         (
             "renditions = [{ height = 720, video_bitrate = \"fast\" }]",

@@ -390,21 +390,19 @@ async fn a_worker_killed_mid_job_does_not_lose_it() {
     let media = tempfile::tempdir().unwrap();
     // Long enough to be caught processing: 1280x720, three renditions.
     let video = media.path().join("long.mkv");
-    let made = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
+    common::ffmpeg(
+        &[
             "-f",
             "lavfi",
             "-i",
             "testsrc2=duration=20:size=1280x720:rate=25",
-        ])
-        .args(["-c:v", "mpeg4", "-q:v", "5"])
-        .arg(&video)
-        .status()
-        .unwrap();
-    assert!(made.success());
+            "-c:v",
+            "mpeg4",
+            "-q:v",
+            "5",
+        ],
+        &video,
+    );
 
     let (status, body) = api.post(&video, Some("root")).await;
     assert_eq!(status, 202, "{body}");
@@ -498,22 +496,17 @@ async fn tus_send(data: &Value, file: &Path) {
 async fn cloud_vod_names_the_template_and_watermark_and_hls_plays_through_the_edge() {
     let assets = tempfile::tempdir().unwrap();
     let logo = assets.path().join("logo.png");
-    let made = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
+    common::ffmpeg(
+        &[
             "-f",
             "lavfi",
             "-i",
             "color=c=blue:s=24x24",
             "-frames:v",
             "1",
-        ])
-        .arg(&logo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+        ],
+        &logo,
+    );
     let config = format!(
         "[processing.templates.small]\n\
          renditions = [{{ height = 240, video_bitrate = \"400k\" }}, {{ height = 120, video_bitrate = \"150k\" }}]\n\

@@ -509,19 +509,40 @@ pub async fn json_of(resp: reqwest::Response) -> (u16, Value) {
     (status, body)
 }
 
+/// Runs `ffmpeg -v error -y ARGS OUT` (test media) and checks it succeeded.
+pub fn ffmpeg(args: &[&str], out: &Path) {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .arg(out)
+        .status()
+        .expect("ffmpeg runs (apt-get install ffmpeg)");
+    assert!(status.success(), "ffmpeg {args:?}");
+}
+
 /// Makes a real video (H.264-free: MPEG-4 Part 2 + AAC in Matroska) with FFmpeg's testsrc.
 pub fn test_video(dir: &Path, seconds: u32) -> PathBuf {
     let path = dir.join("testsrc.mkv");
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc=duration={seconds}:size=320x240:rate=25"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:duration={seconds}"))
-        .args(["-c:v", "mpeg4", "-c:a", "aac", "-shortest"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg runs (apt-get install ffmpeg)");
-    assert!(status.success());
+    let video = format!("testsrc=duration={seconds}:size=320x240:rate=25");
+    let audio = format!("sine=frequency=440:duration={seconds}");
+    ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            &video,
+            "-f",
+            "lavfi",
+            "-i",
+            &audio,
+            "-c:v",
+            "mpeg4",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ],
+        &path,
+    );
     path
 }
 
