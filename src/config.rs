@@ -732,6 +732,53 @@ pub struct RawEdge {
     /// How often a heartbeat is sent, e.g. `"10s"`.
     #[serde(default = "default_heartbeat_interval")]
     pub heartbeat_interval: String,
+    /// HTTPS and HTTP/3: a TLS listener (HTTP/1.1 and HTTP/2 by ALPN) and a QUIC listener on
+    /// the same address over UDP.
+    pub tls: Option<RawTls>,
+}
+
+/// The edge's `[tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Address of the TLS (TCP) and QUIC (UDP) listeners, e.g. `"0.0.0.0:443"`.
+    pub listen: String,
+    /// Certificate chain, PEM (re-read when the file changes, no restart needed).
+    pub certificate: PathBuf,
+    /// Its private key, PEM.
+    pub private_key: PathBuf,
+}
+
+/// Validated TLS listener settings.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// Address of the TCP and UDP listeners.
+    pub listen: SocketAddr,
+    /// Certificate chain (PEM).
+    pub certificate: PathBuf,
+    /// Private key (PEM).
+    pub private_key: PathBuf,
+}
+
+impl RawTls {
+    fn validate(&self) -> Result<TlsSettings, ConfigError> {
+        for (path, key) in [
+            (&self.certificate, "tls.certificate"),
+            (&self.private_key, "tls.private_key"),
+        ] {
+            if !path.is_file() {
+                return Err(invalid(
+                    key,
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+        }
+        Ok(TlsSettings {
+            listen: parse_addr(&self.listen, "tls.listen")?,
+            certificate: self.certificate.clone(),
+            private_key: self.private_key.clone(),
+        })
+    }
 }
 
 /// The embedded default's config file (`config/dev.toml`); every key may also come from the
@@ -759,6 +806,13 @@ pub struct RawDev {
     pub sweep_interval: Option<String>,
     /// How long a worker holds a job before another may take it over. Default `"10m"`.
     pub job_lease: Option<String>,
+    /// Also listen for HTTPS and HTTP/3 here (TCP and UDP), e.g. `"127.0.0.1:8443"`.
+    pub tls_listen: Option<String>,
+    /// Certificate chain (PEM) for `tls_listen`; default: a self-signed one generated into
+    /// `DATA_DIR/tls/`.
+    pub tls_certificate: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_private_key: Option<PathBuf>,
     /// Transcode templates, watermarks and job limits.
     #[serde(default)]
     pub processing: RawProcessing,
@@ -879,6 +933,8 @@ pub struct EdgeSettings {
     pub spool_dir: PathBuf,
     /// How often the spool sweeper runs.
     pub sweep_interval: Duration,
+    /// HTTPS and HTTP/3 listeners, if any.
+    pub tls: Option<TlsSettings>,
     /// Name in the origin's fleet (heartbeats are sent when set).
     pub name: Option<String>,
     /// Region: tokens scoped to another region are refused.
@@ -1049,6 +1105,7 @@ impl RawEdge {
             name: optional_id(self.name.as_ref(), "name")?,
             region: optional_id(self.region.as_ref(), "region")?,
             heartbeat_interval: parse_duration(&self.heartbeat_interval, "heartbeat_interval")?,
+            tls: self.tls.as_ref().map(RawTls::validate).transpose()?,
         })
     }
 }
@@ -1062,6 +1119,8 @@ pub struct DevSettings {
     pub origin: OriginSettings,
     /// The edge part (the one public port).
     pub edge: EdgeSettings,
+    /// Whether the TLS certificate is one the node generates for itself (none was given).
+    pub self_signed: bool,
 }
 
 impl RawDev {
@@ -1088,6 +1147,29 @@ impl RawDev {
             None => DatabaseUrl::in_data_dir(&data_dir),
         };
         let listen = parse_addr(self.listen.as_deref().unwrap_or("127.0.0.1:8080"), "listen")?;
+        let self_signed = self.tls_certificate.is_none();
+        let tls = match (&self.tls_listen, &self.tls_certificate, &self.tls_private_key) {
+            (None, _, _) => None,
+            (Some(addr), Some(certificate), Some(private_key)) => Some(
+                RawTls {
+                    listen: addr.clone(),
+                    certificate: certificate.clone(),
+                    private_key: private_key.clone(),
+                }
+                .validate()?,
+            ),
+            (Some(addr), None, None) => Some(TlsSettings {
+                listen: parse_addr(addr, "tls_listen")?,
+                certificate: data_dir.join("tls/certificate.pem"),
+                private_key: data_dir.join("tls/private-key.pem"),
+            }),
+            _ => {
+                return Err(invalid(
+                    "tls_certificate",
+                    "give both tls_certificate and tls_private_key, or neither (a self-signed certificate is made)",
+                ))
+            }
+        };
         let max_upload_size = parse_size(
             &self
                 .max_upload_size
@@ -1154,7 +1236,9 @@ impl RawDev {
                 name: None,
                 region: None,
                 heartbeat_interval: Duration::from_secs(10),
+                tls,
             },
+            self_signed,
             data_dir,
         })
     }

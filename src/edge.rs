@@ -3,15 +3,20 @@
 //!
 //! Layout: `proxy` (the Pingora service: routing, body streaming, reply rendering),
 //! `origin_client` (the internal API client), `sweeper` (spool clean-up), `heartbeat` (health
-//! reports to the origin's fleet), `outputs` (processed files by signed link, with `range`). Must not depend on the origin's internals or the
+//! reports to the origin's fleet), `outputs` (processed files by signed link, with `range`),
+//! `exchange` (one request, whatever the HTTP version), `tls` (certificates) and `h3` (the
+//! QUIC listener beside Pingora, feeding the same handlers). Must not depend on the origin's internals or the
 //! database.
 
+mod exchange;
+mod h3;
 mod heartbeat;
 pub mod origin_client;
 mod outputs;
 mod proxy;
 mod range;
 mod sweeper;
+pub mod tls;
 
 use crate::config::EdgeSettings;
 use crate::ingest::chunk_spool::ChunkSpool;
@@ -32,6 +37,18 @@ pub enum StartError {
     /// The chunk spool could not be opened.
     #[error("edge: cannot open the chunk spool")]
     Spool(#[source] crate::ingest::chunk_spool::SpoolError),
+    /// The TLS certificate could not be loaded.
+    #[error("edge: cannot load the TLS certificate")]
+    Tls(#[source] tls::TlsError),
+    /// A listener could not be set up.
+    #[error("edge: cannot {what}")]
+    Listen {
+        /// What we were doing.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs the edge until the process is told to stop; never returns on success.
@@ -41,6 +58,7 @@ pub enum StartError {
 pub fn run(
     settings: &EdgeSettings,
     store: Arc<dyn Store>,
+    runtime: &tokio::runtime::Handle,
 ) -> Result<std::convert::Infallible, StartError> {
     let origin = OriginClient::new(
         &settings.origin_url,
@@ -70,11 +88,31 @@ pub fn run(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let active = heartbeat::ActiveUploads::default();
-    let mut service = pingora::proxy::http_proxy_service(
-        &server.configuration,
-        proxy::EdgeProxy::new(ingest, store, spools, active.clone(), settings),
-    );
+    let edge = proxy::EdgeProxy::new(ingest, store, spools, active.clone(), settings);
+    let mut service = pingora::proxy::http_proxy_service(&server.configuration, edge.clone());
     service.add_tcp(&settings.listen.to_string());
+    if let Some(tls) = &settings.tls {
+        let certificate = Arc::new(
+            tls::Certificate::open(&tls.certificate, &tls.private_key).map_err(StartError::Tls)?,
+        );
+        let listen = |what: &str, source| StartError::Listen {
+            what: format!("{what} on {}", tls.listen),
+            source,
+        };
+        // HTTPS: HTTP/2 or HTTP/1.1 by ALPN.
+        let mut https = pingora::listeners::tls::TlsSettings::intermediate("", "")
+            .map_err(|e| listen("set up TLS", std::io::Error::other(e.to_string())))?;
+        https.set_cert_resolver(certificate.clone());
+        https.enable_h2();
+        service.add_tls_with_settings(&tls.listen.to_string(), None, https);
+        // HTTP/3 on the same port over UDP, on the runtime that runs the background work.
+        let _entered = runtime.enter();
+        certificate.keep_fresh();
+        let endpoint =
+            h3::endpoint(tls.listen, &certificate).map_err(|e| listen("listen for QUIC", e))?;
+        runtime.spawn(h3::serve(endpoint, edge, settings.origin_url.clone()));
+        tracing::info!(listen = %tls.listen, "Edge listening for HTTPS (HTTP/1.1, HTTP/2) and HTTP/3.");
+    }
     server.add_service(service);
     server.add_service(pingora::services::background::background_service(
         "spool sweeper",

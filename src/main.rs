@@ -76,6 +76,10 @@ struct DevArgs {
     /// Database URL [default: sqlite://DATA_DIR/uplink.db].
     #[arg(long, env = "UPLINK_DATABASE")]
     database: Option<String>,
+    /// Also serve HTTPS (HTTP/1.1, HTTP/2) and HTTP/3 on this address, TCP and UDP
+    /// [default: off]; a self-signed certificate is made unless the config names one.
+    #[arg(long)]
+    tls_listen: Option<String>,
     /// Config file (see config/dev.toml); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -158,6 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             raw.data_dir = args.data_dir.or(raw.data_dir);
             raw.storage = args.storage.or(raw.storage);
             raw.database = args.database.or(raw.database);
+            raw.tls_listen = args.tls_listen.or(raw.tls_listen);
             let data_dir = raw.data_dir();
             std::fs::create_dir_all(&data_dir).with_context(|| {
                 format!("cannot create the data directory {}", data_dir.display())

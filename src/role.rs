@@ -99,7 +99,7 @@ pub fn run_edge(settings: &EdgeSettings) -> Result<(), RoleError> {
     let store = rt
         .block_on(store::open(&settings.storage))
         .map_err(RoleError::Store)?;
-    edge::run(settings, store)?;
+    edge::run(settings, store, rt.handle())?;
     Ok(())
 }
 
@@ -115,9 +115,13 @@ pub fn run_dev(mut settings: DevSettings) -> Result<(), RoleError> {
     let store = rt
         .block_on(store::open(&settings.edge.storage))
         .map_err(RoleError::Store)?;
+    if let (true, Some(tls)) = (settings.self_signed, &settings.edge.tls) {
+        edge::tls::ensure_self_signed(&tls.certificate, &tls.private_key)
+            .map_err(|e| RoleError::Edge(edge::StartError::Tls(e)))?;
+    }
     tracing::info!(data_dir = %settings.data_dir.display(), "Embedded default: origin and edge in one process.");
     // `rt` keeps running the origin while the edge's server owns this thread.
-    edge::run(&settings.edge, store)?;
+    edge::run(&settings.edge, store, rt.handle())?;
     Ok(())
 }
 

@@ -5,12 +5,12 @@
 //! directories, then the object is streamed in pieces with single-range support, so players
 //! can seek. Must not depend on the origin or the database.
 
+use super::exchange::Exchange;
 use super::range::{self, Span};
 use crate::store::{ObjectKey, Store};
 use crate::token::Keyring;
 use bytes::BytesMut;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
@@ -47,15 +47,9 @@ fn content_type(key: &str) -> &'static str {
     }
 }
 
-async fn refuse(session: &mut Session, status: u16, message: &str) -> pingora::Result<()> {
-    let body = json!({ "error": message }).to_string();
-    let mut header = ResponseHeader::build(status, Some(2))?;
-    header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
-    session.write_response_body(Some(body.into()), true).await
+async fn refuse(x: &mut dyn Exchange, status: u16, message: &str) -> pingora::Result<()> {
+    let reply = crate::protocol::Reply::json(status, &json!({ "error": message }));
+    super::exchange::write_reply(x, reply, &[]).await
 }
 
 /// Answers one output request.
@@ -63,13 +57,14 @@ async fn refuse(session: &mut Session, status: u16, message: &str) -> pingora::R
 /// # Errors
 /// The client connection fails.
 pub async fn serve(
-    session: &mut Session,
+    x: &mut dyn Exchange,
     store: &dyn Store,
     keyring: &Keyring,
     signature: &str,
     key: &str,
+    extra: &[(&'static str, String)],
 ) -> pingora::Result<()> {
-    let req = session.req_header();
+    let req = x.head();
     let head = req.method == http::Method::HEAD;
     let range_header = req
         .headers
@@ -78,21 +73,21 @@ pub async fn serve(
         .map(str::to_owned);
     if key.split('/').any(|segment| segment == "..") || !signed(keyring, key, signature) {
         return refuse(
-            session,
+            x,
             403,
             "this output link is not valid: its signature is missing or does not match",
         )
         .await;
     }
     let Ok(object) = ObjectKey::new(key) else {
-        return refuse(session, 404, "no such output").await;
+        return refuse(x, 404, "no such output").await;
     };
     let size = match store.size(&object).await {
         Ok(Some(size)) => size,
-        Ok(None) => return refuse(session, 404, "no such output").await,
+        Ok(None) => return refuse(x, 404, "no such output").await,
         Err(e) => {
             tracing::error!(key, error = %e, "Cannot read an output's size.");
-            return refuse(session, 503, "storage is unavailable; try again").await;
+            return refuse(x, 503, "storage is unavailable; try again").await;
         }
     };
     let (status, start, len) = match range::span(range_header.as_deref(), size) {
@@ -102,16 +97,16 @@ pub async fn serve(
             let mut header = ResponseHeader::build(416, Some(2))?;
             header.insert_header(http::header::CONTENT_RANGE, format!("bytes */{size}"))?;
             header.insert_header(http::header::CONTENT_LENGTH, "0")?;
-            session
-                .write_response_header(Box::new(header), true)
-                .await?;
-            return Ok(());
+            return x.respond(header, true).await;
         }
     };
     let mut header = ResponseHeader::build(status, Some(4))?;
     header.insert_header(http::header::CONTENT_TYPE, content_type(key))?;
     header.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
     header.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
+    for (name, value) in extra {
+        header.insert_header(*name, value)?;
+    }
     if status == 206 {
         header.insert_header(
             http::header::CONTENT_RANGE,
@@ -119,21 +114,16 @@ pub async fn serve(
         )?;
     }
     if head || len == 0 {
-        session
-            .write_response_header(Box::new(header), true)
-            .await?;
-        return Ok(());
+        return x.respond(header, true).await;
     }
     let mut reader = match store.read_range(&object, start, len).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(key, error = %e, "Cannot read an output.");
-            return refuse(session, 503, "storage is unavailable; try again").await;
+            return refuse(x, 503, "storage is unavailable; try again").await;
         }
     };
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
+    x.respond(header, false).await?;
     let mut sent = 0u64;
     while sent < len {
         let mut piece = BytesMut::with_capacity(PIECE);
@@ -148,9 +138,7 @@ pub async fn serve(
             ));
         }
         sent += n as u64;
-        session
-            .write_response_body(Some(piece.freeze()), sent >= len)
-            .await?;
+        x.send(piece.freeze(), sent >= len).await?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! paths, a 404 for internal paths) and everything else goes to the origin through the proxy
 //! phases. Request bodies stream from the socket into the adapters; replies are rendered here.
 
+use super::exchange::{body_stream, continue_if_expected, write_reply, Exchange, RequestHead};
 use super::heartbeat::ActiveUploads;
 use super::outputs;
 use crate::config::EdgeSettings;
@@ -15,7 +16,6 @@ use crate::token::Keyring;
 use crate::upload::UploadId;
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::Stream;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -31,7 +31,8 @@ pub struct Spools {
     pub resumable: OffsetSpool,
 }
 
-/// The edge service.
+/// The edge service (cheap to clone: the HTTP/3 listener shares it).
+#[derive(Clone)]
 pub struct EdgeProxy {
     ingest: Ingest,
     store: Arc<dyn crate::store::Store>,
@@ -42,6 +43,8 @@ pub struct EdgeProxy {
     origin_addr: String,
     region: Option<String>,
     active: ActiveUploads,
+    /// `Alt-Svc` for every response when the edge also speaks HTTP/3.
+    alt_svc: Option<String>,
 }
 
 impl EdgeProxy {
@@ -62,6 +65,10 @@ impl EdgeProxy {
             origin_addr: settings.origin_addr.clone(),
             region: settings.region.clone(),
             active,
+            alt_svc: settings
+                .tls
+                .as_ref()
+                .map(|tls| format!("h3=\":{}\"; ma=86400", tls.listen.port())),
         }
     }
 
@@ -78,13 +85,13 @@ impl EdgeProxy {
     }
 
     /// movingimage's chunked upload (and its full-file form) at an upload URL.
-    async fn upload_url(&self, session: &mut Session, video: UploadId) -> pingora::Result<Reply> {
+    async fn upload_url(&self, x: &mut dyn Exchange, video: UploadId) -> pingora::Result<Reply> {
         let RequestHead {
             path,
             query,
             headers,
             ..
-        } = RequestHead::of(session);
+        } = x.head();
         let ctx = self.ctx(&self.spools.chunks);
         // The token is checked before the body is read.
         let claims = match movingimage::authorize(
@@ -97,42 +104,41 @@ impl EdgeProxy {
             Ok(claims) => claims,
             Err(reply) => return Ok(reply),
         };
-        continue_if_expected(session, &headers).await?;
-        let reply =
-            movingimage::receive(video, &claims, &headers, body_stream(session), &ctx).await;
+        continue_if_expected(x, &headers).await?;
+        let reply = movingimage::receive(video, &claims, &headers, body_stream(x), &ctx).await;
         Ok(reply)
     }
 
-    async fn uploads_api(&self, session: &mut Session) -> pingora::Result<Reply> {
-        let headers = session.req_header().headers.clone();
+    async fn uploads_api(&self, x: &mut dyn Exchange) -> pingora::Result<Reply> {
+        let headers = x.head().headers;
         let reply = match uploads_api::authorize(&headers, &self.ingest).await {
             Err(reply) => reply,
             Ok(auth) => {
-                continue_if_expected(session, &headers).await?;
-                uploads_api::receive(auth, body_stream(session), &self.ingest).await
+                continue_if_expected(x, &headers).await?;
+                uploads_api::receive(auth, body_stream(x), &self.ingest).await
             }
         };
         Ok(reply)
     }
 
     /// tus 1.0: every method on the endpoint and its uploads.
-    async fn tus(&self, session: &mut Session, target: Option<UploadId>) -> pingora::Result<Reply> {
+    async fn tus(&self, x: &mut dyn Exchange, target: Option<UploadId>) -> pingora::Result<Reply> {
         let RequestHead {
             method,
             query,
             headers,
             ..
-        } = RequestHead::of(session);
+        } = x.head();
         let ctx = self.ctx(&self.spools.resumable);
         if method == http::Method::PATCH || method == http::Method::POST {
-            continue_if_expected(session, &headers).await?;
+            continue_if_expected(x, &headers).await?;
         }
         let reply = tus::handle(
             &method,
             target,
             query.as_deref(),
             &headers,
-            body_stream(session),
+            body_stream(x),
             &ctx,
         )
         .await;
@@ -143,34 +149,28 @@ impl EdgeProxy {
     /// response before the body is read.
     async fn ietf_create(
         &self,
-        session: &mut Session,
+        x: &mut dyn Exchange,
         draft: ietf::Draft,
     ) -> pingora::Result<Reply> {
-        let RequestHead { query, headers, .. } = RequestHead::of(session);
+        let RequestHead { query, headers, .. } = x.head();
         let ctx = self.ctx(&self.spools.resumable);
         let opened = match ietf::open(draft, query.as_deref(), &headers, &ctx).await {
             Ok(opened) => opened,
             Err(reply) => return Ok(reply),
         };
         if let Some(interim) = ietf::interim(&opened, &ctx) {
-            // HTTP/1.1 only: Pingora's HTTP/2 server drops informational responses.
-            let mut header = ResponseHeader::build(interim.status, Some(interim.headers.len()))?;
-            for (name, value) in interim.headers {
-                header.insert_header(name, value)?;
-            }
-            session
-                .write_response_header(Box::new(header), false)
-                .await?;
+            // HTTP/1.1 and HTTP/3: Pingora's HTTP/2 server drops informational responses.
+            x.informational(interim.status, &interim.headers).await?;
         }
-        continue_if_expected(session, &headers).await?;
-        let reply = ietf::receive(opened, body_stream(session), &ctx).await;
+        continue_if_expected(x, &headers).await?;
+        let reply = ietf::receive(opened, body_stream(x), &ctx).await;
         Ok(reply)
     }
 
     /// IETF draft requests on an upload resource.
     async fn ietf(
         &self,
-        session: &mut Session,
+        x: &mut dyn Exchange,
         draft: ietf::Draft,
         id: UploadId,
     ) -> pingora::Result<Reply> {
@@ -179,10 +179,10 @@ impl EdgeProxy {
             query,
             headers,
             ..
-        } = RequestHead::of(session);
+        } = x.head();
         let ctx = self.ctx(&self.spools.resumable);
         if method == http::Method::PATCH {
-            continue_if_expected(session, &headers).await?;
+            continue_if_expected(x, &headers).await?;
         }
         let reply = ietf::handle(
             draft,
@@ -190,7 +190,7 @@ impl EdgeProxy {
             id,
             query.as_deref(),
             &headers,
-            body_stream(session),
+            body_stream(x),
             &ctx,
         )
         .await;
@@ -198,27 +198,22 @@ impl EdgeProxy {
     }
 
     /// The HTML form upload: its credentials are form fields, so the body is read.
-    async fn ankoder_form(&self, session: &mut Session) -> pingora::Result<Reply> {
-        let headers = session.req_header().headers.clone();
-        continue_if_expected(session, &headers).await?;
-        let reply = ankoder_form::receive(
-            &headers,
-            body_stream(session),
-            &self.ingest,
-            self.form_max_size,
-        )
-        .await;
+    async fn ankoder_form(&self, x: &mut dyn Exchange) -> pingora::Result<Reply> {
+        let headers = x.head().headers;
+        continue_if_expected(x, &headers).await?;
+        let reply =
+            ankoder_form::receive(&headers, body_stream(x), &self.ingest, self.form_max_size).await;
         Ok(reply)
     }
 
     /// S3 POST Object: its credentials are form fields, so the body is always read.
-    async fn s3_post(&self, session: &mut Session, bucket: &str) -> pingora::Result<Reply> {
-        let headers = session.req_header().headers.clone();
-        continue_if_expected(session, &headers).await?;
+    async fn s3_post(&self, x: &mut dyn Exchange, bucket: &str) -> pingora::Result<Reply> {
+        let headers = x.head().headers;
+        continue_if_expected(x, &headers).await?;
         let reply = s3_post::receive(
             (bucket, self.region.as_deref()),
             &headers,
-            body_stream(session),
+            body_stream(x),
             &self.ingest,
             &self.spools.chunks,
             chrono::Utc::now(),
@@ -300,11 +295,79 @@ impl Route {
 }
 
 impl EdgeProxy {
+    /// Answers what the edge owns (health, upload paths, outputs, a 404 for internal paths),
+    /// over any transport; `false` when the request is the origin's (the control API).
+    ///
+    /// # Errors
+    /// The client connection fails.
+    pub(super) async fn serve(&self, x: &mut dyn Exchange) -> pingora::Result<bool> {
+        let head = x.head();
+        let Some(route) = Route::of(&head.method, &head.path, &head.headers) else {
+            return Ok(false);
+        };
+        let alt_svc: Vec<(&'static str, String)> = self
+            .alt_svc
+            .iter()
+            .map(|v| ("alt-svc", v.clone()))
+            .collect();
+        let origin = head
+            .headers
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(origin) = &origin {
+            if head.method == http::Method::OPTIONS
+                && head.headers.contains_key("access-control-request-method")
+            {
+                let reply = self.preflight(origin, &head.headers).await;
+                write_reply(x, reply, &alt_svc).await?;
+                return Ok(true);
+            }
+        }
+        let mut extra = match &origin {
+            Some(origin) => self.cors(origin, &head).await,
+            None => Vec::new(),
+        };
+        extra.extend(alt_svc);
+        let _counted = route.is_upload().then(|| self.active.enter());
+        let reply = match route {
+            Route::Health => Reply::json(200, &json!({ "status": "ok", "role": "edge" })),
+            Route::Internal => Reply::error(&UploadsApiError::NoRoute),
+            Route::IetfCreate(draft) => self.ietf_create(x, draft).await?,
+            Route::Ietf(draft, id) => self.ietf(x, draft, id).await?,
+            Route::Tus(target) => self.tus(x, target).await?,
+            Route::UploadUrl(video) => self.upload_url(x, video).await?,
+            Route::S3Post(bucket) => self.s3_post(x, &bucket).await?,
+            Route::UploadsApi => self.uploads_api(x).await?,
+            Route::AnkoderForm => self.ankoder_form(x).await?,
+            Route::Output(signature, key) => {
+                // Streamed, not a `Reply`: written here in full.
+                outputs::serve(
+                    x,
+                    self.store.as_ref(),
+                    &self.keyring,
+                    &signature,
+                    &key,
+                    &extra,
+                )
+                .await?;
+                return Ok(true);
+            }
+            Route::Options => Reply {
+                status: 204,
+                content_type: "text/plain",
+                body: Bytes::new(),
+                headers: vec![("allow", "POST, OPTIONS".into())],
+            },
+        };
+        write_reply(x, reply, &extra).await?;
+        Ok(true)
+    }
+
     /// The account a request's credentials name: an upload token (query or Bearer) or an API
     /// key. `None` when it names none (form credentials) or they are not valid.
-    async fn account_of(&self, req: &RequestHeader) -> Option<String> {
-        let query = req.uri.query();
-        let token = crate::token::from_query(query)
+    async fn account_of(&self, req: &RequestHead) -> Option<String> {
+        let token = crate::token::from_query(req.query.as_deref())
             .or_else(|| protocol::bearer(&req.headers).map(str::to_owned))?;
         if token.starts_with(crate::account::API_KEY_PREFIX) {
             // Cached by the origin client, as for the request itself.
@@ -349,7 +412,7 @@ impl EdgeProxy {
     }
 
     /// The CORS headers of a response to a page from `origin`, if its account allows it.
-    async fn cors(&self, origin: &str, req: &RequestHeader) -> Vec<(&'static str, String)> {
+    async fn cors(&self, origin: &str, req: &RequestHead) -> Vec<(&'static str, String)> {
         let account = self.account_of(req).await;
         if self.origin_allowed(origin, account.as_deref()).await {
             crate::cors::response(origin)
@@ -359,28 +422,8 @@ impl EdgeProxy {
     }
 }
 
-/// What a handler keeps of the request head while it reads the body.
-struct RequestHead {
-    method: http::Method,
-    path: String,
-    query: Option<String>,
-    headers: http::HeaderMap,
-}
-
-impl RequestHead {
-    fn of(session: &Session) -> Self {
-        let req = session.req_header();
-        Self {
-            method: req.method.clone(),
-            path: req.uri.path().to_owned(),
-            query: req.uri.query().map(str::to_owned),
-            headers: req.headers.clone(),
-        }
-    }
-}
-
 /// `X-Forwarded-For` as the origin should see it: what the client's side sent, then the client.
-fn forwarded_chain(headers: &http::HeaderMap, client: std::net::IpAddr) -> String {
+pub(super) fn forwarded_chain(headers: &http::HeaderMap, client: std::net::IpAddr) -> String {
     let mut chain: Vec<String> = headers
         .get_all("x-forwarded-for")
         .iter()
@@ -389,75 +432,6 @@ fn forwarded_chain(headers: &http::HeaderMap, client: std::net::IpAddr) -> Strin
         .collect();
     chain.push(client.to_string());
     chain.join(", ")
-}
-
-/// Answers `Expect: 100-continue` once the request may proceed.
-async fn continue_if_expected(
-    session: &mut Session,
-    headers: &http::HeaderMap,
-) -> pingora::Result<()> {
-    let expected = headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expected {
-        session.write_continue_response().await?;
-    }
-    Ok(())
-}
-
-/// The request body as a stream of chunks, read only as fast as the consumer takes them.
-fn body_stream(
-    session: &mut Session,
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + '_ {
-    futures_util::stream::unfold(Some(session), |session| async move {
-        let session = session?;
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => Some((Ok(chunk), Some(session))),
-            Ok(None) => None,
-            // End the stream after an error: the consumer sees it once.
-            Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
-        }
-    })
-}
-
-/// How long, and how much, a refused request's remaining body is read after the reply, so a
-/// client still sending sees the reply instead of a reset connection (nginx's lingering close).
-const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(10);
-const LINGER_BYTES: usize = 64 * 1024 * 1024;
-
-async fn write_reply(session: &mut Session, reply: Reply) -> pingora::Result<()> {
-    let mut header = ResponseHeader::build(reply.status, Some(2))?;
-    header.insert_header(http::header::CONTENT_TYPE, reply.content_type)?;
-    header.insert_header(http::header::CONTENT_LENGTH, reply.body.len().to_string())?;
-    for (name, value) in reply.headers {
-        header.insert_header(name, value)?;
-    }
-    let unread = !session.is_body_done();
-    if unread {
-        // Refused before the whole body was read: never reuse the connection.
-        session.set_keepalive(None);
-    }
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
-    session.write_response_body(Some(reply.body), true).await?;
-    if unread {
-        linger(session).await;
-    }
-    Ok(())
-}
-
-/// Reads and discards what the client is still sending, within [`LINGER_TIME`] and
-/// [`LINGER_BYTES`], before the connection closes.
-async fn linger(session: &mut Session) {
-    let deadline = tokio::time::Instant::now() + LINGER_TIME;
-    let mut discarded = 0;
-    while discarded < LINGER_BYTES {
-        match tokio::time::timeout_at(deadline, session.read_request_body()).await {
-            Ok(Ok(Some(piece))) => discarded += piece.len(),
-            _ => break,
-        }
-    }
 }
 
 #[async_trait]
@@ -471,61 +445,20 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         _ctx: &mut Self::CTX,
     ) -> pingora::Result<bool> {
-        let req = session.req_header();
-        let Some(route) = Route::of(&req.method, req.uri.path(), &req.headers) else {
-            return Ok(false);
-        };
-        let origin = req
-            .headers
-            .get(http::header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        if let Some(origin) = &origin {
-            if req.method == http::Method::OPTIONS
-                && req.headers.contains_key("access-control-request-method")
-            {
-                let reply = self.preflight(origin, &req.headers).await;
-                write_reply(session, reply).await?;
-                return Ok(true);
-            }
+        self.serve(session).await
+    }
+
+    /// Adds `Alt-Svc` to the origin's answers too.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        if let Some(alt_svc) = &self.alt_svc {
+            upstream.insert_header(http::header::ALT_SVC, alt_svc)?;
         }
-        let cors = match &origin {
-            Some(origin) => self.cors(origin, session.req_header()).await,
-            None => Vec::new(),
-        };
-        let _counted = route.is_upload().then(|| self.active.enter());
-        let mut reply = match route {
-            Route::Health => Reply::json(200, &json!({ "status": "ok", "role": "edge" })),
-            Route::Internal => Reply::error(&UploadsApiError::NoRoute),
-            Route::IetfCreate(draft) => self.ietf_create(session, draft).await?,
-            Route::Ietf(draft, id) => self.ietf(session, draft, id).await?,
-            Route::Tus(target) => self.tus(session, target).await?,
-            Route::UploadUrl(video) => self.upload_url(session, video).await?,
-            Route::S3Post(bucket) => self.s3_post(session, &bucket).await?,
-            Route::UploadsApi => self.uploads_api(session).await?,
-            Route::AnkoderForm => self.ankoder_form(session).await?,
-            Route::Output(signature, key) => {
-                // Streamed, not a `Reply`: written here in full.
-                outputs::serve(
-                    session,
-                    self.store.as_ref(),
-                    &self.keyring,
-                    &signature,
-                    &key,
-                )
-                .await?;
-                return Ok(true);
-            }
-            Route::Options => Reply {
-                status: 204,
-                content_type: "text/plain",
-                body: Bytes::new(),
-                headers: vec![("allow", "POST, OPTIONS".into())],
-            },
-        };
-        reply.headers.extend(cors);
-        write_reply(session, reply).await?;
-        Ok(true)
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -581,7 +514,7 @@ impl ProxyHttp for EdgeProxy {
         if let Some(error) = error {
             let reply = Reply::error(&error);
             error_code = reply.status;
-            if let Err(e) = write_reply(session, reply).await {
+            if let Err(e) = write_reply(session, reply, &[]).await {
                 tracing::debug!(error = %e, "Could not send the error reply.");
             }
         }

@@ -1,0 +1,317 @@
+//! The HTTP/3 listener: a QUIC endpoint (quinn) on the TLS listener's address over UDP, with
+//! HTTP/3 (h3) on top, feeding the same handlers as Pingora through [`Exchange`], so every
+//! upload protocol behaves the same on every HTTP version. What the edge does not answer
+//! itself (the control API) is forwarded to the origin as Pingora forwards it.
+//!
+//! Flow-control windows are sized for uploads, not quinn's small defaults; 0-RTT is refused
+//! (no early data is accepted for anything, so a replayed request cannot change state);
+//! connections migrate between client addresses (quinn validates the new path); idle
+//! connections close. Must not depend on the origin's internals or the database.
+
+use super::exchange::{Exchange, RequestHead};
+use super::proxy::EdgeProxy;
+use super::tls::Certificate;
+use async_trait::async_trait;
+use bytes::{Buf, Bytes};
+use pingora::http::ResponseHeader;
+use quinn::VarInt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bytes one stream may have in flight towards the edge before it reads them.
+const STREAM_WINDOW: u32 = 16 << 20;
+/// Bytes a whole connection may have in flight towards the edge.
+const CONNECTION_WINDOW: u32 = 64 << 20;
+/// Requests one connection may have open at once.
+const STREAMS_PER_CONNECTION: u32 = 128;
+/// A connection with no traffic for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest control-API request body forwarded to the origin (uploads never are).
+const FORWARD_LIMIT: usize = 1 << 20;
+
+/// Opens the QUIC endpoint on `addr` (UDP) with the edge's certificate.
+///
+/// # Errors
+/// The socket cannot be bound or the TLS configuration does not suit QUIC.
+pub fn endpoint(
+    addr: SocketAddr,
+    certificate: &Arc<Certificate>,
+) -> std::io::Result<quinn::Endpoint> {
+    let mut tls = certificate
+        .server_config(&[b"h3"])
+        .map_err(std::io::Error::other)?;
+    tls.max_early_data_size = 0;
+    let quic =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(std::io::Error::other)?;
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
+        .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
+        .max_concurrent_bidi_streams(VarInt::from_u32(STREAMS_PER_CONNECTION))
+        .max_concurrent_uni_streams(VarInt::from_u32(8))
+        .max_idle_timeout(Some(
+            IDLE_TIMEOUT.try_into().map_err(std::io::Error::other)?,
+        ));
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(Arc::new(transport));
+    config.migration(true);
+    quinn::Endpoint::server(config, addr)
+}
+
+/// Accepts connections until the endpoint closes.
+pub async fn serve(endpoint: quinn::Endpoint, edge: EdgeProxy, origin_url: String) {
+    let forwarder = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot build the HTTP/3 listener's origin client.");
+            return;
+        }
+    };
+    let shared = Arc::new((edge, forwarder, origin_url));
+    while let Some(incoming) = endpoint.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            // Awaiting the whole handshake: no 0-RTT data is ever read.
+            let connection = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "QUIC handshake failed.");
+                    return;
+                }
+            };
+            let client = connection.remote_address().ip();
+            let mut h3 =
+                match h3::server::Connection::new(h3_quinn::Connection::new(connection)).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "HTTP/3 connection setup failed.");
+                        return;
+                    }
+                };
+            loop {
+                match h3.accept().await {
+                    Ok(Some(resolver)) => {
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            let (request, stream) = match resolver.resolve_request().await {
+                                Ok(r) => r,
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "Bad HTTP/3 request.");
+                                    return;
+                                }
+                            };
+                            let (edge, forwarder, origin_url) = &*shared;
+                            let mut x = H3Exchange::new(&request, stream, client);
+                            let answered = match edge.serve(&mut x).await {
+                                Ok(true) => Ok(()),
+                                Ok(false) => forward(&mut x, forwarder, origin_url).await,
+                                Err(e) => Err(e),
+                            };
+                            if let Err(e) = answered {
+                                tracing::debug!(error = %e, "HTTP/3 request failed.");
+                            }
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "HTTP/3 connection ended.");
+                        break;
+                    }
+                }
+            }
+        });
+    }
+}
+
+type Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+
+/// One HTTP/3 request stream.
+struct H3Exchange {
+    head: RequestHead,
+    client: IpAddr,
+    stream: Stream,
+    done: bool,
+}
+
+impl H3Exchange {
+    fn new(request: &http::Request<()>, stream: Stream, client: IpAddr) -> Self {
+        Self {
+            head: RequestHead {
+                method: request.method().clone(),
+                path: request.uri().path().to_owned(),
+                query: request.uri().query().map(str::to_owned),
+                headers: request.headers().clone(),
+            },
+            client,
+            stream,
+            done: false,
+        }
+    }
+}
+
+fn h3_error(
+    what: &'static str,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> Box<pingora::Error> {
+    pingora::Error::because(pingora::ErrorType::WriteError, what, e)
+}
+
+fn response(head: &ResponseHeader) -> http::Response<()> {
+    let mut response = http::Response::new(());
+    *response.status_mut() = head.status;
+    for (name, value) in &head.headers {
+        // HTTP/3 has no connection-specific headers.
+        if name != http::header::CONNECTION && name != http::header::TRANSFER_ENCODING {
+            response.headers_mut().append(name, value.clone());
+        }
+    }
+    response
+}
+
+#[async_trait]
+impl Exchange for H3Exchange {
+    fn head(&self) -> RequestHead {
+        self.head.clone()
+    }
+
+    async fn informational(
+        &mut self,
+        status: u16,
+        headers: &[(&'static str, String)],
+    ) -> pingora::Result<()> {
+        let mut head = ResponseHeader::build(status, Some(headers.len()))?;
+        for (name, value) in headers {
+            head.insert_header(*name, value)?;
+        }
+        self.stream
+            .send_response(response(&head))
+            .await
+            .map_err(|e| h3_error("sending an informational response", e))
+    }
+
+    async fn read(&mut self) -> pingora::Result<Option<Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.stream.recv_data().await {
+            Ok(Some(mut piece)) => Ok(Some(piece.copy_to_bytes(piece.remaining()))),
+            Ok(None) => {
+                self.done = true;
+                Ok(None)
+            }
+            Err(e) => Err(pingora::Error::because(
+                pingora::ErrorType::ReadError,
+                "reading an HTTP/3 request body",
+                e,
+            )),
+        }
+    }
+
+    fn body_done(&mut self) -> bool {
+        self.done
+    }
+
+    async fn respond(&mut self, head: ResponseHeader, end: bool) -> pingora::Result<()> {
+        self.stream
+            .send_response(response(&head))
+            .await
+            .map_err(|e| h3_error("sending a response", e))?;
+        if end {
+            self.stream
+                .finish()
+                .await
+                .map_err(|e| h3_error("finishing a response", e))?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, data: Bytes, end: bool) -> pingora::Result<()> {
+        if !data.is_empty() {
+            self.stream
+                .send_data(data)
+                .await
+                .map_err(|e| h3_error("sending a response body", e))?;
+        }
+        if end {
+            self.stream
+                .finish()
+                .await
+                .map_err(|e| h3_error("finishing a response", e))?;
+        }
+        Ok(())
+    }
+
+    fn close_after(&mut self) {
+        // Ask the client to stop sending the body this answer refuses.
+        self.stream.stop_sending(h3::error::Code::H3_NO_ERROR);
+        self.done = true;
+    }
+}
+
+/// Forwards a control-API request to the origin, as Pingora's proxy does for TCP: the
+/// internal secret header is dropped and the client joins `X-Forwarded-For`.
+async fn forward(
+    x: &mut H3Exchange,
+    client: &reqwest::Client,
+    origin_url: &str,
+) -> pingora::Result<()> {
+    let head = x.head();
+    let mut body = Vec::new();
+    while let Some(piece) = x.read().await? {
+        body.extend_from_slice(&piece);
+        if body.len() > FORWARD_LIMIT {
+            let reply = crate::protocol::Reply::error(&crate::error::UploadsApiError::Malformed(
+                "the request body is too large for this API".into(),
+            ));
+            return super::exchange::write_reply(x, reply, &[]).await;
+        }
+    }
+    let url = format!(
+        "{origin_url}{}{}",
+        head.path,
+        head.query.map(|q| format!("?{q}")).unwrap_or_default()
+    );
+    let mut headers = head.headers.clone();
+    headers.remove(crate::control::SECRET_HEADER);
+    headers.remove(http::header::HOST);
+    let chain = super::proxy::forwarded_chain(&head.headers, x.client);
+    if let Ok(value) = http::HeaderValue::from_str(&chain) {
+        headers.insert("x-forwarded-for", value);
+    }
+    let answer = client
+        .request(head.method.clone(), url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    let mut answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "Forwarding an HTTP/3 request to the origin failed.");
+            let reply = crate::protocol::Reply::error(&crate::error::UploadsApiError::Unavailable);
+            return super::exchange::write_reply(x, reply, &[]).await;
+        }
+    };
+    let mut head = ResponseHeader::build(answer.status().as_u16(), Some(answer.headers().len()))?;
+    for (name, value) in answer.headers() {
+        head.append_header(name.clone(), value.clone())?;
+    }
+    x.respond(head, false).await?;
+    loop {
+        match answer.chunk().await {
+            Ok(Some(piece)) => x.send(piece, false).await?,
+            Ok(None) => return x.send(Bytes::new(), true).await,
+            Err(e) => {
+                return Err(pingora::Error::because(
+                    pingora::ErrorType::ReadError,
+                    "reading the origin's answer",
+                    e,
+                ))
+            }
+        }
+    }
+}
