@@ -11,11 +11,14 @@
 //! keep the benchmark working. nginx comes from Debian's package (`bash .ci/setup`); without
 //! it, only Uplink's rows are printed.
 
+mod support;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{cpu_seconds, free_port, peak_rss_mib, wait_ready};
 
 const MIB: u64 = 1 << 20;
 
@@ -34,22 +37,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_ready(url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(url).await.is_err() {
-        assert!(Instant::now() < deadline, "{url} did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -146,49 +133,6 @@ async fn nginx() -> Option<Server> {
         api_key: String::new(),
         token: String::new(),
     })
-}
-
-/// CPU seconds used so far by a process and its children (nginx's workers).
-fn cpu_seconds(pid: u32) -> f64 {
-    let ticks = |pid: u32| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                let after = s.rsplit_once(')')?.1;
-                let f: Vec<&str> = after.split_whitespace().collect();
-                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-            })
-            .unwrap_or(0)
-    };
-    let total: u64 = family(pid).into_iter().map(ticks).sum();
-    total as f64 / 100.0
-}
-
-/// Peak resident memory of a process and its children, in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let hwm = |pid: u32| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-            .unwrap_or(0)
-    };
-    family(pid).into_iter().map(hwm).sum::<u64>() as f64 / 1024.0
-}
-
-fn family(pid: u32) -> Vec<u32> {
-    let mut all = vec![pid];
-    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-        all.extend(
-            children
-                .split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok()),
-        );
-    }
-    all
 }
 
 /// A body of `len` bytes streamed in 1 MiB pieces (the client spends almost nothing on it).

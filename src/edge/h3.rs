@@ -6,7 +6,9 @@
 //! Flow-control windows are sized for uploads, not quinn's small defaults; 0-RTT is refused
 //! (no early data is accepted for anything, so a replayed request cannot change state);
 //! connections migrate between client addresses (quinn validates the new path); idle
-//! connections close. Must not depend on the origin's internals or the database.
+//! connections close; a client address may hold [`CONNECTIONS_PER_CLIENT`] connections of
+//! [`STREAMS_PER_CONNECTION`] requests each. UDP GSO/GRO are used where the kernel has them
+//! (quinn-udp). Must not depend on the origin's internals or the database.
 
 use super::exchange::{Exchange, RequestHead};
 use super::proxy::EdgeProxy;
@@ -29,6 +31,45 @@ const STREAMS_PER_CONNECTION: u32 = 128;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest control-API request body forwarded to the origin (uploads never are).
 const FORWARD_LIMIT: usize = 1 << 20;
+/// QUIC connections one client address may hold at once; more are refused.
+const CONNECTIONS_PER_CLIENT: usize = 64;
+
+/// Open connections per client address; a [`Held`] gives its place back when dropped.
+#[derive(Default)]
+struct PerClient(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
+
+struct Held(Arc<PerClient>, IpAddr);
+
+impl PerClient {
+    fn take(self: &Arc<Self>, client: IpAddr) -> Option<Held> {
+        let mut open = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(client).or_default();
+        if *n >= CONNECTIONS_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(Held(self.clone(), client))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut open = self
+            .0
+             .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
 
 /// Opens the QUIC endpoint on `addr` (UDP) with the edge's certificate.
 ///
@@ -72,9 +113,16 @@ pub async fn serve(endpoint: quinn::Endpoint, edge: EdgeProxy, origin_url: Strin
         }
     };
     let shared = Arc::new((edge, forwarder, origin_url));
+    let per_client = Arc::new(PerClient::default());
     while let Some(incoming) = endpoint.accept().await {
+        let Some(held) = per_client.take(incoming.remote_address().ip()) else {
+            tracing::debug!(client = %incoming.remote_address(), "Too many QUIC connections from one client; refused.");
+            incoming.refuse();
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
+            let _held = held;
             // Awaiting the whole handshake: no 0-RTT data is ever read.
             let connection = match incoming.await {
                 Ok(c) => c,
