@@ -14,7 +14,7 @@ use super::exchange::{Exchange, RequestHead};
 use super::proxy::EdgeProxy;
 use super::tls::Certificate;
 use async_trait::async_trait;
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use quinn::VarInt;
 use std::net::{IpAddr, SocketAddr};
@@ -29,6 +29,8 @@ const CONNECTION_WINDOW: u32 = 64 << 20;
 const STREAMS_PER_CONNECTION: u32 = 128;
 /// A connection with no traffic for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Request body bytes gathered into one piece for the ingest core, at most.
+const PIECE: usize = 256 * 1024;
 /// The largest control-API request body forwarded to the origin (uploads never are).
 const FORWARD_LIMIT: usize = 1 << 20;
 /// QUIC connections one client address may hold at once; more are refused.
@@ -183,6 +185,8 @@ struct H3Exchange {
     client: IpAddr,
     stream: Stream,
     done: bool,
+    /// A read failure held back until the bytes before it are handed over.
+    failed: Option<Box<pingora::Error>>,
 }
 
 impl H3Exchange {
@@ -197,6 +201,7 @@ impl H3Exchange {
             client,
             stream,
             done: false,
+            failed: None,
         }
     }
 }
@@ -241,22 +246,45 @@ impl Exchange for H3Exchange {
             .map_err(|e| h3_error("sending an informational response", e))
     }
 
+    /// QUIC hands data over a packet at a time (about 1 KiB); it is gathered into pieces of
+    /// [`PIECE`] (the last one shorter) so the ingest core writes in large pieces. A failure
+    /// after some bytes arrived hands those over first and reports the failure next time, so
+    /// everything received is stored.
     async fn read(&mut self) -> pingora::Result<Option<Bytes>> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         if self.done {
             return Ok(None);
         }
-        match self.stream.recv_data().await {
-            Ok(Some(mut piece)) => Ok(Some(piece.copy_to_bytes(piece.remaining()))),
-            Ok(None) => {
-                self.done = true;
-                Ok(None)
+        let mut piece = BytesMut::new();
+        while piece.len() < PIECE {
+            match self.stream.recv_data().await {
+                Ok(Some(mut more)) => {
+                    if piece.is_empty() {
+                        piece.reserve(PIECE.max(more.remaining()));
+                    }
+                    piece.put(&mut more);
+                }
+                Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => {
+                    let e = pingora::Error::because(
+                        pingora::ErrorType::ReadError,
+                        "reading an HTTP/3 request body",
+                        e,
+                    );
+                    if piece.is_empty() {
+                        return Err(e);
+                    }
+                    self.failed = Some(e);
+                    break;
+                }
             }
-            Err(e) => Err(pingora::Error::because(
-                pingora::ErrorType::ReadError,
-                "reading an HTTP/3 request body",
-                e,
-            )),
         }
+        Ok((!piece.is_empty()).then(|| piece.freeze()))
     }
 
     fn body_done(&mut self) -> bool {
