@@ -2,7 +2,8 @@
 //! ALPN and advertises HTTP/3 with `Alt-Svc`; an HTTP/3 client not written here (aioquic, from
 //! PyPI) uploads a real video through the Uploads API, tus and the IETF draft (whose 104 arrives
 //! over HTTP/3 too), reads its status through the forwarded control API, and every upload is
-//! stored byte-identical and completes.
+//! stored byte-identical and completes. One matrix sends the same requests of every protocol,
+//! good and bad, over HTTP/1.1, HTTP/2 and HTTP/3 and requires the same answers.
 
 mod common;
 
@@ -204,4 +205,312 @@ async fn a_real_video_uploaded_over_http3_by_aioquic_is_stored_and_completes() {
         record["sha256"].as_str(),
         Some(sha256_file(&video).as_str())
     );
+}
+
+/// One answer, whatever the HTTP version carried it.
+#[derive(Debug, Clone, PartialEq)]
+struct Answer {
+    status: u16,
+    headers: std::collections::BTreeMap<String, String>,
+    body: String,
+    interim: Vec<u64>,
+}
+
+/// Sends one request over HTTPS with HTTP/1.1 or HTTP/2 (reqwest), or over HTTP/3 (aioquic).
+async fn send(
+    version: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Answer {
+    let url = format!("https://127.0.0.1:{port}{path}");
+    if version == "3" {
+        let headers = headers.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        let a = h3(url, method, headers, body.to_vec()).await;
+        return Answer {
+            status: a["status"].as_u64().unwrap() as u16,
+            headers: a["headers"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                .collect(),
+            body: a["body"].as_str().unwrap().to_owned(),
+            interim: a["interim"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_u64().unwrap())
+                .collect(),
+        };
+    }
+    let builder = reqwest::Client::builder().danger_accept_invalid_certs(true);
+    let client = if version == "2" {
+        builder.http2_prior_knowledge()
+    } else {
+        builder.http1_only()
+    }
+    .build()
+    .unwrap();
+    let mut request = client.request(method.parse().unwrap(), url);
+    for (k, v) in headers {
+        request = request.header(*k, v);
+    }
+    let response = request.body(body.to_vec()).send().await.unwrap();
+    let expected = if version == "2" {
+        reqwest::Version::HTTP_2
+    } else {
+        reqwest::Version::HTTP_11
+    };
+    assert_eq!(response.version(), expected);
+    Answer {
+        status: response.status().as_u16(),
+        headers: response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect(),
+        body: response.text().await.unwrap(),
+        interim: Vec::new(),
+    }
+}
+
+/// What must be the same on every version: the status, the protocol headers that matter, and
+/// the body with upload ids and tokens taken out.
+fn essence(a: &Answer) -> (u16, Vec<(String, String)>, String) {
+    let kept = [
+        "content-type",
+        "tus-resumable",
+        "tus-version",
+        "tus-extension",
+        "upload-offset",
+        "upload-length",
+        "upload-complete",
+        "upload-draft-interop-version",
+        "allow",
+        "www-authenticate",
+    ];
+    let headers = a
+        .headers
+        .iter()
+        .filter(|(k, _)| kept.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut body: Value = serde_json::from_str(&a.body).unwrap_or(Value::String(a.body.clone()));
+    if let Some(o) = body.as_object_mut() {
+        o.remove("id");
+        o.remove("video_id");
+    }
+    (a.status, headers, body.to_string())
+}
+
+/// The same requests of every protocol, good and bad, on one version; what each answered.
+async fn protocol_steps(
+    version: &str,
+    port: u16,
+    api_key: &str,
+    token: &str,
+    video: &[u8],
+) -> Vec<(String, Answer)> {
+    let bearer = ("authorization", format!("Bearer {api_key}"));
+    let with_token = ("authorization", format!("Bearer {token}"));
+    let tus = ("tus-resumable", "1.0.0".to_owned());
+    let octets = ("content-type", "application/offset+octet-stream".to_owned());
+    let mut steps = Vec::new();
+    macro_rules! step {
+        ($name:expr, $method:expr, $path:expr, $headers:expr, $body:expr) => {{
+            let answer = send(version, port, $method, &$path, $headers, $body).await;
+            steps.push(($name.to_owned(), answer.clone()));
+            answer
+        }};
+    }
+    step!(
+        "uploads api without a key",
+        "POST",
+        "/api/client/v1/uploads".to_owned(),
+        &[],
+        b""
+    );
+    step!(
+        "uploads api without a folder",
+        "POST",
+        "/api/client/v1/uploads".to_owned(),
+        &[bearer.clone(), ("content-type", "multipart/form-data; boundary=b".into())],
+        b"--b\r\nContent-Disposition: form-data; name=\"video\"; filename=\"a.mp4\"\r\n\r\nxyz\r\n--b--\r\n"
+    );
+    step!(
+        "control api: an unknown upload",
+        "GET",
+        format!("/api/client/v1/uploads/{}", uuid::Uuid::new_v4()),
+        &[bearer.clone()],
+        b""
+    );
+    step!(
+        "tus options",
+        "OPTIONS",
+        "/files/".to_owned(),
+        &[tus.clone()],
+        b""
+    );
+    step!(
+        "tus without a token",
+        "POST",
+        "/files/".to_owned(),
+        &[tus.clone(), ("upload-length", "10".into())],
+        b""
+    );
+    let created = step!(
+        "tus creation",
+        "POST",
+        "/files/".to_owned(),
+        &[
+            with_token.clone(),
+            tus.clone(),
+            ("upload-length", video.len().to_string())
+        ],
+        b""
+    );
+    let location = created.headers["location"].clone();
+    let half = video.len() / 2;
+    step!(
+        "tus head",
+        "HEAD",
+        location,
+        &[with_token.clone(), tus.clone()],
+        b""
+    );
+    step!(
+        "tus patch",
+        "PATCH",
+        location,
+        &[
+            with_token.clone(),
+            tus.clone(),
+            octets.clone(),
+            ("upload-offset", "0".into())
+        ],
+        &video[..half]
+    );
+    step!(
+        "tus patch at a wrong offset",
+        "PATCH",
+        location,
+        &[
+            with_token.clone(),
+            tus.clone(),
+            octets.clone(),
+            ("upload-offset", "1".into())
+        ],
+        b"x"
+    );
+    step!(
+        "tus patch to the end",
+        "PATCH",
+        location,
+        &[
+            with_token.clone(),
+            tus.clone(),
+            octets.clone(),
+            ("upload-offset", half.to_string())
+        ],
+        &video[half..]
+    );
+    step!(
+        "ietf creation",
+        "POST",
+        format!("/files/?__token__={token}"),
+        &[
+            ("upload-draft-interop-version", "8".into()),
+            ("upload-complete", "?1".into())
+        ],
+        video
+    );
+    step!(
+        "movingimage with a bad token",
+        "POST",
+        format!("/upload/{}?__token__=nope", uuid::Uuid::new_v4()),
+        &[],
+        b"x"
+    );
+    step!(
+        "s3 post without a policy",
+        "POST",
+        "/s3/bucket".to_owned(),
+        &[("content-type", "multipart/form-data; boundary=b".into())],
+        b"--b--\r\n"
+    );
+    step!(
+        "ankoder form without a key",
+        "POST",
+        "/files/upload".to_owned(),
+        &[("content-type", "multipart/form-data; boundary=b".into())],
+        b"--b--\r\n"
+    );
+    step!(
+        "an internal path",
+        "POST",
+        "/internal/v1/api-keys/resolve".to_owned(),
+        &[],
+        b"{}"
+    );
+    steps
+}
+
+#[tokio::test]
+async fn every_protocol_answers_the_same_on_http_1_1_2_and_3() {
+    let (node, port) = tls_node().await;
+    let account = node.account("Acme");
+    let token = common::upload_token(&node, &account, r#"{"max_uploads": 20}"#).await;
+    let dir = tempfile::tempdir().unwrap();
+    let video = std::fs::read(test_video(dir.path(), 1)).unwrap();
+    let mut runs = Vec::new();
+    for version in ["1.1", "2", "3"] {
+        runs.push((
+            version,
+            protocol_steps(version, port, &account.api_key, &token, &video).await,
+        ));
+    }
+    let (_, reference) = &runs[0];
+    let statuses: Vec<u16> = reference.iter().map(|(_, a)| a.status).collect();
+    assert_eq!(
+        statuses,
+        [401, 422, 404, 204, 401, 201, 200, 204, 409, 204, 201, 401, 400, 422, 404],
+        "{reference:?}"
+    );
+    for (version, steps) in &runs[1..] {
+        assert_eq!(steps.len(), reference.len());
+        for ((name, answer), (_, expected)) in steps.iter().zip(reference) {
+            assert_eq!(
+                essence(answer),
+                essence(expected),
+                "{name} on HTTP/{version} vs HTTP/1.1"
+            );
+        }
+    }
+    // The draft's 104 arrives on HTTP/1.1 and HTTP/3 (Pingora's HTTP/2 drops interim responses).
+    let interim = |run: &[(String, Answer)]| {
+        run.iter()
+            .find(|(n, _)| n == "ietf creation")
+            .unwrap()
+            .1
+            .interim
+            .clone()
+    };
+    assert_eq!(interim(&runs[2].1), [104]);
+    // Every upload made on every version completed byte-identical.
+    let api = Uploads::new(&node.url, &account.api_key);
+    let (_, list) = api.get("").await;
+    let finished: Vec<&Value> = list["data"].as_array().unwrap().iter().collect();
+    assert_eq!(finished.len(), 6, "{list}");
+    let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&video));
+    for upload in finished {
+        let record = api.wait_final(upload["id"].as_str().unwrap()).await;
+        assert_eq!(
+            record["sha256"].as_str(),
+            Some(expected.as_str()),
+            "{record}"
+        );
+    }
 }
