@@ -321,7 +321,15 @@ async fn protocol_steps(
     let mut steps = Vec::new();
     macro_rules! step {
         ($name:expr, $method:expr, $path:expr, $headers:expr, $body:expr) => {{
-            let answer = send(version, port, $method, &$path, $headers, $body).await;
+            let answer = send(
+                version,
+                port,
+                $method,
+                AsRef::<str>::as_ref(&$path),
+                $headers,
+                $body,
+            )
+            .await;
             steps.push(($name.to_owned(), answer.clone()));
             answer
         }};
@@ -329,14 +337,14 @@ async fn protocol_steps(
     step!(
         "uploads api without a key",
         "POST",
-        "/api/client/v1/uploads".to_owned(),
+        "/api/client/v1/uploads",
         &[],
         b""
     );
     step!(
         "uploads api without a folder",
         "POST",
-        "/api/client/v1/uploads".to_owned(),
+        "/api/client/v1/uploads",
         &[bearer.clone(), ("content-type", "multipart/form-data; boundary=b".into())],
         b"--b\r\nContent-Disposition: form-data; name=\"video\"; filename=\"a.mp4\"\r\n\r\nxyz\r\n--b--\r\n"
     );
@@ -344,27 +352,27 @@ async fn protocol_steps(
         "control api: an unknown upload",
         "GET",
         format!("/api/client/v1/uploads/{}", uuid::Uuid::new_v4()),
-        &[bearer.clone()],
+        std::slice::from_ref(&bearer),
         b""
     );
     step!(
         "tus options",
         "OPTIONS",
-        "/files/".to_owned(),
-        &[tus.clone()],
+        "/files/",
+        std::slice::from_ref(&tus),
         b""
     );
     step!(
         "tus without a token",
         "POST",
-        "/files/".to_owned(),
+        "/files/",
         &[tus.clone(), ("upload-length", "10".into())],
         b""
     );
     let created = step!(
         "tus creation",
         "POST",
-        "/files/".to_owned(),
+        "/files/",
         &[
             with_token.clone(),
             tus.clone(),
@@ -437,21 +445,21 @@ async fn protocol_steps(
     step!(
         "s3 post without a policy",
         "POST",
-        "/s3/bucket".to_owned(),
+        "/s3/bucket",
         &[("content-type", "multipart/form-data; boundary=b".into())],
         b"--b--\r\n"
     );
     step!(
         "ankoder form without a key",
         "POST",
-        "/files/upload".to_owned(),
+        "/files/upload",
         &[("content-type", "multipart/form-data; boundary=b".into())],
         b"--b--\r\n"
     );
     step!(
         "an internal path",
         "POST",
-        "/internal/v1/api-keys/resolve".to_owned(),
+        "/internal/v1/api-keys/resolve",
         &[],
         b"{}"
     );
