@@ -180,3 +180,28 @@ fn processing_and_notifications_are_checked_key_by_key() {
         assert!(err.contains(key), "{template} -> {err}");
     }
 }
+
+#[test]
+fn an_edge_tls_listener_needs_its_certificate_files() {
+    let with_tls = |extra: &str| {
+        toml::from_str::<RawEdge>(&format!("{}\n{extra}", example("edge.toml")))
+            .map_err(|e| e.to_string())
+            .and_then(|raw| raw.validate(&env).map_err(|e| e.to_string()))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    let table = |listen: &str| {
+        format!(
+            "[tls]\nlisten = \"{listen}\"\ncertificate = \"{}\"\nprivate_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let err = with_tls(&table("0.0.0.0:443")).unwrap_err();
+    assert!(err.contains("tls.certificate"), "{err}");
+    uplink::edge::tls::ensure_self_signed(&cert, &key).unwrap();
+    let tls = with_tls(&table("0.0.0.0:443")).unwrap().tls.unwrap();
+    assert_eq!(tls.listen.port(), 443);
+    let err = with_tls(&table("everywhere")).unwrap_err();
+    assert!(err.contains("tls.listen"), "{err}");
+}
