@@ -68,6 +68,8 @@ async fn start() -> Node {
             "--data-dir",
         ])
         .arg(dir.path())
+        .arg("--config")
+        .arg(support::ingest_only_config(dir.path()))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -65,6 +65,8 @@ async fn uplink() -> Server {
             "--data-dir",
         ])
         .arg(dir.path())
+        .arg("--config")
+        .arg(support::ingest_only_config(dir.path()))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

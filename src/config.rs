@@ -357,7 +357,8 @@ pub struct RawOrigin {
     pub internal_secret: SecretRef,
     /// Directory for the transcode workers' temporary files.
     pub scratch_dir: PathBuf,
-    /// Transcode workers on this node.
+    /// Transcode workers on this node; 0 for an origin that takes no jobs (other origins
+    /// sharing the database process them).
     #[serde(default = "default_workers")]
     pub workers: usize,
     /// How long a worker holds a job before another may take it over, e.g. `"10m"`.
@@ -794,7 +795,7 @@ pub struct RawDev {
     pub storage: Option<String>,
     /// State database. Default `sqlite://DATA_DIR/uplink.db`.
     pub database: Option<String>,
-    /// Transcode workers. Default 1.
+    /// Transcode workers. Default 1; 0 stores uploads without processing them (benchmarks).
     pub workers: Option<usize>,
     /// Largest single upload accepted. Default `"50GiB"`.
     pub max_upload_size: Option<String>,
@@ -1038,7 +1039,7 @@ impl RawOrigin {
             storage: StorageUrl::parse(&self.storage, "storage")?,
             internal_secret: self.internal_secret.resolve("internal_secret", env)?,
             scratch_dir: self.scratch_dir.clone(),
-            workers: nonzero(self.workers, "workers")?,
+            workers: self.workers,
             job_lease: parse_duration(&self.job_lease, "job_lease")?,
             job_attempts: self.job_attempts,
             keyring: self.token_keys.keyring("token_keys", env)?,
@@ -1203,7 +1204,7 @@ impl RawDev {
                 storage: storage.clone(),
                 internal_secret: secret.clone(),
                 scratch_dir: data_dir.join("scratch"),
-                workers: nonzero(self.workers.unwrap_or(1), "workers")?,
+                workers: self.workers.unwrap_or(1),
                 job_lease: parse_duration(
                     &self.job_lease.clone().unwrap_or_else(default_job_lease),
                     "job_lease",

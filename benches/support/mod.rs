@@ -64,3 +64,11 @@ pub fn family(pid: u32) -> Vec<u32> {
     }
     all
 }
+
+/// A `uplink dev` config file in `dir` for ingest benchmarks: no processing workers, so the
+/// server's CPU is the ingest's alone (a worker would probe every benchmark upload).
+pub fn ingest_only_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("bench.toml");
+    std::fs::write(&path, "workers = 0\n").unwrap();
+    path
+}
