@@ -14,10 +14,10 @@ mod support;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Instant;
-use support::{cpu_seconds, free_port, wait_ready};
+use support::{cpu_seconds, free_port};
 
 const MIB: u64 = 1 << 20;
 
@@ -44,54 +44,14 @@ impl Node {
 }
 
 async fn start() -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_uplink");
-    let account = Command::new(bin)
-        .args([
-            "account",
-            "create",
-            "--name",
-            "Bench",
-            "--json",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let account: serde_json::Value = serde_json::from_slice(&account.stdout).unwrap();
-    let (port, tls_port) = (free_port(), free_port());
-    let child = Command::new(bin)
-        .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--tls-listen",
-            &format!("127.0.0.1:{tls_port}"),
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .arg("--config")
-        .arg(support::ingest_only_config(dir.path()))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    wait_ready(&format!("{url}/healthz")).await;
-    let resp: serde_json::Value = reqwest::Client::new()
-        .post(format!("{url}/v1/upload-tokens"))
-        .bearer_auth(account["api_key"].as_str().unwrap())
-        .body(r#"{"max_uploads": 1000}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tls_port = free_port();
+    let started =
+        support::start_uplink(&["--tls-listen".into(), format!("127.0.0.1:{tls_port}")]).await;
     Node {
-        child,
-        dir,
+        child: started.child,
+        dir: started.dir,
         tls: SocketAddr::from(([127, 0, 0, 1], tls_port)),
-        token: resp["token"].as_str().unwrap().to_owned(),
+        token: started.token,
     }
 }
 

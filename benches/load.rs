@@ -41,57 +41,13 @@ impl Drop for Server {
 }
 
 async fn uplink() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_uplink");
-    let account = Command::new(bin)
-        .args([
-            "account",
-            "create",
-            "--name",
-            "Bench",
-            "--json",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let account: serde_json::Value = serde_json::from_slice(&account.stdout).unwrap();
-    let port = free_port();
-    let child = Command::new(bin)
-        .args([
-            "dev",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .arg("--config")
-        .arg(support::ingest_only_config(dir.path()))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    wait_ready(&format!("{url}/healthz")).await;
-    let api_key = account["api_key"].as_str().unwrap().to_owned();
-    let resp: serde_json::Value = reqwest::Client::new()
-        .post(format!("{url}/v1/upload-tokens"))
-        .bearer_auth(&api_key)
-        .body(r#"{"max_uploads": 1000}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = resp["token"].as_str().unwrap().to_owned();
+    let started = support::start_uplink(&[]).await;
     Server {
-        child,
-        url,
-        _dir: dir,
-        api_key,
-        token,
+        child: started.child,
+        url: started.url,
+        _dir: started.dir,
+        api_key: started.api_key,
+        token: started.token,
     }
 }
 

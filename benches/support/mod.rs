@@ -2,6 +2,7 @@
 //! memory of a server process and its children, read from /proc.
 #![allow(dead_code)]
 
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A port that was free a moment ago.
@@ -71,4 +72,76 @@ pub fn ingest_only_config(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("bench.toml");
     std::fs::write(&path, "workers = 0\n").unwrap();
     path
+}
+
+/// A started `uplink dev` and the credentials a benchmark client needs.
+pub struct Started {
+    /// The process (the caller kills it).
+    pub child: Child,
+    /// Its data directory.
+    pub dir: tempfile::TempDir,
+    /// Its plain HTTP base URL.
+    pub url: String,
+    /// An account's API key.
+    pub api_key: String,
+    /// An upload token of that account, good for 1000 uploads.
+    pub token: String,
+}
+
+/// Starts a release `uplink dev` for an ingest benchmark (no processing workers) with `extra`
+/// arguments, creates an account and an upload token, and waits until it answers.
+pub async fn start_uplink(extra: &[String]) -> Started {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_uplink");
+    let account = Command::new(bin)
+        .args([
+            "account",
+            "create",
+            "--name",
+            "Bench",
+            "--json",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let account: serde_json::Value = serde_json::from_slice(&account.stdout).unwrap();
+    let port = free_port();
+    let child = Command::new(bin)
+        .args([
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(ingest_only_config(dir.path()))
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&format!("{url}/healthz")).await;
+    let api_key = account["api_key"].as_str().unwrap().to_owned();
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(format!("{url}/v1/upload-tokens"))
+        .bearer_auth(&api_key)
+        .body(r#"{"max_uploads": 1000}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = resp["token"].as_str().unwrap().to_owned();
+    Started {
+        child,
+        dir,
+        url,
+        api_key,
+        token,
+    }
 }

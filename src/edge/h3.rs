@@ -296,13 +296,7 @@ impl Exchange for H3Exchange {
             .send_response(response(&head))
             .await
             .map_err(|e| h3_error("sending a response", e))?;
-        if end {
-            self.stream
-                .finish()
-                .await
-                .map_err(|e| h3_error("finishing a response", e))?;
-        }
-        Ok(())
+        self.send(Bytes::new(), end).await
     }
 
     async fn send(&mut self, data: Bytes, end: bool) -> pingora::Result<()> {
