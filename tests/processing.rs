@@ -413,6 +413,8 @@ async fn a_worker_killed_mid_job_does_not_lose_it() {
         let code = body["data"]["status"].as_i64().unwrap();
         assert!(code < 5, "finished before it could be killed: {body}");
         if code == 3 {
+            let progress = body["data"]["progress"].as_u64();
+            assert!(progress.is_some_and(|p| p <= 100), "{body}");
             break;
         }
         assert!(Instant::now() < deadline, "never processing: {body}");
@@ -424,6 +426,11 @@ async fn a_worker_killed_mid_job_does_not_lose_it() {
     let api = Uploads::new(&node.url, &account.api_key);
     let record = api.wait_final(&id).await;
     assert_eq!(record["status"], 6, "{record}");
+    assert_eq!(
+        record["progress"],
+        Value::Null,
+        "only while processing: {record}"
+    );
     let heights: Vec<u64> = record["outputs"]
         .as_array()
         .unwrap()

@@ -44,7 +44,7 @@ pub async fn claim(db: &Db, worker: &str, lease_ms: i64, now: i64) -> Result<Opt
         Backend::Sqlite => "",
     };
     let row = sqlx::query(&format!(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1, worker = $2, updated_at = $3 \
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1, worker = $2, updated_at = $3, progress = 0 \
          WHERE id = (SELECT id FROM jobs WHERE state = 'queued' OR (state = 'running' AND lease_until < $3) \
                      ORDER BY created_at LIMIT 1{lock}) \
          RETURNING id, upload_id, attempts"

@@ -63,6 +63,8 @@ pub struct UploadRecord {
     pub output_key: Option<String>,
     /// What processing produced, as the status record shows it (a JSON array).
     pub outputs: serde_json::Value,
+    /// How far processing has got (0–100), while a worker is on it.
+    pub progress: Option<i64>,
     /// Creation time (ms).
     pub created_at: i64,
     /// Last change (ms).
@@ -73,7 +75,8 @@ pub struct UploadRecord {
 
 const COLUMNS: &str =
     "id, account_id, pipeline_id, flavour, filename, folder, object_key, status, error, \
-                       size, sha256, duration_ms, output_key, created_at, updated_at, metadata, outputs";
+                       size, sha256, duration_ms, output_key, created_at, updated_at, metadata, outputs, \
+                       (SELECT j.progress FROM jobs j WHERE j.upload_id = uploads.id) AS progress";
 
 fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
     let code: i64 = row.try_get("status").op("read status")?;
@@ -104,6 +107,10 @@ fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
             .transpose()
             .map_err(|e| DbError::Corrupt(format!("outputs of an upload: {e}")))?
             .unwrap_or_else(|| serde_json::json!([])),
+        progress: row
+            .try_get::<Option<i64>, _>("progress")
+            .op(op)?
+            .filter(|_| matches!(status, Status::Processing | Status::Uploading)),
     })
 }
 

@@ -124,7 +124,8 @@ pub(super) fn time(ms: i64) -> String {
 }
 
 /// An upload as the Uploads API shows it: the seed's fields, then `folder`, `size`, `sha256`,
-/// `duration_ms`, `error` (null until known) and `outputs` (empty until processed).
+/// `duration_ms`, `error` (null until known), `progress` (0–100 while processing, else null)
+/// and `outputs` (empty until processed).
 #[must_use]
 pub fn view(u: &UploadRecord) -> Value {
     json!({
@@ -139,6 +140,7 @@ pub fn view(u: &UploadRecord) -> Value {
         "sha256": u.sha256,
         "duration_ms": u.duration_ms,
         "error": u.error,
+        "progress": u.progress,
         "outputs": u.outputs,
     })
 }
