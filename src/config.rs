@@ -580,6 +580,11 @@ fn drawn_file(path: &Path, key: &str) -> Result<(), ConfigError> {
             ),
         ));
     }
+    existing_file(path, key)
+}
+
+/// A file a key names must exist before the process starts using it.
+fn existing_file(path: &Path, key: &str) -> Result<(), ConfigError> {
     if path.is_file() {
         Ok(())
     } else {
@@ -763,17 +768,8 @@ pub struct TlsSettings {
 
 impl RawTls {
     fn validate(&self) -> Result<TlsSettings, ConfigError> {
-        for (path, key) in [
-            (&self.certificate, "tls.certificate"),
-            (&self.private_key, "tls.private_key"),
-        ] {
-            if !path.is_file() {
-                return Err(invalid(
-                    key,
-                    format!("{} is not a readable file", path.display()),
-                ));
-            }
-        }
+        existing_file(&self.certificate, "tls.certificate")?;
+        existing_file(&self.private_key, "tls.private_key")?;
         Ok(TlsSettings {
             listen: parse_addr(&self.listen, "tls.listen")?,
             certificate: self.certificate.clone(),

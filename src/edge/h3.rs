@@ -102,6 +102,14 @@ pub fn endpoint(
     quinn::Endpoint::server(config, addr)
 }
 
+/// What every connection's requests share.
+struct Listener {
+    edge: EdgeProxy,
+    /// Forwards the control API to the origin.
+    forwarder: reqwest::Client,
+    origin_url: String,
+}
+
 /// Accepts connections until the endpoint closes.
 pub async fn serve(endpoint: quinn::Endpoint, edge: EdgeProxy, origin_url: String) {
     let forwarder = match reqwest::Client::builder()
@@ -114,7 +122,11 @@ pub async fn serve(endpoint: quinn::Endpoint, edge: EdgeProxy, origin_url: Strin
             return;
         }
     };
-    let shared = Arc::new((edge, forwarder, origin_url));
+    let listener = Arc::new(Listener {
+        edge,
+        forwarder,
+        origin_url,
+    });
     let per_client = Arc::new(PerClient::default());
     while let Some(incoming) = endpoint.accept().await {
         let Some(held) = per_client.take(incoming.remote_address().ip()) else {
@@ -122,58 +134,66 @@ pub async fn serve(endpoint: quinn::Endpoint, edge: EdgeProxy, origin_url: Strin
             incoming.refuse();
             continue;
         };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _held = held;
-            // Awaiting the whole handshake: no 0-RTT data is ever read.
-            let connection = match incoming.await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::debug!(error = %e, "QUIC handshake failed.");
-                    return;
+        tokio::spawn(listener.clone().connection(incoming, held));
+    }
+}
+
+impl Listener {
+    /// Serves one connection's requests, each on a task of its own, until it ends.
+    async fn connection(self: Arc<Self>, incoming: quinn::Incoming, _held: Held) {
+        // Awaiting the whole handshake: no 0-RTT data is ever read.
+        let connection = match incoming.await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "QUIC handshake failed.");
+                return;
+            }
+        };
+        let client = connection.remote_address().ip();
+        let mut h3 = match h3::server::Connection::new(h3_quinn::Connection::new(connection)).await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "HTTP/3 connection setup failed.");
+                return;
+            }
+        };
+        loop {
+            match h3.accept().await {
+                Ok(Some(resolver)) => {
+                    tokio::spawn(self.clone().request(resolver, client));
                 }
-            };
-            let client = connection.remote_address().ip();
-            let mut h3 =
-                match h3::server::Connection::new(h3_quinn::Connection::new(connection)).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "HTTP/3 connection setup failed.");
-                        return;
-                    }
-                };
-            loop {
-                match h3.accept().await {
-                    Ok(Some(resolver)) => {
-                        let shared = shared.clone();
-                        tokio::spawn(async move {
-                            let (request, stream) = match resolver.resolve_request().await {
-                                Ok(r) => r,
-                                Err(e) => {
-                                    tracing::debug!(error = %e, "Bad HTTP/3 request.");
-                                    return;
-                                }
-                            };
-                            let (edge, forwarder, origin_url) = &*shared;
-                            let mut x = H3Exchange::new(&request, stream, client);
-                            let answered = match edge.serve(&mut x).await {
-                                Ok(true) => Ok(()),
-                                Ok(false) => forward(&mut x, forwarder, origin_url).await,
-                                Err(e) => Err(e),
-                            };
-                            if let Err(e) = answered {
-                                tracing::debug!(error = %e, "HTTP/3 request failed.");
-                            }
-                        });
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "HTTP/3 connection ended.");
-                        break;
-                    }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "HTTP/3 connection ended.");
+                    break;
                 }
             }
-        });
+        }
+    }
+
+    /// Answers one request: the edge's own, else forwarded to the origin.
+    async fn request(
+        self: Arc<Self>,
+        resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>,
+        client: IpAddr,
+    ) {
+        let (request, stream) = match resolver.resolve_request().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "Bad HTTP/3 request.");
+                return;
+            }
+        };
+        let mut x = H3Exchange::new(&request, stream, client);
+        let answered = match self.edge.serve(&mut x).await {
+            Ok(true) => Ok(()),
+            Ok(false) => forward(&mut x, &self.forwarder, &self.origin_url).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = answered {
+            tracing::debug!(error = %e, "HTTP/3 request failed.");
+        }
     }
 }
 
