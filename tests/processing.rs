@@ -139,8 +139,9 @@ fn seed_signature(secret: &str, message: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
-/// Uploads `file` through the seed's HTML form with `custom_*` fields; returns the video id.
-async fn form_upload(node: &Node, account: &common::Account, file: &Path) -> String {
+/// Uploads `file` through the seed's HTML form with `custom_*` fields and waits until it is
+/// processed; returns the video id and its final status record.
+async fn form_upload(node: &Node, account: &common::Account, file: &Path) -> (String, Value) {
     let key = account.json["access_key"].as_str().unwrap();
     let fields = [
         ("access_key", key),
@@ -150,7 +151,11 @@ async fn form_upload(node: &Node, account: &common::Account, file: &Path) -> Str
     let (status, _, body) = submit_form(&node.url, &fields, Some(file)).await;
     assert_eq!(status, 200, "{body}");
     let body: Value = serde_json::from_str(&body).unwrap();
-    body["video_id"].as_str().unwrap().to_owned()
+    let id = body["video_id"].as_str().unwrap().to_owned();
+    let record = Uploads::new(&node.url, &account.api_key)
+        .wait_final(&id)
+        .await;
+    (id, record)
 }
 
 /// ffprobe's view of a file's first video stream and its format.
@@ -205,10 +210,7 @@ async fn a_form_upload_is_transcoded_and_notified_after_two_failures() {
     let media = tempfile::tempdir().unwrap();
     let video = test_video(media.path(), 3);
 
-    let id = form_upload(&node, &account, &video).await;
-    let record = Uploads::new(&node.url, &account.api_key)
-        .wait_final(&id)
-        .await;
+    let (id, record) = form_upload(&node, &account, &video).await;
     assert_eq!(record["status"], 6, "{record}");
 
     // One 240p rendition (the source is 320x240: nothing is upscaled) and a thumbnail.
@@ -339,10 +341,7 @@ async fn a_non_video_fails_with_signed_failure_and_status_notifications() {
     let text = dir.path().join("notes.mp4");
     std::fs::write(&text, "not a video at all\n".repeat(1000)).unwrap();
 
-    let id = form_upload(&node, &account, &text).await;
-    let record = Uploads::new(&node.url, &account.api_key)
-        .wait_final(&id)
-        .await;
+    let (id, record) = form_upload(&node, &account, &text).await;
     assert_eq!(record["status"], 7, "{record}");
     assert!(
         record["error"].as_str().unwrap().contains("not a video"),
@@ -472,10 +471,7 @@ async fn private_notification_addresses_are_refused_when_guarded() {
     let account = node.account_with(&["--name", "Acme", "--notify-url", &receiver.url]);
     let dir = tempfile::tempdir().unwrap();
     let video = test_video(dir.path(), 1);
-    let id = form_upload(&node, &account, &video).await;
-    let record = Uploads::new(&node.url, &account.api_key)
-        .wait_final(&id)
-        .await;
+    let (id, record) = form_upload(&node, &account, &video).await;
     assert_eq!(record["status"], 6, "{record}");
     let error = first_failure(&node, &id).await;
     assert!(error.contains("private"), "{error}");
@@ -592,10 +588,7 @@ async fn redirects_are_not_followed() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let account = node.account_with(&["--name", "Acme", "--notify-url", &moved]);
     let dir = tempfile::tempdir().unwrap();
-    let id = form_upload(&node, &account, &test_video(dir.path(), 1)).await;
-    Uploads::new(&node.url, &account.api_key)
-        .wait_final(&id)
-        .await;
+    let (id, _) = form_upload(&node, &account, &test_video(dir.path(), 1)).await;
     let error = first_failure(&node, &id).await;
     assert!(
         error.contains("307") && error.contains("redirects"),
