@@ -147,6 +147,18 @@ pub fn plan(template: &Template, source: Source) -> Vec<Planned> {
         .collect()
 }
 
+/// A thumbnail is at most this wide.
+pub const THUMBNAIL_WIDTH: u32 = 640;
+
+/// The size of the thumbnail of a `width` × `height` video: at most [`THUMBNAIL_WIDTH`] wide,
+/// aspect kept, even dimensions.
+#[must_use]
+pub fn thumbnail_size(width: u32, height: u32) -> (u32, u32) {
+    let w = even(u64::from(width.min(THUMBNAIL_WIDTH)));
+    let h = even(u64::from(height) * u64::from(w) / u64::from(width.max(1)));
+    (w, h)
+}
+
 /// One variant of an HLS master playlist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Variant {
@@ -255,6 +267,13 @@ mod tests {
         assert!(!plan(&subtitled, s)[0].copy);
         s.audio_ok = false;
         assert!(!plan(&Template::default(), s)[0].copy);
+    }
+
+    #[test]
+    fn thumbnails_are_at_most_640_wide() {
+        assert_eq!(thumbnail_size(1920, 1080), (640, 360));
+        assert_eq!(thumbnail_size(320, 240), (320, 240));
+        assert_eq!(thumbnail_size(1, 1), (2, 2));
     }
 
     #[test]

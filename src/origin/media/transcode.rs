@@ -2,7 +2,8 @@
 //! rendition of the plan (see [`crate::transcode::plan`]) is either copied packet by packet
 //! (already H.264/AAC at its size) or filtered (watermark, scale) and encoded to H.264 with
 //! libx264; audio is resampled to 48 kHz stereo and encoded to AAC once for all of them. A JPEG
-//! thumbnail is cut from the first frame at one second (or half the duration).
+//! thumbnail (sized by [`crate::transcode::thumbnail_size`]) is cut from the first frame at one
+//! second (or half the duration).
 //!
 //! Decoding, scaling and encoding use every core (libavcodec's default of one thread is
 //! overridden everywhere). The caller's deadline is checked on every packet.
@@ -19,9 +20,6 @@ use std::time::Instant;
 
 /// Audio is encoded at this rate, in stereo.
 const AUDIO_RATE: i32 = 48_000;
-
-/// A thumbnail is at most this wide.
-const THUMBNAIL_WIDTH: u32 = 640;
 
 /// The limits of one job.
 #[derive(Debug, Clone, Copy)]
@@ -501,11 +499,7 @@ fn thumbnail(
     frame: &frame::Video,
     path: &Path,
 ) -> Result<Rendered, MediaError> {
-    let width = (decoder.width().min(THUMBNAIL_WIDTH) / 2 * 2).max(2);
-    let height =
-        ((u64::from(decoder.height()) * u64::from(width) / u64::from(decoder.width().max(1))) / 2
-            * 2)
-        .max(2) as u32;
+    let (width, height) = transcode::thumbnail_size(decoder.width(), decoder.height());
     let mut graph = video_graph(
         decoder,
         time_base,
