@@ -37,6 +37,9 @@ pub enum StartError {
     /// The chunk spool could not be opened.
     #[error("edge: cannot open the chunk spool")]
     Spool(#[source] crate::ingest::chunk_spool::SpoolError),
+    /// The forwarding state directory could not be created.
+    #[error("edge: cannot set up forwarding to storage")]
+    Store(#[source] crate::store::StoreError),
     /// The TLS certificate could not be loaded.
     #[error("edge: cannot load the TLS certificate")]
     Tls(#[source] tls::TlsError),
@@ -66,7 +69,9 @@ pub fn run(
         settings.auth_cache_ttl,
     )
     .map_err(StartError::Client)?;
-    let ingest = Ingest::new(store.clone(), origin.clone(), settings.max_upload_size);
+    let ingest = Ingest::new(store.clone(), origin.clone(), settings.max_upload_size)
+        .with_forwarding(&settings.spool_dir.join("forward"))
+        .map_err(StartError::Store)?;
     let spools = Arc::new(proxy::Spools {
         chunks: ChunkSpool::open(&settings.spool_dir.join("chunks")).map_err(StartError::Spool)?,
         resumable: OffsetSpool::open(&settings.spool_dir.join("resumable"))

@@ -4,13 +4,15 @@
 //! S3 ETags, in the same pass), enforces
 //! the size limit and the account quota, and reports to the origin.
 //!
-//! Chunked protocols stage their chunks in [`chunk_spool`] and stream them in here once all
-//! have arrived.
+//! Spooled protocols (tus, the IETF draft, numbered chunks) keep their bytes in the edge's
+//! spool; a store that takes parts (S3) gets them while they arrive through [`forward`], the
+//! local-file store links the finished spool file into place.
 //!
 //! Must not depend on any HTTP framework or wire protocol: adapters translate to and from it.
 
 pub mod chunk_spool;
 pub mod chunked;
+pub mod forward;
 pub mod offset_spool;
 
 use crate::control::{
@@ -19,6 +21,7 @@ use crate::control::{
 use crate::edge::origin_client::{OriginClient, OriginError};
 use crate::store::{ObjectKey, ObjectWriter, Store, StoreError};
 use bytes::Bytes;
+use forward::{Forwarder, Spooled};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -87,6 +90,8 @@ pub struct Ingest {
     store: Arc<dyn Store>,
     origin: OriginClient,
     max_upload_size: u64,
+    /// Sends spooled uploads to a store that takes parts while they arrive.
+    forwarder: Option<Arc<Forwarder>>,
 }
 
 /// A stored upload.
@@ -123,6 +128,38 @@ impl Ingest {
             store,
             origin,
             max_upload_size,
+            forwarder: None,
+        }
+    }
+
+    /// Forwards spooled uploads while they arrive when the store takes parts, keeping the
+    /// forwarding state under `dir`.
+    ///
+    /// # Errors
+    /// The directory cannot be created.
+    pub fn with_forwarding(mut self, dir: &std::path::Path) -> Result<Self, StoreError> {
+        self.forwarder = Forwarder::new(self.store.clone(), dir)?.map(Arc::new);
+        Ok(self)
+    }
+
+    /// More of a spooled upload is written (not necessarily synced): full parts go to a store
+    /// that takes parts. `declared` is the upload's size if known.
+    pub fn spooled(&self, upload: &UploadInfo, declared: Option<u64>, spooled: Spooled) {
+        let Some(forwarder) = &self.forwarder else {
+            return;
+        };
+        match ObjectKey::new(upload.object_key.clone()) {
+            Ok(key) => forwarder.grown(&upload.id, &key, declared, spooled),
+            Err(e) => {
+                tracing::warn!(upload_id = %upload.id, error = e, "Not forwarding an upload with an unusable key.")
+            }
+        }
+    }
+
+    /// Drops what was forwarded of a spooled upload that will not complete.
+    pub async fn discard_spooled(&self, id: &str) {
+        if let Some(forwarder) = &self.forwarder {
+            forwarder.discard(id).await;
         }
     }
 

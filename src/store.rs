@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::StorageUrl;
+use crate::upload::part_plan::{Part, PartRules};
 
 /// A storage failure, naming the object and what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -192,8 +193,71 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
     /// Discards writes begun before `before` and never finished (a crashed writer's partial
-    /// file, an S3 multipart upload left open); returns how many.
-    async fn discard_unfinished(&self, before: std::time::SystemTime) -> Result<usize, StoreError>;
+    /// file, an S3 multipart upload left open), except those under `receiving`, the keys of
+    /// uploads still receiving; returns how many.
+    async fn discard_unfinished(
+        &self,
+        before: std::time::SystemTime,
+        receiving: &std::collections::HashSet<String>,
+    ) -> Result<usize, StoreError>;
+    /// The store's multipart interface when it takes an object in parts that outlive the
+    /// process (S3): the edge then forwards spooled uploads while they arrive and resumes
+    /// after a restart. `None` when spooled files are stored whole (local files link them).
+    fn parts(&self) -> Option<&dyn PartStore> {
+        None
+    }
+}
+
+/// A part the store holds, as needed to complete the object (and to resume after a restart).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SentPart {
+    /// Its number, from 1.
+    pub number: u32,
+    /// Its first byte in the object.
+    pub start: u64,
+    /// Its length.
+    pub len: u64,
+    /// The store's entity tag for it.
+    pub etag: String,
+    /// Its CRC32C (Castagnoli), which the store checked on receipt.
+    pub crc32c: u32,
+}
+
+/// An object stored as numbered parts under an upload id that survives restarts.
+#[async_trait]
+pub trait PartStore: Send + Sync {
+    /// How parts must be cut.
+    fn rules(&self) -> PartRules;
+    /// Parts to send at once for one object.
+    fn parts_in_flight(&self) -> usize;
+    /// Opens a multipart upload; returns its id.
+    async fn begin_parts(&self, key: &ObjectKey) -> Result<String, StoreError>;
+    /// Stores one part (replacing an earlier part with its number). A multipart upload that is
+    /// gone (aborted by a sweeper) fails with [`std::io::ErrorKind::NotFound`].
+    async fn put_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        part: Part,
+        body: Bytes,
+    ) -> Result<SentPart, StoreError>;
+    /// Joins the parts, in order, into the object and checks that it holds `size` bytes.
+    async fn complete_parts(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[SentPart],
+        size: u64,
+    ) -> Result<(), StoreError>;
+    /// Drops a multipart upload and its parts.
+    async fn abort_parts(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StoreError>;
+}
+
+/// The CRC32C (Castagnoli) of `data`, as S3's `x-amz-checksum-crc32c` carries it (big-endian).
+#[must_use]
+pub fn crc32c(data: &[u8]) -> u32 {
+    // CRC-32/ISCSI is CRC32C; the result fits 32 bits.
+    u32::try_from(crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data)).unwrap_or(0)
 }
 
 /// Opens the store a URL names.
@@ -228,6 +292,8 @@ mod tests {
             "y"
         );
         assert!(source.sibling("../up").is_err());
+        // The CRC-32C check value (RFC 3720's CRC32C, "123456789").
+        assert_eq!(super::crc32c(b"123456789"), 0xE306_9283);
         assert!(source.sibling("c/d").is_err());
     }
 }

@@ -79,6 +79,15 @@ async fn forty_mib_in_2_mib_chunks_lands_in_s3_as_one_object() {
         s3.open_multipart_uploads(BUCKET).await,
         Vec::<String>::new()
     );
+    let head = reqwest::Client::new()
+        .head(format!("{}/{BUCKET}/{source}", s3.endpoint))
+        .header("x-amz-checksum-mode", "ENABLED")
+        .send()
+        .await
+        .unwrap();
+    // Every part carried its CRC32C, and S3 keeps the object's.
+    assert_eq!(head.headers()["x-amz-checksum-algorithm"], "CRC32C");
+    assert!(head.headers().contains_key("x-amz-checksum-crc32c"));
 }
 
 #[tokio::test]
@@ -218,5 +227,222 @@ async fn failing_parts_are_retried_and_the_upload_completes() {
     assert_eq!(
         s3.open_multipart_uploads(BUCKET).await,
         Vec::<String>::new()
+    );
+}
+
+/// Bytes that differ at every offset.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect()
+}
+
+/// Opens a tus upload of `len` bytes; returns its URL.
+async fn tus_create(node: &Node, token: &str, len: usize) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{}/files/", node.url))
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", len.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    format!("{}{}", node.url, r.headers()["location"].to_str().unwrap())
+}
+
+/// A tus PATCH of `body` at `offset`.
+fn tus_patch(location: &str, token: &str, offset: usize) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .patch(location)
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Offset", offset.to_string())
+}
+
+/// Waits until `ready` holds, for at most 20 s.
+async fn eventually<F, Fut>(what: &str, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ready().await {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The stored object of upload `id`, and the status record once it is final.
+async fn stored_source(
+    s3: &S3Server,
+    node: &Node,
+    account: &common::Account,
+    id: &str,
+) -> (Vec<u8>, serde_json::Value) {
+    let record = Uploads::new(&node.url, &account.api_key)
+        .wait_final(id)
+        .await;
+    let keys = s3.keys(BUCKET, "edge/").await;
+    let source = keys
+        .iter()
+        .find(|k| k.ends_with(&format!("{id}/source")))
+        .unwrap_or_else(|| panic!("no source object in {keys:?}"));
+    (s3.object(BUCKET, source).await.unwrap(), record)
+}
+
+#[tokio::test]
+async fn one_long_tus_patch_is_in_s3_parts_before_its_last_byte() {
+    let s3 = S3Server::start().await;
+    let node = node_on_s3(&s3).await;
+    let account = node.account("Acme");
+    let token = common::upload_token(&node, &account, "").await;
+    let data = pattern(16 << 20);
+    let location = tus_create(&node, &token, data.len()).await;
+    // One PATCH for the whole file; its body stops after 12 MiB (at least 11 MiB taken by the
+    // client) until two parts are in S3.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|piece| (piece, rx))
+    });
+    let request = tus_patch(&location, &token, 0)
+        .header("Content-Length", data.len().to_string())
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let patch = tokio::spawn(request);
+    for piece in data[..12 << 20].chunks(1 << 20) {
+        tx.send(Ok(piece.to_vec())).await.unwrap();
+    }
+    eventually("two parts in S3 while the request is open", || async {
+        s3.open_parts(BUCKET).await == vec![2]
+    })
+    .await;
+    assert!(!patch.is_finished());
+    for piece in data[12 << 20..].chunks(1 << 20) {
+        tx.send(Ok(piece.to_vec())).await.unwrap();
+    }
+    drop(tx);
+    let r = patch.await.unwrap().unwrap();
+    assert_eq!(r.status(), 204);
+    let id = location.rsplit('/').next().unwrap();
+    let (stored, record) = stored_source(&s3, &node, &account, id).await;
+    assert!(stored == data, "the object differs from the upload");
+    let expected = hex::encode(sha2::Sha256::digest(&data));
+    assert_eq!(record["sha256"], expected, "{record}");
+    assert_eq!(
+        s3.open_multipart_uploads(BUCKET).await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn kill_9_during_a_tus_upload_to_s3_resumes_without_sending_a_part_twice() {
+    let s3 = S3Server::start().await;
+    s3.bucket(BUCKET).await;
+    // A proxy that fails nothing and counts UploadPart requests.
+    let proxy = common::FaultyProxy::start(&s3.endpoint, "partNumber=", 0).await;
+    let mut env = s3.env();
+    for (k, v) in &mut env {
+        if k == "AWS_ENDPOINT_URL" {
+            v.clone_from(&proxy.endpoint);
+        }
+    }
+    let mut node = Node::dev_env(
+        Backend::Sqlite,
+        &[
+            "--storage",
+            &format!("s3://{BUCKET}/edge?path_style=true&part_size=5MiB"),
+        ],
+        &env,
+    )
+    .await;
+    let account = node.account("Acme");
+    let token = common::upload_token(&node, &account, "").await;
+    let data = pattern(23 << 20);
+    let location = tus_create(&node, &token, data.len()).await;
+    let id = location.rsplit('/').next().unwrap().to_owned();
+    let r = tus_patch(&location, &token, 0)
+        .body(data[..12 << 20].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // Two full parts are in S3 and recorded by the edge; then the process is killed.
+    let state = node
+        .data_dir
+        .path()
+        .join(format!("spool/forward/{id}.json"));
+    eventually("the edge records two parts", || async {
+        std::fs::read_to_string(&state).is_ok_and(|s| s.matches("\"etag\"").count() == 2)
+    })
+    .await;
+    node.restart().await;
+
+    let r = reqwest::Client::new()
+        .head(&location)
+        .bearer_auth(&token)
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["upload-offset"],
+        (12 << 20).to_string().as_str()
+    );
+    let r = tus_patch(&location, &token, 12 << 20)
+        .body(data[12 << 20..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (stored, record) = stored_source(&s3, &node, &account, &id).await;
+    assert!(stored == data, "the object differs from the upload");
+    assert_eq!(record["sha256"], hex::encode(sha2::Sha256::digest(&data)));
+    // 23 MiB in 5 MiB parts is five parts: none was sent twice.
+    assert_eq!(proxy.seen.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert_eq!(
+        s3.open_multipart_uploads(BUCKET).await,
+        Vec::<String>::new()
+    );
+    assert!(!state.exists());
+}
+
+#[tokio::test]
+async fn a_terminated_tus_upload_leaves_no_multipart_upload_open() {
+    let s3 = S3Server::start().await;
+    let node = node_on_s3(&s3).await;
+    let account = node.account("Acme");
+    let token = common::upload_token(&node, &account, "").await;
+    let data = pattern(12 << 20);
+    let location = tus_create(&node, &token, 20 << 20).await;
+    let r = tus_patch(&location, &token, 0)
+        .body(data)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    eventually("two parts in S3", || async {
+        s3.open_parts(BUCKET).await == vec![2]
+    })
+    .await;
+    let r = reqwest::Client::new()
+        .delete(&location)
+        .bearer_auth(&token)
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        s3.open_multipart_uploads(BUCKET).await,
+        Vec::<String>::new()
+    );
+    assert!(s3.keys(BUCKET, "edge/").await.is_empty());
+    let spool = node.data_dir.path().join("spool");
+    assert_eq!(
+        common::files_under(&spool.join("forward")),
+        Vec::<std::path::PathBuf>::new()
     );
 }

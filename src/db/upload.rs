@@ -410,6 +410,21 @@ pub async fn stale_receiving(
         .collect()
 }
 
+/// The object keys of every upload still receiving: their unfinished writes are live.
+///
+/// # Errors
+/// The query fails.
+pub async fn receiving_keys(db: &Db) -> Result<std::collections::HashSet<String>, DbError> {
+    let rows = sqlx::query("SELECT object_key FROM uploads WHERE status = $1")
+        .bind(Status::Receiving.code())
+        .fetch_all(db.pool())
+        .await
+        .op("list the keys of receiving uploads")?;
+    rows.iter()
+        .map(|r| r.try_get("object_key").op("read object key"))
+        .collect()
+}
+
 /// The statuses an upload went through, oldest first.
 ///
 /// # Errors

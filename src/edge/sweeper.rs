@@ -70,6 +70,7 @@ impl SpoolSweeper {
                 if !gone {
                     continue;
                 }
+                self.ingest.discard_spooled(&name).await;
                 let result = match kind {
                     "chunks" => self.spools.chunks.remove(&name).await,
                     _ => self.spools.resumable.remove(&name).await,

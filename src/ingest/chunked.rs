@@ -4,6 +4,7 @@
 //! [`Ingest::put_chunk`] and render its outcome their own way.
 
 use super::chunk_spool::{ChunkSpool, SpoolError};
+use super::forward::Spooled;
 use super::Body;
 use super::{Allowance, Completed, Ingest, IngestError, Receiving};
 use crate::control::{UploadInfo, UploadStored};
@@ -101,6 +102,17 @@ impl Ingest {
             Err(e) => return Err(unavailable(e)),
         };
         let Some(layout) = set.layout() else {
+            if !md5 {
+                let files = set
+                    .contiguous()
+                    .map(|(i, len)| (spool.chunk_path(id, i), len))
+                    .collect();
+                let spooled = Spooled {
+                    files,
+                    complete: false,
+                };
+                self.spooled(upload, None, spooled);
+            }
             return Ok(ChunkOutcome::Stored {
                 received: set.count(),
                 total,
@@ -141,9 +153,9 @@ impl Ingest {
         metadata: Option<String>,
         md5: bool,
     ) -> Result<Completed, IngestError> {
-        if let ([file], false) = (files, md5) {
+        if !md5 {
             if let Some(done) = self
-                .link_spooled(upload, file, allowance, &metadata)
+                .store_spooled(upload, files, allowance, &metadata)
                 .await?
             {
                 return Ok(done);
@@ -160,27 +172,33 @@ impl Ingest {
         self.complete(receiving, None, metadata).await
     }
 
-    /// Stores one spooled file by linking it into the store, where the store can: the bytes
-    /// are read once, for their SHA-256, and not written again. `None` when the store copies.
-    async fn link_spooled(
+    /// Stores spooled files without streaming them through a writer where the store allows:
+    /// the forwarder finishes what it has been sending while they arrived (S3), or one file is
+    /// linked into place (local files; its bytes are read once, for their SHA-256). `None` when
+    /// the caller must copy.
+    async fn store_spooled(
         &self,
         upload: &UploadInfo,
-        file: &std::path::Path,
+        files: &[std::path::PathBuf],
         allowance: Allowance,
         metadata: &Option<String>,
     ) -> Result<Option<Completed>, IngestError> {
         let key = ObjectKey::new(upload.object_key.clone()).map_err(IngestError::BadKey)?;
-        let read_error = |source| {
+        let read_error = |path: &std::path::Path, source| {
             IngestError::Store(StoreError::Read {
-                key: file.display().to_string(),
+                key: path.display().to_string(),
                 source,
             })
         };
-        let path = file.to_owned();
-        let (size, sha256) = tokio::task::spawn_blocking(move || sha256_of(&path))
-            .await
-            .map_err(|e| read_error(std::io::Error::other(e)))?
-            .map_err(read_error)?;
+        let mut spooled = Spooled::default();
+        for path in files {
+            let len = tokio::fs::metadata(path)
+                .await
+                .map_err(|e| read_error(path, e))?
+                .len();
+            spooled.files.push((path.clone(), len));
+        }
+        let size = spooled.len();
         let max = allowance
             .max_size
             .map_or(self.max_upload_size(), |m| m.min(self.max_upload_size()));
@@ -190,11 +208,31 @@ impl Ingest {
         if allowance.quota.is_some_and(|q| size > q) {
             return Err(IngestError::QuotaExceeded);
         }
-        match self.store.link_file(&key, file).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return Ok(None),
-            Err(e) => return Err(IngestError::Store(e)),
-        }
+        let sha256 = if let Some(forwarder) = &self.forwarder {
+            let done = forwarder
+                .finish(&upload.id, &key, spooled)
+                .await
+                .map_err(IngestError::Store)?;
+            done.sha256
+        } else if let [file] = files {
+            let path = file.clone();
+            let (_, sha256) = tokio::task::spawn_blocking(move || sha256_of(&path))
+                .await
+                .map_err(|e| read_error(file, std::io::Error::other(e)))?
+                .map_err(|e| read_error(file, e))?;
+            if self
+                .store
+                .link_file(&key, file)
+                .await
+                .map_err(IngestError::Store)?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            sha256
+        } else {
+            return Ok(None);
+        };
         let stored = UploadStored {
             size,
             sha256,

@@ -67,6 +67,20 @@ impl Algorithm {
     }
 }
 
+/// How often an append reports the data file's growth.
+const REPORT_EVERY: u64 = 1 << 20;
+
+/// What an append checks and reports besides storing the bytes.
+pub struct Checks<'a> {
+    /// At most this many bytes (a longer body keeps nothing).
+    pub limit: u64,
+    /// The `(algorithm, digest)` the whole body must have.
+    pub checksum: Option<(Algorithm, Vec<u8>)>,
+    /// Told the data file's length every MiB while the body arrives, when there is no
+    /// checksum (which could still discard the bytes).
+    pub grown: Box<dyn FnMut(u64) + Send + 'a>,
+}
+
 /// How an append ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
@@ -165,9 +179,9 @@ impl OffsetSpool {
         Ok(Some((resource, offset)))
     }
 
-    /// Appends a request body at `offset` while `turn` holds the upload, at most `limit`
-    /// bytes, checking a `(algorithm, digest)` if given. A newer request taking the upload over
-    /// ends the body early, as a dropped connection does. Synced before it returns.
+    /// Appends a request body at `offset` while `turn` holds the upload, within `checks`. A
+    /// newer request taking the upload over ends the body early, as a dropped connection does.
+    /// Synced before it returns.
     ///
     /// # Errors
     /// The body is too long (nothing of it is kept), or the disk fails.
@@ -177,8 +191,7 @@ impl OffsetSpool {
         turn: &Turn,
         offset: u64,
         body: S,
-        limit: u64,
-        checksum: Option<(Algorithm, Vec<u8>)>,
+        checks: Checks<'_>,
     ) -> Result<Appended, SpoolError>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>>,
@@ -189,8 +202,14 @@ impl OffsetSpool {
             .open(&path)
             .await
             .map_err(io("open a data file"))?;
+        let Checks {
+            limit,
+            checksum,
+            mut grown,
+        } = checks;
         let mut hasher = checksum.as_ref().map(|(algorithm, _)| algorithm.hasher());
         let mut written = 0u64;
+        let mut reported = 0u64;
         let mut cut = false;
         let mut body = std::pin::pin!(body);
         loop {
@@ -217,6 +236,11 @@ impl OffsetSpool {
             file.write_all(&piece)
                 .await
                 .map_err(io("append to a data file"))?;
+            if hasher.is_none() && written - reported >= REPORT_EVERY {
+                file.flush().await.map_err(io("append to a data file"))?;
+                grown(offset + written);
+                reported = written;
+            }
         }
         if let (Some(h), Some((_, expected))) = (hasher, checksum) {
             // A checksum covers the whole request: an incomplete or different chunk goes.
@@ -274,6 +298,14 @@ async fn truncate(file: &tokio::fs::File, len: u64) -> Result<(), SpoolError> {
 mod tests {
     use super::*;
 
+    fn checks(limit: u64, checksum: Option<(Algorithm, Vec<u8>)>) -> Checks<'static> {
+        Checks {
+            limit,
+            checksum,
+            grown: Box::new(|_| {}),
+        }
+    }
+
     fn body(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
         futures_util::stream::iter(
             parts
@@ -297,7 +329,7 @@ mod tests {
         let turn = spool.take_over("u").await;
         assert_eq!(
             spool
-                .append("u", &turn, 0, body(&[b"hel", b"lo "]), 100, None)
+                .append("u", &turn, 0, body(&[b"hel", b"lo "]), checks(100, None))
                 .await
                 .unwrap(),
             Appended::Done(6)
@@ -309,7 +341,7 @@ mod tests {
         ]);
         assert_eq!(
             spool
-                .append("u", &turn, 6, broken, 100, None)
+                .append("u", &turn, 6, broken, checks(100, None))
                 .await
                 .unwrap(),
             Appended::Cut(8)
@@ -318,7 +350,7 @@ mod tests {
         let bad = Some((Algorithm::Sha1, vec![0u8; 20]));
         assert_eq!(
             spool
-                .append("u", &turn, 8, body(&[b"rld"]), 100, bad)
+                .append("u", &turn, 8, body(&[b"rld"]), checks(100, bad))
                 .await
                 .unwrap(),
             Appended::ChecksumMismatch
@@ -330,14 +362,14 @@ mod tests {
         ));
         assert_eq!(
             spool
-                .append("u", &turn, 8, body(&[b"rld"]), 100, good)
+                .append("u", &turn, 8, body(&[b"rld"]), checks(100, good))
                 .await
                 .unwrap(),
             Appended::Done(11)
         );
         assert!(matches!(
             spool
-                .append("u", &turn, 11, body(&[b"too much"]), 3, None)
+                .append("u", &turn, 11, body(&[b"too much"]), checks(3, None))
                 .await,
             Err(SpoolError::TooLarge(3))
         ));
@@ -375,7 +407,7 @@ mod tests {
             let spool = spool.clone();
             tokio::spawn(async move {
                 let turn = spool.take_over("u").await;
-                spool.append("u", &turn, 0, rx, 100, None).await
+                spool.append("u", &turn, 0, rx, checks(100, None)).await
             })
         };
         while spool.get("u").await.unwrap().unwrap().1 < 5 {
@@ -389,7 +421,7 @@ mod tests {
         assert_eq!(spool.get("u").await.unwrap().unwrap().1, 5);
         assert_eq!(
             spool
-                .append("u", &turn, 5, body(&[b"678"]), 100, None)
+                .append("u", &turn, 5, body(&[b"678"]), checks(100, None))
                 .await
                 .unwrap(),
             Appended::Done(8)

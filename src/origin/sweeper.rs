@@ -2,7 +2,7 @@
 //! those still receiving past their expiry (a token's, a session's `expires_at`) or older than
 //! `abandon_after`: their partial object and their record go. Then the store discards writes
 //! begun before `abandon_after` and never finished (crashed writers' partial files, S3
-//! multipart uploads left open). The edges' sweepers drop the spooled bytes of uploads whose
+//! multipart uploads left open) that belong to no upload still receiving. The edges' sweepers drop the spooled bytes of uploads whose
 //! record is gone. It also removes scratch files a killed worker left (older than a job may
 //! run plus its lease) and notifications delivered or given up more than 30 days ago.
 
@@ -63,10 +63,16 @@ pub async fn sweep(state: &State) {
     let before = SystemTime::now()
         .checked_sub(abandon_after)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let discarded = match state.store.discard_unfinished(before).await {
-        Ok(n) => n,
+    let discarded = match db::upload::receiving_keys(&state.db).await {
+        Ok(receiving) => match state.store.discard_unfinished(before, &receiving).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "Sweeper could not discard unfinished writes.");
+                0
+            }
+        },
         Err(e) => {
-            tracing::warn!(error = %e, "Sweeper could not discard unfinished writes.");
+            tracing::warn!(error = %e, "Sweeper could not list the uploads still receiving.");
             0
         }
     };

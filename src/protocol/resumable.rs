@@ -6,7 +6,8 @@
 
 use crate::control::{KeyOwner, UploadInfo};
 use crate::ingest::chunk_spool::{SpoolError, Turn};
-use crate::ingest::offset_spool::{Algorithm, Appended, Concat, OffsetSpool, Resource};
+use crate::ingest::forward::Spooled;
+use crate::ingest::offset_spool::{Algorithm, Appended, Checks, Concat, OffsetSpool, Resource};
 use crate::ingest::Body;
 use crate::ingest::{Completed, IngestError};
 use crate::token::{Claims, TokenError};
@@ -234,18 +235,34 @@ where
         .unwrap_or(max)
         .min(max)
         .saturating_sub(held.offset);
-    match ctx
+    // A partial upload of a concatenation is forwarded with its final upload.
+    let forwarded = held.resource.concat.is_none();
+    let path = ctx.spool.data_path(&held.info.id);
+    let mut grown = |len| {
+        if forwarded {
+            let spooled = Spooled::file(path.clone(), len);
+            ctx.ingest
+                .spooled(&held.info, held.resource.length, spooled);
+        }
+    };
+    let appended = ctx
         .spool
         .append(
             &held.info.id,
             &held.turn,
             held.offset,
             body,
-            limit,
-            checksum,
+            Checks {
+                limit,
+                checksum,
+                grown: Box::new(&mut grown),
+            },
         )
-        .await
-    {
+        .await;
+    if let Ok(Appended::Done(offset) | Appended::Cut(offset)) = appended {
+        grown(offset);
+    }
+    match appended {
         Ok(Appended::Done(offset)) => Ok(Received {
             offset,
             whole: true,
@@ -305,6 +322,7 @@ pub async fn finish(
 /// Drops an upload's spool and, while it is still receiving, its record (termination, a
 /// refused upload, a partial upload once concatenated).
 pub async fn drop_upload(id: &str, ctx: &Ctx<'_>) {
+    ctx.ingest.discard_spooled(id).await;
     if let Err(e) = ctx.spool.remove(id).await {
         tracing::warn!(upload_id = %id, error = %e, "Could not remove an upload's spool.");
     }

@@ -151,7 +151,7 @@ where
             match resumable::existing(&claims, id, ctx).await {
                 Err(refusal) => Err(refusal),
                 Ok(held) => match m {
-                    Method::HEAD => Ok(head(&held.resource, held.offset, &claims)),
+                    Method::HEAD => head_stored(held, &claims, ctx).await,
                     Method::PATCH => patch(held, headers, body, &claims, ctx).await,
                     _ => {
                         let Held { info, turn, .. } = held;
@@ -337,6 +337,23 @@ fn head(r: &Resource, offset: u64, claims: &Claims) -> Reply {
     h.push(("cache-control", "no-store".into()));
     h.push(("upload-expires", http_date(claims.expires)));
     reply(200, "", h)
+}
+
+/// `HEAD` of an upload. Every byte spooled but not stored (the final PATCH could not store it)
+/// is stored first: a client seeing the whole offset stops, so the offset must mean stored.
+async fn head_stored(held: Held, claims: &Claims, ctx: &Ctx<'_>) -> Result<Reply, Refusal> {
+    let Held {
+        info,
+        mut resource,
+        offset,
+        ..
+    } = held;
+    if !resource.complete && resource.length == Some(offset) && resource.concat.is_none() {
+        let metadata = metadata_record(resource.metadata.as_deref());
+        resumable::finish(&info, resource.clone(), metadata, claims, ctx).await?;
+        resource.complete = true;
+    }
+    Ok(head(&resource, offset, claims))
 }
 
 async fn patch<S>(

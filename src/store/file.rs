@@ -213,7 +213,12 @@ impl Store for FileStore {
         Ok(Some(size))
     }
 
-    async fn discard_unfinished(&self, before: std::time::SystemTime) -> Result<usize, StoreError> {
+    async fn discard_unfinished(
+        &self,
+        before: std::time::SystemTime,
+        // A partial file is named by its writer, not its key: age alone decides.
+        _receiving: &std::collections::HashSet<String>,
+    ) -> Result<usize, StoreError> {
         let dir = self.root.join(".partial");
         let failed = |source| StoreError::Delete {
             key: dir.display().to_string(),

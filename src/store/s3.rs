@@ -5,20 +5,24 @@
 //! upload is bounded by the part size times the parts in flight. An object smaller than one part
 //! is one `PutObject`.
 //!
-//! Failures: the SDK retries 5xx, `SlowDown` and timeouts with capped exponential back-off and
-//! jitter; a completed object's size is read back before it counts as stored (which also
-//! catches a `CompleteMultipartUpload` that answered 200 with an error); an aborted writer
-//! aborts its multipart upload.
+//! The same multipart calls, as a [`PartStore`], let the edge forward spooled uploads (tus,
+//! chunks) while they arrive and resume them after a restart.
+//!
+//! Integrity: every part and whole object carries its CRC32C (`x-amz-checksum-crc32c`), which
+//! S3 checks on receipt. Failures: the SDK retries 5xx, `SlowDown` and timeouts with capped
+//! exponential back-off and jitter; a completed object's size is read back before it counts as
+//! stored (which also catches a `CompleteMultipartUpload` that answered 200 with an error); an
+//! aborted writer aborts its multipart upload.
 //!
 //! Must not depend on HTTP serving, the database or any protocol.
 
-use super::{LocalObject, ObjectKey, ObjectWriter, Store, StoreError};
+use super::{crc32c, LocalObject, ObjectKey, ObjectWriter, PartStore, SentPart, Store, StoreError};
 use crate::config::S3Location;
-use crate::upload::part_plan::{Cursor, PartPlan, PartRules};
+use crate::upload::part_plan::{Cursor, Part, PartPlan, PartRules};
 use async_trait::async_trait;
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use std::path::Path;
@@ -102,10 +106,8 @@ impl Store for S3Store {
             source: io(e),
         })?;
         Ok(Box::new(S3Writer {
-            client: self.client.clone(),
-            bucket: self.location.bucket.clone(),
-            key: self.key(key),
-            in_flight: self.location.parts_in_flight,
+            store: self.clone(),
+            key: key.clone(),
             plan,
             cursor: Cursor::default(),
             buffer: BytesMut::new(),
@@ -210,7 +212,15 @@ impl Store for S3Store {
         Ok(())
     }
 
-    async fn discard_unfinished(&self, before: std::time::SystemTime) -> Result<usize, StoreError> {
+    fn parts(&self) -> Option<&dyn PartStore> {
+        Some(self)
+    }
+
+    async fn discard_unfinished(
+        &self,
+        before: std::time::SystemTime,
+        receiving: &std::collections::HashSet<String>,
+    ) -> Result<usize, StoreError> {
         let failed = |e| StoreError::Delete {
             key: format!("s3://{}/{}", self.location.bucket, self.location.prefix),
             source: e,
@@ -231,7 +241,12 @@ impl Store for S3Store {
                 .await
                 .map_err(|e| failed(sdk(e)))?;
             for upload in page.uploads() {
-                let stale = upload.initiated().is_some_and(|t| t.secs() < before.secs());
+                // An upload still receiving is being forwarded by an edge, whatever its age.
+                let live = upload
+                    .key()
+                    .and_then(|k| k.strip_prefix(self.location.prefix.as_str()))
+                    .is_some_and(|k| receiving.contains(k));
+                let stale = !live && upload.initiated().is_some_and(|t| t.secs() < before.secs());
                 let (Some(key), Some(id), true) = (upload.key(), upload.upload_id(), stale) else {
                     continue;
                 };
@@ -259,10 +274,8 @@ impl Store for S3Store {
 
 /// An object being forwarded part by part.
 struct S3Writer {
-    client: Client,
-    bucket: String,
-    key: String,
-    in_flight: usize,
+    store: S3Store,
+    key: ObjectKey,
     plan: PartPlan,
     cursor: Cursor,
     /// Bytes received and not yet cut into a part.
@@ -270,42 +283,15 @@ struct S3Writer {
     received: u64,
     /// The multipart upload, opened with the first full part.
     upload_id: Option<String>,
-    sending: JoinSet<Result<CompletedPart, StoreError>>,
-    sent: Vec<CompletedPart>,
+    sending: JoinSet<Result<SentPart, StoreError>>,
+    sent: Vec<SentPart>,
 }
 
 impl S3Writer {
-    fn failed(&self, source: std::io::Error) -> StoreError {
-        StoreError::Write {
-            key: self.key.clone(),
-            source,
-        }
-    }
-
-    async fn upload_id(&mut self) -> Result<String, StoreError> {
-        if let Some(id) = &self.upload_id {
-            return Ok(id.clone());
-        }
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .send()
-            .await
-            .map_err(|e| self.failed(sdk(e)))?;
-        let id = created
-            .upload_id()
-            .ok_or_else(|| self.failed(io("CreateMultipartUpload returned no upload id")))?
-            .to_owned();
-        self.upload_id = Some(id.clone());
-        Ok(id)
-    }
-
     /// Waits for one part in flight.
     async fn collect_one(&mut self) -> Result<(), StoreError> {
         if let Some(done) = self.sending.join_next().await {
-            let part = done.map_err(|e| self.failed(io(e)))??;
+            let part = done.map_err(|e| self.store.write_error(&self.key, io(e)))??;
             self.sent.push(part);
         }
         Ok(())
@@ -316,35 +302,26 @@ impl S3Writer {
         while let Some(part) = self
             .plan
             .next(self.cursor, self.received, complete)
-            .map_err(|e| self.failed(io(e)))?
+            .map_err(|e| self.store.write_error(&self.key, io(e)))?
         {
-            let len = usize::try_from(part.len).map_err(|e| self.failed(io(e)))?;
+            let len =
+                usize::try_from(part.len).map_err(|e| self.store.write_error(&self.key, io(e)))?;
             let body = self.buffer.split_to(len).freeze();
             self.cursor = PartPlan::advance(&part);
-            let upload_id = self.upload_id().await?;
-            while self.sending.len() >= self.in_flight {
+            let upload_id = match &self.upload_id {
+                Some(id) => id.clone(),
+                None => {
+                    let id = self.store.begin_parts(&self.key).await?;
+                    self.upload_id = Some(id.clone());
+                    id
+                }
+            };
+            while self.sending.len() >= self.store.location.parts_in_flight {
                 self.collect_one().await?;
             }
-            let number = i32::try_from(part.number.0).map_err(|e| self.failed(io(e)))?;
-            let request = self
-                .client
-                .upload_part()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .upload_id(upload_id)
-                .part_number(number)
-                .body(ByteStream::from(body));
-            let key = self.key.clone();
-            self.sending.spawn(async move {
-                let out = request.send().await.map_err(|e| StoreError::Write {
-                    key,
-                    source: sdk(e),
-                })?;
-                Ok(CompletedPart::builder()
-                    .part_number(number)
-                    .set_e_tag(out.e_tag().map(str::to_owned))
-                    .build())
-            });
+            let (store, key) = (self.store.clone(), self.key.clone());
+            self.sending
+                .spawn(async move { store.put_part(&key, &upload_id, part, body).await });
             if complete && self.cursor.start == self.received {
                 break;
             }
@@ -352,56 +329,23 @@ impl S3Writer {
         Ok(())
     }
 
-    async fn put_whole(&mut self) -> Result<(), StoreError> {
-        let body = std::mem::take(&mut self.buffer).freeze();
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| self.failed(sdk(e)))?;
-        Ok(())
-    }
-
-    async fn complete_multipart(&mut self, upload_id: String) -> Result<(), StoreError> {
+    async fn complete_multipart(&mut self, upload_id: &str) -> Result<(), StoreError> {
         self.send_parts(true).await?;
         while !self.sending.is_empty() {
             self.collect_one().await?;
         }
-        let mut parts = std::mem::take(&mut self.sent);
-        parts.sort_by_key(|p| p.part_number());
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
+        self.sent.sort_by_key(|p| p.number);
+        self.store
+            .complete_parts(&self.key, upload_id, &self.sent, self.received)
             .await
-            .map_err(|e| self.failed(sdk(e)))?;
-        Ok(())
     }
 
     async fn abort_multipart(&mut self) {
         self.sending.abort_all();
         while self.sending.join_next().await.is_some() {}
         if let Some(upload_id) = self.upload_id.take() {
-            let aborted = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .upload_id(upload_id)
-                .send()
-                .await;
-            if let Err(e) = aborted {
-                tracing::warn!(key = %self.key, error = %DisplayErrorContext(e), "Could not abort a multipart upload; the sweeper will.");
+            if let Err(e) = self.store.abort_parts(&self.key, &upload_id).await {
+                tracing::warn!(key = %self.key, error = %e, source = ?std::error::Error::source(&e), "Could not abort a multipart upload; the sweeper will.");
             }
         }
     }
@@ -417,33 +361,189 @@ impl ObjectWriter for S3Writer {
 
     async fn finish(mut self: Box<Self>) -> Result<u64, StoreError> {
         let stored = match self.upload_id.clone() {
-            None => self.put_whole().await,
-            Some(upload_id) => self.complete_multipart(upload_id).await,
+            None => {
+                let body = std::mem::take(&mut self.buffer).freeze();
+                self.store.put_whole(&self.key, body).await
+            }
+            Some(upload_id) => self.complete_multipart(&upload_id).await,
         };
         if let Err(e) = stored {
             self.abort_multipart().await;
             return Err(e);
-        }
-        // Counted as stored only once S3 shows the whole object.
-        let head = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .send()
-            .await
-            .map_err(|e| self.failed(sdk(e)))?;
-        let size = head.content_length().and_then(|l| u64::try_from(l).ok());
-        if size != Some(self.received) {
-            return Err(self.failed(io(format!(
-                "S3 holds {size:?} bytes after the upload, not {}",
-                self.received
-            ))));
         }
         Ok(self.received)
     }
 
     async fn abort(mut self: Box<Self>) {
         self.abort_multipart().await;
+    }
+}
+
+impl S3Store {
+    fn write_error(&self, key: &ObjectKey, source: std::io::Error) -> StoreError {
+        StoreError::Write {
+            key: self.key(key),
+            source,
+        }
+    }
+
+    /// One `PutObject` of a small object, with its CRC32C, then the size check.
+    async fn put_whole(&self, key: &ObjectKey, body: Bytes) -> Result<(), StoreError> {
+        let size = body.len() as u64;
+        self.client
+            .put_object()
+            .bucket(&self.location.bucket)
+            .key(self.key(key))
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .checksum_crc32_c(crc32c_header(crc32c(&body)))
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| self.write_error(key, sdk(e)))?;
+        self.check_size(key, size).await
+    }
+
+    /// Counted as stored only once S3 shows the whole object (which also catches a
+    /// `CompleteMultipartUpload` that answered 200 with an error in its body).
+    async fn check_size(&self, key: &ObjectKey, size: u64) -> Result<(), StoreError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.location.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+            .map_err(|e| self.write_error(key, sdk(e)))?;
+        let held = head.content_length().and_then(|l| u64::try_from(l).ok());
+        if held == Some(size) {
+            Ok(())
+        } else {
+            Err(self.write_error(
+                key,
+                io(format!(
+                    "S3 holds {held:?} bytes after the upload, not {size}"
+                )),
+            ))
+        }
+    }
+}
+
+/// A CRC32C as S3's checksum headers carry it: base64 of the big-endian bytes.
+fn crc32c_header(crc: u32) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+}
+
+#[async_trait]
+impl PartStore for S3Store {
+    fn rules(&self) -> PartRules {
+        self.rules
+    }
+
+    fn parts_in_flight(&self) -> usize {
+        self.location.parts_in_flight
+    }
+
+    async fn begin_parts(&self, key: &ObjectKey) -> Result<String, StoreError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.location.bucket)
+            .key(self.key(key))
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .send()
+            .await
+            .map_err(|e| self.write_error(key, sdk(e)))?;
+        created
+            .upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| self.write_error(key, io("CreateMultipartUpload returned no upload id")))
+    }
+
+    async fn put_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        part: Part,
+        body: Bytes,
+    ) -> Result<SentPart, StoreError> {
+        let number = i32::try_from(part.number.0).map_err(|e| self.write_error(key, io(e)))?;
+        let crc = crc32c(&body);
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.location.bucket)
+            .key(self.key(key))
+            .upload_id(upload_id)
+            .part_number(number)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .checksum_crc32_c(crc32c_header(crc))
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| {
+                let gone = e.code() == Some("NoSuchUpload");
+                let mut source = sdk(e);
+                if gone {
+                    source = std::io::Error::new(std::io::ErrorKind::NotFound, source);
+                }
+                self.write_error(key, source)
+            })?;
+        Ok(SentPart {
+            number: part.number.0,
+            start: part.start,
+            len: part.len,
+            etag: out.e_tag().unwrap_or_default().to_owned(),
+            crc32c: crc,
+        })
+    }
+
+    async fn complete_parts(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[SentPart],
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let parts = parts
+            .iter()
+            .map(|p| {
+                Ok(CompletedPart::builder()
+                    .part_number(i32::try_from(p.number).map_err(io)?)
+                    .e_tag(&p.etag)
+                    .checksum_crc32_c(crc32c_header(p.crc32c))
+                    .build())
+            })
+            .collect::<Result<Vec<_>, std::io::Error>>()
+            .map_err(|e| self.write_error(key, e))?;
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.location.bucket)
+            .key(self.key(key))
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.write_error(key, sdk(e)))?;
+        self.check_size(key, size).await
+    }
+
+    async fn abort_parts(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StoreError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.location.bucket)
+            .key(self.key(key))
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| StoreError::Delete {
+                key: self.key(key),
+                source: sdk(e),
+            })?;
+        Ok(())
     }
 }

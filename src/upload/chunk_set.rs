@@ -139,13 +139,15 @@ impl ChunkSet {
         self.chunks.values().map(|c| c.len).sum()
     }
 
-    /// The bytes of the longest run of chunks from the first: what can be forwarded now.
+    /// `(index, len)` of the longest run of chunks from the first: what can be forwarded now.
+    pub fn contiguous(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        (0..self.total).map_while(|i| self.chunks.get(&i).map(|c| (i, c.len)))
+    }
+
+    /// The bytes of [`ChunkSet::contiguous`].
     #[must_use]
     pub fn contiguous_len(&self) -> u64 {
-        (0..self.total)
-            .map_while(|i| self.chunks.get(&i))
-            .map(|c| c.len)
-            .sum()
+        self.contiguous().map(|(_, len)| len).sum()
     }
 
     /// The byte offset of chunk `index` in the file, once every earlier chunk is stored.

@@ -667,6 +667,30 @@ impl S3Server {
         xml_values(&body, "Key")
     }
 
+    /// The number of parts of each multipart upload still open in `bucket`.
+    pub async fn open_parts(&self, bucket: &str) -> Vec<usize> {
+        let body = reqwest::get(format!("{}/{bucket}?uploads", self.endpoint))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut counts = Vec::new();
+        for (key, id) in xml_values(&body, "Key")
+            .into_iter()
+            .zip(xml_values(&body, "UploadId"))
+        {
+            let parts = reqwest::get(format!("{}/{bucket}/{key}?uploadId={id}", self.endpoint))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            counts.push(xml_values(&parts, "PartNumber").len());
+        }
+        counts
+    }
+
     /// The environment that points an `uplink` process at this server.
     pub fn env(&self) -> Vec<(String, String)> {
         [
@@ -708,6 +732,8 @@ pub struct FaultyProxy {
     pub endpoint: String,
     /// How many requests were failed so far.
     pub failed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// How many matching requests arrived (failed or passed on).
+    pub seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -720,7 +746,9 @@ impl FaultyProxy {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let failed = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(AtomicUsize::new(0));
         let counter = failed.clone();
+        let matched = seen.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -728,6 +756,7 @@ impl FaultyProxy {
                 };
                 let upstream = upstream.clone();
                 let counter = counter.clone();
+                let matched = matched.clone();
                 tokio::spawn(async move {
                     let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
                         return;
@@ -759,6 +788,9 @@ impl FaultyProxy {
                         };
                         let head = String::from_utf8_lossy(&pending[..end]).to_string();
                         let first_line = head.lines().next().unwrap_or_default().to_owned();
+                        if first_line.contains(matching) {
+                            matched.fetch_add(1, Ordering::SeqCst);
+                        }
                         if first_line.contains(matching)
                             && counter
                                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -802,6 +834,7 @@ impl FaultyProxy {
         Self {
             endpoint,
             failed,
+            seen,
             task,
         }
     }

@@ -1,0 +1,452 @@
+//! Forwarding spooled uploads (tus, the IETF draft, numbered chunks) to a store that takes
+//! parts (S3) while they arrive: a task per upload cuts the spooled bytes into parts with the
+//! [`PartPlan`] as they become available, hashes them in order (SHA-256 for the status record)
+//! and sends each as soon as it is full, several at once. When the last byte is in, only the
+//! last part and the completion remain.
+//!
+//! The multipart upload id, the plan's declared size and every part the store acknowledged are
+//! kept in a small state file beside the spool, written after each part, so a restarted edge
+//! continues where it stopped: a part already in the store is not sent again if its bytes in the
+//! spool still have its CRC32C; a multipart upload the store no longer has (a sweeper aborted
+//! it) is started again from the spool.
+//!
+//! Must not depend on HTTP, the database or any protocol.
+
+use super::chunk_spool::write_atomically;
+use crate::store::{ObjectKey, PartStore, SentPart, Store, StoreError};
+use crate::upload::part_plan::{Cursor, Part, PartPlan};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// An upload's spooled bytes as they stand: files in order, each with how much of it is
+/// written (a file may still grow).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spooled {
+    /// The files and their lengths.
+    pub files: Vec<(PathBuf, u64)>,
+    /// Every byte is in: the remainder is the last part and the object is completed.
+    pub complete: bool,
+}
+
+impl Spooled {
+    /// One growing file.
+    #[must_use]
+    pub fn file(path: PathBuf, len: u64) -> Self {
+        Self {
+            files: vec![(path, len)],
+            complete: false,
+        }
+    }
+
+    /// Bytes available.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.files.iter().map(|(_, len)| len).sum()
+    }
+
+    /// Whether nothing is spooled.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A forwarded upload: its size and hex SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    /// Bytes stored.
+    pub size: u64,
+    /// Hex SHA-256 of them.
+    pub sha256: String,
+}
+
+/// What survives a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    key: String,
+    declared: Option<u64>,
+    upload_id: String,
+    parts: Vec<SentPart>,
+}
+
+struct Running {
+    spooled: watch::Sender<Spooled>,
+    task: JoinHandle<Result<Forwarded, StoreError>>,
+}
+
+/// The edge's forwarder: one task per upload that is receiving.
+pub struct Forwarder {
+    store: Arc<dyn Store>,
+    dir: PathBuf,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder").field("dir", &self.dir).finish()
+    }
+}
+
+fn state_error(op: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Write {
+        key: format!("forwarding state ({op})"),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+impl Forwarder {
+    /// A forwarder to `store` keeping its state under `dir`, or `None` when the store does not
+    /// take parts (spooled files are then stored whole when they are complete).
+    ///
+    /// # Errors
+    /// The directory cannot be created.
+    pub fn new(store: Arc<dyn Store>, dir: &Path) -> Result<Option<Self>, StoreError> {
+        if store.parts().is_none() {
+            return Ok(None);
+        }
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
+            location: dir.display().to_string(),
+            source,
+        })?;
+        Ok(Some(Self {
+            store,
+            dir: dir.to_owned(),
+            running: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn state_path(&self, upload: &str) -> PathBuf {
+        self.dir.join(format!("{upload}.json"))
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// More of `upload` is spooled: parts that are now full go to the store. `declared` is the
+    /// upload's size if known (it sets the part size, once).
+    pub fn grown(&self, upload: &str, key: &ObjectKey, declared: Option<u64>, spooled: Spooled) {
+        let mut running = self.running();
+        if let Some(r) = running.get(upload).filter(|r| !r.task.is_finished()) {
+            r.spooled.send_replace(spooled);
+            return;
+        }
+        running.insert(
+            upload.to_owned(),
+            self.spawn(upload, key, declared, spooled),
+        );
+    }
+
+    /// Every byte of `upload` is spooled: sends what is left, completes the object and returns
+    /// its size and SHA-256. The state is gone afterwards.
+    ///
+    /// # Errors
+    /// The store or the spool fails; the state stays, so a retry continues.
+    pub async fn finish(
+        &self,
+        upload: &str,
+        key: &ObjectKey,
+        mut spooled: Spooled,
+    ) -> Result<Forwarded, StoreError> {
+        spooled.complete = true;
+        let task = {
+            let mut running = self.running();
+            let current = running
+                .remove(upload)
+                .filter(|r| !r.task.is_finished() && r.spooled.send(spooled.clone()).is_ok());
+            match current {
+                Some(r) => r.task,
+                None => {
+                    let declared = Some(spooled.len());
+                    self.spawn(upload, key, declared, spooled).task
+                }
+            }
+        };
+        task.await
+            .map_err(|e| state_error("task", e))
+            .and_then(|r| r)
+    }
+
+    /// Drops `upload`'s forwarding: its task, its multipart upload in the store and its state.
+    pub async fn discard(&self, upload: &str) {
+        if let Some(r) = self.running().remove(upload) {
+            r.task.abort();
+        }
+        let path = self.state_path(upload);
+        let Some(state) = load(&path).await else {
+            return;
+        };
+        let parts = self.store.parts().expect("a forwarder's store takes parts");
+        if let Ok(key) = ObjectKey::new(state.key) {
+            if let Err(e) = parts.abort_parts(&key, &state.upload_id).await {
+                tracing::warn!(upload_id = %upload, error = %e, "Could not abort a forwarded upload's parts; the origin's sweeper will.");
+                return;
+            }
+        }
+        if let Err(e) = tokio::fs::remove_file(&path).await {
+            tracing::warn!(upload_id = %upload, error = %e, "Could not remove a forwarding state file.");
+        }
+    }
+
+    fn spawn(
+        &self,
+        upload: &str,
+        key: &ObjectKey,
+        declared: Option<u64>,
+        spooled: Spooled,
+    ) -> Running {
+        let (tx, rx) = watch::channel(spooled);
+        let job = Job {
+            store: self.store.clone(),
+            key: key.clone(),
+            path: self.state_path(upload),
+            declared,
+        };
+        let upload = upload.to_owned();
+        let task = tokio::spawn(async move {
+            let result = job.run(rx).await;
+            if let Err(e) = &result {
+                tracing::warn!(upload_id = %upload, error = %e, source = ?std::error::Error::source(e), "Forwarding a spooled upload failed; its next request retries.");
+            }
+            result
+        });
+        Running { spooled: tx, task }
+    }
+}
+
+async fn load(path: &Path) -> Option<State> {
+    let bytes = tokio::fs::read(path).await.ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+async fn save(path: &Path, state: &State) -> Result<(), StoreError> {
+    let json = serde_json::to_vec(state).map_err(|e| state_error("encode", e))?;
+    let (dir, name) = (path.parent().unwrap_or(Path::new(".")), path.file_name());
+    let name = name.and_then(|n| n.to_str()).unwrap_or("state.json");
+    write_atomically(dir, name, &json)
+        .await
+        .map_err(|e| state_error("write", e))
+}
+
+/// One upload's forwarding task.
+struct Job {
+    store: Arc<dyn Store>,
+    key: ObjectKey,
+    path: PathBuf,
+    declared: Option<u64>,
+}
+
+impl Job {
+    fn parts(&self) -> &dyn PartStore {
+        self.store.parts().expect("a forwarder's store takes parts")
+    }
+
+    async fn run(&self, mut rx: watch::Receiver<Spooled>) -> Result<Forwarded, StoreError> {
+        let state = load(&self.path)
+            .await
+            .filter(|s| s.key == self.key.as_str());
+        match self.attempt(state, &mut rx).await {
+            // The store lost the multipart upload (a sweeper aborted it): start again.
+            Err(StoreError::Write { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                tracing::info!(key = %self.key, "The store no longer has this multipart upload; sending it again.");
+                self.attempt(None, &mut rx).await
+            }
+            other => other,
+        }
+    }
+
+    async fn attempt(
+        &self,
+        state: Option<State>,
+        rx: &mut watch::Receiver<Spooled>,
+    ) -> Result<Forwarded, StoreError> {
+        let parts = self.parts();
+        let declared = state.as_ref().map_or(self.declared, |s| s.declared);
+        let plan = PartPlan::new(&parts.rules(), declared).map_err(|e| state_error("plan", e))?;
+        let mut state = state;
+        // Parts the store holds, by number (from an earlier run).
+        let mut held: BTreeMap<u32, SentPart> = state
+            .as_ref()
+            .map(|s| s.parts.iter().map(|p| (p.number, p.clone())).collect())
+            .unwrap_or_default();
+        let mut sent: BTreeMap<u32, SentPart> = BTreeMap::new();
+        let mut sending: JoinSet<Result<SentPart, StoreError>> = JoinSet::new();
+        let mut hasher = Sha256::new();
+        let mut cursor = Cursor::default();
+        loop {
+            let spooled = rx.borrow_and_update().clone();
+            let available = spooled.len();
+            while let Some(part) = plan
+                .next(cursor, available, spooled.complete)
+                .map_err(|e| state_error("plan", e))?
+            {
+                let body;
+                (body, hasher) = read_part(&spooled.files, part, hasher).await?;
+                cursor = PartPlan::advance(&part);
+                let kept = held.remove(&part.number.0).filter(|p| {
+                    p.start == part.start
+                        && p.len == part.len
+                        && p.crc32c == crate::store::crc32c(&body)
+                });
+                if let Some(p) = kept {
+                    sent.insert(p.number, p);
+                } else {
+                    while sending.len() >= parts.parts_in_flight().max(1) {
+                        self.collect(&mut sending, &mut sent, &state).await?;
+                    }
+                    let upload_id = match &state {
+                        Some(s) => s.upload_id.clone(),
+                        None => {
+                            let fresh = State {
+                                key: self.key.to_string(),
+                                declared,
+                                upload_id: parts.begin_parts(&self.key).await?,
+                                parts: Vec::new(),
+                            };
+                            save(&self.path, &fresh).await?;
+                            state.insert(fresh).upload_id.clone()
+                        }
+                    };
+                    let (store, key) = (self.store.clone(), self.key.clone());
+                    sending.spawn(async move {
+                        let parts = store.parts().expect("a forwarder's store takes parts");
+                        parts.put_part(&key, &upload_id, part, body).await
+                    });
+                }
+                if spooled.complete && cursor.start == available {
+                    break;
+                }
+            }
+            if spooled.complete && cursor.start == available {
+                while !sending.is_empty() {
+                    self.collect(&mut sending, &mut sent, &state).await?;
+                }
+                let upload_id = match &state {
+                    Some(s) => s.upload_id.clone(),
+                    None => return Err(state_error("complete", "no part was sent")),
+                };
+                let all: Vec<SentPart> = sent.into_values().collect();
+                parts
+                    .complete_parts(&self.key, &upload_id, &all, available)
+                    .await?;
+                if let Err(e) = tokio::fs::remove_file(&self.path).await {
+                    tracing::warn!(key = %self.key, error = %e, "Could not remove a forwarding state file.");
+                }
+                return Ok(Forwarded {
+                    size: available,
+                    sha256: hex::encode(hasher.finalize()),
+                });
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() {
+                    return Err(state_error("wait", "the upload was dropped"));
+                },
+                collected = self.collect(&mut sending, &mut sent, &state), if !sending.is_empty() => collected?,
+            }
+        }
+    }
+
+    /// Waits for one part in flight and records it in the state file.
+    async fn collect(
+        &self,
+        sending: &mut JoinSet<Result<SentPart, StoreError>>,
+        sent: &mut BTreeMap<u32, SentPart>,
+        state: &Option<State>,
+    ) -> Result<(), StoreError> {
+        let Some(done) = sending.join_next().await else {
+            return Ok(());
+        };
+        let part = done.map_err(|e| state_error("part task", e))??;
+        sent.insert(part.number, part);
+        if let Some(s) = state {
+            let record = State {
+                parts: sent.values().cloned().collect(),
+                ..s.clone()
+            };
+            save(&self.path, &record).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads `part` from the spooled files (on a blocking thread) and feeds it to `hasher`.
+async fn read_part(
+    files: &[(PathBuf, u64)],
+    part: Part,
+    hasher: Sha256,
+) -> Result<(Bytes, Sha256), StoreError> {
+    let files = files.to_vec();
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        let len = usize::try_from(part.len).map_err(std::io::Error::other)?;
+        let mut buf = vec![0u8; len];
+        let (mut filled, mut file_start) = (0usize, 0u64);
+        for (path, file_len) in &files {
+            let file_end = file_start + file_len;
+            let want_start = part.start + filled as u64;
+            if filled < len && want_start < file_end {
+                let n = usize::try_from((file_end - want_start).min((len - filled) as u64))
+                    .map_err(std::io::Error::other)?;
+                std::fs::File::open(path)?
+                    .read_exact_at(&mut buf[filled..filled + n], want_start - file_start)?;
+                filled += n;
+            }
+            file_start = file_end;
+        }
+        if filled < len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the spool holds fewer bytes than announced",
+            ));
+        }
+        let mut hasher = hasher;
+        hasher.update(&buf);
+        Ok((Bytes::from(buf), hasher))
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r)
+    .map_err(|source| StoreError::Read {
+        key: "spooled upload".into(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_part_is_read_across_files_and_hashed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"hello ").unwrap();
+        std::fs::write(&b, b"world!").unwrap();
+        let files = vec![(a, 6), (b, 5)];
+        let part = |number, start, len| Part {
+            number: crate::upload::part_plan::PartNumber(number),
+            start,
+            len,
+        };
+        let (first, hasher) = read_part(&files, part(1, 0, 4), Sha256::new())
+            .await
+            .unwrap();
+        let (second, hasher) = read_part(&files, part(2, 4, 7), hasher).await.unwrap();
+        assert_eq!((&first[..], &second[..]), (&b"hell"[..], &b"o world"[..]));
+        assert_eq!(hasher.finalize(), Sha256::digest(b"hello world"));
+        // Past what is announced (the `!` is not), the spool is short.
+        assert!(read_part(&files, part(3, 8, 4), Sha256::new())
+            .await
+            .is_err());
+    }
+}
