@@ -115,8 +115,10 @@ pub struct CreatedUpload {
 pub struct UploadStored {
     /// Bytes stored.
     pub size: u64,
-    /// Their hex SHA-256.
-    pub sha256: String,
+    /// Their hex SHA-256, when the edge computed it; otherwise the origin's worker does when
+    /// it reads the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// The Uploads API `folder`.
     pub folder: Option<String>,
     /// Flavour settings learnt with the bytes (the HTML form's `custom_*` fields), JSON text.

@@ -1,7 +1,8 @@
 //! The one ingest core every wire protocol calls: `create → append… → complete | cancel`.
-//! It streams bytes into the store through a bounded path (each chunk is written before the
-//! next is read, so memory per upload is one chunk), hashes them on the way (SHA-256, and MD5 for
-//! S3 ETags, in the same pass), enforces
+//! It streams bytes into the store through a bounded path (a batch of at most half a MiB being
+//! written while the next is read), computes MD5 on the way where a protocol answers with it
+//! (S3 ETags; the SHA-256 of the status record is the origin's, which reads the source
+//! anyway), enforces
 //! the size limit and the account quota, and reports to the origin.
 //!
 //! Spooled protocols (tus, the IETF draft, numbered chunks) keep their bytes in the edge's
@@ -19,11 +20,12 @@ use crate::control::{
     AccessKeyOwner, CreateUpload, KeyOwner, StatusView, UploadInfo, UploadStored,
 };
 use crate::edge::origin_client::{OriginClient, OriginError};
+use crate::store::appender::Pipelined;
 use crate::store::{ObjectKey, ObjectWriter, Store, StoreError};
 use bytes::Bytes;
 use forward::{Forwarder, Spooled};
+use md5::Digest;
 use md5::Md5;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// A request body as the ingest core and its adapters read it: pieces as they arrive, an
@@ -105,14 +107,23 @@ pub struct Completed {
     pub md5: Option<String>,
 }
 
+/// The MD5 of an upload's bytes, for protocols that answer with it (S3 POST's ETag), computed a
+/// batch at a time on a blocking thread so hashing overlaps reading and writing.
+fn md5_pipelined() -> Pipelined<Md5> {
+    Pipelined::new(Md5::new(), |md5, pieces| {
+        for piece in pieces {
+            md5.update(piece);
+        }
+        Ok(())
+    })
+}
+
 /// An upload whose bytes are arriving.
 pub struct Receiving {
     id: String,
     key: ObjectKey,
     writer: Box<dyn ObjectWriter>,
-    hasher: Sha256,
-    /// Only for protocols that answer with it (S3 POST's ETag): it costs as much as SHA-256.
-    md5: Option<Md5>,
+    md5: Option<Pipelined<Md5>>,
     /// Whether this edge opened the record (and so drops it when the upload is abandoned).
     opened_here: bool,
     size: u64,
@@ -282,12 +293,25 @@ impl Ingest {
             id,
             key,
             writer,
-            hasher,
             md5,
             ..
         } = upload;
-        let size = match writer.finish().await {
-            Ok(size) => size,
+        let md5 = async {
+            match md5 {
+                Some(md5) => md5.finish().await.map(|m| Some(hex::encode(m.finalize()))),
+                None => Ok(None),
+            }
+        };
+        let stored = match tokio::join!(writer.finish(), md5) {
+            (Ok(size), Ok(md5)) => Ok((size, md5)),
+            (Err(e), _) => Err(e),
+            (_, Err(e)) => Err(StoreError::Write {
+                key: key.to_string(),
+                source: e,
+            }),
+        };
+        let (size, md5) = match stored {
+            Ok(stored) => stored,
             Err(e) => {
                 self.forget(&id).await;
                 return Err(IngestError::Store(e));
@@ -295,12 +319,12 @@ impl Ingest {
         };
         let stored = UploadStored {
             size,
-            sha256: hex::encode(hasher.finalize()),
+            sha256: None,
             folder,
             metadata,
         };
         let mut done = self.report(&id, &key, stored).await?;
-        done.md5 = md5.map(|m| hex::encode(m.finalize()));
+        done.md5 = md5;
         Ok(done)
     }
 
@@ -385,7 +409,6 @@ impl Ingest {
             id: info.id.clone(),
             key,
             writer,
-            hasher: Sha256::new(),
             md5: None,
             opened_here: false,
             size: 0,
@@ -416,10 +439,11 @@ impl Receiving {
         self.size
     }
 
-    /// Also computes the bytes' MD5 (for an S3 ETag).
+    /// Also computes the bytes' MD5 (for an S3 ETag); before the first byte.
     #[must_use]
     pub fn with_md5(mut self) -> Self {
-        self.md5 = Some(Md5::new());
+        debug_assert_eq!(self.size, 0, "MD5 asked for after bytes arrived");
+        self.md5 = Some(md5_pipelined());
         self
     }
 
@@ -442,9 +466,13 @@ impl Receiving {
         if self.quota.is_some_and(|q| size > q) {
             return Err(IngestError::QuotaExceeded);
         }
-        self.hasher.update(&data);
         if let Some(md5) = self.md5.as_mut() {
-            md5.update(&data);
+            md5.push(data.clone()).await.map_err(|source| {
+                IngestError::Store(StoreError::Write {
+                    key: self.key.to_string(),
+                    source,
+                })
+            })?;
         }
         self.writer.write(data).await.map_err(IngestError::Store)?;
         self.size = size;

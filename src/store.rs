@@ -5,6 +5,7 @@
 //!
 //! Must not depend on HTTP, the database or any protocol.
 
+pub mod appender;
 pub mod file;
 pub mod s3;
 
@@ -251,6 +252,25 @@ pub trait PartStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Drops a multipart upload and its parts.
     async fn abort_parts(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StoreError>;
+}
+
+/// The hex SHA-256 of a local file, read in 1 MiB blocks (call it on a blocking thread).
+///
+/// # Errors
+/// The file cannot be read.
+pub fn sha256_of_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
 }
 
 /// The CRC32C (Castagnoli) of `data`, as S3's `x-amz-checksum-crc32c` carries it (big-endian).

@@ -130,12 +130,12 @@ async fn boto3_presigned_posts_upload_through_the_edge() {
         let (_, list) = api.get("").await;
         let newest = &list["data"][0];
         assert_eq!(newest["filename"], "testsrc.mkv");
-        assert_eq!(
-            newest["sha256"].as_str(),
-            Some(sha256_file(&video).as_str())
-        );
         let record = api.wait_final(newest["id"].as_str().unwrap()).await;
         assert_eq!(record["status"], 6, "{record}");
+        assert_eq!(
+            record["sha256"].as_str(),
+            Some(sha256_file(&video).as_str())
+        );
     }
 }
 

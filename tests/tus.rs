@@ -420,10 +420,11 @@ async fn half_sent_patch(
 }
 
 /// The upload's record as the Uploads API shows it.
+/// The upload's record once processed (the SHA-256 is the origin's, computed then).
 async fn record(node: &Node, account: &Account, location: &str) -> Value {
-    let (status, body) = Uploads::new(&node.url, &account.api_key)
-        .get(&format!("/{}", id_of(location)))
-        .await;
+    let uploads = Uploads::new(&node.url, &account.api_key);
+    uploads.wait_final(id_of(location)).await;
+    let (status, body) = uploads.get(&format!("/{}", id_of(location))).await;
     assert_eq!(status, 200, "{body}");
     body
 }

@@ -209,8 +209,8 @@ pub async fn list_recent(
 pub struct Stored {
     /// Bytes stored.
     pub size: u64,
-    /// Their hex SHA-256.
-    pub sha256: String,
+    /// Their hex SHA-256, if known yet (the worker computes it otherwise).
+    pub sha256: Option<String>,
     /// The Uploads API `folder`, if the flavour has one.
     pub folder: Option<String>,
     /// Flavour settings learnt with the bytes (JSON text); keeps the record's when `None`.
@@ -250,13 +250,13 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
         .op("lock an account for its quota")?;
     }
     let changed = sqlx::query(
-        "UPDATE uploads SET status = $1, size = $2, sha256 = $3, folder = $4, updated_at = $5, \
+        "UPDATE uploads SET status = $1, size = $2, sha256 = COALESCE($3, sha256), folder = $4, updated_at = $5, \
                 metadata = COALESCE($8, metadata) \
          WHERE id = $6 AND status = $7",
     )
     .bind(Status::Pending.code())
     .bind(size)
-    .bind(&stored.sha256)
+    .bind(stored.sha256.as_deref())
     .bind(stored.folder.as_deref())
     .bind(now)
     .bind(id)
@@ -322,6 +322,20 @@ pub async fn transition(
     super::outbox::enqueue(&mut tx, id, next, now).await?;
     tx.commit().await.op("commit a status change")?;
     Ok(true)
+}
+
+/// Records the hex SHA-256 of an upload's stored bytes.
+///
+/// # Errors
+/// The update fails.
+pub async fn set_sha256(db: &Db, id: &str, sha256: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE uploads SET sha256 = $1 WHERE id = $2")
+        .bind(sha256)
+        .bind(id)
+        .execute(db.pool())
+        .await
+        .op("store a digest")?;
+    Ok(())
 }
 
 /// Stores what processing found out and produced: the duration, the main rendition's key and

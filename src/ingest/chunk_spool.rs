@@ -7,6 +7,7 @@
 //! Recording and assembly of one upload are serialised by a per-upload lock (one edge owns an
 //! upload's spool). Must not depend on HTTP or any protocol.
 
+use crate::store::appender::Appender;
 use crate::upload::chunk_set::{ChunkError, ChunkInfo, ChunkSet, Recorded};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -296,9 +297,13 @@ async fn write_synced<S>(path: &Path, body: S, limit: u64) -> Result<ChunkInfo, 
 where
     S: Stream<Item = Result<Bytes, std::io::Error>>,
 {
-    let mut file = tokio::fs::File::create(path)
-        .await
-        .map_err(io("create a chunk file"))?;
+    let mut file = Appender::appending(
+        tokio::fs::File::create(path)
+            .await
+            .map_err(io("create a chunk file"))?
+            .into_std()
+            .await,
+    );
     let mut hasher = Sha256::new();
     let mut len = 0u64;
     let mut body = std::pin::pin!(body);
@@ -309,9 +314,9 @@ where
             return Err(SpoolError::TooLarge(limit));
         }
         hasher.update(&piece);
-        file.write_all(&piece).await.map_err(io("write a chunk"))?;
+        file.push(piece).await.map_err(io("write a chunk"))?;
     }
-    file.sync_all().await.map_err(io("sync a chunk"))?;
+    file.sync().await.map_err(io("sync a chunk"))?;
     Ok(ChunkInfo {
         len,
         digest: hasher.finalize().into(),

@@ -174,8 +174,7 @@ impl Ingest {
 
     /// Stores spooled files without streaming them through a writer where the store allows:
     /// the forwarder finishes what it has been sending while they arrived (S3), or one file is
-    /// linked into place (local files; its bytes are read once, for their SHA-256). `None` when
-    /// the caller must copy.
+    /// linked into place (local files). `None` when the caller must copy.
     async fn store_spooled(
         &self,
         upload: &UploadInfo,
@@ -208,56 +207,27 @@ impl Ingest {
         if allowance.quota.is_some_and(|q| size > q) {
             return Err(IngestError::QuotaExceeded);
         }
-        let sha256 = if let Some(forwarder) = &self.forwarder {
-            let done = forwarder
+        if let Some(forwarder) = &self.forwarder {
+            forwarder
                 .finish(&upload.id, &key, spooled)
                 .await
                 .map_err(IngestError::Store)?;
-            done.sha256
-        } else if let [file] = files {
-            let path = file.clone();
-            let (_, sha256) = tokio::task::spawn_blocking(move || sha256_of(&path))
-                .await
-                .map_err(|e| read_error(file, std::io::Error::other(e)))?
-                .map_err(|e| read_error(file, e))?;
-            if self
-                .store
-                .link_file(&key, file)
-                .await
-                .map_err(IngestError::Store)?
-                .is_none()
-            {
+        } else {
+            let [file] = files else {
+                return Ok(None);
+            };
+            let linked = self.store.link_file(&key, file).await;
+            if linked.map_err(IngestError::Store)?.is_none() {
                 return Ok(None);
             }
-            sha256
-        } else {
-            return Ok(None);
-        };
+        }
         let stored = UploadStored {
             size,
-            sha256,
+            sha256: None,
             folder: None,
             metadata: metadata.clone(),
         };
         self.report(&upload.id, &key, stored).await.map(Some)
-    }
-}
-
-/// A file's size and hex SHA-256, read in 1 MiB blocks.
-fn sha256_of(path: &std::path::Path) -> std::io::Result<(u64, String)> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok((size, hex::encode(hasher.finalize())));
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
     }
 }
 

@@ -1,13 +1,12 @@
 //! Forwarding spooled uploads (tus, the IETF draft, numbered chunks) to a store that takes
 //! parts (S3) while they arrive: a task per upload cuts the spooled bytes into parts with the
-//! [`PartPlan`] as they become available, hashes them in order (SHA-256 for the status record)
-//! and sends each as soon as it is full, several at once. When the last byte is in, only the
+//! [`PartPlan`] as they become available and sends each as soon as it is full, several at once. When the last byte is in, only the
 //! last part and the completion remain.
 //!
 //! The multipart upload id, the plan's declared size and every part the store acknowledged are
 //! kept in a small state file beside the spool, written after each part, so a restarted edge
 //! continues where it stopped: a part already in the store is not sent again if its bytes in the
-//! spool still have its CRC32C; a multipart upload the store no longer has (a sweeper aborted
+//! spool (read again to check) still have its CRC32C; a multipart upload the store no longer has (a sweeper aborted
 //! it) is started again from the spool.
 //!
 //! Must not depend on HTTP, the database or any protocol.
@@ -17,7 +16,6 @@ use crate::store::{ObjectKey, PartStore, SentPart, Store, StoreError};
 use crate::upload::part_plan::{Cursor, Part, PartPlan};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -57,15 +55,6 @@ impl Spooled {
     }
 }
 
-/// A forwarded upload: its size and hex SHA-256.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forwarded {
-    /// Bytes stored.
-    pub size: u64,
-    /// Hex SHA-256 of them.
-    pub sha256: String,
-}
-
 /// What survives a restart.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct State {
@@ -77,7 +66,7 @@ struct State {
 
 struct Running {
     spooled: watch::Sender<Spooled>,
-    task: JoinHandle<Result<Forwarded, StoreError>>,
+    task: JoinHandle<Result<u64, StoreError>>,
 }
 
 /// The edge's forwarder: one task per upload that is receiving.
@@ -146,7 +135,7 @@ impl Forwarder {
     }
 
     /// Every byte of `upload` is spooled: sends what is left, completes the object and returns
-    /// its size and SHA-256. The state is gone afterwards.
+    /// its size. The state is gone afterwards.
     ///
     /// # Errors
     /// The store or the spool fails; the state stays, so a retry continues.
@@ -155,7 +144,7 @@ impl Forwarder {
         upload: &str,
         key: &ObjectKey,
         mut spooled: Spooled,
-    ) -> Result<Forwarded, StoreError> {
+    ) -> Result<u64, StoreError> {
         spooled.complete = true;
         let task = {
             let mut running = self.running();
@@ -249,7 +238,7 @@ impl Job {
         self.store.parts().expect("a forwarder's store takes parts")
     }
 
-    async fn run(&self, mut rx: watch::Receiver<Spooled>) -> Result<Forwarded, StoreError> {
+    async fn run(&self, mut rx: watch::Receiver<Spooled>) -> Result<u64, StoreError> {
         let state = load(&self.path)
             .await
             .filter(|s| s.key == self.key.as_str());
@@ -269,7 +258,7 @@ impl Job {
         &self,
         state: Option<State>,
         rx: &mut watch::Receiver<Spooled>,
-    ) -> Result<Forwarded, StoreError> {
+    ) -> Result<u64, StoreError> {
         let parts = self.parts();
         let declared = state.as_ref().map_or(self.declared, |s| s.declared);
         let plan = PartPlan::new(&parts.rules(), declared).map_err(|e| state_error("plan", e))?;
@@ -281,7 +270,6 @@ impl Job {
             .unwrap_or_default();
         let mut sent: BTreeMap<u32, SentPart> = BTreeMap::new();
         let mut sending: JoinSet<Result<SentPart, StoreError>> = JoinSet::new();
-        let mut hasher = Sha256::new();
         let mut cursor = Cursor::default();
         loop {
             let spooled = rx.borrow_and_update().clone();
@@ -290,8 +278,7 @@ impl Job {
                 .next(cursor, available, spooled.complete)
                 .map_err(|e| state_error("plan", e))?
             {
-                let body;
-                (body, hasher) = read_part(&spooled.files, part, hasher).await?;
+                let body = read_part(&spooled.files, part).await?;
                 cursor = PartPlan::advance(&part);
                 let kept = held.remove(&part.number.0).filter(|p| {
                     p.start == part.start
@@ -342,10 +329,7 @@ impl Job {
                 if let Err(e) = tokio::fs::remove_file(&self.path).await {
                     tracing::warn!(key = %self.key, error = %e, "Could not remove a forwarding state file.");
                 }
-                return Ok(Forwarded {
-                    size: available,
-                    sha256: hex::encode(hasher.finalize()),
-                });
+                return Ok(available);
             }
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() {
@@ -379,12 +363,8 @@ impl Job {
     }
 }
 
-/// Reads `part` from the spooled files (on a blocking thread) and feeds it to `hasher`.
-async fn read_part(
-    files: &[(PathBuf, u64)],
-    part: Part,
-    hasher: Sha256,
-) -> Result<(Bytes, Sha256), StoreError> {
+/// Reads `part` from the spooled files (on a blocking thread).
+async fn read_part(files: &[(PathBuf, u64)], part: Part) -> Result<Bytes, StoreError> {
     let files = files.to_vec();
     tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::FileExt;
@@ -409,9 +389,7 @@ async fn read_part(
                 "the spool holds fewer bytes than announced",
             ));
         }
-        let mut hasher = hasher;
-        hasher.update(&buf);
-        Ok((Bytes::from(buf), hasher))
+        Ok(Bytes::from(buf))
     })
     .await
     .map_err(std::io::Error::other)
@@ -427,7 +405,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_part_is_read_across_files_and_hashed_in_order() {
+    async fn a_part_is_read_across_files() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         std::fs::write(&a, b"hello ").unwrap();
@@ -438,15 +416,10 @@ mod tests {
             start,
             len,
         };
-        let (first, hasher) = read_part(&files, part(1, 0, 4), Sha256::new())
-            .await
-            .unwrap();
-        let (second, hasher) = read_part(&files, part(2, 4, 7), hasher).await.unwrap();
+        let first = read_part(&files, part(1, 0, 4)).await.unwrap();
+        let second = read_part(&files, part(2, 4, 7)).await.unwrap();
         assert_eq!((&first[..], &second[..]), (&b"hell"[..], &b"o world"[..]));
-        assert_eq!(hasher.finalize(), Sha256::digest(b"hello world"));
         // Past what is announced (the `!` is not), the spool is short.
-        assert!(read_part(&files, part(3, 8, 4), Sha256::new())
-            .await
-            .is_err());
+        assert!(read_part(&files, part(3, 8, 4)).await.is_err());
     }
 }

@@ -5,11 +5,11 @@
 //! whose checksum does not match is cut off again. Must not depend on HTTP or any protocol.
 
 use super::chunk_spool::{io, sync_dir, write_atomically, SpoolError, Turn, UploadLocks};
+use crate::store::appender::Appender;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt;
 
 /// What is known of a resource besides its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,11 +197,15 @@ impl OffsetSpool {
         S: Stream<Item = Result<Bytes, std::io::Error>>,
     {
         let path = self.data_path(upload);
-        let mut file = tokio::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .await
-            .map_err(io("open a data file"))?;
+        let mut file = Appender::appending(
+            tokio::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .await
+                .map_err(io("open a data file"))?
+                .into_std()
+                .await,
+        );
         let Checks {
             limit,
             checksum,
@@ -227,13 +231,13 @@ impl OffsetSpool {
             };
             written += piece.len() as u64;
             if written > limit {
-                truncate(&file, offset).await?;
+                truncate(file, offset).await?;
                 return Err(SpoolError::TooLarge(limit));
             }
             if let Some(h) = hasher.as_mut() {
                 h.update(&piece);
             }
-            file.write_all(&piece)
+            file.push(piece)
                 .await
                 .map_err(io("append to a data file"))?;
             if hasher.is_none() && written - reported >= REPORT_EVERY {
@@ -245,11 +249,11 @@ impl OffsetSpool {
         if let (Some(h), Some((_, expected))) = (hasher, checksum) {
             // A checksum covers the whole request: an incomplete or different chunk goes.
             if cut || h.finalize().as_ref() != expected.as_slice() {
-                truncate(&file, offset).await?;
+                truncate(file, offset).await?;
                 return Ok(Appended::ChecksumMismatch);
             }
         }
-        file.sync_all().await.map_err(io("sync a data file"))?;
+        file.sync().await.map_err(io("sync a data file"))?;
         let new_offset = offset + written;
         Ok(if cut {
             Appended::Cut(new_offset)
@@ -287,11 +291,13 @@ impl OffsetSpool {
     }
 }
 
-async fn truncate(file: &tokio::fs::File, len: u64) -> Result<(), SpoolError> {
-    file.set_len(len)
+/// Cuts the data file back to `len` bytes, durably.
+async fn truncate(file: Appender, len: u64) -> Result<(), SpoolError> {
+    let file = file.finish().await.map_err(io("append to a data file"))?;
+    tokio::task::spawn_blocking(move || file.set_len(len).and_then(|()| file.sync_all()))
         .await
-        .map_err(io("cut a data file back"))?;
-    file.sync_all().await.map_err(io("sync a data file"))
+        .map_err(|e| io("cut a data file back")(std::io::Error::other(e)))?
+        .map_err(io("cut a data file back"))
 }
 
 #[cfg(test)]
@@ -398,11 +404,12 @@ mod tests {
         };
         spool.create("u", &r).await.unwrap();
         // A stale request: sent five bytes, then hangs with its connection still open.
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
-        tx.send(Ok(Bytes::from_static(b"12345"))).unwrap();
-        let rx = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|piece| (piece, rx))
+        let (asked, asked_more) = tokio::sync::oneshot::channel();
+        let hanging = futures_util::stream::once(async move {
+            let _ = asked.send(());
+            std::future::pending::<Result<Bytes, std::io::Error>>().await
         });
+        let rx = body(&[b"12345"]).chain(hanging);
         let stale = {
             let spool = spool.clone();
             tokio::spawn(async move {
@@ -410,9 +417,8 @@ mod tests {
                 spool.append("u", &turn, 0, rx, checks(100, None)).await
             })
         };
-        while spool.get("u").await.unwrap().unwrap().1 < 5 {
-            tokio::task::yield_now().await;
-        }
+        // The five bytes are taken once the next piece is asked for.
+        asked_more.await.unwrap();
         // The reconnecting client's request ends the stale one, which keeps what it received.
         let turn = tokio::time::timeout(std::time::Duration::from_secs(5), spool.take_over("u"))
             .await
@@ -426,6 +432,5 @@ mod tests {
                 .unwrap(),
             Appended::Done(8)
         );
-        drop(tx);
     }
 }

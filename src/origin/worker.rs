@@ -208,6 +208,17 @@ async fn attempt(state: &State, job: &Job) -> Result<(), AttemptError> {
     let outputs_dir = source_key.sibling(OUTPUT_DIR).map_err(corrupt)?;
     let scratch = &state.settings.scratch_dir;
     let source = state.store.fetch_to_local(&source_key, scratch).await?;
+    if record.sha256.is_none() {
+        // The edge does not hash (it would halve its ingest rate): the first reader does.
+        let path = source.path().to_owned();
+        let digest = tokio::task::spawn_blocking(move || crate::store::sha256_of_file(&path))
+            .await?
+            .map_err(|source| StoreError::Read {
+                key: source_key.to_string(),
+                source,
+            })?;
+        upload::set_sha256(&state.db, id, &digest).await?;
+    }
     let work = tempfile::Builder::new()
         .prefix("job-")
         .tempdir_in(scratch)

@@ -2,11 +2,11 @@
 //! `ROOT/.partial/`, then `finish` syncs it and renames it into place, so a crash never leaves
 //! a half-written object under its key.
 
+use super::appender::Appender;
 use super::{LocalObject, ObjectKey, ObjectWriter, Store, StoreError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt;
 
 /// Objects as files under `root`.
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ struct FileWriter {
     key: ObjectKey,
     partial: PathBuf,
     dest: PathBuf,
-    file: tokio::fs::File,
+    file: Appender,
     size: u64,
 }
 
@@ -73,26 +73,35 @@ async fn into_place(partial: &Path, dest: &Path) -> std::io::Result<()> {
 #[async_trait]
 impl ObjectWriter for FileWriter {
     async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
-        match self.file.write_all(&data).await {
+        let len = data.len() as u64;
+        match self.file.push(data).await {
             Ok(()) => {
-                self.size += data.len() as u64;
+                self.size += len;
                 Ok(())
             }
             Err(e) => Err(self.err(e)),
         }
     }
 
-    async fn finish(mut self: Box<Self>) -> Result<u64, StoreError> {
-        if let Err(e) = self.file.sync_all().await {
-            return Err(self.err(e));
-        }
-        match into_place(&self.partial, &self.dest).await {
-            Ok(()) => Ok(self.size),
-            Err(e) => Err(self.err(e)),
-        }
+    async fn finish(self: Box<Self>) -> Result<u64, StoreError> {
+        let FileWriter {
+            key,
+            partial,
+            dest,
+            file,
+            size,
+        } = *self;
+        let err = |source| StoreError::Write {
+            key: key.to_string(),
+            source,
+        };
+        file.sync().await.map_err(err)?;
+        into_place(&partial, &dest).await.map_err(err)?;
+        Ok(size)
     }
 
     async fn abort(self: Box<Self>) {
+        // A write still in flight lands in the unlinked file.
         drop(self.file);
         if let Err(e) = tokio::fs::remove_file(&self.partial).await {
             tracing::warn!(key = %self.key, error = %e, "Could not remove a partial object.");
@@ -117,7 +126,7 @@ impl Store for FileStore {
             key: key.clone(),
             partial,
             dest: self.path(key),
-            file,
+            file: Appender::appending(file.into_std().await),
             size: 0,
         }))
     }

@@ -1,0 +1,175 @@
+//! Per-byte work moved off the async task without copying: pieces (as they come off the
+//! socket) are gathered into batches of [`BATCH`] bytes and handed to a blocking thread, one
+//! batch in flight while the next is gathered, so the work overlaps reading the next bytes.
+//! Memory is at most two batches. [`Appender`] writes a file this way (with `writev`); the
+//! ingest core hashes the same way.
+//!
+//! Must not depend on HTTP, the database, any protocol or store.
+
+use bytes::Bytes;
+use std::io::{IoSlice, Write};
+
+/// Bytes gathered before they are handed to the blocking thread.
+pub const BATCH: usize = 512 * 1024;
+
+type InFlight<T> = tokio::task::JoinHandle<(T, std::io::Result<()>)>;
+
+/// Work on a stream of bytes done a batch at a time on a blocking thread.
+#[derive(Debug)]
+pub struct Pipelined<T: Send + 'static> {
+    /// The worker's state, while no batch is in flight.
+    state: Option<T>,
+    in_flight: Option<InFlight<T>>,
+    batch: Vec<Bytes>,
+    batched: usize,
+    work: fn(&mut T, &[Bytes]) -> std::io::Result<()>,
+}
+
+impl<T: Send + 'static> Pipelined<T> {
+    /// Feeds batches to `work`, which keeps its state in `state`.
+    #[must_use]
+    pub fn new(state: T, work: fn(&mut T, &[Bytes]) -> std::io::Result<()>) -> Self {
+        Self {
+            state: Some(state),
+            in_flight: None,
+            batch: Vec::new(),
+            batched: 0,
+            work,
+        }
+    }
+
+    /// Adds `data`; it may not be worked on yet when this returns.
+    ///
+    /// # Errors
+    /// An earlier batch failed.
+    pub async fn push(&mut self, data: Bytes) -> std::io::Result<()> {
+        self.batched += data.len();
+        self.batch.push(data);
+        if self.batched >= BATCH {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every byte so far is worked on.
+    ///
+    /// # Errors
+    /// A batch failed.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        self.send().await?;
+        let state = self.take_state().await?;
+        self.state = Some(state);
+        Ok(())
+    }
+
+    /// Works on everything and returns the state.
+    ///
+    /// # Errors
+    /// A batch failed.
+    pub async fn finish(mut self) -> std::io::Result<T> {
+        self.send().await?;
+        self.take_state().await
+    }
+
+    /// Hands the gathered batch to the blocking thread, after the one in flight.
+    async fn send(&mut self) -> std::io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let mut state = self.take_state().await?;
+        let batch = std::mem::take(&mut self.batch);
+        self.batched = 0;
+        let work = self.work;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            let done = work(&mut state, &batch);
+            (state, done)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the batch in flight and takes the state. After a failed batch the state is
+    /// dropped: nothing more is done with it.
+    async fn take_state(&mut self) -> std::io::Result<T> {
+        if let Some(in_flight) = self.in_flight.take() {
+            let (state, done) = in_flight.await.map_err(std::io::Error::other)?;
+            done?;
+            return Ok(state);
+        }
+        self.state
+            .take()
+            .ok_or_else(|| std::io::Error::other("an earlier batch failed"))
+    }
+}
+
+/// A file appended to a batch at a time.
+pub type Appender = Pipelined<std::fs::File>;
+
+impl Appender {
+    /// Appends to `file` (opened for writing at its end).
+    #[must_use]
+    pub fn appending(file: std::fs::File) -> Self {
+        Self::new(file, write_all)
+    }
+
+    /// Writes everything and syncs the file to disk; returns it.
+    ///
+    /// # Errors
+    /// A write or the sync failed.
+    pub async fn sync(self) -> std::io::Result<std::fs::File> {
+        let file = self.finish().await?;
+        tokio::task::spawn_blocking(move || file.sync_all().map(|()| file))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+}
+
+/// Writes every piece with as few `writev` calls as the kernel allows.
+fn write_all(file: &mut std::fs::File, pieces: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        let n = file.write_vectored(slices)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pieces_land_in_order_across_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut file = Appender::appending(std::fs::File::create(&path).unwrap());
+        let mut expected = Vec::new();
+        for i in 0..40u32 {
+            let piece = vec![(i % 251) as u8; 64 * 1024 + i as usize];
+            expected.extend_from_slice(&piece);
+            file.push(Bytes::from(piece)).await.unwrap();
+            if i == 20 {
+                file.flush().await.unwrap();
+                assert!(std::fs::metadata(&path).unwrap().len() >= 21 * 64 * 1024);
+            }
+        }
+        file.sync().await.unwrap();
+        assert!(std::fs::read(&path).unwrap() == expected);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_every_later_call() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file opened read-only: the first batch's write fails.
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"").unwrap();
+        let mut file = Appender::appending(std::fs::File::open(&path).unwrap());
+        file.push(Bytes::from(vec![0u8; BATCH])).await.unwrap();
+        assert!(file.flush().await.is_err());
+        assert!(file.push(Bytes::from_static(b"x")).await.is_ok());
+        assert!(file.sync().await.is_err());
+    }
+}
