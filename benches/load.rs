@@ -8,7 +8,8 @@
 //! - `concurrent`: 100 uploads of 16 MiB at once, in 1 MiB chunks (tus; nginx: PUTs).
 //!
 //! `cargo bench --bench load` runs the full sizes; `-- --test` (as CI does) runs them tiny, to
-//! keep the benchmark working. nginx comes from Debian's package (`bash .ci/setup`); without
+//! keep the benchmark working; `-- --workload single --server uplink` (each repeatable) runs
+//! only those. nginx comes from Debian's package (`bash .ci/setup`); without
 //! it, only Uplink's rows are printed.
 
 mod support;
@@ -248,8 +249,28 @@ async fn run(workload: &str, sizes: &Sizes, nginx: bool) -> Option<String> {
     ))
 }
 
+/// The values given to a repeatable `--name VALUE` argument, or all of `all` without one.
+fn chosen(args: &[String], name: &str, all: &[&str]) -> Vec<String> {
+    let given: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == name)
+        .map(|w| w[1].clone())
+        .collect();
+    for g in &given {
+        assert!(all.contains(&g.as_str()), "{name} {g}: use one of {all:?}");
+    }
+    if given.is_empty() {
+        all.iter().map(|&a| a.to_owned()).collect()
+    } else {
+        given
+    }
+}
+
 fn main() {
-    let test = std::env::args().any(|a| a == "--test");
+    let args: Vec<String> = std::env::args().collect();
+    let test = args.iter().any(|a| a == "--test");
+    let workloads = chosen(&args, "--workload", &["single", "chunked", "concurrent"]);
+    let servers = chosen(&args, "--server", &["uplink", "nginx"]);
     let sizes = if test {
         Sizes {
             single: 8 * MIB,
@@ -277,8 +298,9 @@ fn main() {
         "workload", "server", "MiB/s", "CPU s/GiB", "p50 ms", "p99 ms", "RSS MiB"
     );
     rt.block_on(async {
-        for workload in ["single", "chunked", "concurrent"] {
-            for nginx in [false, true] {
+        for workload in &workloads {
+            for server in &servers {
+                let nginx = server == "nginx";
                 match run(workload, &sizes, nginx).await {
                     Some(row) => println!("{row}"),
                     None => println!("{workload:<10} nginx   (not installed: bash .ci/setup)"),

@@ -156,7 +156,7 @@ where
     let Some(boundary) = super::multipart_boundary(headers) else {
         return message(400, "Send chunks with the Mi24-Upload-* headers, or the whole file as multipart/form-data field `file`.");
     };
-    let mut form = multer::Multipart::new(body, boundary);
+    let mut form = super::form(body, boundary, multer::Constraints::new());
     let mut upload = match ctx.ingest.resume(info, claims.into()).await {
         Ok(u) => u,
         Err(e) => return unavailable(&e),

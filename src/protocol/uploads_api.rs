@@ -79,7 +79,7 @@ where
 {
     let constraints = multer::Constraints::new()
         .size_limit(multer::SizeLimit::new().for_field("folder", MAX_FOLDER as u64 * 4));
-    let mut form = multer::Multipart::with_constraints(body, auth.boundary, constraints);
+    let mut form = super::form(body, auth.boundary, constraints);
     let mut upload: Option<Receiving> = None;
     let outcome = read_form(&mut form, &auth.owner, ingest, &mut upload).await;
     drop(form);
