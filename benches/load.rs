@@ -1,7 +1,9 @@
-//! The load benchmark: drives a real `uplink dev` (release build, file store) over loopback, and
-//! nginx as a plain body-to-disk sink (`client_body_in_file_only on`) with the same requests,
-//! so the ratio comes from one run on one machine. For each workload it prints MiB/s, server CPU
-//! seconds per GiB, p50/p99 time to acknowledge a request, and the server's peak RSS:
+//! The load benchmark: drives a real `uplink dev` (release build) over loopback into the file
+//! store (`uplink`) and into S3 (`uplink-s3`: a moto server, whose own rate is then what is
+//! measured), and nginx as a plain body-to-disk sink (`client_body_in_file_only on`) with the
+//! same requests, so the ratio comes from one run on one machine. For each workload it prints
+//! MiB/s, server CPU seconds per GiB, p50/p99 time to acknowledge a request, the server's peak
+//! RSS and its peak anonymous memory (RSS without mapped code and libraries):
 //!
 //! - `single`: one 1 GiB upload in one request (Uploads API multipart; nginx: one PUT);
 //! - `chunked`: 1 GiB in 8 MiB chunks (tus PATCHes; nginx: one PUT per chunk);
@@ -19,7 +21,7 @@ use futures_util::StreamExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{cpu_seconds, free_port, peak_rss_mib, wait_ready};
+use support::{cpu_seconds, free_port, peak_rss_mib, wait_ready, AnonPeak};
 
 const MIB: u64 = 1 << 20;
 
@@ -41,8 +43,67 @@ impl Drop for Server {
     }
 }
 
-async fn uplink() -> Server {
-    let started = support::start_uplink(&[]).await;
+/// The S3 API server of the `uplink-s3` rows: moto (PyPI `moto[server]`, `bash .ci/setup`),
+/// the one the tests use. Its rate, not S3's, is what those rows measure.
+struct Moto {
+    child: Child,
+    env: Vec<(String, String)>,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn moto() -> Option<Moto> {
+    let port = free_port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let moto = Moto {
+        child,
+        env: [
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "bench"),
+            ("AWS_SECRET_ACCESS_KEY", "bench"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect(),
+    };
+    wait_ready(&endpoint).await;
+    let bucket = reqwest::Client::new()
+        .put(format!("{endpoint}/{BUCKET}"))
+        .send()
+        .await
+        .ok()?;
+    bucket.status().is_success().then_some(moto)
+}
+
+const BUCKET: &str = "bench";
+
+async fn uplink(s3: Option<&Moto>) -> Server {
+    let started = match s3 {
+        None => support::start_uplink(&[]).await,
+        Some(moto) => {
+            let storage = format!("s3://{BUCKET}/edge?path_style=true");
+            support::start_uplink_env(&["--storage".into(), storage], &moto.env).await
+        }
+    };
     Server {
         child: started.child,
         url: started.url,
@@ -200,15 +261,22 @@ struct Sizes {
     small_chunk: u64,
 }
 
-async fn run(workload: &str, sizes: &Sizes, nginx: bool) -> Option<String> {
-    let server = if nginx {
-        self::nginx().await?
-    } else {
-        uplink().await
+async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<String> {
+    let nginx = server == "nginx";
+    // Dropped after the server (declared first): uplink's store must outlive it.
+    let moto = match server {
+        "uplink-s3" => Some(self::moto().await?),
+        _ => None,
+    };
+    let server_name = server;
+    let server = match server {
+        "nginx" => self::nginx().await?,
+        _ => uplink(moto.as_ref()).await,
     };
     let client = reqwest::Client::new();
     let pid = server.child.id();
     let cpu0 = cpu_seconds(pid);
+    let anon = AnonPeak::start(pid);
     let start = Instant::now();
     let (bytes, mut times) = match workload {
         "single" => (
@@ -238,14 +306,15 @@ async fn run(workload: &str, sizes: &Sizes, nginx: bool) -> Option<String> {
     let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
     let gib = bytes as f64 / (1024.0 * MIB as f64);
     Some(format!(
-        "{:<10} {:<7} {:>9.1} {:>11.2} {:>9.1} {:>9.1} {:>9.1}",
+        "{:<10} {:<9} {:>9.1} {:>11.2} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
         workload,
-        if nginx { "nginx" } else { "uplink" },
+        server_name,
         bytes as f64 / MIB as f64 / wall,
         cpu / gib,
         pct(0.5),
         pct(0.99),
-        rss
+        rss,
+        anon.mib()
     ))
 }
 
@@ -270,7 +339,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let test = args.iter().any(|a| a == "--test");
     let workloads = chosen(&args, "--workload", &["single", "chunked", "concurrent"]);
-    let servers = chosen(&args, "--server", &["uplink", "nginx"]);
+    let servers = chosen(&args, "--server", &["uplink", "nginx", "uplink-s3"]);
     let sizes = if test {
         Sizes {
             single: 8 * MIB,
@@ -294,16 +363,15 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "{:<10} {:<7} {:>9} {:>11} {:>9} {:>9} {:>9}",
-        "workload", "server", "MiB/s", "CPU s/GiB", "p50 ms", "p99 ms", "RSS MiB"
+        "{:<10} {:<9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}",
+        "workload", "server", "MiB/s", "CPU s/GiB", "p50 ms", "p99 ms", "RSS MiB", "anon MiB"
     );
     rt.block_on(async {
         for workload in &workloads {
             for server in &servers {
-                let nginx = server == "nginx";
-                match run(workload, &sizes, nginx).await {
+                match run(workload, &sizes, server).await {
                     Some(row) => println!("{row}"),
-                    None => println!("{workload:<10} nginx   (not installed: bash .ci/setup)"),
+                    None => println!("{workload:<10} {server:<9} (not installed: bash .ci/setup)"),
                 }
             }
         }

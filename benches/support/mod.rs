@@ -54,6 +54,47 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
     family(pid).into_iter().map(hwm).sum::<u64>() as f64 / 1024.0
 }
 
+/// Samples a process's anonymous (private) resident memory every 20 ms until dropped; the
+/// peak, in MiB. Unlike peak RSS it leaves out mapped code and libraries, which are shared.
+pub struct AnonPeak {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AnonPeak {
+    pub fn start(pid: u32) -> Self {
+        use std::sync::atomic::Ordering;
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let anon: u64 = family(pid)
+                    .into_iter()
+                    .filter_map(|pid| {
+                        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                        let v = status.lines().find_map(|l| l.strip_prefix("RssAnon:"))?;
+                        v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+                    })
+                    .sum();
+                p.fetch_max(anon, Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        Self { peak, stop }
+    }
+
+    pub fn mib(&self) -> f64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+impl Drop for AnonPeak {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub fn family(pid: u32) -> Vec<u32> {
     let mut all = vec![pid];
     if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
@@ -91,6 +132,11 @@ pub struct Started {
 /// Starts a release `uplink dev` for an ingest benchmark (no processing workers) with `extra`
 /// arguments, creates an account and an upload token, and waits until it answers.
 pub async fn start_uplink(extra: &[String]) -> Started {
+    start_uplink_env(extra, &[]).await
+}
+
+/// [`start_uplink`] with environment variables (an S3 server's `AWS_*`).
+pub async fn start_uplink_env(extra: &[String], env: &[(String, String)]) -> Started {
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_uplink");
     let account = Command::new(bin)
@@ -118,6 +164,7 @@ pub async fn start_uplink(extra: &[String]) -> Started {
         .arg("--config")
         .arg(ingest_only_config(dir.path()))
         .args(extra)
+        .envs(env.iter().cloned())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,13 +1,15 @@
 //! Forwarding spooled uploads (tus, the IETF draft, numbered chunks) to a store that takes
 //! parts (S3) while they arrive: a task per upload cuts the spooled bytes into parts with the
-//! [`PartPlan`] as they become available and sends each as soon as it is full, several at once. When the last byte is in, only the
-//! last part and the completion remain.
+//! [`PartPlan`] as they become available and sends each as soon as it is full, several at once.
+//! When the last byte is in, only the last part and the completion remain. A part is read from
+//! the spool into memory only while the edge holds fewer than a fixed number of parts across all
+//! uploads, so memory stays bounded however many arrive at once (their bytes wait on disk).
 //!
 //! The multipart upload id, the plan's declared size and every part the store acknowledged are
 //! kept in a small state file beside the spool, written after each part, so a restarted edge
-//! continues where it stopped: a part already in the store is not sent again if its bytes in the
-//! spool (read again to check) still have its CRC32C; a multipart upload the store no longer has (a sweeper aborted
-//! it) is started again from the spool.
+//! continues where it stopped: a part already in the store is not sent again if its bytes in
+//! the spool (read again to check) still have its CRC32C; a multipart upload the store no longer
+//! has (a sweeper aborted it) is started again from the spool.
 //!
 //! Must not depend on HTTP, the database or any protocol.
 
@@ -69,11 +71,17 @@ struct Running {
     task: JoinHandle<Result<u64, StoreError>>,
 }
 
+/// Parts held in memory at once across all of an edge's forwarded uploads, per part the store
+/// sends at once for one upload: with S3's defaults (8 MiB parts, 4 at once) 16 parts, 128 MiB.
+const EDGE_PARTS_PER_IN_FLIGHT: usize = 4;
+
 /// The edge's forwarder: one task per upload that is receiving.
 pub struct Forwarder {
     store: Arc<dyn Store>,
     dir: PathBuf,
     running: Mutex<HashMap<String, Running>>,
+    /// Parts read into memory and not yet stored, across all uploads.
+    parts_held: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -96,9 +104,10 @@ impl Forwarder {
     /// # Errors
     /// The directory cannot be created.
     pub fn new(store: Arc<dyn Store>, dir: &Path) -> Result<Option<Self>, StoreError> {
-        if store.parts().is_none() {
+        let Some(parts) = store.parts() else {
             return Ok(None);
-        }
+        };
+        let parts_held = parts.parts_in_flight().max(1) * EDGE_PARTS_PER_IN_FLIGHT;
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
             location: dir.display().to_string(),
             source,
@@ -107,6 +116,7 @@ impl Forwarder {
             store,
             dir: dir.to_owned(),
             running: Mutex::new(HashMap::new()),
+            parts_held: Arc::new(tokio::sync::Semaphore::new(parts_held)),
         }))
     }
 
@@ -198,6 +208,7 @@ impl Forwarder {
             key: key.clone(),
             path: self.state_path(upload),
             declared,
+            parts_held: self.parts_held.clone(),
         };
         let upload = upload.to_owned();
         let task = tokio::spawn(async move {
@@ -231,6 +242,7 @@ struct Job {
     key: ObjectKey,
     path: PathBuf,
     declared: Option<u64>,
+    parts_held: Arc<tokio::sync::Semaphore>,
 }
 
 impl Job {
@@ -278,6 +290,12 @@ impl Job {
                 .next(cursor, available, spooled.complete)
                 .map_err(|e| state_error("plan", e))?
             {
+                let held_part = self
+                    .parts_held
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| state_error("wait for memory", e))?;
                 let body = read_part(&spooled.files, part).await?;
                 cursor = PartPlan::advance(&part);
                 let kept = held.remove(&part.number.0).filter(|p| {
@@ -307,7 +325,9 @@ impl Job {
                     let (store, key) = (self.store.clone(), self.key.clone());
                     sending.spawn(async move {
                         let parts = store.parts().expect("a forwarder's store takes parts");
-                        parts.put_part(&key, &upload_id, part, body).await
+                        let sent = parts.put_part(&key, &upload_id, part, body).await;
+                        drop(held_part);
+                        sent
                     });
                 }
                 if spooled.complete && cursor.start == available {
