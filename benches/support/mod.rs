@@ -167,7 +167,15 @@ pub async fn start_uplink_env(extra: &[String], env: &[(String, String)]) -> Sta
         .envs(env.iter().cloned())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        // `UPLINK_BENCH_LOG=FILE` keeps the node's warnings and errors, to see why a run failed.
+        .stderr(match std::env::var_os("UPLINK_BENCH_LOG") {
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_or_else(|_| Stdio::null(), Stdio::from),
+            None => Stdio::null(),
+        })
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
