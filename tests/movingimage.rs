@@ -4,37 +4,12 @@
 
 mod common;
 
-use common::{json_of, sha256_file, test_video, Account, Backend, Node, Uploads};
-use serde_json::Value;
+use common::{
+    movingimage_chunk as send_chunk, movingimage_url as upload_url, sha256_file, test_video,
+    Account, Backend, Node, Uploads,
+};
 use std::path::{Path, PathBuf};
 use uplink::token::{Claims, Keyring};
-
-/// Opens a video and returns its id and upload URL.
-async fn upload_url(node: &Node, account: &Account) -> (String, String) {
-    let http = reqwest::Client::new();
-    let resp = http
-        .post(format!("{}/v1/videos", node.url))
-        .bearer_auth(&account.api_key)
-        .json(&serde_json::json!({ "fileName": "testsrc.mkv" }))
-        .send()
-        .await
-        .unwrap();
-    let video = resp.json::<Value>().await.unwrap()["videoId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let resp = http
-        .get(format!("{}/v1/videos/{video}/url", node.url))
-        .bearer_auth(&account.api_key)
-        .send()
-        .await
-        .unwrap();
-    let url = resp.json::<Value>().await.unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (video, url)
-}
 
 /// Splits a file into `n` chunk files (the last one smaller).
 fn split(file: &Path, n: usize, dir: &Path) -> Vec<PathBuf> {
@@ -48,19 +23,6 @@ fn split(file: &Path, n: usize, dir: &Path) -> Vec<PathBuf> {
             path
         })
         .collect()
-}
-
-async fn send_chunk(url: &str, total: usize, current: usize, bytes: Vec<u8>) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(url)
-        .header("Mi24-Upload-Total-Chunks", total.to_string())
-        .header("Mi24-Upload-Current-Chunk", current.to_string())
-        .header("Content-Type", "application/octet-stream")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    json_of(resp).await
 }
 
 #[tokio::test]

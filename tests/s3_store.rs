@@ -190,7 +190,7 @@ async fn failing_parts_are_retried_and_the_upload_completes() {
     let s3 = S3Server::start().await;
     s3.bucket(BUCKET).await;
     // The first five UploadPart requests fail with S3's SlowDown.
-    let proxy = common::FaultyProxy::start(&s3.endpoint, "partNumber=", 5).await;
+    let proxy = common::FaultyProxy::start(&s3.endpoint, &["partNumber="], 5).await;
     let mut env = s3.env();
     for (k, v) in &mut env {
         if k == "AWS_ENDPOINT_URL" {
@@ -341,7 +341,7 @@ async fn kill_9_during_a_tus_upload_to_s3_resumes_without_sending_a_part_twice()
     let s3 = S3Server::start().await;
     s3.bucket(BUCKET).await;
     // A proxy that fails nothing and counts UploadPart requests.
-    let proxy = common::FaultyProxy::start(&s3.endpoint, "partNumber=", 0).await;
+    let proxy = common::FaultyProxy::start(&s3.endpoint, &["partNumber="], 0).await;
     let mut env = s3.env();
     for (k, v) in &mut env {
         if k == "AWS_ENDPOINT_URL" {
@@ -444,5 +444,91 @@ async fn a_terminated_tus_upload_leaves_no_multipart_upload_open() {
     assert_eq!(
         common::files_under(&spool.join("forward")),
         Vec::<std::path::PathBuf>::new()
+    );
+}
+
+#[tokio::test]
+async fn numbered_chunks_go_to_s3_once_they_are_contiguous() {
+    let s3 = S3Server::start().await;
+    let node = node_on_s3(&s3).await;
+    let account = node.account("Acme");
+    let (video, url) = common::movingimage_url(&node, &account).await;
+    // Four 3 MiB chunks, 5 MiB parts: chunks 1 and 2 make one full part.
+    let data = pattern(12 << 20);
+    let chunk = |n: usize| data[(n - 1) * (3 << 20)..n * (3 << 20)].to_vec();
+    for n in [1, 4] {
+        let (status, body) = common::movingimage_chunk(&url, 4, n, chunk(n)).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    // Chunk 4 is not contiguous with chunk 1: nothing can go yet.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(s3.open_parts(BUCKET).await, Vec::<usize>::new());
+    let (status, body) = common::movingimage_chunk(&url, 4, 2, chunk(2)).await;
+    assert_eq!(status, 202, "{body}");
+    eventually("the first part in S3 before the last chunk", || async {
+        s3.open_parts(BUCKET).await == vec![1]
+    })
+    .await;
+    let (status, body) = common::movingimage_chunk(&url, 4, 3, chunk(3)).await;
+    assert_eq!(status, 201, "{body}");
+    let (stored, _) = stored_source(&s3, &node, &account, &video).await;
+    assert!(stored == data, "the object differs from the upload");
+    assert_eq!(
+        s3.open_multipart_uploads(BUCKET).await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn an_upload_whose_completion_failed_is_stored_by_the_next_head() {
+    let s3 = S3Server::start().await;
+    s3.bucket(BUCKET).await;
+    // Every attempt of the first CompleteMultipartUpload (the SDK makes six) fails.
+    let proxy = common::FaultyProxy::start(&s3.endpoint, &["POST ", "uploadId="], 6).await;
+    let mut env = s3.env();
+    for (k, v) in &mut env {
+        if k == "AWS_ENDPOINT_URL" {
+            v.clone_from(&proxy.endpoint);
+        }
+    }
+    let node = Node::dev_env(
+        Backend::Sqlite,
+        &[
+            "--storage",
+            &format!("s3://{BUCKET}/edge?path_style=true&part_size=5MiB"),
+        ],
+        &env,
+    )
+    .await;
+    let account = node.account("Acme");
+    let token = common::upload_token(&node, &account, "").await;
+    let data = pattern(12 << 20);
+    let location = tus_create(&node, &token, data.len()).await;
+    let r = tus_patch(&location, &token, 0)
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "storage down: retry");
+    assert_eq!(proxy.failed.load(std::sync::atomic::Ordering::SeqCst), 6);
+    // A tus client now asks for the offset; every byte is in, so the edge stores it first.
+    let r = reqwest::Client::new()
+        .head(&location)
+        .bearer_auth(&token)
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["upload-offset"],
+        data.len().to_string().as_str()
+    );
+    let id = location.rsplit('/').next().unwrap();
+    let (stored, _) = stored_source(&s3, &node, &account, id).await;
+    assert!(stored == data, "the object differs from the upload");
+    assert_eq!(
+        s3.open_multipart_uploads(BUCKET).await,
+        Vec::<String>::new()
     );
 }

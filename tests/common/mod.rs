@@ -724,7 +724,8 @@ fn xml_values(xml: &str, tag: &str) -> Vec<String> {
 }
 
 /// A TCP proxy in front of an S3 server that fails chosen requests: the first `failures`
-/// requests whose head contains `matching` (e.g. `partNumber=`) are answered `503 SlowDown` and
+/// requests whose first line contains every string of `matching` (e.g. `["partNumber="]`:
+/// UploadPart) are answered `503 SlowDown` and
 /// their connection closed; everything else passes through. Requests are read one by one (the
 /// SDK does not pipeline), so each request on a kept-alive connection is inspected.
 pub struct FaultyProxy {
@@ -738,7 +739,7 @@ pub struct FaultyProxy {
 }
 
 impl FaultyProxy {
-    pub async fn start(upstream: &str, matching: &'static str, failures: usize) -> Self {
+    pub async fn start(upstream: &str, matching: &'static [&'static str], failures: usize) -> Self {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -788,10 +789,11 @@ impl FaultyProxy {
                         };
                         let head = String::from_utf8_lossy(&pending[..end]).to_string();
                         let first_line = head.lines().next().unwrap_or_default().to_owned();
-                        if first_line.contains(matching) {
+                        let matches = matching.iter().all(|m| first_line.contains(m));
+                        if matches {
                             matched.fetch_add(1, Ordering::SeqCst);
                         }
-                        if first_line.contains(matching)
+                        if matches
                             && counter
                                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                                     (n < failures).then_some(n + 1)
@@ -858,4 +860,50 @@ pub async fn upload_token(node: &Node, account: &Account, body: &str) -> String 
     let (status, body) = json_of(resp).await;
     assert_eq!(status, 201, "{body}");
     body["token"].as_str().unwrap().to_owned()
+}
+
+/// Opens a movingimage video and returns its id and upload URL.
+pub async fn movingimage_url(node: &Node, account: &Account) -> (String, String) {
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{}/v1/videos", node.url))
+        .bearer_auth(&account.api_key)
+        .json(&serde_json::json!({ "fileName": "testsrc.mkv" }))
+        .send()
+        .await
+        .unwrap();
+    let video = resp.json::<Value>().await.unwrap()["videoId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = http
+        .get(format!("{}/v1/videos/{video}/url", node.url))
+        .bearer_auth(&account.api_key)
+        .send()
+        .await
+        .unwrap();
+    let url = resp.json::<Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (video, url)
+}
+
+/// Sends chunk `current` (from 1) of `total` to a movingimage upload URL.
+pub async fn movingimage_chunk(
+    url: &str,
+    total: usize,
+    current: usize,
+    bytes: Vec<u8>,
+) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("Mi24-Upload-Total-Chunks", total.to_string())
+        .header("Mi24-Upload-Current-Chunk", current.to_string())
+        .header("Content-Type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    json_of(resp).await
 }
