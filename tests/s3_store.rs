@@ -23,6 +23,20 @@ async fn node_on_s3(s3: &S3Server) -> Node {
     .await
 }
 
+/// A node whose S3 requests go through `proxy` (5 MiB parts).
+async fn node_via(s3: &S3Server, proxy: &common::FaultyProxy) -> Node {
+    let env: Vec<(String, String)> = s3
+        .env()
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "AWS_ENDPOINT_URL" => (k, proxy.endpoint.clone()),
+            _ => (k, v),
+        })
+        .collect();
+    let storage = format!("s3://{BUCKET}/edge?path_style=true&part_size=5MiB");
+    Node::dev_env(Backend::Sqlite, &["--storage", &storage], &env).await
+}
+
 #[tokio::test]
 async fn forty_mib_in_2_mib_chunks_lands_in_s3_as_one_object() {
     let s3 = S3Server::start().await;
@@ -191,21 +205,7 @@ async fn failing_parts_are_retried_and_the_upload_completes() {
     s3.bucket(BUCKET).await;
     // The first five UploadPart requests fail with S3's SlowDown.
     let proxy = common::FaultyProxy::start(&s3.endpoint, &["partNumber="], 5).await;
-    let mut env = s3.env();
-    for (k, v) in &mut env {
-        if k == "AWS_ENDPOINT_URL" {
-            v.clone_from(&proxy.endpoint);
-        }
-    }
-    let node = Node::dev_env(
-        Backend::Sqlite,
-        &[
-            "--storage",
-            &format!("s3://{BUCKET}/edge?path_style=true&part_size=5MiB"),
-        ],
-        &env,
-    )
-    .await;
+    let node = node_via(&s3, &proxy).await;
     let account = node.account("Acme");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.bin");
@@ -342,21 +342,7 @@ async fn kill_9_during_a_tus_upload_to_s3_resumes_without_sending_a_part_twice()
     s3.bucket(BUCKET).await;
     // A proxy that fails nothing and counts UploadPart requests.
     let proxy = common::FaultyProxy::start(&s3.endpoint, &["partNumber="], 0).await;
-    let mut env = s3.env();
-    for (k, v) in &mut env {
-        if k == "AWS_ENDPOINT_URL" {
-            v.clone_from(&proxy.endpoint);
-        }
-    }
-    let mut node = Node::dev_env(
-        Backend::Sqlite,
-        &[
-            "--storage",
-            &format!("s3://{BUCKET}/edge?path_style=true&part_size=5MiB"),
-        ],
-        &env,
-    )
-    .await;
+    let mut node = node_via(&s3, &proxy).await;
     let account = node.account("Acme");
     let token = common::upload_token(&node, &account, "").await;
     let data = pattern(23 << 20);
@@ -485,21 +471,7 @@ async fn an_upload_whose_completion_failed_is_stored_by_the_next_head() {
     s3.bucket(BUCKET).await;
     // Every attempt of the first CompleteMultipartUpload (the SDK makes six) fails.
     let proxy = common::FaultyProxy::start(&s3.endpoint, &["POST ", "uploadId="], 6).await;
-    let mut env = s3.env();
-    for (k, v) in &mut env {
-        if k == "AWS_ENDPOINT_URL" {
-            v.clone_from(&proxy.endpoint);
-        }
-    }
-    let node = Node::dev_env(
-        Backend::Sqlite,
-        &[
-            "--storage",
-            &format!("s3://{BUCKET}/edge?path_style=true&part_size=5MiB"),
-        ],
-        &env,
-    )
-    .await;
+    let node = node_via(&s3, &proxy).await;
     let account = node.account("Acme");
     let token = common::upload_token(&node, &account, "").await;
     let data = pattern(12 << 20);

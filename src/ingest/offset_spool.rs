@@ -23,6 +23,19 @@ pub struct Resource {
     /// Its part in a concatenation, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concat: Option<Concat>,
+    /// Whose it is and where its bytes go, as the origin opened it: later requests need not
+    /// ask the origin (absent in spools written before it was kept there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+/// The origin's facts about a resumable upload that never change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// The owning account.
+    pub account_id: String,
+    /// Where its bytes go.
+    pub object_key: String,
 }
 
 /// An upload's part in a concatenation (tus `Upload-Concat`).
@@ -330,6 +343,7 @@ mod tests {
             metadata: Some("filename YS5tcDQ=".into()),
             complete: false,
             concat: None,
+            owner: None,
         };
         spool.create("u", &r).await.unwrap();
         let turn = spool.take_over("u").await;
@@ -401,6 +415,7 @@ mod tests {
             metadata: None,
             complete: false,
             concat: None,
+            owner: None,
         };
         spool.create("u", &r).await.unwrap();
         // A stale request: sent five bytes, then hangs with its connection still open.

@@ -235,6 +235,7 @@ pub async fn open(
         metadata: None,
         complete: false,
         concat: None,
+        owner: None,
     };
     let info = resumable::create(&claims, filename, &resource, ctx)
         .await

@@ -7,7 +7,9 @@
 use crate::control::{KeyOwner, UploadInfo};
 use crate::ingest::chunk_spool::{SpoolError, Turn};
 use crate::ingest::forward::Spooled;
-use crate::ingest::offset_spool::{Algorithm, Appended, Checks, Concat, OffsetSpool, Resource};
+use crate::ingest::offset_spool::{
+    Algorithm, Appended, Checks, Concat, OffsetSpool, Owner, Resource,
+};
 use crate::ingest::Body;
 use crate::ingest::{Completed, IngestError};
 use crate::token::{Claims, TokenError};
@@ -102,18 +104,39 @@ pub struct Received {
 }
 
 /// An upload this token may act on, held by this request (a stale request holding it is
-/// ended). Uploads a control API opened get their resource on first use.
+/// ended). Uploads a control API opened get their resource on first use. An upload still
+/// receiving whose spool knows its owner is served without asking the origin.
 ///
 /// # Errors
 /// Out of scope, unknown, another account's, or the edge fails.
 pub async fn existing(claims: &Claims, id: UploadId, ctx: &Ctx<'_>) -> Result<Held, Refusal> {
     let id = id.to_string();
     claims.permits(&format!("{PREFIX}{id}"), Some(&id), None)?;
-    let info = match ctx.ingest.upload_info(&id).await {
-        Ok(Some(info)) if info.account_id == claims.account => info,
-        Ok(_) => return Err(Refusal::NotFound),
-        Err(e) => return Err(Refusal::unavailable(&e)),
+    let spooled = ctx
+        .spool
+        .get(&id)
+        .await
+        .map_err(|e| Refusal::unavailable(&e))?;
+    let known = spooled
+        .and_then(|(r, _)| r.owner.filter(|_| !r.complete))
+        .map(|owner| UploadInfo {
+            id: id.clone(),
+            account_id: owner.account_id,
+            object_key: owner.object_key,
+            status: Status::Receiving.code(),
+        });
+    let info = match known {
+        Some(info) => info,
+        None => match ctx.ingest.upload_info(&id).await {
+            Ok(Some(info)) => info,
+            Ok(None) => return Err(Refusal::NotFound),
+            Err(e) => return Err(Refusal::unavailable(&e)),
+        },
     };
+    // Checked before taking the upload over, so a stranger cannot end its request.
+    if info.account_id != claims.account {
+        return Err(Refusal::NotFound);
+    }
     let turn = ctx.spool.take_over(&id).await;
     let found = ctx
         .spool
@@ -128,6 +151,7 @@ pub async fn existing(claims: &Claims, id: UploadId, ctx: &Ctx<'_>) -> Result<He
                 metadata: None,
                 complete: false,
                 concat: None,
+                owner: Some(owner_of(&info)),
             };
             ctx.spool
                 .create(&id, &fresh)
@@ -145,8 +169,17 @@ pub async fn existing(claims: &Claims, id: UploadId, ctx: &Ctx<'_>) -> Result<He
     })
 }
 
+/// The spool's copy of what the origin said of an upload.
+fn owner_of(info: &UploadInfo) -> Owner {
+    Owner {
+        account_id: info.account_id.clone(),
+        object_key: info.object_key.clone(),
+    }
+}
+
 /// Holds an upload this request just created, to append its body.
-pub async fn hold_new(info: UploadInfo, resource: Resource, ctx: &Ctx<'_>) -> Held {
+pub async fn hold_new(info: UploadInfo, mut resource: Resource, ctx: &Ctx<'_>) -> Held {
+    resource.owner = Some(owner_of(&info));
     Held {
         turn: ctx.spool.take_over(&info.id).await,
         info,
@@ -206,8 +239,12 @@ pub async fn create(
         .open_record(&owner, "resumable", &filename, None)
         .await
         .map_err(|e| Refusal::unavailable(&e))?;
+    let resource = Resource {
+        owner: Some(owner_of(&info)),
+        ..resource.clone()
+    };
     ctx.spool
-        .create(&info.id, resource)
+        .create(&info.id, &resource)
         .await
         .map_err(|e| Refusal::unavailable(&e))?;
     Ok(info)

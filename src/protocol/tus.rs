@@ -258,6 +258,7 @@ where
         metadata,
         complete: false,
         concat,
+        owner: None,
     };
     if let Some(Concat::Final(parts)) = &resource.concat {
         match concatenation_length(parts, claims, ctx).await? {

@@ -644,48 +644,35 @@ impl S3Server {
 
     /// Keys of the objects under `prefix`.
     pub async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        let body = reqwest::get(format!(
-            "{}/{bucket}?list-type=2&prefix={prefix}",
-            self.endpoint
-        ))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        let body = self
+            .text(&format!("{bucket}?list-type=2&prefix={prefix}"))
+            .await;
         xml_values(&body, "Key")
+    }
+
+    /// The body of `GET /{path}` (an XML listing).
+    async fn text(&self, path: &str) -> String {
+        let resp = reqwest::get(format!("{}/{path}", self.endpoint))
+            .await
+            .unwrap();
+        resp.text().await.unwrap()
     }
 
     /// Keys of the multipart uploads still open in `bucket`.
     pub async fn open_multipart_uploads(&self, bucket: &str) -> Vec<String> {
-        let body = reqwest::get(format!("{}/{bucket}?uploads", self.endpoint))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = self.text(&format!("{bucket}?uploads")).await;
         xml_values(&body, "Key")
     }
 
     /// The number of parts of each multipart upload still open in `bucket`.
     pub async fn open_parts(&self, bucket: &str) -> Vec<usize> {
-        let body = reqwest::get(format!("{}/{bucket}?uploads", self.endpoint))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = self.text(&format!("{bucket}?uploads")).await;
         let mut counts = Vec::new();
         for (key, id) in xml_values(&body, "Key")
             .into_iter()
             .zip(xml_values(&body, "UploadId"))
         {
-            let parts = reqwest::get(format!("{}/{bucket}/{key}?uploadId={id}", self.endpoint))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let parts = self.text(&format!("{bucket}/{key}?uploadId={id}")).await;
             counts.push(xml_values(&parts, "PartNumber").len());
         }
         counts
