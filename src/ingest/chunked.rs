@@ -227,7 +227,11 @@ impl Ingest {
             folder: None,
             metadata: metadata.clone(),
         };
-        self.report(&upload.id, &key, stored).await.map(Some)
+        let done = self.report(&upload.id, &key, stored).await?;
+        if let Some(forwarder) = &self.forwarder {
+            forwarder.forget(&upload.id).await;
+        }
+        Ok(Some(done))
     }
 }
 

@@ -64,6 +64,10 @@ struct State {
     declared: Option<u64>,
     upload_id: String,
     parts: Vec<SentPart>,
+    /// The object's size once the multipart upload is complete: kept until the caller has
+    /// recorded it ([`Forwarder::forget`]), so a retry does not send the object again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    completed: Option<u64>,
 }
 
 struct Running {
@@ -145,7 +149,8 @@ impl Forwarder {
     }
 
     /// Every byte of `upload` is spooled: sends what is left, completes the object and returns
-    /// its size. The state is gone afterwards.
+    /// its size. The state stays, marked complete, until [`Forwarder::forget`], so a retry after
+    /// a failure to record the upload finds the object instead of sending it again.
     ///
     /// # Errors
     /// The store or the spool fails; the state stays, so a retry continues.
@@ -174,6 +179,16 @@ impl Forwarder {
             .and_then(|r| r)
     }
 
+    /// Forgets a completed upload's state, once it is recorded.
+    pub async fn forget(&self, upload: &str) {
+        match tokio::fs::remove_file(self.state_path(upload)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(upload_id = %upload, error = %e, "Could not remove a forwarding state file.");
+            }
+            _ => {}
+        }
+    }
+
     /// Drops `upload`'s forwarding: its task, its multipart upload in the store and its state.
     pub async fn discard(&self, upload: &str) {
         if let Some(r) = self.running().remove(upload) {
@@ -184,7 +199,8 @@ impl Forwarder {
             return;
         };
         let parts = self.store.parts().expect("a forwarder's store takes parts");
-        if let Ok(key) = ObjectKey::new(state.key) {
+        let open = state.completed.is_none();
+        if let (Ok(key), true) = (ObjectKey::new(state.key), open) {
             if let Err(e) = parts.abort_parts(&key, &state.upload_id).await {
                 tracing::warn!(upload_id = %upload, error = %e, "Could not abort a forwarded upload's parts; the origin's sweeper will.");
                 return;
@@ -254,6 +270,13 @@ impl Job {
         let state = load(&self.path)
             .await
             .filter(|s| s.key == self.key.as_str());
+        if let Some(size) = state.as_ref().and_then(|s| s.completed) {
+            // Completed before; the caller could not record it. The object must still be there.
+            if self.store.size(&self.key).await? == Some(size) {
+                return Ok(size);
+            }
+        }
+        let state = state.filter(|s| s.completed.is_none());
         match self.attempt(state, &mut rx).await {
             // The store lost the multipart upload (a sweeper aborted it): start again.
             Err(StoreError::Write { source, .. })
@@ -317,6 +340,7 @@ impl Job {
                                 declared,
                                 upload_id: parts.begin_parts(&self.key).await?,
                                 parts: Vec::new(),
+                                completed: None,
                             };
                             save(&self.path, &fresh).await?;
                             state.insert(fresh).upload_id.clone()
@@ -346,8 +370,14 @@ impl Job {
                 parts
                     .complete_parts(&self.key, &upload_id, &all, available)
                     .await?;
-                if let Err(e) = tokio::fs::remove_file(&self.path).await {
-                    tracing::warn!(key = %self.key, error = %e, "Could not remove a forwarding state file.");
+                if let Some(s) = state {
+                    let done = State {
+                        completed: Some(available),
+                        ..s
+                    };
+                    if let Err(e) = save(&self.path, &done).await {
+                        tracing::warn!(key = %self.key, error = %e, "Could not record a completed forwarding.");
+                    }
                 }
                 return Ok(available);
             }
