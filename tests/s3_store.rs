@@ -274,13 +274,15 @@ where
     }
 }
 
-/// The stored object of upload `id`, and the status record once it is final.
-async fn stored_source(
+/// Waits for upload `id` to be final, checks that S3 holds exactly `data` as its source and
+/// that no multipart upload is left open; its record.
+async fn assert_stored(
     s3: &S3Server,
     node: &Node,
     account: &common::Account,
     id: &str,
-) -> (Vec<u8>, serde_json::Value) {
+    data: &[u8],
+) -> serde_json::Value {
     let record = Uploads::new(&node.url, &account.api_key)
         .wait_final(id)
         .await;
@@ -289,7 +291,13 @@ async fn stored_source(
         .iter()
         .find(|k| k.ends_with(&format!("{id}/source")))
         .unwrap_or_else(|| panic!("no source object in {keys:?}"));
-    (s3.object(BUCKET, source).await.unwrap(), record)
+    let stored = s3.object(BUCKET, source).await.unwrap();
+    assert!(stored == data, "the object differs from the upload");
+    assert_eq!(
+        s3.open_multipart_uploads(BUCKET).await,
+        Vec::<String>::new()
+    );
+    record
 }
 
 #[tokio::test]
@@ -326,14 +334,9 @@ async fn one_long_tus_patch_is_in_s3_parts_before_its_last_byte() {
     let r = patch.await.unwrap().unwrap();
     assert_eq!(r.status(), 204);
     let id = location.rsplit('/').next().unwrap();
-    let (stored, record) = stored_source(&s3, &node, &account, id).await;
-    assert!(stored == data, "the object differs from the upload");
+    let record = assert_stored(&s3, &node, &account, id, &data).await;
     let expected = hex::encode(sha2::Sha256::digest(&data));
     assert_eq!(record["sha256"], expected, "{record}");
-    assert_eq!(
-        s3.open_multipart_uploads(BUCKET).await,
-        Vec::<String>::new()
-    );
 }
 
 #[tokio::test]
@@ -383,15 +386,10 @@ async fn kill_9_during_a_tus_upload_to_s3_resumes_without_sending_a_part_twice()
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let (stored, record) = stored_source(&s3, &node, &account, &id).await;
-    assert!(stored == data, "the object differs from the upload");
+    let record = assert_stored(&s3, &node, &account, &id, &data).await;
     assert_eq!(record["sha256"], hex::encode(sha2::Sha256::digest(&data)));
     // 23 MiB in 5 MiB parts is five parts: none was sent twice.
     assert_eq!(proxy.seen.load(std::sync::atomic::Ordering::SeqCst), 5);
-    assert_eq!(
-        s3.open_multipart_uploads(BUCKET).await,
-        Vec::<String>::new()
-    );
     assert!(!state.exists());
 }
 
@@ -457,12 +455,7 @@ async fn numbered_chunks_go_to_s3_once_they_are_contiguous() {
     .await;
     let (status, body) = common::movingimage_chunk(&url, 4, 3, chunk(3)).await;
     assert_eq!(status, 201, "{body}");
-    let (stored, _) = stored_source(&s3, &node, &account, &video).await;
-    assert!(stored == data, "the object differs from the upload");
-    assert_eq!(
-        s3.open_multipart_uploads(BUCKET).await,
-        Vec::<String>::new()
-    );
+    assert_stored(&s3, &node, &account, &video, &data).await;
 }
 
 #[tokio::test]
@@ -497,10 +490,5 @@ async fn an_upload_whose_completion_failed_is_stored_by_the_next_head() {
         data.len().to_string().as_str()
     );
     let id = location.rsplit('/').next().unwrap();
-    let (stored, _) = stored_source(&s3, &node, &account, id).await;
-    assert!(stored == data, "the object differs from the upload");
-    assert_eq!(
-        s3.open_multipart_uploads(BUCKET).await,
-        Vec::<String>::new()
-    );
+    assert_stored(&s3, &node, &account, id, &data).await;
 }
