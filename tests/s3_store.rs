@@ -251,6 +251,23 @@ async fn tus_create(node: &Node, token: &str, len: usize) -> String {
     format!("{}{}", node.url, r.headers()["location"].to_str().unwrap())
 }
 
+/// A tus HEAD's `Upload-Offset`.
+async fn tus_offset(location: &str, token: &str) -> usize {
+    let r = reqwest::Client::new()
+        .head(location)
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.headers()["upload-offset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// A tus PATCH of `body` at `offset`.
 fn tus_patch(location: &str, token: &str, offset: usize) -> reqwest::RequestBuilder {
     reqwest::Client::new()
@@ -368,18 +385,7 @@ async fn kill_9_during_a_tus_upload_to_s3_resumes_without_sending_a_part_twice()
     .await;
     node.restart().await;
 
-    let r = reqwest::Client::new()
-        .head(&location)
-        .bearer_auth(&token)
-        .header("Tus-Resumable", "1.0.0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.headers()["upload-offset"],
-        (12 << 20).to_string().as_str()
-    );
+    assert_eq!(tus_offset(&location, &token).await, 12 << 20);
     let r = tus_patch(&location, &token, 12 << 20)
         .body(data[12 << 20..].to_vec())
         .send()
@@ -477,18 +483,7 @@ async fn an_upload_whose_completion_failed_is_stored_by_the_next_head() {
     assert_eq!(r.status(), 503, "storage down: retry");
     assert_eq!(proxy.failed.load(std::sync::atomic::Ordering::SeqCst), 6);
     // A tus client now asks for the offset; every byte is in, so the edge stores it first.
-    let r = reqwest::Client::new()
-        .head(&location)
-        .bearer_auth(&token)
-        .header("Tus-Resumable", "1.0.0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.headers()["upload-offset"],
-        data.len().to_string().as_str()
-    );
+    assert_eq!(tus_offset(&location, &token).await, data.len());
     let id = location.rsplit('/').next().unwrap();
     assert_stored(&s3, &node, &account, id, &data).await;
 }
