@@ -198,7 +198,7 @@ impl Forwarder {
         let Some(state) = load(&path).await else {
             return;
         };
-        let parts = self.store.parts().expect("a forwarder's store takes parts");
+        let parts = parts_of(self.store.as_ref());
         let open = state.completed.is_none();
         if let (Ok(key), true) = (ObjectKey::new(state.key), open) {
             if let Err(e) = parts.abort_parts(&key, &state.upload_id).await {
@@ -261,9 +261,14 @@ struct Job {
     parts_held: Arc<tokio::sync::Semaphore>,
 }
 
+/// The multipart side of a forwarder's store ([`Forwarder::new`] made sure it has one).
+fn parts_of(store: &dyn Store) -> &dyn PartStore {
+    store.parts().expect("a forwarder's store takes parts")
+}
+
 impl Job {
     fn parts(&self) -> &dyn PartStore {
-        self.store.parts().expect("a forwarder's store takes parts")
+        parts_of(self.store.as_ref())
     }
 
     async fn run(&self, mut rx: watch::Receiver<Spooled>) -> Result<u64, StoreError> {
@@ -348,8 +353,9 @@ impl Job {
                     };
                     let (store, key) = (self.store.clone(), self.key.clone());
                     sending.spawn(async move {
-                        let parts = store.parts().expect("a forwarder's store takes parts");
-                        let sent = parts.put_part(&key, &upload_id, part, body).await;
+                        let sent = parts_of(store.as_ref())
+                            .put_part(&key, &upload_id, part, body)
+                            .await;
                         drop(held_part);
                         sent
                     });
