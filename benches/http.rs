@@ -14,26 +14,18 @@ mod support;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::net::SocketAddr;
-use std::process::Child;
 use std::sync::Arc;
 use std::time::Instant;
-use support::{cpu_seconds, free_port};
+use support::{cpu_seconds, free_port, Process};
 
 const MIB: u64 = 1 << 20;
 
 /// The node under test and what a client needs to reach it.
 struct Node {
-    child: Child,
+    child: Process,
     dir: tempfile::TempDir,
     tls: SocketAddr,
     token: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Node {

@@ -19,15 +19,15 @@ mod support;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{cpu_seconds, free_port, peak_rss_mib, wait_ready, AnonPeak};
+use support::{cpu_seconds, free_port, peak_rss_mib, wait_ready, AnonPeak, Process};
 
 const MIB: u64 = 1 << 20;
 
 /// One server under test.
 struct Server {
-    child: Child,
+    child: Process,
     url: String,
     _dir: tempfile::TempDir,
     /// An API key (Uplink) for the Uploads API.
@@ -36,25 +36,11 @@ struct Server {
     token: String,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The S3 API server of the `uplink-s3` rows: moto (PyPI `moto[server]`, `bash .ci/setup`),
 /// the one the tests use. Its rate, not S3's, is what those rows measure.
 struct Moto {
-    child: Child,
+    _child: Process,
     env: Vec<(String, String)>,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn moto() -> Option<Moto> {
@@ -74,7 +60,7 @@ async fn moto() -> Option<Moto> {
         .ok()?;
     let endpoint = format!("http://127.0.0.1:{port}");
     let moto = Moto {
-        child,
+        _child: Process(child),
         env: [
             ("AWS_ENDPOINT_URL", endpoint.as_str()),
             ("AWS_ACCESS_KEY_ID", "bench"),
@@ -144,6 +130,7 @@ async fn nginx() -> Option<Server> {
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
+    let child = Process(child);
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&url).await;
     Some(Server {

@@ -95,6 +95,31 @@ impl Drop for AnonPeak {
     }
 }
 
+/// A server process the benchmark started, stopped when dropped: first with SIGINT (a fast
+/// shutdown for nginx, which then stops its workers too; SIGKILL would leave them running), then
+/// SIGKILL if it is still there after 5 s.
+pub struct Process(pub Child);
+
+impl Process {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn family(pid: u32) -> Vec<u32> {
     let mut all = vec![pid];
     if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
@@ -118,7 +143,7 @@ pub fn ingest_only_config(dir: &std::path::Path) -> std::path::PathBuf {
 /// A started `uplink dev` and the credentials a benchmark client needs.
 pub struct Started {
     /// The process (the caller kills it).
-    pub child: Child,
+    pub child: Process,
     /// Its data directory.
     pub dir: tempfile::TempDir,
     /// Its plain HTTP base URL.
@@ -153,31 +178,33 @@ pub async fn start_uplink_env(extra: &[String], env: &[(String, String)]) -> Sta
         .unwrap();
     let account: serde_json::Value = serde_json::from_slice(&account.stdout).unwrap();
     let port = free_port();
-    let child = Command::new(bin)
-        .args([
-            "dev",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .arg("--config")
-        .arg(ingest_only_config(dir.path()))
-        .args(extra)
-        .envs(env.iter().cloned())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        // `UPLINK_BENCH_LOG=FILE` keeps the node's warnings and errors, to see why a run failed.
-        .stderr(match std::env::var_os("UPLINK_BENCH_LOG") {
-            Some(path) => std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_or_else(|_| Stdio::null(), Stdio::from),
-            None => Stdio::null(),
-        })
-        .spawn()
-        .unwrap();
+    let child = Process(
+        Command::new(bin)
+            .args([
+                "dev",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .arg("--config")
+            .arg(ingest_only_config(dir.path()))
+            .args(extra)
+            .envs(env.iter().cloned())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            // `UPLINK_BENCH_LOG=FILE` keeps the node's warnings and errors, to see why a run failed.
+            .stderr(match std::env::var_os("UPLINK_BENCH_LOG") {
+                Some(path) => std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_or_else(|_| Stdio::null(), Stdio::from),
+                None => Stdio::null(),
+            })
+            .spawn()
+            .unwrap(),
+    );
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&format!("{url}/healthz")).await;
     let api_key = account["api_key"].as_str().unwrap().to_owned();
