@@ -153,6 +153,12 @@ impl Ingest {
         Ok(self)
     }
 
+    /// Whether spooled uploads are forwarded while they arrive (the store takes parts).
+    #[must_use]
+    pub fn forwards_spooled(&self) -> bool {
+        self.forwarder.is_some()
+    }
+
     /// More of a spooled upload is written (not necessarily synced): full parts go to a store
     /// that takes parts. `declared` is the upload's size if known.
     pub fn spooled(&self, upload: &UploadInfo, declared: Option<u64>, spooled: Spooled) {

@@ -90,8 +90,9 @@ pub struct Checks<'a> {
     /// The `(algorithm, digest)` the whole body must have.
     pub checksum: Option<(Algorithm, Vec<u8>)>,
     /// Told the data file's length every MiB while the body arrives, when there is no
-    /// checksum (which could still discard the bytes).
-    pub grown: Box<dyn FnMut(u64) + Send + 'a>,
+    /// checksum (which could still discard the bytes). `None` when nobody listens: each report
+    /// waits for the batch being written, which only forwarding needs.
+    pub grown: Option<Box<dyn FnMut(u64) + Send + 'a>>,
 }
 
 /// How an append ended.
@@ -253,10 +254,12 @@ impl OffsetSpool {
             file.push(piece)
                 .await
                 .map_err(io("append to a data file"))?;
-            if hasher.is_none() && written - reported >= REPORT_EVERY {
-                file.flush().await.map_err(io("append to a data file"))?;
-                grown(offset + written);
-                reported = written;
+            if let (None, Some(grown)) = (&hasher, grown.as_mut()) {
+                if written - reported >= REPORT_EVERY {
+                    file.flush().await.map_err(io("append to a data file"))?;
+                    grown(offset + written);
+                    reported = written;
+                }
             }
         }
         if let (Some(h), Some((_, expected))) = (hasher, checksum) {
@@ -321,7 +324,7 @@ mod tests {
         Checks {
             limit,
             checksum,
-            grown: Box::new(|_| {}),
+            grown: None,
         }
     }
 

@@ -273,7 +273,7 @@ where
         .min(max)
         .saturating_sub(held.offset);
     // A partial upload of a concatenation is forwarded with its final upload.
-    let forwarded = held.resource.concat.is_none();
+    let forwarded = held.resource.concat.is_none() && ctx.ingest.forwards_spooled();
     let path = ctx.spool.data_path(&held.info.id);
     let mut grown = |len| {
         if forwarded {
@@ -292,7 +292,7 @@ where
             Checks {
                 limit,
                 checksum,
-                grown: Box::new(&mut grown),
+                grown: forwarded.then(|| Box::new(&mut grown) as Box<dyn FnMut(u64) + Send>),
             },
         )
         .await;
