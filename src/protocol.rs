@@ -6,6 +6,7 @@
 pub mod ankoder_form;
 pub mod ietf;
 pub mod movingimage;
+pub mod multipart;
 pub mod resumable;
 pub mod s3_post;
 pub mod tus;
@@ -53,60 +54,11 @@ impl<Spool> Ctx<'_, Spool> {
     }
 }
 
-/// A form whose text fields are at most `max_field` bytes and whose `file` field is streamed
-/// whatever its size (the caller enforces the file's own limits).
-pub fn file_form<'r, S>(body: S, boundary: String, max_field: u64) -> multer::Multipart<'r>
-where
-    S: futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'r,
-{
-    let limits = multer::SizeLimit::new()
-        .per_field(max_field)
-        .for_field("file", u64::MAX);
-    form(
-        body,
-        boundary,
-        multer::Constraints::new().size_limit(limits),
-    )
-}
-
-/// A `multipart/form-data` parser over a request body, fed one piece at a time: multer reads
-/// everything a stream has ready into one growing buffer, which for a fast client is much of
-/// the upload (memory and copies without bound); see [`paced`].
-pub fn form<'r, S>(
-    body: S,
-    boundary: String,
-    constraints: multer::Constraints,
-) -> multer::Multipart<'r>
-where
-    S: futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'r,
-{
-    multer::Multipart::with_constraints(paced(body), boundary, constraints)
-}
-
-/// `body`, pausing after each piece (it answers `Pending` once, and wakes itself at once), so a
-/// consumer that reads until `Pending` takes one piece at a time.
-fn paced<S>(body: S) -> impl futures_util::Stream<Item = S::Item> + Send
-where
-    S: futures_util::Stream + Send,
-{
-    let mut body = Box::pin(body);
-    let mut just_gave = false;
-    futures_util::stream::poll_fn(move |cx| {
-        if std::mem::take(&mut just_gave) {
-            cx.waker().wake_by_ref();
-            return std::task::Poll::Pending;
-        }
-        let next = body.as_mut().poll_next(cx);
-        just_gave = matches!(next, std::task::Poll::Ready(Some(_)));
-        next
-    })
-}
-
 /// The boundary of a `multipart/form-data` request, if it is one.
 #[must_use]
 pub fn multipart_boundary(headers: &http::HeaderMap) -> Option<String> {
     let content_type = headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
-    multer::parse_boundary(content_type).ok()
+    multipart::boundary(content_type)
 }
 
 /// A complete reply to render on whatever connection the request came in on.
@@ -165,26 +117,6 @@ pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
 mod tests {
     use super::*;
     use http::HeaderMap;
-
-    #[test]
-    fn a_paced_body_gives_one_piece_per_poll() {
-        use futures_util::Stream;
-        use std::task::{Context, Poll};
-        let mut body = std::pin::pin!(paced(futures_util::stream::iter([1, 2])));
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let polls: Vec<Poll<Option<i32>>> =
-            (0..5).map(|_| body.as_mut().poll_next(&mut cx)).collect();
-        assert_eq!(
-            polls,
-            [
-                Poll::Ready(Some(1)),
-                Poll::Pending,
-                Poll::Ready(Some(2)),
-                Poll::Pending,
-                Poll::Ready(None)
-            ]
-        );
-    }
 
     #[test]
     fn bearer_tokens_are_parsed_strictly() {

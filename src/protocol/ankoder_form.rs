@@ -5,6 +5,7 @@
 //! JSON answer when there is none. Redirect targets must be absolute http(s) URLs. The
 //! `custom_*` fields are kept with the upload for its notification.
 
+use super::multipart::{Form, FormError};
 use super::Reply;
 use crate::ingest::Body;
 use crate::ingest::{Ingest, IngestError, Receiving};
@@ -69,7 +70,7 @@ where
             &json!({ "error": "malformed", "message": "Expected a multipart/form-data form." }),
         );
     };
-    let mut form = super::file_form(body, boundary, MAX_FIELD);
+    let mut form = Form::new(body, &boundary);
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut upload = None;
     let result = read(&mut form, &mut fields, ingest, form_max, &mut upload).await;
@@ -113,25 +114,25 @@ where
 
 /// Reads the fields before the file, checks them, streams the file, then reads the rest.
 async fn read(
-    form: &mut multer::Multipart<'_>,
+    form: &mut Form<'_>,
     fields: &mut Vec<(String, String)>,
     ingest: &Ingest,
     form_max: u64,
     upload: &mut Option<Receiving>,
 ) -> Result<(), Failure> {
-    let malformed = |e: multer::Error| fail(400, "malformed", format!("Malformed form: {e}"));
-    while let Some(mut field) = form.next_field().await.map_err(malformed)? {
-        let name = field.name().unwrap_or_default().to_owned();
+    let malformed = |e: FormError| fail(400, "malformed", format!("Malformed form: {e}"));
+    while let Some(field) = form.next_field().await.map_err(malformed)? {
+        let name = field.name.unwrap_or_default();
         if name != "file" {
-            fields.push((name, field.text().await.map_err(malformed)?));
+            fields.push((name, form.text(MAX_FIELD).await.map_err(malformed)?));
             continue;
         }
         if upload.is_some() {
             return Err(fail(422, "file_twice", "Send one file per form."));
         }
-        let receiving = upload.insert(open(fields, field.file_name(), ingest).await?);
+        let receiving = upload.insert(open(fields, field.file_name.as_deref(), ingest).await?);
         receiving.cap(form_max);
-        while let Some(piece) = field.chunk().await.map_err(malformed)? {
+        while let Some(piece) = form.chunk().await.map_err(malformed)? {
             receiving.append(piece).await.map_err(|e| match e {
                 IngestError::TooLarge { limit } => fail(
                     413,

@@ -156,23 +156,23 @@ where
     let Some(boundary) = super::multipart_boundary(headers) else {
         return message(400, "Send chunks with the Mi24-Upload-* headers, or the whole file as multipart/form-data field `file`.");
     };
-    let mut form = super::form(body, boundary, multer::Constraints::new());
+    let mut form = super::multipart::Form::new(body, &boundary);
     let mut upload = match ctx.ingest.resume(info, claims.into()).await {
         Ok(u) => u,
         Err(e) => return unavailable(&e),
     };
     let mut seen_file = false;
     let outcome: Result<(), Reply> = async {
-        while let Some(mut field) = form
+        while let Some(field) = form
             .next_field()
             .await
             .map_err(|e| message(400, &format!("Malformed form: {e}")))?
         {
-            if field.name() != Some("file") {
+            if field.name.as_deref() != Some("file") {
                 continue;
             }
             seen_file = true;
-            while let Some(piece) = field
+            while let Some(piece) = form
                 .chunk()
                 .await
                 .map_err(|e| message(400, &format!("Malformed form: {e}")))?

@@ -7,6 +7,7 @@
 //! `success_action_redirect`, with `ETag` the MD5 of the object. Keys under `tmp/{bucket}/`
 //! (xvid's staging names) land at the rest of the key, continuing that xvid session.
 
+use super::multipart::Form;
 use super::Reply;
 use crate::control::KeyOwner;
 use crate::edge::origin_client::OriginError;
@@ -19,7 +20,6 @@ use crate::s3_policy::{self, PolicyError};
 use crate::store::ObjectKey;
 use crate::upload::chunk_set::MAX_CHUNKS;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::HeaderMap;
 
 /// The path prefix of the endpoint.
@@ -158,7 +158,7 @@ where
     let Some(boundary) = super::multipart_boundary(headers) else {
         return error_reply(&S3Error::MalformedPostRequest);
     };
-    let mut form = super::file_form(body, boundary, MAX_FIELD);
+    let mut form = Form::new(body, &boundary);
     let mut upload = None;
     match post(
         &mut form,
@@ -187,14 +187,14 @@ where
 }
 
 async fn post(
-    form: &mut multer::Multipart<'_>,
+    form: &mut Form<'_>,
     (bucket, region): (&str, Option<&str>),
     (ingest, spool): (&Ingest, &ChunkSpool),
     now: chrono::DateTime<chrono::Utc>,
     upload: &mut Option<Receiving>,
 ) -> Result<Reply, S3Error> {
     let mut fields = Fields(Vec::new());
-    let mut file = loop {
+    let file = loop {
         let Some(field) = form
             .next_field()
             .await
@@ -204,19 +204,19 @@ async fn post(
                 "POST requires exactly one file upload per request.".into(),
             ));
         };
-        let name = field.name().unwrap_or_default().to_owned();
+        let name = field.name.clone().unwrap_or_default();
         if name.eq_ignore_ascii_case("file") {
             break field;
         }
-        let value = field
-            .text()
+        let value = form
+            .text(MAX_FIELD)
             .await
             .map_err(|_| S3Error::MalformedPostRequest)?;
         fields.0.push((name, value));
     };
     let (owner, length_range) = authorize(&fields, (bucket, region), ingest, now).await?;
     let chunking = plupload_chunk(&fields)?;
-    let filename = file.file_name().unwrap_or("file").to_owned();
+    let filename = file.file_name.unwrap_or_else(|| "file".to_owned());
     let key = fields.require("key")?.replace("${filename}", &filename);
     let relative = key
         .strip_prefix(&format!("tmp/{bucket}/"))
@@ -236,7 +236,7 @@ async fn post(
         if let Some((_, max)) = length_range {
             allowance.max_size = Some(allowance.max_size.map_or(max, |m| m.min(max)));
         }
-        let body = file.map(|piece| piece.map_err(|e| std::io::Error::other(e.to_string())));
+        let body = form.data();
         let done = match ingest
             .put_chunk(spool, &info, (chunk, chunks), body, allowance, true)
             .await
@@ -269,7 +269,7 @@ async fn post(
             .with_md5(),
     );
     let max = length_range.map_or(u64::MAX, |(_, max)| max);
-    while let Some(chunk) = file
+    while let Some(chunk) = form
         .chunk()
         .await
         .map_err(|_| S3Error::MalformedPostRequest)?

@@ -6,6 +6,7 @@
 //! Two steps so a listener can refuse before reading the body: [`authorize`] (headers only),
 //! then [`receive`].
 
+use super::multipart::{Form, FormError};
 use super::Reply;
 use crate::control::KeyOwner;
 use crate::error::UploadsApiError;
@@ -77,9 +78,7 @@ pub async fn receive<S>(auth: Authorized, body: S, ingest: &Ingest) -> Reply
 where
     S: Body,
 {
-    let constraints = multer::Constraints::new()
-        .size_limit(multer::SizeLimit::new().for_field("folder", MAX_FOLDER as u64 * 4));
-    let mut form = super::form(body, auth.boundary, constraints);
+    let mut form = Form::new(body, &auth.boundary);
     let mut upload: Option<Receiving> = None;
     let outcome = read_form(&mut form, &auth.owner, ingest, &mut upload).await;
     drop(form);
@@ -114,28 +113,31 @@ fn invalid(field: &'static str, message: &str) -> UploadsApiError {
 /// Reads every field; streams `video` into a new upload (left in `upload` so the caller can
 /// cancel it on error); returns `folder`.
 async fn read_form(
-    form: &mut multer::Multipart<'_>,
+    form: &mut Form<'_>,
     owner: &KeyOwner,
     ingest: &Ingest,
     upload: &mut Option<Receiving>,
 ) -> Result<Option<String>, UploadsApiError> {
-    let malformed = |e: multer::Error| UploadsApiError::Malformed(e.to_string());
+    let malformed = |e: FormError| UploadsApiError::Malformed(e.to_string());
     let mut folder = None;
-    while let Some(mut field) = form.next_field().await.map_err(malformed)? {
-        match field.name() {
-            Some("folder") => folder = Some(field.text().await.map_err(malformed)?),
+    while let Some(field) = form.next_field().await.map_err(malformed)? {
+        match field.name.as_deref() {
+            // UTF-8 takes at most four bytes per character.
+            Some("folder") => {
+                folder = Some(form.text(MAX_FOLDER as u64 * 4).await.map_err(malformed)?)
+            }
             Some("video") => {
                 if upload.is_some() {
                     return Err(invalid("video", "Send exactly one video field."));
                 }
-                let filename = clean_filename(field.file_name());
+                let filename = clean_filename(field.file_name.as_deref());
                 let receiving = upload.insert(
                     ingest
                         .create(owner, FLAVOUR, &filename)
                         .await
                         .map_err(from_ingest)?,
                 );
-                while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+                while let Some(chunk) = form.chunk().await.map_err(malformed)? {
                     receiving.append(chunk).await.map_err(from_ingest)?;
                 }
             }
