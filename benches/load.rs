@@ -3,7 +3,9 @@
 //! measured), and nginx as a plain body-to-disk sink (`client_body_in_file_only on`) with the
 //! same requests, so the ratio comes from one run on one machine. For each workload it prints
 //! MiB/s, server CPU seconds per GiB, p50/p99 time to acknowledge a request, the server's peak
-//! RSS and its peak anonymous memory (RSS without mapped code and libraries):
+//! RSS and its peak anonymous memory (RSS without mapped code and libraries). Uplink's file
+//! store syncs every upload before acknowledging it; nginx never syncs, so each run starts
+//! after a `sync`, lest the last run's write-back land on the next:
 //!
 //! - `single`: one 1 GiB upload in one request (Uploads API multipart; nginx: one PUT);
 //! - `chunked`: 1 GiB in 8 MiB chunks (tus PATCHes; nginx: one PUT per chunk);
@@ -261,6 +263,9 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<String> {
         _ => uplink(moto.as_ref()).await,
     };
     let client = reqwest::Client::new();
+    // Nothing dirty in the page cache when a run starts: nginx never syncs its files, and the
+    // kernel writing them back during the next run would bill that run for them.
+    let _ = Command::new("sync").status();
     let pid = server.child.id();
     let cpu0 = cpu_seconds(pid);
     let anon = AnonPeak::start(pid);
