@@ -3,9 +3,8 @@
 //! measured), and nginx as a plain body-to-disk sink (`client_body_in_file_only on`) with the
 //! same requests, so the ratio comes from one run on one machine. For each workload it prints
 //! MiB/s, server CPU seconds per GiB, p50/p99 time to acknowledge a request, the server's peak
-//! RSS and its peak anonymous memory (RSS without mapped code and libraries). Uplink's file
-//! store syncs every upload before acknowledging it; nginx never syncs, so each run starts
-//! after a `sync`, lest the last run's write-back land on the next:
+//! RSS and its peak anonymous memory (RSS without mapped code and libraries). Every run
+//! starts from the same state of the machine's memory and disk cache (see [`settle`]):
 //!
 //! - `single`: one 1 GiB upload in one request (Uploads API multipart; nginx: one PUT);
 //! - `chunked`: 1 GiB in 8 MiB chunks (tus PATCHes; nginx: one PUT per chunk);
@@ -13,7 +12,8 @@
 //!
 //! `cargo bench --bench load` runs the full sizes; `-- --test` (as CI does) runs them tiny, to
 //! keep the benchmark working; `-- --workload single --server uplink` (each repeatable) runs
-//! only those. nginx comes from Debian's package (`bash .ci/setup`); without
+//! only those. Each row is the median run (by MiB/s) of `--rounds N` (3 unless told; rounds
+//! alternate the servers' order). nginx comes from Debian's package (`bash .ci/setup`); without
 //! it, only Uplink's rows are printed.
 
 mod support;
@@ -250,7 +250,13 @@ struct Sizes {
     small_chunk: u64,
 }
 
-async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<String> {
+/// One run's printed row, and its rate (to pick the median by).
+struct Row {
+    mib_s: f64,
+    line: String,
+}
+
+async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     let nginx = server == "nginx";
     // Dropped after the server (declared first): uplink's store must outlive it.
     let moto = match server {
@@ -263,33 +269,24 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<String> {
         _ => uplink(moto.as_ref()).await,
     };
     let client = reqwest::Client::new();
-    // Nothing dirty in the page cache when a run starts: nginx never syncs its files, and the
-    // kernel writing them back during the next run would bill that run for them.
-    let _ = Command::new("sync").status();
+    let bytes = match workload {
+        "concurrent" => sizes.each * sizes.concurrent as u64,
+        _ => sizes.single,
+    };
+    settle(bytes);
     let pid = server.child.id();
     let cpu0 = cpu_seconds(pid);
     let anon = AnonPeak::start(pid);
     let start = Instant::now();
-    let (bytes, mut times) = match workload {
-        "single" => (
-            sizes.single,
-            vec![single(&client, &server, sizes.single, nginx).await],
-        ),
-        "chunked" => (
-            sizes.single,
-            chunked(&client, &server, 0, sizes.single, sizes.chunk, nginx).await,
-        ),
-        _ => {
-            let all = futures_util::stream::iter(0..sizes.concurrent)
-                .map(|i| chunked(&client, &server, i, sizes.each, sizes.small_chunk, nginx))
-                .buffer_unordered(sizes.concurrent)
-                .collect::<Vec<_>>()
-                .await;
-            (
-                sizes.each * sizes.concurrent as u64,
-                all.into_iter().flatten().collect(),
-            )
-        }
+    let mut times = match workload {
+        "single" => vec![single(&client, &server, sizes.single, nginx).await],
+        "chunked" => chunked(&client, &server, 0, sizes.single, sizes.chunk, nginx).await,
+        _ => futures_util::stream::iter(0..sizes.concurrent)
+            .map(|i| chunked(&client, &server, i, sizes.each, sizes.small_chunk, nginx))
+            .buffer_unordered(sizes.concurrent)
+            .collect::<Vec<Vec<_>>>()
+            .await
+            .concat(),
     };
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu0;
@@ -297,17 +294,37 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<String> {
     times.sort();
     let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
     let gib = bytes as f64 / (1024.0 * MIB as f64);
-    Some(format!(
+    let mib_s = bytes as f64 / MIB as f64 / wall;
+    let line = format!(
         "{:<10} {:<9} {:>9.1} {:>11.2} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
         workload,
         server_name,
-        bytes as f64 / MIB as f64 / wall,
+        mib_s,
         cpu / gib,
         pct(0.5),
         pct(0.99),
         rss,
         anon.mib()
-    ))
+    );
+    Some(Row { mib_s, line })
+}
+
+/// Puts the machine in the same state before every run: `bytes` written to a scratch file in
+/// the temporary directory (where the servers write) and deleted, then nothing dirty left.
+/// On a virtual machine whose memory the host backs on first touch (this one: writing into
+/// page cache never used before ran at 355 MB/s, into freed pages at 3,400 MB/s), whichever
+/// server ran first would pay for touching fresh memory; and nginx never syncs its files, so
+/// the kernel would write them back during the next run and bill that run for them.
+fn settle(bytes: u64) {
+    use std::io::Write;
+    let piece = vec![0u8; MIB as usize];
+    let mut scratch = tempfile::tempfile().unwrap();
+    for _ in 0..bytes.div_ceil(MIB) {
+        scratch.write_all(&piece).unwrap();
+    }
+    scratch.sync_all().unwrap();
+    drop(scratch);
+    let _ = Command::new("sync").status();
 }
 
 /// The values given to a repeatable `--name VALUE` argument, or all of `all` without one.
@@ -332,6 +349,11 @@ fn main() {
     let test = args.iter().any(|a| a == "--test");
     let workloads = chosen(&args, "--workload", &["single", "chunked", "concurrent"]);
     let servers = chosen(&args, "--server", &["uplink", "nginx", "uplink-s3"]);
+    let rounds: usize = match args.iter().position(|a| a == "--rounds") {
+        Some(i) => args[i + 1].parse().expect("--rounds N"),
+        None if test => 1,
+        None => 3,
+    };
     let sizes = if test {
         Sizes {
             single: 8 * MIB,
@@ -360,9 +382,21 @@ fn main() {
     );
     rt.block_on(async {
         for workload in &workloads {
-            for server in &servers {
-                match run(workload, &sizes, server).await {
-                    Some(row) => println!("{row}"),
+            // Rounds alternate the servers' order, so neither always runs first.
+            let mut rows: Vec<Vec<Row>> = servers.iter().map(|_| Vec::new()).collect();
+            for round in 0..rounds {
+                let mut order: Vec<usize> = (0..servers.len()).collect();
+                if round % 2 == 1 {
+                    order.reverse();
+                }
+                for i in order {
+                    rows[i].extend(run(workload, &sizes, &servers[i]).await);
+                }
+            }
+            for (server, mut rows) in servers.iter().zip(rows) {
+                rows.sort_by(|a, b| a.mib_s.total_cmp(&b.mib_s));
+                match rows.get(rows.len() / 2) {
+                    Some(median) => println!("{}", median.line),
                     None => println!("{workload:<10} {server:<9} (not installed: bash .ci/setup)"),
                 }
             }

@@ -309,7 +309,10 @@ impl OffsetSpool {
 
 /// Cuts the data file back to `len` bytes, durably.
 async fn truncate(file: Appender, len: u64) -> Result<(), SpoolError> {
-    let file = file.into_file().await.map_err(io("append to a data file"))?;
+    let file = file
+        .into_file()
+        .await
+        .map_err(io("append to a data file"))?;
     tokio::task::spawn_blocking(move || file.set_len(len).and_then(|()| file.sync_all()))
         .await
         .map_err(|e| io("cut a data file back")(std::io::Error::other(e)))?

@@ -125,13 +125,7 @@ impl Appender {
     /// Appends to `file` (opened for writing at its end).
     #[must_use]
     pub fn appending(file: std::fs::File) -> Self {
-        Self::new(
-            Appending {
-                file,
-                unstarted: 0,
-            },
-            append,
-        )
+        Self::new(Appending { file, unstarted: 0 }, append)
     }
 
     /// Writes everything; returns the file (not synced).
