@@ -109,7 +109,7 @@ impl<T: Send + 'static> Pipelined<T> {
 }
 
 /// Bytes written before the kernel is asked to start writing them to disk.
-pub const WRITEBACK: u64 = 8 * 1024 * 1024;
+pub const WRITEBACK: u64 = 2 * 1024 * 1024;
 
 /// A file being appended to, and how much of it was written since its last write-back began.
 #[derive(Debug)]
