@@ -281,7 +281,12 @@ async fn bad_forms_are_refused_and_leave_nothing_behind() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 400);
+    let (status, body) = common::json_of(resp).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        "Malformed request: the body ended before the form's closing boundary"
+    );
 
     // Nothing of the refused uploads remains: no records, no objects, no partial files.
     let (_, list) = api.get("").await;
