@@ -89,7 +89,7 @@ enum State {
     Done,
 }
 
-/// The pure parser: [`push`](Parser::push) a piece whenever [`next`](Parser::next) answers
+/// The pure parser: [`push`](Parser::push) a piece whenever [`next_event`](Parser::next_event) answers
 /// `None`.
 #[derive(Debug)]
 pub struct Parser {
@@ -132,7 +132,7 @@ impl Parser {
     ///
     /// # Errors
     /// The form is malformed; the error is final.
-    pub fn next(&mut self) -> Result<Option<Event>, FormError> {
+    pub fn next_event(&mut self) -> Result<Option<Event>, FormError> {
         loop {
             let event = match self.state {
                 State::Data { preamble } => Ok(self.data().filter(|_| !preamble).map(Event::Data)),
@@ -410,7 +410,7 @@ impl<'r> Form<'r> {
             return Ok(event);
         }
         loop {
-            if let Some(event) = self.parser.next()? {
+            if let Some(event) = self.parser.next_event()? {
                 return Ok(event);
             }
             match self.body.next().await {
@@ -508,7 +508,7 @@ mod tests {
         let mut parts: Vec<(Part, Vec<u8>)> = Vec::new();
         let mut pieces = pieces.iter();
         loop {
-            match parser.next()? {
+            match parser.next_event()? {
                 Some(Event::Part(p)) => parts.push((p, Vec::new())),
                 Some(Event::Data(d)) => {
                     assert!(!d.is_empty(), "empty data event");
@@ -632,8 +632,11 @@ mod tests {
         )
     }
 
-    /// A valid form of `fields` with the boundary `Bo-B`, and its cut points.
-    fn form_and_cuts() -> impl Strategy<Value = (Vec<(String, Vec<u8>)>, Vec<u8>, Vec<usize>)> {
+    /// Fields by name, with their data.
+    type Fields = Vec<(Option<String>, Vec<u8>)>;
+
+    /// A valid form of named fields with the boundary `Bo-B`, and its cut points.
+    fn form_and_cuts() -> impl Strategy<Value = (Fields, Vec<u8>, Vec<usize>)> {
         // Data may not hold the delimiter itself (RFC 2046); dashes and line breaks it may.
         let data = tricky().prop_filter("holds the delimiter", |d| {
             memmem::find(d, b"\r\n--Bo-B").is_none()
@@ -650,6 +653,7 @@ mod tests {
             }
             body.extend_from_slice(b"--Bo-B--\r\n");
             let len = body.len();
+            let fields: Fields = fields.into_iter().map(|(n, d)| (Some(n), d)).collect();
             (
                 Just(fields),
                 Just(body),
@@ -666,12 +670,12 @@ mod tests {
     }
 
     /// multer's reading of the same pieces: each field's name and data.
-    fn multer_fields(pieces: &[&[u8]]) -> Result<Vec<(Option<String>, Vec<u8>)>, String> {
+    fn multer_fields(pieces: &[&[u8]]) -> Result<Fields, String> {
         let owned: Vec<Result<Bytes, std::io::Error>> = pieces
             .iter()
             .map(|p| Ok(Bytes::copy_from_slice(p)))
             .collect();
-        futures_executor_block_on(async move {
+        block_on(async move {
             let mut form = multer::Multipart::new(futures_util::stream::iter(owned), "Bo-B");
             let mut out = Vec::new();
             while let Some(mut field) = form.next_field().await.map_err(|e| e.to_string())? {
@@ -686,7 +690,7 @@ mod tests {
         })
     }
 
-    fn futures_executor_block_on<F: std::future::Future>(f: F) -> F::Output {
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
@@ -699,12 +703,9 @@ mod tests {
         fn any_cut_gives_the_fields((fields, body, cuts) in form_and_cuts()) {
             let pieces = cut(&body, cuts);
             let parts = parse("Bo-B", &pieces).unwrap();
-            let ours: Vec<(Option<String>, Vec<u8>)> =
-                parts.into_iter().map(|(p, d)| (p.name, d)).collect();
-            let expected: Vec<(Option<String>, Vec<u8>)> =
-                fields.into_iter().map(|(n, d)| (Some(n), d)).collect();
-            prop_assert_eq!(&ours, &expected);
-            prop_assert_eq!(multer_fields(&pieces).unwrap(), expected);
+            let ours: Fields = parts.into_iter().map(|(p, d)| (p.name, d)).collect();
+            prop_assert_eq!(&ours, &fields);
+            prop_assert_eq!(multer_fields(&pieces).unwrap(), fields);
         }
 
         /// Arbitrary bytes, cut anywhere, end in fields or an error: never a panic or a hang.
@@ -749,7 +750,7 @@ mod tests {
         let body = field.repeat(MAX_TEXT as usize / 1000 + 1) + "--B--\r\n";
         let mut form = Form::new(futures_util::stream::iter([Ok(Bytes::from(body))]), "B");
         let mut error = None;
-        while let Some(_) = form.next_field().await.unwrap() {
+        while form.next_field().await.unwrap().is_some() {
             if let Err(e) = form.text(1000).await {
                 error = Some(e);
                 break;
