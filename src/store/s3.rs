@@ -25,6 +25,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -110,7 +111,7 @@ impl Store for S3Store {
             key: key.clone(),
             plan,
             cursor: Cursor::default(),
-            buffer: BytesMut::new(),
+            pieces: VecDeque::new(),
             received: 0,
             upload_id: None,
             sending: JoinSet::new(),
@@ -278,8 +279,8 @@ struct S3Writer {
     key: ObjectKey,
     plan: PartPlan,
     cursor: Cursor,
-    /// Bytes received and not yet cut into a part.
-    buffer: BytesMut,
+    /// Bytes received and not yet cut into a part, as they came.
+    pieces: VecDeque<Bytes>,
     received: u64,
     /// The multipart upload, opened with the first full part.
     upload_id: Option<String>,
@@ -306,7 +307,7 @@ impl S3Writer {
         {
             let len =
                 usize::try_from(part.len).map_err(|e| self.store.write_error(&self.key, io(e)))?;
-            let body = self.buffer.split_to(len).freeze();
+            let body = take_front(&mut self.pieces, len);
             self.cursor = PartPlan::advance(&part);
             let upload_id = match &self.upload_id {
                 Some(id) => id.clone(),
@@ -355,14 +356,16 @@ impl S3Writer {
 impl ObjectWriter for S3Writer {
     async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
         self.received += data.len() as u64;
-        self.buffer.extend_from_slice(&data);
+        self.pieces.push_back(data);
         self.send_parts(false).await
     }
 
     async fn finish(mut self: Box<Self>) -> Result<u64, StoreError> {
         let stored = match self.upload_id.clone() {
             None => {
-                let body = std::mem::take(&mut self.buffer).freeze();
+                let len = usize::try_from(self.received)
+                    .map_err(|e| self.store.write_error(&self.key, io(e)))?;
+                let body = take_front(&mut self.pieces, len);
                 self.store.put_whole(&self.key, body).await
             }
             Some(upload_id) => self.complete_multipart(&upload_id).await,
@@ -377,6 +380,26 @@ impl ObjectWriter for S3Writer {
     async fn abort(mut self: Box<Self>) {
         self.abort_multipart().await;
     }
+}
+
+/// The first `len` bytes of `pieces` (fewer if they hold fewer) in one buffer of exactly that
+/// size. A `BytesMut` appended to piece by piece grows past the part size by doubling, and
+/// every part sent would pin that larger allocation until S3 took it.
+fn take_front(pieces: &mut VecDeque<Bytes>, len: usize) -> Bytes {
+    let mut part = BytesMut::with_capacity(len);
+    while part.len() < len {
+        let Some(front) = pieces.front_mut() else {
+            break;
+        };
+        let want = len - part.len();
+        if front.len() > want {
+            part.extend_from_slice(&front.split_to(want));
+        } else {
+            part.extend_from_slice(front);
+            pieces.pop_front();
+        }
+    }
+    part.freeze()
 }
 
 impl S3Store {
@@ -545,5 +568,24 @@ impl PartStore for S3Store {
                 source: sdk(e),
             })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_cut_across_pieces() {
+        let mut pieces: VecDeque<Bytes> = [&b"abc"[..], b"defg", b"hi"]
+            .into_iter()
+            .map(Bytes::from_static)
+            .collect();
+        let first = take_front(&mut pieces, 5);
+        assert_eq!(first, &b"abcde"[..]);
+        assert_eq!(pieces, [&b"fg"[..], b"hi"]);
+        let rest = take_front(&mut pieces, 10);
+        assert_eq!(rest, &b"fghi"[..]);
+        assert!(pieces.is_empty());
     }
 }
