@@ -151,12 +151,6 @@ impl Parser {
         }
     }
 
-    /// Whether the closing boundary has been read.
-    #[must_use]
-    pub fn is_done(&self) -> bool {
-        self.state == State::Done
-    }
-
     fn delimiter(&self) -> &[u8] {
         self.delimiter.needle()
     }
