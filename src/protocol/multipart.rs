@@ -274,17 +274,11 @@ fn parse_head(block: &[u8]) -> Result<Part, FormError> {
     let mut part = Part::default();
     for header in headers.iter() {
         if header.name.eq_ignore_ascii_case("content-disposition") {
-            let params = disposition_params(header.value);
-            let get = |key: &str| {
-                params
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                    .map(|(_, v)| v.clone())
-            };
-            part.name = get("name");
-            part.file_name = get("filename*")
-                .and_then(|v| ext_value(&v))
-                .or_else(|| get("filename"));
+            let (_, params) = with_params(header.value);
+            part.name = param(&params, "name").map(str::to_owned);
+            part.file_name = param(&params, "filename*")
+                .and_then(ext_value)
+                .or_else(|| param(&params, "filename").map(str::to_owned));
         } else if header.name.eq_ignore_ascii_case("content-type") {
             part.content_type = std::str::from_utf8(header.value)
                 .ok()
@@ -294,16 +288,14 @@ fn parse_head(block: &[u8]) -> Result<Part, FormError> {
     Ok(part)
 }
 
-/// `Content-Disposition`'s parameters (`form-data; name="a"; filename="b"`), values unquoted;
-/// the disposition type itself is skipped. Values that are not UTF-8 are left out.
-fn disposition_params(value: &[u8]) -> Vec<(String, String)> {
+/// A header value's leading token (`form-data`, `multipart/form-data`) and its parameters
+/// (`; name="a"; filename="b"`), values unquoted; parameters that are not UTF-8 are left out.
+fn with_params(value: &[u8]) -> (&[u8], Vec<(String, String)>) {
     let mut params = Vec::new();
-    let mut rest = value;
-    // Skip the type.
-    match memchr::memchr(b';', rest) {
-        Some(i) => rest = &rest[i + 1..],
-        None => return params,
-    }
+    let (token, mut rest) = match memchr::memchr(b';', value) {
+        Some(i) => (&value[..i], &value[i + 1..]),
+        None => (value, &b""[..]),
+    };
     while !rest.is_empty() {
         let Some(eq) = memchr::memchr2(b'=', b';', rest) else {
             break;
@@ -338,7 +330,15 @@ fn disposition_params(value: &[u8]) -> Vec<(String, String)> {
             None => b"",
         };
     }
+    (token.trim_ascii(), params)
+}
+
+/// The value of parameter `key` (case-insensitive).
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
     params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v.as_str())
 }
 
 /// An RFC 5987 extended value (`UTF-8''%e2%82%ac.mp4`), decoded; only UTF-8 is taken.
@@ -360,16 +360,13 @@ fn ext_value(value: &str) -> Option<String> {
 /// (1 to 70 characters, no line breaks).
 #[must_use]
 pub fn boundary(content_type: &str) -> Option<String> {
-    let (mime, params) = content_type.split_once(';')?;
-    if !mime.trim().eq_ignore_ascii_case("multipart/form-data") {
+    let (mime, params) = with_params(content_type.as_bytes());
+    if !mime.eq_ignore_ascii_case(b"multipart/form-data") {
         return None;
     }
-    let boundary = disposition_params(format!("x;{params}").as_bytes())
-        .into_iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("boundary"))?
-        .1;
+    let boundary = param(&params, "boundary")?;
     let valid = (1..=70).contains(&boundary.len()) && !boundary.contains(['\r', '\n']);
-    valid.then_some(boundary)
+    valid.then(|| boundary.to_owned())
 }
 
 /// A form read from a body stream: fields in order, each field's data in pieces.
