@@ -11,153 +11,23 @@
 
 mod support;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
-use support::{cpu_seconds, free_port, Process};
-
-const MIB: u64 = 1 << 20;
-
-/// The node under test and what a client needs to reach it.
-struct Node {
-    child: Process,
-    dir: tempfile::TempDir,
-    tls: SocketAddr,
-    token: String,
-}
-
-impl Node {
-    /// The self-signed certificate the node made, PEM.
-    fn certificate(&self) -> Vec<u8> {
-        std::fs::read(self.dir.path().join("tls/certificate.pem")).unwrap()
-    }
-}
-
-async fn start() -> Node {
-    let tls_port = free_port();
-    let started =
-        support::start_uplink(&["--tls-listen".into(), format!("127.0.0.1:{tls_port}")]).await;
-    Node {
-        child: started.child,
-        dir: started.dir,
-        tls: SocketAddr::from(([127, 0, 0, 1], tls_port)),
-        token: started.token,
-    }
-}
-
-/// The body: `len` bytes in 1 MiB pieces that cost the client nothing to make.
-fn pieces(len: u64) -> impl Iterator<Item = Bytes> {
-    let piece = Bytes::from(vec![0x5a; MIB as usize]);
-    let full = (len / MIB) as usize;
-    let rest = (len % MIB) as usize;
-    std::iter::repeat_n(piece.clone(), full).chain((rest > 0).then(|| piece.slice(..rest)))
-}
-
-/// A client of one HTTP version.
-enum Client {
-    /// HTTPS with HTTP/1.1 or HTTP/2 (reqwest, by ALPN).
-    Tcp(reqwest::Client),
-    /// HTTP/3 over one QUIC connection.
-    Quic(h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>),
-}
-
-impl Client {
-    async fn new(version: &str, node: &Node) -> Self {
-        let certificate = node.certificate();
-        if version == "3" {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&certificate) {
-                roots.add(cert.unwrap()).unwrap();
-            }
-            let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            tls.alpn_protocols = vec![b"h3".to_vec()];
-            let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-            let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-            endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
-            let connection = endpoint
-                .connect(node.tls, "localhost")
-                .unwrap()
-                .await
-                .unwrap();
-            let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(connection))
-                .await
-                .unwrap();
-            tokio::spawn(async move {
-                let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-                drop(endpoint);
-            });
-            return Self::Quic(send);
-        }
-        let builder = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&certificate).unwrap());
-        let builder = if version == "2" {
-            builder.http2_prior_knowledge()
-        } else {
-            builder.http1_only()
-        };
-        Self::Tcp(builder.build().unwrap())
-    }
-
-    /// One tus creation-with-upload of `len` bytes; the status.
-    async fn upload(&self, node: &Node, len: u64) -> u16 {
-        let url = format!("https://localhost:{}/files/", node.tls.port());
-        match self {
-            Self::Tcp(client) => {
-                let body = futures_util::stream::iter(pieces(len).map(Ok::<_, std::io::Error>));
-                client
-                    .post(url)
-                    .bearer_auth(&node.token)
-                    .header("tus-resumable", "1.0.0")
-                    .header("upload-length", len.to_string())
-                    .header("content-type", "application/offset+octet-stream")
-                    .body(reqwest::Body::wrap_stream(body))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            }
-            Self::Quic(send) => {
-                let request = http::Request::post(url)
-                    .header("authorization", format!("Bearer {}", node.token))
-                    .header("tus-resumable", "1.0.0")
-                    .header("upload-length", len.to_string())
-                    .header("content-type", "application/offset+octet-stream")
-                    .body(())
-                    .unwrap();
-                let mut stream = send.clone().send_request(request).await.unwrap();
-                for piece in pieces(len) {
-                    stream.send_data(piece).await.unwrap();
-                }
-                stream.finish().await.unwrap();
-                let status = stream.recv_response().await.unwrap().status().as_u16();
-                while stream.recv_data().await.unwrap().is_some() {}
-                status
-            }
-        }
-    }
-}
+use support::tls_client::{Client, Node};
+use support::{cpu_seconds, MIB};
 
 /// Runs one workload over one version; its table row.
 async fn run(version: &str, workload: &str, count: usize, each: u64) -> String {
-    let node = start().await;
+    let node = Node::start().await;
     let mut clients = Vec::new();
     for _ in 0..count {
-        clients.push(Client::new(version, &node).await);
+        clients.push(Client::new(version, &node, node.tls).await);
     }
     let pid = node.child.id();
     let cpu0 = cpu_seconds(pid);
     let start = Instant::now();
     let statuses: Vec<u16> = futures_util::stream::iter(&clients)
-        .map(|client| client.upload(&node, each))
+        .map(|client| client.upload(&node.token, each))
         .buffer_unordered(count)
         .collect()
         .await;
@@ -195,11 +65,7 @@ fn main() {
     } else {
         (256 * MIB, 50, 8 * MIB)
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     println!(
         "{:<11} {:<9} {:>9} {:>11}",
         "workload", "version", "MiB/s", "CPU s/GiB"

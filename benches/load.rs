@@ -23,9 +23,7 @@ use futures_util::StreamExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{cpu_seconds, free_port, peak_rss_mib, wait_ready, AnonPeak, Process};
-
-const MIB: u64 = 1 << 20;
+use support::{cpu_seconds, free_port, peak_rss_mib, wait_ready, AnonPeak, Process, MIB};
 
 /// One server under test.
 struct Server {
@@ -146,12 +144,8 @@ async fn nginx() -> Option<Server> {
 
 /// A body of `len` bytes streamed in 1 MiB pieces (the client spends almost nothing on it).
 fn body(len: u64, prefix: &'static [u8], suffix: &'static [u8]) -> reqwest::Body {
-    let piece = Bytes::from(vec![0x5a; MIB as usize]);
-    let full = len / MIB;
-    let rest = (len % MIB) as usize;
     let pieces = std::iter::once(Bytes::from_static(prefix))
-        .chain(std::iter::repeat_n(piece.clone(), full as usize))
-        .chain(std::iter::once(piece.slice(..rest)))
+        .chain(support::pieces(len))
         .chain(std::iter::once(Bytes::from_static(suffix)));
     reqwest::Body::wrap_stream(futures_util::stream::iter(
         pieces.map(Ok::<_, std::io::Error>),
@@ -371,11 +365,7 @@ fn main() {
             small_chunk: MIB,
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     println!(
         "{:<10} {:<9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}",
         "workload", "server", "MiB/s", "CPU s/GiB", "p50 ms", "p99 ms", "RSS MiB", "anon MiB"

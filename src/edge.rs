@@ -4,11 +4,13 @@
 //! Layout: `proxy` (the Pingora service: routing, body streaming, reply rendering),
 //! `origin_client` (the internal API client), `sweeper` (spool clean-up), `heartbeat` (health
 //! reports to the origin's fleet), `outputs` (processed files by signed link, with `range`),
-//! `exchange` (one request, whatever the HTTP version), `tls` (certificates) and `h3` (the
-//! QUIC listener beside Pingora, feeding the same handlers). Must not depend on the origin's internals or the
+//! `exchange` (one request, whatever the HTTP version), `tls` (certificates), `h2` (HTTP/2
+//! windows sized for uploads) and `h3` (the QUIC listener beside Pingora, feeding the same
+//! handlers). Must not depend on the origin's internals or the
 //! database.
 
 mod exchange;
+mod h2;
 mod h3;
 mod heartbeat;
 pub mod origin_client;
@@ -95,6 +97,9 @@ pub fn run(
     let active = heartbeat::ActiveUploads::default();
     let edge = proxy::EdgeProxy::new(ingest, store, spools, active.clone(), settings);
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, edge.clone());
+    if let Some(proxy) = service.app_logic_mut() {
+        proxy.h2_options = Some(h2::options());
+    }
     service.add_tcp(&settings.listen.to_string());
     if let Some(tls) = &settings.tls {
         let certificate = Arc::new(

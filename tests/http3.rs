@@ -7,20 +7,9 @@
 
 mod common;
 
-use common::{free_port, sha256_file, test_video, Backend, Node, Uploads};
+use common::{sha256_file, test_video, Node, Uploads};
 use serde_json::Value;
 use std::path::Path;
-
-/// `uplink dev` with HTTPS and HTTP/3 on a port of their own; that port.
-async fn tls_node() -> (Node, u16) {
-    let port = free_port();
-    let node = Node::dev_with(
-        Backend::Sqlite,
-        &["--tls-listen", &format!("127.0.0.1:{port}")],
-    )
-    .await;
-    (node, port)
-}
 
 /// One HTTP/3 request by aioquic; its JSON summary (status, headers, body, interim).
 async fn h3(url: String, method: &str, headers: Vec<String>, body: Vec<u8>) -> Value {
@@ -56,7 +45,7 @@ fn json_body(answer: &Value) -> Value {
 
 #[tokio::test]
 async fn the_tls_port_speaks_http2_by_alpn_and_advertises_http3() {
-    let (node, port) = tls_node().await;
+    let (node, port) = Node::dev_tls().await;
     let account = node.account("Acme");
     let client = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
@@ -93,7 +82,7 @@ async fn the_tls_port_speaks_http2_by_alpn_and_advertises_http3() {
 
 #[tokio::test]
 async fn a_real_video_uploaded_over_http3_by_aioquic_is_stored_and_completes() {
-    let (node, port) = tls_node().await;
+    let (node, port) = Node::dev_tls().await;
     let account = node.account("Acme");
     let api = Uploads::new(&node.url, &account.api_key);
     let base = format!("https://127.0.0.1:{port}");
@@ -468,7 +457,7 @@ async fn protocol_steps(
 
 #[tokio::test]
 async fn every_protocol_answers_the_same_on_http_1_1_2_and_3() {
-    let (node, port) = tls_node().await;
+    let (node, port) = Node::dev_tls().await;
     let account = node.account("Acme");
     let token = common::upload_token(&node, &account, r#"{"max_uploads": 20}"#).await;
     let dir = tempfile::tempdir().unwrap();

@@ -2,8 +2,31 @@
 //! memory of a server process and its children, read from /proc.
 #![allow(dead_code)]
 
+pub mod tls_client;
+
+use bytes::Bytes;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// A mebibyte.
+pub const MIB: u64 = 1 << 20;
+
+/// The benchmarks' client runtime: two worker threads, like the machine's two cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A body of `len` bytes in 1 MiB pieces that cost the client nothing to make.
+pub fn pieces(len: u64) -> impl Iterator<Item = Bytes> {
+    let piece = Bytes::from(vec![0x5a; MIB as usize]);
+    let full = (len / MIB) as usize;
+    let rest = (len % MIB) as usize;
+    std::iter::repeat_n(piece.clone(), full).chain((rest > 0).then(|| piece.slice(..rest)))
+}
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {

@@ -3,6 +3,8 @@
 //! FFmpeg's `testsrc`, and cleans up (processes killed, databases dropped, dirs removed).
 #![allow(dead_code)]
 
+pub mod relay;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -174,6 +176,24 @@ impl Node {
 
     fn log_path(&self) -> PathBuf {
         self.data_dir.path().join("uplink.log")
+    }
+
+    /// Starts `uplink dev` (SQLite) with HTTPS and HTTP/3 on a port of their own; that port.
+    pub async fn dev_tls() -> (Self, u16) {
+        // Free for both: the QUIC listener takes the same port over UDP.
+        let port = std::iter::repeat_with(free_port)
+            .find(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+            .unwrap();
+        let listen = format!("127.0.0.1:{port}");
+        (
+            Self::dev_with(Backend::Sqlite, &["--tls-listen", &listen]).await,
+            port,
+        )
+    }
+
+    /// The self-signed certificate `uplink dev` made for its TLS listener, PEM.
+    pub fn tls_certificate(&self) -> Vec<u8> {
+        std::fs::read(self.data_dir.path().join("tls/certificate.pem")).unwrap()
     }
 
     /// The `--database` URL in use.
