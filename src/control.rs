@@ -15,6 +15,10 @@ pub const PREFIX: &str = "/internal/";
 /// the form; the origin adds it to xvid sessions when it chooses an edge by location.
 pub const REGION_FORM_FIELD: &str = "x-uplink-region";
 
+/// The S3 POST form field (covered by the signed policy) naming the upload an xvid session's
+/// form completes: a client that opened several sessions for one key completes each its own.
+pub const SESSION_FORM_FIELD: &str = "x-uplink-session";
+
 /// `POST /internal/v1/api-keys/resolve`: which account owns an API key.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ResolveKey {
@@ -95,6 +99,13 @@ pub struct CreateUpload {
     /// An upload still receiving under that key (an xvid session) is reused.
     #[serde(default)]
     pub relative_key: Option<String>,
+    /// The upload a signed form names ([`SESSION_FORM_FIELD`]): that one is continued, and only
+    /// while it is still receiving under `relative_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The upload token (grant) creating it: only that grant's tokens reach it afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// The answer to [`CreateUpload`]: where the edge writes the bytes.
@@ -138,6 +149,12 @@ pub struct UploadInfo {
     pub object_key: String,
     /// Its status code.
     pub status: i64,
+    /// The upload token (grant) that created it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    /// Its length, when a control API was told it before any byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
 }
 
 /// A status as both APIs show it.

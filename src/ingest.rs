@@ -55,6 +55,25 @@ pub enum IngestError {
     /// The origin handed out an unusable object key.
     #[error("invalid object key from the origin: {0}")]
     BadKey(&'static str),
+    /// The upload session a signed form names has finished or expired.
+    #[error("the upload session is no longer receiving")]
+    SessionClosed,
+}
+
+/// What an adapter asks the origin for when it opens an upload record.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Record<'a> {
+    /// The API flavour receiving it (`uploads_api`, `s3_post`, `resumable`…).
+    pub flavour: &'a str,
+    /// The client's file name.
+    pub filename: &'a str,
+    /// The object key relative to the pipeline root, when the client chooses it (S3 POST): an
+    /// upload still receiving under it (an xvid session's) is continued.
+    pub relative_key: Option<&'a str>,
+    /// The session a signed form names: that upload only is continued.
+    pub session: Option<&'a str>,
+    /// The upload token (grant) creating it: only that grant's tokens reach it afterwards.
+    pub grant: Option<&'a str>,
 }
 
 /// What one upload may hold: its size limit (the account's or token's; the node's always
@@ -221,24 +240,25 @@ impl Ingest {
         flavour: &str,
         filename: &str,
     ) -> Result<Receiving, IngestError> {
-        self.create_at(owner, flavour, filename, None).await
+        let record = Record {
+            flavour,
+            filename,
+            ..Record::default()
+        };
+        self.create_at(owner, &record).await
     }
 
-    /// Opens an upload under a client-chosen key relative to the owner's pipeline root (S3
-    /// POST); an upload already receiving under that key (an xvid session) is continued.
+    /// Opens an upload as `record` says (under a client-chosen key, S3 POST: an upload already
+    /// receiving under that key, an xvid session, is continued).
     ///
     /// # Errors
     /// The origin or the store fails.
     pub async fn create_at(
         &self,
         owner: &KeyOwner,
-        flavour: &str,
-        filename: &str,
-        relative_key: Option<&str>,
+        record: &Record<'_>,
     ) -> Result<Receiving, IngestError> {
-        let (info, reused) = self
-            .open_record(owner, flavour, filename, relative_key)
-            .await?;
+        let (info, reused) = self.open_record(owner, record).await?;
         match self.resume(&info, owner.into()).await {
             Ok(mut receiving) => {
                 receiving.opened_here = !reused;
@@ -253,34 +273,40 @@ impl Ingest {
         }
     }
 
-    /// The upload record for `owner` under a pipeline-relative key (an xvid session's, reused),
-    /// or a new one; no writer is opened. Returns it and whether it was reused.
+    /// The upload record `record` names for `owner` (an xvid session's, reused), or a new one;
+    /// no writer is opened. Returns it and whether it was reused.
     ///
     /// # Errors
-    /// The origin fails (404 for a pipeline that is not the owner's).
+    /// The origin fails (404 for a pipeline that is not the owner's), or the session `record`
+    /// names is no longer receiving.
     pub async fn open_record(
         &self,
         owner: &KeyOwner,
-        flavour: &str,
-        filename: &str,
-        relative_key: Option<&str>,
+        record: &Record<'_>,
     ) -> Result<(UploadInfo, bool), IngestError> {
         let created = self
             .origin
             .create_upload(&CreateUpload {
                 account_id: owner.account_id.clone(),
                 pipeline_id: owner.pipeline_id.clone(),
-                flavour: flavour.to_owned(),
-                filename: filename.to_owned(),
-                relative_key: relative_key.map(str::to_owned),
+                flavour: record.flavour.to_owned(),
+                filename: record.filename.to_owned(),
+                relative_key: record.relative_key.map(str::to_owned),
+                session: record.session.map(str::to_owned),
+                grant: record.grant.map(str::to_owned),
             })
             .await
-            .map_err(IngestError::Origin)?;
+            .map_err(|e| match e {
+                OriginError::Status { status: 410, .. } => IngestError::SessionClosed,
+                e => IngestError::Origin(e),
+            })?;
         let info = UploadInfo {
             id: created.id,
             account_id: owner.account_id.clone(),
             object_key: created.object_key,
             status: crate::upload::Status::Receiving.code(),
+            grant: record.grant.map(str::to_owned),
+            length: None,
         };
         Ok((info, created.reused))
     }

@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use crate::upload::Status;
+use crate::upload::{Failure, Status};
 
 /// How an account's notifications are sent. Both formats carry the Standard Webhooks headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,7 +57,7 @@ pub struct Facts<'a> {
     /// The status it reached.
     pub status: Status,
     /// Why it failed.
-    pub error: Option<&'a str>,
+    pub failure: Option<Failure>,
     /// The upload form's `custom_*` fields, echoed back (an empty object when none).
     pub custom_fields: Value,
     /// Media duration in milliseconds.
@@ -87,7 +87,8 @@ pub fn new_video(f: &Facts<'_>) -> Option<Value> {
         }),
         Status::Failed => json!({
             "result": "failed",
-            "error": f.error.unwrap_or("processing failed"),
+            "error": f.failure.map_or("processing failed", Failure::short),
+            "error_code": f.failure.map(Failure::code),
             "video_name": f.filename,
         }),
         _ => return None,
@@ -113,7 +114,8 @@ pub fn status_changed(f: &Facts<'_>) -> Option<Value> {
         "video_id": f.video_id,
         "status": f.status.code(),
         "status_text": f.status.text(),
-        "error": f.error,
+        "error": f.failure.map(Failure::message),
+        "error_code": f.failure.map(Failure::code),
         "updated_at": f.at_ms,
         "custom_fields": f.custom_fields,
     }))
@@ -202,7 +204,7 @@ mod tests {
         Facts {
             video_id: "9c1fa5c4-a8f1-4b2e-9d6e-1c8a0b9e2d7f",
             status,
-            error: (status == Status::Failed).then_some("invalid video"),
+            failure: (status == Status::Failed).then_some(Failure::NotAVideo),
             custom_fields: json!({"custom_user": "1", "custom_profile": "5"}),
             duration_ms: Some(11_540),
             size: Some(876_986),
@@ -229,6 +231,7 @@ mod tests {
         let m = new_video(&facts(Status::Failed)).unwrap();
         assert_eq!(m["result"], "failed");
         assert_eq!(m["error"], "invalid video");
+        assert_eq!(m["error_code"], "not_a_video");
         assert_eq!(m["video_name"], "lake.avi");
         assert_eq!(m["custom_fields"]["custom_user"], "1");
         assert!(new_video(&facts(Status::Processing)).is_none());

@@ -383,6 +383,19 @@ impl Claims {
             Err(TokenError::WrongScope)
         }
     }
+
+    /// Whether the token reaches an existing upload of `account` that upload token `grant`
+    /// created (`None`: a control API created it). A token scoped to one upload reaches that
+    /// one ([`Claims::permits`] checks which); a token for a path reaches only the uploads its
+    /// own grant created, so one end user's token never opens another's upload.
+    #[must_use]
+    pub fn reaches(&self, account: &str, grant: Option<&str>) -> bool {
+        self.account == account
+            && match &self.scope {
+                Scope::Upload(_) => true,
+                Scope::Acl(_) => self.token_id.is_some() && self.token_id.as_deref() == grant,
+            }
+    }
 }
 
 /// The `__token__` parameter of a query string (percent-decoded), if present and not empty.
@@ -423,6 +436,28 @@ mod tests {
             token_id: None,
             region: None,
         }
+    }
+
+    #[test]
+    fn a_path_token_reaches_only_its_own_grants_uploads() {
+        let upload_scoped = claims();
+        assert!(upload_scoped.reaches("acct-1", None));
+        assert!(upload_scoped.reaches("acct-1", Some("g1")));
+        assert!(!upload_scoped.reaches("acct-2", None));
+        let grant = Claims {
+            scope: Scope::Acl("/files/*".into()),
+            token_id: Some("g1".into()),
+            ..claims()
+        };
+        assert!(grant.reaches("acct-1", Some("g1")));
+        assert!(!grant.reaches("acct-1", Some("g2")));
+        assert!(!grant.reaches("acct-1", None), "a control API's upload");
+        assert!(!grant.reaches("acct-2", Some("g1")));
+        let no_grant = Claims {
+            token_id: None,
+            ..grant
+        };
+        assert!(!no_grant.reaches("acct-1", None));
     }
 
     #[test]

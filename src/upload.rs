@@ -1,13 +1,16 @@
 //! The upload's identity and its status lifecycle, how its bytes are cut into storage parts
-//! (`part_plan`), and which chunks of a chunked upload are in (`chunk_set`): pure values, no
-//! I/O, no clock.
+//! (`part_plan`), which chunks of a chunked upload are in (`chunk_set`) and why one failed
+//! (`failure`): pure values, no I/O, no clock.
 //!
 //! Status codes are the Uploads API seed's (1 pending, 3 processing, 5 uploading, 6 completed,
 //! 7 failed) plus 0 `receiving`, the documented code for an upload whose bytes are still
 //! arriving. Must not depend on the database, the network or the store.
 
 pub mod chunk_set;
+pub mod failure;
 pub mod part_plan;
+
+pub use failure::Failure;
 
 use std::fmt;
 use std::str::FromStr;

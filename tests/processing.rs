@@ -343,10 +343,7 @@ async fn a_non_video_fails_with_signed_failure_and_status_notifications() {
 
     let (id, record) = form_upload(&node, &account, &text).await;
     assert_eq!(record["status"], 7, "{record}");
-    assert!(
-        record["error"].as_str().unwrap().contains("not a video"),
-        "{record}"
-    );
+    assert_eq!(record["error_code"], "not_a_video", "{record}");
 
     // processing, failed (status changes) and the seed's failure message, each verified by
     // the Standard Webhooks library, which parses the JSON body.
@@ -368,7 +365,16 @@ async fn a_non_video_fails_with_signed_failure_and_status_notifications() {
     assert_eq!(failure["result"], "failed");
     assert_eq!(failure["video_id"], id.as_str());
     assert_eq!(failure["video_name"], "notes.mp4");
-    assert_eq!(failure["error"], record["error"]);
+    // The seed's short text in the seed's message, the code beside it; the status change
+    // carries the customer's message.
+    assert_eq!(failure["error"], "invalid video");
+    assert_eq!(failure["error_code"], "not_a_video");
+    let changed = messages
+        .iter()
+        .find(|m| m["type"] == "StatusChanged" && m["status"] == 7)
+        .unwrap();
+    assert_eq!(changed["error"], record["error"]);
+    assert_eq!(changed["error_code"], "not_a_video");
     assert_eq!(
         failure["custom_fields"],
         json!({ "custom_user": "1", "custom_profile": "5" })
@@ -568,7 +574,11 @@ async fn cloud_vod_names_the_template_and_watermark_and_hls_plays_through_the_ed
     tus_send(&data, &video).await;
     let record = api.wait_final(data["videoId"].as_str().unwrap()).await;
     assert_eq!(record["status"], 7, "{record}");
-    assert_eq!(record["error"], "unknown transcode template \"huge\"");
+    assert_eq!(record["error_code"], "unknown_template", "{record}");
+    assert_eq!(
+        record["error"],
+        "The upload names a transcoding template that does not exist."
+    );
 }
 
 #[tokio::test]

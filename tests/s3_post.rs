@@ -3,97 +3,10 @@
 
 mod common;
 
-use common::{sha256_file, test_video, Account, Backend, Node, Uploads};
+use common::{post_form, presigned, sha256_file, test_video, xvid_session, Backend, Node, Uploads};
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-
-/// boto3's `generate_presigned_post` for `clips/${filename}` (1 B to 10 MB), V4 or V2.
-fn presigned(
-    node: &Node,
-    account: &Account,
-    bucket: &str,
-    version: &str,
-) -> (String, Vec<(String, String)>) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/presign_post.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .args([
-            &format!("{}/s3", node.url),
-            account.json["access_key"].as_str().unwrap(),
-        ])
-        .args([account.json["secret"].as_str().unwrap(), bucket, version])
-        .output()
-        .expect("python3 with boto3 (bash .ci/setup installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let post: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let fields = post["fields"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-        .collect();
-    (post["url"].as_str().unwrap().to_owned(), fields)
-}
-
-/// Posts `fields` then the file, as a browser form does; returns status, headers and body.
-async fn post_form(
-    url: &str,
-    fields: &[(String, String)],
-    file: &Path,
-) -> (u16, reqwest::header::HeaderMap, String) {
-    let mut form = reqwest::multipart::Form::new();
-    for (k, v) in fields {
-        form = form.text(k.clone(), v.clone());
-    }
-    let name = file.file_name().unwrap().to_string_lossy().into_owned();
-    form = form.part(
-        "file",
-        reqwest::multipart::Part::bytes(std::fs::read(file).unwrap()).file_name(name),
-    );
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let resp = client.post(url).multipart(form).send().await.unwrap();
-    (
-        resp.status().as_u16(),
-        resp.headers().clone(),
-        resp.text().await.unwrap(),
-    )
-}
-
-/// Opens an xvid session for `object_key` (URL-encoded); returns the `upload` object and its
-/// `form_post_params` as form fields.
-async fn xvid_session(
-    node: &Node,
-    account: &Account,
-    object_key: &str,
-) -> (Value, Vec<(String, String)>) {
-    let pipeline = account.json["pipeline_id"].as_str().unwrap();
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "{}/v1/files/uploads/?object_key={object_key}&pipeline_id={pipeline}",
-            node.url
-        ))
-        .bearer_auth(&account.api_key)
-        .send()
-        .await
-        .unwrap();
-    let session: Value = resp.json().await.unwrap();
-    let up = session["upload"].clone();
-    let fields = up["form_post_params"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-        .collect();
-    (up, fields)
-}
 
 fn md5_hex(path: &Path) -> String {
     hex::encode(Md5::digest(std::fs::read(path).unwrap()))
@@ -173,6 +86,44 @@ async fn the_xvid_sessions_form_completes_that_session() {
         record["sha256"].as_str(),
         Some(sha256_file(&video).as_str())
     );
+}
+
+#[tokio::test]
+async fn several_xvid_sessions_for_one_key_each_complete_their_own() {
+    let node = Node::dev(Backend::Postgres).await;
+    let account = node.account("Acme");
+    let api = Uploads::new(&node.url, &account.api_key);
+    // A client opens a session, opens it again (a retry) and once more.
+    let (first, first_form) = xvid_session(&node, &account, "uploads%2Ftest.mp4").await;
+    let (second, _) = xvid_session(&node, &account, "uploads%2Ftest.mp4").await;
+    let (third, third_form) = xvid_session(&node, &account, "uploads%2Ftest.mp4").await;
+    let id = |up: &Value| up["id"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.mp4"), dir.path().join("b.mp4"));
+    std::fs::write(&a, vec![b'a'; 70_000]).unwrap();
+    std::fs::write(&b, vec![b'b'; 90_000]).unwrap();
+    let url = first["form_post_url"].as_str().unwrap();
+
+    // The first session's form completes the first session, not the newest one.
+    let (status, _, body) = post_form(url, &first_form, &a).await;
+    assert_eq!(status, 201, "{body}");
+    let record = api.wait_final(&id(&first)).await;
+    assert_eq!(record["sha256"].as_str(), Some(sha256_file(&a).as_str()));
+    for open in [&second, &third] {
+        let (_, record) = api.get(&format!("/{}", id(open))).await;
+        assert_eq!(record["data"]["status"], 0, "{record}");
+    }
+    let (status, _, body) = post_form(url, &third_form, &b).await;
+    assert_eq!(status, 201, "{body}");
+    let record = api.wait_final(&id(&third)).await;
+    assert_eq!(record["sha256"].as_str(), Some(sha256_file(&b).as_str()));
+    let (_, record) = api.get(&format!("/{}", id(&second))).await;
+    assert_eq!(record["data"]["status"], 0, "{record}");
+
+    // A finished session's form is refused rather than opening an upload nobody polls.
+    let (status, _, body) = post_form(url, &first_form, &b).await;
+    assert_eq!((status, s3_code(&body)), (403, "AccessDenied"), "{body}");
+    assert!(body.contains("open a new session"), "{body}");
 }
 
 #[tokio::test]

@@ -10,7 +10,9 @@ use reqwest::Method;
 use serde_json::Value;
 use std::path::Path;
 
-fn tuspy(node: &Node, token: &str, file: &Path, chunk: usize, stop_at: Option<usize>) -> String {
+/// Uploads `file` with tuspy in `chunk`-byte PATCHes; `then` is a byte count to stop at and
+/// resume from (as a new client), or the URL of an upload begun elsewhere to continue.
+fn tuspy(node: &Node, token: &str, file: &Path, chunk: usize, then: Option<&str>) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tus_upload.py");
     let mut cmd = std::process::Command::new("python3");
     cmd.arg(script)
@@ -18,8 +20,8 @@ fn tuspy(node: &Node, token: &str, file: &Path, chunk: usize, stop_at: Option<us
         .arg(token)
         .arg(file)
         .arg(chunk.to_string());
-    if let Some(stop) = stop_at {
-        cmd.arg(stop.to_string());
+    if let Some(then) = then {
+        cmd.arg(then);
     }
     let out = cmd
         .output()
@@ -60,7 +62,8 @@ async fn tuspy_uploads_a_video_and_resumes_5_mib_chunks() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     std::fs::write(&big, &bytes).unwrap();
-    let url = tuspy(&node, &token, &big, 5 * 1024 * 1024, Some(5 * 1024 * 1024));
+    let stop = (5 * 1024 * 1024).to_string();
+    let url = tuspy(&node, &token, &big, 5 * 1024 * 1024, Some(&stop));
     let record = api.wait_final(id_of(&url)).await;
     assert_eq!(record["size"], 12 * 1024 * 1024);
     assert_eq!(record["sha256"].as_str(), Some(sha256_file(&big).as_str()));
@@ -702,4 +705,112 @@ async fn kill_9_during_an_upload_then_head_and_resume_give_an_identical_file() {
     let body = record(&node, &account, &location).await;
     let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
     assert_eq!(body["data"]["sha256"], expected, "{body}");
+}
+
+#[tokio::test]
+async fn an_upload_belongs_to_the_grant_that_created_it() {
+    let node = Node::dev(Backend::Postgres).await;
+    let account = node.account("Acme");
+    // Two end users of one customer, each with a token of their own.
+    let (alice, bob) = (
+        upload_token(&node, &account, "").await,
+        upload_token(&node, &account, "").await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alice.bin");
+    let bytes: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let v = ("Tus-Resumable", "1.0.0");
+    let octets = ("Content-Type", "application/offset+octet-stream");
+    let length = bytes.len().to_string();
+    let created = tus(
+        Method::POST,
+        &format!("{}/files/", node.url),
+        Some(&alice),
+        &[v, ("Upload-Length", &length)],
+        b"",
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let url = format!("{}{}", node.url, h(&created, "location").unwrap());
+    let mib = 1024 * 1024;
+    let r = tus(
+        Method::PATCH,
+        &url,
+        Some(&alice),
+        &[v, octets, ("Upload-Offset", "0")],
+        &bytes[..mib],
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+
+    // Bob's token neither sees, writes nor ends Alice's upload: it is unknown to him.
+    let offset = mib.to_string();
+    let patch = [v, octets, ("Upload-Offset", offset.as_str())];
+    for (method, headers, body) in [
+        (Method::HEAD, &[v][..], &b""[..]),
+        (Method::PATCH, &patch[..], &bytes[mib..2 * mib]),
+        (Method::DELETE, &[v][..], &b""[..]),
+    ] {
+        let r = tus(method.clone(), &url, Some(&bob), headers, body).await;
+        assert_eq!(r.status(), 404, "{method} with another grant's token");
+    }
+    let r = tus(Method::HEAD, &url, Some(&alice), &[v], b"").await;
+    assert_eq!(
+        (r.status().as_u16(), h(&r, "upload-offset")),
+        (200, Some(offset.clone()))
+    );
+
+    // The customer's backend mints a fresh token for that one upload (its API key), as it
+    // does when Alice's token expires; tuspy continues from HEAD with it.
+    let id = id_of(&url).to_owned();
+    let fresh = reqwest::Client::new()
+        .post(format!("{}/v1/upload-tokens", node.url))
+        .bearer_auth(&account.api_key)
+        .body(format!(r#"{{"upload_id": "{id}", "ttl": 600}}"#))
+        .send()
+        .await
+        .unwrap();
+    let (status, fresh) = json_of(fresh).await;
+    assert_eq!(status, 201, "{fresh}");
+    assert_eq!(fresh["upload_url"], url.as_str());
+    let token = fresh["token"].as_str().unwrap();
+    // It reaches that upload only: it creates nothing.
+    let r = tus(
+        Method::POST,
+        &format!("{}/files/", node.url),
+        Some(token),
+        &[v, ("Upload-Length", "5")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    tuspy(&node, token, &file, mib, Some(&url));
+    let record = Uploads::new(&node.url, &account.api_key)
+        .wait_final(&id)
+        .await;
+    assert_eq!(
+        record["sha256"].as_str(),
+        Some(sha256_file(&file).as_str()),
+        "{record}"
+    );
+
+    // No fresh token for an upload that is finished, unknown or another account's.
+    let other = node.account("Other");
+    for (key, upload) in [
+        (&account.api_key, id.as_str()),
+        (&account.api_key, "00000000-0000-4000-8000-000000000000"),
+        (&other.api_key, id.as_str()),
+    ] {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/upload-tokens", node.url))
+            .bearer_auth(key)
+            .body(format!(r#"{{"upload_id": "{upload}"}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{upload}");
+    }
 }

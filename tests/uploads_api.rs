@@ -7,7 +7,7 @@ mod common;
 use common::{files_under, mp4_boxes, sha256_file, test_video, Backend, Node, Uploads};
 use serde_json::json;
 use uplink::db::{upload, Db};
-use uplink::upload::Status;
+use uplink::upload::{Failure, Status};
 
 async fn db_of(node: &Node) -> Db {
     let url = uplink::config::DatabaseUrl::parse(&node.database_url(), "test").unwrap();
@@ -118,11 +118,15 @@ async fn non_video_fails(backend: Backend) {
     let record = api.wait_final(&id).await;
     assert_eq!(record["status"], 7, "{record}");
     assert_eq!(record["status_text"], "failed");
+    assert_eq!(record["error_code"], "not_a_video", "{record}");
+    assert_eq!(
+        record["error"],
+        "The file is not a video in a format this service supports."
+    );
+    // FFmpeg's own words go to the log with the upload id, never to the customer.
     assert!(
-        record["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("not a video")),
-        "{record}"
+        node.log().contains(&id),
+        "the failure is logged with its upload id"
     );
     assert_eq!(record["size"], 10_000);
     assert_eq!(
@@ -345,6 +349,7 @@ async fn every_status_code_is_shown_with_its_text_and_the_list_is_the_newest_50(
             expires_at: None,
             metadata: None,
             client_ref: None,
+            declared_size: None,
         };
         upload::insert(&db, &new, 1_700_000_000_000 + i)
             .await
@@ -380,7 +385,7 @@ async fn every_status_code_is_shown_with_its_text_and_the_list_is_the_newest_50(
         seen.push(status_of(&api, id).await);
     }
     assert!(
-        upload::transition(&db, &ids[1], Status::Failed, Some("broken"), 3)
+        upload::transition(&db, &ids[1], Status::Failed, Some(Failure::Damaged), 3)
             .await
             .unwrap()
     );

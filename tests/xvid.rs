@@ -70,7 +70,8 @@ async fn a_session_as_the_seed_shows_it() {
             "name",
             "policy",
             "signature",
-            "success_action_status"
+            "success_action_status",
+            "x-uplink-session"
         ]
     );
     assert_eq!(params["name"], "test.mp4");

@@ -6,7 +6,7 @@
 
 use super::{Backend, Db, DbError, Op};
 use crate::notify::{self, Facts, Format};
-use crate::upload::Status;
+use crate::upload::{Failure, Status};
 use sqlx::{Any, Row, Transaction};
 
 /// A notification claimed for sending.
@@ -51,7 +51,7 @@ pub(super) async fn enqueue(
     now: i64,
 ) -> Result<usize, DbError> {
     let row = sqlx::query(
-        "SELECT u.account_id, u.filename, u.error, u.size, u.duration_ms, u.metadata, u.outputs, \
+        "SELECT u.account_id, u.filename, u.error_code, u.size, u.duration_ms, u.metadata, u.outputs, \
                 a.notify_url, a.notify_format, a.notify_status_changes \
          FROM uploads u JOIN accounts a ON a.id = u.account_id WHERE u.id = $1",
     )
@@ -70,14 +70,12 @@ pub(super) async fn enqueue(
     };
     let metadata: Option<String> = row.try_get("metadata").op(op)?;
     let outputs: Option<String> = row.try_get("outputs").op(op)?;
-    let (filename, error): (String, Option<String>) = (
-        row.try_get("filename").op(op)?,
-        row.try_get("error").op(op)?,
-    );
+    let filename: String = row.try_get("filename").op(op)?;
+    let error_code: Option<String> = row.try_get("error_code").op(op)?;
     let facts = Facts {
         video_id: id,
         status,
-        error: error.as_deref(),
+        failure: error_code.as_deref().and_then(Failure::from_code),
         custom_fields: metadata
             .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
             .and_then(|m| m.get("custom_fields").cloned())

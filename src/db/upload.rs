@@ -3,7 +3,7 @@
 //! records an event in the same transaction.
 
 use super::{Db, DbError, Op};
-use crate::upload::{Status, UploadId};
+use crate::upload::{Failure, Status, UploadId};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -22,7 +22,7 @@ pub struct NewUpload {
     pub filename: String,
     /// Where the source bytes are stored.
     pub object_key: String,
-    /// The upload token that created it, if any (for its `max_uploads`).
+    /// The upload token (grant) that created it, if any: only that grant's tokens reach it.
     pub token_id: Option<String>,
     /// When an unused upload may be deleted (ms), if ever.
     pub expires_at: Option<i64>,
@@ -30,6 +30,8 @@ pub struct NewUpload {
     pub metadata: Option<String>,
     /// The client's own key for the upload (Cloud VoD `fileId`).
     pub client_ref: Option<String>,
+    /// Its length, when a control API was told it before any byte (Cloud VoD `fileSize`).
+    pub declared_size: Option<u64>,
 }
 
 /// An upload's stored record.
@@ -71,11 +73,18 @@ pub struct UploadRecord {
     pub updated_at: i64,
     /// Flavour settings kept for later stages (JSON text).
     pub metadata: Option<String>,
+    /// The upload token (grant) that created it, if one did.
+    pub token_id: Option<String>,
+    /// Its length, when a control API was told it before any byte.
+    pub declared_size: Option<u64>,
+    /// Why it failed, as a stable code ([`crate::upload::Failure`]).
+    pub error_code: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, account_id, pipeline_id, flavour, filename, folder, object_key, status, error, \
                        size, sha256, duration_ms, output_key, created_at, updated_at, metadata, outputs, \
+                       token_id, declared_size, error_code, \
                        (SELECT j.progress FROM jobs j WHERE j.upload_id = uploads.id) AS progress";
 
 fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
@@ -100,6 +109,12 @@ fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
         created_at: row.try_get("created_at").op(op)?,
         updated_at: row.try_get("updated_at").op(op)?,
         metadata: row.try_get("metadata").op(op)?,
+        token_id: row.try_get("token_id").op(op)?,
+        declared_size: row
+            .try_get::<Option<i64>, _>("declared_size")
+            .op(op)?
+            .and_then(|n| u64::try_from(n).ok()),
+        error_code: row.try_get("error_code").op(op)?,
         outputs: row
             .try_get::<Option<String>, _>("outputs")
             .op(op)?
@@ -149,8 +164,8 @@ pub async fn insert(db: &Db, new: &NewUpload, now: i64) -> Result<(), DbError> {
     let mut tx = db.pool().begin().await.op("begin upload creation")?;
     sqlx::query(
         "INSERT INTO uploads (id, account_id, pipeline_id, flavour, filename, object_key, status, created_at, updated_at, \
-                              token_id, expires_at, metadata, client_ref) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)",
+                              token_id, expires_at, metadata, client_ref, declared_size) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&id)
     .bind(&new.account_id)
@@ -164,6 +179,7 @@ pub async fn insert(db: &Db, new: &NewUpload, now: i64) -> Result<(), DbError> {
     .bind(new.expires_at)
     .bind(new.metadata.as_deref())
     .bind(new.client_ref.as_deref())
+    .bind(new.declared_size.and_then(|n| i64::try_from(n).ok()))
     .execute(&mut *tx)
     .await
     .op("insert an upload")?;
@@ -289,8 +305,8 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
     Ok(Marked::Stored)
 }
 
-/// Moves an upload to `next` if the lifecycle allows it from where it is; `error` is kept for
-/// `Failed`. The notifications the change causes are written in the same transaction. Returns
+/// Moves an upload to `next` if the lifecycle allows it from where it is; `failure` (its code
+/// and message) is kept for `Failed`. The notifications the change causes are written in the same transaction. Returns
 /// whether it moved.
 ///
 /// # Errors
@@ -299,18 +315,20 @@ pub async fn transition(
     db: &Db,
     id: &str,
     next: Status,
-    error: Option<&str>,
+    failure: Option<Failure>,
     now: i64,
 ) -> Result<bool, DbError> {
     let mut tx = db.pool().begin().await.op("begin a status change")?;
     let changed = sqlx::query(&format!(
-        "UPDATE uploads SET status = $1, error = $2, updated_at = $3 WHERE id = $4 AND status IN ({})",
+        "UPDATE uploads SET status = $1, error = $2, error_code = $5, updated_at = $3 \
+         WHERE id = $4 AND status IN ({})",
         predecessors(next)
     ))
     .bind(next.code())
-    .bind(error)
+    .bind(failure.map(Failure::message))
     .bind(now)
     .bind(id)
+    .bind(failure.map(Failure::code))
     .execute(&mut *tx)
     .await
     .op("change an upload's status")?
@@ -477,7 +495,8 @@ pub async fn by_client_ref(
     row.as_ref().map(from_row).transpose()
 }
 
-/// The newest upload of an account still receiving under this object key.
+/// The newest upload of an account still receiving under `object_key`; with `id`, that upload
+/// only.
 ///
 /// # Errors
 /// The query fails or the row is corrupt.
@@ -485,16 +504,23 @@ pub async fn receiving_by_key(
     db: &Db,
     account_id: &str,
     object_key: &str,
+    id: Option<&str>,
 ) -> Result<Option<UploadRecord>, DbError> {
-    let row = sqlx::query(&format!(
+    let only = if id.is_some() { "AND id = $4" } else { "" };
+    let query = format!(
         "SELECT {COLUMNS} FROM uploads WHERE account_id = $1 AND object_key = $2 AND status = $3 \
-         ORDER BY created_at DESC LIMIT 1"
-    ))
-    .bind(account_id)
-    .bind(object_key)
-    .bind(Status::Receiving.code())
-    .fetch_optional(db.pool())
-    .await
-    .op("find an upload by object key")?;
+         {only} ORDER BY created_at DESC LIMIT 1"
+    );
+    let mut query = sqlx::query(&query)
+        .bind(account_id)
+        .bind(object_key)
+        .bind(Status::Receiving.code());
+    if let Some(id) = id {
+        query = query.bind(id);
+    }
+    let row = query
+        .fetch_optional(db.pool())
+        .await
+        .op("find an upload by object key")?;
     row.as_ref().map(from_row).transpose()
 }

@@ -36,6 +36,9 @@ pub struct Owner {
     pub account_id: String,
     /// Where its bytes go.
     pub object_key: String,
+    /// The upload token (grant) that created it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// An upload's part in a concatenation (tus `Upload-Concat`).

@@ -124,7 +124,7 @@ pub(super) fn time(ms: i64) -> String {
 }
 
 /// An upload as the Uploads API shows it: the seed's fields, then `folder`, `size`, `sha256`,
-/// `duration_ms`, `error` (null until known), `progress` (0–100 while processing, else null)
+/// `duration_ms`, `error` and `error_code` (null unless it failed), `progress` (0–100 while processing, else null)
 /// and `outputs` (empty until processed).
 #[must_use]
 pub fn view(u: &UploadRecord) -> Value {
@@ -140,6 +140,7 @@ pub fn view(u: &UploadRecord) -> Value {
         "sha256": u.sha256,
         "duration_ms": u.duration_ms,
         "error": u.error,
+        "error_code": u.error_code,
         "progress": u.progress,
         "outputs": u.outputs,
     })

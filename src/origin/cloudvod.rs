@@ -221,6 +221,9 @@ async fn upload_token(
                 relative_key: Some(&relative),
                 metadata: Some(metadata(p, &params)),
                 client_ref: params.file_id.as_deref(),
+                // The client gave the size: the upload is complete at its last byte, whether
+                // or not the client also sends Upload-Length.
+                declared_size: params.size,
                 ..Opening::default()
             };
             let opened = session::open(state, &owner, &opening, now_ms())

@@ -108,8 +108,15 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
         token_ttl_secs: None,
     };
     if let Some(relative) = &req.relative_key {
-        match session::receiving_at(&state, &owner, relative).await {
+        match session::receiving_at(&state, &owner, relative, req.session.as_deref()).await {
             Ok(Some(opened)) => return created(&opened, true),
+            // A form of a session that finished or expired: no other upload takes its bytes.
+            Ok(None) if req.session.is_some() => {
+                return reply(
+                    StatusCode::GONE,
+                    "the upload session is no longer receiving",
+                )
+            }
             Ok(None) => {}
             Err(SessionError::UnknownPipeline) => {
                 return reply(StatusCode::NOT_FOUND, "unknown pipeline for this account")
@@ -124,6 +131,7 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
         flavour: &req.flavour,
         filename: &req.filename,
         relative_key: req.relative_key.as_deref(),
+        token_id: req.grant.as_deref(),
         ..Opening::default()
     };
     match session::open(&state, &owner, &opening, now_ms()).await {
@@ -189,6 +197,8 @@ async fn info(Ext(state): Ext<State>, Path(id): Path<String>) -> Response {
             account_id: u.account_id,
             object_key: u.object_key,
             status: u.status.code(),
+            grant: u.token_id,
+            length: u.declared_size,
         })
         .into_response(),
         Ok(None) => reply(StatusCode::NOT_FOUND, "unknown upload"),

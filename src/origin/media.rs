@@ -6,6 +6,7 @@
 //! Blocking code: call it from a blocking thread. Must not depend on the database, the store
 //! or HTTP.
 
+use crate::upload::Failure;
 use ffmpeg::{codec, encoder, format, media, Dictionary, Rational};
 use ffmpeg_next as ffmpeg;
 use std::path::Path;
@@ -17,8 +18,8 @@ pub mod transcode;
 const DEMUXERS: &str =
     "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,ogg,asf,h264,hevc,m4v";
 
-/// Why a file could not be processed. Each message is about the customer's own file and is
-/// safe to show on its status record.
+/// Why a file could not be processed. The messages carry FFmpeg's words and go to the log; the
+/// customer is told the [`Failure`] each maps to.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
     /// FFmpeg could not open the file as any allowed container.
@@ -59,6 +60,27 @@ pub enum MediaError {
     /// A scratch file could not be written.
     #[error("cannot write a scratch file")]
     Scratch(#[source] std::io::Error),
+}
+
+impl MediaError {
+    /// What the customer is told ([`Failure`]); this error's own text, with FFmpeg's words,
+    /// is for the log.
+    #[must_use]
+    pub fn failure(&self) -> Failure {
+        match self {
+            MediaError::NotVideo(_) => Failure::NotAVideo,
+            MediaError::NoVideoStream => Failure::NoVideoTrack,
+            MediaError::Remux(_) => Failure::UnsupportedCodec,
+            MediaError::Undecodable => Failure::Damaged,
+            MediaError::Truncated { .. } => Failure::Truncated,
+            MediaError::TooLarge(..) => Failure::FrameTooLarge,
+            MediaError::TimedOut => Failure::TimedOut,
+            MediaError::Encode(..)
+            | MediaError::NoEncoder(_)
+            | MediaError::Internal(_)
+            | MediaError::Scratch(_) => Failure::ProcessingError,
+        }
+    }
 }
 
 /// What probing found.

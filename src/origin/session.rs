@@ -43,6 +43,8 @@ pub struct Opening<'a> {
     pub metadata: Option<String>,
     /// The client's own key for the upload.
     pub client_ref: Option<&'a str>,
+    /// Its length, when the client gave it before any byte.
+    pub declared_size: Option<u64>,
 }
 
 /// An opened upload.
@@ -87,6 +89,7 @@ pub async fn open(
         expires_at: o.expires_at,
         metadata: o.metadata.clone(),
         client_ref: o.client_ref.map(str::to_owned),
+        declared_size: o.declared_size,
     };
     db::upload::insert(&state.db, &new, now).await?;
     Ok(Opened {
@@ -96,7 +99,8 @@ pub async fn open(
     })
 }
 
-/// The upload still receiving under a pipeline-relative key (an xvid session's), if any.
+/// The upload still receiving under a pipeline-relative key (an xvid session's), if any: the
+/// newest, or the one `session` names.
 ///
 /// # Errors
 /// Unknown pipeline, or a database failure.
@@ -104,12 +108,14 @@ pub async fn receiving_at(
     state: &State,
     owner: &KeyOwner,
     relative: &str,
+    session: Option<&str>,
 ) -> Result<Option<Opened>, SessionError> {
     let root = db::account::pipeline_root(&state.db, &owner.account_id, &owner.pipeline_id)
         .await?
         .ok_or(SessionError::UnknownPipeline)?;
     let key = format!("{root}{relative}");
-    let Some(upload) = db::upload::receiving_by_key(&state.db, &owner.account_id, &key).await?
+    let Some(upload) =
+        db::upload::receiving_by_key(&state.db, &owner.account_id, &key, session).await?
     else {
         return Ok(None);
     };

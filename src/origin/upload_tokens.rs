@@ -1,7 +1,10 @@
 //! Tokens for tus and IETF resumable-upload clients: `POST /v1/upload-tokens` (JSON, optional
 //! `filename`, `max_size`, `ttl` in seconds, `max_uploads`) answers
 //! `201 {"token", "tus_endpoint", "expires_at"}`. One token may create several uploads within
-//! its validity, unless `max_uploads` limits it. Bearer API-key auth.
+//! its validity, unless `max_uploads` limits it; each upload then belongs to that token's grant,
+//! and no other token of the account reaches it. With `upload_id` (and optionally `ttl`,
+//! `max_size`) it answers `201 {"token", "upload_url", "expires_at"}`: a fresh token scoped to
+//! that one upload, so an upload outlives the token that created it. Bearer API-key auth.
 
 use super::api::{owner, parse_json, time, ApiError};
 use super::movingimage::check_filename;
@@ -11,6 +14,7 @@ use super::State;
 use crate::db::{self, now_ms, upload_token::IssuedToken};
 use crate::error::UploadsApiError;
 use crate::token::Scope;
+use crate::upload::Status;
 use axum::extract::State as Ext;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -38,6 +42,7 @@ struct Request {
     max_size: Option<u64>,
     ttl: Option<u64>,
     max_uploads: Option<u32>,
+    upload_id: Option<String>,
 }
 
 fn invalid(field: &'static str, message: &str) -> ApiError {
@@ -76,9 +81,43 @@ async fn create(
             "The max_uploads must be at least 1.",
         ));
     }
-    let token_id = uuid::Uuid::new_v4().simple().to_string();
     let ttl = session::validity(&state, &owner, req.ttl.map(Duration::from_secs));
     let edge = state.edges.target(&state, client).await;
+    if let Some(id) = &req.upload_id {
+        if req.filename.is_some() || req.max_uploads.is_some() {
+            return Err(invalid(
+                "upload_id",
+                "A token for an existing upload takes no filename or max_uploads.",
+            ));
+        }
+        // Only an upload of this account that is still receiving; any other is unknown.
+        let upload = db::upload::get(&state.db, id)
+            .await?
+            .filter(|u| u.account_id == owner.account_id && u.status == Status::Receiving)
+            .ok_or(ApiError(UploadsApiError::NotFound))?;
+        let limits = Limits {
+            max_size: req.max_size,
+            region: edge.region,
+            ..Limits::default()
+        };
+        let minted = session::mint(
+            &state,
+            &owner,
+            Scope::Upload(upload.id.clone()),
+            limits,
+            ttl,
+            session::now_secs(),
+        )?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(json!({
+                "token": minted.token,
+                "upload_url": format!("{}{TUS_PATH}{}", edge.url, upload.id),
+                "expires_at": expires_at(minted.expires),
+            })),
+        ));
+    }
+    let token_id = uuid::Uuid::new_v4().simple().to_string();
     let limits = Limits {
         max_size: req.max_size,
         max_uploads: req.max_uploads,
@@ -101,13 +140,17 @@ async fn create(
         expires_at: minted.expires,
     };
     db::upload_token::insert(&state.db, &issued, now_ms()).await?;
-    let expires_ms = i64::try_from(minted.expires.saturating_mul(1000)).unwrap_or(i64::MAX);
     Ok((
         StatusCode::CREATED,
         Json(json!({
             "token": minted.token,
             "tus_endpoint": format!("{}{TUS_PATH}", edge.url),
-            "expires_at": time(expires_ms),
+            "expires_at": expires_at(minted.expires),
         })),
     ))
+}
+
+/// A token's expiry (Unix seconds) as the API shows times.
+fn expires_at(secs: u64) -> String {
+    time(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
 }

@@ -15,7 +15,7 @@ use crate::db::job::{self, Job};
 use crate::db::{self, now_ms, upload};
 use crate::store::{ObjectKey, StoreError};
 use crate::transcode::{self, Template};
-use crate::upload::Status;
+use crate::upload::{Failure, Status};
 use serde_json::json;
 use std::sync::atomic::AtomicU8;
 use std::sync::Arc;
@@ -37,8 +37,8 @@ enum AttemptError {
     #[error(transparent)]
     Media(#[from] MediaError),
     /// The upload names a template, watermark or subtitle this origin does not have.
-    #[error("{0}")]
-    Setup(String),
+    #[error("{1}")]
+    Setup(Failure, String),
     #[error("storage")]
     Store(#[from] StoreError),
     #[error("database")]
@@ -70,15 +70,20 @@ async fn process(state: &State, job: &Job) {
     let id = job.upload_id.as_str();
     let attempts = i64::from(state.settings.job_attempts);
     if job.attempt > attempts {
-        let reason = format!("processing failed {attempts} times; giving up");
-        finish(state, job, Status::Failed, Some(&reason)).await;
+        tracing::warn!(upload_id = %id, attempts, "Processing failed every time; giving up.");
+        finish(state, job, Status::Failed, Some(Failure::GaveUp)).await;
         return;
     }
     match attempt(state, job).await {
         Ok(()) => finish(state, job, Status::Completed, None).await,
-        Err(e @ (AttemptError::Media(_) | AttemptError::Setup(_))) => {
-            tracing::info!(upload_id = %id, error = %e, "Processing failed for good.");
-            finish(state, job, Status::Failed, Some(&e.to_string())).await;
+        Err(e @ (AttemptError::Media(_) | AttemptError::Setup(..))) => {
+            let failure = match &e {
+                AttemptError::Media(media) => media.failure(),
+                AttemptError::Setup(failure, _) => *failure,
+                _ => Failure::ProcessingError,
+            };
+            tracing::info!(upload_id = %id, error = %e, error_code = failure.code(), "Processing failed for good.");
+            finish(state, job, Status::Failed, Some(failure)).await;
         }
         Err(e) => {
             tracing::warn!(upload_id = %id, attempt = job.attempt, error = %e,
@@ -90,10 +95,10 @@ async fn process(state: &State, job: &Job) {
     }
 }
 
-/// Records the final status and closes the job.
-async fn finish(state: &State, job: &Job, status: Status, error: Option<&str>) {
+/// Records the final status (and why it failed) and closes the job.
+async fn finish(state: &State, job: &Job, status: Status, failure: Option<Failure>) {
     let now = now_ms();
-    if let Err(e) = upload::transition(&state.db, &job.upload_id, status, error, now).await {
+    if let Err(e) = upload::transition(&state.db, &job.upload_id, status, failure, now).await {
         tracing::error!(upload_id = %job.upload_id, error = %e, "Could not record the final status.");
         return;
     }
@@ -121,23 +126,30 @@ async fn template_of(
     let pipeline = db::account::pipeline_template(&state.db, &record.pipeline_id).await?;
     let processing = &state.settings.processing;
     let (_, template) = transcode::choose(&processing.templates, requested, &pipeline)
-        .map_err(AttemptError::Setup)?;
+        .map_err(|why| AttemptError::Setup(Failure::UnknownTemplate, why))?;
     let mut template = template.clone();
     let drawn =
-        |key: &str, files: &std::collections::BTreeMap<String, std::path::PathBuf>, what: &str| {
+        |key: &str, files: &std::collections::BTreeMap<String, std::path::PathBuf>, failure| {
             named(key)
                 .map(|name| {
-                    files
-                        .get(name)
-                        .cloned()
-                        .ok_or_else(|| AttemptError::Setup(format!("unknown {what} {name:?}")))
+                    files.get(name).cloned().ok_or_else(|| {
+                        AttemptError::Setup(failure, format!("{key} {name:?} does not exist"))
+                    })
                 })
                 .transpose()
         };
-    if let Some(path) = drawn("waterMarkName", &processing.watermarks, "watermark")? {
+    if let Some(path) = drawn(
+        "waterMarkName",
+        &processing.watermarks,
+        Failure::UnknownWatermark,
+    )? {
         template.watermark = Some(path);
     }
-    if let Some(path) = drawn("subtitleId", &processing.subtitles, "subtitle")? {
+    if let Some(path) = drawn(
+        "subtitleId",
+        &processing.subtitles,
+        Failure::UnknownSubtitle,
+    )? {
         template.subtitles = Some(path);
     }
     Ok(template)

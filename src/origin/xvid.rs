@@ -8,7 +8,7 @@ use super::api::owner;
 use super::routing::ClientAddr;
 use super::session::{self, Opening, SessionError};
 use super::State;
-use crate::control::REGION_FORM_FIELD;
+use crate::control::{REGION_FORM_FIELD, SESSION_FORM_FIELD};
 use crate::db::now_ms;
 use crate::error::XvidError;
 use crate::geo::client::parse_address;
@@ -233,6 +233,11 @@ async fn session_for(
         json!(["starts-with", "$chunk", ""]),
         json!(["starts-with", "$chunks", ""]),
     ];
+    let id = opened.id.to_string();
+    // The form completes this session's upload, not the newest one for the key.
+    let mut session = serde_json::Map::new();
+    session.insert(SESSION_FORM_FIELD.into(), Value::String(id.clone()));
+    conditions.push(Value::Object(session));
     if let Some(region) = &edge.region {
         let mut condition = serde_json::Map::new();
         condition.insert(REGION_FORM_FIELD.into(), Value::String(region.clone()));
@@ -251,7 +256,6 @@ async fn session_for(
         &expiration.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         &conditions,
     );
-    let id = opened.id.to_string();
     let mut form_post_params = json!({
         "name": name,
         "success_action_status": "201",
@@ -264,6 +268,7 @@ async fn session_for(
         "key": key,
         "acl": "private",
     });
+    form_post_params[SESSION_FORM_FIELD] = Value::String(id.clone());
     if let Some(region) = edge.region {
         form_post_params[REGION_FORM_FIELD] = Value::String(region);
     }

@@ -11,7 +11,7 @@ use crate::ingest::offset_spool::{
     Algorithm, Appended, Checks, Concat, OffsetSpool, Owner, Resource,
 };
 use crate::ingest::Body;
-use crate::ingest::{Completed, IngestError};
+use crate::ingest::{Completed, IngestError, Record};
 use crate::token::{Claims, TokenError};
 use crate::upload::{Status, UploadId};
 
@@ -118,12 +118,14 @@ pub async fn existing(claims: &Claims, id: UploadId, ctx: &Ctx<'_>) -> Result<He
         .await
         .map_err(|e| Refusal::unavailable(&e))?;
     let known = spooled
-        .and_then(|(r, _)| r.owner.filter(|_| !r.complete))
-        .map(|owner| UploadInfo {
+        .and_then(|(r, _)| r.owner.filter(|_| !r.complete).map(|o| (o, r.length)))
+        .map(|(owner, length)| UploadInfo {
             id: id.clone(),
             account_id: owner.account_id,
             object_key: owner.object_key,
             status: Status::Receiving.code(),
+            grant: owner.grant,
+            length,
         });
     let info = match known {
         Some(info) => info,
@@ -133,8 +135,9 @@ pub async fn existing(claims: &Claims, id: UploadId, ctx: &Ctx<'_>) -> Result<He
             Err(e) => return Err(Refusal::unavailable(&e)),
         },
     };
-    // Checked before taking the upload over, so a stranger cannot end its request.
-    if info.account_id != claims.account {
+    // Checked before taking the upload over, so a stranger cannot end its request; another
+    // grant's upload is as unknown as another account's.
+    if !claims.reaches(&info.account_id, info.grant.as_deref()) {
         return Err(Refusal::NotFound);
     }
     let turn = ctx.spool.take_over(&id).await;
@@ -147,7 +150,9 @@ pub async fn existing(claims: &Claims, id: UploadId, ctx: &Ctx<'_>) -> Result<He
         Some(found) => found,
         None if info.status == Status::Receiving.code() => {
             let fresh = Resource {
-                length: None,
+                // The size a control API was given (Cloud VoD `fileSize`): the last byte
+                // completes the upload even if the client never sends Upload-Length.
+                length: info.length,
                 metadata: None,
                 complete: false,
                 concat: None,
@@ -174,6 +179,7 @@ fn owner_of(info: &UploadInfo) -> Owner {
     Owner {
         account_id: info.account_id.clone(),
         object_key: info.object_key.clone(),
+        grant: info.grant.clone(),
     }
 }
 
@@ -234,9 +240,15 @@ pub async fn create(
         .filter(|c| !c.is_control())
         .take(255)
         .collect();
+    let record = Record {
+        flavour: "resumable",
+        filename: &filename,
+        grant: claims.token_id.as_deref(),
+        ..Record::default()
+    };
     let (info, _) = ctx
         .ingest
-        .open_record(&owner, "resumable", &filename, None)
+        .open_record(&owner, &record)
         .await
         .map_err(|e| Refusal::unavailable(&e))?;
     let resource = Resource {

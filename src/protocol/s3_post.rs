@@ -15,7 +15,7 @@ use crate::error::S3Error;
 use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::chunked::{ChunkFailure, ChunkOutcome};
 use crate::ingest::Body;
-use crate::ingest::{Allowance, Ingest, IngestError, Receiving};
+use crate::ingest::{Allowance, Ingest, IngestError, Receiving, Record};
 use crate::s3_policy::{self, PolicyError};
 use crate::store::ObjectKey;
 use crate::upload::chunk_set::MAX_CHUNKS;
@@ -50,6 +50,10 @@ fn from_ingest(e: IngestError) -> S3Error {
         IngestError::TooLarge { .. } => S3Error::EntityTooLarge,
         IngestError::QuotaExceeded => S3Error::QuotaExceeded,
         IngestError::Origin(OriginError::Status { status: 404, .. }) => S3Error::NoSuchBucket,
+        IngestError::SessionClosed => S3Error::AccessDenied(
+            "The upload session this form belongs to has finished or expired; open a new session."
+                .into(),
+        ),
         other => {
             tracing::error!(error = %other, source = ?std::error::Error::source(&other), "S3 POST failed at the edge.");
             S3Error::ServiceUnavailable
@@ -225,10 +229,17 @@ async fn post(
     ObjectKey::new(relative.clone())
         .map_err(|e| S3Error::InvalidArgument(format!("Invalid key: {e}.")))?;
     let name = relative.rsplit('/').next().unwrap_or(&relative).to_owned();
+    let record = Record {
+        flavour: "s3_post",
+        filename: &name,
+        relative_key: Some(&relative),
+        session: fields.get(crate::control::SESSION_FORM_FIELD),
+        grant: None,
+    };
     if let Some((chunk, chunks)) = chunking {
         // One chunk of several (plupload): spooled until all are in.
         let (info, _) = ingest
-            .open_record(&owner, "s3_post", &name, Some(&relative))
+            .open_record(&owner, &record)
             .await
             .map_err(from_ingest)?;
         // The policy's content-length-range caps the file further.
@@ -263,7 +274,7 @@ async fn post(
     }
     let receiving = upload.insert(
         ingest
-            .create_at(&owner, "s3_post", &name, Some(&relative))
+            .create_at(&owner, &record)
             .await
             .map_err(from_ingest)?
             .with_md5(),

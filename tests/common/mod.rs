@@ -914,3 +914,90 @@ pub async fn movingimage_chunk(
         .unwrap();
     json_of(resp).await
 }
+
+/// boto3's `generate_presigned_post` for `clips/${filename}` (1 B to 10 MB), V4 or V2.
+pub fn presigned(
+    node: &Node,
+    account: &Account,
+    bucket: &str,
+    version: &str,
+) -> (String, Vec<(String, String)>) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/presign_post.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args([
+            &format!("{}/s3", node.url),
+            account.json["access_key"].as_str().unwrap(),
+        ])
+        .args([account.json["secret"].as_str().unwrap(), bucket, version])
+        .output()
+        .expect("python3 with boto3 (bash .ci/setup installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let post: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fields = post["fields"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    (post["url"].as_str().unwrap().to_owned(), fields)
+}
+
+/// Posts `fields` then the file, as a browser form does; returns status, headers and body.
+pub async fn post_form(
+    url: &str,
+    fields: &[(String, String)],
+    file: &Path,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in fields {
+        form = form.text(k.clone(), v.clone());
+    }
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    form = form.part(
+        "file",
+        reqwest::multipart::Part::bytes(std::fs::read(file).unwrap()).file_name(name),
+    );
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = client.post(url).multipart(form).send().await.unwrap();
+    (
+        resp.status().as_u16(),
+        resp.headers().clone(),
+        resp.text().await.unwrap(),
+    )
+}
+
+/// Opens an xvid session for `object_key` (URL-encoded); returns the `upload` object and its
+/// `form_post_params` as form fields.
+pub async fn xvid_session(
+    node: &Node,
+    account: &Account,
+    object_key: &str,
+) -> (Value, Vec<(String, String)>) {
+    let pipeline = account.json["pipeline_id"].as_str().unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/files/uploads/?object_key={object_key}&pipeline_id={pipeline}",
+            node.url
+        ))
+        .bearer_auth(&account.api_key)
+        .send()
+        .await
+        .unwrap();
+    let session: Value = resp.json().await.unwrap();
+    let up = session["upload"].clone();
+    let fields = up["form_post_params"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    (up, fields)
+}
