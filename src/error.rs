@@ -3,8 +3,39 @@
 //! happen and never reach a client.
 //!
 //! Pure: no HTTP framework, so the edge (Pingora) and the origin (axum) render the same table.
+//! Here: the Uploads API, xvid, Cloud VoD, S3 POST and token refusals; beside them the HTML form
+//! (`ankoder`), movingimage's upload URLs, tus and the IETF draft. [`chain`] writes an internal
+//! error with all its causes, for the one log line where it becomes a 503.
+
+mod ankoder;
+mod ietf;
+mod movingimage;
+mod tus;
+
+pub use ankoder::AnkoderError;
+pub use ietf::IetfError;
+pub use movingimage::MovingimageError;
+pub use tus::TusError;
 
 use serde_json::{json, Value};
+
+/// What every flavour says when the account's storage quota is reached (movingimage's 1101).
+const QUOTA_MESSAGE: &str = "Upload denied: the booked storage capacity is reached.";
+/// What the upload flavours say when storage or the origin is unavailable.
+const RETRY_MESSAGE: &str = "The service is temporarily unavailable; retry the upload.";
+
+/// An error and every cause under it, `outer: inner: innermost`, for a log line.
+#[must_use]
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 /// An error of the Uploads API (Laravel-style bodies: `message`, and `errors` per field for
 /// validation failures).
@@ -64,14 +95,8 @@ impl UploadsApiError {
                 413,
                 json!({ "message": format!("The video is larger than this server accepts ({limit} bytes).") }),
             ),
-            Self::QuotaExceeded => (
-                413,
-                json!({ "code": 1101, "message": "Upload denied: the booked storage capacity is reached." }),
-            ),
-            Self::Unavailable => (
-                503,
-                json!({ "message": "The service is temporarily unavailable; retry the upload." }),
-            ),
+            Self::QuotaExceeded => (413, json!({ "code": 1101, "message": QUOTA_MESSAGE })),
+            Self::Unavailable => (503, json!({ "message": RETRY_MESSAGE })),
             Self::Internal => (500, json!({ "message": "Internal server error." })),
         }
     }
@@ -105,6 +130,15 @@ mod tests {
             assert_eq!(got, status, "{err:?}");
             assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
         }
+    }
+
+    #[test]
+    fn a_chain_names_every_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot store the upload")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("disk full"));
+        assert_eq!(chain(&e), "cannot store the upload: disk full");
     }
 
     #[test]

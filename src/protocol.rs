@@ -98,10 +98,7 @@ impl Reply {
 /// 1101 (in its own format where it has one), and keeps nothing of the upload.
 #[must_use]
 pub fn quota_exceeded() -> Reply {
-    Reply::json(
-        413,
-        &serde_json::json!({ "code": 1101, "message": "Upload denied: the booked storage capacity is reached." }),
-    )
+    Reply::error(&UploadsApiError::QuotaExceeded)
 }
 
 /// The token of an `Authorization: Bearer …` header.

@@ -230,7 +230,7 @@ impl Forwarder {
         let task = tokio::spawn(async move {
             let result = job.run(rx).await;
             if let Err(e) = &result {
-                tracing::warn!(upload_id = %upload, error = %e, source = ?std::error::Error::source(e), "Forwarding a spooled upload failed; its next request retries.");
+                tracing::warn!(upload_id = %upload, error = %crate::error::chain(e), "Forwarding a spooled upload failed; its next request retries.");
             }
             result
         });

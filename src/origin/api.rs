@@ -32,7 +32,7 @@ impl IntoResponse for ApiError {
 
 impl From<db::DbError> for ApiError {
     fn from(e: db::DbError) -> Self {
-        tracing::error!(error = %e, source = ?std::error::Error::source(&e), "Database error in the Uploads API.");
+        tracing::error!(error = %crate::error::chain(&e), "Database error in the Uploads API.");
         ApiError(UploadsApiError::Unavailable)
     }
 }

@@ -50,7 +50,7 @@ async fn require_secret(Ext(state): Ext<State>, req: Request, next: Next) -> Res
 }
 
 fn db_failure(e: &db::DbError) -> Response {
-    tracing::error!(error = %e, source = ?std::error::Error::source(e), "Database error in the internal API.");
+    tracing::error!(error = %crate::error::chain(e), "Database error in the internal API.");
     reply(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
 }
 

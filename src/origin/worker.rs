@@ -82,12 +82,13 @@ async fn process(state: &State, job: &Job) {
                 AttemptError::Setup(failure, _) => *failure,
                 _ => Failure::ProcessingError,
             };
+            // The media error's text already carries FFmpeg's words.
             tracing::info!(upload_id = %id, error = %e, error_code = failure.code(), "Processing failed for good.");
             finish(state, job, Status::Failed, Some(failure)).await;
         }
         Err(e) => {
-            tracing::warn!(upload_id = %id, attempt = job.attempt, error = %e,
-                source = ?std::error::Error::source(&e), "Processing failed; will retry.");
+            tracing::warn!(upload_id = %id, attempt = job.attempt, error = %crate::error::chain(&e),
+                "Processing failed; will retry.");
             if let Err(e) = job::retry_at(&state.db, job, now_ms() + RETRY_DELAY_MS).await {
                 tracing::error!(upload_id = %id, error = %e, "Could not schedule a retry; the lease will expire.");
             }

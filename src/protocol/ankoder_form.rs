@@ -7,6 +7,7 @@
 
 use super::multipart::{Form, FormError};
 use super::Reply;
+use crate::error::AnkoderError;
 use crate::ingest::Body;
 use crate::ingest::{Ingest, IngestError, Receiving};
 use bytes::Bytes;
@@ -18,21 +19,6 @@ pub const PATH: &str = "/files/upload";
 
 /// The largest text field accepted.
 const MAX_FIELD: u64 = 16 * 1024;
-
-/// A failure, as the form's redirect or as JSON.
-struct Failure {
-    status: u16,
-    code: &'static str,
-    message: String,
-}
-
-fn fail(status: u16, code: &'static str, message: impl Into<String>) -> Failure {
-    Failure {
-        status,
-        code,
-        message: message.into(),
-    }
-}
 
 /// `url` with query parameters added.
 fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
@@ -65,10 +51,8 @@ where
     S: Body,
 {
     let Some(boundary) = super::multipart_boundary(headers) else {
-        return Reply::json(
-            400,
-            &json!({ "error": "malformed", "message": "Expected a multipart/form-data form." }),
-        );
+        let (status, body) = AnkoderError::NotMultipart.render();
+        return Reply::json(status, &body);
     };
     let mut form = Form::new(body, &boundary);
     let mut fields: Vec<(String, String)> = Vec::new();
@@ -86,7 +70,7 @@ where
         .map(str::to_owned);
     let outcome = match (result, upload) {
         (Ok(()), Some(upload)) => finish(upload, &fields, ingest).await,
-        (Ok(()), None) => Err(fail(422, "file_missing", "The form has no file.")),
+        (Ok(()), None) => Err(AnkoderError::FileMissing),
         (Err(e), upload) => {
             if let Some(upload) = upload {
                 ingest.cancel(upload).await;
@@ -99,15 +83,18 @@ where
             Some(url) => redirect(with_query(url, &[("video_id", &video_id)])),
             None => Reply::json(200, &json!({ "result": "success", "video_id": video_id })),
         },
-        Err(f) => match failed_redirect {
-            Some(url) => redirect(with_query(
-                &url,
-                &[("error", &f.message), ("error_code", f.code)],
-            )),
-            None => Reply::json(
-                f.status,
-                &json!({ "result": "failed", "error": f.code, "message": f.message }),
-            ),
+        Err(e) => match failed_redirect {
+            Some(url) => {
+                let (_, code, message) = e.parts();
+                redirect(with_query(
+                    &url,
+                    &[("error", &message), ("error_code", code)],
+                ))
+            }
+            None => {
+                let (status, body) = e.render();
+                Reply::json(status, &body)
+            }
         },
     }
 }
@@ -119,8 +106,8 @@ async fn read(
     ingest: &Ingest,
     form_max: u64,
     upload: &mut Option<Receiving>,
-) -> Result<(), Failure> {
-    let malformed = |e: FormError| fail(400, "malformed", format!("Malformed form: {e}"));
+) -> Result<(), AnkoderError> {
+    let malformed = |e: FormError| AnkoderError::Malformed(e.to_string());
     while let Some(field) = form.next_field().await.map_err(malformed)? {
         let name = field.name.unwrap_or_default();
         if name != "file" {
@@ -128,23 +115,14 @@ async fn read(
             continue;
         }
         if upload.is_some() {
-            return Err(fail(422, "file_twice", "Send one file per form."));
+            return Err(AnkoderError::FileTwice);
         }
         let receiving = upload.insert(open(fields, field.file_name.as_deref(), ingest).await?);
         receiving.cap(form_max);
         while let Some(piece) = form.chunk().await.map_err(malformed)? {
             receiving.append(piece).await.map_err(|e| match e {
-                IngestError::TooLarge { limit } => fail(
-                    413,
-                    "too_large",
-                    format!("The file is larger than {limit} bytes."),
-                ),
-                // movingimage's quota code, as on every other path.
-                IngestError::QuotaExceeded => fail(
-                    413,
-                    "1101",
-                    "Upload denied: the booked storage capacity is reached.",
-                ),
+                IngestError::TooLarge { limit } => AnkoderError::TooLarge { limit },
+                IngestError::QuotaExceeded => AnkoderError::QuotaExceeded,
                 other => unavailable(&other),
             })?;
         }
@@ -152,13 +130,9 @@ async fn read(
     Ok(())
 }
 
-fn unavailable(e: &dyn std::error::Error) -> Failure {
-    tracing::error!(error = %e, source = ?e.source(), "Form upload failed at the edge.");
-    fail(
-        503,
-        "unavailable",
-        "The service is temporarily unavailable; retry the upload.",
-    )
+fn unavailable(e: &dyn std::error::Error) -> AnkoderError {
+    tracing::error!(error = %crate::error::chain(e), "Form upload failed at the edge.");
+    AnkoderError::Unavailable
 }
 
 /// Checks the fields that came before the file and opens the upload.
@@ -166,7 +140,7 @@ async fn open(
     fields: &[(String, String)],
     filename: Option<&str>,
     ingest: &Ingest,
-) -> Result<Receiving, Failure> {
+) -> Result<Receiving, AnkoderError> {
     let get = |name: &str| {
         fields
             .iter()
@@ -175,25 +149,17 @@ async fn open(
     };
     for name in ["success_redirect", "failed_redirect"] {
         if get(name).is_some_and(|u| !valid_target(u)) {
-            return Err(fail(
-                400,
-                "bad_redirect",
-                format!("{name} must be an absolute http or https URL."),
-            ));
+            return Err(AnkoderError::BadRedirect(name));
         }
     }
-    let access_key = get("access_key").filter(|k| !k.is_empty()).ok_or_else(|| {
-        fail(
-            401,
-            "access_key_missing",
-            "The form needs an access_key field before the file.",
-        )
-    })?;
+    let access_key = get("access_key")
+        .filter(|k| !k.is_empty())
+        .ok_or(AnkoderError::AccessKeyMissing)?;
     let owner = ingest
         .authenticate_access_key(access_key)
         .await
         .map_err(|e| unavailable(&e))?
-        .ok_or_else(|| fail(401, "access_key_invalid", "The access_key is not valid."))?
+        .ok_or(AnkoderError::AccessKeyInvalid)?
         .owner;
     let filename: String = filename
         .unwrap_or("video")
@@ -212,10 +178,10 @@ async fn finish(
     upload: Receiving,
     fields: &[(String, String)],
     ingest: &Ingest,
-) -> Result<String, Failure> {
+) -> Result<String, AnkoderError> {
     if upload.size() == 0 {
         ingest.cancel(upload).await;
-        return Err(fail(422, "file_empty", "The file is empty."));
+        return Err(AnkoderError::FileEmpty);
     }
     let custom: Map<String, Value> = fields
         .iter()

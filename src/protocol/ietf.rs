@@ -15,6 +15,7 @@ use super::resumable::{self, Held, Received, Refusal, PREFIX};
 use super::tus::header;
 use super::Reply;
 use crate::control::UploadInfo;
+use crate::error::IetfError;
 use crate::ingest::offset_spool::Resource;
 use crate::ingest::Body;
 use crate::token::Claims;
@@ -101,13 +102,9 @@ impl Draft {
         }
     }
 
-    fn problem(
-        self,
-        status: u16,
-        kind: Option<&str>,
-        title: &str,
-        extra: serde_json::Value,
-    ) -> Reply {
+    /// An error of the draft's table as problem details.
+    fn error(self, e: &IetfError) -> Reply {
+        let (status, kind, title, extra) = e.problem();
         let mut body = json!({ "title": title });
         if let Some(kind) = kind {
             body["type"] = json!(format!(
@@ -126,14 +123,9 @@ impl Draft {
                 let (status, body) = e.render();
                 self.reply(status, "application/json", body.to_string())
             }
-            Refusal::NotFound => self.problem(404, None, "No such upload.", json!({})),
+            Refusal::NotFound => self.error(&IetfError::NotFound),
             Refusal::TooLarge(max) => {
-                let mut r = self.problem(
-                    413,
-                    None,
-                    &format!("The upload would be larger than max-size ({max} bytes)."),
-                    json!({}),
-                );
+                let mut r = self.error(&IetfError::TooLarge { max });
                 r.headers.push(("upload-limit", limits(claims, ctx)));
                 r
             }
@@ -142,14 +134,9 @@ impl Draft {
                 r.headers.push(self.complete_header(true));
                 r
             }
-            Refusal::ChecksumMismatch => self.problem(400, None, "Digest mismatch.", json!({})),
+            Refusal::ChecksumMismatch => self.error(&IetfError::DigestMismatch),
             Refusal::Unavailable => {
-                let mut r = self.problem(
-                    503,
-                    None,
-                    "The service is temporarily unavailable; resume the upload.",
-                    json!({}),
-                );
+                let mut r = self.error(&IetfError::Unavailable);
                 r.headers.push(("retry-after", "5".into()));
                 r
             }
@@ -157,12 +144,7 @@ impl Draft {
     }
 
     fn inconsistent_length(self) -> Reply {
-        self.problem(
-            400,
-            Some("inconsistent-upload-length"),
-            "inconsistent length values for upload",
-            json!({}),
-        )
+        self.error(&IetfError::InconsistentLength)
     }
 }
 
@@ -215,12 +197,7 @@ pub async fn open(
         .verify_token(query, headers)
         .map_err(|e| draft.refused(e.into(), None, ctx))?;
     let Some(completes) = draft.completes(headers) else {
-        return Err(draft.problem(
-            400,
-            None,
-            "Send Upload-Complete: ?1 or ?0 (Upload-Incomplete in interop version 3).",
-            json!({}),
-        ));
+        return Err(draft.error(&IetfError::NoCompleteness));
     };
     let Ok(length) = declared_length(headers, 0, completes) else {
         return Err(draft.inconsistent_length());
@@ -309,12 +286,7 @@ where
     if *method == Method::PATCH && draft.version >= 6 {
         let content_type = header(headers, "content-type");
         if content_type.and_then(|c| c.split(';').next()) != Some(PARTIAL_UPLOAD) {
-            return draft.problem(
-                415,
-                None,
-                "PATCH needs Content-Type: application/partial-upload.",
-                json!({}),
-            );
+            return draft.error(&IetfError::WrongContentType);
         }
     }
     let held = match resumable::existing(&claims, id, ctx).await {
@@ -330,7 +302,7 @@ where
             resumable::drop_upload(&info.id, ctx).await;
             draft.reply(204, "", String::new())
         }
-        _ => draft.problem(405, None, "Method not allowed here.", json!({})),
+        _ => draft.error(&IetfError::MethodNotAllowed),
     }
 }
 
@@ -359,20 +331,18 @@ where
     S: Body,
 {
     let Some(Ok(offset)) = header(headers, "upload-offset").map(str::parse::<u64>) else {
-        return draft.problem(400, None, "PATCH needs Upload-Offset.", json!({}));
+        return draft.error(&IetfError::NoOffset);
     };
     if held.resource.complete {
-        let mut r = draft.problem(400, None, "The upload is already complete.", json!({}));
+        let mut r = draft.error(&IetfError::AlreadyComplete);
         r.headers.push(draft.complete_header(true));
         return r;
     }
     if offset != held.offset {
-        let mut r = draft.problem(
-            409,
-            Some("mismatching-upload-offset"),
-            "offset from request does not match offset of resource",
-            json!({ "expected-offset": held.offset, "provided-offset": offset }),
-        );
+        let mut r = draft.error(&IetfError::OffsetMismatch {
+            expected: held.offset,
+            provided: offset,
+        });
         r.headers.push(("upload-offset", held.offset.to_string()));
         r.headers.push(draft.complete_header(false));
         return r;

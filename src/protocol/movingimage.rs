@@ -7,7 +7,7 @@
 
 use super::Reply;
 use crate::control::UploadInfo;
-use crate::error::UploadsApiError;
+use crate::error::MovingimageError;
 use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::chunked::{ChunkFailure, ChunkOutcome};
 use crate::ingest::Body;
@@ -33,8 +33,9 @@ pub fn video_of(path: &str) -> Option<UploadId> {
         .ok()
 }
 
-fn message(status: u16, text: &str) -> Reply {
-    Reply::json(status, &json!({ "message": text }))
+fn refuse(e: &MovingimageError) -> Reply {
+    let (status, body) = e.render();
+    Reply::json(status, &body)
 }
 
 /// The request's token, verified and scoped to `upload`.
@@ -80,7 +81,7 @@ where
     let id = video.to_string();
     let info = match ctx.ingest.upload_info(&id).await {
         Ok(Some(info)) => info,
-        Ok(None) => return Reply::error(&UploadsApiError::NotFound),
+        Ok(None) => return refuse(&MovingimageError::NotFound),
         Err(e) => return unavailable(&e),
     };
     if info.status != Status::Receiving.code() {
@@ -90,22 +91,19 @@ where
     let total = header_u32(headers, "mi24-upload-total-chunks");
     let current = header_u32(headers, "mi24-upload-current-chunk");
     match (total, current) {
-        (Some(Ok(total)), Some(Ok(current))) if (1..=MAX_CHUNKS).contains(&total) && (1..=total).contains(&current) => {
+        (Some(Ok(total)), Some(Ok(current)))
+            if (1..=MAX_CHUNKS).contains(&total) && (1..=total).contains(&current) =>
+        {
             chunk(&info, total, current - 1, body, claims, ctx).await
         }
         (None, None) => full_file(&info, headers, body, claims, ctx).await,
-        _ => message(
-            400,
-            &format!(
-                "Send Mi24-Upload-Total-Chunks (1 to {MAX_CHUNKS}) and Mi24-Upload-Current-Chunk (1 to the total) with each chunk."
-            ),
-        ),
+        _ => refuse(&MovingimageError::ChunkHeaders),
     }
 }
 
 fn unavailable(e: &dyn std::error::Error) -> Reply {
-    tracing::error!(error = %e, source = ?e.source(), "Chunked upload failed at the edge.");
-    Reply::error(&UploadsApiError::Unavailable)
+    tracing::error!(error = %crate::error::chain(e), "Chunked upload failed at the edge.");
+    refuse(&MovingimageError::Unavailable)
 }
 
 async fn chunk<S>(
@@ -132,12 +130,10 @@ where
             201,
             &json!({ "videoId": info.id, "status": done.view.status, "status_text": done.view.status_text }),
         ),
-        Err(ChunkFailure::Conflict(e)) => message(409, &e.to_string()),
-        Err(ChunkFailure::QuotaExceeded) => super::quota_exceeded(),
-        Err(ChunkFailure::TooLarge(limit)) => Reply::error(&UploadsApiError::TooLarge { limit }),
-        Err(ChunkFailure::BodyEnded) => {
-            message(400, "The chunk's body ended early; send the chunk again.")
-        }
+        Err(ChunkFailure::Conflict(e)) => refuse(&MovingimageError::Conflict(e.to_string())),
+        Err(ChunkFailure::QuotaExceeded) => refuse(&MovingimageError::QuotaExceeded),
+        Err(ChunkFailure::TooLarge(limit)) => refuse(&MovingimageError::TooLarge { limit }),
+        Err(ChunkFailure::BodyEnded) => refuse(&MovingimageError::BodyEnded),
         Err(e @ ChunkFailure::Unavailable(_)) => unavailable(&e),
     }
 }
@@ -154,7 +150,7 @@ where
     S: Body,
 {
     let Some(boundary) = super::multipart_boundary(headers) else {
-        return message(400, "Send chunks with the Mi24-Upload-* headers, or the whole file as multipart/form-data field `file`.");
+        return refuse(&MovingimageError::NotChunkNorForm);
     };
     let mut form = super::multipart::Form::new(body, &boundary);
     let mut upload = match ctx.ingest.resume(info, claims.into()).await {
@@ -162,25 +158,18 @@ where
         Err(e) => return unavailable(&e),
     };
     let mut seen_file = false;
+    let malformed = |e: super::multipart::FormError| MovingimageError::Malformed(e.to_string());
     let outcome: Result<(), Reply> = async {
-        while let Some(field) = form
-            .next_field()
-            .await
-            .map_err(|e| message(400, &format!("Malformed form: {e}")))?
-        {
+        while let Some(field) = form.next_field().await.map_err(|e| refuse(&malformed(e)))? {
             if field.name.as_deref() != Some("file") {
                 continue;
             }
             seen_file = true;
-            while let Some(piece) = form
-                .chunk()
-                .await
-                .map_err(|e| message(400, &format!("Malformed form: {e}")))?
-            {
+            while let Some(piece) = form.chunk().await.map_err(|e| refuse(&malformed(e)))? {
                 upload.append(piece).await.map_err(|e| match e {
-                    IngestError::QuotaExceeded => super::quota_exceeded(),
+                    IngestError::QuotaExceeded => refuse(&MovingimageError::QuotaExceeded),
                     IngestError::TooLarge { limit } => {
-                        Reply::error(&UploadsApiError::TooLarge { limit })
+                        refuse(&MovingimageError::TooLarge { limit })
                     }
                     other => unavailable(&other),
                 })?;
@@ -197,7 +186,7 @@ where
         }
         Ok(()) if !seen_file || upload.size() == 0 => {
             ctx.ingest.cancel(upload).await;
-            message(422, "The form needs a non-empty `file` field.")
+            refuse(&MovingimageError::FileMissing)
         }
         Ok(()) => match ctx.ingest.complete(upload, None, None).await {
             Ok(done) => Reply::json(

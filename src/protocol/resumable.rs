@@ -61,7 +61,7 @@ pub enum Refusal {
 
 impl Refusal {
     fn unavailable(e: &dyn std::error::Error) -> Self {
-        tracing::error!(error = %e, source = ?e.source(), "Resumable upload request failed at the edge.");
+        tracing::error!(error = %crate::error::chain(e), "Resumable upload request failed at the edge.");
         Self::Unavailable
     }
 }

@@ -55,7 +55,7 @@ fn from_ingest(e: IngestError) -> S3Error {
                 .into(),
         ),
         other => {
-            tracing::error!(error = %other, source = ?std::error::Error::source(&other), "S3 POST failed at the edge.");
+            tracing::error!(error = %crate::error::chain(&other), "S3 POST failed at the edge.");
             S3Error::ServiceUnavailable
         }
     }
@@ -261,7 +261,7 @@ async fn post(
             Err(ChunkFailure::QuotaExceeded) => return Err(S3Error::QuotaExceeded),
             Err(ChunkFailure::BodyEnded) => return Err(S3Error::MalformedPostRequest),
             Err(e @ ChunkFailure::Unavailable(_)) => {
-                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "S3 POST chunk failed at the edge.");
+                tracing::error!(error = %crate::error::chain(&e), "S3 POST chunk failed at the edge.");
                 return Err(S3Error::ServiceUnavailable);
             }
         };

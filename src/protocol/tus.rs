@@ -9,6 +9,7 @@
 
 use super::resumable::{self, Held, Refusal, PREFIX};
 use super::Reply;
+use crate::error::TusError;
 use crate::ingest::offset_spool::{Algorithm, Concat, Resource};
 use crate::ingest::Body;
 use crate::token::Claims;
@@ -37,6 +38,12 @@ fn reply(status: u16, text: &str, headers: Vec<(&'static str, String)>) -> Reply
     }
 }
 
+/// An error of tus's table, as a reply.
+fn error(e: &TusError) -> Reply {
+    let (status, text, headers) = e.render();
+    reply(status, &text, headers)
+}
+
 /// A refusal as tus renders it.
 fn refused(refusal: Refusal) -> Reply {
     match refusal {
@@ -46,25 +53,15 @@ fn refused(refusal: Refusal) -> Reply {
             r.headers.push(("tus-resumable", VERSION.to_owned()));
             r
         }
-        Refusal::NotFound => reply(404, "No such upload.", vec![]),
-        Refusal::TooLarge(max) => reply(
-            413,
-            &format!("The upload would be larger than Tus-Max-Size ({max} bytes)."),
-            vec![("tus-max-size", max.to_string())],
-        ),
+        Refusal::NotFound => error(&TusError::NotFound),
+        Refusal::TooLarge(max) => error(&TusError::TooLarge { max }),
         Refusal::Quota => {
             let mut r = super::quota_exceeded();
             r.headers.push(("tus-resumable", VERSION.to_owned()));
             r
         }
-        Refusal::ChecksumMismatch => {
-            reply(460, "Checksum mismatch: the chunk was discarded.", vec![])
-        }
-        Refusal::Unavailable => reply(
-            503,
-            "The service is temporarily unavailable; retry.",
-            vec![("retry-after", "5".into())],
-        ),
+        Refusal::ChecksumMismatch => error(&TusError::ChecksumMismatch),
+        Refusal::Unavailable => error(&TusError::Unavailable),
     }
 }
 
@@ -135,11 +132,7 @@ where
         );
     }
     if header(headers, "tus-resumable") != Some(VERSION) {
-        return reply(
-            412,
-            "This server speaks tus 1.0.0 (send Tus-Resumable: 1.0.0).",
-            vec![("tus-version", VERSION.into())],
-        );
+        return error(&TusError::UnsupportedVersion);
     }
     let claims = match ctx.verify_token(query, headers) {
         Ok(claims) => claims,
@@ -162,7 +155,7 @@ where
                 },
             }
         }
-        _ => Ok(reply(405, "Method not allowed here.", vec![])),
+        _ => Ok(error(&TusError::MethodNotAllowed)),
     };
     result.unwrap_or_else(refused)
 }
@@ -188,63 +181,28 @@ where
                 .collect();
             match parts {
                 Some(parts) if !parts.is_empty() => Some(Concat::Final(parts)),
-                _ => {
-                    return Ok(reply(
-                        400,
-                        "Upload-Concat: final; must list the partial uploads' URLs.",
-                        vec![],
-                    ))
-                }
+                _ => return Ok(error(&TusError::FinalWithoutParts)),
             }
         }
-        Some(_) => {
-            return Ok(reply(
-                400,
-                "Upload-Concat must be `partial` or `final;URL URL…`.",
-                vec![],
-            ))
-        }
+        Some(_) => return Ok(error(&TusError::BadConcat)),
     };
-    let length =
-        match (
-            header(headers, "upload-length"),
-            header(headers, "upload-defer-length"),
-            &concat,
-        ) {
-            (None, None, Some(Concat::Final(_))) => None,
-            (_, _, Some(Concat::Final(_))) => return Ok(reply(
-                400,
-                "A final upload takes its length from its partial uploads: send no Upload-Length.",
-                vec![],
-            )),
-            (Some(l), None, _) => match l.parse::<u64>() {
-                Ok(l) => Some(l),
-                Err(_) => {
-                    return Ok(reply(
-                        400,
-                        "Upload-Length must be a non-negative integer.",
-                        vec![],
-                    ))
-                }
-            },
-            (None, Some("1"), _) => None,
-            _ => {
-                return Ok(reply(
-                    400,
-                    "Send Upload-Length, or Upload-Defer-Length: 1.",
-                    vec![],
-                ))
-            }
-        };
+    let length = match (
+        header(headers, "upload-length"),
+        header(headers, "upload-defer-length"),
+        &concat,
+    ) {
+        (None, None, Some(Concat::Final(_))) => None,
+        (_, _, Some(Concat::Final(_))) => return Ok(error(&TusError::FinalWithLength)),
+        (Some(l), None, _) => match l.parse::<u64>() {
+            Ok(l) => Some(l),
+            Err(_) => return Ok(error(&TusError::BadLength)),
+        },
+        (None, Some("1"), _) => None,
+        _ => return Ok(error(&TusError::NoLength)),
+    };
     let metadata = header(headers, "upload-metadata").map(str::to_owned);
     let fields = match metadata.as_deref().map(parse_metadata) {
-        Some(None) => {
-            return Ok(reply(
-                400,
-                "Upload-Metadata must be `key base64value` pairs separated by commas.",
-                vec![],
-            ))
-        }
+        Some(None) => return Ok(error(&TusError::BadMetadata)),
         Some(Some(m)) => m,
         None => Map::new(),
     };
@@ -263,7 +221,7 @@ where
     if let Some(Concat::Final(parts)) = &resource.concat {
         match concatenation_length(parts, claims, ctx).await? {
             Ok(total) => resource.length = Some(total),
-            Err(why) => return Ok(reply(400, &why, vec![])),
+            Err(why) => return Ok(error(&TusError::NotConcatenable(why))),
         }
     }
     let info = resumable::create(claims, filename, &resource, ctx).await?;
@@ -368,14 +326,10 @@ where
     S: Body,
 {
     if header(headers, "content-type") != Some(OCTETS) {
-        return Ok(reply(
-            415,
-            "PATCH needs Content-Type: application/offset+octet-stream.",
-            vec![],
-        ));
+        return Ok(error(&TusError::WrongContentType));
     }
     let Some(Ok(offset)) = header(headers, "upload-offset").map(str::parse::<u64>) else {
-        return Ok(reply(400, "PATCH needs Upload-Offset.", vec![]));
+        return Ok(error(&TusError::NoOffset));
     };
     let checksum = match header(headers, "upload-checksum") {
         None => None,
@@ -390,26 +344,18 @@ where
             });
             match parsed {
                 Some(c) => Some(c),
-                None => {
-                    return Ok(reply(
-                        400,
-                        "Upload-Checksum must be `sha1|sha256|md5 base64digest`.",
-                        vec![],
-                    ))
-                }
+                None => return Ok(error(&TusError::BadChecksum)),
             }
         }
     };
     if matches!(held.resource.concat, Some(Concat::Final(_))) {
-        return Ok(reply(403, "A final upload cannot be patched.", vec![]));
+        return Ok(error(&TusError::FinalPatched));
     }
     if offset != held.offset {
-        let current = held.offset;
-        return Ok(reply(
-            409,
-            &format!("Upload-Offset is {current}, not {offset}."),
-            vec![("upload-offset", current.to_string())],
-        ));
+        return Ok(error(&TusError::OffsetMismatch {
+            current: held.offset,
+            sent: offset,
+        }));
     }
     if held.resource.length.is_none() {
         if let Some(l) = header(headers, "upload-length") {
@@ -418,13 +364,7 @@ where
                 Ok(l) if l >= offset && l <= max => {
                     resumable::record_length(&mut held, l, ctx).await?;
                 }
-                _ => {
-                    return Ok(reply(
-                        400,
-                        "Upload-Length must be at least the offset and at most Tus-Max-Size.",
-                        vec![],
-                    ))
-                }
+                _ => return Ok(error(&TusError::LengthOutOfRange)),
             }
         }
     }

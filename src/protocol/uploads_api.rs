@@ -36,7 +36,7 @@ fn from_ingest(e: IngestError) -> UploadsApiError {
         IngestError::TooLarge { limit } => UploadsApiError::TooLarge { limit },
         IngestError::QuotaExceeded => UploadsApiError::QuotaExceeded,
         other => {
-            tracing::error!(error = %other, source = ?std::error::Error::source(&other), "Upload failed at the edge.");
+            tracing::error!(error = %crate::error::chain(&other), "Upload failed at the edge.");
             UploadsApiError::Unavailable
         }
     }

@@ -346,7 +346,7 @@ impl S3Writer {
         while self.sending.join_next().await.is_some() {}
         if let Some(upload_id) = self.upload_id.take() {
             if let Err(e) = self.store.abort_parts(&self.key, &upload_id).await {
-                tracing::warn!(key = %self.key, error = %e, source = ?std::error::Error::source(&e), "Could not abort a multipart upload; the sweeper will.");
+                tracing::warn!(key = %self.key, error = %crate::error::chain(&e), "Could not abort a multipart upload; the sweeper will.");
             }
         }
     }
