@@ -25,18 +25,7 @@ struct Advertised {
 /// Opens an HTTP/2 connection by ALPN, sends the preface and reads frames until the server's
 /// SETTINGS and its connection-level WINDOW_UPDATE have arrived.
 async fn advertised(node: &Node, port: u16) -> Advertised {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&node.tls_certificate()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tls = common::tls::client_config(&node.tls_certificate(), b"h2");
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();

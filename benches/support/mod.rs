@@ -2,6 +2,8 @@
 //! memory of a server process and its children, read from /proc.
 #![allow(dead_code)]
 
+#[path = "../../tests/common/tls.rs"]
+pub mod tls;
 pub mod tls_client;
 
 use bytes::Bytes;

@@ -52,18 +52,7 @@ impl Client {
     pub async fn new(version: &str, node: &Node, addr: SocketAddr) -> Self {
         let certificate = node.certificate();
         if version == "3" {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&certificate) {
-                roots.add(cert.unwrap()).unwrap();
-            }
-            let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            tls.alpn_protocols = vec![b"h3".to_vec()];
+            let tls = super::tls::client_config(&certificate, b"h3");
             let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
             let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
             endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod relay;
+pub mod tls;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
