@@ -1,0 +1,191 @@
+//! `uplink dev`'s config file (`config/dev.toml`; every key also on the command line): one
+//! origin and one edge in one process, their settings built from the same defaults as the
+//! roles' own files. Pure.
+
+use super::defaults::*;
+use super::edge::{EdgeSettings, RawTls, TlsSettings};
+use super::origin::{OriginSettings, Routing};
+use super::processing::{RawNotify, RawProcessing};
+use super::value::{parse_addr, parse_duration, parse_size};
+use super::{invalid, ConfigError, DatabaseUrl, Secret, StorageUrl};
+use crate::token::Keyring;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The embedded default's config file (`config/dev.toml`); every key may also come from the
+/// command line.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDev {
+    /// Public HTTP address. Default `"127.0.0.1:8080"`.
+    pub listen: Option<String>,
+    /// Directory for the SQLite database, objects and scratch files. Default `"data"`.
+    pub data_dir: Option<PathBuf>,
+    /// Object storage. Default `file://DATA_DIR/objects`.
+    pub storage: Option<String>,
+    /// State database. Default `sqlite://DATA_DIR/uplink.db`.
+    pub database: Option<String>,
+    /// Transcode workers. Default 1; 0 stores uploads without processing them (benchmarks).
+    pub workers: Option<usize>,
+    /// Largest single upload accepted. Default `"50GiB"`.
+    pub max_upload_size: Option<String>,
+    /// Largest HTML-form upload accepted. Default `"2GiB"`.
+    pub form_max_size: Option<String>,
+    /// The longest an upload may stay unfinished. Default `"7d"`.
+    pub abandon_after: Option<String>,
+    /// How often the sweepers run. Default `"5m"`.
+    pub sweep_interval: Option<String>,
+    /// How long a worker holds a job before another may take it over. Default `"10m"`.
+    pub job_lease: Option<String>,
+    /// Also listen for HTTPS and HTTP/3 here (TCP and UDP), e.g. `"127.0.0.1:8443"`.
+    pub tls_listen: Option<String>,
+    /// Certificate chain (PEM) for `tls_listen`; default: a self-signed one generated into
+    /// `DATA_DIR/tls/`.
+    pub tls_certificate: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_private_key: Option<PathBuf>,
+    /// Transcode templates, watermarks and job limits.
+    #[serde(default)]
+    pub processing: RawProcessing,
+    /// How notifications are retried and guarded (private addresses allowed by default).
+    #[serde(default)]
+    pub notify: RawNotify,
+}
+
+/// Validated settings of the embedded default: the two roles' settings plus the data dir.
+#[derive(Debug, Clone)]
+pub struct DevSettings {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The origin part (listens on an ephemeral loopback port).
+    pub origin: OriginSettings,
+    /// The edge part (the one public port).
+    pub edge: EdgeSettings,
+    /// Whether the TLS certificate is one the node generates for itself (none was given).
+    pub self_signed: bool,
+}
+
+impl RawDev {
+    /// The data directory in effect (default `data`).
+    #[must_use]
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("data"))
+    }
+
+    /// Checks every key; `secret` is the internal secret generated for this process.
+    ///
+    /// # Errors
+    /// The first key with an unusable value.
+    pub fn validate(&self, secret: Secret, keyring: Keyring) -> Result<DevSettings, ConfigError> {
+        let data_dir = self.data_dir();
+        let storage = match &self.storage {
+            Some(raw) => StorageUrl::parse(raw, "storage")?,
+            None => StorageUrl::File(data_dir.join("objects")),
+        };
+        let database = match &self.database {
+            Some(raw) => DatabaseUrl::parse(raw, "database")?,
+            None => DatabaseUrl::in_data_dir(&data_dir),
+        };
+        let listen = parse_addr(self.listen.as_deref().unwrap_or("127.0.0.1:8080"), "listen")?;
+        let self_signed = self.tls_certificate.is_none();
+        let tls = match (&self.tls_listen, &self.tls_certificate, &self.tls_private_key) {
+            (None, _, _) => None,
+            (Some(addr), Some(certificate), Some(private_key)) => Some(
+                RawTls {
+                    listen: addr.clone(),
+                    certificate: certificate.clone(),
+                    private_key: private_key.clone(),
+                }
+                .validate()?,
+            ),
+            (Some(addr), None, None) => Some(TlsSettings {
+                listen: parse_addr(addr, "tls_listen")?,
+                certificate: data_dir.join("tls/certificate.pem"),
+                private_key: data_dir.join("tls/private-key.pem"),
+            }),
+            _ => {
+                return Err(invalid(
+                    "tls_certificate",
+                    "give both tls_certificate and tls_private_key, or neither (a self-signed certificate is made)",
+                ))
+            }
+        };
+        let max_upload_size = parse_size(
+            &self
+                .max_upload_size
+                .clone()
+                .unwrap_or_else(default_max_upload),
+            "max_upload_size",
+        )?;
+        let form_max_size = parse_size(
+            &self.form_max_size.clone().unwrap_or_else(default_form_max),
+            "form_max_size",
+        )?;
+        let abandon_after = parse_duration(
+            &self
+                .abandon_after
+                .clone()
+                .unwrap_or_else(default_abandon_after),
+            "abandon_after",
+        )?;
+        let sweep_interval = parse_duration(
+            &self
+                .sweep_interval
+                .clone()
+                .unwrap_or_else(default_sweep_interval),
+            "sweep_interval",
+        )?;
+        Ok(DevSettings {
+            origin: OriginSettings {
+                // The origin is internal to the process: an ephemeral loopback port.
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                database,
+                storage: storage.clone(),
+                internal_secret: secret.clone(),
+                scratch_dir: data_dir.join("scratch"),
+                workers: self.workers.unwrap_or_else(default_workers),
+                job_lease: parse_duration(
+                    &self.job_lease.clone().unwrap_or_else(default_job_lease),
+                    "job_lease",
+                )?,
+                job_attempts: default_job_attempts(),
+                keyring: keyring.clone(),
+                token_ttl: parse_duration(&default_token_ttl(), "token_ttl")?,
+                routing: Routing::Single(format!("http://{listen}")),
+                max_upload_size,
+                abandon_after,
+                sweep_interval,
+                processing: self.processing.validate()?,
+                notify: self.notify.validate(true)?,
+            },
+            edge: EdgeSettings {
+                listen,
+                // Filled in once the origin is bound.
+                origin_url: String::new(),
+                origin_addr: String::new(),
+                internal_secret: secret,
+                storage,
+                max_upload_size,
+                form_max_size,
+                threads: default_threads(),
+                auth_cache_ttl: parse_duration(&default_auth_cache_ttl(), "auth_cache_ttl")?,
+                keyring,
+                token_skew: parse_duration(&default_token_skew(), "token_skew")?.as_secs(),
+                spool_dir: data_dir.join("spool"),
+                sweep_interval,
+                name: None,
+                region: None,
+                heartbeat_interval: parse_duration(
+                    &default_heartbeat_interval(),
+                    "heartbeat_interval",
+                )?,
+                tls,
+            },
+            self_signed,
+            data_dir,
+        })
+    }
+}
