@@ -36,58 +36,22 @@ struct Server {
     token: String,
 }
 
-/// The S3 API server of the `uplink-s3` rows: moto (PyPI `moto[server]`, `bash .ci/setup`),
-/// the one the tests use. Its rate, not S3's, is what those rows measure.
-struct Moto {
-    _child: Process,
-    env: Vec<(String, String)>,
-}
-
-async fn moto() -> Option<Moto> {
-    let port = free_port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let moto = Moto {
-        _child: Process(child),
-        env: [
-            ("AWS_ENDPOINT_URL", endpoint.as_str()),
-            ("AWS_ACCESS_KEY_ID", "bench"),
-            ("AWS_SECRET_ACCESS_KEY", "bench"),
-            ("AWS_REGION", "us-east-1"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect(),
-    };
-    wait_ready(&endpoint).await;
-    let bucket = reqwest::Client::new()
-        .put(format!("{endpoint}/{BUCKET}"))
-        .send()
-        .await
-        .ok()?;
-    bucket.status().is_success().then_some(moto)
+/// The S3 API server of the `uplink-s3` rows: moto, the one the tests use (`bash .ci/setup`
+/// installs it). Its rate, not S3's, is what those rows measure.
+async fn moto() -> support::s3::S3Server {
+    let moto = support::s3::S3Server::start().await;
+    moto.bucket(BUCKET).await;
+    moto
 }
 
 const BUCKET: &str = "bench";
 
-async fn uplink(s3: Option<&Moto>) -> Server {
+async fn uplink(s3: Option<&support::s3::S3Server>) -> Server {
     let started = match s3 {
         None => support::start_uplink(&[]).await,
         Some(moto) => {
             let storage = format!("s3://{BUCKET}/edge?path_style=true");
-            support::start_uplink_env(&["--storage".into(), storage], &moto.env).await
+            support::start_uplink_env(&["--storage".into(), storage], &moto.env()).await
         }
     };
     Server {
@@ -254,7 +218,7 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     let nginx = server == "nginx";
     // Dropped after the server (declared first): uplink's store must outlive it.
     let moto = match server {
-        "uplink-s3" => Some(self::moto().await?),
+        "uplink-s3" => Some(self::moto().await),
         _ => None,
     };
     let server_name = server;

@@ -135,9 +135,16 @@ async fn interrupted_creation(
     let location = interim.get("location").unwrap().to_owned();
     assert!(location.starts_with("/files/"), "{location}");
     conn.write_all(&data[..data.len() / 2]).await.unwrap();
-    conn.flush().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    drop(conn);
+    // The client's side ends here; the request is over once the edge, having read all of it,
+    // closes the connection (the event to wait for, instead of a guess at how long it takes).
+    conn.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "the edge kept the cut request open");
     location
 }
 

@@ -286,7 +286,14 @@ async fn a_form_upload_is_transcoded_and_notified_after_two_failures() {
 
     // Two failures, then delivered: three attempts of the same notification.
     let got = receiver.wait_for(3, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Once the outbox records the delivery, nothing will send it again.
+    let undelivered = format!(
+        "SELECT count(*) FROM notifications WHERE upload_id = '{id}' AND delivered_at IS NULL"
+    );
+    common::eventually("the delivery recorded", async || {
+        common::sql_number(&node, &undelivered).await == 0
+    })
+    .await;
     assert_eq!(receiver.got.lock().unwrap().len(), 3, "nothing after a 200");
     let ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
     assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
@@ -425,7 +432,6 @@ async fn a_worker_killed_mid_job_does_not_lose_it() {
         assert!(Instant::now() < deadline, "never processing: {body}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     node.restart().await; // SIGKILL mid-job, then start again on the same state.
 
     let api = Uploads::new(&node.url, &account.api_key);
@@ -462,7 +468,17 @@ async fn a_worker_killed_mid_job_does_not_lose_it() {
     );
     // One completion, one notification, whatever the crash.
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let written = format!("SELECT count(*) FROM notifications WHERE upload_id = '{id}'");
+    assert_eq!(
+        common::sql_number(&node, &written).await,
+        1,
+        "one notification written"
+    );
+    let undelivered = format!("{written} AND delivered_at IS NULL");
+    common::eventually("its delivery recorded", async || {
+        common::sql_number(&node, &undelivered).await == 0
+    })
+    .await;
     assert_eq!(receiver.got.lock().unwrap().len(), 1, "{got:?}");
 }
 

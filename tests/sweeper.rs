@@ -5,18 +5,10 @@
 
 mod common;
 
-use common::{Backend, Node, S3Server, Uploads};
-use std::time::{Duration, Instant};
+use common::{eventually, Backend, Node, S3Server, Uploads};
+use std::time::Duration;
 
 const BUCKET: &str = "sweep-test";
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "not within 30 s: {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 #[tokio::test]
 async fn nothing_outlives_its_upload() {

@@ -418,7 +418,10 @@ async fn half_sent_patch(
     conn.write_all(head.as_bytes()).await.unwrap();
     conn.write_all(sent).await.unwrap();
     conn.flush().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    common::eventually("the edge read what was sent", async || {
+        common::peer_has_read(&conn)
+    })
+    .await;
     conn
 }
 
@@ -619,7 +622,6 @@ async fn a_reconnecting_client_ends_its_stale_request_and_keeps_its_bytes() {
 
     // A PATCH whose connection hangs after 30,000 of its 100,000 bytes, still open.
     let stale = half_sent_patch(&node, &path, &token, (0, 100_000), &data[..30_000]).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     // The client reconnects: its HEAD is answered at once, with what the stale request stored.
     let r = tokio::time::timeout(

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{files_under, mp4_boxes, sha256_file, test_video, Backend, Node, Uploads};
+use common::{eventually, files_under, mp4_boxes, sha256_file, test_video, Backend, Node, Uploads};
 use serde_json::json;
 use uplink::db::{upload, Db};
 use uplink::upload::{Failure, Status};
@@ -427,28 +427,16 @@ async fn a_client_that_disconnects_mid_upload_leaves_nothing_behind() {
     tcp.flush().await.unwrap();
     // Wait until the edge has opened the upload (a partial file exists), then hang up.
     let partial = node.objects().join(".partial");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while files_under(&partial).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the upload never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually("the upload started", async || {
+        !files_under(&partial).is_empty()
+    })
+    .await;
     drop(tcp);
 
     let api = Uploads::new(&node.url, &account.api_key);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    eventually("nothing left behind", async || {
         let (_, list) = api.get("").await;
-        if list["data"] == json!([]) && files_under(&node.objects()).is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "left behind: {list} {:?}",
-            files_under(&node.objects())
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        list["data"] == json!([]) && files_under(&node.objects()).is_empty()
+    })
+    .await;
 }

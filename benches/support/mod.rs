@@ -2,6 +2,10 @@
 //! memory of a server process and its children, read from /proc.
 #![allow(dead_code)]
 
+#[path = "../../tests/common/net.rs"]
+pub mod net;
+#[path = "../../tests/common/s3.rs"]
+pub mod s3;
 #[path = "../../tests/common/tls.rs"]
 pub mod tls;
 pub mod tls_client;
@@ -30,14 +34,7 @@ pub fn pieces(len: u64) -> impl Iterator<Item = Bytes> {
     std::iter::repeat_n(piece.clone(), full).chain((rest > 0).then(|| piece.slice(..rest)))
 }
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use net::free_port;
 
 /// Polls `url` until it answers (any status), for up to 30 s.
 pub async fn wait_ready(url: &str) {

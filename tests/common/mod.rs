@@ -3,8 +3,16 @@
 //! FFmpeg's `testsrc`, and cleans up (processes killed, databases dropped, dirs removed).
 #![allow(dead_code)]
 
+pub mod net;
 pub mod relay;
+pub mod s3;
 pub mod tls;
+
+// Not every test file uses both.
+#[allow(unused_imports)]
+pub use net::free_port;
+#[allow(unused_imports)]
+pub use s3::S3Server;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -15,15 +23,6 @@ use std::time::{Duration, Instant};
 /// The binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_uplink")
-}
-
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Which state database a node uses.
@@ -118,6 +117,63 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Polls `ready` until it says yes, or panics after 30 s naming `what`: how a test waits for
+/// an event instead of sleeping.
+pub async fn eventually(what: &str, mut ready: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready().await {
+        assert!(Instant::now() < deadline, "not within 30 s: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether everything written on `conn` has been read by the program at its other end: the
+/// send queue of this socket and the receive queue of its peer (both on this machine) are
+/// empty in `/proc/net/tcp`. The event a test waits for before it asserts what a server
+/// received from a request still open.
+pub fn peer_has_read(conn: &tokio::net::TcpStream) -> bool {
+    let hex = |addr: std::net::SocketAddr| match addr {
+        std::net::SocketAddr::V4(a) => {
+            format!(
+                "{:08X}:{:04X}",
+                u32::from_le_bytes(a.ip().octets()),
+                a.port()
+            )
+        }
+        std::net::SocketAddr::V6(_) => panic!("IPv4 loopback only"),
+    };
+    let (here, there) = (
+        hex(conn.local_addr().unwrap()),
+        hex(conn.peer_addr().unwrap()),
+    );
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    // "sl local rem st tx_queue:rx_queue ...": the queues of the socket from `a` to `b`.
+    let queues = |a: &str, b: &str| {
+        table.lines().find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.get(1) == Some(&a) && f.get(2) == Some(&b)).then(|| f[4].to_owned())
+        })
+    };
+    let empty = |q: Option<String>, side: usize| {
+        q.and_then(|q| {
+            q.split(':')
+                .nth(side)
+                .map(|n| u64::from_str_radix(n, 16) == Ok(0))
+        })
+        .unwrap_or(false)
+    };
+    empty(queues(&here, &there), 0) && empty(queues(&there, &here), 1)
+}
+
+/// One number the node's database (SQLite or PostgreSQL) answers `sql` with, e.g. a count.
+pub async fn sql_number(node: &Node, sql: &str) -> i64 {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&node.database_url()).await.unwrap();
+    let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    n
 }
 
 /// Polls `url` until it answers 200, or panics after `limit`, showing the node's log.
@@ -607,128 +663,6 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// A real S3 API server for a test (moto's server from PyPI; `bash .ci/setup` installs it) on a
-/// free port, killed when dropped. Unsigned requests are enough for moto, so the tests create
-/// buckets and read objects with plain HTTP.
-pub struct S3Server {
-    child: Child,
-    /// `http://127.0.0.1:PORT`.
-    pub endpoint: String,
-}
-
-impl S3Server {
-    pub async fn start() -> Self {
-        let port = free_port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server (bash .ci/setup installs moto[server])");
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::get(&endpoint).await.is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Self { child, endpoint }
-    }
-
-    /// Creates a bucket.
-    pub async fn bucket(&self, name: &str) {
-        let r = reqwest::Client::new()
-            .put(format!("{}/{name}", self.endpoint))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-    }
-
-    /// An object's bytes, or `None`.
-    pub async fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        let r = reqwest::get(format!("{}/{bucket}/{key}", self.endpoint))
-            .await
-            .unwrap();
-        r.status()
-            .is_success()
-            .then_some(r.bytes().await.unwrap().to_vec())
-    }
-
-    /// Keys of the objects under `prefix`.
-    pub async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        let body = self
-            .text(&format!("{bucket}?list-type=2&prefix={prefix}"))
-            .await;
-        xml_values(&body, "Key")
-    }
-
-    /// The body of `GET /{path}` (an XML listing).
-    async fn text(&self, path: &str) -> String {
-        let resp = reqwest::get(format!("{}/{path}", self.endpoint))
-            .await
-            .unwrap();
-        resp.text().await.unwrap()
-    }
-
-    /// Keys of the multipart uploads still open in `bucket`.
-    pub async fn open_multipart_uploads(&self, bucket: &str) -> Vec<String> {
-        let body = self.text(&format!("{bucket}?uploads")).await;
-        xml_values(&body, "Key")
-    }
-
-    /// The number of parts of each multipart upload still open in `bucket`.
-    pub async fn open_parts(&self, bucket: &str) -> Vec<usize> {
-        let body = self.text(&format!("{bucket}?uploads")).await;
-        let mut counts = Vec::new();
-        for (key, id) in xml_values(&body, "Key")
-            .into_iter()
-            .zip(xml_values(&body, "UploadId"))
-        {
-            let parts = self.text(&format!("{bucket}/{key}?uploadId={id}")).await;
-            counts.push(xml_values(&parts, "PartNumber").len());
-        }
-        counts
-    }
-
-    /// The environment that points an `uplink` process at this server.
-    pub fn env(&self) -> Vec<(String, String)> {
-        [
-            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The texts of every `<tag>…</tag>` in an XML document.
-fn xml_values(xml: &str, tag: &str) -> Vec<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    xml.split(&open)
-        .skip(1)
-        .filter_map(|rest| rest.split(&close).next())
-        .map(str::to_owned)
-        .collect()
 }
 
 /// A TCP proxy in front of an S3 server that fails chosen requests: the first `failures`
