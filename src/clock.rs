@@ -1,5 +1,6 @@
 //! The wall clock, read in one place. Pure modules (tokens, the upload lifecycle, part
-//! plans) take time as an argument; the roles read it here and pass it in.
+//! plans) take time as an argument; the roles read it here and pass it in. (Deadlines and
+//! timeouts use the monotonic clock, `Instant`, which is not the wall clock.)
 
 /// Milliseconds since the Unix epoch, the unit of every stored time.
 #[must_use]
@@ -11,4 +12,16 @@ pub fn now_ms() -> i64 {
 #[must_use]
 pub fn now_secs() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0)
+}
+
+/// Now, as a calendar time (S3 policy expiry and dates, dated object keys).
+#[must_use]
+pub fn now_utc() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+/// Now, as the file system's time (ages of files from their modification times).
+#[must_use]
+pub fn now_system() -> std::time::SystemTime {
+    std::time::SystemTime::now()
 }

@@ -216,7 +216,7 @@ impl EdgeProxy {
             body_stream(x),
             &self.ingest,
             &self.spools.chunks,
-            chrono::Utc::now(),
+            crate::clock::now_utc(),
         )
         .await;
         Ok(reply)

@@ -11,7 +11,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Sweeps the spools under `root` (`chunks/` and `resumable/`).
 pub struct SpoolSweeper {
@@ -57,7 +57,7 @@ impl SpoolSweeper {
                     .await
                     .and_then(|m| m.modified())
                     .ok()
-                    .and_then(|m| SystemTime::now().duration_since(m).ok())
+                    .and_then(|m| crate::clock::now_system().duration_since(m).ok())
                     .unwrap_or_default();
                 let gone = match self.ingest.upload_info(&name).await {
                     Ok(None) => true,

@@ -213,7 +213,7 @@ async fn upload_token(
         None => {
             let id_hint = uuid::Uuid::new_v4().simple().to_string();
             let ext = extension(&params.name);
-            let date = chrono::Utc::now().format("%Y%m%d");
+            let date = crate::clock::now_utc().format("%Y%m%d");
             let relative = format!("video/{date}/{id_hint}/source{ext}");
             let opening = Opening {
                 flavour: "cloudvod",

@@ -60,7 +60,7 @@ pub async fn sweep(state: &State) {
             break;
         }
     }
-    let before = SystemTime::now()
+    let before = crate::clock::now_system()
         .checked_sub(abandon_after)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let discarded = match db::upload::receiving_keys(&state.db).await {
@@ -109,7 +109,7 @@ fn millis(d: Duration) -> i64 {
 async fn sweep_scratch(state: &State) -> u64 {
     let settings = &state.settings;
     let older = settings.processing.job_timeout + settings.job_lease * 2;
-    let Some(before) = SystemTime::now().checked_sub(older) else {
+    let Some(before) = crate::clock::now_system().checked_sub(older) else {
         return 0;
     };
     let Ok(mut entries) = tokio::fs::read_dir(&settings.scratch_dir).await else {

@@ -222,7 +222,8 @@ async fn session_for(
     // The seed: "the form post URL returned … will be geo-optimized to be closer to the given
     // IP's geo-location"; without `ip`, the requesting client's.
     let edge = state.edges.target(state, ip.or(client)).await;
-    let expiration = chrono::Utc::now() + ttl;
+    // The same instant as the session's creation, read once.
+    let expiration = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default() + ttl;
     let mut conditions = vec![
         json!({ "bucket": pipeline_id }),
         json!({ "key": key }),

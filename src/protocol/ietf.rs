@@ -64,12 +64,12 @@ pub fn draft(headers: &HeaderMap) -> Option<Draft> {
 }
 
 impl Draft {
-    /// Whether the request says it completes the upload (`None`: it does not say).
+    /// Whether the request says it completes the upload (`None`: it does not say). The
+    /// header is a structured-field boolean item (RFC 9651; parameters after it are allowed).
     fn completes(self, headers: &HeaderMap) -> Option<bool> {
-        let boolean = |name| match header(headers, name) {
-            Some("?1") => Some(true),
-            Some("?0") => Some(false),
-            _ => None,
+        let boolean = |name| {
+            let item: sfv::Item = sfv::Parser::new(header(headers, name)?).parse_item().ok()?;
+            item.bare_item.as_boolean()
         };
         if self.version == 3 {
             boolean("upload-incomplete").map(|incomplete| !incomplete)
@@ -80,7 +80,7 @@ impl Draft {
 
     /// The completeness header of a response.
     fn complete_header(self, complete: bool) -> (&'static str, String) {
-        let flag = |b: bool| if b { "?1" } else { "?0" }.to_owned();
+        let flag = |b: bool| sfv::ItemSerializer::new().bare_item(b).finish();
         if self.version == 3 {
             ("upload-incomplete", flag(!complete))
         } else {
@@ -152,11 +152,16 @@ pub use resumable::Ctx;
 
 /// `Upload-Limit` for requests under `claims`.
 fn limits(claims: Option<&Claims>, ctx: &Ctx<'_>) -> String {
-    let mut limit = format!("max-size={}", resumable::max_size(claims, ctx));
+    // A structured-field dictionary of integers (at most 15 digits in that format).
+    let integer = |n: u64| sfv::Integer::try_from(n).unwrap_or(sfv::Integer::MAX);
+    let mut limit = sfv::DictSerializer::new();
+    let max_size = integer(resumable::max_size(claims, ctx));
+    let _ = limit.bare_item(sfv::key_ref("max-size"), max_size);
     if let Some(c) = claims {
-        limit.push_str(&format!(",max-age={}", c.expires.saturating_sub(ctx.now)));
+        let max_age = integer(c.expires.saturating_sub(ctx.now));
+        let _ = limit.bare_item(sfv::key_ref("max-age"), max_age);
     }
-    limit
+    limit.finish().unwrap_or_default()
 }
 
 /// The length a request declares: `Upload-Length`, and the rest of the body when it
@@ -453,6 +458,12 @@ mod tests {
             Some(true)
         );
         assert_eq!(v6.completes(&headers(&[("upload-complete", "yes")])), None);
+        // A structured-field boolean may carry parameters; an integer is not a boolean.
+        assert_eq!(
+            v6.completes(&headers(&[("upload-complete", "?0;reason=pause")])),
+            Some(false)
+        );
+        assert_eq!(v6.completes(&headers(&[("upload-complete", "1")])), None);
         assert_eq!(v6.complete_header(true), ("upload-complete", "?1".into()));
         // An unknown version, or none, gets the newest rules and no interim response.
         let v99 = draft(&headers(&[("upload-draft-interop-version", "99")])).unwrap();

@@ -73,10 +73,8 @@ pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 }
 
 fn http_date(unix: u64) -> String {
-    chrono::DateTime::from_timestamp(i64::try_from(unix).unwrap_or(i64::MAX), 0)
-        .unwrap_or_default()
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string()
+    let at = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(unix));
+    httpdate::fmt_http_date(at.unwrap_or(std::time::UNIX_EPOCH))
 }
 
 /// `Upload-Metadata` (`key base64,key2 base64`) as a JSON object; `None` if malformed.
