@@ -106,6 +106,10 @@ pub struct CreateUpload {
     /// The upload token (grant) creating it: only that grant's tokens reach it afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
+    /// Its length, when the client declared it at creation (tus `Upload-Length`): any edge
+    /// that continues the upload then completes it at its last byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
 }
 
 /// The answer to [`CreateUpload`]: where the edge writes the bytes.

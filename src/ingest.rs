@@ -74,6 +74,8 @@ pub struct Record<'a> {
     pub session: Option<&'a str>,
     /// The upload token (grant) creating it: only that grant's tokens reach it afterwards.
     pub grant: Option<&'a str>,
+    /// Its length, when the client declared it at creation.
+    pub length: Option<u64>,
 }
 
 /// What one upload may hold: its size limit (the account's or token's; the node's always
@@ -294,6 +296,7 @@ impl Ingest {
                 relative_key: record.relative_key.map(str::to_owned),
                 session: record.session.map(str::to_owned),
                 grant: record.grant.map(str::to_owned),
+                length: record.length,
             })
             .await
             .map_err(|e| match e {
@@ -306,7 +309,7 @@ impl Ingest {
             object_key: created.object_key,
             status: crate::upload::Status::Receiving.code(),
             grant: record.grant.map(str::to_owned),
-            length: None,
+            length: record.length,
         };
         Ok((info, created.reused))
     }

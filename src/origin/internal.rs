@@ -132,6 +132,7 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
         filename: &req.filename,
         relative_key: req.relative_key.as_deref(),
         token_id: req.grant.as_deref(),
+        declared_size: req.length,
         ..Opening::default()
     };
     match session::open(&state, &owner, &opening, now_ms()).await {

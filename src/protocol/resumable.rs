@@ -244,6 +244,9 @@ pub async fn create(
         flavour: "resumable",
         filename: &filename,
         grant: claims.token_id.as_deref(),
+        // Recorded at the origin, so an edge that continues the upload after this one is
+        // lost completes it at its last byte instead of acknowledging bytes forever.
+        length: resource.length,
         ..Record::default()
     };
     let (info, _) = ctx

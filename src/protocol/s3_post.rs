@@ -235,6 +235,7 @@ async fn post(
         relative_key: Some(&relative),
         session: fields.get(crate::control::SESSION_FORM_FIELD),
         grant: None,
+        length: None,
     };
     if let Some((chunk, chunks)) = chunking {
         // One chunk of several (plupload): spooled until all are in.

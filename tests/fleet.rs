@@ -1,0 +1,207 @@
+//! The fleet as operators run it: one `uplink origin` on PostgreSQL, objects in a real S3 API
+//! server (moto), two `uplink edge` processes of region `eu` sending heartbeats. An edge that
+//! dies mid-upload must never leave its client told "done" for an upload that will not
+//! complete: the surviving edge continues the upload at the same path, knows its length, and
+//! the last byte completes it.
+
+mod common;
+
+use common::{eventually, free_port, PgDatabase, Proc, S3Server, Uploads};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+const SECRET: &str = "a-shared-internal-secret-for-tests";
+const TOKEN_KEYS: &str = "t1:dGVzdC10b2tlbi1rZXktdGhhdC1pcy0zMi1ieXRlcyEh";
+const BUCKET: &str = "fleet";
+const MIB: usize = 1024 * 1024;
+
+/// One origin and two edges of region `eu` (`a`, `b`), each a process of its own.
+struct Fleet {
+    _dir: tempfile::TempDir,
+    _pg: PgDatabase,
+    _origin: Proc,
+    database: String,
+    /// (base URL, process), `a` then `b`.
+    edges: Vec<(String, Option<Proc>)>,
+}
+
+async fn start(s3: &S3Server) -> Fleet {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let pg = PgDatabase::create();
+    let origin_port = free_port();
+    let ports = [free_port(), free_port()];
+    let geoip = Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/geo-whois-asn-country.mmdb");
+    let storage = format!("s3://{BUCKET}/fleet?path_style=true");
+    let mut origin = format!(
+        "listen = \"127.0.0.1:{origin_port}\"\ndatabase = \"{}\"\nstorage = \"{storage}\"\n\
+         internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nscratch_dir = \"{d}/scratch\"\n\
+         token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\n\n\
+         [fleet]\ngeoip_database = \"{}\"\nfallback = \"a\"\nheartbeat_timeout = \"3s\"\n\
+         min_spool_free = \"1MiB\"\n",
+        pg.url,
+        geoip.display(),
+    );
+    for (name, port) in ["a", "b"].iter().zip(ports) {
+        origin += &format!(
+            "\n[[fleet.edges]]\nname = \"{name}\"\nregion = \"eu\"\nlatitude = 50.1\n\
+             longitude = 8.7\nurl = \"http://127.0.0.1:{port}\"\ncapacity = 100\n"
+        );
+    }
+    std::fs::write(dir.path().join("origin.toml"), origin).unwrap();
+    let mut env: Vec<(String, String)> = s3.env();
+    env.push(("UPLINK_INTERNAL_SECRET".into(), SECRET.into()));
+    env.push(("UPLINK_TOKEN_KEYS".into(), TOKEN_KEYS.into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let origin_url = format!("http://127.0.0.1:{origin_port}");
+    let origin = Proc::start("origin", &dir.path().join("origin.toml"), &origin_url, &env).await;
+    let mut edges = Vec::new();
+    for (name, port) in ["a", "b"].iter().zip(ports) {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\norigin_url = \"{origin_url}\"\n\
+                 internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nstorage = \"{storage}\"\n\
+                 token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nspool_dir = \"{d}/spool-{name}\"\n\
+                 name = \"{name}\"\nregion = \"eu\"\nheartbeat_interval = \"500ms\"\n"
+            ),
+        )
+        .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        edges.push((
+            url.clone(),
+            Some(Proc::start("edge", &config, &url, &env).await),
+        ));
+    }
+    Fleet {
+        database: pg.url.clone(),
+        _dir: dir,
+        _pg: pg,
+        _origin: origin,
+        edges,
+    }
+}
+
+async fn tus(
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token)
+        .header("tus-resumable", "1.0.0")
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_upload_whose_edge_dies_is_completed_by_another_edge_of_its_region() {
+    let s3 = S3Server::start().await;
+    s3.bucket(BUCKET).await;
+    let mut fleet = start(&s3).await;
+    let account = common::create_account_in(&fleet.database);
+    let (a, b) = (fleet.edges[0].0.clone(), fleet.edges[1].0.clone());
+    let token = common::json_of(
+        reqwest::Client::new()
+            .post(format!("{a}/v1/upload-tokens"))
+            .bearer_auth(&account.api_key)
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let data: Vec<u8> = (0..24 * MIB as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let octets = ("content-type", "application/offset+octet-stream".to_owned());
+
+    // 12 MiB acknowledged by edge a in 4 MiB PATCHes.
+    let created = tus(
+        reqwest::Method::POST,
+        &format!("{a}/files/"),
+        &token,
+        &[("upload-length", data.len().to_string())],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let path = created.headers()["location"].to_str().unwrap().to_owned();
+    for at in (0..12 * MIB).step_by(4 * MIB) {
+        let r = tus(
+            reqwest::Method::PATCH,
+            &format!("{a}{path}"),
+            &token,
+            &[octets.clone(), ("upload-offset", at.to_string())],
+            data[at..at + 4 * MIB].to_vec(),
+        )
+        .await;
+        assert_eq!(r.status(), 204);
+    }
+
+    // Edge a dies (SIGKILL); the client continues at the same path on edge b.
+    fleet.edges[0].1.take();
+    let head = tus(
+        reqwest::Method::HEAD,
+        &format!("{b}{path}"),
+        &token,
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(head.status(), 200);
+    let header = |name: &str| head.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!(
+        header("upload-length"),
+        data.len().to_string(),
+        "b knows the length"
+    );
+    let mut at: usize = header("upload-offset").parse().unwrap();
+    assert!(at <= 12 * MIB, "{at}");
+    while at < data.len() {
+        let end = (at + 4 * MIB).min(data.len());
+        let r = tus(
+            reqwest::Method::PATCH,
+            &format!("{b}{path}"),
+            &token,
+            &[octets.clone(), ("upload-offset", at.to_string())],
+            data[at..end].to_vec(),
+        )
+        .await;
+        assert_eq!(r.status(), 204);
+        at = r.headers()["upload-offset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    }
+
+    // The last 204 meant stored: the upload left "receiving" with every byte.
+    let id = path.rsplit('/').next().unwrap();
+    let api = Uploads::new(&b, &account.api_key);
+    let record = api.wait_final(id).await;
+    assert_eq!(
+        record["sha256"].as_str(),
+        Some(hex::encode(Sha256::digest(&data)).as_str()),
+        "{record}"
+    );
+    assert_eq!(record["size"], data.len(), "{record}");
+    eventually("the stored object is whole", async || {
+        s3.keys(BUCKET, "fleet/")
+            .await
+            .iter()
+            .any(|k| k.ends_with("/source"))
+    })
+    .await;
+}
