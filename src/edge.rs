@@ -4,7 +4,7 @@
 //! Layout: `proxy` (the Pingora service: routing, body streaming, reply rendering),
 //! `origin_client` (the internal API client), `sweeper` (spool clean-up), `heartbeat` (health
 //! reports to the origin's fleet), `outputs` (processed files by signed link, with `range`),
-//! `exchange` (one request, whatever the HTTP version), `tls` (certificates), `h2` (HTTP/2
+//! `ready` (readiness), `exchange` (one request, whatever the HTTP version), `tls` (certificates), `h2` (HTTP/2
 //! windows sized for uploads) and `h3` (the QUIC listener beside Pingora, feeding the same
 //! handlers). Must not depend on the origin's internals or the
 //! database.
@@ -17,6 +17,7 @@ pub mod origin_client;
 mod outputs;
 mod proxy;
 mod range;
+mod ready;
 mod sweeper;
 pub mod tls;
 

@@ -423,6 +423,14 @@ impl Ingest {
             .map_err(IngestError::Origin)
     }
 
+    /// Whether the origin answers (readiness).
+    ///
+    /// # Errors
+    /// The origin is unreachable or unhealthy.
+    pub async fn origin_ready(&self) -> Result<(), IngestError> {
+        self.origin.ready().await.map_err(IngestError::Origin)
+    }
+
     /// Drops an upload that is still receiving (a client's termination).
     pub async fn abandon(&self, id: &str) {
         self.forget(id).await;

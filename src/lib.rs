@@ -22,6 +22,7 @@
 //! - [`edge`]: the Pingora server (terminates uploads, proxies the control API).
 //! - [`origin`]: control API, internal API, job workers, FFmpeg media work, the notifier.
 //! - [`store`]: object storage trait and its implementations.
+//! - [`health`]: readiness checks with a time limit, and their answer.
 //! - [`geo`]: geoip lookup (the shipped `geoip/` database), client address, edge choice.
 //! - [`db`]: sqlx state database (SQLite or PostgreSQL), one file per table.
 //! - [`operator`]: operator commands (`uplink account create`, `uplink fleet`, `uplink geoip`).
@@ -36,6 +37,7 @@ pub mod db;
 pub mod edge;
 pub mod error;
 pub mod geo;
+pub mod health;
 pub mod ingest;
 pub mod notify;
 pub mod operator;

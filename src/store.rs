@@ -178,6 +178,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     }
     /// The size of an object, or `None` when there is none.
     async fn size(&self, key: &ObjectKey) -> Result<Option<u64>, StoreError>;
+    /// Whether the store answers (the directory is there, the bucket reachable): readiness.
+    async fn ready(&self) -> Result<(), StoreError>;
     /// A reader of `len` bytes of an object from byte `start` (within its size).
     async fn read_range(
         &self,

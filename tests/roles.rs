@@ -156,6 +156,49 @@ async fn control_api_calls_get_a_retryable_503_while_the_origin_is_down() {
     assert!(body["message"].as_str().unwrap().contains("retry"));
 }
 
+/// `GET url/readyz`: status and body.
+async fn readyz(url: &str) -> (u16, serde_json::Value) {
+    common::json_of(reqwest::get(format!("{url}/readyz")).await.unwrap()).await
+}
+
+#[tokio::test]
+async fn readiness_names_what_is_missing() {
+    let mut pair = start_pair(SECRET).await;
+    for url in [&pair.edge_url, &pair.origin_url] {
+        let (status, body) = readyz(url).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("ready")),
+            "{body}"
+        );
+    }
+    let (_, body) = readyz(&pair.edge_url).await;
+    assert_eq!(
+        body["checks"],
+        serde_json::json!({ "origin": "ok", "storage": "ok", "spool": "ok" })
+    );
+    // The object store's directory goes away: the origin and the edge are not ready.
+    let objects = pair.dir.path().join("objects");
+    std::fs::rename(&objects, pair.dir.path().join("moved")).unwrap();
+    let (status, body) = readyz(&pair.origin_url).await;
+    assert_eq!(
+        (status, &body["checks"]["storage"]),
+        (503, &serde_json::json!("unavailable"))
+    );
+    assert_eq!(body["checks"]["database"], "ok", "{body}");
+    std::fs::rename(pair.dir.path().join("moved"), &objects).unwrap();
+    // The origin is killed: the edge is alive (healthz) but not ready.
+    drop(pair.procs.remove(0));
+    let (status, body) = readyz(&pair.edge_url).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["origin"], "unavailable", "{body}");
+    assert_eq!(body["checks"]["storage"], "ok", "{body}");
+    let health = reqwest::get(format!("{}/healthz", pair.edge_url))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
 #[test]
 fn invalid_configs_stop_the_process_with_the_key_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -88,7 +88,7 @@ impl Heartbeats {
 }
 
 /// Bytes free for unprivileged writers on the file system holding `dir`.
-fn free_space(dir: &std::path::Path) -> std::io::Result<u64> {
+pub(super) fn free_space(dir: &std::path::Path) -> std::io::Result<u64> {
     let stat = rustix::fs::statvfs(dir)?;
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }

@@ -120,6 +120,21 @@ impl OriginClient {
         Self::json(op, resp).await.map(Some)
     }
 
+    /// Whether the origin answers and is healthy (its `/healthz`: it reaches its database).
+    ///
+    /// # Errors
+    /// The origin is unreachable or unhealthy.
+    pub async fn ready(&self) -> Result<(), OriginError> {
+        let op = "check the origin's health";
+        let resp = self
+            .call::<()>(op, reqwest::Method::GET, "/healthz", None)
+            .await?;
+        match resp.status().as_u16() {
+            200 => Ok(()),
+            status => Err(OriginError::Status { op, status }),
+        }
+    }
+
     /// The account owning an API key, or `None` if the key is unknown.
     ///
     /// # Errors

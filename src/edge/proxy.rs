@@ -45,6 +45,8 @@ pub struct EdgeProxy {
     active: ActiveUploads,
     /// `Alt-Svc` for every response when the edge also speaks HTTP/3.
     alt_svc: Option<String>,
+    /// Where the spools live (readiness checks its room).
+    spool_dir: std::path::PathBuf,
 }
 
 impl EdgeProxy {
@@ -69,6 +71,7 @@ impl EdgeProxy {
                 .tls
                 .as_ref()
                 .map(|tls| format!("h3=\":{}\"; ma=86400", tls.listen.port())),
+            spool_dir: settings.spool_dir.clone(),
         }
     }
 
@@ -226,6 +229,7 @@ impl EdgeProxy {
 /// What the edge answers itself; everything else goes to the origin.
 enum Route {
     Health,
+    Ready,
     /// The internal API is never reachable through the edge.
     Internal,
     IetfCreate(ietf::Draft),
@@ -246,7 +250,7 @@ impl Route {
     fn is_upload(&self) -> bool {
         !matches!(
             self,
-            Self::Health | Self::Internal | Self::Options | Self::Output(..)
+            Self::Health | Self::Ready | Self::Internal | Self::Options | Self::Output(..)
         )
     }
 
@@ -286,6 +290,7 @@ impl Route {
         }
         match (method.as_str(), path) {
             ("GET", "/healthz") => Some(Self::Health),
+            ("GET", "/readyz") => Some(Self::Ready),
             ("POST", uploads_api::PATH) => Some(Self::UploadsApi),
             ("POST", ankoder_form::PATH) => Some(Self::AnkoderForm),
             (_, p) if p.starts_with(control::PREFIX) => Some(Self::Internal),
@@ -332,6 +337,7 @@ impl EdgeProxy {
         let _counted = route.is_upload().then(|| self.active.enter());
         let reply = match route {
             Route::Health => Reply::json(200, &json!({ "status": "ok", "role": "edge" })),
+            Route::Ready => super::ready::check(&self.ingest, &*self.store, &self.spool_dir).await,
             Route::Internal => Reply::error(&UploadsApiError::NoRoute),
             Route::IetfCreate(draft) => self.ietf_create(x, draft).await?,
             Route::Ietf(draft, id) => self.ietf(x, draft, id).await?,

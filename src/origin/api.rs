@@ -41,6 +41,7 @@ impl From<db::DbError> for ApiError {
 pub fn routes() -> Router<State> {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/api/client/v1/uploads", get(list))
         .route("/api/client/v1/uploads/{id}", get(one))
         .merge(super::movingimage::routes())
@@ -62,6 +63,17 @@ async fn healthz(Ext(state): Ext<State>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// Readiness ([`crate::health`]): the database and the object store answer.
+async fn readyz(Ext(state): Ext<State>) -> Response {
+    let outcomes = [
+        crate::health::check("origin", "database", state.db.ping()).await,
+        crate::health::check("origin", "storage", state.store.ready()).await,
+    ];
+    let (status, body) = crate::health::answer("origin", &outcomes);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    (status, Json(body)).into_response()
 }
 
 /// The account behind the request's Bearer key.

@@ -111,6 +111,19 @@ impl ObjectWriter for FileWriter {
 
 #[async_trait]
 impl Store for FileStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        let open = |source| StoreError::Open {
+            location: self.root.display().to_string(),
+            source,
+        };
+        let meta = tokio::fs::metadata(&self.root).await.map_err(open)?;
+        if meta.is_dir() && !meta.permissions().readonly() {
+            Ok(())
+        } else {
+            Err(open(std::io::Error::other("not a writable directory")))
+        }
+    }
+
     async fn writer(&self, key: &ObjectKey) -> Result<Box<dyn ObjectWriter>, StoreError> {
         let partial = self
             .root

@@ -72,35 +72,45 @@ impl S3Store {
         let config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(location.path_style)
             .build();
-        let client = Client::from_conf(config);
-        client
-            .head_bucket()
-            .bucket(&location.bucket)
-            .send()
-            .await
-            .map_err(|e| StoreError::Open {
-                location: format!("s3://{}/{}", location.bucket, location.prefix),
-                source: sdk(e),
-            })?;
         let rules = PartRules {
             part_size: location.part_size,
             equal_parts: location.equal_parts,
             ..PartRules::s3()
         };
-        Ok(Self {
-            client,
+        let store = Self {
+            client: Client::from_conf(config),
             location: location.clone(),
             rules,
-        })
+        };
+        store.head_bucket().await?;
+        Ok(store)
     }
 
     fn key(&self, key: &ObjectKey) -> String {
         format!("{}{}", self.location.prefix, key.as_str())
     }
+
+    /// `HeadBucket`: the bucket is there and these credentials reach it.
+    async fn head_bucket(&self) -> Result<(), StoreError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.location.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Open {
+                location: format!("s3://{}/{}", self.location.bucket, self.location.prefix),
+                source: sdk(e),
+            })
+    }
 }
 
 #[async_trait]
 impl Store for S3Store {
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.head_bucket().await
+    }
+
     async fn writer(&self, key: &ObjectKey) -> Result<Box<dyn ObjectWriter>, StoreError> {
         let plan = PartPlan::new(&self.rules, None).map_err(|e| StoreError::Write {
             key: key.to_string(),
