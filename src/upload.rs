@@ -46,6 +46,49 @@ impl FromStr for UploadId {
     }
 }
 
+/// A client's file name as Uplink keeps it: 1 to [`Filename::MAX_CHARS`] characters, no
+/// control characters, not blank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filename(String);
+
+impl Filename {
+    /// The longest name kept, in characters.
+    pub const MAX_CHARS: usize = 255;
+
+    /// What a client sent with its bytes, made usable: control characters dropped, cut at
+    /// [`Filename::MAX_CHARS`], `"video"` when nothing is left (or nothing was sent).
+    #[must_use]
+    pub fn clean(raw: Option<&str>) -> Self {
+        let name: String = raw
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(Self::MAX_CHARS)
+            .collect();
+        if name.trim().is_empty() {
+            Self("video".to_owned())
+        } else {
+            Self(name)
+        }
+    }
+
+    /// A name a control API was given, taken only if already usable (the API refuses it
+    /// otherwise, rather than keep something else).
+    #[must_use]
+    pub fn exact(raw: &str) -> Option<Self> {
+        let usable = !raw.trim().is_empty()
+            && raw.chars().count() <= Self::MAX_CHARS
+            && !raw.chars().any(char::is_control);
+        usable.then(|| Self(raw.to_owned()))
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Where an upload stands. The numeric codes are public API and never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
@@ -131,6 +174,20 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filenames_are_bounded_and_printable() {
+        let clean = |raw| Filename::clean(raw).as_str().to_owned();
+        assert_eq!(clean(Some("my_new_video.mp4")), "my_new_video.mp4");
+        assert_eq!(clean(Some("a\r\nb.mp4")), "ab.mp4");
+        assert_eq!(clean(Some(" ")), "video");
+        assert_eq!(clean(None), "video");
+        assert_eq!(clean(Some(&"é".repeat(300))).chars().count(), 255);
+        assert!(Filename::exact("lake.mp4").is_some());
+        for bad in ["", "  ", "a\nb", &"x".repeat(256)] {
+            assert!(Filename::exact(bad).is_none(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn codes_and_texts_are_the_seeds() {

@@ -76,6 +76,19 @@ async fn readyz(Ext(state): Ext<State>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// A client file name: 1 to 255 characters, none of them control characters.
+pub(super) fn check_filename(field: &'static str, name: &str) -> Result<(), ApiError> {
+    if crate::upload::Filename::exact(name).is_none() {
+        return Err(ApiError(UploadsApiError::Invalid {
+            field,
+            message: format!(
+                "The {field} must be 1 to 255 characters, without control characters."
+            ),
+        }));
+    }
+    Ok(())
+}
+
 /// The account behind the request's Bearer key.
 /// The account behind the request's `Authorization: Bearer <api_key>`.
 pub(super) async fn owner(state: &State, headers: &HeaderMap) -> Result<KeyOwner, ApiError> {

@@ -3,7 +3,7 @@
 //! `{"url": "<edge>/upload/<videoId>?__token__=…"}`, a URL for the seed's chunk protocol valid
 //! for the account's token validity (4 hours by default). Bearer API-key auth.
 
-use super::api::{owner, parse_json, time, ApiError};
+use super::api::{check_filename, owner, parse_json, time, ApiError};
 use super::routing::ClientAddr;
 use super::session::{self, Limits, Opening};
 use super::State;
@@ -30,20 +30,6 @@ pub fn routes() -> Router<State> {
 #[serde(rename_all = "camelCase")]
 struct NewVideo {
     file_name: String,
-}
-
-/// A client file name: 1 to 255 characters, none of them control characters.
-pub(super) fn check_filename(field: &'static str, name: &str) -> Result<(), ApiError> {
-    let n = name.chars().count();
-    if n == 0 || n > 255 || name.chars().any(char::is_control) || name.trim().is_empty() {
-        return Err(ApiError(UploadsApiError::Invalid {
-            field,
-            message: format!(
-                "The {field} must be 1 to 255 characters, without control characters."
-            ),
-        }));
-    }
-    Ok(())
 }
 
 async fn create(

@@ -6,8 +6,7 @@
 //! `max_size`) it answers `201 {"token", "upload_url", "expires_at"}`: a fresh token scoped to
 //! that one upload, so an upload outlives the token that created it. Bearer API-key auth.
 
-use super::api::{owner, parse_json, time, ApiError};
-use super::movingimage::check_filename;
+use super::api::{check_filename, owner, parse_json, time, ApiError};
 use super::routing::ClientAddr;
 use super::session::{self, Limits};
 use super::State;

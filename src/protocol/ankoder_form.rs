@@ -10,6 +10,7 @@ use super::Reply;
 use crate::error::AnkoderError;
 use crate::ingest::Body;
 use crate::ingest::{Ingest, IngestError, Receiving};
+use crate::upload::Filename;
 use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{json, Map, Value};
@@ -161,14 +162,9 @@ async fn open(
         .map_err(|e| unavailable(&e))?
         .ok_or(AnkoderError::AccessKeyInvalid)?
         .owner;
-    let filename: String = filename
-        .unwrap_or("video")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(255)
-        .collect();
+    let filename = Filename::clean(filename);
     ingest
-        .create(&owner, "ankoder_form", &filename)
+        .create(&owner, "ankoder_form", filename.as_str())
         .await
         .map_err(|e| unavailable(&e))
 }

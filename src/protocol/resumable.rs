@@ -13,7 +13,7 @@ use crate::ingest::offset_spool::{
 use crate::ingest::Body;
 use crate::ingest::{Completed, IngestError, Record};
 use crate::token::{Claims, TokenError};
-use crate::upload::{Status, UploadId};
+use crate::upload::{Filename, Status, UploadId};
 
 /// Where resumable upload resources live: `/files/` creates, `/files/{id}` is one upload.
 pub const PREFIX: &str = "/files/";
@@ -235,14 +235,10 @@ pub async fn create(
         max_upload_size: claims.max_size,
         token_ttl_secs: None,
     };
-    let filename: String = filename
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(255)
-        .collect();
+    let filename = Filename::clean(Some(filename));
     let record = Record {
         flavour: "resumable",
-        filename: &filename,
+        filename: filename.as_str(),
         grant: claims.token_id.as_deref(),
         // Recorded at the origin, so an edge that continues the upload after this one is
         // lost completes it at its last byte instead of acknowledging bytes forever.

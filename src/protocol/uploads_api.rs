@@ -12,6 +12,7 @@ use crate::control::KeyOwner;
 use crate::error::UploadsApiError;
 use crate::ingest::Body;
 use crate::ingest::{Ingest, IngestError, Receiving};
+use crate::upload::Filename;
 use http::HeaderMap;
 use serde_json::json;
 
@@ -130,10 +131,10 @@ async fn read_form(
                 if upload.is_some() {
                     return Err(invalid("video", "Send exactly one video field."));
                 }
-                let filename = clean_filename(field.file_name.as_deref());
+                let filename = Filename::clean(field.file_name.as_deref());
                 let receiving = upload.insert(
                     ingest
-                        .create(owner, FLAVOUR, &filename)
+                        .create(owner, FLAVOUR, filename.as_str())
                         .await
                         .map_err(from_ingest)?,
                 );
@@ -146,21 +147,6 @@ async fn read_form(
         }
     }
     Ok(folder)
-}
-
-/// The client's file name, without control characters and at most 255 characters.
-fn clean_filename(name: Option<&str>) -> String {
-    let name: String = name
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(255)
-        .collect();
-    if name.trim().is_empty() {
-        "video".to_owned()
-    } else {
-        name
-    }
 }
 
 async fn finish(
@@ -190,18 +176,4 @@ async fn finish(
         .complete(upload, Some(folder), None)
         .await
         .map_err(from_ingest)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::clean_filename;
-
-    #[test]
-    fn filenames_are_bounded_and_printable() {
-        assert_eq!(clean_filename(Some("my_new_video.mp4")), "my_new_video.mp4");
-        assert_eq!(clean_filename(Some("a\r\nb.mp4")), "ab.mp4");
-        assert_eq!(clean_filename(Some(" ")), "video");
-        assert_eq!(clean_filename(None), "video");
-        assert_eq!(clean_filename(Some(&"é".repeat(300))).chars().count(), 255);
-    }
 }
