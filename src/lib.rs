@@ -12,7 +12,7 @@
 //! - [`s3_policy`]: S3 browser-POST policies and their signatures.
 //! - [`cors`]: which web origins may upload, and the CORS headers.
 //! - [`notify`]: notification messages, their two signatures and the retry schedule.
-//! - [`transcode`]: transcode templates and the rendition ladder they give a source.
+//! - [`template`]: transcode templates and the rendition ladder they give a source.
 //!
 //! The one ingest core and its adapters:
 //! - [`ingest`]: `create → append → complete | cancel`, used by every protocol.
@@ -47,5 +47,5 @@ pub mod role;
 pub mod s3_policy;
 pub mod store;
 pub mod token;
-pub mod transcode;
+pub mod template;
 pub mod upload;

@@ -106,8 +106,8 @@ impl RawProcessing {
     pub fn validate(&self) -> Result<Processing, ConfigError> {
         let mut templates = std::collections::BTreeMap::new();
         templates.insert(
-            crate::transcode::DEFAULT_TEMPLATE.to_owned(),
-            crate::transcode::Template::default(),
+            crate::template::DEFAULT_TEMPLATE.to_owned(),
+            crate::template::Template::default(),
         );
         for (name, raw) in &self.templates {
             let key = format!("processing.templates.{name}");
@@ -126,7 +126,7 @@ impl RawProcessing {
                         "must be 16 to 8192 pixels",
                     ));
                 }
-                renditions.push(crate::transcode::Rendition {
+                renditions.push(crate::template::Rendition {
                     height: r.height,
                     video_bitrate: parse_bitrate(&r.video_bitrate, &format!("{at}.video_bitrate"))?,
                 });
@@ -139,7 +139,7 @@ impl RawProcessing {
             }
             templates.insert(
                 name.clone(),
-                crate::transcode::Template {
+                crate::template::Template {
                     renditions,
                     audio_bitrate: parse_bitrate(
                         raw.audio_bitrate.as_deref().unwrap_or("128k"),
@@ -225,7 +225,7 @@ impl RawNotify {
 #[derive(Debug, Clone)]
 pub struct Processing {
     /// Templates by name; always has `default`.
-    pub templates: std::collections::BTreeMap<String, crate::transcode::Template>,
+    pub templates: std::collections::BTreeMap<String, crate::template::Template>,
     /// Watermark images by name.
     pub watermarks: std::collections::BTreeMap<String, PathBuf>,
     /// Subtitle files by name.

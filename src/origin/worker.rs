@@ -14,7 +14,7 @@ use super::State;
 use crate::db::job::{self, Job};
 use crate::db::{self, now_ms, upload};
 use crate::store::{ObjectKey, StoreError};
-use crate::transcode::{self, Template};
+use crate::template::{self, Template};
 use crate::upload::{Failure, Status};
 use serde_json::json;
 use std::sync::atomic::AtomicU8;
@@ -126,7 +126,7 @@ async fn template_of(
     let requested = named("workflowId").or_else(|| named("transCodeCombineName"));
     let pipeline = db::account::pipeline_template(&state.db, &record.pipeline_id).await?;
     let processing = &state.settings.processing;
-    let (_, template) = transcode::choose(&processing.templates, requested, &pipeline)
+    let (_, template) = template::choose(&processing.templates, requested, &pipeline)
         .map_err(|why| AttemptError::Setup(Failure::UnknownTemplate, why))?;
     let mut template = template.clone();
     let drawn =

@@ -1,8 +1,8 @@
 //! Transcoding in process with FFmpeg's libraries: the source is read and decoded once; every
-//! rendition of the plan (see [`crate::transcode::plan`]) is either copied packet by packet
+//! rendition of the plan (see [`crate::template::plan`]) is either copied packet by packet
 //! (already H.264/AAC at its size) or filtered (watermark, scale) and encoded to H.264 with
 //! libx264; audio is resampled to 48 kHz stereo and encoded to AAC once for all of them. A JPEG
-//! thumbnail (sized by [`crate::transcode::thumbnail_size`]) is cut from the first frame at one
+//! thumbnail (sized by [`crate::template::thumbnail_size`]) is cut from the first frame at one
 //! second (or half the duration).
 //!
 //! Decoding, scaling and encoding use every core (libavcodec's default of one thread is
@@ -11,7 +11,7 @@
 //! Blocking code: call it from a blocking thread. Must not depend on the database or the store.
 
 use super::{clear_codec_tag, open, probe_input, remux, MediaError, Probe};
-use crate::transcode::{self, Planned, Template, Variant};
+use crate::template::{self, Planned, Template, Variant};
 use ffmpeg::{codec, encoder, filter, format, frame, media, picture, Dictionary, Packet, Rational};
 use ffmpeg_next as ffmpeg;
 use std::path::{Path, PathBuf};
@@ -468,7 +468,7 @@ fn package_hls(
         });
     }
     let master = hls.join("master.m3u8");
-    let text = transcode::master_playlist(&variants);
+    let text = template::master_playlist(&variants);
     std::fs::write(&master, &text).map_err(MediaError::Scratch)?;
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&hls).map_err(MediaError::Scratch)? {
@@ -499,7 +499,7 @@ fn thumbnail(
     frame: &frame::Video,
     path: &Path,
 ) -> Result<Rendered, MediaError> {
-    let (width, height) = transcode::thumbnail_size(decoder.width(), decoder.height());
+    let (width, height) = template::thumbnail_size(decoder.width(), decoder.height());
     let mut graph = video_graph(
         decoder,
         time_base,
@@ -590,9 +590,9 @@ pub fn transcode(
         .as_ref()
         .is_none_or(|s| s.parameters().id() == codec::Id::AAC);
 
-    let plan = transcode::plan(
+    let plan = template::plan(
         template,
-        transcode::Source {
+        template::Source {
             width: w,
             height: h,
             h264: h264_source,
@@ -839,7 +839,7 @@ fn write_audio(rungs: &mut [Rung], packets: &[Packet]) -> Result<(), MediaError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transcode::Template;
+    use crate::template::Template;
     use std::process::Command;
     use std::time::Duration;
 
@@ -873,11 +873,11 @@ mod tests {
         let progress = AtomicU8::new(0);
         let template = Template {
             renditions: vec![
-                crate::transcode::Rendition {
+                crate::template::Rendition {
                     height: 360,
                     video_bitrate: 800_000,
                 },
-                crate::transcode::Rendition {
+                crate::template::Rendition {
                     height: 180,
                     video_bitrate: 300_000,
                 },
