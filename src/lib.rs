@@ -46,6 +46,6 @@ pub mod protocol;
 pub mod role;
 pub mod s3_policy;
 pub mod store;
-pub mod token;
 pub mod template;
+pub mod token;
 pub mod upload;

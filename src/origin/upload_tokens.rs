@@ -51,6 +51,14 @@ fn invalid(field: &'static str, message: &str) -> ApiError {
     })
 }
 
+/// What a token request's answer is made of: who asks, the edge chosen, the validity.
+struct Grant<'a> {
+    state: &'a State,
+    owner: &'a crate::control::KeyOwner,
+    edge: super::routing::Target,
+    ttl: Duration,
+}
+
 async fn create(
     Ext(state): Ext<State>,
     ClientAddr(client): ClientAddr,
@@ -59,6 +67,22 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let owner = owner(&state, &headers).await?;
     let req: Request = parse_json(&body)?;
+    check(&req)?;
+    let grant = Grant {
+        ttl: session::validity(&state, &owner, req.ttl.map(Duration::from_secs)),
+        edge: state.edges.target(&state, client).await,
+        state: &state,
+        owner: &owner,
+    };
+    let answer = match &req.upload_id {
+        Some(id) => for_upload(&grant, id, req.max_size).await?,
+        None => for_new_uploads(grant, req).await?,
+    };
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// The request's fields, each within its range.
+fn check(req: &Request) -> Result<(), ApiError> {
     if let Some(name) = &req.filename {
         check_filename("filename", name)?;
     }
@@ -80,73 +104,72 @@ async fn create(
             "The max_uploads must be at least 1.",
         ));
     }
-    let ttl = session::validity(&state, &owner, req.ttl.map(Duration::from_secs));
-    let edge = state.edges.target(&state, client).await;
-    if let Some(id) = &req.upload_id {
-        if req.filename.is_some() || req.max_uploads.is_some() {
-            return Err(invalid(
-                "upload_id",
-                "A token for an existing upload takes no filename or max_uploads.",
-            ));
-        }
-        // Only an upload of this account that is still receiving; any other is unknown.
-        let upload = db::upload::get(&state.db, id)
-            .await?
-            .filter(|u| u.account_id == owner.account_id && u.status == Status::Receiving)
-            .ok_or(ApiError(UploadsApiError::NotFound))?;
-        let limits = Limits {
-            max_size: req.max_size,
-            region: edge.region,
-            ..Limits::default()
-        };
-        let minted = session::mint(
-            &state,
-            &owner,
-            Scope::Upload(upload.id.clone()),
-            limits,
-            ttl,
-            session::now_secs(),
-        )?;
-        return Ok((
-            StatusCode::CREATED,
-            Json(json!({
-                "token": minted.token,
-                "upload_url": format!("{}{TUS_PATH}{}", edge.url, upload.id),
-                "expires_at": expires_at(minted.expires),
-            })),
+    if req.upload_id.is_some() && (req.filename.is_some() || req.max_uploads.is_some()) {
+        return Err(invalid(
+            "upload_id",
+            "A token for an existing upload takes no filename or max_uploads.",
         ));
     }
+    Ok(())
+}
+
+/// A token scoped to one upload of this account that is still receiving (any other is
+/// unknown): `{"token", "upload_url", "expires_at"}`.
+async fn for_upload(grant: &Grant<'_>, id: &str, max_size: Option<u64>) -> Result<Value, ApiError> {
+    let upload = db::upload::get(&grant.state.db, id)
+        .await?
+        .filter(|u| u.account_id == grant.owner.account_id && u.status == Status::Receiving)
+        .ok_or(ApiError(UploadsApiError::NotFound))?;
+    let limits = Limits {
+        max_size,
+        region: grant.edge.region.clone(),
+        ..Limits::default()
+    };
+    let minted = session::mint(
+        grant.state,
+        grant.owner,
+        Scope::Upload(upload.id.clone()),
+        limits,
+        grant.ttl,
+        session::now_secs(),
+    )?;
+    Ok(json!({
+        "token": minted.token,
+        "upload_url": format!("{}{TUS_PATH}{}", grant.edge.url, upload.id),
+        "expires_at": expires_at(minted.expires),
+    }))
+}
+
+/// A token (a grant of its own) that creates uploads: `{"token", "tus_endpoint", "expires_at"}`.
+async fn for_new_uploads(grant: Grant<'_>, req: Request) -> Result<Value, ApiError> {
     let token_id = uuid::Uuid::new_v4().simple().to_string();
     let limits = Limits {
         max_size: req.max_size,
         max_uploads: req.max_uploads,
         token_id: Some(token_id.clone()),
-        region: edge.region,
+        region: grant.edge.region.clone(),
     };
     let minted = session::mint(
-        &state,
-        &owner,
+        grant.state,
+        grant.owner,
         Scope::Acl(format!("{TUS_PATH}*")),
         limits,
-        ttl,
+        grant.ttl,
         session::now_secs(),
     )?;
     let issued = IssuedToken {
         id: token_id,
-        account_id: owner.account_id.clone(),
+        account_id: grant.owner.account_id.clone(),
         filename: req.filename,
         max_uploads: req.max_uploads,
         expires_at: minted.expires,
     };
-    db::upload_token::insert(&state.db, &issued, now_ms()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "token": minted.token,
-            "tus_endpoint": format!("{}{TUS_PATH}", edge.url),
-            "expires_at": expires_at(minted.expires),
-        })),
-    ))
+    db::upload_token::insert(&grant.state.db, &issued, now_ms()).await?;
+    Ok(json!({
+        "token": minted.token,
+        "tus_endpoint": format!("{}{TUS_PATH}", grant.edge.url),
+        "expires_at": expires_at(minted.expires),
+    }))
 }
 
 /// A token's expiry (Unix seconds) as the API shows times.

@@ -165,6 +165,114 @@ async fn create(
     }
 }
 
+/// What a session request asks for (query string or form body).
+struct SessionRequest<'a> {
+    /// The object key the client chose, relative to the pipeline's root.
+    object_key: &'a str,
+    pipeline_id: &'a str,
+    /// The uploader's address, for the edge choice.
+    ip: Option<IpAddr>,
+    /// When an unused session may be deleted (ms), if ever.
+    expires_at: Option<i64>,
+}
+
+impl<'a> SessionRequest<'a> {
+    /// Parses and checks the parameters at time `now` (ms).
+    fn parse(params: &'a HashMap<String, String>, now: i64) -> Result<Self, XvidError> {
+        let object_key = params
+            .get("object_key")
+            .map(|k| k.trim_start_matches('/'))
+            .ok_or(XvidError::InvalidInput)?;
+        ObjectKey::new(object_key).map_err(|_| XvidError::InvalidInput)?;
+        let pipeline_id = params
+            .get("pipeline_id")
+            .filter(|p| !p.is_empty())
+            .ok_or(XvidError::InvalidInput)?;
+        let ip = params
+            .get("ip")
+            .map(|raw| parse_address(raw).ok_or(XvidError::InvalidInput))
+            .transpose()?;
+        let expires_at = expiry(params.get("expires_at").map(String::as_str), now)
+            .map_err(|_| XvidError::InvalidInput)?;
+        Ok(Self {
+            object_key,
+            pipeline_id,
+            ip,
+            expires_at,
+        })
+    }
+}
+
+/// The fields of a session's browser form and the S3 V2 policy that covers them.
+struct SessionForm<'a> {
+    pipeline_id: &'a str,
+    /// The file's name (the key's last segment).
+    name: &'a str,
+    /// The staging key, `tmp/{pipeline}/{object_key}`.
+    key: &'a str,
+    /// The session's upload id: the form completes this upload, not the newest for the key.
+    session: &'a str,
+    /// The region of the edge the form is posted to, when routing chose one.
+    region: Option<&'a str>,
+    /// The largest file the account may send.
+    max_size: Option<u64>,
+}
+
+impl SessionForm<'_> {
+    /// `form_post_params`: the seed's fields, the session (and region) field, and the policy
+    /// signed with the account's secret, valid until `expiration`.
+    fn signed(
+        &self,
+        secret: &str,
+        access_key: &str,
+        expiration: chrono::DateTime<chrono::Utc>,
+    ) -> Value {
+        let field = |name: &str, value: &str| {
+            let mut condition = serde_json::Map::new();
+            condition.insert(name.into(), Value::String(value.to_owned()));
+            Value::Object(condition)
+        };
+        let mut conditions = vec![
+            json!({ "bucket": self.pipeline_id }),
+            json!({ "key": self.key }),
+            json!({ "acl": "private" }),
+            json!({ "success_action_status": "201" }),
+            json!(["starts-with", "$name", ""]),
+            json!(["starts-with", "$filename", ""]),
+            json!(["starts-with", "$chunk", ""]),
+            json!(["starts-with", "$chunks", ""]),
+            field(SESSION_FORM_FIELD, self.session),
+        ];
+        conditions.extend(self.region.map(|r| field(REGION_FORM_FIELD, r)));
+        conditions.extend(
+            self.max_size
+                .map(|max| json!(["content-length-range", 0, max])),
+        );
+        let signed = crate::s3_policy::sign_v2(
+            secret,
+            &expiration.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            &conditions,
+        );
+        let mut params = json!({
+            "name": self.name,
+            "success_action_status": "201",
+            "filename": "",
+            "chunk": "0",
+            "chunks": "1",
+            "policy": signed.policy,
+            "signature": signed.signature,
+            "AWSAccessKeyId": access_key,
+            "key": self.key,
+            "acl": "private",
+        });
+        params[SESSION_FORM_FIELD] = Value::String(self.session.to_owned());
+        if let Some(region) = self.region {
+            params[REGION_FORM_FIELD] = Value::String(region.to_owned());
+        }
+        params
+    }
+}
+
 async fn session_for(
     state: &State,
     client: Option<IpAddr>,
@@ -175,22 +283,13 @@ async fn session_for(
         crate::error::UploadsApiError::Unauthenticated => XvidError::InvalidToken,
         _ => XvidError::Internal,
     })?;
-    let object_key = params
-        .get("object_key")
-        .map(|k| k.trim_start_matches('/'))
-        .ok_or(XvidError::InvalidInput)?;
-    ObjectKey::new(object_key).map_err(|_| XvidError::InvalidInput)?;
-    let pipeline_id = params
-        .get("pipeline_id")
-        .filter(|p| !p.is_empty())
-        .ok_or(XvidError::InvalidInput)?;
-    let ip = params
-        .get("ip")
-        .map(|raw| parse_address(raw).ok_or(XvidError::InvalidInput))
-        .transpose()?;
     let now = now_ms();
-    let expires_at = expiry(params.get("expires_at").map(String::as_str), now)
-        .map_err(|_| XvidError::InvalidInput)?;
+    let SessionRequest {
+        object_key,
+        pipeline_id,
+        ip,
+        expires_at,
+    } = SessionRequest::parse(params, now)?;
     let name = object_key.rsplit('/').next().unwrap_or(object_key);
     let metadata = json!({ "ip": ip.map(|a| a.to_string()), "object_key": object_key }).to_string();
     let opening = Opening {
@@ -224,55 +323,20 @@ async fn session_for(
     let edge = state.edges.target(state, ip.or(client)).await;
     // The same instant as the session's creation, read once.
     let expiration = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default() + ttl;
-    let mut conditions = vec![
-        json!({ "bucket": pipeline_id }),
-        json!({ "key": key }),
-        json!({ "acl": "private" }),
-        json!({ "success_action_status": "201" }),
-        json!(["starts-with", "$name", ""]),
-        json!(["starts-with", "$filename", ""]),
-        json!(["starts-with", "$chunk", ""]),
-        json!(["starts-with", "$chunks", ""]),
-    ];
     let id = opened.id.to_string();
-    // The form completes this session's upload, not the newest one for the key.
-    let mut session = serde_json::Map::new();
-    session.insert(SESSION_FORM_FIELD.into(), Value::String(id.clone()));
-    conditions.push(Value::Object(session));
-    if let Some(region) = &edge.region {
-        let mut condition = serde_json::Map::new();
-        condition.insert(REGION_FORM_FIELD.into(), Value::String(region.clone()));
-        conditions.push(Value::Object(condition));
-    }
-    if let Some(max) = owner
-        .quota_remaining
-        .into_iter()
-        .chain(owner.max_upload_size)
-        .min()
-    {
-        conditions.push(json!(["content-length-range", 0, max]));
-    }
-    let signed = crate::s3_policy::sign_v2(
-        &secret.secret,
-        &expiration.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        &conditions,
-    );
-    let mut form_post_params = json!({
-        "name": name,
-        "success_action_status": "201",
-        "filename": "",
-        "chunk": "0",
-        "chunks": "1",
-        "policy": signed.policy,
-        "signature": signed.signature,
-        "AWSAccessKeyId": secret.access_key,
-        "key": key,
-        "acl": "private",
-    });
-    form_post_params[SESSION_FORM_FIELD] = Value::String(id.clone());
-    if let Some(region) = edge.region {
-        form_post_params[REGION_FORM_FIELD] = Value::String(region);
-    }
+    let form = SessionForm {
+        pipeline_id,
+        name,
+        key: &key,
+        session: &id,
+        region: edge.region.as_deref(),
+        max_size: owner
+            .quota_remaining
+            .into_iter()
+            .chain(owner.max_upload_size)
+            .min(),
+    };
+    let form_post_params = form.signed(&secret.secret, &secret.access_key, expiration);
     Ok(json!({
         "upload": {
             "form_post_params": form_post_params,
