@@ -237,41 +237,16 @@ async fn post(
         grant: None,
         length: None,
     };
-    if let Some((chunk, chunks)) = chunking {
-        // One chunk of several (plupload): spooled until all are in.
-        let (info, _) = ingest
-            .open_record(&owner, &record)
-            .await
-            .map_err(from_ingest)?;
-        // The policy's content-length-range caps the file further.
-        let mut allowance = Allowance::from(&owner);
-        if let Some((_, max)) = length_range {
-            allowance.max_size = Some(allowance.max_size.map_or(max, |m| m.min(max)));
-        }
-        let body = form.data();
-        let done = match ingest
-            .put_chunk(spool, &info, (chunk, chunks), body, allowance, true)
-            .await
-        {
-            Ok(ChunkOutcome::Stored { .. }) => None,
-            Ok(ChunkOutcome::Complete(done)) => Some(done),
-            Err(ChunkFailure::Conflict(e)) => {
-                return Err(S3Error::InvalidArgument(format!("{e}.")))
-            }
-            Err(ChunkFailure::TooLarge(_)) => return Err(S3Error::EntityTooLarge),
-            Err(ChunkFailure::QuotaExceeded) => return Err(S3Error::QuotaExceeded),
-            Err(ChunkFailure::BodyEnded) => return Err(S3Error::MalformedPostRequest),
-            Err(e @ ChunkFailure::Unavailable(_)) => {
-                tracing::error!(error = %crate::error::chain(&e), "S3 POST chunk failed at the edge.");
-                return Err(S3Error::ServiceUnavailable);
-            }
-        };
-        return Ok(success(
-            &fields,
-            bucket,
-            &key,
-            done.as_ref().and_then(|d| d.md5.as_deref()),
-        ));
+    if let Some(chunk) = chunking {
+        let md5 = post_chunk(
+            form,
+            (&owner, &record),
+            length_range,
+            chunk,
+            (ingest, spool),
+        )
+        .await?;
+        return Ok(success(&fields, bucket, &key, md5.as_deref()));
     }
     let receiving = upload.insert(
         ingest
@@ -303,6 +278,40 @@ async fn post(
         .await
         .map_err(from_ingest)?;
     Ok(success(&fields, bucket, &key, done.md5.as_deref()))
+}
+
+/// One plupload chunk of several, spooled until all are in (the policy's
+/// `content-length-range` capping the whole file); the object's MD5 once the last one is in.
+async fn post_chunk(
+    form: &mut Form<'_>,
+    (owner, record): (&KeyOwner, &Record<'_>),
+    length_range: Option<(u64, u64)>,
+    chunk: (u32, u32),
+    (ingest, spool): (&Ingest, &ChunkSpool),
+) -> Result<Option<String>, S3Error> {
+    let (info, _) = ingest
+        .open_record(owner, record)
+        .await
+        .map_err(from_ingest)?;
+    let mut allowance = Allowance::from(owner);
+    if let Some((_, max)) = length_range {
+        allowance.max_size = Some(allowance.max_size.map_or(max, |m| m.min(max)));
+    }
+    match ingest
+        .put_chunk(spool, &info, chunk, form.data(), allowance, true)
+        .await
+    {
+        Ok(ChunkOutcome::Stored { .. }) => Ok(None),
+        Ok(ChunkOutcome::Complete(done)) => Ok(done.md5),
+        Err(ChunkFailure::Conflict(e)) => Err(S3Error::InvalidArgument(format!("{e}."))),
+        Err(ChunkFailure::TooLarge(_)) => Err(S3Error::EntityTooLarge),
+        Err(ChunkFailure::QuotaExceeded) => Err(S3Error::QuotaExceeded),
+        Err(ChunkFailure::BodyEnded) => Err(S3Error::MalformedPostRequest),
+        Err(e @ ChunkFailure::Unavailable(_)) => {
+            tracing::error!(error = %crate::error::chain(&e), "S3 POST chunk failed at the edge.");
+            Err(S3Error::ServiceUnavailable)
+        }
+    }
 }
 
 /// plupload's `chunk` (from 0) of `chunks`, when the form is one chunk of several.
