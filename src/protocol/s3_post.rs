@@ -190,15 +190,10 @@ where
     }
 }
 
-async fn post(
-    form: &mut Form<'_>,
-    (bucket, region): (&str, Option<&str>),
-    (ingest, spool): (&Ingest, &ChunkSpool),
-    now: chrono::DateTime<chrono::Utc>,
-    upload: &mut Option<Receiving>,
-) -> Result<Reply, S3Error> {
+/// The text fields before the file (S3 ignores what follows it), and the file's name.
+async fn fields_before_file(form: &mut Form<'_>) -> Result<(Fields, Option<String>), S3Error> {
     let mut fields = Fields(Vec::new());
-    let file = loop {
+    loop {
         let Some(field) = form
             .next_field()
             .await
@@ -210,17 +205,27 @@ async fn post(
         };
         let name = field.name.clone().unwrap_or_default();
         if name.eq_ignore_ascii_case("file") {
-            break field;
+            return Ok((fields, field.file_name));
         }
         let value = form
             .text(MAX_FIELD)
             .await
             .map_err(|_| S3Error::MalformedPostRequest)?;
         fields.0.push((name, value));
-    };
+    }
+}
+
+async fn post(
+    form: &mut Form<'_>,
+    (bucket, region): (&str, Option<&str>),
+    (ingest, spool): (&Ingest, &ChunkSpool),
+    now: chrono::DateTime<chrono::Utc>,
+    upload: &mut Option<Receiving>,
+) -> Result<Reply, S3Error> {
+    let (fields, file_name) = fields_before_file(form).await?;
     let (owner, length_range) = authorize(&fields, (bucket, region), ingest, now).await?;
     let chunking = plupload_chunk(&fields)?;
-    let filename = file.file_name.unwrap_or_else(|| "file".to_owned());
+    let filename = file_name.unwrap_or_else(|| "file".to_owned());
     let key = fields.require("key")?.replace("${filename}", &filename);
     let relative = key
         .strip_prefix(&format!("tmp/{bucket}/"))
