@@ -11,7 +11,7 @@ use super::{invalid, ConfigError, DatabaseUrl, Secret, StorageUrl};
 use crate::token::Keyring;
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The embedded default's config file (`config/dev.toml`); every key may also come from the
 /// command line.
@@ -75,6 +75,30 @@ impl RawDev {
             .unwrap_or_else(|| PathBuf::from("data"))
     }
 
+    /// The TLS listener, if asked for: with the given certificate, or a self-signed one made
+    /// into `DATA_DIR/tls/`.
+    fn tls(&self, data_dir: &Path) -> Result<Option<TlsSettings>, ConfigError> {
+        match (&self.tls_listen, &self.tls_certificate, &self.tls_private_key) {
+            (None, _, _) => Ok(None),
+            (Some(addr), Some(certificate), Some(private_key)) => RawTls {
+                listen: addr.clone(),
+                certificate: certificate.clone(),
+                private_key: private_key.clone(),
+            }
+            .validate()
+            .map(Some),
+            (Some(addr), None, None) => Ok(Some(TlsSettings {
+                listen: parse_addr(addr, "tls_listen")?,
+                certificate: data_dir.join("tls/certificate.pem"),
+                private_key: data_dir.join("tls/private-key.pem"),
+            })),
+            _ => Err(invalid(
+                "tls_certificate",
+                "give both tls_certificate and tls_private_key, or neither (a self-signed certificate is made)",
+            )),
+        }
+    }
+
     /// Checks every key; `secret` is the internal secret generated for this process.
     ///
     /// # Errors
@@ -91,51 +115,22 @@ impl RawDev {
         };
         let listen = parse_addr(self.listen.as_deref().unwrap_or("127.0.0.1:8080"), "listen")?;
         let self_signed = self.tls_certificate.is_none();
-        let tls = match (&self.tls_listen, &self.tls_certificate, &self.tls_private_key) {
-            (None, _, _) => None,
-            (Some(addr), Some(certificate), Some(private_key)) => Some(
-                RawTls {
-                    listen: addr.clone(),
-                    certificate: certificate.clone(),
-                    private_key: private_key.clone(),
-                }
-                .validate()?,
-            ),
-            (Some(addr), None, None) => Some(TlsSettings {
-                listen: parse_addr(addr, "tls_listen")?,
-                certificate: data_dir.join("tls/certificate.pem"),
-                private_key: data_dir.join("tls/private-key.pem"),
-            }),
-            _ => {
-                return Err(invalid(
-                    "tls_certificate",
-                    "give both tls_certificate and tls_private_key, or neither (a self-signed certificate is made)",
-                ))
-            }
-        };
+        let tls = self.tls(&data_dir)?;
+        // A key given, or the roles' default.
+        let or =
+            |raw: &Option<String>, default: fn() -> String| raw.clone().unwrap_or_else(default);
         let max_upload_size = parse_size(
-            &self
-                .max_upload_size
-                .clone()
-                .unwrap_or_else(default_max_upload),
+            &or(&self.max_upload_size, default_max_upload),
             "max_upload_size",
         )?;
-        let form_max_size = parse_size(
-            &self.form_max_size.clone().unwrap_or_else(default_form_max),
-            "form_max_size",
-        )?;
+        let form_max_size =
+            parse_size(&or(&self.form_max_size, default_form_max), "form_max_size")?;
         let abandon_after = parse_duration(
-            &self
-                .abandon_after
-                .clone()
-                .unwrap_or_else(default_abandon_after),
+            &or(&self.abandon_after, default_abandon_after),
             "abandon_after",
         )?;
         let sweep_interval = parse_duration(
-            &self
-                .sweep_interval
-                .clone()
-                .unwrap_or_else(default_sweep_interval),
+            &or(&self.sweep_interval, default_sweep_interval),
             "sweep_interval",
         )?;
         Ok(DevSettings {
@@ -147,10 +142,7 @@ impl RawDev {
                 internal_secret: secret.clone(),
                 scratch_dir: data_dir.join("scratch"),
                 workers: self.workers.unwrap_or_else(default_workers),
-                job_lease: parse_duration(
-                    &self.job_lease.clone().unwrap_or_else(default_job_lease),
-                    "job_lease",
-                )?,
+                job_lease: parse_duration(&or(&self.job_lease, default_job_lease), "job_lease")?,
                 job_attempts: default_job_attempts(),
                 keyring: keyring.clone(),
                 token_ttl: parse_duration(&default_token_ttl(), "token_ttl")?,
