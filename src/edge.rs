@@ -103,26 +103,7 @@ pub fn run(
     }
     service.add_tcp(&settings.listen.to_string());
     if let Some(tls) = &settings.tls {
-        let certificate = Arc::new(
-            tls::Certificate::open(&tls.certificate, &tls.private_key).map_err(StartError::Tls)?,
-        );
-        let listen = |what: &str, source| StartError::Listen {
-            what: format!("{what} on {}", tls.listen),
-            source,
-        };
-        // HTTPS: HTTP/2 or HTTP/1.1 by ALPN.
-        let mut https = pingora::listeners::tls::TlsSettings::intermediate("", "")
-            .map_err(|e| listen("set up TLS", std::io::Error::other(e.to_string())))?;
-        https.set_cert_resolver(certificate.clone());
-        https.enable_h2();
-        service.add_tls_with_settings(&tls.listen.to_string(), None, https);
-        // HTTP/3 on the same port over UDP, on the runtime that runs the background work.
-        let _entered = runtime.enter();
-        certificate.keep_fresh();
-        let endpoint =
-            h3::endpoint(tls.listen, &certificate).map_err(|e| listen("listen for QUIC", e))?;
-        runtime.spawn(h3::serve(endpoint, edge, settings.origin_url.clone()));
-        tracing::info!(listen = %tls.listen, "Edge listening for HTTPS (HTTP/1.1, HTTP/2) and HTTP/3.");
+        listen_tls(&mut service, tls, edge, &settings.origin_url, runtime)?;
     }
     server.add_service(service);
     server.add_service(pingora::services::background::background_service(
@@ -144,4 +125,38 @@ pub fn run(
     }
     tracing::info!(listen = %settings.listen, origin = %settings.origin_url, name = ?settings.name, region = ?settings.region, "Edge listening.");
     server.run_forever()
+}
+
+/// Adds the TLS listener (HTTP/2 or HTTP/1.1 by ALPN, windows sized for uploads) to `service`
+/// and starts the HTTP/3 listener on the same port over UDP, on `runtime`.
+fn listen_tls(
+    service: &mut pingora::services::listening::Service<
+        pingora::proxy::HttpProxy<proxy::EdgeProxy>,
+    >,
+    tls: &crate::config::TlsSettings,
+    edge: proxy::EdgeProxy,
+    origin_url: &str,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), StartError> {
+    let certificate = Arc::new(
+        tls::Certificate::open(&tls.certificate, &tls.private_key).map_err(StartError::Tls)?,
+    );
+    let listen = |what: &str, source| StartError::Listen {
+        what: format!("{what} on {}", tls.listen),
+        source,
+    };
+    // HTTPS: HTTP/2 or HTTP/1.1 by ALPN.
+    let mut https = pingora::listeners::tls::TlsSettings::intermediate("", "")
+        .map_err(|e| listen("set up TLS", std::io::Error::other(e.to_string())))?;
+    https.set_cert_resolver(certificate.clone());
+    https.enable_h2();
+    service.add_tls_with_settings(&tls.listen.to_string(), None, https);
+    // HTTP/3 on the same port over UDP, on the runtime that runs the background work.
+    let _entered = runtime.enter();
+    certificate.keep_fresh();
+    let endpoint =
+        h3::endpoint(tls.listen, &certificate).map_err(|e| listen("listen for QUIC", e))?;
+    runtime.spawn(h3::serve(endpoint, edge, origin_url.to_owned()));
+    tracing::info!(listen = %tls.listen, "Edge listening for HTTPS (HTTP/1.1, HTTP/2) and HTTP/3.");
+    Ok(())
 }
