@@ -180,6 +180,62 @@ async fn handle(
     reply(upload_token(&state, client, &headers, &params).await)
 }
 
+/// An internal failure, logged; the client gets Cloud VoD's internal error.
+fn internal(e: &dyn std::fmt::Display) -> CloudVodError {
+    tracing::error!(error = %e, "Cloud VoD upload token failed.");
+    CloudVodError::Internal
+}
+
+/// The upload a token is for: the one the same `fileId` opened (breakpoint resume, unless
+/// `overwrite`), or a new one. Its id, pipeline and object key.
+async fn the_upload(
+    state: &State,
+    owner: &KeyOwner,
+    p: &HashMap<String, String>,
+    params: &Params,
+) -> Result<(String, String, String), CloudVodError> {
+    let existing = match (&params.file_id, params.overwrite) {
+        (Some(file_id), false) => db::upload::by_client_ref(&state.db, &owner.account_id, file_id)
+            .await
+            .map_err(|e| internal(&e))?,
+        _ => None,
+    };
+    match existing {
+        Some(upload) if upload.filename != params.name || upload.status == Status::Failed => {
+            Err(CloudVodError::Source)
+        }
+        Some(upload) => Ok((upload.id, upload.pipeline_id, upload.object_key)),
+        None => {
+            let id_hint = uuid::Uuid::new_v4().simple().to_string();
+            let ext = extension(&params.name);
+            let date = crate::clock::now_utc().format("%Y%m%d");
+            let relative = format!("video/{date}/{id_hint}/source{ext}");
+            let opening = Opening {
+                flavour: "cloudvod",
+                filename: &params.name,
+                relative_key: Some(&relative),
+                metadata: Some(metadata(p, params)),
+                client_ref: params.file_id.as_deref(),
+                // The client gave the size: the upload is complete at its last byte, whether
+                // or not the client also sends Upload-Length.
+                declared_size: params.size,
+                ..Opening::default()
+            };
+            let opened = session::open(state, owner, &opening, now_ms())
+                .await
+                .map_err(|e| match e {
+                    SessionError::UnknownPipeline => CloudVodError::Source,
+                    other => internal(&other),
+                })?;
+            Ok((
+                opened.id.to_string(),
+                opened.pipeline_id,
+                opened.object_key.to_string(),
+            ))
+        }
+    }
+}
+
 async fn upload_token(
     state: &State,
     client: Option<std::net::IpAddr>,
@@ -193,52 +249,7 @@ async fn upload_token(
         .flatten()
         .fold(state.settings.max_upload_size, u64::min);
     let params = check(p, max)?;
-    let internal = |e: &dyn std::fmt::Display| {
-        tracing::error!(error = %e, "Cloud VoD upload token failed.");
-        CloudVodError::Internal
-    };
-
-    // Breakpoint resume: the same fileId is the same upload, unless asked to overwrite.
-    let existing = match (&params.file_id, params.overwrite) {
-        (Some(file_id), false) => db::upload::by_client_ref(&state.db, &owner.account_id, file_id)
-            .await
-            .map_err(|e| internal(&e))?,
-        _ => None,
-    };
-    let (video_id, pipeline_id, object_key) = match existing {
-        Some(upload) if upload.filename != params.name || upload.status == Status::Failed => {
-            return Err(CloudVodError::Source);
-        }
-        Some(upload) => (upload.id, upload.pipeline_id, upload.object_key),
-        None => {
-            let id_hint = uuid::Uuid::new_v4().simple().to_string();
-            let ext = extension(&params.name);
-            let date = crate::clock::now_utc().format("%Y%m%d");
-            let relative = format!("video/{date}/{id_hint}/source{ext}");
-            let opening = Opening {
-                flavour: "cloudvod",
-                filename: &params.name,
-                relative_key: Some(&relative),
-                metadata: Some(metadata(p, &params)),
-                client_ref: params.file_id.as_deref(),
-                // The client gave the size: the upload is complete at its last byte, whether
-                // or not the client also sends Upload-Length.
-                declared_size: params.size,
-                ..Opening::default()
-            };
-            let opened = session::open(state, &owner, &opening, now_ms())
-                .await
-                .map_err(|e| match e {
-                    SessionError::UnknownPipeline => CloudVodError::Source,
-                    other => internal(&other),
-                })?;
-            (
-                opened.id.to_string(),
-                opened.pipeline_id,
-                opened.object_key.to_string(),
-            )
-        }
-    };
+    let (video_id, pipeline_id, object_key) = the_upload(state, &owner, p, &params).await?;
     // fileKey is the object key relative to the pipeline's root.
     let root = db::account::pipeline_root(&state.db, &owner.account_id, &pipeline_id)
         .await
