@@ -246,19 +246,27 @@ async fn attempt(state: &State, job: &Job) -> Result<(), AttemptError> {
         render::transcode(&src, &dir, &template, limits, &progress)
     })
     .await;
-    let Transcoded {
-        probe,
-        outputs,
-        files,
-    } = done??;
+    let transcoded = done??;
 
     upload::transition(&state.db, id, Status::Uploading, None, now_ms()).await?;
-    for (name, path) in &files {
+    store_outputs(state, id, &outputs_dir, &transcoded).await?;
+    Ok(())
+}
+
+/// Stores what processing made beside the source and lists it on the status record.
+async fn store_outputs(
+    state: &State,
+    id: &str,
+    outputs_dir: &ObjectKey,
+    transcoded: &Transcoded,
+) -> Result<(), AttemptError> {
+    let corrupt = |e: &str| db::DbError::Corrupt(format!("object key of {id}: {e}"));
+    for (name, path) in &transcoded.files {
         let key = ObjectKey::new(format!("{}/{name}", outputs_dir.as_str())).map_err(corrupt)?;
         state.store.put_file(&key, path).await?;
     }
     let mut listed = Vec::new();
-    for out in &outputs {
+    for out in &transcoded.outputs {
         let key =
             ObjectKey::new(format!("{}/{}", outputs_dir.as_str(), out.name)).map_err(corrupt)?;
         state.store.put_file(&key, &out.path).await?;
@@ -269,7 +277,7 @@ async fn attempt(state: &State, job: &Job) -> Result<(), AttemptError> {
                 Kind::Thumbnail => "image/jpeg",
                 Kind::Hls => "application/vnd.apple.mpegurl",
             },
-            "url": output_url(state, &outputs_dir, &out.name),
+            "url": output_url(state, outputs_dir, &out.name),
             "width": out.width,
             "height": out.height,
             "bitrate": out.bitrate,
@@ -277,19 +285,13 @@ async fn attempt(state: &State, job: &Job) -> Result<(), AttemptError> {
             "duration": out.duration_ms,
         }));
     }
-    let main = outputs
+    let main = transcoded
+        .outputs
         .iter()
         .find(|o| o.kind == Kind::Video)
         .map(|o| format!("{}/{}", outputs_dir.as_str(), o.name))
         .unwrap_or_default();
-    upload::set_media(
-        &state.db,
-        id,
-        probe.duration_ms,
-        &main,
-        &json!(listed),
-        now_ms(),
-    )
-    .await?;
+    let duration = transcoded.probe.duration_ms;
+    upload::set_media(&state.db, id, duration, &main, &json!(listed), now_ms()).await?;
     Ok(())
 }
