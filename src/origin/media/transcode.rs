@@ -605,58 +605,14 @@ pub fn transcode(
         _ => None,
     };
 
-    let mut rungs = Vec::new();
-    for planned in plan {
-        let path = dir.join(format!("{}.mp4", planned.name));
-        let mut octx = format::output_as(&path, "mp4").map_err(step("creating an output"))?;
-        let video = if planned.copy {
-            let mut ost = octx
-                .add_stream(encoder::find(codec::Id::None))
-                .map_err(step("adding an output stream"))?;
-            ost.set_parameters(vstream.parameters());
-            clear_codec_tag(&mut ost);
-            None
-        } else {
-            let encoder = h264(&mut octx, &planned, v_tb, frame_rate)?;
-            let spec = rendition_filter(&planned, template);
-            let graph = video_graph(&vdec, v_tb, &spec).map_err(step("building a filter graph"))?;
-            Some(VideoEncoder {
-                graph,
-                encoder,
-                time_base: v_tb,
-            })
-        };
-        let audio_out = match (&astream, &audio, planned.copy) {
-            (Some(s), _, true) => {
-                let mut ost = octx
-                    .add_stream(encoder::find(codec::Id::None))
-                    .map_err(step("adding an output stream"))?;
-                ost.set_parameters(s.parameters());
-                clear_codec_tag(&mut ost);
-                Some(1)
-            }
-            (Some(_), Some(a), false) => {
-                let mut ost = octx
-                    .add_stream(a.encoder.codec())
-                    .map_err(step("adding an output stream"))?;
-                ost.set_parameters(&a.encoder);
-                ost.set_time_base(Rational(1, AUDIO_RATE));
-                Some(1)
-            }
-            _ => None,
-        };
-        let mut opts = Dictionary::new();
-        opts.set("movflags", "+faststart");
-        octx.write_header_with(opts)
-            .map_err(step("starting an output"))?;
-        rungs.push(Rung {
-            planned,
-            path,
-            octx,
-            video,
-            audio: audio_out,
-        });
-    }
+    let sources = Sources {
+        video: &vstream,
+        decoder: &vdec,
+        audio: astream.as_ref(),
+        audio_encoder: audio.as_ref(),
+        frame_rate,
+    };
+    let mut rungs = open_rungs(plan, dir, template, &sources)?;
 
     let ticks_per_second = i64::from(v_tb.denominator()) / i64::from(v_tb.numerator().max(1));
     let duration_ts = probe.duration_ms.map(|ms| ms * ticks_per_second / 1000);
@@ -726,30 +682,7 @@ pub fn transcode(
         let packets = a.take(None)?;
         write_audio(&mut rungs, &packets)?;
     }
-    let mut outputs = Vec::new();
-    for mut rung in rungs {
-        rung.take(None)?;
-        rung.octx
-            .write_trailer()
-            .map_err(step("finishing an output"))?;
-        let size = std::fs::metadata(&rung.path)
-            .map_err(MediaError::Scratch)?
-            .len();
-        let bitrate = probe
-            .duration_ms
-            .filter(|d| *d > 0)
-            .map_or(0, |d| size * 8 * 1000 / d.unsigned_abs());
-        outputs.push(Rendered {
-            name: format!("{}.mp4", rung.planned.name),
-            path: rung.path,
-            kind: Kind::Video,
-            width: rung.planned.width,
-            height: rung.planned.height,
-            bitrate,
-            size,
-            duration_ms: probe.duration_ms,
-        });
-    }
+    let mut outputs = finish_rungs(rungs, &probe)?;
     if let Some(t) = thumb {
         match (t.made, t.first) {
             (Some(made), _) => outputs.push(made),
@@ -775,6 +708,110 @@ pub fn transcode(
         outputs,
         files,
     })
+}
+
+/// What every rendition reads from: the source's video stream and its decoder, its audio
+/// stream, the audio encoder shared by the encoded renditions, and the frame rate.
+struct Sources<'a, 's> {
+    video: &'a format::stream::Stream<'s>,
+    decoder: &'a ffmpeg::decoder::Video,
+    audio: Option<&'a format::stream::Stream<'s>>,
+    audio_encoder: Option<&'a AudioEncoder>,
+    frame_rate: Rational,
+}
+
+/// Opens one output per planned rendition (copied streams or an encoder and its filter graph)
+/// and writes its header.
+fn open_rungs(
+    plan: Vec<Planned>,
+    dir: &Path,
+    template: &Template,
+    sources: &Sources<'_, '_>,
+) -> Result<Vec<Rung>, MediaError> {
+    let v_tb = sources.video.time_base();
+    let mut rungs = Vec::new();
+    for planned in plan {
+        let path = dir.join(format!("{}.mp4", planned.name));
+        let mut octx = format::output_as(&path, "mp4").map_err(step("creating an output"))?;
+        let video = if planned.copy {
+            let mut ost = octx
+                .add_stream(encoder::find(codec::Id::None))
+                .map_err(step("adding an output stream"))?;
+            ost.set_parameters(sources.video.parameters());
+            clear_codec_tag(&mut ost);
+            None
+        } else {
+            let encoder = h264(&mut octx, &planned, v_tb, sources.frame_rate)?;
+            let spec = rendition_filter(&planned, template);
+            let graph = video_graph(sources.decoder, v_tb, &spec)
+                .map_err(step("building a filter graph"))?;
+            Some(VideoEncoder {
+                graph,
+                encoder,
+                time_base: v_tb,
+            })
+        };
+        let audio_out = match (sources.audio, sources.audio_encoder, planned.copy) {
+            (Some(s), _, true) => {
+                let mut ost = octx
+                    .add_stream(encoder::find(codec::Id::None))
+                    .map_err(step("adding an output stream"))?;
+                ost.set_parameters(s.parameters());
+                clear_codec_tag(&mut ost);
+                Some(1)
+            }
+            (Some(_), Some(a), false) => {
+                let mut ost = octx
+                    .add_stream(a.encoder.codec())
+                    .map_err(step("adding an output stream"))?;
+                ost.set_parameters(&a.encoder);
+                ost.set_time_base(Rational(1, AUDIO_RATE));
+                Some(1)
+            }
+            _ => None,
+        };
+        let mut opts = Dictionary::new();
+        opts.set("movflags", "+faststart");
+        octx.write_header_with(opts)
+            .map_err(step("starting an output"))?;
+        rungs.push(Rung {
+            planned,
+            path,
+            octx,
+            video,
+            audio: audio_out,
+        });
+    }
+    Ok(rungs)
+}
+
+/// Flushes and closes every rendition; what each became.
+fn finish_rungs(rungs: Vec<Rung>, probe: &Probe) -> Result<Vec<Rendered>, MediaError> {
+    let mut outputs = Vec::new();
+    for mut rung in rungs {
+        rung.take(None)?;
+        rung.octx
+            .write_trailer()
+            .map_err(step("finishing an output"))?;
+        let size = std::fs::metadata(&rung.path)
+            .map_err(MediaError::Scratch)?
+            .len();
+        let bitrate = probe
+            .duration_ms
+            .filter(|d| *d > 0)
+            .map_or(0, |d| size * 8 * 1000 / d.unsigned_abs());
+        outputs.push(Rendered {
+            name: format!("{}.mp4", rung.planned.name),
+            path: rung.path,
+            kind: Kind::Video,
+            width: rung.planned.width,
+            height: rung.planned.height,
+            bitrate,
+            size,
+            duration_ms: probe.duration_ms,
+        });
+    }
+    Ok(outputs)
 }
 
 /// Whether a video that says it lasts `declared` but whose packets span only `read` (both in
