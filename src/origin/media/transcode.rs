@@ -624,44 +624,31 @@ pub fn transcode(
         first: None,
     });
     let decode_video = encoding || thumb.is_some();
-    let mut decoded_frames = 0u64;
-    // The first and last video timestamps read, to tell a truncated file.
-    let mut read_span: Option<(i64, i64)> = None;
+    let mut pass = Pass {
+        v_tb,
+        a_tb,
+        vdec: &mut vdec,
+        rungs: &mut rungs,
+        thumb: thumb.as_mut(),
+        audio: audio.as_mut(),
+        decode_video,
+        decoded_frames: 0,
+        read_span: None,
+    };
     for (stream, packet) in ictx.packets() {
         if Instant::now() > limits.deadline {
             return Err(MediaError::TimedOut);
         }
-        let index = stream.index();
-        if index == vi {
-            if let Some(pts) = packet.pts() {
-                let (first, last) = read_span.get_or_insert((pts, pts));
-                *last = (*last).max(pts + packet.duration().max(0));
-                if let Some(total) = duration_ts.filter(|d| *d > 0) {
-                    let pct = ((*last - *first).clamp(0, total) * 100 / total).clamp(0, 99);
-                    progress.store(u8::try_from(pct).unwrap_or(99), Ordering::Relaxed);
-                }
+        if stream.index() == vi {
+            pass.video(&packet)?;
+            if let Some(pct) = pass.percent(duration_ts) {
+                progress.store(pct, Ordering::Relaxed);
             }
-            for rung in rungs.iter_mut().filter(|r| r.video.is_none()) {
-                write_packet(&mut rung.octx, packet.clone(), 0, v_tb)?;
-            }
-            if decode_video {
-                // A damaged packet is skipped, as players do; a file with nothing decodable
-                // fails below.
-                let _ = vdec.send_packet(&packet);
-                decoded_frames += decoded(&mut vdec, v_tb, &mut rungs, thumb.as_mut())?;
-            }
-        } else if Some(index) == ai {
-            for rung in rungs.iter_mut().filter(|r| r.video.is_none()) {
-                if let Some(out) = rung.audio {
-                    write_packet(&mut rung.octx, packet.clone(), out, a_tb)?;
-                }
-            }
-            if let Some(a) = audio.as_mut() {
-                let packets = a.take(Some(&packet))?;
-                write_audio(&mut rungs, &packets)?;
-            }
+        } else if Some(stream.index()) == ai {
+            pass.audio(&packet)?;
         }
     }
+    let (mut decoded_frames, read_span) = (pass.decoded_frames, pass.read_span);
     if decode_video {
         let _ = vdec.send_eof();
         decoded_frames += decoded(&mut vdec, v_tb, &mut rungs, thumb.as_mut())?;
@@ -684,15 +671,9 @@ pub fn transcode(
     }
     let mut outputs = finish_rungs(rungs, &probe)?;
     if let Some(t) = thumb {
-        match (t.made, t.first) {
-            (Some(made), _) => outputs.push(made),
-            // A video shorter than the thumbnail's time: its first frame.
-            (None, Some(first)) => outputs.push(thumbnail(&vdec, v_tb, &first, &t.path)?),
-            (None, None) => {}
-        }
+        outputs.extend(t.finish(&vdec, v_tb)?);
     }
-    let mut files = Vec::new();
-    if template.hls {
+    let files = if template.hls {
         let renditions: Vec<Rendered> = outputs
             .iter()
             .filter(|o| o.kind == Kind::Video)
@@ -700,14 +681,73 @@ pub fn transcode(
             .collect();
         let (master, segments) = package_hls(&renditions, dir)?;
         outputs.push(master);
-        files = segments;
-    }
+        segments
+    } else {
+        Vec::new()
+    };
     progress.store(100, Ordering::Relaxed);
     Ok(Transcoded {
         probe,
         outputs,
         files,
     })
+}
+
+/// One pass over the source's packets, feeding every rendition: copied renditions get the
+/// packets as they are, encoded ones the decoded frames; the thumbnail is taken on the way.
+struct Pass<'a> {
+    v_tb: Rational,
+    a_tb: Rational,
+    vdec: &'a mut ffmpeg::decoder::Video,
+    rungs: &'a mut [Rung],
+    thumb: Option<&'a mut Thumb>,
+    audio: Option<&'a mut AudioEncoder>,
+    /// Whether frames are needed (an encoded rendition or a thumbnail).
+    decode_video: bool,
+    decoded_frames: u64,
+    /// The first and last video timestamps read, to tell a truncated file.
+    read_span: Option<(i64, i64)>,
+}
+
+impl Pass<'_> {
+    fn video(&mut self, packet: &Packet) -> Result<(), MediaError> {
+        if let Some(pts) = packet.pts() {
+            let (_, last) = self.read_span.get_or_insert((pts, pts));
+            *last = (*last).max(pts + packet.duration().max(0));
+        }
+        for rung in self.rungs.iter_mut().filter(|r| r.video.is_none()) {
+            write_packet(&mut rung.octx, packet.clone(), 0, self.v_tb)?;
+        }
+        if self.decode_video {
+            // A damaged packet is skipped, as players do; a file with nothing decodable
+            // fails after the pass.
+            let _ = self.vdec.send_packet(packet);
+            let thumb = self.thumb.as_deref_mut();
+            self.decoded_frames += decoded(self.vdec, self.v_tb, self.rungs, thumb)?;
+        }
+        Ok(())
+    }
+
+    fn audio(&mut self, packet: &Packet) -> Result<(), MediaError> {
+        for rung in self.rungs.iter_mut().filter(|r| r.video.is_none()) {
+            if let Some(out) = rung.audio {
+                write_packet(&mut rung.octx, packet.clone(), out, self.a_tb)?;
+            }
+        }
+        if let Some(a) = self.audio.as_deref_mut() {
+            let packets = a.take(Some(packet))?;
+            write_audio(self.rungs, &packets)?;
+        }
+        Ok(())
+    }
+
+    /// How far through the source's declared duration the pass is, 0 to 99.
+    fn percent(&self, duration_ts: Option<i64>) -> Option<u8> {
+        let (first, last) = self.read_span?;
+        let total = duration_ts.filter(|d| *d > 0)?;
+        let pct = ((last - first).clamp(0, total) * 100 / total).clamp(0, 99);
+        Some(u8::try_from(pct).unwrap_or(99))
+    }
 }
 
 /// What every rendition reads from: the source's video stream and its decoder, its audio
@@ -831,6 +871,22 @@ struct Thumb {
     made: Option<Rendered>,
     /// The first frame, in case the video ends before `at`.
     first: Option<frame::Video>,
+}
+
+impl Thumb {
+    /// The thumbnail made during the pass, or for a video shorter than its time, its first
+    /// frame; `None` when no frame was decoded.
+    fn finish(
+        self,
+        vdec: &ffmpeg::decoder::Video,
+        time_base: Rational,
+    ) -> Result<Option<Rendered>, MediaError> {
+        match (self.made, self.first) {
+            (Some(made), _) => Ok(Some(made)),
+            (None, Some(first)) => thumbnail(vdec, time_base, &first, &self.path).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// Takes every frame the decoder has ready to the thumbnail and the encoded renditions;
