@@ -46,6 +46,7 @@ fn routing(c: &mut Criterion) {
         fleet,
         geoip_database: db.clone(),
         trusted_proxies: Vec::new(),
+        region_urls: Default::default(),
     };
     let addresses: Vec<IpAddr> = ["80.128.0.1", "73.0.0.1", "153.128.0.1", "2003::1"]
         .iter()

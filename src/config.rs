@@ -20,7 +20,9 @@ mod value;
 
 pub use dev::{DevSettings, RawDev};
 pub use edge::{EdgeSettings, RawEdge, RawTls, TlsSettings};
-pub use origin::{FleetSettings, OriginSettings, RawFleet, RawFleetEdge, RawOrigin, Routing};
+pub use origin::{
+    FleetSettings, OriginSettings, RawFleet, RawFleetEdge, RawFleetRegion, RawOrigin, Routing,
+};
 pub use processing::{
     NotifySettings, Processing, RawNotify, RawProcessing, RawRendition, RawTemplate,
 };
@@ -220,6 +222,31 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("origin_url"));
+    }
+
+    #[test]
+    fn region_urls_name_a_known_region_once() {
+        let fleet = |regions: &str| -> Result<FleetSettings, ConfigError> {
+            let geoip = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/geoip/geo-whois-asn-country.mmdb"
+            );
+            let raw: RawFleet = toml::from_str(&format!(
+                "geoip_database = \"{geoip}\"\nfallback = \"a\"\n{regions}\n\
+                 [[edges]]\nname = \"a\"\nregion = \"eu\"\nlatitude = 50.0\nlongitude = 8.0\n\
+                 url = \"https://a.example.com\"\ncapacity = 10\n"
+            ))
+            .unwrap();
+            raw.validate()
+        };
+        let eu = "[[regions]]\nname = \"eu\"\nurl = \"https://eu.example.com/\"\n";
+        let settings = fleet(eu).unwrap();
+        let edge = settings.fleet.edge("a").unwrap();
+        assert_eq!(settings.url_for(edge), "https://eu.example.com");
+        assert_eq!(fleet("").unwrap().url_for(edge), "https://a.example.com");
+        let err = fleet(&eu.replace("eu\"\nurl", "na\"\nurl")).unwrap_err();
+        assert!(err.to_string().contains("fleet.regions[0].name"), "{err}");
+        assert!(fleet(&format!("{eu}{eu}")).is_err(), "twice");
     }
 
     #[test]

@@ -85,6 +85,21 @@ pub struct RawFleet {
     pub trusted_proxies: Vec<String>,
     /// The edges.
     pub edges: Vec<RawFleetEdge>,
+    /// Host names that front all the edges of a region (geo-DNS or a load balancer): upload
+    /// URLs name the region's host instead of one edge, so a client whose edge is lost
+    /// continues at the same URL on another edge of the region.
+    #[serde(default)]
+    pub regions: Vec<RawFleetRegion>,
+}
+
+/// One `[[fleet.regions]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleetRegion {
+    /// A region of `[[fleet.edges]]`.
+    pub name: String,
+    /// The base URL that reaches the region's edges, e.g. `"https://eu.upload.example.com"`.
+    pub url: String,
 }
 
 /// One `[[fleet.edges]]` entry.
@@ -162,6 +177,17 @@ pub struct FleetSettings {
     pub geoip_database: PathBuf,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Base URLs of regions fronted by one host, by region.
+    pub region_urls: std::collections::BTreeMap<String, String>,
+}
+
+impl FleetSettings {
+    /// The base URL upload URLs name for `edge`: its region's host when there is one, else
+    /// the edge's own.
+    #[must_use]
+    pub fn url_for<'a>(&'a self, edge: &'a crate::geo::Edge) -> &'a str {
+        self.region_urls.get(&edge.region).unwrap_or(&edge.url)
+    }
 }
 
 impl RawFleet {
@@ -213,10 +239,25 @@ impl RawFleet {
                     })
             })
             .collect::<Result<_, _>>()?;
+        let mut region_urls = std::collections::BTreeMap::new();
+        for (i, r) in self.regions.iter().enumerate() {
+            let key = format!("fleet.regions[{i}]");
+            if !self.edges.iter().any(|e| e.region == r.name) {
+                return Err(invalid(
+                    &format!("{key}.name"),
+                    format!("no edge of [[fleet.edges]] is in region {:?}", r.name),
+                ));
+            }
+            let url = parse_base_url(&r.url, &format!("{key}.url"))?;
+            if region_urls.insert(r.name.clone(), url).is_some() {
+                return Err(invalid(&key, format!("region {:?} appears twice", r.name)));
+            }
+        }
         Ok(FleetSettings {
             fleet,
             geoip_database: self.geoip_database.clone(),
             trusted_proxies,
+            region_urls,
         })
     }
 }

@@ -116,7 +116,7 @@ impl Edges {
                     reason = ?choice.reason, "Routed an upload."
                 );
                 Target {
-                    url: choice.edge.url.clone(),
+                    url: settings.url_for(choice.edge).to_owned(),
                     region: Some(choice.edge.region.clone()),
                 }
             }
