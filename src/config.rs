@@ -19,7 +19,7 @@ mod url;
 mod value;
 
 pub use dev::{DevSettings, RawDev};
-pub use edge::{EdgeSettings, RawEdge, RawTls, TlsSettings};
+pub use edge::{EdgeSettings, OneOrMany, OriginAddr, RawEdge, RawTls, TlsSettings};
 pub use origin::{
     FleetSettings, OriginSettings, RawFleet, RawFleetEdge, RawFleetRegion, RawOrigin, Routing,
 };
@@ -122,7 +122,7 @@ mod tests {
             .unwrap();
         assert_eq!(s.max_upload_size, 8 * 1024 * 1024);
         assert_eq!(s.auth_cache_ttl, Duration::from_secs(120));
-        assert_eq!(s.origin_addr, "127.0.0.1:2");
+        assert_eq!(s.origins[0].addr, "127.0.0.1:2");
         let err = edge("max_upload_size = \"lots\"")
             .unwrap()
             .validate(&env)
@@ -213,7 +213,7 @@ mod tests {
             Ok(DatabaseUrl::Postgres(_))
         ));
         let bad = edge("").map(|mut e| {
-            e.origin_url = "https://origin".into();
+            e.origin_url = OneOrMany::One("https://origin".into());
             e
         });
         assert!(bad

@@ -14,6 +14,7 @@ mod h2;
 mod h3;
 mod heartbeat;
 pub mod origin_client;
+pub mod origins;
 mod outputs;
 mod proxy;
 mod range;
@@ -66,8 +67,9 @@ pub fn run(
     store: Arc<dyn Store>,
     runtime: &tokio::runtime::Handle,
 ) -> Result<std::convert::Infallible, StartError> {
+    let origins = Arc::new(origins::Origins::new(settings.origins.clone()));
     let origin = OriginClient::new(
-        &settings.origin_url,
+        origins.clone(),
         settings.internal_secret.clone(),
         settings.auth_cache_ttl,
     )
@@ -96,14 +98,21 @@ pub fn run(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let active = heartbeat::ActiveUploads::default();
-    let edge = proxy::EdgeProxy::new(ingest, store, spools, active.clone(), settings);
+    let edge = proxy::EdgeProxy::new(
+        ingest,
+        store,
+        spools,
+        active.clone(),
+        settings,
+        origins.clone(),
+    );
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, edge.clone());
     if let Some(proxy) = service.app_logic_mut() {
         proxy.h2_options = Some(h2::options());
     }
     service.add_tcp(&settings.listen.to_string());
     if let Some(tls) = &settings.tls {
-        listen_tls(&mut service, tls, edge, &settings.origin_url, runtime)?;
+        listen_tls(&mut service, tls, edge, origins.clone(), runtime)?;
     }
     server.add_service(service);
     server.add_service(pingora::services::background::background_service(
@@ -123,7 +132,7 @@ pub fn run(
             },
         ));
     }
-    tracing::info!(listen = %settings.listen, origin = %settings.origin_url, name = ?settings.name, region = ?settings.region, "Edge listening.");
+    tracing::info!(listen = %settings.listen, origin = %origins.now().url, name = ?settings.name, region = ?settings.region, "Edge listening.");
     server.run_forever()
 }
 
@@ -135,7 +144,7 @@ fn listen_tls(
     >,
     tls: &crate::config::TlsSettings,
     edge: proxy::EdgeProxy,
-    origin_url: &str,
+    origins: Arc<origins::Origins>,
     runtime: &tokio::runtime::Handle,
 ) -> Result<(), StartError> {
     let certificate = Arc::new(
@@ -156,7 +165,7 @@ fn listen_tls(
     certificate.keep_fresh();
     let endpoint =
         h3::endpoint(tls.listen, &certificate).map_err(|e| listen("listen for QUIC", e))?;
-    runtime.spawn(h3::serve(endpoint, edge, origin_url.to_owned()));
+    runtime.spawn(h3::serve(endpoint, edge, origins));
     tracing::info!(listen = %tls.listen, "Edge listening for HTTPS (HTTP/1.1, HTTP/2) and HTTP/3.");
     Ok(())
 }

@@ -110,8 +110,10 @@ pub fn run_edge(settings: &EdgeSettings) -> Result<(), RoleError> {
 pub fn run_dev(mut settings: DevSettings) -> Result<(), RoleError> {
     let rt = runtime()?;
     let origin_addr = rt.block_on(origin::start(settings.origin.clone()))?;
-    settings.edge.origin_url = format!("http://{origin_addr}");
-    settings.edge.origin_addr = origin_addr.to_string();
+    settings.edge.origins = vec![crate::config::OriginAddr {
+        url: format!("http://{origin_addr}"),
+        addr: origin_addr.to_string(),
+    }];
     let store = rt
         .block_on(store::open(&settings.edge.storage))
         .map_err(RoleError::Store)?;

@@ -156,6 +156,64 @@ async fn control_api_calls_get_a_retryable_503_while_the_origin_is_down() {
     assert!(body["message"].as_str().unwrap().contains("retry"));
 }
 
+#[tokio::test]
+async fn an_edge_fails_over_to_its_next_origin() {
+    // Two origins on one PostgreSQL and one object store; the edge names both.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let pg = common::PgDatabase::create();
+    let (ports, edge_port) = ([free_port(), free_port()], free_port());
+    let mut origins = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let config = dir.path().join(format!("origin{i}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndatabase = \"{}\"\nstorage = \"file://{d}/objects\"\n\
+                 internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nscratch_dir = \"{d}/scratch{i}\"\n\
+                 token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nedge_url = \"http://127.0.0.1:{edge_port}\"\n",
+                pg.url
+            ),
+        )
+        .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let env = [
+            ("UPLINK_INTERNAL_SECRET", SECRET),
+            ("UPLINK_TOKEN_KEYS", TOKEN_KEYS),
+        ];
+        origins.push(Proc::start("origin", &config, &url, &env).await);
+    }
+    std::fs::write(
+        dir.path().join("edge.toml"),
+        format!(
+            "listen = \"127.0.0.1:{edge_port}\"\n\
+             origin_url = [\"http://127.0.0.1:{}\", \"http://127.0.0.1:{}\"]\n\
+             internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nstorage = \"file://{d}/objects\"\n\
+             token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nspool_dir = \"{d}/spool\"\n",
+            ports[0], ports[1]
+        ),
+    )
+    .unwrap();
+    let edge_url = format!("http://127.0.0.1:{edge_port}");
+    let _edge = start_role("edge", &edge_url, SECRET, dir.path()).await;
+    let account = common::create_account_in(&pg.url);
+    let api = Uploads::new(&edge_url, &account.api_key);
+    assert_eq!(api.get("").await.0, 200);
+
+    // The first origin dies: the control API (proxied) and an upload (the internal API) go
+    // to the second without a failed request.
+    drop(origins.remove(0));
+    assert_eq!(api.get("").await.0, 200);
+    let media = tempfile::tempdir().unwrap();
+    let video = test_video(media.path(), 1);
+    let (status, body) = api.post(&video, Some("root")).await;
+    assert_eq!(status, 202, "{body}");
+    let record = api.wait_final(body["data"]["id"].as_str().unwrap()).await;
+    assert_eq!(record["status"], 6, "{record}");
+    let (status, body) = readyz(&edge_url).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// `GET url/readyz`: status and body.
 async fn readyz(url: &str) -> (u16, serde_json::Value) {
     common::json_of(reqwest::get(format!("{url}/readyz")).await.unwrap()).await

@@ -156,8 +156,7 @@ impl RawDev {
             edge: EdgeSettings {
                 listen,
                 // Filled in once the origin is bound.
-                origin_url: String::new(),
-                origin_addr: String::new(),
+                origins: Vec::new(),
                 internal_secret: secret,
                 storage,
                 max_upload_size,

@@ -16,8 +16,10 @@ use std::time::Duration;
 pub struct RawEdge {
     /// Public HTTP address, e.g. `"0.0.0.0:8080"`.
     pub listen: String,
-    /// Base URL of the origin's API, e.g. `"http://10.0.0.5:8081"`.
-    pub origin_url: String,
+    /// Base URL of the origin's API, e.g. `"http://10.0.0.5:8081"`, or several origins in
+    /// the order to try them: the edge uses the first that answers and moves on to the next
+    /// when it cannot connect.
+    pub origin_url: OneOrMany,
     /// Shared secret presented on the origin's internal API.
     pub internal_secret: SecretRef,
     /// Object storage the edge writes uploads to: `file:///path`.
@@ -92,15 +94,63 @@ impl RawTls {
     }
 }
 
+/// A key that takes one value or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One value.
+    One(String),
+    /// Several, in order.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn values(&self) -> &[String] {
+        match self {
+            Self::One(one) => std::slice::from_ref(one),
+            Self::Many(many) => many,
+        }
+    }
+}
+
+/// An origin as the edge reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginAddr {
+    /// Base URL, without a trailing slash.
+    pub url: String,
+    /// Its socket address, for the proxy.
+    pub addr: String,
+}
+
+impl OriginAddr {
+    /// An origin at `http://HOST:PORT` (the internal network).
+    ///
+    /// # Errors
+    /// Not such a URL.
+    pub fn parse(raw: &str, key: &str) -> Result<Self, ConfigError> {
+        let url = raw.trim_end_matches('/').to_owned();
+        let addr = url
+            .strip_prefix("http://")
+            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+            .ok_or_else(|| invalid(key, "must be http://HOST:PORT (the internal network)"))?
+            .to_owned();
+        if !addr.contains(':') {
+            return Err(invalid(
+                key,
+                "must name the port, e.g. http://10.0.0.5:8081",
+            ));
+        }
+        Ok(Self { url, addr })
+    }
+}
+
 /// Validated edge settings.
 #[derive(Debug, Clone)]
 pub struct EdgeSettings {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Origin base URL, without a trailing slash.
-    pub origin_url: String,
-    /// The origin's socket address, for the proxy.
-    pub origin_addr: String,
+    /// The origins, in the order to try them (at least one).
+    pub origins: Vec<OriginAddr>,
     /// Internal API secret.
     pub internal_secret: Secret,
     /// Object storage.
@@ -140,27 +190,18 @@ impl RawEdge {
         &self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<EdgeSettings, ConfigError> {
-        let origin_url = self.origin_url.trim_end_matches('/').to_owned();
-        let origin_addr = origin_url
-            .strip_prefix("http://")
-            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
-            .ok_or_else(|| {
-                invalid(
-                    "origin_url",
-                    "must be http://HOST:PORT (the internal network)",
-                )
-            })?
-            .to_owned();
-        if !origin_addr.contains(':') {
-            return Err(invalid(
-                "origin_url",
-                "must name the port, e.g. http://10.0.0.5:8081",
-            ));
+        let origins = self
+            .origin_url
+            .values()
+            .iter()
+            .map(|raw| OriginAddr::parse(raw, "origin_url"))
+            .collect::<Result<Vec<_>, _>>()?;
+        if origins.is_empty() {
+            return Err(invalid("origin_url", "name at least one origin"));
         }
         Ok(EdgeSettings {
             listen: parse_addr(&self.listen, "listen")?,
-            origin_url,
-            origin_addr,
+            origins,
             internal_secret: self.internal_secret.resolve("internal_secret", env)?,
             storage: StorageUrl::parse(&self.storage, "storage")?,
             max_upload_size: parse_size(&self.max_upload_size, "max_upload_size")?,

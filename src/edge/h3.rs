@@ -107,11 +107,15 @@ struct Listener {
     edge: EdgeProxy,
     /// Forwards the control API to the origin.
     forwarder: reqwest::Client,
-    origin_url: String,
+    origins: Arc<super::origins::Origins>,
 }
 
 /// Accepts connections until the endpoint closes.
-pub async fn serve(endpoint: quinn::Endpoint, edge: EdgeProxy, origin_url: String) {
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    edge: EdgeProxy,
+    origins: Arc<super::origins::Origins>,
+) {
     let forwarder = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -125,7 +129,7 @@ pub async fn serve(endpoint: quinn::Endpoint, edge: EdgeProxy, origin_url: Strin
     let listener = Arc::new(Listener {
         edge,
         forwarder,
-        origin_url,
+        origins,
     });
     let per_client = Arc::new(PerClient::default());
     while let Some(incoming) = endpoint.accept().await {
@@ -188,7 +192,7 @@ impl Listener {
         let mut x = H3Exchange::new(&request, stream, client);
         let answered = match self.edge.serve(&mut x).await {
             Ok(true) => Ok(()),
-            Ok(false) => forward(&mut x, &self.forwarder, &self.origin_url).await,
+            Ok(false) => forward(&mut x, &self.forwarder, &self.origins).await,
             Err(e) => Err(e),
         };
         if let Err(e) = answered {
@@ -347,7 +351,7 @@ impl Exchange for H3Exchange {
 async fn forward(
     x: &mut H3Exchange,
     client: &reqwest::Client,
-    origin_url: &str,
+    origins: &super::origins::Origins,
 ) -> pingora::Result<()> {
     let head = x.head();
     let mut body = Vec::new();
@@ -360,8 +364,11 @@ async fn forward(
             return super::exchange::write_reply(x, reply, &[]).await;
         }
     }
+    // The current origin; one that cannot be connected to is left for the next request.
+    let origin = origins.current();
     let url = format!(
-        "{origin_url}{}{}",
+        "{}{}{}",
+        origins.get(origin).url,
         head.path,
         head.query.map(|q| format!("?{q}")).unwrap_or_default()
     );
@@ -381,6 +388,9 @@ async fn forward(
     let mut answer = match answer {
         Ok(a) => a,
         Err(e) => {
+            if e.is_connect() {
+                origins.failed(origin);
+            }
             tracing::warn!(error = %e, "Forwarding an HTTP/3 request to the origin failed.");
             let reply = crate::protocol::Reply::error(&crate::error::UploadsApiError::Unavailable);
             return super::exchange::write_reply(x, reply, &[]).await;

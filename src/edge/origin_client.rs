@@ -2,12 +2,14 @@
 //! cached (moka) so an edge checks a known key without a round trip; only successful lookups
 //! are cached, so a newly created account works at once.
 
+use super::origins::Origins;
 use crate::config::Secret;
 use crate::control::{
     self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, Heartbeat, KeyOwner,
     ResolveAccessKey, ResolveKey, StatusView, UploadInfo, UploadStored,
 };
 use moka::future::Cache;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A failed call to the origin.
@@ -36,7 +38,7 @@ pub enum OriginError {
 #[derive(Debug, Clone)]
 pub struct OriginClient {
     http: reqwest::Client,
-    base: String,
+    origins: Arc<Origins>,
     secret: Secret,
     keys: Cache<String, KeyOwner>,
     access_keys: Cache<String, AccessKeyOwner>,
@@ -44,18 +46,22 @@ pub struct OriginClient {
 }
 
 impl OriginClient {
-    /// A client for the origin at `base` (`http://host:port`).
+    /// A client for `origins`, failing over between them.
     ///
     /// # Errors
     /// The HTTP client cannot be built.
-    pub fn new(base: &str, secret: Secret, cache_ttl: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        origins: Arc<Origins>,
+        secret: Secret,
+        cache_ttl: Duration,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build()?;
         Ok(Self {
             http,
-            base: base.trim_end_matches('/').to_owned(),
+            origins,
             secret,
             keys: Cache::builder()
                 .max_capacity(100_000)
@@ -72,6 +78,8 @@ impl OriginClient {
         })
     }
 
+    /// One request to the current origin; a connection that cannot be made is tried on the
+    /// next origin, once each.
     async fn call<T: serde::Serialize + ?Sized>(
         &self,
         op: &'static str,
@@ -79,16 +87,24 @@ impl OriginClient {
         path: &str,
         body: Option<&T>,
     ) -> Result<reqwest::Response, OriginError> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header(control::SECRET_HEADER, self.secret.expose());
-        if let Some(body) = body {
-            req = req.json(body);
+        let mut attempt = 0;
+        loop {
+            let i = self.origins.current();
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.origins.get(i).url))
+                .header(control::SECRET_HEADER, self.secret.expose());
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            match req.send().await {
+                Err(source) if source.is_connect() && attempt + 1 < self.origins.len() => {
+                    self.origins.failed(i);
+                    attempt += 1;
+                }
+                result => return result.map_err(|source| OriginError::Unreachable { op, source }),
+            }
         }
-        req.send()
-            .await
-            .map_err(|source| OriginError::Unreachable { op, source })
     }
 
     async fn json<R: serde::de::DeserializeOwned>(

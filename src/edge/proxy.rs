@@ -40,7 +40,7 @@ pub struct EdgeProxy {
     keyring: Keyring,
     token_skew: u64,
     form_max_size: u64,
-    origin_addr: String,
+    origins: Arc<super::origins::Origins>,
     region: Option<String>,
     active: ActiveUploads,
     /// `Alt-Svc` for every response when the edge also speaks HTTP/3.
@@ -56,6 +56,7 @@ impl EdgeProxy {
         spools: Arc<Spools>,
         active: ActiveUploads,
         settings: &EdgeSettings,
+        origins: Arc<super::origins::Origins>,
     ) -> Self {
         Self {
             ingest,
@@ -64,7 +65,7 @@ impl EdgeProxy {
             keyring: settings.keyring.clone(),
             token_skew: settings.token_skew,
             form_max_size: settings.form_max_size,
-            origin_addr: settings.origin_addr.clone(),
+            origins,
             region: settings.region.clone(),
             active,
             alt_svc: settings
@@ -440,11 +441,20 @@ pub(super) fn forwarded_chain(headers: &http::HeaderMap, client: std::net::IpAdd
     chain.join(", ")
 }
 
+/// A proxied request's state: which origin it was sent to, and how many could not be reached.
+#[derive(Debug, Default)]
+pub struct ProxyCtx {
+    origin: usize,
+    unreachable: usize,
+}
+
 #[async_trait]
 impl ProxyHttp for EdgeProxy {
-    type CTX = ();
+    type CTX = ProxyCtx;
 
-    fn new_ctx(&self) -> Self::CTX {}
+    fn new_ctx(&self) -> Self::CTX {
+        ProxyCtx::default()
+    }
 
     async fn request_filter(
         &self,
@@ -470,13 +480,28 @@ impl ProxyHttp for EdgeProxy {
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> pingora::Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(
-            self.origin_addr.as_str(),
-            false,
-            String::new(),
-        )))
+        ctx.origin = self.origins.current();
+        let addr = self.origins.get(ctx.origin).addr.as_str();
+        Ok(Box::new(HttpPeer::new(addr, false, String::new())))
+    }
+
+    /// An origin that cannot be connected to never saw the request: the next one is tried,
+    /// each once.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<pingora::Error>,
+    ) -> Box<pingora::Error> {
+        self.origins.failed(ctx.origin);
+        ctx.unreachable += 1;
+        if ctx.unreachable < self.origins.len() {
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn upstream_request_filter(
