@@ -150,8 +150,9 @@ pub async fn existing(claims: &Claims, id: UploadId, ctx: &Ctx<'_>) -> Result<He
         Some(found) => found,
         None if info.status == Status::Receiving.code() => {
             let fresh = Resource {
-                // The size a control API was given (Cloud VoD `fileSize`): the last byte
-                // completes the upload even if the client never sends Upload-Length.
+                // The length declared when the upload was created (tus `Upload-Length` on
+                // another edge, Cloud VoD `fileSize`): the last byte completes the upload
+                // here too, even if the client never sends the length again.
                 length: info.length,
                 metadata: None,
                 complete: false,
