@@ -32,6 +32,18 @@ pub use url::{DatabaseUrl, S3Location, StorageUrl};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// How a role writes its log lines (to stderr).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event (`timestamp`, `level`, `fields`, `target`, `spans`), for log
+    /// collectors.
+    Json,
+}
+
 /// What went wrong with a configuration, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -141,13 +141,20 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+/// Starts logging to stderr in `format`; `RUST_LOG` sets the level (default `info`).
+fn init_logs(format: config::LogFormat) {
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Text => logs.init(),
+        config::LogFormat::Json => logs.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -158,12 +165,20 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // The roles log as their config says, once it is read; operator commands as text.
+    if !matches!(
+        cli.command,
+        Command::Dev(_) | Command::Edge { .. } | Command::Origin { .. }
+    ) {
+        init_logs(config::LogFormat::Text);
+    }
     match cli.command {
         Command::Dev(args) => {
             let mut raw: RawDev = match &args.config {
                 Some(path) => config::load(path)?,
                 None => RawDev::default(),
             };
+            init_logs(raw.log_format);
             raw.listen = args.listen.or(raw.listen);
             raw.data_dir = args.data_dir.or(raw.data_dir);
             raw.storage = args.storage.or(raw.storage);
@@ -178,11 +193,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             uplink::role::run_dev(settings)?;
         }
         Command::Edge { config } => {
-            let settings = config::load::<RawEdge>(&config)?.validate(&env)?;
+            let raw = config::load::<RawEdge>(&config)?;
+            init_logs(raw.log_format);
+            let settings = raw.validate(&env)?;
             uplink::role::run_edge(&settings)?;
         }
         Command::Origin { config } => {
-            let settings = config::load::<RawOrigin>(&config)?.validate(&env)?;
+            let raw = config::load::<RawOrigin>(&config)?;
+            init_logs(raw.log_format);
+            let settings = raw.validate(&env)?;
             uplink::role::run_origin(settings)?;
         }
         Command::Account {

@@ -214,6 +214,29 @@ async fn an_edge_fails_over_to_its_next_origin() {
     assert_eq!(status, 200, "{body}");
 }
 
+#[tokio::test]
+async fn log_format_json_writes_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dev.toml");
+    std::fs::write(&config, "log_format = \"json\"\n").unwrap();
+    let node = common::Node::dev_with(
+        common::Backend::Sqlite,
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    let log = node.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for line in lines {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            event["level"].is_string() && event["fields"].is_object(),
+            "{line}"
+        );
+    }
+}
+
 /// `GET url/readyz`: status and body.
 async fn readyz(url: &str) -> (u16, serde_json::Value) {
     common::json_of(reqwest::get(format!("{url}/readyz")).await.unwrap()).await

@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 pub struct RawDev {
     /// Public HTTP address. Default `"127.0.0.1:8080"`.
     pub listen: Option<String>,
+    /// Log lines as `"text"` (the default) or `"json"` (one object per line).
+    #[serde(default)]
+    pub log_format: super::LogFormat,
     /// Directory for the SQLite database, objects and scratch files. Default `"data"`.
     pub data_dir: Option<PathBuf>,
     /// Object storage. Default `file://DATA_DIR/objects`.

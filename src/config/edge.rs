@@ -16,6 +16,9 @@ use std::time::Duration;
 pub struct RawEdge {
     /// Public HTTP address, e.g. `"0.0.0.0:8080"`.
     pub listen: String,
+    /// Log lines as `"text"` (the default) or `"json"` (one object per line).
+    #[serde(default)]
+    pub log_format: super::LogFormat,
     /// Base URL of the origin's API, e.g. `"http://10.0.0.5:8081"`, or several origins in
     /// the order to try them: the edge uses the first that answers and moves on to the next
     /// when it cannot connect.

@@ -17,6 +17,9 @@ use std::time::Duration;
 pub struct RawOrigin {
     /// Address of the control API and the internal edge API, e.g. `"127.0.0.1:8081"`.
     pub listen: String,
+    /// Log lines as `"text"` (the default) or `"json"` (one object per line).
+    #[serde(default)]
+    pub log_format: super::LogFormat,
     /// State database: `sqlite://PATH?mode=rwc` or `postgres://user@host/db`.
     pub database: String,
     /// Object storage: `file:///path`.
