@@ -51,6 +51,21 @@ enum Command {
         #[command(subcommand)]
         command: GeoipCommand,
     },
+    /// Upload-token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new random key as an `ID:BASE64` entry for `token_keys`.
+    New {
+        /// The key's id (letters, digits, '-', '_') [default: k + today's date].
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -247,6 +262,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!("{}", uplink::operator::render_account(&account));
             }
+        }
+        Command::Keys {
+            command: KeysCommand::New { id },
+        } => {
+            let id =
+                id.unwrap_or_else(|| format!("k{}", uplink::clock::now_utc().format("%Y%m%d")));
+            anyhow::ensure!(
+                uplink::token::valid_id(&id),
+                "--id {id:?}: use 1-64 letters, digits, '-' or '_'"
+            );
+            println!(
+                "{}",
+                uplink::token::Keyring::generate_line(&id, &mut rand::rng())
+            );
         }
         Command::Fleet { config } => {
             let (fleet, database) = origin_fleet(&config)?;

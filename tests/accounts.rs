@@ -1,5 +1,6 @@
 //! `uplink account create`: its JSON, its checks, secrets kept out of the database in clear,
-//! and that it works beside a running node (the new key is usable at once).
+//! and that it works beside a running node (the new key is usable at once); `uplink keys new`
+//! and the two-step rotation of token keys.
 
 mod common;
 
@@ -160,4 +161,48 @@ async fn without_json_the_credentials_are_printed_for_a_person() {
     // The printed key is a working key.
     let (status, _) = Uploads::new(&node.url, key).get("").await;
     assert_eq!(status, 200);
+}
+
+#[test]
+fn keys_new_prints_an_entry_that_rotates_in_without_a_gap() {
+    use uplink::token::{Claims, Keyring, Scope};
+    let old = format!("k1:{}", "A".repeat(44));
+    let new = common::run_text(&["keys", "new", "--id", "k2"])
+        .trim()
+        .to_owned();
+    assert!(new.starts_with("k2:"), "{new}");
+    // Step 1: every role gets the new key after the current one (all verify it, the old signs);
+    // step 2: once all have it, it moves first and signs.
+    let step1 = Keyring::parse(&format!("{old}\n{new}")).unwrap();
+    let step2 = Keyring::parse(&format!("{new}\n{old}")).unwrap();
+    let claims = Claims {
+        key_id: String::new(),
+        expires: 2_000_000_000,
+        account: "a".into(),
+        pipeline: None,
+        scope: Scope::Upload("u".into()),
+        max_size: None,
+        quota: None,
+        max_uploads: None,
+        token_id: None,
+        region: None,
+    };
+    let now = 1_900_000_000;
+    let signed_new = step2.sign(&claims).unwrap();
+    assert!(signed_new.starts_with("kid=k2~"));
+    assert!(
+        step1.verify(&signed_new, now, 0).is_ok(),
+        "a step-1 role verifies it"
+    );
+    let signed_old = step1.sign(&claims).unwrap();
+    assert!(
+        step2.verify(&signed_old, now, 0).is_ok(),
+        "tokens already out keep working"
+    );
+    let out = std::process::Command::new(common::bin())
+        .args(["keys", "new", "--id", "bad id"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--id"));
 }
