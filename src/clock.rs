@@ -25,3 +25,12 @@ pub fn now_utc() -> chrono::DateTime<chrono::Utc> {
 pub fn now_system() -> std::time::SystemTime {
     std::time::SystemTime::now()
 }
+
+/// A time (ms since the epoch) as the APIs show it: RFC 3339 UTC with seconds, e.g.
+/// `2024-08-11T10:00:00Z`.
+#[must_use]
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

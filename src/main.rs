@@ -51,10 +51,79 @@ enum Command {
         #[command(subcommand)]
         command: GeoipCommand,
     },
+    /// Uploads, straight from the state database.
+    Uploads {
+        #[command(subcommand)]
+        command: UploadsCommand,
+    },
     /// Upload-token signing keys.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+}
+
+/// Which state database an operator command uses.
+#[derive(Args)]
+struct DatabaseArgs {
+    /// The data directory of an `uplink dev` node.
+    #[arg(
+        long,
+        conflicts_with = "database",
+        required_unless_present = "database"
+    )]
+    data_dir: Option<PathBuf>,
+    /// The state database URL.
+    #[arg(long, env = "UPLINK_DATABASE")]
+    database: Option<String>,
+}
+
+impl DatabaseArgs {
+    /// The database URL (a data directory is created if missing).
+    fn url(self) -> anyhow::Result<DatabaseUrl> {
+        Ok(match (self.database, self.data_dir) {
+            (Some(url), _) => DatabaseUrl::parse(&url, "--database")?,
+            (None, Some(dir)) => {
+                std::fs::create_dir_all(&dir).with_context(|| {
+                    format!("cannot create the data directory {}", dir.display())
+                })?;
+                DatabaseUrl::in_data_dir(&dir)
+            }
+            (None, None) => anyhow::bail!("give --data-dir or --database"),
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum UploadsCommand {
+    /// The newest uploads, one per line.
+    List {
+        /// Only this account's (its id).
+        #[arg(long)]
+        account: Option<String>,
+        /// Only those in this status (receiving, pending, processing, uploading, completed,
+        /// failed, or the code).
+        #[arg(long)]
+        status: Option<String>,
+        /// How many at most.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// One upload as JSON: its record, status history and where its bytes are.
+    Inspect {
+        /// The upload's id.
+        id: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Drop an upload that is still receiving (its bytes are swept afterwards).
+    Cancel {
+        /// The upload's id.
+        id: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
 }
 
@@ -139,16 +208,8 @@ enum AccountCommand {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
-        /// The data directory of an `uplink dev` node.
-        #[arg(
-            long,
-            conflicts_with = "database",
-            required_unless_present = "database"
-        )]
-        data_dir: Option<PathBuf>,
-        /// The state database URL.
-        #[arg(long, env = "UPLINK_DATABASE")]
-        database: Option<String>,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
 }
 
@@ -231,20 +292,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     cors_origins,
                     token_ttl,
                     json,
-                    data_dir,
-                    database,
+                    db,
                 },
         } => {
-            let database = match (database, data_dir) {
-                (Some(url), _) => DatabaseUrl::parse(&url, "--database")?,
-                (None, Some(dir)) => {
-                    std::fs::create_dir_all(&dir).with_context(|| {
-                        format!("cannot create the data directory {}", dir.display())
-                    })?;
-                    DatabaseUrl::in_data_dir(&dir)
-                }
-                (None, None) => anyhow::bail!("give --data-dir or --database"),
-            };
+            let database = db.url()?;
             let req = uplink::operator::AccountRequest {
                 name,
                 notify_url,
@@ -261,6 +312,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{account}");
             } else {
                 print!("{}", uplink::operator::render_account(&account));
+            }
+        }
+        Command::Uploads { command } => {
+            let rt = current_thread()?;
+            match command {
+                UploadsCommand::List {
+                    account,
+                    status,
+                    limit,
+                    db,
+                } => print!(
+                    "{}",
+                    rt.block_on(uplink::operator::uploads::list(
+                        &db.url()?,
+                        account.as_deref(),
+                        status.as_deref(),
+                        limit
+                    ))?
+                ),
+                UploadsCommand::Inspect { id, db } => {
+                    let upload =
+                        rt.block_on(uplink::operator::uploads::inspect(&db.url()?, &id))?;
+                    println!("{}", serde_json::to_string_pretty(&upload)?);
+                }
+                UploadsCommand::Cancel { id, db } => {
+                    print!(
+                        "{}",
+                        rt.block_on(uplink::operator::uploads::cancel(&db.url()?, &id))?
+                    );
+                }
             }
         }
         Command::Keys {

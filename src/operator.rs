@@ -1,8 +1,10 @@
 //! Operator commands that work on the state database directly, so they run beside a live
 //! server (SQLite in WAL mode, or PostgreSQL): `uplink account create`, `uplink fleet`,
-//! `uplink geoip lookup`.
+//! `uplink geoip lookup`, and `uplink uploads …` (in `uploads`).
 //!
 //! Must not depend on the edge or on HTTP.
+
+pub mod uploads;
 
 use crate::account::{new_pipeline_id, validate_name, Credentials};
 use crate::config::DatabaseUrl;

@@ -1,6 +1,6 @@
 //! `uplink account create`: its JSON, its checks, secrets kept out of the database in clear,
 //! and that it works beside a running node (the new key is usable at once); `uplink keys new`
-//! and the two-step rotation of token keys.
+//! and the two-step rotation of token keys; `uplink uploads list | inspect | cancel`.
 
 mod common;
 
@@ -205,4 +205,76 @@ fn keys_new_prints_an_entry_that_rotates_in_without_a_gap() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--id"));
+}
+
+#[tokio::test]
+async fn uploads_list_inspect_and_cancel() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let account = node.account("Acme");
+    let database = node.database_url();
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.mp4");
+    std::fs::write(&notes, "not a video\n".repeat(100)).unwrap();
+    let api = Uploads::new(&node.url, &account.api_key);
+    let (_, body) = api.post(&notes, Some("root")).await;
+    let failed = body["data"]["id"].as_str().unwrap().to_owned();
+    api.wait_final(&failed).await;
+    // One still receiving: a tus upload with half its bytes.
+    let token = common::upload_token(&node, &account, "").await;
+    let created = reqwest::Client::new()
+        .post(format!("{}/files/", node.url))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "100")
+        .send()
+        .await
+        .unwrap();
+    let receiving = created.headers()["location"]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let db = ["--database", database.as_str()];
+    let list = |extra: &[&str]| {
+        let args: Vec<&str> = ["uploads", "list"]
+            .iter()
+            .chain(extra)
+            .chain(&db)
+            .copied()
+            .collect();
+        common::run_text(&args)
+    };
+    let all = list(&[]);
+    assert!(all.contains(&failed) && all.contains(&receiving), "{all}");
+    let only_failed = list(&["--status", "failed"]);
+    assert!(
+        only_failed.contains(&failed) && !only_failed.contains(&receiving),
+        "{only_failed}"
+    );
+    assert!(
+        list(&["--account", "nobody"]).lines().count() == 1,
+        "header only"
+    );
+
+    let inspected = common::run_ok(&["uploads", "inspect", &failed, "--database", &database]);
+    assert_eq!(inspected["error_code"], "not_a_video", "{inspected}");
+    assert_eq!(inspected["history"][0], "receiving");
+    assert_eq!(
+        inspected["history"].as_array().unwrap().last().unwrap(),
+        "failed"
+    );
+
+    // Only an upload still receiving can be cancelled; it is then gone.
+    let out = std::process::Command::new(common::bin())
+        .args(["uploads", "cancel", &failed, "--database", &database])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only an upload still receiving"));
+    let said = common::run_text(&["uploads", "cancel", &receiving, "--database", &database]);
+    assert!(said.starts_with("cancelled"), "{said}");
+    assert_eq!(api.get(&format!("/{receiving}")).await.0, 404);
 }

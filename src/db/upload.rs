@@ -209,14 +209,47 @@ pub async fn list_recent(
     account_id: &str,
     limit: i64,
 ) -> Result<Vec<UploadRecord>, DbError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM uploads WHERE account_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
-    ))
-    .bind(account_id)
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await
-    .op("list uploads")?;
+    list(db, Some(account_id), None, limit).await
+}
+
+/// The most recent uploads, newest first, of one account and in one status when given.
+///
+/// # Errors
+/// The query fails or a row is corrupt.
+pub async fn list(
+    db: &Db,
+    account_id: Option<&str>,
+    status: Option<Status>,
+    limit: i64,
+) -> Result<Vec<UploadRecord>, DbError> {
+    let mut clauses = Vec::new();
+    if account_id.is_some() {
+        clauses.push(format!("account_id = ${}", clauses.len() + 1));
+    }
+    if status.is_some() {
+        clauses.push(format!("status = ${}", clauses.len() + 1));
+    }
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM uploads {filter} ORDER BY created_at DESC, id DESC LIMIT ${}",
+        clauses.len() + 1
+    );
+    let mut query = sqlx::query(&sql);
+    if let Some(account_id) = account_id {
+        query = query.bind(account_id);
+    }
+    if let Some(status) = status {
+        query = query.bind(status.code());
+    }
+    let rows = query
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await
+        .op("list uploads")?;
     rows.iter().map(from_row).collect()
 }
 

@@ -141,12 +141,7 @@ pub(super) fn params(
     params
 }
 
-/// A time (ms) as RFC 3339 UTC with seconds, e.g. `2024-08-11T10:00:00Z`.
-pub(super) fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+pub(super) use crate::clock::rfc3339 as time;
 
 /// An upload as the Uploads API shows it: the seed's fields, then `folder`, `size`, `sha256`,
 /// `duration_ms`, `error` and `error_code` (null unless it failed), `progress` (0–100 while processing, else null)
