@@ -8,6 +8,7 @@
 //! - [`control`]: the messages of the internal edge ↔ origin API.
 //! - [`error`]: the client-visible error tables, one per API flavour.
 //! - [`clock`]: the one place the wall clock is read.
+//! - [`request_id`]: the id that follows a request through the logs of every role.
 //! - [`token`]: edge upload tokens (mint, verify, keyring); time passed in.
 //! - [`s3_policy`]: S3 browser-POST policies and their signatures.
 //! - [`cors`]: which web origins may upload, and the CORS headers.
@@ -43,6 +44,7 @@ pub mod notify;
 pub mod operator;
 pub mod origin;
 pub mod protocol;
+pub mod request_id;
 pub mod role;
 pub mod s3_policy;
 pub mod store;

@@ -112,7 +112,8 @@ pub async fn start(settings: OriginSettings) -> Result<SocketAddr, StartError> {
     notifier::spawn(&state);
     let app = api::routes()
         .merge(internal::routes(state.clone()))
-        .with_state(state);
+        .with_state(state)
+        .layer(axum::middleware::from_fn(with_request_id));
     tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app).await {
@@ -121,4 +122,58 @@ pub async fn start(settings: OriginSettings) -> Result<SocketAddr, StartError> {
     });
     tracing::info!(%addr, "Origin listening.");
     Ok(addr)
+}
+
+/// Every request runs within its id ([`crate::request_id`]; the edge passes the client's on),
+/// in a span its log lines carry; the answer says it, and a JSON error body quotes it as
+/// `request_id`.
+async fn with_request_id(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let sent = request
+        .headers()
+        .get(crate::request_id::HEADER)
+        .and_then(|v| v.to_str().ok());
+    let id = crate::request_id::from_client(sent);
+    let span = tracing::info_span!("request", request_id = %id);
+    let response = crate::request_id::scope(id.clone(), next.run(request).instrument(span)).await;
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    let mut response = if response.status().as_u16() >= 400 && json {
+        quote_request_id(response, &id).await
+    } else {
+        response
+    };
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response
+            .headers_mut()
+            .insert(crate::request_id::HEADER, value);
+    }
+    response
+}
+
+/// A JSON error answer with `request_id` added to its object.
+async fn quote_request_id(
+    response: axum::response::Response,
+    id: &str,
+) -> axum::response::Response {
+    /// Error bodies are small; a larger one is passed on empty rather than held.
+    const LIMIT: usize = 64 * 1024;
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, LIMIT).await.unwrap_or_default();
+    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(mut object)) => {
+            object.insert("request_id".into(), id.into());
+            serde_json::Value::Object(object).to_string().into()
+        }
+        _ => bytes,
+    };
+    // The body's length is the new one's.
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }

@@ -291,6 +291,12 @@ fn essence(a: &Answer) -> (u16, Vec<(String, String)>, String) {
     if let Some(o) = body.as_object_mut() {
         o.remove("id");
         o.remove("video_id");
+        // Each request's own id: present on every version, never the same.
+        assert!(
+            a.status < 400 || o.remove("request_id").is_some_and(|v| v.is_string()),
+            "no request_id in {}",
+            a.body
+        );
     }
     (a.status, headers, body.to_string())
 }

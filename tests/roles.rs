@@ -237,6 +237,65 @@ async fn log_format_json_writes_one_object_per_line() {
     }
 }
 
+#[tokio::test]
+async fn a_clients_request_id_follows_its_upload_through_edge_and_origin_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dev.toml");
+    std::fs::write(&config, "log_format = \"json\"\nworkers = 0\n").unwrap();
+    let node = common::Node::dev_with(
+        common::Backend::Sqlite,
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    let account = node.account("Acme");
+    let media = tempfile::tempdir().unwrap();
+    let video = test_video(media.path(), 1);
+    let form = reqwest::multipart::Form::new().text("folder", "root").part(
+        "video",
+        reqwest::multipart::Part::bytes(std::fs::read(&video).unwrap()).file_name("v.mkv"),
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/client/v1/uploads", node.url))
+        .bearer_auth(&account.api_key)
+        .header("x-request-id", "req-test-42")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.headers()["x-request-id"], "req-test-42");
+    // The edge's line ("Upload received.") and the origin's ("Upload stored; job queued.")
+    // both carry the id in their span.
+    let log = node.log();
+    let carried = |message: &str| {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|e| {
+                e["fields"]["message"] == message
+                    && e["spans"]
+                        .as_array()
+                        .is_some_and(|s| s.iter().any(|s| s["request_id"] == "req-test-42"))
+            })
+    };
+    assert!(carried("Upload received."), "edge: {log}");
+    assert!(carried("Upload stored; job queued."), "origin: {log}");
+    // An error the edge answers quotes a made id, in the header and in the JSON body.
+    let refused = reqwest::Client::new()
+        .post(format!("{}/files/", node.url))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let id = refused.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["request_id"], id.as_str(), "{body}");
+}
+
 /// `GET url/readyz`: status and body.
 async fn readyz(url: &str) -> (u16, serde_json::Value) {
     common::json_of(reqwest::get(format!("{url}/readyz")).await.unwrap()).await

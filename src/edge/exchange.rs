@@ -137,6 +137,7 @@ pub async fn write_reply(
     reply: Reply,
     extra: &[(&'static str, String)],
 ) -> pingora::Result<()> {
+    let reply = with_request_id(reply);
     let mut header = ResponseHeader::build(reply.status, Some(2))?;
     header.insert_header(http::header::CONTENT_TYPE, reply.content_type)?;
     header.insert_header(http::header::CONTENT_LENGTH, reply.body.len().to_string())?;
@@ -154,6 +155,24 @@ pub async fn write_reply(
         linger(x).await;
     }
     Ok(())
+}
+
+/// The reply with the current request's id ([`crate::request_id`]): as `X-Request-Id`, and
+/// as `request_id` in a JSON error body, so a client can quote it.
+fn with_request_id(mut reply: Reply) -> Reply {
+    let Some(id) = crate::request_id::current() else {
+        return reply;
+    };
+    let json = reply.content_type.starts_with("application/json")
+        || reply.content_type.starts_with("application/problem+json");
+    if reply.status >= 400 && json {
+        if let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice(&reply.body) {
+            body.insert("request_id".into(), id.clone().into());
+            reply.body = serde_json::Value::Object(body).to_string().into();
+        }
+    }
+    reply.headers.push((crate::request_id::HEADER, id));
+    reply
 }
 
 /// Reads and discards what the client is still sending, within [`LINGER_TIME`] and

@@ -189,10 +189,18 @@ impl Listener {
                 return;
             }
         };
+        let sent = request
+            .headers()
+            .get(crate::request_id::HEADER)
+            .and_then(|v| v.to_str().ok());
+        let id = crate::request_id::from_client(sent);
         let mut x = H3Exchange::new(&request, stream, client);
-        let answered = match self.edge.serve(&mut x).await {
+        let answered = match self.edge.serve(&mut x, &id).await {
             Ok(true) => Ok(()),
-            Ok(false) => forward(&mut x, &self.forwarder, &self.origins).await,
+            Ok(false) => {
+                let forwarded = forward(&mut x, &self.forwarder, &self.origins);
+                crate::request_id::scope(id, forwarded).await
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = answered {
@@ -379,6 +387,10 @@ async fn forward(
     if let Ok(value) = http::HeaderValue::from_str(&chain) {
         headers.insert("x-forwarded-for", value);
     }
+    let id = crate::request_id::current().unwrap_or_default();
+    if let Ok(value) = http::HeaderValue::from_str(&id) {
+        headers.insert(crate::request_id::HEADER, value);
+    }
     let answer = client
         .request(head.method.clone(), url)
         .headers(headers)
@@ -400,6 +412,7 @@ async fn forward(
     for (name, value) in answer.headers() {
         head.append_header(name.clone(), value.clone())?;
     }
+    head.insert_header(crate::request_id::HEADER, &id)?;
     x.respond(head, false).await?;
     loop {
         match answer.chunk().await {

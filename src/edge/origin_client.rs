@@ -94,6 +94,9 @@ impl OriginClient {
                 .http
                 .request(method.clone(), format!("{}{path}", self.origins.get(i).url))
                 .header(control::SECRET_HEADER, self.secret.expose());
+            if let Some(id) = crate::request_id::current() {
+                req = req.header(crate::request_id::HEADER, id);
+            }
             if let Some(body) = body {
                 req = req.json(body);
             }

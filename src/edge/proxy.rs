@@ -22,6 +22,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 use serde_json::json;
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// The edge's spools, one per kind of resumable protocol.
 pub struct Spools {
@@ -306,7 +307,13 @@ impl EdgeProxy {
     ///
     /// # Errors
     /// The client connection fails.
-    pub(super) async fn serve(&self, x: &mut dyn Exchange) -> pingora::Result<bool> {
+    pub(super) async fn serve(&self, x: &mut dyn Exchange, id: &str) -> pingora::Result<bool> {
+        let span = tracing::info_span!("request", request_id = %id);
+        crate::request_id::scope(id.to_owned(), self.answer(x).instrument(span)).await
+    }
+
+    /// [`EdgeProxy::serve`] within the request's id.
+    async fn answer(&self, x: &mut dyn Exchange) -> pingora::Result<bool> {
         let head = x.head();
         let Some(route) = Route::of(&head.method, &head.path, &head.headers) else {
             return Ok(false);
@@ -446,6 +453,8 @@ pub(super) fn forwarded_chain(headers: &http::HeaderMap, client: std::net::IpAdd
 pub struct ProxyCtx {
     origin: usize,
     unreachable: usize,
+    /// The request's id ([`crate::request_id`]).
+    request_id: String,
 }
 
 #[async_trait]
@@ -459,9 +468,15 @@ impl ProxyHttp for EdgeProxy {
     async fn request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> pingora::Result<bool> {
-        self.serve(session).await
+        let sent = session
+            .req_header()
+            .headers
+            .get(crate::request_id::HEADER)
+            .and_then(|v| v.to_str().ok());
+        ctx.request_id = crate::request_id::from_client(sent);
+        self.serve(session, &ctx.request_id.clone()).await
     }
 
     /// Adds `Alt-Svc` to the origin's answers too.
@@ -469,8 +484,9 @@ impl ProxyHttp for EdgeProxy {
         &self,
         _session: &mut Session,
         upstream: &mut ResponseHeader,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
+        upstream.insert_header(crate::request_id::HEADER, &ctx.request_id)?;
         if let Some(alt_svc) = &self.alt_svc {
             upstream.insert_header(http::header::ALT_SVC, alt_svc)?;
         }
@@ -508,10 +524,11 @@ impl ProxyHttp for EdgeProxy {
         &self,
         session: &mut Session,
         upstream: &mut RequestHeader,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
         // Never let a client speak for the edge on the origin.
         upstream.remove_header(control::SECRET_HEADER);
+        upstream.insert_header(crate::request_id::HEADER, &ctx.request_id)?;
         // The client's address joins the chain; the origin believes only the hops its
         // trusted_proxies vouch for.
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
