@@ -249,25 +249,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         init_logs(config::LogFormat::Text);
     }
     match cli.command {
-        Command::Dev(args) => {
-            let mut raw: RawDev = match &args.config {
-                Some(path) => config::load(path)?,
-                None => RawDev::default(),
-            };
-            init_logs(raw.log_format);
-            raw.listen = args.listen.or(raw.listen);
-            raw.data_dir = args.data_dir.or(raw.data_dir);
-            raw.storage = args.storage.or(raw.storage);
-            raw.database = args.database.or(raw.database);
-            raw.tls_listen = args.tls_listen.or(raw.tls_listen);
-            let data_dir = raw.data_dir();
-            std::fs::create_dir_all(&data_dir).with_context(|| {
-                format!("cannot create the data directory {}", data_dir.display())
-            })?;
-            let keyring = uplink::role::dev_keyring(&data_dir)?;
-            let settings = raw.validate(uplink::role::generate_secret(), keyring)?;
-            uplink::role::run_dev(settings)?;
-        }
+        Command::Dev(args) => dev(args)?,
         Command::Edge { config } => {
             let raw = config::load::<RawEdge>(&config)?;
             init_logs(raw.log_format);
@@ -280,70 +262,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = raw.validate(&env)?;
             uplink::role::run_origin(settings)?;
         }
-        Command::Account {
-            command:
-                AccountCommand::Create {
-                    name,
-                    notify_url,
-                    notify_format,
-                    notify_status_changes,
-                    quota,
-                    max_upload_size,
-                    cors_origins,
-                    token_ttl,
-                    json,
-                    db,
-                },
-        } => {
-            let database = db.url()?;
-            let req = uplink::operator::AccountRequest {
-                name,
-                notify_url,
-                notify_format,
-                notify_status_changes,
-                quota,
-                max_upload_size,
-                cors_origins,
-                token_ttl,
-            };
-            let account =
-                current_thread()?.block_on(uplink::operator::create_account(&database, &req))?;
-            if json {
-                println!("{account}");
-            } else {
-                print!("{}", uplink::operator::render_account(&account));
-            }
-        }
-        Command::Uploads { command } => {
-            let rt = current_thread()?;
-            match command {
-                UploadsCommand::List {
-                    account,
-                    status,
-                    limit,
-                    db,
-                } => print!(
-                    "{}",
-                    rt.block_on(uplink::operator::uploads::list(
-                        &db.url()?,
-                        account.as_deref(),
-                        status.as_deref(),
-                        limit
-                    ))?
-                ),
-                UploadsCommand::Inspect { id, db } => {
-                    let upload =
-                        rt.block_on(uplink::operator::uploads::inspect(&db.url()?, &id))?;
-                    println!("{}", serde_json::to_string_pretty(&upload)?);
-                }
-                UploadsCommand::Cancel { id, db } => {
-                    print!(
-                        "{}",
-                        rt.block_on(uplink::operator::uploads::cancel(&db.url()?, &id))?
-                    );
-                }
-            }
-        }
+        Command::Account { command } => account(command)?,
+        Command::Uploads { command } => uploads(command)?,
         Command::Keys {
             command: KeysCommand::New { id },
         } => {
@@ -383,6 +303,93 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 fleet.as_ref().map(|(f, db)| (f, db)),
             ))?;
             print!("{report}");
+        }
+    }
+    Ok(())
+}
+
+/// `uplink dev`: flags over the config file, then the embedded default.
+fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let mut raw: RawDev = match &args.config {
+        Some(path) => config::load(path)?,
+        None => RawDev::default(),
+    };
+    init_logs(raw.log_format);
+    raw.listen = args.listen.or(raw.listen);
+    raw.data_dir = args.data_dir.or(raw.data_dir);
+    raw.storage = args.storage.or(raw.storage);
+    raw.database = args.database.or(raw.database);
+    raw.tls_listen = args.tls_listen.or(raw.tls_listen);
+    let data_dir = raw.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let keyring = uplink::role::dev_keyring(&data_dir)?;
+    let settings = raw.validate(uplink::role::generate_secret(), keyring)?;
+    uplink::role::run_dev(settings)?;
+    Ok(())
+}
+
+/// `uplink account …`.
+fn account(command: AccountCommand) -> anyhow::Result<()> {
+    let AccountCommand::Create {
+        name,
+        notify_url,
+        notify_format,
+        notify_status_changes,
+        quota,
+        max_upload_size,
+        cors_origins,
+        token_ttl,
+        json,
+        db,
+    } = command;
+    let database = db.url()?;
+    let req = uplink::operator::AccountRequest {
+        name,
+        notify_url,
+        notify_format,
+        notify_status_changes,
+        quota,
+        max_upload_size,
+        cors_origins,
+        token_ttl,
+    };
+    let account = current_thread()?.block_on(uplink::operator::create_account(&database, &req))?;
+    if json {
+        println!("{account}");
+    } else {
+        print!("{}", uplink::operator::render_account(&account));
+    }
+    Ok(())
+}
+
+/// `uplink uploads …`.
+fn uploads(command: UploadsCommand) -> anyhow::Result<()> {
+    let rt = current_thread()?;
+    match command {
+        UploadsCommand::List {
+            account,
+            status,
+            limit,
+            db,
+        } => print!(
+            "{}",
+            rt.block_on(uplink::operator::uploads::list(
+                &db.url()?,
+                account.as_deref(),
+                status.as_deref(),
+                limit
+            ))?
+        ),
+        UploadsCommand::Inspect { id, db } => {
+            let upload = rt.block_on(uplink::operator::uploads::inspect(&db.url()?, &id))?;
+            println!("{}", serde_json::to_string_pretty(&upload)?);
+        }
+        UploadsCommand::Cancel { id, db } => {
+            print!(
+                "{}",
+                rt.block_on(uplink::operator::uploads::cancel(&db.url()?, &id))?
+            );
         }
     }
     Ok(())
