@@ -127,22 +127,7 @@ pub fn check(
     bucket: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Accepted, PolicyError> {
-    let malformed = |why: &str| PolicyError::Malformed(why.to_owned());
-    let bytes = B64
-        .decode(policy_b64.trim())
-        .map_err(|_| malformed("not base64"))?;
-    let doc: Value = serde_json::from_slice(&bytes).map_err(|_| malformed("not JSON"))?;
-    let expiration = doc["expiration"]
-        .as_str()
-        .ok_or_else(|| malformed("no expiration"))?;
-    let expiration = chrono::DateTime::parse_from_rfc3339(expiration)
-        .map_err(|_| malformed("expiration is not ISO 8601"))?;
-    if now >= expiration {
-        return Err(PolicyError::Expired);
-    }
-    let conditions = doc["conditions"]
-        .as_array()
-        .ok_or_else(|| malformed("no conditions"))?;
+    let conditions = conditions_of(policy_b64, now)?;
     let value_of = |name: &str| -> Option<&str> {
         if name == "bucket" {
             return Some(bucket);
@@ -154,53 +139,10 @@ pub fn check(
     };
     let mut covered: Vec<String> = Vec::new();
     let mut length_range = None;
-    for c in conditions {
-        let failed = || PolicyError::Condition(c.to_string());
-        match c {
-            Value::Object(map) if map.len() == 1 => {
-                let (name, expected) = map
-                    .iter()
-                    .next()
-                    .ok_or_else(|| malformed("empty condition"))?;
-                let expected = expected
-                    .as_str()
-                    .ok_or_else(|| malformed("condition value is not a string"))?;
-                let name = name.to_ascii_lowercase();
-                if value_of(&name) != Some(expected) {
-                    return Err(failed());
-                }
-                covered.push(name);
-            }
-            Value::Array(items) => match items.as_slice() {
-                [op, field, expected] if op == "eq" || op == "starts-with" => {
-                    let (Some(op), Some(field), Some(expected)) =
-                        (op.as_str(), field.as_str(), expected.as_str())
-                    else {
-                        return Err(malformed("condition parts are not strings"));
-                    };
-                    let name = field.trim_start_matches('$').to_ascii_lowercase();
-                    let actual = value_of(&name).unwrap_or_default();
-                    let holds = if op == "eq" {
-                        actual == expected
-                    } else {
-                        actual.starts_with(expected)
-                    };
-                    if !holds {
-                        return Err(failed());
-                    }
-                    covered.push(name);
-                }
-                [op, min, max] if op == "content-length-range" => {
-                    let (Some(min), Some(max)) = (min.as_u64(), max.as_u64()) else {
-                        return Err(malformed(
-                            "content-length-range needs two non-negative integers",
-                        ));
-                    };
-                    length_range = Some((min, max));
-                }
-                _ => return Err(malformed("unknown condition")),
-            },
-            _ => return Err(malformed("unknown condition")),
+    for c in &conditions {
+        match condition(c, &value_of)? {
+            Holds::Field(name) => covered.push(name),
+            Holds::LengthRange(min, max) => length_range = Some((min, max)),
         }
     }
     let extra: Vec<&str> = fields
@@ -215,6 +157,92 @@ pub fn check(
         return Err(PolicyError::ExtraField(extra.join(", ")));
     }
     Ok(Accepted { length_range })
+}
+
+fn malformed(why: &str) -> PolicyError {
+    PolicyError::Malformed(why.to_owned())
+}
+
+/// The policy document's conditions, once it is decoded and not expired at `now`.
+fn conditions_of(
+    policy_b64: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Value>, PolicyError> {
+    let bytes = B64
+        .decode(policy_b64.trim())
+        .map_err(|_| malformed("not base64"))?;
+    let mut doc: Value = serde_json::from_slice(&bytes).map_err(|_| malformed("not JSON"))?;
+    let expiration = doc["expiration"]
+        .as_str()
+        .ok_or_else(|| malformed("no expiration"))?;
+    let expiration = chrono::DateTime::parse_from_rfc3339(expiration)
+        .map_err(|_| malformed("expiration is not ISO 8601"))?;
+    if now >= expiration {
+        return Err(PolicyError::Expired);
+    }
+    match doc["conditions"].take() {
+        Value::Array(conditions) => Ok(conditions),
+        _ => Err(malformed("no conditions")),
+    }
+}
+
+/// What a condition that holds says: the field it covers, or the file's size range.
+enum Holds {
+    Field(String),
+    LengthRange(u64, u64),
+}
+
+/// Checks one condition against the form's values.
+fn condition<'a>(
+    c: &Value,
+    value_of: &dyn Fn(&str) -> Option<&'a str>,
+) -> Result<Holds, PolicyError> {
+    let failed = || PolicyError::Condition(c.to_string());
+    match c {
+        Value::Object(map) if map.len() == 1 => {
+            let (name, expected) = map
+                .iter()
+                .next()
+                .ok_or_else(|| malformed("empty condition"))?;
+            let expected = expected
+                .as_str()
+                .ok_or_else(|| malformed("condition value is not a string"))?;
+            let name = name.to_ascii_lowercase();
+            if value_of(&name) != Some(expected) {
+                return Err(failed());
+            }
+            Ok(Holds::Field(name))
+        }
+        Value::Array(items) => match items.as_slice() {
+            [op, field, expected] if op == "eq" || op == "starts-with" => {
+                let (Some(op), Some(field), Some(expected)) =
+                    (op.as_str(), field.as_str(), expected.as_str())
+                else {
+                    return Err(malformed("condition parts are not strings"));
+                };
+                let name = field.trim_start_matches('$').to_ascii_lowercase();
+                let actual = value_of(&name).unwrap_or_default();
+                let holds = if op == "eq" {
+                    actual == expected
+                } else {
+                    actual.starts_with(expected)
+                };
+                if holds {
+                    Ok(Holds::Field(name))
+                } else {
+                    Err(failed())
+                }
+            }
+            [op, min, max] if op == "content-length-range" => match (min.as_u64(), max.as_u64()) {
+                (Some(min), Some(max)) => Ok(Holds::LengthRange(min, max)),
+                _ => Err(malformed(
+                    "content-length-range needs two non-negative integers",
+                )),
+            },
+            _ => Err(malformed("unknown condition")),
+        },
+        _ => Err(malformed("unknown condition")),
+    }
 }
 
 #[cfg(test)]
