@@ -124,6 +124,15 @@ pub async fn serve(
         }
     };
     x.respond(header, false).await?;
+    stream(x, &mut *reader, len).await
+}
+
+/// Sends `len` bytes of `reader` as the body, in pieces.
+async fn stream(
+    x: &mut dyn Exchange,
+    reader: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+    len: u64,
+) -> pingora::Result<()> {
     let mut sent = 0u64;
     while sent < len {
         let mut piece = BytesMut::with_capacity(PIECE);
