@@ -215,30 +215,7 @@ async fn an_edge_fails_over_to_its_next_origin() {
 }
 
 #[tokio::test]
-async fn log_format_json_writes_one_object_per_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("dev.toml");
-    std::fs::write(&config, "log_format = \"json\"\n").unwrap();
-    let node = common::Node::dev_with(
-        common::Backend::Sqlite,
-        &["--config", config.to_str().unwrap()],
-    )
-    .await;
-    let log = node.log();
-    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert!(!lines.is_empty(), "no log lines");
-    for line in lines {
-        let event: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert!(
-            event["level"].is_string() && event["fields"].is_object(),
-            "{line}"
-        );
-    }
-}
-
-#[tokio::test]
-async fn a_clients_request_id_follows_its_upload_through_edge_and_origin_logs() {
+async fn json_logs_carry_a_clients_request_id_through_edge_and_origin() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("dev.toml");
     std::fs::write(&config, "log_format = \"json\"\nworkers = 0\n").unwrap();
@@ -264,9 +241,17 @@ async fn a_clients_request_id_follows_its_upload_through_edge_and_origin_logs() 
         .unwrap();
     assert_eq!(resp.status(), 202);
     assert_eq!(resp.headers()["x-request-id"], "req-test-42");
-    // The edge's line ("Upload received.") and the origin's ("Upload stored; job queued.")
-    // both carry the id in their span.
+    // Every line is one JSON object; the edge's line ("Upload received.") and the origin's
+    // ("Upload stored; job queued.") both carry the id in their span.
     let log = node.log();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            event["level"].is_string() && event["fields"].is_object(),
+            "{line}"
+        );
+    }
     let carried = |message: &str| {
         log.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
