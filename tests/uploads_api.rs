@@ -440,3 +440,46 @@ async fn a_client_that_disconnects_mid_upload_leaves_nothing_behind() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn ambiguous_request_framing_is_refused_and_the_connection_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = Node::dev(Backend::Sqlite).await;
+    let addr = node.url.trim_start_matches("http://").to_owned();
+    // Each request is followed by a second one on the same connection, which must never be
+    // answered: after an ambiguous request the edge closes the connection (Pingora's HTTP/1
+    // parser refuses the last two itself, so no request smuggling reaches a handler).
+    let smuggled = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    for (framing, status) in [
+        // Pingora reads this one by Transfer-Encoding alone, as RFC 9112 allows, and closes.
+        ("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", None),
+        (
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            Some("HTTP/1.1 400"),
+        ),
+        ("Transfer-Encoding: gzip\r\n", Some("HTTP/1.1 400")),
+    ] {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let request = format!(
+            "POST /api/client/v1/uploads HTTP/1.1\r\nHost: {addr}\r\n{framing}\r\n0\r\n\r\n{smuggled}"
+        );
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            conn.read_to_end(&mut answer),
+        )
+        .await
+        .expect("the connection is closed")
+        .ok();
+        let answer = String::from_utf8_lossy(&answer);
+        assert_eq!(
+            answer.matches("HTTP/1.1 ").count(),
+            1,
+            "{framing:?}: {answer}"
+        );
+        if let Some(status) = status {
+            assert!(answer.starts_with(status), "{framing:?}: {answer}");
+        }
+    }
+}
