@@ -574,14 +574,7 @@ pub fn transcode(
         _ => Rational(25, 1),
     };
     let h264_source = vstream.parameters().id() == codec::Id::H264;
-    let mut vctx =
-        codec::Context::from_parameters(vstream.parameters()).map_err(MediaError::NotVideo)?;
-    vctx.set_threading(codec::threading::Config {
-        kind: codec::threading::Type::Frame,
-        count: threads(),
-        ..Default::default()
-    });
-    let mut vdec = vctx.decoder().video().map_err(MediaError::NotVideo)?;
+    let mut vdec = video_decoder(&vstream)?;
     let astream = ictx.streams().best(media::Type::Audio);
     let (ai, a_tb) = astream
         .as_ref()
@@ -648,14 +641,7 @@ pub fn transcode(
             pass.audio(&packet)?;
         }
     }
-    let (mut decoded_frames, read_span) = (pass.decoded_frames, pass.read_span);
-    if decode_video {
-        let _ = vdec.send_eof();
-        decoded_frames += decoded(&mut vdec, v_tb, &mut rungs, thumb.as_mut())?;
-        if decoded_frames == 0 {
-            return Err(MediaError::Undecodable);
-        }
-    }
+    let read_span = pass.finish()?;
     if let (Some(declared), Some((first, last))) = (duration_ts, read_span) {
         if truncated(declared, last - first, ticks_per_second) {
             let ms = |ticks: i64| ticks * 1000 / ticks_per_second.max(1);
@@ -665,23 +651,12 @@ pub fn transcode(
             });
         }
     }
-    if let Some(a) = audio.as_mut() {
-        let packets = a.take(None)?;
-        write_audio(&mut rungs, &packets)?;
-    }
     let mut outputs = finish_rungs(rungs, &probe)?;
     if let Some(t) = thumb {
         outputs.extend(t.finish(&vdec, v_tb)?);
     }
     let files = if template.hls {
-        let renditions: Vec<Rendered> = outputs
-            .iter()
-            .filter(|o| o.kind == Kind::Video)
-            .cloned()
-            .collect();
-        let (master, segments) = package_hls(&renditions, dir)?;
-        outputs.push(master);
-        segments
+        hls(&mut outputs, dir)?
     } else {
         Vec::new()
     };
@@ -741,6 +716,24 @@ impl Pass<'_> {
         Ok(())
     }
 
+    /// Flushes the decoder and the audio encoder at the end of the source; the span of video
+    /// timestamps read. A video with no decodable frame (when frames were needed) fails.
+    fn finish(mut self) -> Result<Option<(i64, i64)>, MediaError> {
+        if self.decode_video {
+            let _ = self.vdec.send_eof();
+            let thumb = self.thumb.as_deref_mut();
+            self.decoded_frames += decoded(self.vdec, self.v_tb, self.rungs, thumb)?;
+            if self.decoded_frames == 0 {
+                return Err(MediaError::Undecodable);
+            }
+        }
+        if let Some(a) = self.audio.as_deref_mut() {
+            let packets = a.take(None)?;
+            write_audio(self.rungs, &packets)?;
+        }
+        Ok(self.read_span)
+    }
+
     /// How far through the source's declared duration the pass is, 0 to 99.
     fn percent(&self, duration_ts: Option<i64>) -> Option<u8> {
         let (first, last) = self.read_span?;
@@ -748,6 +741,33 @@ impl Pass<'_> {
         let pct = ((last - first).clamp(0, total) * 100 / total).clamp(0, 99);
         Some(u8::try_from(pct).unwrap_or(99))
     }
+}
+
+/// The source's video decoder, on every core.
+fn video_decoder(
+    stream: &format::stream::Stream<'_>,
+) -> Result<ffmpeg::decoder::Video, MediaError> {
+    let mut ctx =
+        codec::Context::from_parameters(stream.parameters()).map_err(MediaError::NotVideo)?;
+    ctx.set_threading(codec::threading::Config {
+        kind: codec::threading::Type::Frame,
+        count: threads(),
+        ..Default::default()
+    });
+    ctx.decoder().video().map_err(MediaError::NotVideo)
+}
+
+/// Packages the video renditions among `outputs` as HLS: the master playlist joins the
+/// outputs; the media playlists and segments are returned, to be stored beside them.
+fn hls(outputs: &mut Vec<Rendered>, dir: &Path) -> Result<Vec<(String, PathBuf)>, MediaError> {
+    let renditions: Vec<Rendered> = outputs
+        .iter()
+        .filter(|o| o.kind == Kind::Video)
+        .cloned()
+        .collect();
+    let (master, segments) = package_hls(&renditions, dir)?;
+    outputs.push(master);
+    Ok(segments)
 }
 
 /// What every rendition reads from: the source's video stream and its decoder, its audio
