@@ -294,14 +294,10 @@ impl AudioEncoder {
         bitrate: u64,
         global: bool,
     ) -> Result<Self, MediaError> {
-        let mut ctx =
-            codec::Context::from_parameters(stream.parameters()).map_err(MediaError::NotVideo)?;
-        ctx.set_threading(codec::threading::Config {
-            kind: codec::threading::Type::Frame,
-            count: threads(),
-            ..Default::default()
-        });
-        let decoder = ctx.decoder().audio().map_err(MediaError::NotVideo)?;
+        let decoder = decoding(stream)?
+            .decoder()
+            .audio()
+            .map_err(MediaError::NotVideo)?;
         let codec = encoder::find(codec::Id::AAC).ok_or(MediaError::NoEncoder("AAC"))?;
         let mut enc = codec::Context::new_with_codec(codec)
             .encoder()
@@ -743,10 +739,8 @@ impl Pass<'_> {
     }
 }
 
-/// The source's video decoder, on every core.
-fn video_decoder(
-    stream: &format::stream::Stream<'_>,
-) -> Result<ffmpeg::decoder::Video, MediaError> {
+/// A decoding context for a source stream, on every core.
+fn decoding(stream: &format::stream::Stream<'_>) -> Result<codec::Context, MediaError> {
     let mut ctx =
         codec::Context::from_parameters(stream.parameters()).map_err(MediaError::NotVideo)?;
     ctx.set_threading(codec::threading::Config {
@@ -754,7 +748,17 @@ fn video_decoder(
         count: threads(),
         ..Default::default()
     });
-    ctx.decoder().video().map_err(MediaError::NotVideo)
+    Ok(ctx)
+}
+
+/// The source's video decoder.
+fn video_decoder(
+    stream: &format::stream::Stream<'_>,
+) -> Result<ffmpeg::decoder::Video, MediaError> {
+    decoding(stream)?
+        .decoder()
+        .video()
+        .map_err(MediaError::NotVideo)
 }
 
 /// Packages the video renditions among `outputs` as HLS: the master playlist joins the
