@@ -132,23 +132,10 @@ async fn with_request_id(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use tracing::Instrument;
-    let sent = request
-        .headers()
-        .get(crate::request_id::HEADER)
-        .and_then(|v| v.to_str().ok());
-    let id = crate::request_id::from_client(sent);
+    let id = crate::request_id::from_headers(request.headers());
     let span = tracing::info_span!("request", request_id = %id);
     let response = crate::request_id::scope(id.clone(), next.run(request).instrument(span)).await;
-    let json = response
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"));
-    let mut response = if response.status().as_u16() >= 400 && json {
-        quote_request_id(response, &id).await
-    } else {
-        response
-    };
+    let mut response = quote_request_id(response, &id).await;
     if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
         response
             .headers_mut()
@@ -157,21 +144,28 @@ async fn with_request_id(
     response
 }
 
-/// A JSON error answer with `request_id` added to its object.
+/// A JSON error answer with its body quoting the request id ([`crate::request_id::quoted`]);
+/// any other answer as it is, unread.
 async fn quote_request_id(
     response: axum::response::Response,
     id: &str,
 ) -> axum::response::Response {
     /// Error bodies are small; a larger one is passed on empty rather than held.
     const LIMIT: usize = 64 * 1024;
+    let content_type = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if !crate::request_id::quotable(response.status().as_u16(), &content_type) {
+        return response;
+    }
     let (mut parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, LIMIT).await.unwrap_or_default();
-    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(serde_json::Value::Object(mut object)) => {
-            object.insert("request_id".into(), id.into());
-            serde_json::Value::Object(object).to_string().into()
-        }
-        _ => bytes,
+    let body = match crate::request_id::quoted(parts.status.as_u16(), &content_type, &bytes, id) {
+        Some(quoted) => quoted.into(),
+        None => bytes,
     };
     // The body's length is the new one's.
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);

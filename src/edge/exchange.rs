@@ -163,13 +163,10 @@ fn with_request_id(mut reply: Reply) -> Reply {
     let Some(id) = crate::request_id::current() else {
         return reply;
     };
-    let json = reply.content_type.starts_with("application/json")
-        || reply.content_type.starts_with("application/problem+json");
-    if reply.status >= 400 && json {
-        if let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice(&reply.body) {
-            body.insert("request_id".into(), id.clone().into());
-            reply.body = serde_json::Value::Object(body).to_string().into();
-        }
+    if let Some(body) =
+        crate::request_id::quoted(reply.status, reply.content_type, &reply.body, &id)
+    {
+        reply.body = body.into();
     }
     reply.headers.push((crate::request_id::HEADER, id));
     reply

@@ -189,11 +189,7 @@ impl Listener {
                 return;
             }
         };
-        let sent = request
-            .headers()
-            .get(crate::request_id::HEADER)
-            .and_then(|v| v.to_str().ok());
-        let id = crate::request_id::from_client(sent);
+        let id = crate::request_id::from_headers(request.headers());
         let mut x = H3Exchange::new(&request, stream, client);
         let answered = match self.edge.serve(&mut x, &id).await {
             Ok(true) => Ok(()),

@@ -470,13 +470,8 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<bool> {
-        let sent = session
-            .req_header()
-            .headers
-            .get(crate::request_id::HEADER)
-            .and_then(|v| v.to_str().ok());
-        ctx.request_id = crate::request_id::from_client(sent);
-        self.serve(session, &ctx.request_id.clone()).await
+        ctx.request_id = crate::request_id::from_headers(&session.req_header().headers);
+        self.serve(session, &ctx.request_id).await
     }
 
     /// Adds `Alt-Svc` to the origin's answers too.
