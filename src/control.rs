@@ -156,7 +156,8 @@ pub struct UploadInfo {
     /// The upload token (grant) that created it, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
-    /// Its length, when a control API was told it before any byte.
+    /// Its length, when declared before its bytes (tus `Upload-Length` at creation, Cloud VoD
+    /// `fileSize`): whichever edge holds the last byte completes the upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<u64>,
 }

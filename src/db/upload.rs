@@ -30,7 +30,8 @@ pub struct NewUpload {
     pub metadata: Option<String>,
     /// The client's own key for the upload (Cloud VoD `fileId`).
     pub client_ref: Option<String>,
-    /// Its length, when a control API was told it before any byte (Cloud VoD `fileSize`).
+    /// Its length, when declared before its bytes (tus `Upload-Length` at creation, Cloud VoD
+    /// `fileSize`).
     pub declared_size: Option<u64>,
 }
 
@@ -75,7 +76,8 @@ pub struct UploadRecord {
     pub metadata: Option<String>,
     /// The upload token (grant) that created it, if one did.
     pub token_id: Option<String>,
-    /// Its length, when a control API was told it before any byte.
+    /// Its length, when declared before its bytes (tus `Upload-Length` at creation, Cloud VoD
+    /// `fileSize`): whichever edge holds the last byte completes the upload.
     pub declared_size: Option<u64>,
     /// Why it failed, as a stable code ([`crate::upload::Failure`]).
     pub error_code: Option<String>,
