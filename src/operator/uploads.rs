@@ -43,12 +43,12 @@ pub async fn list(
     let db = Db::open(database).await?;
     let uploads = upload::list(&db, account, status, limit).await?;
     let mut out = format!(
-        "{:36}  {:32}  {:11}  {:>12}  {:20}  FILENAME\n",
+        "{:36}  {:36}  {:11}  {:>12}  {:20}  FILENAME\n",
         "ID", "ACCOUNT", "STATUS", "BYTES", "CREATED"
     );
     for u in &uploads {
         out += &format!(
-            "{:36}  {:32}  {:11}  {:>12}  {:20}  {}\n",
+            "{:36}  {:36}  {:11}  {:>12}  {:20}  {}\n",
             u.id,
             u.account_id,
             u.status.text(),
