@@ -109,6 +109,18 @@ impl Db {
         &self.pool
     }
 
+    /// The pool's connections: in use, idle and its maximum.
+    #[must_use]
+    pub fn pool_use(&self) -> (u32, u32, u32) {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(size);
+        (
+            size.saturating_sub(idle),
+            idle,
+            self.pool.options().get_max_connections(),
+        )
+    }
+
     /// Checks that the database answers.
     ///
     /// # Errors

@@ -4,7 +4,7 @@
 //! Layout: `proxy` (the Pingora service: routing, body streaming, reply rendering),
 //! `origin_client` (the internal API client), `sweeper` (spool clean-up), `heartbeat` (health
 //! reports to the origin's fleet), `outputs` (processed files by signed link, with `range`),
-//! `ready` (readiness), `exchange` (one request, whatever the HTTP version), `tls` (certificates), `h2` (HTTP/2
+//! `ready` (readiness), `metered` (what the metrics see), `exchange` (one request, whatever the HTTP version), `tls` (certificates), `h2` (HTTP/2
 //! windows sized for uploads) and `h3` (the QUIC listener beside Pingora, feeding the same
 //! handlers). Must not depend on the origin's internals or the
 //! database.
@@ -13,6 +13,7 @@ mod exchange;
 mod h2;
 mod h3;
 mod heartbeat;
+mod metered;
 pub mod origin_client;
 pub mod origins;
 mod outputs;
@@ -82,6 +83,7 @@ pub fn run(
         resumable: OffsetSpool::open(&settings.spool_dir.join("resumable"))
             .map_err(StartError::Spool)?,
     });
+    crate::metrics::on_scrape(Arc::new(metered::Spool(settings.spool_dir.clone())));
     let sweeper = sweeper::SpoolSweeper {
         ingest: ingest.clone(),
         spools: spools.clone(),
@@ -106,10 +108,12 @@ pub fn run(
         settings,
         origins.clone(),
     );
-    let mut service = pingora::proxy::http_proxy_service(&server.configuration, edge.clone());
-    if let Some(proxy) = service.app_logic_mut() {
-        proxy.h2_options = Some(h2::options());
-    }
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, edge.clone());
+    proxy.h2_options = Some(h2::options());
+    let mut service = pingora::services::listening::Service::new(
+        "Uplink edge".into(),
+        metered::Connections(Arc::new(proxy)),
+    );
     service.add_tcp(&settings.listen.to_string());
     if let Some(tls) = &settings.tls {
         listen_tls(&mut service, tls, edge, origins.clone(), runtime)?;
@@ -140,7 +144,7 @@ pub fn run(
 /// and starts the HTTP/3 listener on the same port over UDP, on `runtime`.
 fn listen_tls(
     service: &mut pingora::services::listening::Service<
-        pingora::proxy::HttpProxy<proxy::EdgeProxy>,
+        metered::Connections<pingora::proxy::HttpProxy<proxy::EdgeProxy>>,
     >,
     tls: &crate::config::TlsSettings,
     edge: proxy::EdgeProxy,

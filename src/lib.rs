@@ -23,6 +23,7 @@
 //! - [`edge`]: the Pingora server (terminates uploads, proxies the control API).
 //! - [`origin`]: control API, internal API, job workers, FFmpeg media work, the notifier.
 //! - [`store`]: object storage trait and its implementations.
+//! - [`metrics`]: Prometheus metrics (every name in one place) and their scrape address.
 //! - [`health`]: readiness checks with a time limit, and their answer.
 //! - [`geo`]: geoip lookup (the shipped `geoip/` database), client address, edge choice.
 //! - [`db`]: sqlx state database (SQLite or PostgreSQL), one file per table.
@@ -40,6 +41,7 @@ pub mod error;
 pub mod geo;
 pub mod health;
 pub mod ingest;
+pub mod metrics;
 pub mod notify;
 pub mod operator;
 pub mod origin;

@@ -170,6 +170,9 @@ struct DevArgs {
     /// [default: off]; a self-signed certificate is made unless the config names one.
     #[arg(long)]
     tls_listen: Option<String>,
+    /// Serve Prometheus metrics of both roles at http://ADDRESS/metrics [default: off].
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Config file (see config/dev.toml); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -320,6 +323,7 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
     raw.storage = args.storage.or(raw.storage);
     raw.database = args.database.or(raw.database);
     raw.tls_listen = args.tls_listen.or(raw.tls_listen);
+    raw.metrics_listen = args.metrics_listen.or(raw.metrics_listen);
     let data_dir = raw.data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;

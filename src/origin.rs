@@ -2,10 +2,11 @@
 //! API the edges call, the state database and the processing workers.
 //!
 //! Layout: `api` (public Uploads API), `internal` (edge ↔ origin), `worker` (job loop),
-//! `media` (FFmpeg), `notifier` (the outbox's sender). Must not depend on the edge or on Pingora.
+//! `media` (FFmpeg), `notifier` (the outbox's sender), `gauges` (what a metrics scrape reads). Must not depend on the edge or on Pingora.
 
 pub mod api;
 pub mod cloudvod;
+pub mod gauges;
 pub mod internal;
 pub mod media;
 pub mod movingimage;
@@ -110,9 +111,11 @@ pub async fn start(settings: OriginSettings) -> Result<SocketAddr, StartError> {
     }
     tokio::spawn(sweeper::run(state.clone()));
     notifier::spawn(&state);
+    crate::metrics::on_scrape(std::sync::Arc::new(gauges::Gauges(state.db.clone())));
     let app = api::routes()
         .merge(internal::routes(state.clone()))
         .with_state(state)
+        .layer(axum::middleware::from_fn(counted))
         .layer(axum::middleware::from_fn(with_request_id));
     tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -141,6 +144,22 @@ async fn with_request_id(
             .headers_mut()
             .insert(crate::request_id::HEADER, value);
     }
+    response
+}
+
+/// Counts every request ([`crate::metrics`]) by API, method and status.
+async fn counted(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let api = if request.uri().path().starts_with(crate::control::PREFIX) {
+        "internal"
+    } else {
+        "public"
+    };
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    crate::metrics::origin_request(api, &method, response.status().as_u16());
     response
 }
 

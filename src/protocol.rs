@@ -45,13 +45,19 @@ impl<Spool> Ctx<'_, Spool> {
         query: Option<&str>,
         headers: &http::HeaderMap,
     ) -> Result<Claims, TokenError> {
-        let token = crate::token::from_query(query)
+        let verified = crate::token::from_query(query)
             .or_else(|| bearer(headers).map(str::to_owned))
-            .ok_or(TokenError::Malformed("no token"))?;
-        let claims = self.keyring.verify(&token, self.now, self.skew)?;
-        claims.permits_region(self.region)?;
-        Ok(claims)
+            .ok_or(TokenError::Malformed(crate::token::NO_TOKEN))
+            .and_then(|token| self.keyring.verify(&token, self.now, self.skew))
+            .and_then(|claims| claims.permits_region(self.region).map(|()| claims));
+        verified.map_err(refused)
     }
+}
+
+/// Counts a token refusal ([`crate::metrics`]) and passes it on.
+pub fn refused(e: TokenError) -> TokenError {
+    crate::metrics::token_refused(e.reason());
+    e
 }
 
 /// The boundary of a `multipart/form-data` request, if it is one.

@@ -23,6 +23,15 @@ pub enum RoleError {
     /// The edge's store.
     #[error("edge: cannot open the object store")]
     Store(#[source] store::StoreError),
+    /// The metrics address.
+    #[error("cannot serve metrics on {addr}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The token key file of `uplink dev`.
     #[error("token keys in {path}: {message}")]
     Keys {
@@ -76,6 +85,16 @@ pub fn generate_secret() -> crate::config::Secret {
     crate::config::Secret::new(Alphanumeric.sample_string(&mut rand::rng(), 40))
 }
 
+/// Serves Prometheus metrics on `addr`, if set, on the current runtime.
+async fn serve_metrics(addr: Option<std::net::SocketAddr>) -> Result<(), RoleError> {
+    if let Some(addr) = addr {
+        crate::metrics::serve(addr)
+            .await
+            .map_err(|source| RoleError::Metrics { addr, source })?;
+    }
+    Ok(())
+}
+
 /// Runs the origin until SIGINT or SIGTERM.
 ///
 /// # Errors
@@ -83,6 +102,7 @@ pub fn generate_secret() -> crate::config::Secret {
 pub fn run_origin(settings: OriginSettings) -> Result<(), RoleError> {
     let rt = runtime()?;
     rt.block_on(async {
+        serve_metrics(settings.metrics_listen).await?;
         origin::start(settings).await?;
         shutdown_signal().await;
         tracing::info!("Origin stopping.");
@@ -96,6 +116,7 @@ pub fn run_origin(settings: OriginSettings) -> Result<(), RoleError> {
 /// It cannot start.
 pub fn run_edge(settings: &EdgeSettings) -> Result<(), RoleError> {
     let rt = runtime()?;
+    rt.block_on(serve_metrics(settings.metrics_listen))?;
     let store = rt
         .block_on(store::open(&settings.storage))
         .map_err(RoleError::Store)?;
@@ -109,6 +130,7 @@ pub fn run_edge(settings: &EdgeSettings) -> Result<(), RoleError> {
 /// Either cannot start.
 pub fn run_dev(mut settings: DevSettings) -> Result<(), RoleError> {
     let rt = runtime()?;
+    rt.block_on(serve_metrics(settings.metrics_listen))?;
     let origin_addr = rt.block_on(origin::start(settings.origin.clone()))?;
     settings.edge.origins = vec![crate::config::OriginAddr {
         url: format!("http://{origin_addr}"),

@@ -19,6 +19,9 @@ type HmacSha256 = Hmac<Sha256>;
 /// The shortest key accepted, in bytes.
 pub const MIN_KEY_BYTES: usize = 32;
 
+/// What [`TokenError::Malformed`] says when a request carries no token at all.
+pub const NO_TOKEN: &str = "no token";
+
 /// What a token allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
@@ -77,6 +80,20 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// A short name for the refusal (a metrics label).
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Malformed(NO_TOKEN) => "missing",
+            TokenError::Malformed(_) => "malformed",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired",
+            TokenError::WrongScope => "wrong_scope",
+            TokenError::WrongRegion(_) => "wrong_region",
+        }
+    }
+
     /// The HTTP status: 403 for a genuine token used out of scope, 401 otherwise.
     #[must_use]
     pub fn status(&self) -> u16 {

@@ -6,7 +6,7 @@ use super::defaults::*;
 use super::edge::{EdgeSettings, RawTls, TlsSettings};
 use super::origin::{OriginSettings, Routing};
 use super::processing::{RawNotify, RawProcessing};
-use super::value::{parse_addr, parse_duration, parse_size};
+use super::value::{optional_addr, parse_addr, parse_duration, parse_size};
 use super::{invalid, ConfigError, DatabaseUrl, Secret, StorageUrl};
 use crate::token::Keyring;
 use serde::Deserialize;
@@ -23,6 +23,9 @@ pub struct RawDev {
     /// Log lines as `"text"` (the default) or `"json"` (one object per line).
     #[serde(default)]
     pub log_format: super::LogFormat,
+    /// Address for Prometheus metrics of both roles (`GET /metrics`), e.g.
+    /// `"127.0.0.1:9100"`; off unless set.
+    pub metrics_listen: Option<String>,
     /// Directory for the SQLite database, objects and scratch files. Default `"data"`.
     pub data_dir: Option<PathBuf>,
     /// Object storage. Default `file://DATA_DIR/objects`.
@@ -65,6 +68,8 @@ pub struct DevSettings {
     pub origin: OriginSettings,
     /// The edge part (the one public port).
     pub edge: EdgeSettings,
+    /// Address for Prometheus metrics of both roles, if they are served.
+    pub metrics_listen: Option<SocketAddr>,
     /// Whether the TLS certificate is one the node generates for itself (none was given).
     pub self_signed: bool,
 }
@@ -140,6 +145,8 @@ impl RawDev {
             origin: OriginSettings {
                 // The origin is internal to the process: an ephemeral loopback port.
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                // One metrics address serves both roles ([`DevSettings::metrics_listen`]).
+                metrics_listen: None,
                 database,
                 storage: storage.clone(),
                 internal_secret: secret.clone(),
@@ -158,6 +165,7 @@ impl RawDev {
             },
             edge: EdgeSettings {
                 listen,
+                metrics_listen: None,
                 // Filled in once the origin is bound.
                 origins: Vec::new(),
                 internal_secret: secret,
@@ -178,6 +186,7 @@ impl RawDev {
                 )?,
                 tls,
             },
+            metrics_listen: optional_addr(self.metrics_listen.as_deref(), "metrics_listen")?,
             self_signed,
             data_dir,
         })

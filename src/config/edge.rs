@@ -2,7 +2,9 @@
 //! [`EdgeSettings`]. Pure but for secret references and named files.
 
 use super::defaults::*;
-use super::value::{existing_file, nonzero, optional_id, parse_addr, parse_duration, parse_size};
+use super::value::{
+    existing_file, nonzero, optional_addr, optional_id, parse_addr, parse_duration, parse_size,
+};
 use super::{invalid, ConfigError, Secret, SecretRef, StorageUrl};
 use crate::token::Keyring;
 use serde::Deserialize;
@@ -19,6 +21,9 @@ pub struct RawEdge {
     /// Log lines as `"text"` (the default) or `"json"` (one object per line).
     #[serde(default)]
     pub log_format: super::LogFormat,
+    /// Address for Prometheus metrics (`GET /metrics`), e.g. `"127.0.0.1:9101"`; off unless
+    /// set, and never the public port.
+    pub metrics_listen: Option<String>,
     /// Base URL of the origin's API, e.g. `"http://10.0.0.5:8081"`, or several origins in
     /// the order to try them: the edge uses the first that answers and moves on to the next
     /// when it cannot connect.
@@ -152,6 +157,8 @@ impl OriginAddr {
 pub struct EdgeSettings {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Address for Prometheus metrics, if they are served.
+    pub metrics_listen: Option<SocketAddr>,
     /// The origins, in the order to try them (at least one).
     pub origins: Vec<OriginAddr>,
     /// Internal API secret.
@@ -204,6 +211,7 @@ impl RawEdge {
         }
         Ok(EdgeSettings {
             listen: parse_addr(&self.listen, "listen")?,
+            metrics_listen: optional_addr(self.metrics_listen.as_deref(), "metrics_listen")?,
             origins,
             internal_secret: self.internal_secret.resolve("internal_secret", env)?,
             storage: StorageUrl::parse(&self.storage, "storage")?,

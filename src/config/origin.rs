@@ -3,7 +3,7 @@
 
 use super::defaults::*;
 use super::processing::{NotifySettings, Processing, RawNotify, RawProcessing};
-use super::value::{parse_addr, parse_base_url, parse_duration, parse_size};
+use super::value::{optional_addr, parse_addr, parse_base_url, parse_duration, parse_size};
 use super::{invalid, ConfigError, DatabaseUrl, Secret, SecretRef, StorageUrl};
 use crate::token::Keyring;
 use serde::Deserialize;
@@ -20,6 +20,9 @@ pub struct RawOrigin {
     /// Log lines as `"text"` (the default) or `"json"` (one object per line).
     #[serde(default)]
     pub log_format: super::LogFormat,
+    /// Address for Prometheus metrics (`GET /metrics`), e.g. `"127.0.0.1:9102"`; off unless
+    /// set, and never the API's port.
+    pub metrics_listen: Option<String>,
     /// State database: `sqlite://PATH?mode=rwc` or `postgres://user@host/db`.
     pub database: String,
     /// Object storage: `file:///path`.
@@ -130,6 +133,8 @@ pub struct RawFleetEdge {
 pub struct OriginSettings {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Address for Prometheus metrics, if they are served.
+    pub metrics_listen: Option<SocketAddr>,
     /// State database.
     pub database: DatabaseUrl,
     /// Object storage.
@@ -279,6 +284,7 @@ impl RawOrigin {
         }
         Ok(OriginSettings {
             listen: parse_addr(&self.listen, "listen")?,
+            metrics_listen: optional_addr(self.metrics_listen.as_deref(), "metrics_listen")?,
             database: DatabaseUrl::parse(&self.database, "database")?,
             storage: StorageUrl::parse(&self.storage, "storage")?,
             internal_secret: self.internal_secret.resolve("internal_secret", env)?,

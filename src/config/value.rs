@@ -27,6 +27,14 @@ pub(super) fn parse_addr(raw: &str, key: &str) -> Result<SocketAddr, ConfigError
     })
 }
 
+/// An address that may be left out (`metrics_listen`).
+pub(super) fn optional_addr(
+    raw: Option<&str>,
+    key: &str,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    raw.map(|raw| parse_addr(raw, key)).transpose()
+}
+
 pub(super) fn parse_base_url(raw: &str, key: &str) -> Result<String, ConfigError> {
     let url = raw.trim_end_matches('/');
     let rest = url

@@ -62,3 +62,24 @@ pub async fn health(db: &Db) -> Result<HashMap<String, Health>, DbError> {
         .collect::<Result<_, sqlx::Error>>()
         .op("read the edges' heartbeats")
 }
+
+/// Every edge's name, region and last heartbeat (ms).
+///
+/// # Errors
+/// The query fails.
+pub async fn seen(db: &Db) -> Result<Vec<(String, Option<String>, i64)>, DbError> {
+    let rows = sqlx::query("SELECT name, region, seen_at FROM edge_heartbeats ORDER BY name")
+        .fetch_all(db.pool())
+        .await
+        .op("read the edges' heartbeats")?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("name")?,
+                row.try_get("region")?,
+                row.try_get("seen_at")?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .op("read an edge's heartbeat")
+}

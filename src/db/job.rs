@@ -114,3 +114,26 @@ pub async fn retry_at(db: &Db, job: &Job, at: i64) -> Result<(), DbError> {
         .op("schedule a job retry")?;
     Ok(())
 }
+
+/// Jobs queued and running, and when the oldest queued one was queued (ms), if any.
+///
+/// # Errors
+/// The query fails.
+pub async fn waiting(db: &Db) -> Result<(u64, u64, Option<i64>), DbError> {
+    let row = sqlx::query(
+        "SELECT \
+           COALESCE(SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END), 0) AS queued, \
+           COALESCE(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0) AS running, \
+           MIN(CASE WHEN state = 'queued' THEN created_at END) AS oldest \
+         FROM jobs WHERE state IN ('queued', 'running')",
+    )
+    .fetch_one(db.pool())
+    .await
+    .op("count waiting jobs")?;
+    let count = |name: &str| -> Result<u64, DbError> {
+        let n: i64 = row.try_get(name).op("read a job count")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    };
+    let oldest: Option<i64> = row.try_get("oldest").op("read the oldest job")?;
+    Ok((count("queued")?, count("running")?, oldest))
+}

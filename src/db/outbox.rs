@@ -214,3 +214,20 @@ pub async fn prune(db: &Db, before: i64) -> Result<u64, DbError> {
     .op("prune old notifications")?
     .rows_affected())
 }
+
+/// Notifications neither delivered nor given up, and when the oldest was written (ms), if any.
+///
+/// # Errors
+/// The query fails.
+pub async fn waiting(db: &Db) -> Result<(u64, Option<i64>), DbError> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM notifications \
+         WHERE delivered_at IS NULL AND gave_up_at IS NULL",
+    )
+    .fetch_one(db.pool())
+    .await
+    .op("count waiting notifications")?;
+    let n: i64 = row.try_get("n").op("read the outbox depth")?;
+    let oldest: Option<i64> = row.try_get("oldest").op("read the oldest notification")?;
+    Ok((u64::try_from(n).unwrap_or(0), oldest))
+}

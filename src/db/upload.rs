@@ -559,3 +559,33 @@ pub async fn receiving_by_key(
         .op("find an upload by object key")?;
     row.as_ref().map(from_row).transpose()
 }
+
+/// How many uploads are in each status that is not final (receiving … uploading).
+///
+/// # Errors
+/// The query fails.
+pub async fn in_progress(db: &Db) -> Result<Vec<(Status, u64)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT status, COUNT(*) AS n FROM uploads WHERE status IN ($1, $2, $3, $4) GROUP BY status",
+    )
+    .bind(Status::Receiving.code())
+    .bind(Status::Pending.code())
+    .bind(Status::Processing.code())
+    .bind(Status::Uploading.code())
+    .fetch_all(db.pool())
+    .await
+    .op("count uploads by status")?;
+    let mut counts: Vec<(Status, u64)> = Status::ALL
+        .into_iter()
+        .filter(|s| !s.is_final())
+        .map(|s| (s, 0))
+        .collect();
+    for row in rows {
+        let code: i64 = row.try_get("status").op("read a status")?;
+        let n: i64 = row.try_get("n").op("read a count")?;
+        if let Some(slot) = counts.iter_mut().find(|(s, _)| s.code() == code) {
+            slot.1 = u64::try_from(n).unwrap_or(0);
+        }
+    }
+    Ok(counts)
+}

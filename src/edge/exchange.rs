@@ -30,6 +30,8 @@ pub struct RequestHead {
 pub trait Exchange: Send {
     /// The request head.
     fn head(&self) -> RequestHead;
+    /// The HTTP version carrying it: `1.1`, `2` or `3`.
+    fn version(&self) -> &'static str;
     /// Sends an informational (1xx) response. Where the transport cannot carry it (Pingora's
     /// HTTP/2 drops them) it is not sent; a client never depends on one.
     async fn informational(
@@ -58,6 +60,14 @@ impl Exchange for Session {
             path: req.uri.path().to_owned(),
             query: req.uri.query().map(str::to_owned),
             headers: req.headers.clone(),
+        }
+    }
+
+    fn version(&self) -> &'static str {
+        if self.is_http2() {
+            "2"
+        } else {
+            "1.1"
         }
     }
 

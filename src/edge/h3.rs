@@ -154,6 +154,7 @@ impl Listener {
             }
         };
         let client = connection.remote_address().ip();
+        let _open = crate::metrics::edge_connection("3");
         let mut h3 = match h3::server::Connection::new(h3_quinn::Connection::new(connection)).await
         {
             Ok(c) => c,
@@ -190,12 +191,16 @@ impl Listener {
             }
         };
         let id = crate::request_id::from_headers(request.headers());
-        let mut x = H3Exchange::new(&request, stream, client);
+        let mut x = H3Exchange::new(&request, stream);
         let answered = match self.edge.serve(&mut x, &id).await {
             Ok(true) => Ok(()),
             Ok(false) => {
-                let forwarded = forward(&mut x, &self.forwarder, &self.origins);
-                crate::request_id::scope(id, forwarded).await
+                let method = request.method().clone();
+                let mut metered = super::metered::Metered::new(&mut x);
+                let forwarded = forward(&mut metered, client, &self.forwarder, &self.origins);
+                let forwarded = crate::request_id::scope(id, forwarded).await;
+                metered.record("control", &method);
+                forwarded
             }
             Err(e) => Err(e),
         };
@@ -210,7 +215,6 @@ type Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
 /// One HTTP/3 request stream.
 struct H3Exchange {
     head: RequestHead,
-    client: IpAddr,
     stream: Stream,
     done: bool,
     /// A read failure held back until the bytes before it are handed over.
@@ -218,7 +222,7 @@ struct H3Exchange {
 }
 
 impl H3Exchange {
-    fn new(request: &http::Request<()>, stream: Stream, client: IpAddr) -> Self {
+    fn new(request: &http::Request<()>, stream: Stream) -> Self {
         Self {
             head: RequestHead {
                 method: request.method().clone(),
@@ -226,7 +230,6 @@ impl H3Exchange {
                 query: request.uri().query().map(str::to_owned),
                 headers: request.headers().clone(),
             },
-            client,
             stream,
             done: false,
             failed: None,
@@ -255,6 +258,10 @@ fn response(head: &ResponseHeader) -> http::Response<()> {
 
 #[async_trait]
 impl Exchange for H3Exchange {
+    fn version(&self) -> &'static str {
+        "3"
+    }
+
     fn head(&self) -> RequestHead {
         self.head.clone()
     }
@@ -353,7 +360,8 @@ impl Exchange for H3Exchange {
 /// Forwards a control-API request to the origin, as Pingora's proxy does for TCP: the
 /// internal secret header is dropped and the client joins `X-Forwarded-For`.
 async fn forward(
-    x: &mut H3Exchange,
+    x: &mut dyn Exchange,
+    client_addr: IpAddr,
     client: &reqwest::Client,
     origins: &super::origins::Origins,
 ) -> pingora::Result<()> {
@@ -379,7 +387,7 @@ async fn forward(
     let mut headers = head.headers.clone();
     headers.remove(crate::control::SECRET_HEADER);
     headers.remove(http::header::HOST);
-    let chain = super::proxy::forwarded_chain(&head.headers, x.client);
+    let chain = super::proxy::forwarded_chain(&head.headers, client_addr);
     if let Ok(value) = http::HeaderValue::from_str(&chain) {
         headers.insert("x-forwarded-for", value);
     }

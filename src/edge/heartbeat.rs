@@ -21,7 +21,10 @@ impl ActiveUploads {
     #[must_use]
     pub fn enter(&self) -> ActiveUpload {
         self.0.fetch_add(1, Ordering::Relaxed);
-        ActiveUpload(self.0.clone())
+        ActiveUpload {
+            count: self.0.clone(),
+            _gauge: crate::metrics::upload_request(),
+        }
     }
 
     /// How many now.
@@ -31,13 +34,15 @@ impl ActiveUploads {
     }
 }
 
-/// One upload in progress; counted while it lives.
-#[derive(Debug)]
-pub struct ActiveUpload(Arc<AtomicU64>);
+/// One upload in progress; counted (here and in the metrics) while it lives.
+pub struct ActiveUpload {
+    count: Arc<AtomicU64>,
+    _gauge: crate::metrics::Raised,
+}
 
 impl Drop for ActiveUpload {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::exchange::{body_stream, continue_if_expected, write_reply, Exchange, RequestHead};
 use super::heartbeat::ActiveUploads;
+use super::metered::Metered;
 use super::outputs;
 use crate::config::EdgeSettings;
 use crate::control;
@@ -248,6 +249,23 @@ enum Route {
 }
 
 impl Route {
+    /// The flavour its requests are counted under ([`crate::metrics`]).
+    fn flavour(&self) -> &'static str {
+        match self {
+            Self::Health => "health",
+            Self::Ready => "ready",
+            Self::Internal => "internal",
+            Self::IetfCreate(_) | Self::Ietf(..) => "ietf",
+            Self::Tus(_) => "tus",
+            Self::UploadUrl(_) => "movingimage",
+            Self::S3Post(_) => "s3_post",
+            Self::UploadsApi => "uploads_api",
+            Self::AnkoderForm => "ankoder_form",
+            Self::Options => "options",
+            Self::Output(..) => "outputs",
+        }
+    }
+
     /// Whether the request sends or manages an upload (what an edge's load is counted in).
     fn is_upload(&self) -> bool {
         !matches!(
@@ -303,21 +321,36 @@ impl Route {
 
 impl EdgeProxy {
     /// Answers what the edge owns (health, upload paths, outputs, a 404 for internal paths),
-    /// over any transport; `false` when the request is the origin's (the control API).
+    /// over any transport, and records it ([`Metered`]); `false` when the request is the
+    /// origin's (the control API).
     ///
     /// # Errors
     /// The client connection fails.
     pub(super) async fn serve(&self, x: &mut dyn Exchange, id: &str) -> pingora::Result<bool> {
-        let span = tracing::info_span!("request", request_id = %id);
-        crate::request_id::scope(id.to_owned(), self.answer(x).instrument(span)).await
-    }
-
-    /// [`EdgeProxy::serve`] within the request's id.
-    async fn answer(&self, x: &mut dyn Exchange) -> pingora::Result<bool> {
         let head = x.head();
         let Some(route) = Route::of(&head.method, &head.path, &head.headers) else {
             return Ok(false);
         };
+        let flavour = route.flavour();
+        let method = head.method.clone();
+        let mut x = Metered::new(x);
+        let span = tracing::info_span!("request", request_id = %id);
+        let answered = crate::request_id::scope(
+            id.to_owned(),
+            self.answer(&mut x, head, route).instrument(span),
+        )
+        .await;
+        x.record(flavour, &method);
+        answered.map(|()| true)
+    }
+
+    /// [`EdgeProxy::serve`] within the request's id.
+    async fn answer(
+        &self,
+        x: &mut dyn Exchange,
+        head: RequestHead,
+        route: Route,
+    ) -> pingora::Result<()> {
         let alt_svc: Vec<(&'static str, String)> = self
             .alt_svc
             .iter()
@@ -333,8 +366,7 @@ impl EdgeProxy {
                 && head.headers.contains_key("access-control-request-method")
             {
                 let reply = self.preflight(origin, &head.headers).await;
-                write_reply(x, reply, &alt_svc).await?;
-                return Ok(true);
+                return write_reply(x, reply, &alt_svc).await;
             }
         }
         let mut extra = match &origin {
@@ -365,7 +397,7 @@ impl EdgeProxy {
                     &extra,
                 )
                 .await?;
-                return Ok(true);
+                return Ok(());
             }
             Route::Options => Reply {
                 status: 204,
@@ -374,8 +406,7 @@ impl EdgeProxy {
                 headers: vec![("allow", "POST, OPTIONS".into())],
             },
         };
-        write_reply(x, reply, &extra).await?;
-        Ok(true)
+        write_reply(x, reply, &extra).await
     }
 
     /// The account a request's credentials name: an upload token (query or Bearer) or an API
@@ -455,6 +486,8 @@ pub struct ProxyCtx {
     unreachable: usize,
     /// The request's id ([`crate::request_id`]).
     request_id: String,
+    /// Whether it goes to the origin (the control API), counted when it ends.
+    proxied: bool,
 }
 
 #[async_trait]
@@ -471,7 +504,24 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut Self::CTX,
     ) -> pingora::Result<bool> {
         ctx.request_id = crate::request_id::from_headers(&session.req_header().headers);
-        self.serve(session, &ctx.request_id).await
+        let served = self.serve(session, &ctx.request_id).await?;
+        ctx.proxied = !served;
+        Ok(served)
+    }
+
+    /// Counts a proxied request once it ended (the edge's own are counted by `serve`).
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        if ctx.proxied {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            crate::metrics::edge_request(
+                "control",
+                &session.req_header().method,
+                Exchange::version(session),
+                status,
+                session.body_bytes_read() as u64,
+                None,
+            );
+        }
     }
 
     /// Adds `Alt-Svc` to the origin's answers too.

@@ -318,12 +318,15 @@ impl Job {
                 .next(cursor, available, spooled.complete)
                 .map_err(|e| state_error("plan", e))?
             {
-                let held_part = self
+                let waiting = crate::metrics::part_waiting();
+                let permit = self
                     .parts_held
                     .clone()
                     .acquire_owned()
                     .await
                     .map_err(|e| state_error("wait for memory", e))?;
+                drop(waiting);
+                let held_part = (permit, crate::metrics::part_in_memory());
                 let body = read_part(&spooled.files, part).await?;
                 cursor = PartPlan::advance(&part);
                 let kept = held.remove(&part.number.0).filter(|p| {
@@ -353,6 +356,7 @@ impl Job {
                     };
                     let (store, key) = (self.store.clone(), self.key.clone());
                     sending.spawn(async move {
+                        let _in_flight = crate::metrics::part_in_flight();
                         let sent = parts_of(store.as_ref())
                             .put_part(&key, &upload_id, part, body)
                             .await;

@@ -170,6 +170,7 @@ async fn stored(
     };
     match db::upload::mark_stored(&state.db, &id, &facts, now_ms()).await {
         Ok(db::upload::Marked::Stored) => {
+            crate::metrics::upload_stored();
             state.wake.notify_one();
             tracing::info!(upload_id = %id, size = facts.size, "Upload stored; job queued.");
             Json(StatusView {
@@ -209,7 +210,10 @@ async fn info(Ext(state): Ext<State>, Path(id): Path<String>) -> Response {
 
 async fn cancel(Ext(state): Ext<State>, Path(id): Path<String>) -> Response {
     match db::upload::delete_receiving(&state.db, &id).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(true) => {
+            crate::metrics::uploads_terminated("edge", 1);
+            StatusCode::NO_CONTENT.into_response()
+        }
         Ok(false) => reply(StatusCode::CONFLICT, "the upload is not receiving"),
         Err(e) => db_failure(&e),
     }

@@ -120,8 +120,14 @@ async fn run(state: State, client: reqwest::Client) {
     }
 }
 
+/// Logs and counts an attempt's outcome.
 fn log(due: &Due, outcome: &Outcome) {
     let attempt = due.attempts + 1;
+    crate::metrics::notification(match outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::RetryAt(..) => "retry",
+        Outcome::GiveUp(_) => "gave_up",
+    });
     match outcome {
         Outcome::Delivered => {
             tracing::info!(id = %due.id, upload_id = %due.upload_id, attempt, "Notification delivered.");

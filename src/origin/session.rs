@@ -92,6 +92,7 @@ pub async fn open(
         declared_size: o.declared_size,
     };
     db::upload::insert(&state.db, &new, now).await?;
+    crate::metrics::upload_created(o.flavour);
     Ok(Opened {
         id,
         pipeline_id: pipeline_id.to_owned(),

@@ -50,7 +50,10 @@ pub async fn sweep(state: &State) {
                 }
             }
             match db::upload::delete_receiving(&state.db, &id).await {
-                Ok(_) => released += 1,
+                Ok(dropped) => {
+                    released += 1;
+                    crate::metrics::uploads_terminated("sweeper", u64::from(dropped));
+                }
                 Err(e) => {
                     tracing::warn!(upload_id = %id, error = %e, "Sweeper could not drop an upload.")
                 }

@@ -104,6 +104,7 @@ async fn finish(state: &State, job: &Job, status: Status, failure: Option<Failur
         return;
     }
     state.notify_wake.notify_waiters();
+    crate::metrics::upload_processed(failure.map(Failure::code));
     if let Err(e) = job::finish(&state.db, job, now).await {
         tracing::error!(upload_id = %job.upload_id, error = %e, "Could not close the job.");
     }
@@ -242,11 +243,17 @@ async fn attempt(state: &State, job: &Job) -> Result<(), AttemptError> {
         max_pixels: state.settings.processing.max_pixels,
     };
     let (src, dir) = (source.path().to_owned(), work.path().to_owned());
+    let started = Instant::now();
     let done = tokio::task::spawn_blocking(move || {
         render::transcode(&src, &dir, &template, limits, &progress)
     })
     .await;
     let transcoded = done??;
+    // The renditions are rendered together, in one pass over the source.
+    let took = started.elapsed();
+    for out in transcoded.outputs.iter().filter(|o| o.kind == Kind::Video) {
+        crate::metrics::transcoded(&out.name, out.frames, took);
+    }
 
     upload::transition(&state.db, id, Status::Uploading, None, now_ms()).await?;
     store_outputs(state, id, &outputs_dir, &transcoded).await?;

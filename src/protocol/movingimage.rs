@@ -54,7 +54,9 @@ pub fn authorize(
         Reply::json(status, &body)
     };
     let claims = ctx.verify_token(query, headers).map_err(refuse)?;
-    claims.permits(path, Some(upload), None).map_err(refuse)?;
+    claims
+        .permits(path, Some(upload), None)
+        .map_err(|e| refuse(super::refused(e)))?;
     Ok(claims)
 }
 

@@ -111,7 +111,9 @@ pub struct Received {
 /// Out of scope, unknown, another account's, or the edge fails.
 pub async fn existing(claims: &Claims, id: UploadId, ctx: &Ctx<'_>) -> Result<Held, Refusal> {
     let id = id.to_string();
-    claims.permits(&format!("{PREFIX}{id}"), Some(&id), None)?;
+    claims
+        .permits(&format!("{PREFIX}{id}"), Some(&id), None)
+        .map_err(super::refused)?;
     let spooled = ctx
         .spool
         .get(&id)
@@ -217,8 +219,12 @@ pub async fn create(
     resource: &Resource,
     ctx: &Ctx<'_>,
 ) -> Result<UploadInfo, Refusal> {
-    claims.permits(PREFIX, None, None)?;
-    let pipeline = claims.pipeline.clone().ok_or(TokenError::WrongScope)?;
+    claims.permits(PREFIX, None, None).map_err(super::refused)?;
+    let pipeline = claims
+        .pipeline
+        .clone()
+        .ok_or(TokenError::WrongScope)
+        .map_err(super::refused)?;
     let max = max_size(Some(claims), ctx);
     if resource.length.is_some_and(|l| l > max) {
         return Err(Refusal::TooLarge(max));

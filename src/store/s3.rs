@@ -47,6 +47,50 @@ fn sdk<E: std::error::Error + 'static>(e: E) -> std::io::Error {
     io(DisplayErrorContext(e))
 }
 
+/// Times every S3 operation, retries included, for the metrics ([`crate::metrics`]).
+#[derive(Debug)]
+struct Timed;
+
+/// When an operation started, kept in its config bag.
+#[derive(Debug, Clone, Copy)]
+struct Started(std::time::Instant);
+
+impl aws_smithy_types::config_bag::Storable for Started {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl aws_sdk_s3::config::Intercept for Timed {
+    fn name(&self) -> &'static str {
+        "uplink metrics"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &aws_sdk_s3::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        cfg.interceptor_state()
+            .store_put(Started(std::time::Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_s3::config::RuntimeComponents,
+        cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        let operation = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map_or("unknown", |m| m.name());
+        if let Some(Started(at)) = cfg.load::<Started>() {
+            let ok = matches!(context.output_or_error(), Some(Ok(_)));
+            crate::metrics::storage_request(operation, ok, at.elapsed());
+        }
+        Ok(())
+    }
+}
+
 impl S3Store {
     /// Connects to the bucket (it must exist and be reachable with the configured credentials).
     ///
@@ -71,6 +115,7 @@ impl S3Store {
             .await;
         let config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(location.path_style)
+            .interceptor(Timed)
             .build();
         let rules = PartRules {
             part_size: location.part_size,

@@ -60,6 +60,8 @@ pub struct Rendered {
     pub size: u64,
     /// Duration in milliseconds (a thumbnail has none).
     pub duration_ms: Option<i64>,
+    /// Frames encoded (0 when nothing was: a copied rendition, a thumbnail, a playlist).
+    pub frames: u64,
 }
 
 /// What transcoding found and made.
@@ -183,6 +185,8 @@ struct VideoEncoder {
     graph: filter::Graph,
     encoder: encoder::Video,
     time_base: Rational,
+    /// Frames sent to the encoder.
+    frames: u64,
 }
 
 /// One output MP4 being written.
@@ -210,6 +214,7 @@ impl Rung {
             v.encoder
                 .send_frame(&filtered)
                 .map_err(step("encoding a frame"))?;
+            v.frames += 1;
             drain_video(&mut v.encoder, octx, v.time_base)?;
         }
         if frame.is_none() {
@@ -484,6 +489,7 @@ fn package_hls(
         bitrate: renditions.first().map_or(0, |r| r.bitrate),
         size: text.len() as u64,
         duration_ms: renditions.first().and_then(|r| r.duration_ms),
+        frames: 0,
     };
     Ok((master, files))
 }
@@ -540,6 +546,7 @@ fn thumbnail(
         bitrate: 0,
         size: data.len() as u64,
         duration_ms: None,
+        frames: 0,
     })
 }
 
@@ -813,6 +820,7 @@ fn open_rungs(
                 graph,
                 encoder,
                 time_base: v_tb,
+                frames: 0,
             })
         };
         let audio_out = match (sources.audio, sources.audio_encoder, planned.copy) {
@@ -873,6 +881,7 @@ fn finish_rungs(rungs: Vec<Rung>, probe: &Probe) -> Result<Vec<Rendered>, MediaE
             bitrate,
             size,
             duration_ms: probe.duration_ms,
+            frames: rung.video.as_ref().map_or(0, |v| v.frames),
         });
     }
     Ok(outputs)

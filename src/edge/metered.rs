@@ -1,0 +1,167 @@
+//! What the edge's metrics see of its traffic ([`crate::metrics`]): [`Metered`] wraps one
+//! request's [`Exchange`] and records it once answered (flavour, method, HTTP version, status,
+//! body bytes, and the time from the last body byte to the answer); [`Connections`] wraps
+//! Pingora's HTTP application and keeps the open TCP connections by HTTP version.
+//!
+//! Must not depend on the protocols or the origin: it only watches.
+
+use super::exchange::{Exchange, RequestHead};
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::apps::ServerApp;
+use pingora::http::ResponseHeader;
+use pingora::protocols::{Stream, ALPN};
+use pingora::server::ShutdownWatch;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A request being answered, watched.
+pub(super) struct Metered<'a> {
+    inner: &'a mut dyn Exchange,
+    status: u16,
+    received: u64,
+    last_byte: Option<Instant>,
+    answered: Option<Instant>,
+}
+
+impl<'a> Metered<'a> {
+    pub(super) fn new(inner: &'a mut dyn Exchange) -> Self {
+        Self {
+            inner,
+            status: 0,
+            received: 0,
+            last_byte: None,
+            answered: None,
+        }
+    }
+
+    /// Records the request as `flavour`. A request that was never answered (the client went
+    /// away) counts with status 0.
+    pub(super) fn record(&self, flavour: &'static str, method: &http::Method) {
+        let ack = match (self.last_byte, self.answered) {
+            (Some(last), Some(answered)) if answered >= last => Some(answered - last),
+            _ => None,
+        };
+        crate::metrics::edge_request(
+            flavour,
+            method,
+            self.inner.version(),
+            self.status,
+            self.received,
+            ack,
+        );
+    }
+}
+
+#[async_trait]
+impl Exchange for Metered<'_> {
+    fn head(&self) -> RequestHead {
+        self.inner.head()
+    }
+
+    fn version(&self) -> &'static str {
+        self.inner.version()
+    }
+
+    async fn informational(
+        &mut self,
+        status: u16,
+        headers: &[(&'static str, String)],
+    ) -> pingora::Result<()> {
+        self.inner.informational(status, headers).await
+    }
+
+    async fn read(&mut self) -> pingora::Result<Option<Bytes>> {
+        let piece = self.inner.read().await?;
+        if let Some(piece) = &piece {
+            self.received += piece.len() as u64;
+            self.last_byte = Some(Instant::now());
+        }
+        Ok(piece)
+    }
+
+    fn body_done(&mut self) -> bool {
+        self.inner.body_done()
+    }
+
+    async fn respond(&mut self, head: ResponseHeader, end: bool) -> pingora::Result<()> {
+        self.status = head.status.as_u16();
+        self.answered = Some(Instant::now());
+        self.inner.respond(head, end).await
+    }
+
+    async fn send(&mut self, data: Bytes, end: bool) -> pingora::Result<()> {
+        self.inner.send(data, end).await
+    }
+
+    fn close_after(&mut self) {
+        self.inner.close_after();
+    }
+}
+
+/// Pingora's HTTP application with its connections counted: one [`ServerApp::process_new`]
+/// call here serves a connection's every request (the inner application hands a kept-alive
+/// HTTP/1.1 connection back after each one).
+pub(super) struct Connections<A>(pub(super) Arc<A>);
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Connections<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        // h2c (HTTP/2 without TLS) is not enabled: HTTP/2 is chosen by ALPN only.
+        let version = match stream.selected_alpn_proto() {
+            Some(ALPN::H2) => "2",
+            _ => "1.1",
+        };
+        let _open = crate::metrics::edge_connection(version);
+        let mut next = self.0.process_new(stream, shutdown).await;
+        while let Some(stream) = next {
+            next = self.0.process_new(stream, shutdown).await;
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.0.cleanup().await;
+    }
+}
+
+/// The spool's gauges, read at each metrics scrape: its bytes and its disk's free space.
+pub(super) struct Spool(pub(super) std::path::PathBuf);
+
+#[async_trait]
+impl crate::metrics::Scrape for Spool {
+    async fn scrape(&self) {
+        let dir = self.0.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let free = super::heartbeat::free_space(&dir)?;
+            Ok::<_, std::io::Error>((bytes_under(&dir), free))
+        })
+        .await;
+        match read {
+            Ok(Ok((bytes, free))) => crate::metrics::spool(bytes, free),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Metrics: cannot read the spool's free space.")
+            }
+            Err(e) => tracing::warn!(error = %e, "Metrics: the spool reading failed."),
+        }
+    }
+}
+
+/// Bytes in the files under `dir` (what cannot be read counts as nothing: files come and go).
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&entry.path()),
+            Ok(t) if t.is_file() => entry.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
