@@ -144,7 +144,7 @@ fn the_container_installs_the_ffmpeg_libraries_the_binary_links() {
         .unwrap();
     let mut checked = 0;
     for line in linked.lines() {
-        let lib = line.trim().split_whitespace().next().unwrap_or_default();
+        let lib = line.split_whitespace().next().unwrap_or_default();
         // libavcodec.so.59 -> the package libavcodec59.
         let Some((stem, version)) = lib.split_once(".so.") else {
             continue;
