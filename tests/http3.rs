@@ -45,7 +45,8 @@ fn json_body(answer: &Value) -> Value {
 
 #[tokio::test]
 async fn the_tls_port_speaks_http2_by_alpn_and_advertises_http3() {
-    let (node, port) = Node::dev_tls().await;
+    let metrics = format!("127.0.0.1:{}", common::free_port());
+    let (node, port) = Node::dev_tls_with(&["--metrics-listen", &metrics]).await;
     let account = node.account("Acme");
     let client = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
@@ -78,6 +79,25 @@ async fn the_tls_port_speaks_http2_by_alpn_and_advertises_http3() {
     .await;
     assert_eq!(answer["status"], 200, "{answer}");
     assert_eq!(json_body(&answer)["role"], "edge");
+    // The metrics count each request and connection by the HTTP version that carried it.
+    let scrape = common::Scrape::of(&format!("http://{metrics}/metrics")).await;
+    let requests = |flavour: &str, version: &str| {
+        scrape.sum(
+            "uplink_edge_requests_total",
+            &[
+                ("flavour", flavour),
+                ("version", version),
+                ("status", "200"),
+            ],
+        )
+    };
+    assert_eq!(requests("health", "2"), 1.0);
+    assert_eq!(requests("control", "2"), 1.0);
+    assert_eq!(requests("health", "3"), 1.0);
+    let connections =
+        |version: &str| scrape.sum("uplink_edge_connections_total", &[("version", version)]);
+    assert_eq!(connections("2"), 1.0);
+    assert_eq!(connections("3"), 1.0);
 }
 
 #[tokio::test]

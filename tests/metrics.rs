@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{eventually, free_port, json_of, test_video, Proc, S3Server, Uploads};
+use common::{eventually, free_port, json_of, test_video, Proc, S3Server, Scrape, Uploads};
 use std::path::Path;
 
 const SECRET: &str = "a-shared-internal-secret-for-tests";
@@ -88,44 +88,6 @@ async fn receiver() -> String {
     let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
-}
-
-/// A scrape's samples.
-struct Scrape(String);
-
-impl Scrape {
-    async fn of(url: &str) -> Self {
-        let resp = reqwest::get(url).await.unwrap();
-        assert_eq!(resp.status(), 200);
-        let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
-        assert!(
-            content_type.starts_with("text/plain; version=0.0.4"),
-            "{content_type}"
-        );
-        Self(resp.text().await.unwrap())
-    }
-
-    /// The sum of the samples of `name` whose labels include every one of `labels`.
-    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.0
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.rsplit_once(' '))
-            .filter(|(series, _)| {
-                let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-                metric == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
-            })
-            .map(|(_, value)| value.parse::<f64>().unwrap())
-            .sum()
-    }
-
-    /// Whether `name` has a `# HELP` line.
-    fn described(&self, name: &str) -> bool {
-        self.0.contains(&format!("# HELP {name} "))
-    }
 }
 
 /// Three protocols' uploads (Uploads API, tus, IETF draft), a file that is not a video and one

@@ -237,15 +237,19 @@ impl Node {
 
     /// Starts `uplink dev` (SQLite) with HTTPS and HTTP/3 on a port of their own; that port.
     pub async fn dev_tls() -> (Self, u16) {
+        Self::dev_tls_with(&[]).await
+    }
+
+    /// [`Node::dev_tls`] with extra arguments.
+    pub async fn dev_tls_with(extra: &[&str]) -> (Self, u16) {
         // Free for both: the QUIC listener takes the same port over UDP.
         let port = std::iter::repeat_with(free_port)
             .find(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
             .unwrap();
         let listen = format!("127.0.0.1:{port}");
-        (
-            Self::dev_with(Backend::Sqlite, &["--tls-listen", &listen]).await,
-            port,
-        )
+        let mut args = vec!["--tls-listen", listen.as_str()];
+        args.extend_from_slice(extra);
+        (Self::dev_with(Backend::Sqlite, &args).await, port)
     }
 
     /// The self-signed certificate `uplink dev` made for its TLS listener, PEM.
@@ -935,4 +939,42 @@ pub async fn xvid_session(
         .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
         .collect();
     (up, fields)
+}
+
+/// A Prometheus scrape's samples (`GET …/metrics`).
+pub struct Scrape(String);
+
+impl Scrape {
+    pub async fn of(url: &str) -> Self {
+        let resp = reqwest::get(url).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        Self(resp.text().await.unwrap())
+    }
+
+    /// The sum of the samples of `name` whose labels include every one of `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter(|(series, _)| {
+                let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+                metric == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+            })
+            .map(|(_, value)| value.parse::<f64>().unwrap())
+            .sum()
+    }
+
+    /// Whether `name` has a `# HELP` line.
+    pub fn described(&self, name: &str) -> bool {
+        self.0.contains(&format!("# HELP {name} "))
+    }
 }
