@@ -12,6 +12,7 @@
 mod defaults;
 mod dev;
 mod edge;
+mod limits;
 mod origin;
 mod processing;
 mod secret;
@@ -20,6 +21,7 @@ mod value;
 
 pub use dev::{DevSettings, RawDev};
 pub use edge::{EdgeSettings, OneOrMany, OriginAddr, RawEdge, RawTls, TlsSettings};
+pub use limits::{Limits, RawLimits};
 pub use origin::{
     FleetSettings, OriginSettings, RawFleet, RawFleetEdge, RawFleetRegion, RawOrigin, Routing,
 };

@@ -4,7 +4,7 @@
 //! Layout: `proxy` (the Pingora service: routing, body streaming, reply rendering),
 //! `origin_client` (the internal API client), `sweeper` (spool clean-up), `heartbeat` (health
 //! reports to the origin's fleet), `outputs` (processed files by signed link, with `range`),
-//! `ready` (readiness), `metered` (what the metrics see), `exchange` (one request, whatever the HTTP version), `tls` (certificates), `h2` (HTTP/2
+//! `ready` (readiness), `metered` (what the metrics see), `limits` (slow and greedy clients), `exchange` (one request, whatever the HTTP version), `tls` (certificates), `h2` (HTTP/2
 //! windows sized for uploads) and `h3` (the QUIC listener beside Pingora, feeding the same
 //! handlers). Must not depend on the origin's internals or the
 //! database.
@@ -13,6 +13,7 @@ mod exchange;
 mod h2;
 mod h3;
 mod heartbeat;
+mod limits;
 mod metered;
 pub mod origin_client;
 pub mod origins;
@@ -110,13 +111,25 @@ pub fn run(
     );
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, edge.clone());
     proxy.h2_options = Some(h2::options());
+    let per_client = limits::PerClient::new(settings.limits.max_connections_per_client);
     let mut service = pingora::services::listening::Service::new(
         "Uplink edge".into(),
-        metered::Connections(Arc::new(proxy)),
+        metered::Connections {
+            app: Arc::new(proxy),
+            per_client: per_client.clone(),
+            header_timeout: settings.limits.header_timeout,
+        },
     );
     service.add_tcp(&settings.listen.to_string());
     if let Some(tls) = &settings.tls {
-        listen_tls(&mut service, tls, edge, origins.clone(), runtime)?;
+        listen_tls(
+            &mut service,
+            tls,
+            edge,
+            origins.clone(),
+            per_client,
+            runtime,
+        )?;
     }
     server.add_service(service);
     server.add_service(pingora::services::background::background_service(
@@ -149,6 +162,7 @@ fn listen_tls(
     tls: &crate::config::TlsSettings,
     edge: proxy::EdgeProxy,
     origins: Arc<origins::Origins>,
+    per_client: Arc<limits::PerClient>,
     runtime: &tokio::runtime::Handle,
 ) -> Result<(), StartError> {
     let certificate = Arc::new(
@@ -169,7 +183,7 @@ fn listen_tls(
     certificate.keep_fresh();
     let endpoint =
         h3::endpoint(tls.listen, &certificate).map_err(|e| listen("listen for QUIC", e))?;
-    runtime.spawn(h3::serve(endpoint, edge, origins));
+    runtime.spawn(h3::serve(endpoint, edge, origins, per_client));
     tracing::info!(listen = %tls.listen, "Edge listening for HTTPS (HTTP/1.1, HTTP/2) and HTTP/3.");
     Ok(())
 }

@@ -24,6 +24,7 @@ const EDGE_ACK: &str = "uplink_edge_ack_seconds";
 const EDGE_CONNECTIONS: &str = "uplink_edge_connections_open";
 const EDGE_CONNECTIONS_TOTAL: &str = "uplink_edge_connections_total";
 const EDGE_IN_FLIGHT: &str = "uplink_edge_upload_requests_in_flight";
+const LIMITS_HIT: &str = "uplink_edge_limits_hit_total";
 const TOKEN_REFUSALS: &str = "uplink_edge_token_refusals_total";
 const SPOOL_BYTES: &str = "uplink_edge_spool_bytes";
 const SPOOL_FREE: &str = "uplink_edge_spool_free_bytes";
@@ -74,6 +75,10 @@ fn describe() {
     describe_gauge!(
         EDGE_IN_FLIGHT,
         "Upload requests being answered (what the heartbeat reports as the edge's load)."
+    );
+    describe_counter!(
+        LIMITS_HIT,
+        "Requests and connections cut by the edge's limits, by limit (header_timeout, body_gap, min_body_rate, connections_per_client)."
     );
     describe_counter!(
         TOKEN_REFUSALS,
@@ -323,6 +328,11 @@ pub fn edge_connection(version: &'static str) -> Raised {
 /// An upload request being answered, while this lives.
 pub fn upload_request() -> Raised {
     Raised::new(gauge!(EDGE_IN_FLIGHT))
+}
+
+/// A request or connection cut by one of the edge's limits.
+pub fn limit_hit(limit: &'static str) {
+    counter!(LIMITS_HIT, "limit" => limit).increment(1);
 }
 
 /// An upload token refused, for `reason`.

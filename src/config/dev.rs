@@ -57,6 +57,9 @@ pub struct RawDev {
     /// How notifications are retried and guarded (private addresses allowed by default).
     #[serde(default)]
     pub notify: RawNotify,
+    /// The edge's limits on slow and greedy clients (`edge.toml`'s `[limits]`).
+    #[serde(default)]
+    pub limits: super::RawLimits,
 }
 
 /// Validated settings of the embedded default: the two roles' settings plus the data dir.
@@ -185,6 +188,7 @@ impl RawDev {
                     "heartbeat_interval",
                 )?,
                 tls,
+                limits: self.limits.validate()?,
             },
             metrics_listen: optional_addr(self.metrics_listen.as_deref(), "metrics_listen")?,
             self_signed,

@@ -65,6 +65,9 @@ pub struct RawEdge {
     /// HTTPS and HTTP/3: a TLS listener (HTTP/1.1 and HTTP/2 by ALPN) and a QUIC listener on
     /// the same address over UDP.
     pub tls: Option<RawTls>,
+    /// Limits on slow and greedy clients.
+    #[serde(default)]
+    pub limits: super::RawLimits,
 }
 
 /// The edge's `[tls]`.
@@ -183,6 +186,8 @@ pub struct EdgeSettings {
     pub sweep_interval: Duration,
     /// HTTPS and HTTP/3 listeners, if any.
     pub tls: Option<TlsSettings>,
+    /// Limits on slow and greedy clients.
+    pub limits: super::Limits,
     /// Name in the origin's fleet (heartbeats are sent when set).
     pub name: Option<String>,
     /// Region: tokens scoped to another region are refused.
@@ -227,6 +232,7 @@ impl RawEdge {
             region: optional_id(self.region.as_ref(), "region")?,
             heartbeat_interval: parse_duration(&self.heartbeat_interval, "heartbeat_interval")?,
             tls: self.tls.as_ref().map(RawTls::validate).transpose()?,
+            limits: self.limits.validate()?,
         })
     }
 }

@@ -6,11 +6,12 @@
 //! Flow-control windows are sized for uploads, not quinn's small defaults; 0-RTT is refused
 //! (no early data is accepted for anything, so a replayed request cannot change state);
 //! connections migrate between client addresses (quinn validates the new path); idle
-//! connections close; a client address may hold [`CONNECTIONS_PER_CLIENT`] connections of
-//! [`STREAMS_PER_CONNECTION`] requests each. UDP GSO/GRO are used where the kernel has them
+//! connections close; a client address may hold `max_connections_per_client` connections
+//! (TCP and QUIC together) of [`STREAMS_PER_CONNECTION`] requests each. UDP GSO/GRO are used where the kernel has them
 //! (quinn-udp). Must not depend on the origin's internals or the database.
 
 use super::exchange::{Exchange, RequestHead};
+use super::limits::{Held, PerClient};
 use super::proxy::EdgeProxy;
 use super::tls::Certificate;
 use async_trait::async_trait;
@@ -33,45 +34,6 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const PIECE: usize = 256 * 1024;
 /// The largest control-API request body forwarded to the origin (uploads never are).
 const FORWARD_LIMIT: usize = 1 << 20;
-/// QUIC connections one client address may hold at once; more are refused.
-const CONNECTIONS_PER_CLIENT: usize = 64;
-
-/// Open connections per client address; a [`Held`] gives its place back when dropped.
-#[derive(Default)]
-struct PerClient(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
-
-struct Held(Arc<PerClient>, IpAddr);
-
-impl PerClient {
-    fn take(self: &Arc<Self>, client: IpAddr) -> Option<Held> {
-        let mut open = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = open.entry(client).or_default();
-        if *n >= CONNECTIONS_PER_CLIENT {
-            return None;
-        }
-        *n += 1;
-        Some(Held(self.clone(), client))
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let mut open = self
-            .0
-             .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = open.get_mut(&self.1) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.1);
-            }
-        }
-    }
-}
 
 /// Opens the QUIC endpoint on `addr` (UDP) with the edge's certificate.
 ///
@@ -115,6 +77,7 @@ pub async fn serve(
     endpoint: quinn::Endpoint,
     edge: EdgeProxy,
     origins: Arc<super::origins::Origins>,
+    per_client: Arc<PerClient>,
 ) {
     let forwarder = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -131,7 +94,6 @@ pub async fn serve(
         forwarder,
         origins,
     });
-    let per_client = Arc::new(PerClient::default());
     while let Some(incoming) = endpoint.accept().await {
         let Some(held) = per_client.take(incoming.remote_address().ip()) else {
             tracing::debug!(client = %incoming.remote_address(), "Too many QUIC connections from one client; refused.");

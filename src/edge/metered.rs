@@ -6,6 +6,7 @@
 //! Must not depend on the protocols or the origin: it only watches.
 
 use super::exchange::{Exchange, RequestHead};
+use super::limits::{Guarded, PerClient};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::apps::ServerApp;
@@ -99,33 +100,58 @@ impl Exchange for Metered<'_> {
     }
 }
 
-/// Pingora's HTTP application with its connections counted: one [`ServerApp::process_new`]
-/// call here serves a connection's every request (the inner application hands a kept-alive
-/// HTTP/1.1 connection back after each one).
-pub(super) struct Connections<A>(pub(super) Arc<A>);
+/// Pingora's HTTP application with its connections counted, capped per client address and,
+/// on HTTP/1.1, their request heads timed ([`super::limits::Guarded`]). One
+/// [`ServerApp::process_new`] call here serves a connection's every request (the inner
+/// application hands a kept-alive HTTP/1.1 connection back after each one).
+pub(super) struct Connections<A> {
+    pub(super) app: Arc<A>,
+    pub(super) per_client: Arc<PerClient>,
+    pub(super) header_timeout: std::time::Duration,
+}
+
+/// The answer to a connection over the per-client cap, on HTTP/1.1.
+const TOO_MANY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 10\r\nContent-Type: application/json\r\nContent-Length: 93\r\nConnection: close\r\n\r\n{\"error\":\"too_many_connections\",\"message\":\"this address has too many connections open\"}";
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for Connections<A> {
     async fn process_new(
         self: &Arc<Self>,
-        stream: Stream,
+        mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         // h2c (HTTP/2 without TLS) is not enabled: HTTP/2 is chosen by ALPN only.
-        let version = match stream.selected_alpn_proto() {
-            Some(ALPN::H2) => "2",
-            _ => "1.1",
+        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+        let version = if h2 { "2" } else { "1.1" };
+        let client = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let _held = match client.map(|ip| self.per_client.take(ip)) {
+            Some(None) => {
+                crate::metrics::limit_hit("connections_per_client");
+                if !h2 {
+                    let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, TOO_MANY).await;
+                    let _ = tokio::io::AsyncWriteExt::flush(&mut stream).await;
+                }
+                pingora::protocols::Shutdown::shutdown(&mut *stream).await;
+                return None;
+            }
+            Some(held) => held,
+            None => None,
         };
         let _open = crate::metrics::edge_connection(version);
-        let mut next = self.0.process_new(stream, shutdown).await;
+        if !h2 {
+            stream = Box::new(Guarded::new(stream, self.header_timeout));
+        }
+        let mut next = self.app.process_new(stream, shutdown).await;
         while let Some(stream) = next {
-            next = self.0.process_new(stream, shutdown).await;
+            next = self.app.process_new(stream, shutdown).await;
         }
         None
     }
 
     async fn cleanup(&self) {
-        self.0.cleanup().await;
+        self.app.cleanup().await;
     }
 }
 

@@ -49,6 +49,8 @@ pub struct EdgeProxy {
     alt_svc: Option<String>,
     /// Where the spools live (readiness checks its room).
     spool_dir: std::path::PathBuf,
+    /// Limits on slow clients.
+    limits: super::limits::Limits,
 }
 
 impl EdgeProxy {
@@ -75,6 +77,7 @@ impl EdgeProxy {
                 .as_ref()
                 .map(|tls| format!("h3=\":{}\"; ma=86400", tls.listen.port())),
             spool_dir: settings.spool_dir.clone(),
+            limits: settings.limits,
         }
     }
 
@@ -321,8 +324,8 @@ impl Route {
 
 impl EdgeProxy {
     /// Answers what the edge owns (health, upload paths, outputs, a 404 for internal paths),
-    /// over any transport, and records it ([`Metered`]); `false` when the request is the
-    /// origin's (the control API).
+    /// over any transport, with its body kept to the limits ([`super::limits::Paced`]), and
+    /// records it ([`Metered`]); `false` when the request is the origin's (the control API).
     ///
     /// # Errors
     /// The client connection fails.
@@ -333,14 +336,15 @@ impl EdgeProxy {
         };
         let flavour = route.flavour();
         let method = head.method.clone();
-        let mut x = Metered::new(x);
+        let mut metered = Metered::new(x);
+        let mut x = super::limits::Paced::new(&mut metered, self.limits);
         let span = tracing::info_span!("request", request_id = %id);
         let answered = crate::request_id::scope(
             id.to_owned(),
             self.answer(&mut x, head, route).instrument(span),
         )
         .await;
-        x.record(flavour, &method);
+        metered.record(flavour, &method);
         answered.map(|()| true)
     }
 
