@@ -106,15 +106,23 @@ impl Pace {
     }
 }
 
-/// The reply to a request cut for slowness (it may still reach a client that is reading).
-fn timed_out(why: &str) -> (ResponseHeader, Bytes) {
-    let body =
-        Bytes::from(serde_json::json!({ "error": "request_timeout", "message": why }).to_string());
-    let mut head = ResponseHeader::build(408, Some(3)).expect("a valid status");
+/// The answer to a request cut short (it may still reach a client that is reading), with the
+/// connection closed after it.
+fn refusal(status: u16, code: &str, message: &str) -> (ResponseHeader, Bytes) {
+    let mut body = serde_json::json!({ "error": code, "message": message });
+    let id = crate::request_id::current();
+    if let Some(id) = &id {
+        body["request_id"] = id.as_str().into();
+    }
+    let body = Bytes::from(body.to_string());
+    let mut head = ResponseHeader::build(status, Some(4)).expect("a valid status");
     // Header values made here are valid.
     let _ = head.insert_header(http::header::CONTENT_TYPE, "application/json");
     let _ = head.insert_header(http::header::CONTENT_LENGTH, body.len().to_string());
     let _ = head.insert_header(http::header::CONNECTION, "close");
+    if let Some(id) = id {
+        let _ = head.insert_header(crate::request_id::HEADER, id);
+    }
     (head, body)
 }
 
@@ -136,20 +144,26 @@ impl<'a> Paced<'a> {
     }
 
     async fn cut(&mut self, slow: Slow) -> Box<pingora::Error> {
-        self.cut = true;
         tracing::info!(reason = %slow, "Cut a request whose body was too slow.");
         crate::metrics::limit_hit(match slow {
             Slow::Stalled(_) => "body_gap",
             Slow::TooSlow { .. } => "min_body_rate",
         });
+        let message =
+            format!("{slow}; what arrived before is kept: resume from the upload's offset");
+        self.refuse(408, "request_timeout", &message).await;
+        pingora::Error::explain(pingora::ErrorType::ReadTimedout, slow.to_string())
+    }
+
+    /// Answers `status` at once and closes the connection after it; the handler's own answer
+    /// is dropped.
+    async fn refuse(&mut self, status: u16, code: &str, message: &str) {
+        self.cut = true;
         self.inner.close_after();
-        let (head, body) = timed_out(&format!(
-            "{slow}; what arrived before is kept: resume from the upload's offset"
-        ));
+        let (head, body) = refusal(status, code, message);
         if self.inner.respond(head, false).await.is_ok() {
             let _ = self.inner.send(body, true).await;
         }
-        pingora::Error::explain(pingora::ErrorType::ReadTimedout, slow.to_string())
     }
 }
 
@@ -184,6 +198,16 @@ impl Exchange for Paced<'_> {
             let read = tokio::time::timeout(wait, self.inner.read()).await;
             let (bytes, outcome) = match read {
                 Ok(Ok(Some(piece))) => (piece.len() as u64, Some(Ok(Some(piece)))),
+                Ok(Err(e)) if e.etype().as_str() == "InvalidChunk" => {
+                    tracing::info!(error = %e, "Refused a request whose body framing is malformed.");
+                    self.refuse(
+                        400,
+                        "malformed_body",
+                        "the request body's chunked framing is malformed",
+                    )
+                    .await;
+                    return Err(e);
+                }
                 Ok(other) => return other,
                 Err(_) => (0, None),
             };
@@ -219,18 +243,31 @@ impl Exchange for Paced<'_> {
     }
 }
 
-/// When an HTTP/1.1 request head has to be complete: a request starts with the first byte the
-/// client sends after the edge's previous final answer, and its head ends at the first empty
-/// line. Pure: it is told what was read and written.
+/// When an HTTP/1.1 request head has to be complete, and whether its framing is ambiguous: a
+/// request starts with the first byte the client sends after the edge's previous final answer,
+/// and its head ends at the first empty line. Pure: it is told what was read and written, and
+/// keeps a few bytes of state, not the head.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderClock {
     /// When the head being read started, if one is being read.
     started: Option<Instant>,
     /// The head is complete (the body, if any, follows).
     complete: bool,
-    /// The last bytes read, to find `\r\n\r\n` across reads.
-    tail: [u8; 3],
+    /// The last four bytes read, to find `\r\n\r\n` across reads.
+    last: u32,
+    /// Bytes of the head read so far.
+    read: usize,
+    /// The start of the current header line's name (lower case, at most 32 bytes); `None` once
+    /// its colon or end has passed.
+    name: Option<Vec<u8>>,
+    /// `Content-Length` and `Transfer-Encoding` were seen.
+    length: bool,
+    coding: bool,
 }
+
+/// The largest request head (request line and headers) accepted; more is answered 431
+/// (nginx's default `large_client_header_buffers` is 32 KiB).
+pub const MAX_HEAD: usize = 64 * 1024;
 
 impl HeaderClock {
     /// Bytes `read` arrived at `now`.
@@ -239,21 +276,34 @@ impl HeaderClock {
             return;
         }
         self.started.get_or_insert(now);
-        let joint: Vec<u8> = self
-            .tail
-            .iter()
-            .chain(read.iter().take(3))
-            .copied()
-            .collect();
-        if memchr::memmem::find(&joint, b"\r\n\r\n").is_some()
-            || memchr::memmem::find(read, b"\r\n\r\n").is_some()
-        {
-            self.complete = true;
-            return;
+        for &b in read {
+            self.read += 1;
+            self.last = (self.last << 8) | u32::from(b);
+            if self.last == u32::from_be_bytes(*b"\r\n\r\n") {
+                self.complete = true;
+                return;
+            }
+            match (&mut self.name, b) {
+                (Some(name), b':') => {
+                    self.length |= name == b"content-length";
+                    self.coding |= name == b"transfer-encoding";
+                    self.name = None;
+                }
+                (Some(_), b'\n') => self.name = None,
+                (Some(name), _) if name.len() < 32 => name.push(b.to_ascii_lowercase()),
+                _ => {}
+            }
+            if b == b'\n' {
+                self.name = Some(Vec::new());
+            }
         }
-        let mut last = self.tail.to_vec();
-        last.extend_from_slice(&read[read.len().saturating_sub(3)..]);
-        self.tail.copy_from_slice(&last[last.len() - 3..]);
+    }
+
+    /// Whether the complete head has both `Content-Length` and `Transfer-Encoding` (RFC 9112
+    /// §6.1: a request smuggling vector, refused rather than read by either).
+    #[must_use]
+    pub fn ambiguous(&self) -> bool {
+        self.complete && self.length && self.coding
     }
 
     /// The edge wrote `written`: a final answer (not `HTTP/1.1 1xx`) ends the request.
@@ -262,6 +312,13 @@ impl HeaderClock {
         if final_answer {
             *self = Self::default();
         }
+    }
+
+    /// Whether the head being read is longer than [`MAX_HEAD`] (its end may be in the last read:
+    /// Pingora's own limit then applies).
+    #[must_use]
+    pub fn too_long(&self) -> bool {
+        !self.complete && self.read > MAX_HEAD
     }
 
     /// When the head being read must be complete, if one is being read.
@@ -280,11 +337,19 @@ pub(super) struct Guarded {
     timeout: Duration,
     clock: HeaderClock,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// The 408 being written before the connection is given up.
-    farewell: Option<&'static [u8]>,
+    /// The answer being written before the connection is given up, and how much of it is.
+    farewell: Option<(Vec<u8>, usize)>,
 }
 
-const FAREWELL: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: 88\r\nConnection: close\r\n\r\n{\"error\":\"request_timeout\",\"message\":\"the request headers did not arrive in time\"}";
+/// A whole HTTP/1.1 answer with a JSON error body, for a connection about to be closed.
+pub(super) fn raw_answer(status: &str, code: &str, message: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "error": code, "message": message }).to_string();
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
 
 impl Guarded {
     pub(super) fn new(inner: Stream, timeout: Duration) -> Self {
@@ -299,11 +364,13 @@ impl Guarded {
 
     /// Writes what is left of the 408; ready once it is written or cannot be.
     fn poll_farewell(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        while let Some(left) = self.farewell.filter(|l| !l.is_empty()) {
-            match Pin::new(&mut self.inner).poll_write(cx, left) {
-                Poll::Ready(Ok(n)) if n > 0 => self.farewell = Some(&left[n..]),
-                Poll::Ready(_) => break,
-                Poll::Pending => return Poll::Pending,
+        if let Some((answer, written)) = &mut self.farewell {
+            while *written < answer.len() {
+                match Pin::new(&mut self.inner).poll_write(cx, &answer[*written..]) {
+                    Poll::Ready(Ok(n)) if n > 0 => *written += n,
+                    Poll::Ready(_) => break,
+                    Poll::Pending => return Poll::Pending,
+                }
             }
         }
         let _ = Pin::new(&mut self.inner).poll_flush(cx);
@@ -328,7 +395,7 @@ impl AsyncRead for Guarded {
         let this = &mut *self;
         if this.farewell.is_some() {
             return match this.poll_farewell(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
+                Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::ConnectionAborted.into())),
                 Poll::Pending => Poll::Pending,
             };
         }
@@ -336,6 +403,38 @@ impl AsyncRead for Guarded {
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &read {
             this.clock.read(&buf.filled()[before..], Instant::now());
+            if this.clock.ambiguous() {
+                tracing::info!("Refused a request with both Content-Length and Transfer-Encoding.");
+                crate::metrics::limit_hit("ambiguous_framing");
+                this.farewell = Some((
+                    raw_answer(
+                        "400 Bad Request",
+                        "malformed_request",
+                        "the request has both Content-Length and Transfer-Encoding",
+                    ),
+                    0,
+                ));
+                return match this.poll_farewell(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::InvalidData.into())),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+            if this.clock.too_long() {
+                tracing::info!("Refused a request head over the limit.");
+                crate::metrics::limit_hit("header_size");
+                this.farewell = Some((
+                    raw_answer(
+                        "431 Request Header Fields Too Large",
+                        "headers_too_large",
+                        "the request head is over 64 KiB",
+                    ),
+                    0,
+                ));
+                return match this.poll_farewell(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::InvalidData.into())),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
         }
         match this.clock.deadline(this.timeout) {
             None => this.timer = None,
@@ -349,7 +448,14 @@ impl AsyncRead for Guarded {
                 if read.is_pending() && std::future::Future::poll(timer.as_mut(), cx).is_ready() {
                     tracing::info!("Cut a connection whose request headers were too slow.");
                     crate::metrics::limit_hit("header_timeout");
-                    this.farewell = Some(FAREWELL);
+                    this.farewell = Some((
+                        raw_answer(
+                            "408 Request Timeout",
+                            "request_timeout",
+                            "the request headers did not arrive in time",
+                        ),
+                        0,
+                    ));
                     return match this.poll_farewell(cx) {
                         Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
                         Poll::Pending => Poll::Pending,
@@ -566,6 +672,22 @@ mod tests {
         assert_eq!(clock.deadline(S), None);
         clock.read(b"H", t0 + S * 7);
         assert_eq!(clock.deadline(S), Some(t0 + S * 8), "the next request");
+    }
+
+    #[test]
+    fn both_framing_headers_in_one_head_are_ambiguous_whatever_their_case() {
+        let t0 = Instant::now();
+        let mut clock = HeaderClock::default();
+        clock.read(
+            b"POST / HTTP/1.1\r\nHost: a\r\ncontent-LENGTH: 5\r\nX-Transfer-Encoding: x\r\n",
+            t0,
+        );
+        clock.read(b"\r\n", t0);
+        assert!(!clock.ambiguous(), "a header that only ends in the name");
+        clock.wrote(b"HTTP/1.1 201 Created\r\n");
+        clock.read(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-", t0);
+        clock.read(b"Encoding: chunked\r\n\r\n0\r\n\r\n", t0);
+        assert!(clock.ambiguous());
     }
 
     #[test]

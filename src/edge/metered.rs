@@ -110,9 +110,6 @@ pub(super) struct Connections<A> {
     pub(super) header_timeout: std::time::Duration,
 }
 
-/// The answer to a connection over the per-client cap, on HTTP/1.1.
-const TOO_MANY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 10\r\nContent-Type: application/json\r\nContent-Length: 93\r\nConnection: close\r\n\r\n{\"error\":\"too_many_connections\",\"message\":\"this address has too many connections open\"}";
-
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for Connections<A> {
     async fn process_new(
@@ -130,7 +127,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Connections<A> {
             Some(None) => {
                 crate::metrics::limit_hit("connections_per_client");
                 if !h2 {
-                    let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, TOO_MANY).await;
+                    let answer = super::limits::raw_answer(
+                        "429 Too Many Requests\r\nRetry-After: 10",
+                        "too_many_connections",
+                        "this address has too many connections open",
+                    );
+                    let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, &answer).await;
                     let _ = tokio::io::AsyncWriteExt::flush(&mut stream).await;
                 }
                 pingora::protocols::Shutdown::shutdown(&mut *stream).await;
