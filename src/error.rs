@@ -37,6 +37,25 @@ pub fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Whether `error` (or one of its causes) is a full disk: the request can be retried once
+/// space is freed, or on another edge.
+#[must_use]
+pub fn disk_full(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// How long a client is told to wait before it retries on a full disk.
+pub const FULL_RETRY_AFTER: &str = "30";
+
 /// An error of the Uploads API (Laravel-style bodies: `message`, and `errors` per field for
 /// validation failures).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +86,8 @@ pub enum UploadsApiError {
     QuotaExceeded,
     /// Storage or the origin is unavailable; the client should retry.
     Unavailable,
+    /// The edge's disk is full; the client should retry later (or at another edge).
+    Full,
     /// Anything else; details are in the server log.
     Internal,
 }
@@ -97,6 +118,10 @@ impl UploadsApiError {
             ),
             Self::QuotaExceeded => (413, json!({ "code": 1101, "message": QUOTA_MESSAGE })),
             Self::Unavailable => (503, json!({ "message": RETRY_MESSAGE })),
+            Self::Full => (
+                507,
+                json!({ "message": "This edge's disk is full: the upload was not kept. Retry later." }),
+            ),
             Self::Internal => (500, json!({ "message": "Internal server error." })),
         }
     }
@@ -123,6 +148,7 @@ mod tests {
             (UploadsApiError::TooLarge { limit: 1 }, 413),
             (UploadsApiError::QuotaExceeded, 413),
             (UploadsApiError::Unavailable, 503),
+            (UploadsApiError::Full, 507),
             (UploadsApiError::Internal, 500),
         ];
         for (err, status) in table {

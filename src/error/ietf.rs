@@ -37,6 +37,8 @@ pub enum IetfError {
     WrongContentType,
     /// 503: storage or the origin is unavailable (the cause is logged); resume later.
     Unavailable,
+    /// 507: the edge's disk is full; nothing of this request was kept, resume later.
+    Full,
 }
 
 impl IetfError {
@@ -76,6 +78,10 @@ impl IetfError {
             Self::Unavailable => plain(
                 503,
                 "The service is temporarily unavailable; resume the upload.",
+            ),
+            Self::Full => plain(
+                507,
+                "This edge's disk is full: this request's bytes were not kept. Resume the upload later.",
             ),
         }
     }

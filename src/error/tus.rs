@@ -51,6 +51,8 @@ pub enum TusError {
     ChecksumMismatch,
     /// 503: storage or the origin is unavailable (the cause is logged); retry.
     Unavailable,
+    /// 507: the edge's disk is full; nothing of this request was kept, retry from the offset.
+    Full,
 }
 
 impl TusError {
@@ -111,6 +113,11 @@ impl TusError {
                 503,
                 "The service is temporarily unavailable; retry.".into(),
                 vec![("retry-after", "5".into())],
+            ),
+            Self::Full => (
+                507,
+                "This edge's disk is full: this request's bytes were not kept. Resume from the upload's offset later.".into(),
+                vec![("retry-after", super::FULL_RETRY_AFTER.into())],
             ),
         }
     }

@@ -254,12 +254,18 @@ impl OffsetSpool {
             if let Some(h) = hasher.as_mut() {
                 h.update(&piece);
             }
-            file.push(piece)
-                .await
-                .map_err(io("append to a data file"))?;
+            if let Err(e) = file.push(piece).await {
+                // A full or failing disk: nothing of this request is kept, so the offset the
+                // upload answers is one that was made durable.
+                return Err(discard(Some(file), &path, offset, "append to a data file", e).await);
+            }
             if let (None, Some(grown)) = (&hasher, grown.as_mut()) {
                 if written - reported >= REPORT_EVERY {
-                    file.flush().await.map_err(io("append to a data file"))?;
+                    if let Err(e) = file.flush().await {
+                        return Err(
+                            discard(Some(file), &path, offset, "append to a data file", e).await,
+                        );
+                    }
                     grown(offset + written);
                     reported = written;
                 }
@@ -272,7 +278,9 @@ impl OffsetSpool {
                 return Ok(Appended::ChecksumMismatch);
             }
         }
-        file.sync().await.map_err(io("sync a data file"))?;
+        if let Err(e) = file.sync().await {
+            return Err(discard(None, &path, offset, "sync a data file", e).await);
+        }
         let new_offset = offset + written;
         Ok(if cut {
             Appended::Cut(new_offset)
@@ -311,6 +319,32 @@ impl OffsetSpool {
 }
 
 /// Cuts the data file back to `len` bytes, durably.
+/// Cuts a data file back to `len` after a failed append (a full disk): nothing of the request is
+/// kept, so the offset the upload answers is one that was made durable. Returns the failure.
+async fn discard(
+    file: Option<Appender>,
+    path: &std::path::Path,
+    len: u64,
+    op: &'static str,
+    error: std::io::Error,
+) -> SpoolError {
+    if let Some(file) = file {
+        // Waits for a write still running, so none lands after the cut.
+        let _ = file.into_file().await;
+    }
+    let path = path.to_owned();
+    let cut = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        file.set_len(len)?;
+        file.sync_all()
+    })
+    .await;
+    if !matches!(cut, Ok(Ok(()))) {
+        tracing::error!(len, error = ?cut, "Could not cut a data file back after a failed append.");
+    }
+    io(op)(error)
+}
+
 async fn truncate(file: Appender, len: u64) -> Result<(), SpoolError> {
     let file = file
         .into_file()

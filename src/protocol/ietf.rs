@@ -140,6 +140,12 @@ impl Draft {
                 r.headers.push(("retry-after", "5".into()));
                 r
             }
+            Refusal::Full => {
+                let mut r = self.error(&IetfError::Full);
+                r.headers
+                    .push(("retry-after", crate::error::FULL_RETRY_AFTER.into()));
+                r
+            }
         }
     }
 

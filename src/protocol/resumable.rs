@@ -57,10 +57,16 @@ pub enum Refusal {
     ChecksumMismatch,
     /// The edge or the origin failed; retry (the cause is logged).
     Unavailable,
+    /// The edge's disk is full; nothing of the request was kept.
+    Full,
 }
 
 impl Refusal {
-    fn unavailable(e: &dyn std::error::Error) -> Self {
+    fn unavailable(e: &(dyn std::error::Error + 'static)) -> Self {
+        if crate::error::disk_full(e) {
+            tracing::warn!(error = %crate::error::chain(e), "The edge's disk is full; a resumable upload request was refused.");
+            return Self::Full;
+        }
         tracing::error!(error = %crate::error::chain(e), "Resumable upload request failed at the edge.");
         Self::Unavailable
     }

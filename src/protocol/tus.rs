@@ -62,6 +62,7 @@ fn refused(refusal: Refusal) -> Reply {
         }
         Refusal::ChecksumMismatch => error(&TusError::ChecksumMismatch),
         Refusal::Unavailable => error(&TusError::Unavailable),
+        Refusal::Full => error(&TusError::Full),
     }
 }
 

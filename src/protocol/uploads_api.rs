@@ -36,6 +36,10 @@ fn from_ingest(e: IngestError) -> UploadsApiError {
     match e {
         IngestError::TooLarge { limit } => UploadsApiError::TooLarge { limit },
         IngestError::QuotaExceeded => UploadsApiError::QuotaExceeded,
+        other if crate::error::disk_full(&other) => {
+            tracing::warn!(error = %crate::error::chain(&other), "The edge's disk is full; an upload was refused.");
+            UploadsApiError::Full
+        }
         other => {
             tracing::error!(error = %crate::error::chain(&other), "Upload failed at the edge.");
             UploadsApiError::Unavailable
