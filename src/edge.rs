@@ -9,6 +9,7 @@
 //! handlers). Must not depend on the origin's internals or the
 //! database.
 
+mod drain;
 mod exchange;
 mod h2;
 mod h3;
@@ -68,6 +69,7 @@ pub fn run(
     settings: &EdgeSettings,
     store: Arc<dyn Store>,
     runtime: &tokio::runtime::Handle,
+    upgrade: bool,
 ) -> Result<std::convert::Infallible, StartError> {
     let origins = Arc::new(origins::Origins::new(settings.origins.clone()));
     let origin = OriginClient::new(
@@ -92,13 +94,23 @@ pub fn run(
         interval: settings.sweep_interval,
     };
 
+    // The drain service ends the process once nothing is in flight, within the grace period.
     let conf = ServerConf {
         threads: settings.threads,
-        grace_period_seconds: Some(1),
-        graceful_shutdown_timeout_seconds: Some(10),
+        grace_period_seconds: Some(settings.drain_timeout.as_secs() + 1),
+        graceful_shutdown_timeout_seconds: Some(5),
+        upgrade_sock: settings.upgrade_socket.display().to_string(),
+        pid_file: settings.spool_dir.join("edge.pid").display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    if upgrade {
+        tracing::info!(socket = %settings.upgrade_socket.display(), "Waiting for the running edge's listening sockets (send it SIGQUIT).");
+    }
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
     let active = heartbeat::ActiveUploads::default();
     let edge = proxy::EdgeProxy::new(
@@ -112,29 +124,40 @@ pub fn run(
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, edge.clone());
     proxy.h2_options = Some(h2::options());
     let per_client = limits::PerClient::new(settings.limits.max_connections_per_client);
+    let draining = Arc::new(drain::Draining::default());
     let mut service = pingora::services::listening::Service::new(
         "Uplink edge".into(),
         metered::Connections {
             app: Arc::new(proxy),
             per_client: per_client.clone(),
             header_timeout: settings.limits.header_timeout,
+            draining: draining.clone(),
         },
     );
     service.add_tcp(&settings.listen.to_string());
     if let Some(tls) = &settings.tls {
-        listen_tls(
-            &mut service,
-            tls,
+        let quic = h3::Quic {
             edge,
-            origins.clone(),
+            origins: origins.clone(),
             per_client,
-            runtime,
-        )?;
+            draining: draining.clone(),
+            // A new process binds the UDP port once the old one has drained and let it go.
+            wait_for_port: upgrade,
+        };
+        listen_tls(&mut service, tls, quic, runtime)?;
     }
     server.add_service(service);
     server.add_service(pingora::services::background::background_service(
         "spool sweeper",
         sweeper,
+    ));
+    server.add_service(pingora::services::background::background_service(
+        "drain",
+        drain::Drain {
+            state: draining,
+            active: active.clone(),
+            timeout: settings.drain_timeout,
+        },
     ));
     if let Some(name) = &settings.name {
         server.add_service(pingora::services::background::background_service(
@@ -160,9 +183,7 @@ fn listen_tls(
         metered::Connections<pingora::proxy::HttpProxy<proxy::EdgeProxy>>,
     >,
     tls: &crate::config::TlsSettings,
-    edge: proxy::EdgeProxy,
-    origins: Arc<origins::Origins>,
-    per_client: Arc<limits::PerClient>,
+    quic: h3::Quic,
     runtime: &tokio::runtime::Handle,
 ) -> Result<(), StartError> {
     let certificate = Arc::new(
@@ -181,9 +202,13 @@ fn listen_tls(
     // HTTP/3 on the same port over UDP, on the runtime that runs the background work.
     let _entered = runtime.enter();
     certificate.keep_fresh();
-    let endpoint =
-        h3::endpoint(tls.listen, &certificate).map_err(|e| listen("listen for QUIC", e))?;
-    runtime.spawn(h3::serve(endpoint, edge, origins, per_client));
+    if quic.wait_for_port {
+        runtime.spawn(quic.serve_when_free(tls.listen, certificate));
+    } else {
+        let endpoint =
+            h3::endpoint(tls.listen, &certificate).map_err(|e| listen("listen for QUIC", e))?;
+        runtime.spawn(quic.serve(endpoint));
+    }
     tracing::info!(listen = %tls.listen, "Edge listening for HTTPS (HTTP/1.1, HTTP/2) and HTTP/3.");
     Ok(())
 }

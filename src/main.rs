@@ -28,6 +28,10 @@ enum Command {
         /// Edge config file (see config/edge.toml).
         #[arg(long)]
         config: PathBuf,
+        /// Take over the listening sockets of the edge running with this config: start this,
+        /// then send the running one SIGQUIT; it drains and exits (zero-downtime upgrade).
+        #[arg(long)]
+        upgrade: bool,
     },
     /// The origin role: control API, state database, processing workers.
     Origin {
@@ -253,11 +257,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Dev(args) => dev(args)?,
-        Command::Edge { config } => {
+        Command::Edge { config, upgrade } => {
             let raw = config::load::<RawEdge>(&config)?;
             init_logs(raw.log_format);
             let settings = raw.validate(&env)?;
-            uplink::role::run_edge(&settings)?;
+            uplink::role::run_edge(&settings, upgrade)?;
         }
         Command::Origin { config } => {
             let raw = config::load::<RawOrigin>(&config)?;

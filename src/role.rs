@@ -110,17 +110,18 @@ pub fn run_origin(settings: OriginSettings) -> Result<(), RoleError> {
     })
 }
 
-/// Runs the edge; returns only if it cannot start.
+/// Runs the edge; returns only if it cannot start. With `upgrade`, it takes over the listening
+/// sockets of the edge running with the same config (send that one SIGQUIT).
 ///
 /// # Errors
 /// It cannot start.
-pub fn run_edge(settings: &EdgeSettings) -> Result<(), RoleError> {
+pub fn run_edge(settings: &EdgeSettings, upgrade: bool) -> Result<(), RoleError> {
     let rt = runtime()?;
     rt.block_on(serve_metrics(settings.metrics_listen))?;
     let store = rt
         .block_on(store::open(&settings.storage))
         .map_err(RoleError::Store)?;
-    edge::run(settings, store, rt.handle())?;
+    edge::run(settings, store, rt.handle(), upgrade)?;
     Ok(())
 }
 
@@ -145,7 +146,7 @@ pub fn run_dev(mut settings: DevSettings) -> Result<(), RoleError> {
     }
     tracing::info!(data_dir = %settings.data_dir.display(), "Embedded default: origin and edge in one process.");
     // `rt` keeps running the origin while the edge's server owns this thread.
-    edge::run(&settings.edge, store, rt.handle())?;
+    edge::run(&settings.edge, store, rt.handle(), false)?;
     Ok(())
 }
 

@@ -46,3 +46,6 @@ pub(super) fn default_token_ttl() -> String {
 pub(super) fn default_token_skew() -> String {
     "30s".into()
 }
+pub(super) fn default_drain_timeout() -> String {
+    "60s".into()
+}

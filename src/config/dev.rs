@@ -189,6 +189,8 @@ impl RawDev {
                 )?,
                 tls,
                 limits: self.limits.validate()?,
+                drain_timeout: parse_duration(&default_drain_timeout(), "drain_timeout")?,
+                upgrade_socket: data_dir.join("spool/upgrade.sock"),
             },
             metrics_listen: optional_addr(self.metrics_listen.as_deref(), "metrics_listen")?,
             self_signed,

@@ -68,6 +68,13 @@ pub struct RawEdge {
     /// Limits on slow and greedy clients.
     #[serde(default)]
     pub limits: super::RawLimits,
+    /// On SIGTERM (or a graceful upgrade's SIGQUIT), how long requests in flight may take to
+    /// finish before they are ended (keeping what arrived), e.g. `"60s"`.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: String,
+    /// The Unix socket a graceful upgrade hands the listening sockets over (`uplink edge
+    /// --upgrade`). Default `SPOOL_DIR/upgrade.sock`.
+    pub upgrade_socket: Option<PathBuf>,
 }
 
 /// The edge's `[tls]`.
@@ -188,6 +195,10 @@ pub struct EdgeSettings {
     pub tls: Option<TlsSettings>,
     /// Limits on slow and greedy clients.
     pub limits: super::Limits,
+    /// How long requests in flight may take to finish on shutdown or upgrade.
+    pub drain_timeout: Duration,
+    /// The graceful upgrade's socket.
+    pub upgrade_socket: PathBuf,
     /// Name in the origin's fleet (heartbeats are sent when set).
     pub name: Option<String>,
     /// Region: tokens scoped to another region are refused.
@@ -233,6 +244,11 @@ impl RawEdge {
             heartbeat_interval: parse_duration(&self.heartbeat_interval, "heartbeat_interval")?,
             tls: self.tls.as_ref().map(RawTls::validate).transpose()?,
             limits: self.limits.validate()?,
+            drain_timeout: parse_duration(&self.drain_timeout, "drain_timeout")?,
+            upgrade_socket: self
+                .upgrade_socket
+                .clone()
+                .unwrap_or_else(|| self.spool_dir.join("upgrade.sock")),
         })
     }
 }

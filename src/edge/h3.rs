@@ -70,37 +70,83 @@ struct Listener {
     /// Forwards the control API to the origin.
     forwarder: reqwest::Client,
     origins: Arc<super::origins::Origins>,
+    draining: Arc<super::drain::Draining>,
 }
 
-/// Accepts connections until the endpoint closes.
-pub async fn serve(
-    endpoint: quinn::Endpoint,
-    edge: EdgeProxy,
-    origins: Arc<super::origins::Origins>,
-    per_client: Arc<PerClient>,
-) {
-    let forwarder = match reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "Cannot build the HTTP/3 listener's origin client.");
-            return;
-        }
-    };
-    let listener = Arc::new(Listener {
-        edge,
-        forwarder,
-        origins,
-    });
-    while let Some(incoming) = endpoint.accept().await {
-        let Some(held) = per_client.take(incoming.remote_address().ip()) else {
-            tracing::debug!(client = %incoming.remote_address(), "Too many QUIC connections from one client; refused.");
-            incoming.refuse();
-            continue;
+/// The HTTP/3 listener's parts.
+pub struct Quic {
+    /// The handlers.
+    pub edge: EdgeProxy,
+    /// Where the control API is forwarded.
+    pub origins: Arc<super::origins::Origins>,
+    /// Connections per client address (shared with TCP).
+    pub per_client: Arc<PerClient>,
+    /// Set while the edge drains: new connections are refused.
+    pub draining: Arc<super::drain::Draining>,
+    /// Bind the UDP port only once it is free (a graceful upgrade's new process).
+    pub wait_for_port: bool,
+}
+
+/// How often a new process tries the UDP port its predecessor still holds.
+const PORT_RETRY: Duration = Duration::from_millis(250);
+
+impl Quic {
+    /// Binds `addr` once it is free (the old process of an upgrade lets it go when it has
+    /// drained; meanwhile clients use HTTP/1.1 and HTTP/2), then serves.
+    pub async fn serve_when_free(self, addr: SocketAddr, certificate: Arc<Certificate>) {
+        let mut logged = false;
+        let endpoint = loop {
+            match endpoint(addr, &certificate) {
+                Ok(endpoint) => break endpoint,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    if !logged {
+                        tracing::info!(%addr, "UDP port still held by the previous process; HTTP/3 starts when it is free.");
+                        logged = true;
+                    }
+                    tokio::time::sleep(PORT_RETRY).await;
+                }
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "Cannot listen for QUIC.");
+                    return;
+                }
+            }
         };
-        tokio::spawn(listener.clone().connection(incoming, held));
+        tracing::info!(%addr, "HTTP/3 listening.");
+        self.serve(endpoint).await;
+    }
+
+    /// Accepts connections until the endpoint closes.
+    pub async fn serve(self, endpoint: quinn::Endpoint) {
+        let forwarder = match reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot build the HTTP/3 listener's origin client.");
+                return;
+            }
+        };
+        let listener = Arc::new(Listener {
+            edge: self.edge,
+            forwarder,
+            origins: self.origins,
+            draining: self.draining,
+        });
+        while let Some(incoming) = endpoint.accept().await {
+            if listener.draining.is_draining() {
+                // The client moves to TCP (and, in an upgrade, to the new process).
+                incoming.refuse();
+                continue;
+            }
+            let Some(held) = self.per_client.take(incoming.remote_address().ip()) else {
+                tracing::debug!(client = %incoming.remote_address(), "Too many connections from one client; QUIC refused.");
+                crate::metrics::limit_hit("connections_per_client");
+                incoming.refuse();
+                continue;
+            };
+            tokio::spawn(listener.clone().connection(incoming, held));
+        }
     }
 }
 
@@ -117,6 +163,7 @@ impl Listener {
         };
         let client = connection.remote_address().ip();
         let _open = crate::metrics::edge_connection("3");
+        let _draining = self.draining.quic_connection();
         let mut h3 = match h3::server::Connection::new(h3_quinn::Connection::new(connection)).await
         {
             Ok(c) => c,

@@ -299,6 +299,12 @@ impl HeaderClock {
         }
     }
 
+    /// Whether a request is under way: its first byte arrived, its final answer has not gone.
+    #[must_use]
+    pub fn in_request(&self) -> bool {
+        self.started.is_some()
+    }
+
     /// Whether the complete head has both `Content-Length` and `Transfer-Encoding` (RFC 9112
     /// §6.1: a request smuggling vector, refused rather than read by either).
     #[must_use]
@@ -339,6 +345,9 @@ pub(super) struct Guarded {
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The answer being written before the connection is given up, and how much of it is.
     farewell: Option<(Vec<u8>, usize)>,
+    /// For the drain: set while a request is under way.
+    draining: Arc<super::drain::Draining>,
+    busy: Option<super::drain::Busy>,
 }
 
 /// A whole HTTP/1.1 answer with a JSON error body, for a connection about to be closed.
@@ -352,13 +361,28 @@ pub(super) fn raw_answer(status: &str, code: &str, message: &str) -> Vec<u8> {
 }
 
 impl Guarded {
-    pub(super) fn new(inner: Stream, timeout: Duration) -> Self {
+    pub(super) fn new(
+        inner: Stream,
+        timeout: Duration,
+        draining: Arc<super::drain::Draining>,
+    ) -> Self {
         Self {
             inner,
             timeout,
             clock: HeaderClock::default(),
             timer: None,
             farewell: None,
+            draining,
+            busy: None,
+        }
+    }
+
+    /// Keeps the drain's count of connections under way in step with the clock.
+    fn mark_busy(&mut self) {
+        match (self.clock.in_request(), self.busy.is_some()) {
+            (true, false) => self.busy = Some(self.draining.busy()),
+            (false, true) => self.busy = None,
+            _ => {}
         }
     }
 
@@ -403,6 +427,7 @@ impl AsyncRead for Guarded {
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &read {
             this.clock.read(&buf.filled()[before..], Instant::now());
+            this.mark_busy();
             if this.clock.ambiguous() {
                 tracing::info!("Refused a request with both Content-Length and Transfer-Encoding.");
                 crate::metrics::limit_hit("ambiguous_framing");
@@ -477,6 +502,7 @@ impl AsyncWrite for Guarded {
         let written = Pin::new(&mut this.inner).poll_write(cx, data);
         if let Poll::Ready(Ok(n)) = &written {
             this.clock.wrote(&data[..*n]);
+            this.mark_busy();
         }
         written
     }

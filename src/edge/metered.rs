@@ -100,6 +100,9 @@ impl Exchange for Metered<'_> {
     }
 }
 
+/// How long connections accepted before the listeners stopped have to send their request.
+const LAST_REQUESTS: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Pingora's HTTP application with its connections counted, capped per client address and,
 /// on HTTP/1.1, their request heads timed ([`super::limits::Guarded`]). One
 /// [`ServerApp::process_new`] call here serves a connection's every request (the inner
@@ -108,6 +111,7 @@ pub(super) struct Connections<A> {
     pub(super) app: Arc<A>,
     pub(super) per_client: Arc<PerClient>,
     pub(super) header_timeout: std::time::Duration,
+    pub(super) draining: Arc<super::drain::Draining>,
 }
 
 #[async_trait]
@@ -142,8 +146,14 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Connections<A> {
             None => None,
         };
         let _open = crate::metrics::edge_connection(version);
+        // HTTP/2 multiplexes: the drain waits for the whole connection.
+        let _busy = h2.then(|| self.draining.busy());
         if !h2 {
-            stream = Box::new(Guarded::new(stream, self.header_timeout));
+            stream = Box::new(Guarded::new(
+                stream,
+                self.header_timeout,
+                self.draining.clone(),
+            ));
         }
         let mut next = self.app.process_new(stream, shutdown).await;
         while let Some(stream) = next {
@@ -152,7 +162,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Connections<A> {
         None
     }
 
+    /// Called once the listeners have stopped: Pingora's cleanup then drops every connection
+    /// still waiting for a request, meant for idle keep-alive ones. A connection accepted just
+    /// before the listeners stopped has its request under way; it is given a moment to arrive.
     async fn cleanup(&self) {
+        tokio::time::sleep(LAST_REQUESTS).await;
         self.app.cleanup().await;
     }
 }
