@@ -86,6 +86,7 @@ pub fn run(
         resumable: OffsetSpool::open(&settings.spool_dir.join("resumable"))
             .map_err(StartError::Spool)?,
     });
+    crate::metrics::edge_started();
     crate::metrics::on_scrape(Arc::new(metered::Spool(settings.spool_dir.clone())));
     let sweeper = sweeper::SpoolSweeper {
         ingest: ingest.clone(),

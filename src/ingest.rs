@@ -194,6 +194,14 @@ impl Ingest {
         }
     }
 
+    /// Drops the spool files of direct uploads a crash ended; how many.
+    pub async fn sweep_direct(&self) -> usize {
+        match &self.forwarder {
+            Some(forwarder) => forwarder.sweep_direct().await,
+            None => 0,
+        }
+    }
+
     /// Drops what was forwarded of a spooled upload that will not complete.
     pub async fn discard_spooled(&self, id: &str) {
         if let Some(forwarder) = &self.forwarder {
@@ -447,7 +455,12 @@ impl Ingest {
         allowance: Allowance,
     ) -> Result<Receiving, IngestError> {
         let key = ObjectKey::new(info.object_key.clone()).map_err(IngestError::BadKey)?;
-        let writer = self.store.writer(&key).await.map_err(IngestError::Store)?;
+        // Into a store that takes parts, through the spool: memory stays bounded.
+        let writer = match &self.forwarder {
+            Some(forwarder) => forwarder.writer(&info.id, &key).await,
+            None => self.store.writer(&key).await,
+        }
+        .map_err(IngestError::Store)?;
         Ok(Receiving {
             id: info.id.clone(),
             key,

@@ -284,6 +284,18 @@ impl Drop for Raised {
 
 // The edge.
 
+/// The edge's gauges at zero, so they are scraped before anything moves them.
+pub fn edge_started() {
+    for name in [
+        EDGE_IN_FLIGHT,
+        PARTS_WAITING,
+        PARTS_IN_MEMORY,
+        PARTS_IN_FLIGHT,
+    ] {
+        gauge!(name).set(0.0);
+    }
+}
+
 /// One request the edge answered: `received` body bytes; `ack` from its last body byte to its
 /// answer, for a request that sent upload bytes.
 pub fn edge_request(

@@ -226,6 +226,23 @@ pub struct SentPart {
     pub crc32c: u32,
 }
 
+/// A part's bytes: in memory, or a range of one local file, streamed to the store and never
+/// held whole (the part's length is the range's).
+#[derive(Debug, Clone)]
+pub enum PartBody {
+    /// The bytes.
+    Bytes(Bytes),
+    /// `part.len` bytes of the file at `path` from `offset`, whose CRC32C is known.
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Where the part starts in it.
+        offset: u64,
+        /// The CRC32C of the range.
+        crc32c: u32,
+    },
+}
+
 /// An object stored as numbered parts under an upload id that survives restarts.
 #[async_trait]
 pub trait PartStore: Send + Sync {
@@ -242,7 +259,7 @@ pub trait PartStore: Send + Sync {
         key: &ObjectKey,
         upload_id: &str,
         part: Part,
-        body: Bytes,
+        body: PartBody,
     ) -> Result<SentPart, StoreError>;
     /// Joins the parts, in order, into the object and checks that it holds `size` bytes.
     async fn complete_parts(

@@ -42,7 +42,7 @@ impl SpoolSweeper {
     }
 
     async fn sweep(&self) {
-        let mut removed = 0;
+        let mut removed = self.ingest.sweep_direct().await;
         for kind in ["chunks", "resumable"] {
             let Ok(mut entries) = tokio::fs::read_dir(self.root.join(kind)).await else {
                 continue;

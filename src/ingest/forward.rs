@@ -14,11 +14,12 @@
 //! Must not depend on HTTP, the database or any protocol.
 
 use super::chunk_spool::write_atomically;
-use crate::store::{ObjectKey, PartStore, SentPart, Store, StoreError};
+use crate::store::appender::Appender;
+use crate::store::{ObjectKey, ObjectWriter, PartBody, PartStore, SentPart, Store, StoreError};
 use crate::upload::part_plan::{Cursor, Part, PartPlan};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -75,17 +76,25 @@ struct Running {
     task: JoinHandle<Result<u64, StoreError>>,
 }
 
-/// Parts held in memory at once across all of an edge's forwarded uploads, per part the store
-/// sends at once for one upload: with S3's defaults (8 MiB parts, 4 at once) 16 parts, 128 MiB.
+/// Parts being sent at once across all of an edge's forwarded uploads, per part the store sends
+/// at once for one upload: with S3's defaults (4 at once) 16 parts. A part that lies in one
+/// spool file is streamed from it, holding a read buffer, not the part.
 const EDGE_PARTS_PER_IN_FLIGHT: usize = 4;
+/// Parts read into memory at once across the edge (those that span spool files: numbered
+/// chunks): with 8 MiB parts, 32 MiB.
+const EDGE_PARTS_IN_MEMORY: usize = 4;
 
 /// The edge's forwarder: one task per upload that is receiving.
 pub struct Forwarder {
     store: Arc<dyn Store>,
     dir: PathBuf,
     running: Mutex<HashMap<String, Running>>,
-    /// Parts read into memory and not yet stored, across all uploads.
+    /// Parts being sent, across all uploads.
     parts_held: Arc<tokio::sync::Semaphore>,
+    /// Parts read into memory and not yet stored, across all uploads.
+    parts_in_memory: Arc<tokio::sync::Semaphore>,
+    /// Direct uploads being written ([`Forwarder::writer`]).
+    writing: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -121,6 +130,8 @@ impl Forwarder {
             dir: dir.to_owned(),
             running: Mutex::new(HashMap::new()),
             parts_held: Arc::new(tokio::sync::Semaphore::new(parts_held)),
+            parts_in_memory: Arc::new(tokio::sync::Semaphore::new(EDGE_PARTS_IN_MEMORY)),
+            writing: Mutex::default(),
         }))
     }
 
@@ -225,6 +236,7 @@ impl Forwarder {
             path: self.state_path(upload),
             declared,
             parts_held: self.parts_held.clone(),
+            parts_in_memory: self.parts_in_memory.clone(),
         };
         let upload = upload.to_owned();
         let task = tokio::spawn(async move {
@@ -259,6 +271,7 @@ struct Job {
     path: PathBuf,
     declared: Option<u64>,
     parts_held: Arc<tokio::sync::Semaphore>,
+    parts_in_memory: Arc<tokio::sync::Semaphore>,
 }
 
 /// The multipart side of a forwarder's store ([`Forwarder::new`] made sure it has one).
@@ -324,16 +337,18 @@ impl Job {
                     .clone()
                     .acquire_owned()
                     .await
-                    .map_err(|e| state_error("wait for memory", e))?;
+                    .map_err(|e| state_error("wait for a part's turn", e))?;
                 drop(waiting);
-                let held_part = (permit, crate::metrics::part_in_memory());
-                let body = read_part(&spooled.files, part).await?;
+                let (body, in_memory) = self.part_body(&spooled.files, part).await?;
+                let held_part = (permit, in_memory);
+                let crc = match &body {
+                    PartBody::Bytes(bytes) => crate::store::crc32c(bytes),
+                    PartBody::File { crc32c, .. } => *crc32c,
+                };
                 cursor = PartPlan::advance(&part);
-                let kept = held.remove(&part.number.0).filter(|p| {
-                    p.start == part.start
-                        && p.len == part.len
-                        && p.crc32c == crate::store::crc32c(&body)
-                });
+                let kept = held
+                    .remove(&part.number.0)
+                    .filter(|p| p.start == part.start && p.len == part.len && p.crc32c == crc);
                 if let Some(p) = kept {
                     sent.insert(p.number, p);
                 } else {
@@ -400,6 +415,41 @@ impl Job {
         }
     }
 
+    /// A part's body: streamed from its file when it lies in one (a tus upload, a direct upload:
+    /// nothing held), else read into memory within the edge's budget of parts in memory.
+    async fn part_body(
+        &self,
+        files: &[(PathBuf, u64)],
+        part: Part,
+    ) -> Result<(PartBody, Option<InMemory>), StoreError> {
+        let mut file_start = 0;
+        for (path, len) in files {
+            let file_end = file_start + len;
+            if part.start >= file_start && part.start + part.len <= file_end {
+                let offset = part.start - file_start;
+                let crc32c = crc_of_range(path, offset, part.len).await?;
+                let body = PartBody::File {
+                    path: path.clone(),
+                    offset,
+                    crc32c,
+                };
+                return Ok((body, None));
+            }
+            file_start = file_end;
+        }
+        let permit = self
+            .parts_in_memory
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| state_error("wait for memory", e))?;
+        let bytes = read_part(files, part).await?;
+        Ok((
+            PartBody::Bytes(bytes),
+            Some((permit, crate::metrics::part_in_memory())),
+        ))
+    }
+
     /// Waits for one part in flight and records it in the state file.
     async fn collect(
         &self,
@@ -420,6 +470,183 @@ impl Job {
             save(&self.path, &record).await?;
         }
         Ok(())
+    }
+}
+
+/// A part read into memory: its place in the edge's budget and in the metrics.
+type InMemory = (tokio::sync::OwnedSemaphorePermit, crate::metrics::Raised);
+
+/// The CRC32C of `len` bytes of `path` from `offset`, read a buffer at a time (on a blocking
+/// thread).
+async fn crc_of_range(path: &Path, offset: u64, len: u64) -> Result<u32, StoreError> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek};
+        let mut file = std::fs::File::open(&path)?;
+        file.seek(std::io::SeekFrom::Start(offset))?;
+        let mut file = file.take(len);
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+        let mut read = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            digest.update(&buf[..n]);
+            read += n as u64;
+        }
+        if read < len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the spool holds fewer bytes than announced",
+            ));
+        }
+        // CRC-32/ISCSI is CRC32C; the result fits 32 bits.
+        Ok(u32::try_from(digest.finalize()).unwrap_or(0))
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r)
+    .map_err(|source| StoreError::Read {
+        key: "spooled upload".into(),
+        source,
+    })
+}
+
+/// What marks a direct upload's forwarding id and spool file.
+const DIRECT: &str = ".direct";
+/// How often a direct upload's growth is passed to its forwarding task.
+const DIRECT_REPORT_EVERY: u64 = 1 << 20;
+
+impl Forwarder {
+    /// A writer for a direct upload (the Uploads API, the forms, S3 POST): its bytes go to a
+    /// spool file beside the forwarding state and on to the store by a forwarding task, so the
+    /// edge holds a read buffer per part being sent, not parts, however many uploads arrive.
+    ///
+    /// # Errors
+    /// The spool file cannot be created.
+    pub async fn writer(
+        self: &Arc<Self>,
+        upload: &str,
+        key: &ObjectKey,
+    ) -> Result<Box<dyn ObjectWriter>, StoreError> {
+        let id = format!("{upload}{DIRECT}");
+        let path = self.dir.join(format!("{id}.data"));
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|source| StoreError::Write {
+                key: key.to_string(),
+                source,
+            })?;
+        self.writing().insert(id.clone());
+        Ok(Box::new(Spooling {
+            forwarder: self.clone(),
+            id,
+            key: key.clone(),
+            path,
+            file: Appender::appending(file.into_std().await),
+            len: 0,
+            reported: 0,
+        }))
+    }
+
+    fn writing(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops the spool files and forwarding of direct uploads that no writer holds (a crash
+    /// ended them; their clients were never told they succeeded). Returns how many.
+    pub async fn sweep_direct(&self) -> usize {
+        let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await else {
+            return 0;
+        };
+        let mut swept = 0;
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".data").filter(|id| id.ends_with(DIRECT)) else {
+                continue;
+            };
+            if self.writing().contains(id) {
+                continue;
+            }
+            self.discard(id).await;
+            if tokio::fs::remove_file(entry.path()).await.is_ok() {
+                swept += 1;
+            }
+        }
+        swept
+    }
+}
+
+/// A direct upload being written through the spool ([`Forwarder::writer`]).
+struct Spooling {
+    forwarder: Arc<Forwarder>,
+    id: String,
+    key: ObjectKey,
+    path: PathBuf,
+    file: Appender,
+    len: u64,
+    reported: u64,
+}
+
+impl Spooling {
+    fn write_error(&self, source: std::io::Error) -> StoreError {
+        StoreError::Write {
+            key: self.key.to_string(),
+            source,
+        }
+    }
+
+    /// Waits for the writes under way, then drops the spool file and forgets the writer; what
+    /// reached the store stays (`stored`) or is dropped.
+    async fn end(self, stored: bool) {
+        let _ = self.file.into_file().await;
+        if stored {
+            self.forwarder.forget(&self.id).await;
+        } else {
+            self.forwarder.discard(&self.id).await;
+        }
+        self.forwarder.writing().remove(&self.id);
+        if let Err(e) = tokio::fs::remove_file(&self.path).await {
+            tracing::warn!(key = %self.key, error = %e, "Could not remove a direct upload's spool file.");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectWriter for Spooling {
+    async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
+        self.len += data.len() as u64;
+        self.file
+            .push(data)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        if self.len - self.reported >= DIRECT_REPORT_EVERY {
+            self.file.flush().await.map_err(|e| self.write_error(e))?;
+            let spooled = Spooled::file(self.path.clone(), self.len);
+            self.forwarder.grown(&self.id, &self.key, None, spooled);
+            self.reported = self.len;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<u64, StoreError> {
+        let stored = match self.file.flush().await {
+            Err(e) => Err(self.write_error(e)),
+            Ok(()) => {
+                let spooled = Spooled::file(self.path.clone(), self.len);
+                self.forwarder.finish(&self.id, &self.key, spooled).await
+            }
+        };
+        self.end(stored.is_ok()).await;
+        stored
+    }
+
+    async fn abort(self: Box<Self>) {
+        self.end(false).await;
     }
 }
 

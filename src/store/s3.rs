@@ -16,7 +16,9 @@
 //!
 //! Must not depend on HTTP serving, the database or any protocol.
 
-use super::{crc32c, LocalObject, ObjectKey, ObjectWriter, PartStore, SentPart, Store, StoreError};
+use super::{
+    crc32c, LocalObject, ObjectKey, ObjectWriter, PartBody, PartStore, SentPart, Store, StoreError,
+};
 use crate::config::S3Location;
 use crate::upload::part_plan::{Cursor, Part, PartPlan, PartRules};
 use async_trait::async_trait;
@@ -46,6 +48,9 @@ fn io(e: impl std::fmt::Display) -> std::io::Error {
 fn sdk<E: std::error::Error + 'static>(e: E) -> std::io::Error {
     io(DisplayErrorContext(e))
 }
+
+/// The read buffer of a part streamed from a file.
+const STREAM_BUFFER: usize = 256 * 1024;
 
 /// Times every S3 operation, retries included, for the metrics ([`crate::metrics`]).
 #[derive(Debug)]
@@ -376,8 +381,11 @@ impl S3Writer {
                 self.collect_one().await?;
             }
             let (store, key) = (self.store.clone(), self.key.clone());
-            self.sending
-                .spawn(async move { store.put_part(&key, &upload_id, part, body).await });
+            self.sending.spawn(async move {
+                store
+                    .put_part(&key, &upload_id, part, PartBody::Bytes(body))
+                    .await
+            });
             if complete && self.cursor.start == self.received {
                 break;
             }
@@ -543,10 +551,28 @@ impl PartStore for S3Store {
         key: &ObjectKey,
         upload_id: &str,
         part: Part,
-        body: Bytes,
+        body: PartBody,
     ) -> Result<SentPart, StoreError> {
         let number = i32::try_from(part.number.0).map_err(|e| self.write_error(key, io(e)))?;
-        let crc = crc32c(&body);
+        let (crc, body) = match body {
+            PartBody::Bytes(bytes) => (crc32c(&bytes), ByteStream::from(bytes)),
+            PartBody::File {
+                path,
+                offset,
+                crc32c,
+            } => {
+                // Read as it is sent (and again on a retry), a buffer at a time.
+                let stream = ByteStream::read_from()
+                    .path(&path)
+                    .offset(offset)
+                    .length(aws_sdk_s3::primitives::Length::Exact(part.len))
+                    .buffer_size(STREAM_BUFFER)
+                    .build()
+                    .await
+                    .map_err(|e| self.write_error(key, io(e)))?;
+                (crc32c, stream)
+            }
+        };
         let out = self
             .client
             .upload_part()
@@ -556,7 +582,7 @@ impl PartStore for S3Store {
             .part_number(number)
             .checksum_algorithm(ChecksumAlgorithm::Crc32C)
             .checksum_crc32_c(crc32c_header(crc))
-            .body(ByteStream::from(body))
+            .body(body)
             .send()
             .await
             .map_err(|e| {

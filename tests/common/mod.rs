@@ -231,6 +231,11 @@ impl Node {
         node
     }
 
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the node is running").id()
+    }
+
     fn log_path(&self) -> PathBuf {
         self.data_dir.path().join("uplink.log")
     }
