@@ -8,7 +8,9 @@
 //!
 //! - `single`: one 1 GiB upload in one request (Uploads API multipart; nginx: one PUT);
 //! - `chunked`: 1 GiB in 8 MiB chunks (tus PATCHes; nginx: one PUT per chunk);
-//! - `concurrent`: 100 uploads of 16 MiB at once, in 1 MiB chunks (tus; nginx: PUTs).
+//! - `concurrent`: 100 uploads of 16 MiB at once, in 1 MiB chunks (tus; nginx: PUTs);
+//! - `direct`: 100 uploads of 16 MiB at once, each one request (Uploads API multipart; nginx:
+//!   one PUT each): into S3 they go through the edge's spool, so its memory stays bounded.
 //!
 //! `cargo bench --bench load` runs the full sizes; `-- --test` (as CI does) runs them tiny, to
 //! keep the benchmark working; `-- --workload single --server uplink` (each repeatable) runs
@@ -228,7 +230,7 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     };
     let client = reqwest::Client::new();
     let bytes = match workload {
-        "concurrent" => sizes.each * sizes.concurrent as u64,
+        "concurrent" | "direct" => sizes.each * sizes.concurrent as u64,
         _ => sizes.single,
     };
     settle(bytes);
@@ -239,6 +241,13 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     let mut times = match workload {
         "single" => vec![single(&client, &server, sizes.single, nginx).await],
         "chunked" => chunked(&client, &server, 0, sizes.single, sizes.chunk, nginx).await,
+        "direct" => {
+            futures_util::stream::iter(0..sizes.concurrent)
+                .map(|_| single(&client, &server, sizes.each, nginx))
+                .buffer_unordered(sizes.concurrent)
+                .collect::<Vec<_>>()
+                .await
+        }
         _ => futures_util::stream::iter(0..sizes.concurrent)
             .map(|i| chunked(&client, &server, i, sizes.each, sizes.small_chunk, nginx))
             .buffer_unordered(sizes.concurrent)
@@ -305,7 +314,11 @@ fn chosen(args: &[String], name: &str, all: &[&str]) -> Vec<String> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let test = args.iter().any(|a| a == "--test");
-    let workloads = chosen(&args, "--workload", &["single", "chunked", "concurrent"]);
+    let workloads = chosen(
+        &args,
+        "--workload",
+        &["single", "chunked", "concurrent", "direct"],
+    );
     let servers = chosen(&args, "--server", &["uplink", "nginx", "uplink-s3"]);
     let rounds: usize = match args.iter().position(|a| a == "--rounds") {
         Some(i) => args[i + 1].parse().expect("--rounds N"),

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{eventually, free_port, PgDatabase, Proc, S3Server, Uploads};
+use common::{eventually, free_port, tus, PgDatabase, Proc, S3Server, Uploads};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -83,24 +83,6 @@ async fn start(s3: &S3Server) -> Fleet {
     }
 }
 
-async fn tus(
-    method: reqwest::Method,
-    url: &str,
-    token: &str,
-    headers: &[(&str, String)],
-    body: Vec<u8>,
-) -> reqwest::Response {
-    let mut req = reqwest::Client::new()
-        .request(method, url)
-        .bearer_auth(token)
-        .header("tus-resumable", "1.0.0")
-        .body(body);
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    req.send().await.unwrap()
-}
-
 #[tokio::test]
 async fn an_upload_whose_edge_dies_is_completed_by_another_edge_of_its_region() {
     let s3 = S3Server::start().await;
@@ -108,20 +90,7 @@ async fn an_upload_whose_edge_dies_is_completed_by_another_edge_of_its_region() 
     let mut fleet = start(&s3).await;
     let account = common::create_account_in(&fleet.database);
     let (a, b) = (fleet.edges[0].0.clone(), fleet.edges[1].0.clone());
-    let token = common::json_of(
-        reqwest::Client::new()
-            .post(format!("{a}/v1/upload-tokens"))
-            .bearer_auth(&account.api_key)
-            .body("{}")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .1["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = common::common::upload_token_at(&a, &account.api_key, "{}").await;
     let data: Vec<u8> = (0..24 * MIB as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();

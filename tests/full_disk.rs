@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_port, json_of, Proc};
+use common::{free_port, json_of, tus, Proc};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,24 +39,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-async fn tus(
-    method: reqwest::Method,
-    url: &str,
-    token: &str,
-    headers: &[(&str, String)],
-    body: Vec<u8>,
-) -> reqwest::Response {
-    let mut req = reqwest::Client::new()
-        .request(method, url)
-        .bearer_auth(token)
-        .header("tus-resumable", "1.0.0")
-        .body(body);
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    req.send().await.unwrap()
 }
 
 async fn readyz(url: &str) -> (u16, serde_json::Value) {
@@ -100,20 +82,7 @@ async fn a_full_spool_answers_507_keeps_what_was_acknowledged_and_resumes_once_f
     let edge = format!("http://127.0.0.1:{edge_port}");
     let _edge = Proc::start("edge", &dir.path().join("edge.toml"), &edge, &env).await;
     let account = common::create_account_in(&database);
-    let token = json_of(
-        reqwest::Client::new()
-            .post(format!("{edge}/v1/upload-tokens"))
-            .bearer_auth(&account.api_key)
-            .body("{}")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .1["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = common::upload_token_at(&edge, &account.api_key, "{}").await;
     assert_eq!(readyz(&edge).await.0, 200);
 
     // Something else fills the disk but for 4 MiB: readiness says so.

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{eventually, free_port, json_of, test_video, Proc, S3Server, Scrape, Uploads};
+use common::{eventually, free_port, test_video, Proc, S3Server, Scrape, Uploads};
 use std::path::Path;
 
 const SECRET: &str = "a-shared-internal-secret-for-tests";
@@ -115,19 +115,7 @@ async fn traffic(roles: &Roles) -> usize {
         assert_eq!(status, 202, "{body}");
     }
     let http = reqwest::Client::new();
-    let token = json_of(
-        http.post(format!("{}/v1/upload-tokens", roles.edge))
-            .bearer_auth(&account.api_key)
-            .body("{}")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .1["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = common::upload_token_at(&roles.edge, &account.api_key, "{}").await;
     let bytes = std::fs::read(&video).unwrap();
     let tus = http
         .post(format!("{}/files/", roles.edge))

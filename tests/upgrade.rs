@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{eventually, free_port, json_of, Proc};
+use common::{eventually, free_port, Proc};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -108,20 +108,7 @@ async fn an_edge_upgraded_under_load_refuses_no_connection_and_fails_no_upload()
     let edge = format!("http://127.0.0.1:{edge_port}");
     let mut old = Proc::start("edge", &config, &edge, &ENV).await;
     let account = common::create_account_in(&database);
-    let token = json_of(
-        reqwest::Client::new()
-            .post(format!("{edge}/v1/upload-tokens"))
-            .bearer_auth(&account.api_key)
-            .body("{}")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .1["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = common::upload_token_at(&edge, &account.api_key, "{}").await;
 
     // Four clients upload until told to stop.
     let stop = Arc::new(AtomicBool::new(false));

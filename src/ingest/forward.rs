@@ -1,9 +1,11 @@
-//! Forwarding spooled uploads (tus, the IETF draft, numbered chunks) to a store that takes
-//! parts (S3) while they arrive: a task per upload cuts the spooled bytes into parts with the
-//! [`PartPlan`] as they become available and sends each as soon as it is full, several at once.
-//! When the last byte is in, only the last part and the completion remain. A part is read from
-//! the spool into memory only while the edge holds fewer than a fixed number of parts across all
-//! uploads, so memory stays bounded however many arrive at once (their bytes wait on disk).
+//! Forwarding spooled uploads (tus, the IETF draft, numbered chunks, and direct uploads written
+//! through [`Forwarder::writer`]) to a store that takes parts (S3) while they arrive: a task per
+//! upload cuts the spooled bytes into parts with the [`PartPlan`] as they become available and
+//! sends each as soon as it is full, several at once. When the last byte is in, only the last
+//! part and the completion remain. A part that lies in one spool file is streamed from it (its
+//! CRC32C read first); one that spans chunk files is read into memory. The edge sends a fixed
+//! number of parts at once across all uploads and holds fewer still in memory, so memory stays
+//! bounded however many uploads arrive at once (their bytes wait on disk).
 //!
 //! The multipart upload id, the plan's declared size and every part the store acknowledged are
 //! kept in a small state file beside the spool, written after each part, so a restarted edge

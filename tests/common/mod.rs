@@ -801,9 +801,14 @@ impl Drop for FaultyProxy {
 
 /// An upload token for tus and IETF clients (`POST /v1/upload-tokens` with a JSON `body`).
 pub async fn upload_token(node: &Node, account: &Account, body: &str) -> String {
+    upload_token_at(&node.url, &account.api_key, body).await
+}
+
+/// [`upload_token`] from the edge at `base`.
+pub async fn upload_token_at(base: &str, api_key: &str, body: &str) -> String {
     let resp = reqwest::Client::new()
-        .post(format!("{}/v1/upload-tokens", node.url))
-        .bearer_auth(&account.api_key)
+        .post(format!("{base}/v1/upload-tokens"))
+        .bearer_auth(api_key)
         .body(body.to_owned())
         .send()
         .await
@@ -811,6 +816,25 @@ pub async fn upload_token(node: &Node, account: &Account, body: &str) -> String 
     let (status, body) = json_of(resp).await;
     assert_eq!(status, 201, "{body}");
     body["token"].as_str().unwrap().to_owned()
+}
+
+/// One tus 1.0 request with an upload token, extra `headers` and `body`.
+pub async fn tus(
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token)
+        .header("tus-resumable", "1.0.0")
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    req.send().await.unwrap()
 }
 
 /// Opens a movingimage video and returns its id and upload URL.
