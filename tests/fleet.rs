@@ -90,7 +90,7 @@ async fn an_upload_whose_edge_dies_is_completed_by_another_edge_of_its_region() 
     let mut fleet = start(&s3).await;
     let account = common::create_account_in(&fleet.database);
     let (a, b) = (fleet.edges[0].0.clone(), fleet.edges[1].0.clone());
-    let token = common::common::upload_token_at(&a, &account.api_key, "{}").await;
+    let token = common::upload_token_at(&a, &account.api_key, "{}").await;
     let data: Vec<u8> = (0..24 * MIB as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
