@@ -95,24 +95,7 @@ pub fn run(
         interval: settings.sweep_interval,
     };
 
-    // The drain service ends the process once nothing is in flight, within the grace period.
-    let conf = ServerConf {
-        threads: settings.threads,
-        grace_period_seconds: Some(settings.drain_timeout.as_secs() + 1),
-        graceful_shutdown_timeout_seconds: Some(5),
-        upgrade_sock: settings.upgrade_socket.display().to_string(),
-        pid_file: settings.spool_dir.join("edge.pid").display().to_string(),
-        ..ServerConf::default()
-    };
-    let opt = pingora::server::configuration::Opt {
-        upgrade,
-        ..Default::default()
-    };
-    if upgrade {
-        tracing::info!(socket = %settings.upgrade_socket.display(), "Waiting for the running edge's listening sockets (send it SIGQUIT).");
-    }
-    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
-    server.bootstrap();
+    let mut server = server(settings, upgrade);
     let active = heartbeat::ActiveUploads::default();
     let edge = proxy::EdgeProxy::new(
         ingest,
@@ -148,33 +131,62 @@ pub fn run(
         listen_tls(&mut service, tls, quic, runtime)?;
     }
     server.add_service(service);
-    server.add_service(pingora::services::background::background_service(
-        "spool sweeper",
-        sweeper,
-    ));
-    server.add_service(pingora::services::background::background_service(
-        "drain",
-        drain::Drain {
-            state: draining,
-            active: active.clone(),
-            timeout: settings.drain_timeout,
-        },
-    ));
-    if let Some(name) = &settings.name {
-        server.add_service(pingora::services::background::background_service(
-            "heartbeat",
-            heartbeat::Heartbeats {
-                origin,
-                name: name.clone(),
-                region: settings.region.clone(),
-                spool_dir: settings.spool_dir.clone(),
-                active,
-                interval: settings.heartbeat_interval,
-            },
-        ));
-    }
+    let drain = drain::Drain {
+        state: draining,
+        active: active.clone(),
+        timeout: settings.drain_timeout,
+    };
+    let heartbeats = settings.name.as_ref().map(|name| heartbeat::Heartbeats {
+        origin,
+        name: name.clone(),
+        region: settings.region.clone(),
+        spool_dir: settings.spool_dir.clone(),
+        active,
+        interval: settings.heartbeat_interval,
+    });
+    add_background(&mut server, sweeper, drain, heartbeats);
     tracing::info!(listen = %settings.listen, origin = %origins.now().url, name = ?settings.name, region = ?settings.region, "Edge listening.");
     server.run_forever()
+}
+
+/// The Pingora server: its drain timeout, its upgrade socket and, with `upgrade`, the listening
+/// sockets of the running edge (it waits for them).
+fn server(settings: &EdgeSettings, upgrade: bool) -> Server {
+    // The drain service ends the process once nothing is in flight, within the grace period.
+    let conf = ServerConf {
+        threads: settings.threads,
+        grace_period_seconds: Some(settings.drain_timeout.as_secs() + 1),
+        graceful_shutdown_timeout_seconds: Some(5),
+        upgrade_sock: settings.upgrade_socket.display().to_string(),
+        pid_file: settings.spool_dir.join("edge.pid").display().to_string(),
+        ..ServerConf::default()
+    };
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    if upgrade {
+        tracing::info!(socket = %settings.upgrade_socket.display(), "Waiting for the running edge's listening sockets (send it SIGQUIT).");
+    }
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    server.bootstrap();
+    server
+}
+
+/// The edge's background services: the spool sweeper, the drain and, for a named edge, its
+/// heartbeats.
+fn add_background(
+    server: &mut Server,
+    sweeper: sweeper::SpoolSweeper,
+    drain: drain::Drain,
+    heartbeats: Option<heartbeat::Heartbeats>,
+) {
+    use pingora::services::background::background_service;
+    server.add_service(background_service("spool sweeper", sweeper));
+    server.add_service(background_service("drain", drain));
+    if let Some(heartbeats) = heartbeats {
+        server.add_service(background_service("heartbeat", heartbeats));
+    }
 }
 
 /// Adds the TLS listener (HTTP/2 or HTTP/1.1 by ALPN, windows sized for uploads) to `service`

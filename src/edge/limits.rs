@@ -1,11 +1,13 @@
-//! The edge's limits on slow and greedy clients (`[limits]` in `edge.toml`):
+//! The edge's limits on slow, greedy and malformed clients (`[limits]` in `edge.toml`):
 //! - [`Pace`] (pure, time passed in): a request body must not stall longer than `body_gap`, and
 //!   must average `min_body_rate` over every `min_rate_window` of time the edge spent waiting
 //!   for it. Time the edge is not reading (its own back-pressure: disk, storage) never counts.
 //! - [`Paced`]: an [`Exchange`] whose body reads follow a [`Pace`], on every HTTP version; a
 //!   request cut for slowness is answered 408 and its connection closed, keeping what arrived.
 //! - [`HeaderClock`] (pure) and [`Guarded`]: an HTTP/1.1 connection whose request head is not
-//!   complete `header_timeout` after its first byte is answered 408 and closed (slowloris).
+//!   complete `header_timeout` after its first byte is answered 408 and closed (slowloris); a
+//!   head over [`MAX_HEAD`] 431; a head with both `Content-Length` and `Transfer-Encoding` 400
+//!   (request smuggling). A malformed chunked body is answered 400 by [`Paced`].
 //! - [`PerClient`]: connections per client address, one cap for TCP and QUIC.
 //!
 //! Must not depend on the protocols, the ingest core or the origin.

@@ -1,9 +1,11 @@
 //! What the edge's metrics see of its traffic ([`crate::metrics`]): [`Metered`] wraps one
 //! request's [`Exchange`] and records it once answered (flavour, method, HTTP version, status,
 //! body bytes, and the time from the last body byte to the answer); [`Connections`] wraps
-//! Pingora's HTTP application and keeps the open TCP connections by HTTP version.
+//! Pingora's HTTP application: it counts TCP connections by HTTP version, and is where the
+//! per-client cap, the HTTP/1.1 head timer ([`super::limits`]) and the drain's view of busy
+//! connections ([`super::drain`]) attach to each connection.
 //!
-//! Must not depend on the protocols or the origin: it only watches.
+//! Must not depend on the protocols or the origin.
 
 use super::exchange::{Exchange, RequestHead};
 use super::limits::{Guarded, PerClient};

@@ -357,20 +357,7 @@ impl Job {
                     while sending.len() >= parts.parts_in_flight().max(1) {
                         self.collect(&mut sending, &mut sent, &state).await?;
                     }
-                    let upload_id = match &state {
-                        Some(s) => s.upload_id.clone(),
-                        None => {
-                            let fresh = State {
-                                key: self.key.to_string(),
-                                declared,
-                                upload_id: parts.begin_parts(&self.key).await?,
-                                parts: Vec::new(),
-                                completed: None,
-                            };
-                            save(&self.path, &fresh).await?;
-                            state.insert(fresh).upload_id.clone()
-                        }
-                    };
+                    let upload_id = self.upload_id(&mut state, declared).await?;
                     let (store, key) = (self.store.clone(), self.key.clone());
                     sending.spawn(async move {
                         let _in_flight = crate::metrics::part_in_flight();
@@ -389,24 +376,7 @@ impl Job {
                 while !sending.is_empty() {
                     self.collect(&mut sending, &mut sent, &state).await?;
                 }
-                let upload_id = match &state {
-                    Some(s) => s.upload_id.clone(),
-                    None => return Err(state_error("complete", "no part was sent")),
-                };
-                let all: Vec<SentPart> = sent.into_values().collect();
-                parts
-                    .complete_parts(&self.key, &upload_id, &all, available)
-                    .await?;
-                if let Some(s) = state {
-                    let done = State {
-                        completed: Some(available),
-                        ..s
-                    };
-                    if let Err(e) = save(&self.path, &done).await {
-                        tracing::warn!(key = %self.key, error = %e, "Could not record a completed forwarding.");
-                    }
-                }
-                return Ok(available);
+                return self.complete(state, sent, available).await;
             }
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() {
@@ -450,6 +420,50 @@ impl Job {
             PartBody::Bytes(bytes),
             Some((permit, crate::metrics::part_in_memory())),
         ))
+    }
+
+    /// The multipart upload's id, opened (and recorded in the state file) on first need.
+    async fn upload_id(
+        &self,
+        state: &mut Option<State>,
+        declared: Option<u64>,
+    ) -> Result<String, StoreError> {
+        if let Some(s) = state {
+            return Ok(s.upload_id.clone());
+        }
+        let fresh = State {
+            key: self.key.to_string(),
+            declared,
+            upload_id: self.parts().begin_parts(&self.key).await?,
+            parts: Vec::new(),
+            completed: None,
+        };
+        save(&self.path, &fresh).await?;
+        Ok(state.insert(fresh).upload_id.clone())
+    }
+
+    /// Joins the `sent` parts into the object of `size` bytes and records it complete.
+    async fn complete(
+        &self,
+        state: Option<State>,
+        sent: BTreeMap<u32, SentPart>,
+        size: u64,
+    ) -> Result<u64, StoreError> {
+        let Some(state) = state else {
+            return Err(state_error("complete", "no part was sent"));
+        };
+        let all: Vec<SentPart> = sent.into_values().collect();
+        self.parts()
+            .complete_parts(&self.key, &state.upload_id, &all, size)
+            .await?;
+        let done = State {
+            completed: Some(size),
+            ..state
+        };
+        if let Err(e) = save(&self.path, &done).await {
+            tracing::warn!(key = %self.key, error = %e, "Could not record a completed forwarding.");
+        }
+        Ok(size)
     }
 
     /// Waits for one part in flight and records it in the state file.
