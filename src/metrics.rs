@@ -10,7 +10,9 @@
 //!
 //! Must not depend on request handling, the database or storage: callers pass plain values.
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -49,115 +51,58 @@ const OUTBOX_AGE: &str = "uplink_outbox_oldest_age_seconds";
 const HEARTBEAT_AGE: &str = "uplink_edge_heartbeat_age_seconds";
 const DB_POOL: &str = "uplink_db_pool_connections";
 
-/// Every metric with its help text, as the scrape's `# HELP` lines give it.
+/// What a metric is, for its `# TYPE` and `# HELP` lines.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric: its name, kind, unit and help text, as the scrape's `# HELP` lines give it.
+const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
+    (EDGE_REQUESTS, Kind::Counter, None, "Requests answered by the edge, by flavour (upload protocol, or control for the proxied control API), method, HTTP version and status."),
+    (EDGE_RECEIVED, Kind::Counter, None, "Request body bytes the edge received, by flavour."),
+    (EDGE_ACK, Kind::Histogram, Some(Unit::Seconds), "From an upload request's last body byte to its answer: the time to make its bytes durable and acknowledge them, by flavour."),
+    (EDGE_CONNECTIONS, Kind::Gauge, None, "Client connections open, by HTTP version (1.1 and 2 over TCP, 3 over QUIC)."),
+    (EDGE_CONNECTIONS_TOTAL, Kind::Counter, None, "Client connections accepted, by HTTP version."),
+    (EDGE_IN_FLIGHT, Kind::Gauge, None, "Upload requests being answered (what the heartbeat reports as the edge's load)."),
+    (LIMITS_HIT, Kind::Counter, None, "Requests and connections cut by the edge's limits, by limit (header_timeout, body_gap, min_body_rate, connections_per_client)."),
+    (TOKEN_REFUSALS, Kind::Counter, None, "Upload tokens refused, by reason (missing, malformed, unknown_key, bad_signature, expired, wrong_scope, wrong_region)."),
+    (SPOOL_BYTES, Kind::Gauge, Some(Unit::Bytes), "Bytes in the edge's spool (uploads received and not yet stored or swept)."),
+    (SPOOL_FREE, Kind::Gauge, Some(Unit::Bytes), "Free bytes on the spool's file system."),
+    (PARTS_WAITING, Kind::Gauge, None, "Storage parts full in the spool and waiting for the edge's memory budget."),
+    (PARTS_IN_MEMORY, Kind::Gauge, None, "Storage parts read into memory and not yet stored, across all uploads."),
+    (PARTS_IN_FLIGHT, Kind::Gauge, None, "Storage parts being sent to the store."),
+    (STORAGE_SECONDS, Kind::Histogram, Some(Unit::Seconds), "Object storage requests, by operation (UploadPart, CompleteMultipartUpload, …) and outcome (ok, error), retries included."),
+    (ORIGIN_REQUESTS, Kind::Counter, None, "Requests answered by the origin, by API (public, internal), method and status."),
+    (CREATED, Kind::Counter, None, "Upload records opened, by flavour."),
+    (STORED, Kind::Counter, None, "Uploads whose bytes are complete in storage (queued for processing)."),
+    (COMPLETED, Kind::Counter, None, "Uploads processed and ready for playback."),
+    (FAILED, Kind::Counter, None, "Uploads that failed processing, by error code."),
+    (TERMINATED, Kind::Counter, None, "Upload records dropped while receiving, by whom (edge: the client or a failed write; sweeper: abandoned)."),
+    (UPLOADS, Kind::Gauge, None, "Upload records, by status."),
+    (JOBS, Kind::Gauge, None, "Processing jobs, by state (queued, running, done)."),
+    (JOB_AGE, Kind::Gauge, Some(Unit::Seconds), "Age of the oldest queued processing job (0 when none is queued)."),
+    (TRANSCODE_SECONDS, Kind::Histogram, Some(Unit::Seconds), "Time to render one rendition, by rendition."),
+    (TRANSCODE_FPS, Kind::Histogram, None, "Frames rendered per second of one rendition, by rendition."),
+    (NOTIFICATIONS, Kind::Counter, None, "Notification delivery attempts, by outcome (delivered, retry, gave_up)."),
+    (OUTBOX_DEPTH, Kind::Gauge, None, "Notifications not yet delivered or given up."),
+    (OUTBOX_AGE, Kind::Gauge, Some(Unit::Seconds), "Age of the oldest notification not yet delivered (0 when none waits)."),
+    (HEARTBEAT_AGE, Kind::Gauge, Some(Unit::Seconds), "Time since each edge's last heartbeat, by edge and region."),
+    (DB_POOL, Kind::Gauge, None, "State database connections, by state (busy, idle, max)."),
+];
+
 fn describe() {
-    describe_counter!(
-        EDGE_REQUESTS,
-        "Requests answered by the edge, by flavour (upload protocol, or control for the proxied control API), method, HTTP version and status."
-    );
-    describe_counter!(
-        EDGE_RECEIVED,
-        "Request body bytes the edge received, by flavour."
-    );
-    describe_histogram!(
-        EDGE_ACK,
-        metrics::Unit::Seconds,
-        "From an upload request's last body byte to its answer: the time to make its bytes durable and acknowledge them, by flavour."
-    );
-    describe_gauge!(
-        EDGE_CONNECTIONS,
-        "Client connections open, by HTTP version (1.1 and 2 over TCP, 3 over QUIC)."
-    );
-    describe_counter!(
-        EDGE_CONNECTIONS_TOTAL,
-        "Client connections accepted, by HTTP version."
-    );
-    describe_gauge!(
-        EDGE_IN_FLIGHT,
-        "Upload requests being answered (what the heartbeat reports as the edge's load)."
-    );
-    describe_counter!(
-        LIMITS_HIT,
-        "Requests and connections cut by the edge's limits, by limit (header_timeout, body_gap, min_body_rate, connections_per_client)."
-    );
-    describe_counter!(
-        TOKEN_REFUSALS,
-        "Upload tokens refused, by reason (missing, malformed, unknown_key, bad_signature, expired, wrong_scope, wrong_region)."
-    );
-    describe_gauge!(
-        SPOOL_BYTES,
-        metrics::Unit::Bytes,
-        "Bytes in the edge's spool (uploads received and not yet stored or swept)."
-    );
-    describe_gauge!(
-        SPOOL_FREE,
-        metrics::Unit::Bytes,
-        "Free bytes on the spool's file system."
-    );
-    describe_gauge!(
-        PARTS_WAITING,
-        "Storage parts full in the spool and waiting for the edge's memory budget."
-    );
-    describe_gauge!(
-        PARTS_IN_MEMORY,
-        "Storage parts read into memory and not yet stored, across all uploads."
-    );
-    describe_gauge!(PARTS_IN_FLIGHT, "Storage parts being sent to the store.");
-    describe_histogram!(
-        STORAGE_SECONDS,
-        metrics::Unit::Seconds,
-        "Object storage requests, by operation (UploadPart, CompleteMultipartUpload, …) and outcome (ok, error), retries included."
-    );
-    describe_counter!(
-        ORIGIN_REQUESTS,
-        "Requests answered by the origin, by API (public, internal), method and status."
-    );
-    describe_counter!(CREATED, "Upload records opened, by flavour.");
-    describe_counter!(
-        STORED,
-        "Uploads whose bytes are complete in storage (queued for processing)."
-    );
-    describe_counter!(COMPLETED, "Uploads processed and ready for playback.");
-    describe_counter!(FAILED, "Uploads that failed processing, by error code.");
-    describe_counter!(
-        TERMINATED,
-        "Upload records dropped while receiving, by whom (edge: the client or a failed write; sweeper: abandoned)."
-    );
-    describe_gauge!(UPLOADS, "Upload records, by status.");
-    describe_gauge!(JOBS, "Processing jobs, by state (queued, running, done).");
-    describe_gauge!(
-        JOB_AGE,
-        metrics::Unit::Seconds,
-        "Age of the oldest queued processing job (0 when none is queued)."
-    );
-    describe_histogram!(
-        TRANSCODE_SECONDS,
-        metrics::Unit::Seconds,
-        "Time to render one rendition, by rendition."
-    );
-    describe_histogram!(
-        TRANSCODE_FPS,
-        "Frames rendered per second of one rendition, by rendition."
-    );
-    describe_counter!(
-        NOTIFICATIONS,
-        "Notification delivery attempts, by outcome (delivered, retry, gave_up)."
-    );
-    describe_gauge!(OUTBOX_DEPTH, "Notifications not yet delivered or given up.");
-    describe_gauge!(
-        OUTBOX_AGE,
-        metrics::Unit::Seconds,
-        "Age of the oldest notification not yet delivered (0 when none waits)."
-    );
-    describe_gauge!(
-        HEARTBEAT_AGE,
-        metrics::Unit::Seconds,
-        "Time since each edge's last heartbeat, by edge and region."
-    );
-    describe_gauge!(
-        DB_POOL,
-        "State database connections, by state (busy, idle, max)."
-    );
+    for &(name, kind, unit, help) in METRICS {
+        match (kind, unit) {
+            (Kind::Counter, _) => describe_counter!(name, help),
+            (Kind::Gauge, Some(unit)) => describe_gauge!(name, unit, help),
+            (Kind::Gauge, None) => describe_gauge!(name, help),
+            (Kind::Histogram, Some(unit)) => describe_histogram!(name, unit, help),
+            (Kind::Histogram, None) => describe_histogram!(name, help),
+        }
+    }
 }
 
 /// Latency buckets, in seconds, for requests to storage and acknowledgements.
@@ -461,6 +406,27 @@ pub fn db_pool(busy: u32, idle: u32, max: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_metric_is_described_once_and_named_as_prometheus_asks() {
+        let mut names: Vec<&str> = METRICS.iter().map(|m| m.0).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), METRICS.len(), "a metric described twice");
+        for &(name, kind, unit, help) in METRICS {
+            assert!(name.starts_with("uplink_") && !help.is_empty(), "{name}");
+            assert_eq!(
+                name.ends_with("_total"),
+                matches!(kind, Kind::Counter),
+                "{name}: counters, and only they, end in _total"
+            );
+            match unit {
+                Some(Unit::Seconds) => assert!(name.ends_with("_seconds"), "{name}"),
+                Some(Unit::Bytes) => assert!(name.ends_with("_bytes"), "{name}"),
+                _ => {}
+            }
+        }
+    }
 
     #[test]
     fn unknown_methods_make_no_new_series() {
