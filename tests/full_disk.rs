@@ -52,17 +52,7 @@ async fn a_full_spool_answers_507_keeps_what_was_acknowledged_and_resumes_once_f
     let spool = dir.path().join("spool");
     let _tmpfs = Tmpfs::mount(&spool, 80);
     let (origin_port, edge_port) = (free_port(), free_port());
-    let database = format!("sqlite://{d}/uplink.db?mode=rwc");
-    std::fs::write(
-        dir.path().join("origin.toml"),
-        format!(
-            "listen = \"127.0.0.1:{origin_port}\"\ndatabase = \"{database}\"\n\
-             storage = \"file://{d}/objects\"\ninternal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\n\
-             scratch_dir = \"{d}/scratch\"\ntoken_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nworkers = 0\n\
-             edge_url = \"http://127.0.0.1:{edge_port}\"\n"
-        ),
-    )
-    .unwrap();
+    let database = common::write_origin_config(dir.path(), origin_port, edge_port);
     let origin_url = format!("http://127.0.0.1:{origin_port}");
     std::fs::write(
         dir.path().join("edge.toml"),

@@ -78,17 +78,7 @@ async fn an_edge_upgraded_under_load_refuses_no_connection_and_fails_no_upload()
         .unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     uplink::edge::tls::ensure_self_signed(&cert, &key).unwrap();
-    let database = format!("sqlite://{d}/uplink.db?mode=rwc");
-    std::fs::write(
-        dir.path().join("origin.toml"),
-        format!(
-            "listen = \"127.0.0.1:{origin_port}\"\ndatabase = \"{database}\"\n\
-             storage = \"file://{d}/objects\"\ninternal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\n\
-             scratch_dir = \"{d}/scratch\"\ntoken_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nworkers = 0\n\
-             edge_url = \"http://127.0.0.1:{edge_port}\"\n"
-        ),
-    )
-    .unwrap();
+    let database = common::write_origin_config(dir.path(), origin_port, edge_port);
     let origin_url = format!("http://127.0.0.1:{origin_port}");
     let config = dir.path().join("edge.toml");
     std::fs::write(

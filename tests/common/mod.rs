@@ -1007,3 +1007,22 @@ impl Scrape {
         self.0.contains(&format!("# HELP {name} "))
     }
 }
+
+/// Writes `DIR/origin.toml` for one origin on SQLite and local files under `dir`, with no
+/// processing workers, naming the edge on `edge_port`; returns its database URL. Its secrets
+/// come from `UPLINK_INTERNAL_SECRET` and `UPLINK_TOKEN_KEYS`.
+pub fn write_origin_config(dir: &Path, origin_port: u16, edge_port: u16) -> String {
+    let d = dir.display();
+    let database = format!("sqlite://{d}/uplink.db?mode=rwc");
+    std::fs::write(
+        dir.join("origin.toml"),
+        format!(
+            "listen = \"127.0.0.1:{origin_port}\"\ndatabase = \"{database}\"\n\
+             storage = \"file://{d}/objects\"\ninternal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\n\
+             scratch_dir = \"{d}/scratch\"\ntoken_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nworkers = 0\n\
+             edge_url = \"http://127.0.0.1:{edge_port}\"\n"
+        ),
+    )
+    .unwrap();
+    database
+}
