@@ -67,7 +67,7 @@ const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
     (EDGE_CONNECTIONS, Kind::Gauge, None, "Client connections open, by HTTP version (1.1 and 2 over TCP, 3 over QUIC)."),
     (EDGE_CONNECTIONS_TOTAL, Kind::Counter, None, "Client connections accepted, by HTTP version."),
     (EDGE_IN_FLIGHT, Kind::Gauge, None, "Upload requests being answered (what the heartbeat reports as the edge's load)."),
-    (LIMITS_HIT, Kind::Counter, None, "Requests and connections cut by the edge's limits, by limit (header_timeout, body_gap, min_body_rate, connections_per_client)."),
+    (LIMITS_HIT, Kind::Counter, None, "Requests and connections cut by the edge's limits, by limit (header_timeout, header_size, ambiguous_framing, body_gap, min_body_rate, connections_per_client)."),
     (TOKEN_REFUSALS, Kind::Counter, None, "Upload tokens refused, by reason (missing, malformed, unknown_key, bad_signature, expired, wrong_scope, wrong_region)."),
     (SPOOL_BYTES, Kind::Gauge, Some(Unit::Bytes), "Bytes in the edge's spool (uploads received and not yet stored or swept)."),
     (SPOOL_FREE, Kind::Gauge, Some(Unit::Bytes), "Free bytes on the spool's file system."),

@@ -265,6 +265,9 @@ pub struct HeaderClock {
     /// `Content-Length` and `Transfer-Encoding` were seen.
     length: bool,
     coding: bool,
+    /// The edge's last final answer closes the connection: what the client still sends (the
+    /// rest of a refused request's body) is no request head.
+    closing: bool,
 }
 
 /// The largest request head (request line and headers) accepted; more is answered 431
@@ -274,7 +277,7 @@ pub const MAX_HEAD: usize = 64 * 1024;
 impl HeaderClock {
     /// Bytes `read` arrived at `now`.
     pub fn read(&mut self, read: &[u8], now: Instant) {
-        if read.is_empty() || self.complete {
+        if read.is_empty() || self.complete || self.closing {
             return;
         }
         self.started.get_or_insert(now);
@@ -314,11 +317,16 @@ impl HeaderClock {
         self.complete && self.length && self.coding
     }
 
-    /// The edge wrote `written`: a final answer (not `HTTP/1.1 1xx`) ends the request.
+    /// The edge wrote `written`: a final answer (not `HTTP/1.1 1xx`) ends the request; one with
+    /// `Connection: close` ends the connection's requests.
     pub fn wrote(&mut self, written: &[u8]) {
         let final_answer = written.starts_with(b"HTTP/1.") && written.get(9) != Some(&b'1');
         if final_answer {
-            *self = Self::default();
+            let head = written[..written.len().min(8192)].to_ascii_lowercase();
+            *self = Self {
+                closing: memchr::memmem::find(&head, b"\r\nconnection: close").is_some(),
+                ..Self::default()
+            };
         }
     }
 
@@ -700,6 +708,11 @@ mod tests {
         assert_eq!(clock.deadline(S), None);
         clock.read(b"H", t0 + S * 7);
         assert_eq!(clock.deadline(S), Some(t0 + S * 8), "the next request");
+        // A refusal that closes the connection: the rest of the body is no head.
+        clock.wrote(b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n");
+        clock.read(&[b'x'; MAX_HEAD + 1], t0 + S * 9);
+        assert_eq!(clock.deadline(S), None);
+        assert!(!clock.too_long() && !clock.in_request());
     }
 
     #[test]
