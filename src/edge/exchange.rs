@@ -147,6 +147,28 @@ pub async fn write_reply(
     reply: Reply,
     extra: &[(&'static str, String)],
 ) -> pingora::Result<()> {
+    let (header, body) = rendered(reply, extra)?;
+    let unread = !x.body_done();
+    if unread {
+        // Refused before the whole body was read: never reuse the connection.
+        x.close_after();
+    }
+    x.respond(header, false).await?;
+    x.send(body, true).await?;
+    if unread {
+        linger(x).await;
+    }
+    Ok(())
+}
+
+/// A reply's response head (with `extra` headers and the request's id) and body.
+///
+/// # Errors
+/// A header value is not one HTTP allows.
+pub(super) fn rendered(
+    reply: Reply,
+    extra: &[(&'static str, String)],
+) -> pingora::Result<(ResponseHeader, Bytes)> {
     let reply = with_request_id(reply);
     let mut header = ResponseHeader::build(reply.status, Some(2))?;
     header.insert_header(http::header::CONTENT_TYPE, reply.content_type)?;
@@ -154,17 +176,7 @@ pub async fn write_reply(
     for (name, value) in reply.headers.iter().chain(extra) {
         header.insert_header(*name, value)?;
     }
-    let unread = !x.body_done();
-    if unread {
-        // Refused before the whole body was read: never reuse the connection.
-        x.close_after();
-    }
-    x.respond(header, false).await?;
-    x.send(reply.body, true).await?;
-    if unread {
-        linger(x).await;
-    }
-    Ok(())
+    Ok((header, reply.body))
 }
 
 /// The reply with the current request's id ([`crate::request_id`]): as `X-Request-Id`, and

@@ -108,26 +108,6 @@ impl Pace {
     }
 }
 
-/// The answer to a request cut short (it may still reach a client that is reading), with the
-/// connection closed after it.
-fn refusal(status: u16, code: &str, message: &str) -> (ResponseHeader, Bytes) {
-    let mut body = serde_json::json!({ "error": code, "message": message });
-    let id = crate::request_id::current();
-    if let Some(id) = &id {
-        body["request_id"] = id.as_str().into();
-    }
-    let body = Bytes::from(body.to_string());
-    let mut head = ResponseHeader::build(status, Some(4)).expect("a valid status");
-    // Header values made here are valid.
-    let _ = head.insert_header(http::header::CONTENT_TYPE, "application/json");
-    let _ = head.insert_header(http::header::CONTENT_LENGTH, body.len().to_string());
-    let _ = head.insert_header(http::header::CONNECTION, "close");
-    if let Some(id) = id {
-        let _ = head.insert_header(crate::request_id::HEADER, id);
-    }
-    (head, body)
-}
-
 /// An exchange whose body must keep a [`Pace`].
 pub(super) struct Paced<'a> {
     inner: &'a mut dyn Exchange,
@@ -162,7 +142,13 @@ impl<'a> Paced<'a> {
     async fn refuse(&mut self, status: u16, code: &str, message: &str) {
         self.cut = true;
         self.inner.close_after();
-        let (head, body) = refusal(status, code, message);
+        let reply = crate::protocol::Reply::json(
+            status,
+            &serde_json::json!({ "error": code, "message": message }),
+        );
+        let Ok((head, body)) = super::exchange::rendered(reply, &[]) else {
+            return;
+        };
         if self.inner.respond(head, false).await.is_ok() {
             let _ = self.inner.send(body, true).await;
         }
@@ -396,8 +382,24 @@ impl Guarded {
         }
     }
 
-    /// Writes what is left of the 408; ready once it is written or cannot be.
-    fn poll_farewell(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Answers `status` with a JSON error and gives the connection up, for `limit`.
+    fn give_up(
+        &mut self,
+        cx: &mut Context<'_>,
+        limit: &'static str,
+        status: &str,
+        code: &str,
+        message: &str,
+    ) -> Poll<std::io::Result<()>> {
+        tracing::info!(limit, message, "Gave up a connection over a limit.");
+        crate::metrics::limit_hit(limit);
+        self.farewell = Some((raw_answer(status, code, message), 0));
+        self.poll_given_up(cx)
+    }
+
+    /// Writes what is left of the answer (as far as the client takes it); then the connection
+    /// fails its read.
+    fn poll_given_up(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         if let Some((answer, written)) = &mut self.farewell {
             while *written < answer.len() {
                 match Pin::new(&mut self.inner).poll_write(cx, &answer[*written..]) {
@@ -408,7 +410,7 @@ impl Guarded {
             }
         }
         let _ = Pin::new(&mut self.inner).poll_flush(cx);
-        Poll::Ready(())
+        Poll::Ready(Err(std::io::ErrorKind::ConnectionAborted.into()))
     }
 }
 
@@ -428,10 +430,7 @@ impl AsyncRead for Guarded {
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
         if this.farewell.is_some() {
-            return match this.poll_farewell(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::ConnectionAborted.into())),
-                Poll::Pending => Poll::Pending,
-            };
+            return this.poll_given_up(cx);
         }
         let before = buf.filled().len();
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -439,36 +438,22 @@ impl AsyncRead for Guarded {
             this.clock.read(&buf.filled()[before..], Instant::now());
             this.mark_busy();
             if this.clock.ambiguous() {
-                tracing::info!("Refused a request with both Content-Length and Transfer-Encoding.");
-                crate::metrics::limit_hit("ambiguous_framing");
-                this.farewell = Some((
-                    raw_answer(
-                        "400 Bad Request",
-                        "malformed_request",
-                        "the request has both Content-Length and Transfer-Encoding",
-                    ),
-                    0,
-                ));
-                return match this.poll_farewell(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::InvalidData.into())),
-                    Poll::Pending => Poll::Pending,
-                };
+                return this.give_up(
+                    cx,
+                    "ambiguous_framing",
+                    "400 Bad Request",
+                    "malformed_request",
+                    "the request has both Content-Length and Transfer-Encoding",
+                );
             }
             if this.clock.too_long() {
-                tracing::info!("Refused a request head over the limit.");
-                crate::metrics::limit_hit("header_size");
-                this.farewell = Some((
-                    raw_answer(
-                        "431 Request Header Fields Too Large",
-                        "headers_too_large",
-                        "the request head is over 64 KiB",
-                    ),
-                    0,
-                ));
-                return match this.poll_farewell(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::InvalidData.into())),
-                    Poll::Pending => Poll::Pending,
-                };
+                return this.give_up(
+                    cx,
+                    "header_size",
+                    "431 Request Header Fields Too Large",
+                    "headers_too_large",
+                    "the request head is over 64 KiB",
+                );
             }
         }
         match this.clock.deadline(this.timeout) {
@@ -481,20 +466,13 @@ impl AsyncRead for Guarded {
                     timer.as_mut().reset(deadline);
                 }
                 if read.is_pending() && std::future::Future::poll(timer.as_mut(), cx).is_ready() {
-                    tracing::info!("Cut a connection whose request headers were too slow.");
-                    crate::metrics::limit_hit("header_timeout");
-                    this.farewell = Some((
-                        raw_answer(
-                            "408 Request Timeout",
-                            "request_timeout",
-                            "the request headers did not arrive in time",
-                        ),
-                        0,
-                    ));
-                    return match this.poll_farewell(cx) {
-                        Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
-                        Poll::Pending => Poll::Pending,
-                    };
+                    return this.give_up(
+                        cx,
+                        "header_timeout",
+                        "408 Request Timeout",
+                        "request_timeout",
+                        "the request headers did not arrive in time",
+                    );
                 }
             }
         }
