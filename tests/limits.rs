@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{upload_token, Backend, Node};
+use common::{tus, upload_token, Backend, Node};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -73,26 +73,16 @@ async fn a_request_head_sent_a_byte_at_a_time_is_cut_with_408() {
 
 /// Creates a tus upload of `length` bytes; its path.
 async fn tus_upload(node: &Node, token: &str, length: usize) -> String {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/files/", node.url))
-        .bearer_auth(token)
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", length.to_string())
-        .send()
-        .await
-        .unwrap();
+    let url = format!("{}/files/", node.url);
+    let headers = [("upload-length", length.to_string())];
+    let resp = tus(reqwest::Method::POST, &url, token, &headers, Vec::new()).await;
     assert_eq!(resp.status(), 201);
     resp.headers()["location"].to_str().unwrap().to_owned()
 }
 
 async fn offset(node: &Node, token: &str, path: &str) -> u64 {
-    let resp = reqwest::Client::new()
-        .head(format!("{}{path}", node.url))
-        .bearer_auth(token)
-        .header("tus-resumable", "1.0.0")
-        .send()
-        .await
-        .unwrap();
+    let url = format!("{}{path}", node.url);
+    let resp = tus(reqwest::Method::HEAD, &url, token, &[], Vec::new()).await;
     assert_eq!(resp.status(), 200);
     resp.headers()["upload-offset"]
         .to_str()

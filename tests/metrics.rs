@@ -117,16 +117,15 @@ async fn traffic(roles: &Roles) -> usize {
     let http = reqwest::Client::new();
     let token = common::upload_token_at(&roles.edge, &account.api_key, "{}").await;
     let bytes = std::fs::read(&video).unwrap();
-    let tus = http
-        .post(format!("{}/files/", roles.edge))
-        .bearer_auth(&token)
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", bytes.len().to_string())
-        .header("content-type", "application/offset+octet-stream")
-        .body(bytes.clone())
-        .send()
-        .await
-        .unwrap();
+    let octets = ("content-type", "application/offset+octet-stream".to_owned());
+    let tus = common::tus(
+        reqwest::Method::POST,
+        &format!("{}/files/", roles.edge),
+        &token,
+        &[("upload-length", bytes.len().to_string()), octets],
+        bytes.clone(),
+    )
+    .await;
     assert_eq!(tus.status(), 201);
     let ietf = http
         .post(format!("{}/files/", roles.edge))
@@ -138,14 +137,14 @@ async fn traffic(roles: &Roles) -> usize {
         .await
         .unwrap();
     assert_eq!(ietf.status(), 201);
-    let refused = http
-        .post(format!("{}/files/", roles.edge))
-        .bearer_auth("not-a-token")
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", "5")
-        .send()
-        .await
-        .unwrap();
+    let refused = common::tus(
+        reqwest::Method::POST,
+        &format!("{}/files/", roles.edge),
+        "not-a-token",
+        &[("upload-length", "5".to_owned())],
+        Vec::new(),
+    )
+    .await;
     assert_eq!(refused.status(), 401);
     bytes.len()
 }
