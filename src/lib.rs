@@ -29,6 +29,8 @@
 //! - [`db`]: sqlx state database (SQLite or PostgreSQL), one file per table.
 //! - [`operator`]: operator commands (`uplink account create`, `uplink fleet`, `uplink geoip`).
 //! - [`role`]: wires the roles together (`uplink dev`, `uplink edge`, `uplink origin`).
+//!
+//! `fuzz`: the fuzz targets over every parser of client bytes (run by `fuzz/`).
 
 pub mod account;
 pub mod clock;
@@ -38,6 +40,8 @@ pub mod cors;
 pub mod db;
 pub mod edge;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod geo;
 pub mod health;
 pub mod ingest;

@@ -233,7 +233,7 @@ impl Exchange for Paced<'_> {
 
 /// When an HTTP/1.1 request head has to be complete, and whether its framing is ambiguous: a
 /// request starts with the first byte the client sends after the edge's previous final answer,
-/// and its head ends at the first empty line. Pure: it is told what was read and written, and
+/// and its head ends at the first empty line after its request line. Pure: it is told what was read and written, and
 /// keeps a few bytes of state, not the head.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderClock {
@@ -241,8 +241,10 @@ pub struct HeaderClock {
     started: Option<Instant>,
     /// The head is complete (the body, if any, follows).
     complete: bool,
-    /// The last four bytes read, to find `\r\n\r\n` across reads.
-    last: u32,
+    /// Bytes of the current line so far, carriage returns aside.
+    line: usize,
+    /// Lines of the head so far (request line and headers; empty lines before it aside).
+    lines: usize,
     /// Bytes of the head read so far.
     read: usize,
     /// The start of the current header line's name (lower case, at most 32 bytes); `None` once
@@ -269,23 +271,27 @@ impl HeaderClock {
         self.started.get_or_insert(now);
         for &b in read {
             self.read += 1;
-            self.last = (self.last << 8) | u32::from(b);
-            if self.last == u32::from_be_bytes(*b"\r\n\r\n") {
-                self.complete = true;
-                return;
+            if b == b'\n' {
+                // Lines end in LF, with or without CR (as httparse, Pingora's parser, reads
+                // them); the first empty line after the request line ends the head.
+                if self.line == 0 && self.lines > 0 {
+                    self.complete = true;
+                    return;
+                }
+                self.lines += usize::from(self.line > 0);
+                self.line = 0;
+                self.name = Some(Vec::new());
+                continue;
             }
+            self.line += usize::from(b != b'\r');
             match (&mut self.name, b) {
                 (Some(name), b':') => {
                     self.length |= name == b"content-length";
                     self.coding |= name == b"transfer-encoding";
                     self.name = None;
                 }
-                (Some(_), b'\n') => self.name = None,
                 (Some(name), _) if name.len() < 32 => name.push(b.to_ascii_lowercase()),
                 _ => {}
-            }
-            if b == b'\n' {
-                self.name = Some(Vec::new());
             }
         }
     }
@@ -707,6 +713,30 @@ mod tests {
         clock.read(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-", t0);
         clock.read(b"Encoding: chunked\r\n\r\n0\r\n\r\n", t0);
         assert!(clock.ambiguous());
+    }
+
+    /// Found by the fuzz target `http1_head`: Pingora's parser (httparse) also ends lines in a
+    /// bare LF and skips empty lines before the request line; a clock waiting for CRLF CRLF let
+    /// such a request's framing through unchecked and cut its body at the header timeout.
+    #[test]
+    fn heads_end_as_httparse_ends_them() {
+        let t0 = Instant::now();
+        let mut clock = HeaderClock::default();
+        clock.read(
+            b"POST / HTTP/1.1\nContent-Length: 4\nTransfer-Encoding: chunked\n",
+            t0,
+        );
+        assert!(clock.deadline(S).is_some());
+        clock.read(b"\n5\nhello", t0);
+        assert!(clock.deadline(S).is_none() && clock.ambiguous());
+        let mut clock = HeaderClock::default();
+        clock.read(b"\r\n\nGET / HTTP/1.1\r\nHost: a\r\n", t0);
+        assert!(
+            clock.deadline(S).is_some(),
+            "empty lines before the request line"
+        );
+        clock.read(b"\n", t0);
+        assert!(clock.deadline(S).is_none());
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub fn draft(headers: &HeaderMap) -> Option<Draft> {
 impl Draft {
     /// Whether the request says it completes the upload (`None`: it does not say). The
     /// header is a structured-field boolean item (RFC 9651; parameters after it are allowed).
-    fn completes(self, headers: &HeaderMap) -> Option<bool> {
+    pub(crate) fn completes(self, headers: &HeaderMap) -> Option<bool> {
         let boolean = |name| {
             let item: sfv::Item = sfv::Parser::new(header(headers, name)?).parse_item().ok()?;
             item.bare_item.as_boolean()
@@ -172,7 +172,11 @@ fn limits(claims: Option<&Claims>, ctx: &Ctx<'_>) -> String {
 
 /// The length a request declares: `Upload-Length`, and the rest of the body when it
 /// completes the upload with a `Content-Length`. `Err` when the two disagree.
-fn declared_length(headers: &HeaderMap, offset: u64, completes: bool) -> Result<Option<u64>, ()> {
+pub(crate) fn declared_length(
+    headers: &HeaderMap,
+    offset: u64,
+    completes: bool,
+) -> Result<Option<u64>, ()> {
     let explicit = header(headers, "upload-length").and_then(|v| v.parse::<u64>().ok());
     let implied = completes
         .then(|| header(headers, "content-length").and_then(|v| v.parse::<u64>().ok()))

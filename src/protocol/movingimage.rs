@@ -90,16 +90,30 @@ where
         // A retry after the upload completed: it is complete.
         return Reply::json(201, &json!({ "videoId": id, "status": info.status }));
     }
+    match chunk_headers(headers) {
+        Ok(Some((total, index))) => chunk(&info, total, index, body, claims, ctx).await,
+        Ok(None) => full_file(&info, headers, body, claims, ctx).await,
+        Err(e) => refuse(&e),
+    }
+}
+
+/// The chunk a request carries, as (total chunks, index from 0), from its
+/// `mi24-upload-total-chunks` and `mi24-upload-current-chunk` (from 1); `None` when it carries
+/// the whole file (neither header). Pure: the fuzz target `chunk_headers` drives it.
+///
+/// # Errors
+/// One header without the other, or numbers out of range.
+pub(crate) fn chunk_headers(headers: &HeaderMap) -> Result<Option<(u32, u32)>, MovingimageError> {
     let total = header_u32(headers, "mi24-upload-total-chunks");
     let current = header_u32(headers, "mi24-upload-current-chunk");
     match (total, current) {
         (Some(Ok(total)), Some(Ok(current)))
             if (1..=MAX_CHUNKS).contains(&total) && (1..=total).contains(&current) =>
         {
-            chunk(&info, total, current - 1, body, claims, ctx).await
+            Ok(Some((total, current - 1)))
         }
-        (None, None) => full_file(&info, headers, body, claims, ctx).await,
-        _ => refuse(&MovingimageError::ChunkHeaders),
+        (None, None) => Ok(None),
+        _ => Err(MovingimageError::ChunkHeaders),
     }
 }
 

@@ -62,7 +62,7 @@ fn from_ingest(e: IngestError) -> S3Error {
 }
 
 /// The form fields that came before the file.
-struct Fields(Vec<(String, String)>);
+pub(crate) struct Fields(pub(crate) Vec<(String, String)>);
 
 impl Fields {
     fn get(&self, name: &str) -> Option<&str> {
@@ -79,6 +79,63 @@ impl Fields {
     }
 }
 
+/// A V4 credential scope: `AKID/YYYYMMDD/REGION/SERVICE/aws4_request`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Credential<'a> {
+    pub access_key: &'a str,
+    pub date: &'a str,
+    pub region: &'a str,
+    pub service: &'a str,
+}
+
+/// How a form is signed, as its fields say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signature<'a> {
+    /// `AWSAccessKeyId` and `signature`.
+    V2 {
+        access_key: &'a str,
+        signature: &'a str,
+    },
+    /// `x-amz-algorithm`, `x-amz-credential` and `x-amz-signature`.
+    V4 {
+        credential: Credential<'a>,
+        signature: &'a str,
+    },
+}
+
+/// The form's signature fields, read (pure: the fuzz target `s3_post` drives it).
+///
+/// # Errors
+/// A field missing, an algorithm other than AWS4-HMAC-SHA256, or a malformed credential.
+pub(crate) fn signature(fields: &Fields) -> Result<Signature<'_>, S3Error> {
+    let Some(algorithm) = fields.get("x-amz-algorithm") else {
+        return Ok(Signature::V2 {
+            access_key: fields.require("AWSAccessKeyId")?,
+            signature: fields.require("signature")?,
+        });
+    };
+    if algorithm != "AWS4-HMAC-SHA256" {
+        return Err(S3Error::InvalidArgument(
+            "x-amz-algorithm must be AWS4-HMAC-SHA256.".into(),
+        ));
+    }
+    let scope: Vec<&str> = fields.require("x-amz-credential")?.split('/').collect();
+    let [access_key, date, region, service, "aws4_request"] = scope.as_slice() else {
+        return Err(S3Error::InvalidArgument(
+            "x-amz-credential is not AKID/DATE/REGION/SERVICE/aws4_request.".into(),
+        ));
+    };
+    Ok(Signature::V4 {
+        credential: Credential {
+            access_key,
+            date,
+            region,
+            service,
+        },
+        signature: fields.require("x-amz-signature")?,
+    })
+}
+
 /// Checks the form's signature and policy; returns the account and the size range allowed.
 async fn authorize(
     fields: &Fields,
@@ -87,44 +144,29 @@ async fn authorize(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(KeyOwner, Option<(u64, u64)>), S3Error> {
     let policy = fields.require("policy")?;
-    let v4 = fields.get("x-amz-algorithm").is_some();
-    let access_key = if v4 {
-        if fields.get("x-amz-algorithm") != Some("AWS4-HMAC-SHA256") {
-            return Err(S3Error::InvalidArgument(
-                "x-amz-algorithm must be AWS4-HMAC-SHA256.".into(),
-            ));
-        }
-        fields
-            .require("x-amz-credential")?
-            .split('/')
-            .next()
-            .unwrap_or_default()
-    } else {
-        fields.require("AWSAccessKeyId")?
+    let signature = signature(fields)?;
+    let access_key = match &signature {
+        Signature::V2 { access_key, .. } => access_key,
+        Signature::V4 { credential, .. } => credential.access_key,
     };
     let found = ingest
         .authenticate_access_key(access_key)
         .await
         .map_err(from_ingest)?
         .ok_or(S3Error::InvalidAccessKeyId)?;
-    let signed = if v4 {
-        // Credential scope: AKID/YYYYMMDD/REGION/SERVICE/aws4_request.
-        let scope: Vec<&str> = fields.require("x-amz-credential")?.split('/').collect();
-        let [_, date, region, service, "aws4_request"] = scope.as_slice() else {
-            return Err(S3Error::InvalidArgument(
-                "x-amz-credential is not AKID/DATE/REGION/SERVICE/aws4_request.".into(),
-            ));
-        };
-        s3_policy::verify_v4(
+    let signed = match signature {
+        Signature::V2 { signature, .. } => s3_policy::verify_v2(&found.secret, policy, signature),
+        Signature::V4 {
+            credential,
+            signature,
+        } => s3_policy::verify_v4(
             &found.secret,
-            date,
-            region,
-            service,
+            credential.date,
+            credential.region,
+            credential.service,
             policy,
-            fields.require("x-amz-signature")?,
-        )
-    } else {
-        s3_policy::verify_v2(&found.secret, policy, fields.require("signature")?)
+            signature,
+        ),
     };
     if !signed {
         return Err(S3Error::SignatureDoesNotMatch);
@@ -320,7 +362,7 @@ async fn post_chunk(
 }
 
 /// plupload's `chunk` (from 0) of `chunks`, when the form is one chunk of several.
-fn plupload_chunk(fields: &Fields) -> Result<Option<(u32, u32)>, S3Error> {
+pub(crate) fn plupload_chunk(fields: &Fields) -> Result<Option<(u32, u32)>, S3Error> {
     let number = |name: &str| {
         fields
             .get(name)

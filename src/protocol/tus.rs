@@ -79,7 +79,7 @@ fn http_date(unix: u64) -> String {
 }
 
 /// `Upload-Metadata` (`key base64,key2 base64`) as a JSON object; `None` if malformed.
-fn parse_metadata(raw: &str) -> Option<Map<String, Value>> {
+pub(crate) fn parse_metadata(raw: &str) -> Option<Map<String, Value>> {
     let mut out = Map::new();
     for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let mut parts = pair.splitn(2, ' ');
@@ -159,6 +159,85 @@ where
     result.unwrap_or_else(refused)
 }
 
+/// What a creation request's headers ask for.
+#[derive(Debug)]
+pub(crate) struct Creation {
+    /// `Upload-Concat`.
+    pub concat: Option<Concat>,
+    /// `Upload-Length`; `None` when deferred or for a final concatenation.
+    pub length: Option<u64>,
+    /// `Upload-Metadata` as sent.
+    pub metadata: Option<String>,
+    /// `Upload-Metadata` decoded.
+    pub fields: Map<String, Value>,
+}
+
+/// Reads a creation request's headers (pure: the fuzz target `tus` drives it).
+///
+/// # Errors
+/// The tus error for a malformed or contradictory header.
+pub(crate) fn creation(headers: &HeaderMap) -> Result<Creation, TusError> {
+    let concat = match header(headers, "upload-concat") {
+        None => None,
+        Some("partial") => Some(Concat::Partial),
+        Some(v) if v.starts_with("final;") => {
+            let parts: Option<Vec<String>> = v["final;".len()..]
+                .split_whitespace()
+                .map(|url| resumable::upload_of_url(url).map(|id| id.to_string()))
+                .collect();
+            match parts {
+                Some(parts) if !parts.is_empty() => Some(Concat::Final(parts)),
+                _ => return Err(TusError::FinalWithoutParts),
+            }
+        }
+        Some(_) => return Err(TusError::BadConcat),
+    };
+    let length = match (
+        header(headers, "upload-length"),
+        header(headers, "upload-defer-length"),
+        &concat,
+    ) {
+        (None, None, Some(Concat::Final(_))) => None,
+        (_, _, Some(Concat::Final(_))) => return Err(TusError::FinalWithLength),
+        (Some(l), None, _) => Some(l.parse::<u64>().map_err(|_| TusError::BadLength)?),
+        (None, Some("1"), _) => None,
+        _ => return Err(TusError::NoLength),
+    };
+    let metadata = header(headers, "upload-metadata").map(str::to_owned);
+    let fields = match metadata.as_deref().map(parse_metadata) {
+        Some(None) => return Err(TusError::BadMetadata),
+        Some(Some(m)) => m,
+        None => Map::new(),
+    };
+    Ok(Creation {
+        concat,
+        length,
+        metadata,
+        fields,
+    })
+}
+
+/// `Upload-Checksum` (`ALGORITHM BASE64`), if sent (pure: the fuzz target `tus` drives it).
+///
+/// # Errors
+/// An unknown algorithm or a digest that is not base64.
+pub(crate) fn checksum(headers: &HeaderMap) -> Result<Option<(Algorithm, Vec<u8>)>, TusError> {
+    let Some(raw) = header(headers, "upload-checksum") else {
+        return Ok(None);
+    };
+    raw.split_once(' ')
+        .and_then(|(name, b64)| {
+            Some((
+                Algorithm::from_name(name)?,
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .ok()?,
+            ))
+        })
+        .map(Some)
+        .ok_or(TusError::BadChecksum)
+}
+
 /// The creation extension (with creation-with-upload, creation-defer-length and
 /// concatenation).
 async fn create<S>(
@@ -170,40 +249,14 @@ async fn create<S>(
 where
     S: Body,
 {
-    let concat = match header(headers, "upload-concat") {
-        None => None,
-        Some("partial") => Some(Concat::Partial),
-        Some(v) if v.starts_with("final;") => {
-            let parts: Option<Vec<String>> = v["final;".len()..]
-                .split_whitespace()
-                .map(|url| resumable::upload_of_url(url).map(|id| id.to_string()))
-                .collect();
-            match parts {
-                Some(parts) if !parts.is_empty() => Some(Concat::Final(parts)),
-                _ => return Ok(error(&TusError::FinalWithoutParts)),
-            }
-        }
-        Some(_) => return Ok(error(&TusError::BadConcat)),
-    };
-    let length = match (
-        header(headers, "upload-length"),
-        header(headers, "upload-defer-length"),
-        &concat,
-    ) {
-        (None, None, Some(Concat::Final(_))) => None,
-        (_, _, Some(Concat::Final(_))) => return Ok(error(&TusError::FinalWithLength)),
-        (Some(l), None, _) => match l.parse::<u64>() {
-            Ok(l) => Some(l),
-            Err(_) => return Ok(error(&TusError::BadLength)),
-        },
-        (None, Some("1"), _) => None,
-        _ => return Ok(error(&TusError::NoLength)),
-    };
-    let metadata = header(headers, "upload-metadata").map(str::to_owned);
-    let fields = match metadata.as_deref().map(parse_metadata) {
-        Some(None) => return Ok(error(&TusError::BadMetadata)),
-        Some(Some(m)) => m,
-        None => Map::new(),
+    let Creation {
+        concat,
+        length,
+        metadata,
+        fields,
+    } = match creation(headers) {
+        Ok(c) => c,
+        Err(e) => return Ok(error(&e)),
     };
     let filename = fields
         .get("filename")
@@ -330,22 +383,9 @@ where
     let Some(Ok(offset)) = header(headers, "upload-offset").map(str::parse::<u64>) else {
         return Ok(error(&TusError::NoOffset));
     };
-    let checksum = match header(headers, "upload-checksum") {
-        None => None,
-        Some(raw) => {
-            let parsed = raw.split_once(' ').and_then(|(name, b64)| {
-                Some((
-                    Algorithm::from_name(name)?,
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b64.trim())
-                        .ok()?,
-                ))
-            });
-            match parsed {
-                Some(c) => Some(c),
-                None => return Ok(error(&TusError::BadChecksum)),
-            }
-        }
+    let checksum = match checksum(headers) {
+        Ok(c) => c,
+        Err(e) => return Ok(error(&e)),
     };
     if matches!(held.resource.concat, Some(Concat::Final(_))) {
         return Ok(error(&TusError::FinalPatched));
