@@ -141,6 +141,27 @@ pub struct UploadStored {
     pub metadata: Option<String>,
 }
 
+/// `POST /internal/v1/uploads/{id}/hold`: edge `edge` takes chunks of the upload that are not
+/// yet in storage (numbered-chunk protocols). 204 when it holds them, 404 for an unknown upload,
+/// 409 with [`HoldRefused`] otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HoldUpload {
+    /// The edge's name (its heartbeats').
+    pub edge: String,
+}
+
+/// Why an edge may not hold an upload's chunks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HoldRefused {
+    /// Another edge holds them and has not been lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// The upload is no longer receiving (its status code): stored, or failed (when the edge
+    /// that held its chunks was lost, just now or before: `edge_lost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i64>,
+}
+
 /// `GET /internal/v1/uploads/{id}`: what an edge needs to continue an upload the origin
 /// opened (404 when unknown).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -79,6 +79,7 @@ pub fn run(
     )
     .map_err(StartError::Client)?;
     let ingest = Ingest::new(store.clone(), origin.clone(), settings.max_upload_size)
+        .with_name(settings.name.clone())
         .with_forwarding(&settings.spool_dir.join("forward"))
         .map_err(StartError::Store)?;
     let spools = Arc::new(proxy::Spools {

@@ -326,6 +326,11 @@ pub enum S3Error {
     QuotaExceeded,
     /// 404: the bucket (pipeline) does not exist for this account.
     NoSuchBucket,
+    /// 404: the chunked upload is over: stored, or failed (the server holding its earlier
+    /// chunks was lost).
+    NoSuchUpload,
+    /// 409: another upload server holds the upload's earlier chunks.
+    OperationAborted,
     /// 503: storage or the origin is unavailable.
     ServiceUnavailable,
     /// 500: anything else.
@@ -374,6 +379,16 @@ impl S3Error {
                 404,
                 "NoSuchBucket",
                 "The specified bucket does not exist.".into(),
+            ),
+            Self::NoSuchUpload => (
+                404,
+                "NoSuchUpload",
+                "The upload these chunks belong to is over: it was stored, or it failed because the server holding its earlier chunks was lost. Upload the file again.".into(),
+            ),
+            Self::OperationAborted => (
+                409,
+                "OperationAborted",
+                "This upload's earlier chunks are on another upload server; send every chunk to the same URL.".into(),
             ),
             Self::ServiceUnavailable => (
                 503,

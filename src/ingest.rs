@@ -115,6 +115,8 @@ pub struct Ingest {
     max_upload_size: u64,
     /// Sends spooled uploads to a store that takes parts while they arrive.
     forwarder: Option<Arc<Forwarder>>,
+    /// This edge's name in the fleet (its heartbeats'), if it has one.
+    name: Option<String>,
 }
 
 /// A stored upload.
@@ -161,7 +163,15 @@ impl Ingest {
             origin,
             max_upload_size,
             forwarder: None,
+            name: None,
         }
+    }
+
+    /// This edge's name in the fleet: it then tells the origin which chunked uploads it holds.
+    #[must_use]
+    pub fn with_name(mut self, name: Option<String>) -> Self {
+        self.name = name;
+        self
     }
 
     /// Forwards spooled uploads while they arrive when the store takes parts, keeping the

@@ -110,6 +110,7 @@ pub async fn start(settings: OriginSettings) -> Result<SocketAddr, StartError> {
         tokio::spawn(worker::run(state.clone(), format!("{addr}/{n}")));
     }
     tokio::spawn(sweeper::run(state.clone()));
+    tokio::spawn(sweeper::run_lost_edges(state.clone()));
     notifier::spawn(&state);
     crate::metrics::on_scrape(std::sync::Arc::new(gauges::Gauges(state.db.clone())));
     let app = api::routes()

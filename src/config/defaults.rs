@@ -4,6 +4,9 @@
 pub(super) fn default_heartbeat_timeout() -> String {
     "30s".into()
 }
+pub(super) fn default_edge_lost_after() -> String {
+    "2m".into()
+}
 pub(super) fn default_heartbeat_interval() -> String {
     "10s".into()
 }

@@ -82,6 +82,10 @@ pub struct RawFleet {
     /// An edge whose last heartbeat is older is not chosen, e.g. `"30s"`.
     #[serde(default = "default_heartbeat_timeout")]
     pub heartbeat_timeout: String,
+    /// An edge silent this long is lost: uploads whose unstored chunks it held fail
+    /// (`edge_lost`), e.g. `"2m"`.
+    #[serde(default = "default_edge_lost_after")]
+    pub edge_lost_after: String,
     /// An edge with less free spool space is not chosen, e.g. `"1GiB"`.
     #[serde(default = "default_min_spool_free")]
     pub min_spool_free: String,
@@ -187,6 +191,8 @@ pub struct FleetSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Base URLs of regions fronted by one host, by region.
     pub region_urls: std::collections::BTreeMap<String, String>,
+    /// An edge silent this long is lost, and so are the unstored chunks it held.
+    pub edge_lost_after: std::time::Duration,
 }
 
 impl FleetSettings {
@@ -261,11 +267,19 @@ impl RawFleet {
                 return Err(invalid(&key, format!("region {:?} appears twice", r.name)));
             }
         }
+        let edge_lost_after = parse_duration(&self.edge_lost_after, "fleet.edge_lost_after")?;
+        if edge_lost_after < timeout {
+            return Err(invalid(
+                "fleet.edge_lost_after",
+                "must be at least heartbeat_timeout (an edge not yet judged unhealthy is not lost)",
+            ));
+        }
         Ok(FleetSettings {
             fleet,
             geoip_database: self.geoip_database.clone(),
             trusted_proxies,
             region_urls,
+            edge_lost_after,
         })
     }
 }

@@ -492,6 +492,103 @@ pub async fn receiving_keys(db: &Db) -> Result<std::collections::HashSet<String>
         .collect()
 }
 
+/// What [`hold`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// The edge holds the upload's chunks (it did already, or no edge did).
+    Held,
+    /// Another edge holds them and has not been lost.
+    HeldBy(String),
+    /// Another edge held them and was lost: the upload has failed (`edge_lost`).
+    Lost,
+    /// The upload is not receiving: its status, or `None` when it does not exist.
+    NotReceiving(Option<Status>),
+}
+
+/// Records that `edge` holds chunks of upload `id` that are not yet in storage (the numbered
+/// chunk protocols, whose clients never resend a chunk they were answered for). Another
+/// holder whose last heartbeat is before `lost_before` (ms) is lost, and the upload fails
+/// with `edge_lost` (`None`: no edge is ever judged lost).
+///
+/// # Errors
+/// A statement fails.
+pub async fn hold(
+    db: &Db,
+    id: &str,
+    edge: &str,
+    lost_before: Option<i64>,
+    now: i64,
+) -> Result<Hold, DbError> {
+    let took = sqlx::query(
+        "UPDATE uploads SET holder = $1 WHERE id = $2 AND status = $3 AND (holder IS NULL OR holder = $1)",
+    )
+    .bind(edge)
+    .bind(id)
+    .bind(Status::Receiving.code())
+    .execute(db.pool())
+    .await
+    .op("hold an upload")?
+    .rows_affected();
+    if took == 1 {
+        return Ok(Hold::Held);
+    }
+    let row = sqlx::query(
+        "SELECT u.status, u.holder, e.seen_at FROM uploads u \
+         LEFT JOIN edge_heartbeats e ON e.name = u.holder WHERE u.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await
+    .op("read an upload's holder")?;
+    let Some(row) = row else {
+        return Ok(Hold::NotReceiving(None));
+    };
+    let code: i64 = row.try_get("status").op("read status")?;
+    let status = Status::from_code(code).ok_or_else(|| DbError::Corrupt(format!("status code {code}")))?;
+    if status != Status::Receiving {
+        return Ok(Hold::NotReceiving(Some(status)));
+    }
+    let holder: Option<String> = row.try_get("holder").op("read holder")?;
+    let seen_at: Option<i64> = row.try_get("seen_at").op("read heartbeat")?;
+    match (lost_before, seen_at) {
+        (Some(before), Some(seen)) if seen < before => {
+            transition(db, id, Status::Failed, Some(Failure::EdgeLost), now).await?;
+            Ok(Hold::Lost)
+        }
+        _ => Ok(Hold::HeldBy(holder.unwrap_or_default())),
+    }
+}
+
+/// Uploads still receiving whose chunks are held by an edge whose last heartbeat is before
+/// `lost_before` (ms), at most `limit`.
+///
+/// # Errors
+/// The query fails.
+pub async fn held_by_lost_edges(
+    db: &Db,
+    lost_before: i64,
+    limit: i64,
+) -> Result<Vec<(String, String)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT u.id, u.holder FROM uploads u JOIN edge_heartbeats e ON e.name = u.holder \
+         WHERE u.status = $1 AND u.holder IS NOT NULL AND e.seen_at < $2 LIMIT $3",
+    )
+    .bind(Status::Receiving.code())
+    .bind(lost_before)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await
+    .op("list uploads held by lost edges")?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id").op("read upload id")?,
+                r.try_get("holder").op("read holder")?,
+            ))
+        })
+        .collect()
+}
+
 /// The statuses an upload went through, oldest first.
 ///
 /// # Errors

@@ -5,8 +5,9 @@
 use super::origins::Origins;
 use crate::config::Secret;
 use crate::control::{
-    self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, Heartbeat, KeyOwner,
-    ResolveAccessKey, ResolveKey, StatusView, UploadInfo, UploadStored,
+    self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, Heartbeat,
+    HoldRefused, HoldUpload, KeyOwner, ResolveAccessKey, ResolveKey, StatusView, UploadInfo,
+    UploadStored,
 };
 use moka::future::Cache;
 use std::sync::Arc;
@@ -32,6 +33,20 @@ pub enum OriginError {
         /// Its answer.
         status: u16,
     },
+}
+
+/// What the origin answered an edge taking chunks of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// This edge holds them.
+    Yes,
+    /// Another edge, alive, holds the upload's earlier chunks.
+    ByOther(String),
+    /// The upload is no longer receiving (its status code): stored, or failed (its chunks
+    /// were on an edge that was lost).
+    Over(i64),
+    /// No such upload.
+    Unknown,
 }
 
 /// A handle on the origin's internal API; cheap to clone.
@@ -282,6 +297,44 @@ impl OriginClient {
             .call(op, reqwest::Method::POST, &path, Some(req))
             .await?;
         Self::json(op, resp).await
+    }
+
+    /// Tells the origin this edge (`edge`, its heartbeats' name) holds chunks of upload `id`
+    /// that are not yet in storage; once per upload and edge, before its first chunk is taken.
+    ///
+    /// # Errors
+    /// The origin is unreachable or failing.
+    pub async fn hold_upload(&self, id: &str, edge: &str) -> Result<Held, OriginError> {
+        let op = "hold an upload's chunks";
+        let path = format!("/internal/v1/uploads/{id}/hold");
+        let body = HoldUpload {
+            edge: edge.to_owned(),
+        };
+        let resp = self
+            .call(op, reqwest::Method::POST, &path, Some(&body))
+            .await?;
+        match resp.status().as_u16() {
+            204 => Ok(Held::Yes),
+            404 => Ok(Held::Unknown),
+            409 => {
+                let refused: HoldRefused = resp
+                    .json()
+                    .await
+                    .map_err(|source| OriginError::Unreachable { op, source })?;
+                match refused {
+                    HoldRefused {
+                        holder: Some(holder),
+                        ..
+                    } => Ok(Held::ByOther(holder)),
+                    HoldRefused {
+                        status: Some(status),
+                        ..
+                    } => Ok(Held::Over(status)),
+                    _ => Err(OriginError::Status { op, status: 409 }),
+                }
+            }
+            status => Err(OriginError::Status { op, status }),
+        }
     }
 
     /// Drops an upload that will never finish.

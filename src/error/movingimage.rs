@@ -20,6 +20,12 @@ pub enum MovingimageError {
     NotFound,
     /// 409: a repeated chunk with other bytes, or another chunk count (what conflicts).
     Conflict(String),
+    /// 409: another upload server holds the upload's earlier chunks (the client changed
+    /// servers mid-upload).
+    HeldElsewhere,
+    /// 410: the upload failed (its status record says why; `edge_lost` when the server that
+    /// held its earlier chunks was lost).
+    Failed,
     /// 413: larger than allowed, in bytes.
     TooLarge {
         /// The limit.
@@ -55,6 +61,14 @@ impl MovingimageError {
             ),
             Self::Malformed(why) => message(400, format!("Malformed form: {why}")),
             Self::Conflict(why) => message(409, why.clone()),
+            Self::HeldElsewhere => message(
+                409,
+                "This upload's earlier chunks are on another upload server; send every chunk to the upload URL you were given.".into(),
+            ),
+            Self::Failed => message(
+                410,
+                "This upload has failed (its status says why; edge_lost: the server holding its earlier chunks was lost before storing them). Upload the file again.".into(),
+            ),
             Self::FileMissing => message(
                 422,
                 "The form needs a non-empty `file` field.".into(),
@@ -80,6 +94,8 @@ mod tests {
             (MovingimageError::Malformed("x".into()), 400),
             (MovingimageError::NotFound, 404),
             (MovingimageError::Conflict("x".into()), 409),
+            (MovingimageError::HeldElsewhere, 409),
+            (MovingimageError::Failed, 410),
             (MovingimageError::TooLarge { limit: 1 }, 413),
             (MovingimageError::QuotaExceeded, 413),
             (MovingimageError::FileMissing, 422),

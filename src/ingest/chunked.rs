@@ -8,6 +8,7 @@ use super::forward::Spooled;
 use super::Body;
 use super::{Allowance, Completed, Ingest, IngestError, Receiving};
 use crate::control::{UploadInfo, UploadStored};
+use crate::edge::origin_client::Held;
 use crate::store::{ObjectKey, StoreError};
 use crate::upload::chunk_set::ChunkError;
 use bytes::Bytes;
@@ -42,6 +43,13 @@ pub enum ChunkFailure {
     /// The client's body ended early.
     #[error("the request body ended early")]
     BodyEnded,
+    /// Another edge, alive, holds the upload's earlier chunks (the client changed edges).
+    #[error("edge {0} holds the upload's earlier chunks")]
+    HeldElsewhere(String),
+    /// The upload is no longer receiving (its status): stored, or failed, as when the edge
+    /// that held its earlier chunks was lost (`edge_lost`).
+    #[error("the upload is no longer receiving (status {0})")]
+    NotReceiving(i64),
     /// Storage, spool or origin failed; the client should retry.
     #[error("unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -75,7 +83,10 @@ impl Ingest {
                 set.check(index, total).map_err(ChunkFailure::Conflict)?;
                 set.received()
             }
-            None => 0,
+            None => {
+                self.hold(id).await?;
+                0
+            }
         };
         let max = allowance
             .max_size
@@ -139,6 +150,23 @@ impl Ingest {
 }
 
 impl Ingest {
+    /// Before this edge takes the first chunk of an upload: tells the origin it holds the
+    /// upload's unstored chunks, so that if this edge is lost the upload fails visibly rather
+    /// than waiting for chunks that will never come (a fleet edge only: one with a name).
+    async fn hold(&self, id: &str) -> Result<(), ChunkFailure> {
+        let Some(name) = &self.name else {
+            return Ok(());
+        };
+        match self.origin.hold_upload(id, name).await.map_err(unavailable)? {
+            Held::Yes => Ok(()),
+            Held::ByOther(edge) => Err(ChunkFailure::HeldElsewhere(edge)),
+            Held::Over(status) => Err(ChunkFailure::NotReceiving(status)),
+            Held::Unknown => Err(unavailable(std::io::Error::other(format!(
+                "the origin does not know upload {id}"
+            )))),
+        }
+    }
+
     /// Streams spooled files, in order, into an upload the origin opened, and completes it
     /// (with `metadata` for its record).
     ///

@@ -5,8 +5,9 @@
 use super::session::{self, Opening, SessionError};
 use super::State;
 use crate::control::{
-    self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, Heartbeat, KeyOwner,
-    ResolveAccessKey, ResolveKey, StatusView, UploadInfo, UploadStored,
+    self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, Heartbeat,
+    HoldRefused, HoldUpload, KeyOwner, ResolveAccessKey, ResolveKey, StatusView, UploadInfo,
+    UploadStored,
 };
 use crate::db::{self, now_ms};
 use crate::upload::Status;
@@ -28,6 +29,7 @@ pub fn routes(state: State) -> Router<State> {
         .route("/internal/v1/edges/heartbeat", post(heartbeat))
         .route("/internal/v1/uploads", post(create))
         .route("/internal/v1/uploads/{id}/stored", post(stored))
+        .route("/internal/v1/uploads/{id}/hold", post(hold))
         .route("/internal/v1/uploads/{id}", delete(cancel).get(info))
         .route_layer(middleware::from_fn_with_state(state, require_secret))
 }
@@ -188,6 +190,48 @@ async fn stored(
             Json(json!({ "code": 1101, "message": "the account's storage quota is reached" })),
         )
             .into_response(),
+        Err(e) => db_failure(&e),
+    }
+}
+
+/// When an edge whose last heartbeat is older is lost (ms), with a `[fleet]`.
+pub(super) fn lost_before(state: &State, now: i64) -> Option<i64> {
+    match &state.settings.routing {
+        crate::config::Routing::Fleet(fleet) => {
+            let after = i64::try_from(fleet.edge_lost_after.as_millis()).unwrap_or(i64::MAX);
+            Some(now.saturating_sub(after))
+        }
+        crate::config::Routing::Single(_) => None,
+    }
+}
+
+async fn hold(
+    Ext(state): Ext<State>,
+    Path(id): Path<String>,
+    Json(req): Json<HoldUpload>,
+) -> Response {
+    let now = now_ms();
+    let refused = |refusal: HoldRefused| (StatusCode::CONFLICT, Json(refusal)).into_response();
+    match db::upload::hold(&state.db, &id, &req.edge, lost_before(&state, now), now).await {
+        Ok(db::upload::Hold::Held) => StatusCode::NO_CONTENT.into_response(),
+        Ok(db::upload::Hold::HeldBy(holder)) => refused(HoldRefused {
+            holder: Some(holder),
+            status: None,
+        }),
+        Ok(db::upload::Hold::Lost) => {
+            tracing::warn!(upload_id = %id, edge = %req.edge, "The edge that held this upload's chunks was lost; the upload failed.");
+            crate::metrics::upload_processed(Some(crate::upload::Failure::EdgeLost.code()));
+            state.notify_wake.notify_waiters();
+            refused(HoldRefused {
+                holder: None,
+                status: Some(Status::Failed.code()),
+            })
+        }
+        Ok(db::upload::Hold::NotReceiving(Some(status))) => refused(HoldRefused {
+            holder: None,
+            status: Some(status.code()),
+        }),
+        Ok(db::upload::Hold::NotReceiving(None)) => reply(StatusCode::NOT_FOUND, "unknown upload"),
         Err(e) => db_failure(&e),
     }
 }

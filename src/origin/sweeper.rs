@@ -5,10 +5,14 @@
 //! multipart uploads left open) that belong to no upload still receiving. The edges' sweepers drop the spooled bytes of uploads whose
 //! record is gone. It also removes scratch files a killed worker left (older than a job may
 //! run plus its lease) and notifications delivered or given up more than 30 days ago.
+//!
+//! With a `[fleet]`, a second, quicker loop fails the uploads whose unstored chunks a lost edge
+//! held (`edge_lost`): their clients' status polls must say so rather than "receiving".
 
 use super::State;
 use crate::db::{self, now_ms};
 use crate::store::ObjectKey;
+use crate::upload::Status;
 use std::time::{Duration, SystemTime};
 
 /// Uploads released per database round trip.
@@ -24,6 +28,47 @@ pub async fn run(state: State) {
     loop {
         every.tick().await;
         sweep(&state).await;
+    }
+}
+
+/// Runs forever with a `[fleet]`: every quarter of `edge_lost_after`, fails the uploads whose
+/// unstored chunks an edge held that has since been lost.
+pub async fn run_lost_edges(state: State) {
+    let crate::config::Routing::Fleet(fleet) = &state.settings.routing else {
+        return;
+    };
+    let mut every = tokio::time::interval((fleet.edge_lost_after / 4).max(Duration::from_secs(1)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        fail_lost(&state).await;
+    }
+}
+
+/// Fails, with `edge_lost`, the uploads whose unstored chunks a lost edge held.
+pub async fn fail_lost(state: &State) {
+    let now = now_ms();
+    let Some(lost_before) = super::internal::lost_before(state, now) else {
+        return;
+    };
+    let lost = match db::upload::held_by_lost_edges(&state.db, lost_before, BATCH).await {
+        Ok(lost) => lost,
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not list the uploads held by lost edges.");
+            return;
+        }
+    };
+    for (id, edge) in lost {
+        let failure = crate::upload::Failure::EdgeLost;
+        match db::upload::transition(&state.db, &id, Status::Failed, Some(failure), now).await {
+            Ok(true) => {
+                tracing::warn!(upload_id = %id, edge = %edge, "The edge that held this upload's unstored chunks was lost; the upload failed.");
+                crate::metrics::upload_processed(Some(failure.code()));
+                state.notify_wake.notify_waiters();
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(upload_id = %id, error = %e, "Could not fail an upload held by a lost edge."),
+        }
     }
 }
 

@@ -96,17 +96,32 @@ async fn process(state: &State, job: &Job) {
     }
 }
 
-/// Records the final status (and why it failed) and closes the job.
+/// Records the final status (and why it failed) and closes the job, unless another worker took
+/// the job over meanwhile (this one's lease ran out): then the outcome is that worker's to give.
 async fn finish(state: &State, job: &Job, status: Status, failure: Option<Failure>) {
     let now = now_ms();
+    match job::holds(&state.db, job).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(upload_id = %job.upload_id, attempt = job.attempt,
+                "This worker's lease on the job ran out and another took it over; its outcome is dropped.");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(upload_id = %job.upload_id, error = %e, "Could not check the job's lease; the lease will expire.");
+            return;
+        }
+    }
     if let Err(e) = upload::transition(&state.db, &job.upload_id, status, failure, now).await {
         tracing::error!(upload_id = %job.upload_id, error = %e, "Could not record the final status.");
         return;
     }
     state.notify_wake.notify_waiters();
     crate::metrics::upload_processed(failure.map(Failure::code));
-    if let Err(e) = job::finish(&state.db, job, now).await {
-        tracing::error!(upload_id = %job.upload_id, error = %e, "Could not close the job.");
+    match job::finish(&state.db, job, now).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(upload_id = %job.upload_id, "The job was taken over as it finished."),
+        Err(e) => tracing::error!(upload_id = %job.upload_id, error = %e, "Could not close the job."),
     }
     tracing::info!(upload_id = %job.upload_id, status = status.text(), "Processing finished.");
 }
@@ -194,8 +209,16 @@ fn keep_leased(state: &State, job: &Job, progress: Arc<AtomicU8>) -> Lease {
             tokio::time::sleep(lease / 3).await;
             let done = progress.load(std::sync::atomic::Ordering::Relaxed);
             let now = now_ms();
-            if let Err(e) = job::renew(&db, &job, now + lease_ms, done, now).await {
-                tracing::warn!(upload_id = %job.upload_id, error = %e, "Could not renew a job's lease.");
+            match job::renew(&db, &job, now + lease_ms, done, now).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(upload_id = %job.upload_id, attempt = job.attempt,
+                        "Lost the job's lease to another worker; stopped renewing it.");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(upload_id = %job.upload_id, error = %e, "Could not renew a job's lease.");
+                }
             }
         }
     }))

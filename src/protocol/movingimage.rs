@@ -86,6 +86,9 @@ where
         Ok(None) => return refuse(&MovingimageError::NotFound),
         Err(e) => return unavailable(&e),
     };
+    if info.status == Status::Failed.code() {
+        return refuse(&MovingimageError::Failed);
+    }
     if info.status != Status::Receiving.code() {
         // A retry after the upload completed: it is complete.
         return Reply::json(201, &json!({ "videoId": id, "status": info.status }));
@@ -150,6 +153,16 @@ where
         Err(ChunkFailure::QuotaExceeded) => refuse(&MovingimageError::QuotaExceeded),
         Err(ChunkFailure::TooLarge(limit)) => refuse(&MovingimageError::TooLarge { limit }),
         Err(ChunkFailure::BodyEnded) => refuse(&MovingimageError::BodyEnded),
+        Err(ChunkFailure::HeldElsewhere(edge)) => {
+            tracing::info!(upload_id = %info.id, holder = %edge, "A chunk came to this edge while another holds the upload's earlier chunks.");
+            refuse(&MovingimageError::HeldElsewhere)
+        }
+        Err(ChunkFailure::NotReceiving(status)) if status == Status::Failed.code() => {
+            refuse(&MovingimageError::Failed)
+        }
+        Err(ChunkFailure::NotReceiving(status)) => {
+            Reply::json(201, &json!({ "videoId": info.id, "status": status }))
+        }
         Err(e @ ChunkFailure::Unavailable(_)) => unavailable(&e),
     }
 }

@@ -354,6 +354,8 @@ async fn post_chunk(
         Err(ChunkFailure::TooLarge(_)) => Err(S3Error::EntityTooLarge),
         Err(ChunkFailure::QuotaExceeded) => Err(S3Error::QuotaExceeded),
         Err(ChunkFailure::BodyEnded) => Err(S3Error::MalformedPostRequest),
+        Err(ChunkFailure::HeldElsewhere(_)) => Err(S3Error::OperationAborted),
+        Err(ChunkFailure::NotReceiving(_)) => Err(S3Error::NoSuchUpload),
         Err(e @ ChunkFailure::Unavailable(_)) => {
             tracing::error!(error = %crate::error::chain(&e), "S3 POST chunk failed at the edge.");
             Err(S3Error::ServiceUnavailable)

@@ -30,11 +30,14 @@ pub enum Failure {
     ProcessingError,
     /// Processing failed every time it was tried, for passing reasons (storage, database).
     GaveUp,
+    /// The edge holding chunks of the upload that were not yet in storage was lost (it sent
+    /// no heartbeat for the fleet's `edge_lost_after`).
+    EdgeLost,
 }
 
 impl Failure {
     /// Every failure, for the documentation's table and its tests.
-    pub const ALL: [Failure; 12] = [
+    pub const ALL: [Failure; 13] = [
         Failure::NotAVideo,
         Failure::NoVideoTrack,
         Failure::UnsupportedCodec,
@@ -47,6 +50,7 @@ impl Failure {
         Failure::UnknownSubtitle,
         Failure::ProcessingError,
         Failure::GaveUp,
+        Failure::EdgeLost,
     ];
 
     /// The stable code (`error_code`).
@@ -65,6 +69,7 @@ impl Failure {
             Failure::UnknownSubtitle => "unknown_subtitle",
             Failure::ProcessingError => "processing_error",
             Failure::GaveUp => "processing_failed",
+            Failure::EdgeLost => "edge_lost",
         }
     }
 
@@ -96,6 +101,9 @@ impl Failure {
             Failure::GaveUp => {
                 "Processing failed repeatedly because of errors on our side; upload it again or contact support."
             }
+            Failure::EdgeLost => {
+                "The upload server that held part of this upload was lost before that part was stored; upload the file again."
+            }
         }
     }
 
@@ -114,6 +122,7 @@ impl Failure {
                 "invalid settings"
             }
             Failure::ProcessingError | Failure::GaveUp => "processing failed",
+            Failure::EdgeLost => "upload lost",
         }
     }
 }
