@@ -1,12 +1,16 @@
 //! The fleet as operators run it: one `uplink origin` on PostgreSQL, objects in a real S3 API
 //! server (moto), two `uplink edge` processes of region `eu` sending heartbeats. An edge that
 //! dies mid-upload must never leave its client told "done" for an upload that will not
-//! complete: the surviving edge continues the upload at the same path, knows its length, and
-//! the last byte completes it.
+//! complete: the surviving edge continues a tus upload at the same path, knows its length, and
+//! the last byte completes it; a movingimage upload whose acknowledged chunks died with their
+//! edge fails visibly (`edge_lost`) instead of waiting for chunks its client will never resend.
 
 mod common;
 
-use common::{eventually, free_port, tus, PgDatabase, Proc, S3Server, Uploads};
+use common::{
+    eventually, free_port, movingimage_chunk, movingimage_url_at, tus, PgDatabase, Proc, S3Server,
+    Uploads,
+};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -38,7 +42,7 @@ async fn start(s3: &S3Server) -> Fleet {
          internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nscratch_dir = \"{d}/scratch\"\n\
          token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\n\n\
          [fleet]\ngeoip_database = \"{}\"\nfallback = \"a\"\nheartbeat_timeout = \"3s\"\n\
-         min_spool_free = \"1MiB\"\n",
+         edge_lost_after = \"4s\"\nmin_spool_free = \"1MiB\"\n",
         pg.url,
         geoip.display(),
     );
@@ -173,4 +177,49 @@ async fn an_upload_whose_edge_dies_is_completed_by_another_edge_of_its_region() 
             .any(|k| k.ends_with("/source"))
     })
     .await;
+}
+
+#[tokio::test]
+async fn chunks_acknowledged_by_a_lost_edge_fail_their_upload_visibly() {
+    let s3 = S3Server::start().await;
+    s3.bucket(BUCKET).await;
+    let mut fleet = start(&s3).await;
+    let account = common::create_account_in(&fleet.database);
+    let (a, b) = (fleet.edges[0].0.clone(), fleet.edges[1].0.clone());
+    let (video, url) = movingimage_url_at(&a, &account.api_key).await;
+    let path = &url[url.find("/upload/").unwrap()..];
+    let chunk = vec![7u8; MIB];
+
+    // Two of three chunks acknowledged by edge a, which then dies with them.
+    for current in 1..=2 {
+        let (status, body) =
+            movingimage_chunk(&format!("{a}{path}"), 3, current, chunk.clone()).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    fleet.edges[0].1.take();
+
+    // Edge a may still come back with its chunks: b refuses the third rather than take it.
+    let (status, body) = movingimage_chunk(&format!("{b}{path}"), 3, 3, chunk.clone()).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("another upload server"),
+        "{body}"
+    );
+
+    // Once a is lost (silent for edge_lost_after, 4 s), the upload fails, visibly.
+    let record = Uploads::new(&b, &account.api_key).wait_final(&video).await;
+    assert_eq!(record["status"], 7, "{record}");
+    assert_eq!(record["error_code"], "edge_lost", "{record}");
+    let (status, body) = movingimage_chunk(&format!("{b}{path}"), 3, 3, chunk).await;
+    assert_eq!(status, 410, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Upload the file again"),
+        "{body}"
+    );
 }

@@ -36,7 +36,11 @@ async fn sixty_direct_uploads_into_s3_keep_the_edge_within_its_memory_budget() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("dev.toml");
     let cap = uploads_at_once + 16;
-    std::fs::write(&config, format!("[limits]\nmax_connections_per_client = {cap}\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("[limits]\nmax_connections_per_client = {cap}\n"),
+    )
+    .unwrap();
     let node = Node::dev_env(
         Backend::Sqlite,
         &[

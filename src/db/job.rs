@@ -197,7 +197,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = one_job(dir.path()).await;
         let first = claim(&db, "origin-a", 10, 0).await.unwrap().unwrap();
-        assert!(claim(&db, "origin-b", 10, 5).await.unwrap().is_none(), "leased");
+        assert!(
+            claim(&db, "origin-b", 10, 5).await.unwrap().is_none(),
+            "leased"
+        );
         assert!(renew(&db, &first, 30, 10, 8).await.unwrap());
         // origin-a stalls past its lease; origin-b takes the job over.
         let second = claim(&db, "origin-b", 10, 31).await.unwrap().unwrap();
@@ -206,9 +209,15 @@ mod tests {
         assert!(!holds(&db, &first).await.unwrap());
         assert!(!finish(&db, &first, 33).await.unwrap());
         retry_at(&db, &first, 1_000).await.unwrap();
-        assert!(holds(&db, &second).await.unwrap(), "the stale worker changed nothing");
+        assert!(
+            holds(&db, &second).await.unwrap(),
+            "the stale worker changed nothing"
+        );
         assert!(renew(&db, &second, 45, 90, 34).await.unwrap());
         assert!(finish(&db, &second, 40).await.unwrap());
-        assert!(claim(&db, "origin-a", 10, 100).await.unwrap().is_none(), "done for good");
+        assert!(
+            claim(&db, "origin-a", 10, 100).await.unwrap().is_none(),
+            "done for good"
+        );
     }
 }

@@ -544,7 +544,8 @@ pub async fn hold(
         return Ok(Hold::NotReceiving(None));
     };
     let code: i64 = row.try_get("status").op("read status")?;
-    let status = Status::from_code(code).ok_or_else(|| DbError::Corrupt(format!("status code {code}")))?;
+    let status =
+        Status::from_code(code).ok_or_else(|| DbError::Corrupt(format!("status code {code}")))?;
     if status != Status::Receiving {
         return Ok(Hold::NotReceiving(Some(status)));
     }

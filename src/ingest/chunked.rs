@@ -157,7 +157,12 @@ impl Ingest {
         let Some(name) = &self.name else {
             return Ok(());
         };
-        match self.origin.hold_upload(id, name).await.map_err(unavailable)? {
+        match self
+            .origin
+            .hold_upload(id, name)
+            .await
+            .map_err(unavailable)?
+        {
             Held::Yes => Ok(()),
             Held::ByOther(edge) => Err(ChunkFailure::HeldElsewhere(edge)),
             Held::Over(status) => Err(ChunkFailure::NotReceiving(status)),

@@ -67,7 +67,9 @@ pub async fn fail_lost(state: &State) {
                 state.notify_wake.notify_waiters();
             }
             Ok(false) => {}
-            Err(e) => tracing::warn!(upload_id = %id, error = %e, "Could not fail an upload held by a lost edge."),
+            Err(e) => {
+                tracing::warn!(upload_id = %id, error = %e, "Could not fail an upload held by a lost edge.")
+            }
         }
     }
 }

@@ -120,8 +120,12 @@ async fn finish(state: &State, job: &Job, status: Status, failure: Option<Failur
     crate::metrics::upload_processed(failure.map(Failure::code));
     match job::finish(&state.db, job, now).await {
         Ok(true) => {}
-        Ok(false) => tracing::warn!(upload_id = %job.upload_id, "The job was taken over as it finished."),
-        Err(e) => tracing::error!(upload_id = %job.upload_id, error = %e, "Could not close the job."),
+        Ok(false) => {
+            tracing::warn!(upload_id = %job.upload_id, "The job was taken over as it finished.")
+        }
+        Err(e) => {
+            tracing::error!(upload_id = %job.upload_id, error = %e, "Could not close the job.")
+        }
     }
     tracing::info!(upload_id = %job.upload_id, status = status.text(), "Processing finished.");
 }

@@ -839,10 +839,15 @@ pub async fn tus(
 
 /// Opens a movingimage video and returns its id and upload URL.
 pub async fn movingimage_url(node: &Node, account: &Account) -> (String, String) {
+    movingimage_url_at(&node.url, &account.api_key).await
+}
+
+/// [`movingimage_url`] through the edge or origin at `base`.
+pub async fn movingimage_url_at(base: &str, api_key: &str) -> (String, String) {
     let http = reqwest::Client::new();
     let resp = http
-        .post(format!("{}/v1/videos", node.url))
-        .bearer_auth(&account.api_key)
+        .post(format!("{base}/v1/videos"))
+        .bearer_auth(api_key)
         .json(&serde_json::json!({ "fileName": "testsrc.mkv" }))
         .send()
         .await
@@ -852,8 +857,8 @@ pub async fn movingimage_url(node: &Node, account: &Account) -> (String, String)
         .unwrap()
         .to_owned();
     let resp = http
-        .get(format!("{}/v1/videos/{video}/url", node.url))
-        .bearer_auth(&account.api_key)
+        .get(format!("{base}/v1/videos/{video}/url"))
+        .bearer_auth(api_key)
         .send()
         .await
         .unwrap();
