@@ -125,6 +125,7 @@ async fn an_upload_whose_edge_dies_is_completed_by_another_edge_of_its_region() 
 
     // Edge a dies (SIGKILL); the client continues at the same path on edge b.
     fleet.edges[0].1.take();
+    let asked = std::time::Instant::now();
     let head = tus(
         reqwest::Method::HEAD,
         &format!("{b}{path}"),
@@ -142,6 +143,11 @@ async fn an_upload_whose_edge_dies_is_completed_by_another_edge_of_its_region() 
     );
     let mut at: usize = header("upload-offset").parse().unwrap();
     assert!(at <= 12 * MIB, "{at}");
+    eprintln!(
+        "adoption: HEAD on edge b answered in {:?} with offset {at}: {} acknowledged bytes to resend",
+        asked.elapsed(),
+        12 * MIB - at
+    );
     while at < data.len() {
         let end = (at + 4 * MIB).min(data.len());
         let r = tus(

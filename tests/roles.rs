@@ -215,6 +215,98 @@ async fn an_edge_fails_over_to_its_next_origin() {
 }
 
 #[tokio::test]
+async fn a_job_whose_origin_dies_mid_transcode_is_finished_by_another_origin() {
+    // Two origins on one PostgreSQL, one worker each, a 2 s job lease; one edge names both.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let pg = common::PgDatabase::create();
+    let (ports, edge_port) = ([free_port(), free_port()], free_port());
+    let mut origins = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let config = dir.path().join(format!("origin{i}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndatabase = \"{}\"\nstorage = \"file://{d}/objects\"\n\
+                 internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nscratch_dir = \"{d}/scratch{i}\"\n\
+                 token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nedge_url = \"http://127.0.0.1:{edge_port}\"\n\
+                 workers = 1\njob_lease = \"2s\"\n",
+                pg.url
+            ),
+        )
+        .unwrap();
+        let env = [
+            ("UPLINK_INTERNAL_SECRET", SECRET),
+            ("UPLINK_TOKEN_KEYS", TOKEN_KEYS),
+        ];
+        let url = format!("http://127.0.0.1:{port}");
+        origins.push(Some(Proc::start("origin", &config, &url, &env).await));
+    }
+    std::fs::write(
+        dir.path().join("edge.toml"),
+        format!(
+            "listen = \"127.0.0.1:{edge_port}\"\n\
+             origin_url = [\"http://127.0.0.1:{}\", \"http://127.0.0.1:{}\"]\n\
+             internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nstorage = \"file://{d}/objects\"\n\
+             token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nspool_dir = \"{d}/spool\"\n",
+            ports[0], ports[1]
+        ),
+    )
+    .unwrap();
+    let edge_url = format!("http://127.0.0.1:{edge_port}");
+    let _edge = start_role("edge", &edge_url, SECRET, dir.path()).await;
+    let account = common::create_account_in(&pg.url);
+    let api = Uploads::new(&edge_url, &account.api_key);
+    let media = tempfile::tempdir().unwrap();
+    let video = test_video(media.path(), 8);
+    let (status, body) = api.post(&video, Some("root")).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["data"]["id"].as_str().unwrap().to_owned();
+
+    // The origin whose worker is transcoding it is killed (SIGKILL).
+    let running = format!("SELECT worker FROM jobs WHERE upload_id = '{id}' AND state = 'running'");
+    let mut worker = String::new();
+    common::eventually("a worker takes the job", async || {
+        worker = common::sql_value::<String>(&pg.url, &running)
+            .await
+            .unwrap_or_default();
+        !worker.is_empty()
+    })
+    .await;
+    let held = ports
+        .iter()
+        .position(|p| worker.starts_with(&format!("127.0.0.1:{p}/")))
+        .unwrap_or_else(|| panic!("worker {worker} is no origin's"));
+    origins[held].take();
+
+    // The other origin takes the job over once the lease runs out, and finishes it.
+    let record = api.wait_final(&id).await;
+    assert_eq!(record["status"], 6, "{record}");
+    let attempts: i64 = common::sql_value(
+        &pg.url,
+        &format!("SELECT attempts FROM jobs WHERE upload_id = '{id}'"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        attempts, 2,
+        "taken over once, not finished by the killed worker"
+    );
+    let history: Vec<i64> = {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&pg.url).await.unwrap();
+        sqlx::query_scalar(&format!(
+            "SELECT status FROM upload_events WHERE upload_id = '{id}' ORDER BY at, status"
+        ))
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    assert!(history.windows(2).all(|w| w[0] <= w[1]), "{history:?}");
+    assert_eq!(history.last(), Some(&6), "{history:?}");
+}
+
+#[tokio::test]
 async fn json_logs_carry_a_clients_request_id_through_edge_and_origin() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("dev.toml");

@@ -169,11 +169,19 @@ pub fn peer_has_read(conn: &tokio::net::TcpStream) -> bool {
 
 /// One number the node's database (SQLite or PostgreSQL) answers `sql` with, e.g. a count.
 pub async fn sql_number(node: &Node, sql: &str) -> i64 {
+    sql_value(&node.database_url(), sql).await.unwrap()
+}
+
+/// The first column of the first row `sql` gives in `database`, if it gives a row.
+pub async fn sql_value<T>(database: &str, sql: &str) -> Option<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + Unpin,
+{
     sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&node.database_url()).await.unwrap();
-    let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+    let pool = sqlx::AnyPool::connect(database).await.unwrap();
+    let value: Option<T> = sqlx::query_scalar(sql).fetch_optional(&pool).await.unwrap();
     pool.close().await;
-    n
+    value
 }
 
 /// Polls `url` until it answers 200, or panics after `limit`, showing the node's log.
