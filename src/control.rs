@@ -181,6 +181,33 @@ pub struct UploadInfo {
     /// `fileSize`): whichever edge holds the last byte completes the upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<u64>,
+    /// The parts of it that reached storage (resumable uploads forwarded in parts): an edge
+    /// that adopts it continues from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<StoredParts>,
+}
+
+/// Parts of an upload in the store's multipart upload `multipart_id`, as an edge forwarding
+/// it recorded them (`POST /internal/v1/uploads/{id}/parts`, one [`RecordPart`] per part).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredParts {
+    /// The store's multipart upload.
+    pub multipart_id: String,
+    /// The size the part plan was made for, if it was known.
+    pub declared: Option<u64>,
+    /// The parts, by number.
+    pub parts: Vec<crate::store::SentPart>,
+}
+
+/// `POST /internal/v1/uploads/{id}/parts`: one part of an upload reached storage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordPart {
+    /// The store's multipart upload.
+    pub multipart_id: String,
+    /// The size the part plan was made for, if it was known.
+    pub declared: Option<u64>,
+    /// The part.
+    pub part: crate::store::SentPart,
 }
 
 /// A status as both APIs show it.

@@ -119,6 +119,30 @@ pub struct Ingest {
     name: Option<String>,
 }
 
+/// Reports the parts the forwarder stored to the origin (`POST /internal/v1/uploads/{id}/parts`).
+struct OriginPartLog(OriginClient);
+
+#[async_trait::async_trait]
+impl forward::PartLog for OriginPartLog {
+    async fn stored(
+        &self,
+        upload: &str,
+        multipart_id: &str,
+        declared: Option<u64>,
+        part: crate::store::SentPart,
+    ) {
+        let record = crate::control::RecordPart {
+            multipart_id: multipart_id.to_owned(),
+            declared,
+            part,
+        };
+        if let Err(e) = self.0.record_part(upload, &record).await {
+            tracing::warn!(upload_id = %upload, error = %crate::error::chain(&e),
+                "Could not record a stored part at the origin; if this edge is lost, the part is sent again.");
+        }
+    }
+}
+
 /// A stored upload.
 #[derive(Debug, Clone)]
 pub struct Completed {
@@ -180,8 +204,30 @@ impl Ingest {
     /// # Errors
     /// The directory cannot be created.
     pub fn with_forwarding(mut self, dir: &std::path::Path) -> Result<Self, StoreError> {
-        self.forwarder = Forwarder::new(self.store.clone(), dir)?.map(Arc::new);
+        let log = Arc::new(OriginPartLog(self.origin.clone()));
+        self.forwarder =
+            Forwarder::new(self.store.clone(), dir)?.map(|f| Arc::new(f.with_log(log)));
         Ok(self)
+    }
+
+    /// Takes over a resumable upload another edge was forwarding and lost: when parts of it
+    /// reached storage (as the origin recorded them), its multipart upload continues here after
+    /// them. Returns the offset the upload resumes from (0: from the start).
+    ///
+    /// # Errors
+    /// The forwarding state cannot be written.
+    pub async fn adopt(&self, upload: &UploadInfo) -> Result<u64, StoreError> {
+        let (Some(forwarder), Some(parts)) = (&self.forwarder, &upload.parts) else {
+            return Ok(0);
+        };
+        let key = ObjectKey::new(upload.object_key.clone()).map_err(|e| StoreError::Write {
+            key: upload.object_key.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        let adopted = forwarder.adopt(&upload.id, &key, parts).await?.unwrap_or(0);
+        tracing::info!(upload_id = %upload.id, offset = adopted, parts = parts.parts.len(),
+            "Adopted an upload another edge was forwarding; it continues after the parts in storage.");
+        Ok(adopted)
     }
 
     /// Whether spooled uploads are forwarded while they arrive (the store takes parts).
@@ -328,6 +374,7 @@ impl Ingest {
             status: crate::upload::Status::Receiving.code(),
             grant: record.grant.map(str::to_owned),
             length: record.length,
+            parts: None,
         };
         Ok((info, created.reused))
     }

@@ -3,6 +3,8 @@
 //! records an event in the same transaction.
 
 use super::{Db, DbError, Op};
+use crate::control::StoredParts;
+use crate::store::SentPart;
 use crate::upload::{Failure, Status, UploadId};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -336,6 +338,11 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
     }
     record_event(&mut tx, id, Status::Pending, now).await?;
     super::job::enqueue(&mut tx, id, now).await?;
+    sqlx::query("DELETE FROM upload_parts WHERE upload_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .op("drop a stored upload's part records")?;
     tx.commit().await.op("commit marking stored")?;
     Ok(Marked::Stored)
 }
@@ -490,6 +497,90 @@ pub async fn receiving_keys(db: &Db) -> Result<std::collections::HashSet<String>
     rows.iter()
         .map(|r| r.try_get("object_key").op("read object key"))
         .collect()
+}
+
+/// Records a part of a receiving upload that reached storage, in multipart upload
+/// `parts.multipart_id`; rows of another multipart upload of it are replaced. Returns `false`
+/// when the upload is not receiving.
+///
+/// # Errors
+/// A statement fails.
+pub async fn record_part(
+    db: &Db,
+    id: &str,
+    multipart_id: &str,
+    declared: Option<u64>,
+    part: &SentPart,
+) -> Result<bool, DbError> {
+    let big = |n: u64| i64::try_from(n).map_err(|_| DbError::Corrupt("size beyond 2^63".into()));
+    let mut tx = db.pool().begin().await.op("begin recording a part")?;
+    sqlx::query("DELETE FROM upload_parts WHERE upload_id = $1 AND multipart_id <> $2")
+        .bind(id)
+        .bind(multipart_id)
+        .execute(&mut *tx)
+        .await
+        .op("drop another multipart upload's parts")?;
+    let recorded = sqlx::query(
+        "INSERT INTO upload_parts (upload_id, multipart_id, declared, number, start_byte, len, etag, crc32c) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM uploads WHERE id = $1 AND status = $9) \
+         ON CONFLICT (upload_id, number) DO UPDATE SET multipart_id = excluded.multipart_id, \
+           declared = excluded.declared, start_byte = excluded.start_byte, len = excluded.len, \
+           etag = excluded.etag, crc32c = excluded.crc32c",
+    )
+    .bind(id)
+    .bind(multipart_id)
+    .bind(declared.map(big).transpose()?)
+    .bind(i64::from(part.number))
+    .bind(big(part.start)?)
+    .bind(big(part.len)?)
+    .bind(&part.etag)
+    .bind(i64::from(part.crc32c))
+    .bind(Status::Receiving.code())
+    .execute(&mut *tx)
+    .await
+    .op("record a part")?
+    .rows_affected();
+    tx.commit().await.op("commit a part record")?;
+    Ok(recorded == 1)
+}
+
+/// The parts of an upload that reached storage, in number order, with their multipart upload
+/// and its declared size; `None` when none did.
+///
+/// # Errors
+/// The query fails or a row is unreadable.
+pub async fn parts(db: &Db, id: &str) -> Result<Option<StoredParts>, DbError> {
+    let rows = sqlx::query(
+        "SELECT multipart_id, declared, number, start_byte, len, etag, crc32c FROM upload_parts \
+         WHERE upload_id = $1 ORDER BY number",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await
+    .op("read an upload's parts")?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let unsigned = |n: i64| u64::try_from(n).map_err(|_| DbError::Corrupt(format!("negative {n}")));
+    let declared: Option<i64> = first.try_get("declared").op("read declared")?;
+    let mut out = StoredParts {
+        multipart_id: first.try_get("multipart_id").op("read multipart id")?,
+        declared: declared.map(unsigned).transpose()?,
+        parts: Vec::with_capacity(rows.len()),
+    };
+    for r in &rows {
+        let number: i64 = r.try_get("number").op("read part number")?;
+        let crc: i64 = r.try_get("crc32c").op("read part crc")?;
+        out.parts.push(SentPart {
+            number: u32::try_from(number)
+                .map_err(|_| DbError::Corrupt(format!("part {number}")))?,
+            start: unsigned(r.try_get("start_byte").op("read part start")?)?,
+            len: unsigned(r.try_get("len").op("read part length")?)?,
+            etag: r.try_get("etag").op("read part etag")?,
+            crc32c: u32::try_from(crc).map_err(|_| DbError::Corrupt(format!("crc {crc}")))?,
+        });
+    }
+    Ok(Some(out))
 }
 
 /// What [`hold`] found.

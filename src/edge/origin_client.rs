@@ -6,8 +6,8 @@ use super::origins::Origins;
 use crate::config::Secret;
 use crate::control::{
     self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, Heartbeat,
-    HoldRefused, HoldUpload, KeyOwner, ResolveAccessKey, ResolveKey, StatusView, UploadInfo,
-    UploadStored,
+    HoldRefused, HoldUpload, KeyOwner, RecordPart, ResolveAccessKey, ResolveKey, StatusView,
+    UploadInfo, UploadStored,
 };
 use moka::future::Cache;
 use std::sync::Arc;
@@ -333,6 +333,23 @@ impl OriginClient {
                     _ => Err(OriginError::Status { op, status: 409 }),
                 }
             }
+            status => Err(OriginError::Status { op, status }),
+        }
+    }
+
+    /// Records that a part of upload `id` reached storage, so another edge can continue from
+    /// it if this one is lost.
+    ///
+    /// # Errors
+    /// The origin is unreachable or refuses (409: the upload is no longer receiving).
+    pub async fn record_part(&self, id: &str, req: &RecordPart) -> Result<(), OriginError> {
+        let op = "record a stored part";
+        let path = format!("/internal/v1/uploads/{id}/parts");
+        let resp = self
+            .call(op, reqwest::Method::POST, &path, Some(req))
+            .await?;
+        match resp.status().as_u16() {
+            204 => Ok(()),
             status => Err(OriginError::Status { op, status }),
         }
     }

@@ -13,6 +13,10 @@
 //! the spool (read again to check) still have its CRC32C; a multipart upload the store no longer
 //! has (a sweeper aborted it) is started again from the spool.
 //!
+//! Each part the store acknowledges is also reported to a [`PartLog`] (the origin), so that
+//! another edge can [`adopt`](Forwarder::adopt) the upload if this one is lost: it continues the
+//! same multipart upload after the parts already stored, whose bytes it never had.
+//!
 //! Must not depend on HTTP, the database or any protocol.
 
 use super::chunk_spool::write_atomically;
@@ -71,6 +75,25 @@ struct State {
     /// recorded it ([`Forwarder::forget`]), so a retry does not send the object again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     completed: Option<u64>,
+    /// Adopted from another edge: the bytes before this offset are in the store (the first
+    /// `parts`) and not in this edge's spool.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    adopted: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Where a forwarder reports each part the store acknowledged: the origin, so that another
+/// edge can adopt the upload if this one is lost. A report that fails costs only bytes resent
+/// after such a loss.
+#[async_trait::async_trait]
+pub trait PartLog: Send + Sync {
+    /// `part` of `upload` is in the store's multipart upload `multipart_id`, planned for
+    /// `declared` bytes.
+    async fn stored(&self, upload: &str, multipart_id: &str, declared: Option<u64>, part: SentPart);
 }
 
 struct Running {
@@ -97,6 +120,8 @@ pub struct Forwarder {
     parts_in_memory: Arc<tokio::sync::Semaphore>,
     /// Direct uploads being written ([`Forwarder::writer`]).
     writing: Mutex<HashSet<String>>,
+    /// Where stored parts are reported.
+    log: Option<Arc<dyn PartLog>>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -134,7 +159,64 @@ impl Forwarder {
             parts_held: Arc::new(tokio::sync::Semaphore::new(parts_held)),
             parts_in_memory: Arc::new(tokio::sync::Semaphore::new(EDGE_PARTS_IN_MEMORY)),
             writing: Mutex::default(),
+            log: None,
         }))
+    }
+
+    /// Reports every part the store acknowledges to `log`.
+    #[must_use]
+    pub fn with_log(mut self, log: Arc<dyn PartLog>) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// Takes over `upload`, lost by another edge, whose `stored` parts are in the store: its
+    /// multipart upload continues here after the longest run of parts from the first that this
+    /// edge's part plan would have cut the same way. Returns the offset after them (the bytes
+    /// the spool must start from), or `None` when nothing can be taken over.
+    ///
+    /// # Errors
+    /// The state cannot be written.
+    pub async fn adopt(
+        &self,
+        upload: &str,
+        key: &ObjectKey,
+        stored: &crate::control::StoredParts,
+    ) -> Result<Option<u64>, StoreError> {
+        let parts = parts_of(self.store.as_ref());
+        let Ok(plan) = PartPlan::new(&parts.rules(), stored.declared) else {
+            return Ok(None);
+        };
+        let mut cursor = Cursor::default();
+        let mut taken = Vec::new();
+        for recorded in &stored.parts {
+            let end = recorded.start + recorded.len;
+            match plan.next(cursor, end, false) {
+                Ok(Some(part))
+                    if part.number.0 == recorded.number
+                        && part.start == recorded.start
+                        && part.len == recorded.len =>
+                {
+                    cursor = PartPlan::advance(&part);
+                    taken.push(recorded.clone());
+                }
+                _ => break,
+            }
+        }
+        if taken.is_empty() {
+            return Ok(None);
+        }
+        let adopted = cursor.start;
+        let state = State {
+            key: key.to_string(),
+            declared: stored.declared,
+            upload_id: stored.multipart_id.clone(),
+            parts: taken,
+            completed: None,
+            adopted,
+        };
+        save(&self.state_path(upload), &state).await?;
+        Ok(Some(adopted))
     }
 
     fn state_path(&self, upload: &str) -> PathBuf {
@@ -239,6 +321,8 @@ impl Forwarder {
             declared,
             parts_held: self.parts_held.clone(),
             parts_in_memory: self.parts_in_memory.clone(),
+            upload: upload.to_owned(),
+            log: self.log.clone(),
         };
         let upload = upload.to_owned();
         let task = tokio::spawn(async move {
@@ -274,6 +358,8 @@ struct Job {
     declared: Option<u64>,
     parts_held: Arc<tokio::sync::Semaphore>,
     parts_in_memory: Arc<tokio::sync::Semaphore>,
+    upload: String,
+    log: Option<Arc<dyn PartLog>>,
 }
 
 /// The multipart side of a forwarder's store ([`Forwarder::new`] made sure it has one).
@@ -297,10 +383,12 @@ impl Job {
             }
         }
         let state = state.filter(|s| s.completed.is_none());
+        let adopted = state.as_ref().is_some_and(|s| s.adopted > 0);
         match self.attempt(state, &mut rx).await {
-            // The store lost the multipart upload (a sweeper aborted it): start again.
+            // The store lost the multipart upload (a sweeper aborted it): start again, unless
+            // its first parts came from another edge (their bytes are not in this spool).
             Err(StoreError::Write { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
+                if source.kind() == std::io::ErrorKind::NotFound && !adopted =>
             {
                 tracing::info!(key = %self.key, "The store no longer has this multipart upload; sending it again.");
                 self.attempt(None, &mut rx).await
@@ -326,6 +414,7 @@ impl Job {
         let mut sent: BTreeMap<u32, SentPart> = BTreeMap::new();
         let mut sending: JoinSet<Result<SentPart, StoreError>> = JoinSet::new();
         let mut cursor = Cursor::default();
+        let adopted = state.as_ref().map_or(0, |s| s.adopted);
         loop {
             let spooled = rx.borrow_and_update().clone();
             let available = spooled.len();
@@ -333,6 +422,18 @@ impl Job {
                 .next(cursor, available, spooled.complete)
                 .map_err(|e| state_error("plan", e))?
             {
+                if part.start + part.len <= adopted {
+                    // Sent by the edge this upload was adopted from: in the store, not here.
+                    let Some(p) = held
+                        .remove(&part.number.0)
+                        .filter(|p| p.start == part.start && p.len == part.len)
+                    else {
+                        return Err(state_error("adopt", "an adopted part is missing"));
+                    };
+                    cursor = PartPlan::advance(&part);
+                    sent.insert(p.number, p);
+                    continue;
+                }
                 let waiting = crate::metrics::part_waiting();
                 let permit = self
                     .parts_held
@@ -437,6 +538,7 @@ impl Job {
             upload_id: self.parts().begin_parts(&self.key).await?,
             parts: Vec::new(),
             completed: None,
+            adopted: 0,
         };
         save(&self.path, &fresh).await?;
         Ok(state.insert(fresh).upload_id.clone())
@@ -477,13 +579,20 @@ impl Job {
             return Ok(());
         };
         let part = done.map_err(|e| state_error("part task", e))??;
-        sent.insert(part.number, part);
+        sent.insert(part.number, part.clone());
         if let Some(s) = state {
             let record = State {
                 parts: sent.values().cloned().collect(),
                 ..s.clone()
             };
             save(&self.path, &record).await?;
+            if let Some(log) = &self.log {
+                let (log, upload) = (log.clone(), self.upload.clone());
+                let (multipart_id, declared) = (s.upload_id.clone(), s.declared);
+                tokio::spawn(async move {
+                    log.stored(&upload, &multipart_id, declared, part).await;
+                });
+            }
         }
         Ok(())
     }

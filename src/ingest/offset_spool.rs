@@ -151,13 +151,32 @@ impl OffsetSpool {
     /// # Errors
     /// The disk fails.
     pub async fn create(&self, upload: &str, resource: &Resource) -> Result<(), SpoolError> {
+        self.create_at(upload, resource, 0).await
+    }
+
+    /// Creates the resource at `offset`: its first `offset` bytes are in storage already
+    /// (adopted from another edge), so the data file starts as a hole of that length, which
+    /// takes no disk space and is never read.
+    ///
+    /// # Errors
+    /// The disk fails.
+    pub async fn create_at(
+        &self,
+        upload: &str,
+        resource: &Resource,
+        offset: u64,
+    ) -> Result<(), SpoolError> {
         let dir = self.dir(upload);
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(io("create a resumable upload"))?;
-        tokio::fs::File::create(dir.join("data"))
+        let data = tokio::fs::File::create(dir.join("data"))
             .await
             .map_err(io("create a data file"))?;
+        if offset > 0 {
+            data.set_len(offset).await.map_err(io("size a data file"))?;
+            data.sync_all().await.map_err(io("sync a data file"))?;
+        }
         self.save(upload, resource).await?;
         sync_dir(&dir).await
     }

@@ -6,8 +6,8 @@ use super::session::{self, Opening, SessionError};
 use super::State;
 use crate::control::{
     self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, Heartbeat,
-    HoldRefused, HoldUpload, KeyOwner, ResolveAccessKey, ResolveKey, StatusView, UploadInfo,
-    UploadStored,
+    HoldRefused, HoldUpload, KeyOwner, RecordPart, ResolveAccessKey, ResolveKey, StatusView,
+    UploadInfo, UploadStored,
 };
 use crate::db::{self, now_ms};
 use crate::upload::Status;
@@ -30,6 +30,7 @@ pub fn routes(state: State) -> Router<State> {
         .route("/internal/v1/uploads", post(create))
         .route("/internal/v1/uploads/{id}/stored", post(stored))
         .route("/internal/v1/uploads/{id}/hold", post(hold))
+        .route("/internal/v1/uploads/{id}/parts", post(record_part))
         .route("/internal/v1/uploads/{id}", delete(cancel).get(info))
         .route_layer(middleware::from_fn_with_state(state, require_secret))
 }
@@ -237,17 +238,40 @@ async fn hold(
 }
 
 async fn info(Ext(state): Ext<State>, Path(id): Path<String>) -> Response {
-    match db::upload::get(&state.db, &id).await {
-        Ok(Some(u)) => Json(UploadInfo {
-            id: u.id,
-            account_id: u.account_id,
-            object_key: u.object_key,
-            status: u.status.code(),
-            grant: u.token_id,
-            length: u.declared_size,
-        })
-        .into_response(),
-        Ok(None) => reply(StatusCode::NOT_FOUND, "unknown upload"),
+    let u = match db::upload::get(&state.db, &id).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return reply(StatusCode::NOT_FOUND, "unknown upload"),
+        Err(e) => return db_failure(&e),
+    };
+    let parts = if u.status == Status::Receiving {
+        match db::upload::parts(&state.db, &id).await {
+            Ok(parts) => parts,
+            Err(e) => return db_failure(&e),
+        }
+    } else {
+        None
+    };
+    Json(UploadInfo {
+        id: u.id,
+        account_id: u.account_id,
+        object_key: u.object_key,
+        status: u.status.code(),
+        grant: u.token_id,
+        length: u.declared_size,
+        parts,
+    })
+    .into_response()
+}
+
+async fn record_part(
+    Ext(state): Ext<State>,
+    Path(id): Path<String>,
+    Json(req): Json<RecordPart>,
+) -> Response {
+    match db::upload::record_part(&state.db, &id, &req.multipart_id, req.declared, &req.part).await
+    {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => reply(StatusCode::CONFLICT, "the upload is not receiving"),
         Err(e) => db_failure(&e),
     }
 }

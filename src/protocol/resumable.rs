@@ -134,6 +134,7 @@ pub async fn existing(claims: &Claims, id: UploadId, ctx: &Ctx<'_>) -> Result<He
             status: Status::Receiving.code(),
             grant: owner.grant,
             length,
+            parts: None,
         });
     let info = match known {
         Some(info) => info,
@@ -167,11 +168,18 @@ pub async fn existing(claims: &Claims, id: UploadId, ctx: &Ctx<'_>) -> Result<He
                 concat: None,
                 owner: Some(owner_of(&info)),
             };
-            ctx.spool
-                .create(&id, &fresh)
+            // Parts another edge sent before it was lost stay in storage; the upload continues
+            // after them (their bytes are not resent).
+            let offset = ctx
+                .ingest
+                .adopt(&info)
                 .await
                 .map_err(|e| Refusal::unavailable(&e))?;
-            (fresh, 0)
+            ctx.spool
+                .create_at(&id, &fresh, offset)
+                .await
+                .map_err(|e| Refusal::unavailable(&e))?;
+            (fresh, offset)
         }
         None => return Err(Refusal::NotFound),
     };
