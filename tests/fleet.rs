@@ -19,61 +19,87 @@ const TOKEN_KEYS: &str = "t1:dGVzdC10b2tlbi1rZXktdGhhdC1pcy0zMi1ieXRlcyEh";
 const BUCKET: &str = "fleet";
 const MIB: usize = 1024 * 1024;
 
-/// One origin and two edges of region `eu` (`a`, `b`), each a process of its own.
+/// Origins on one PostgreSQL and edges by (name, region), each a process of its own. Region
+/// `eu` is at Frankfurt, any other at New York; clients here (private addresses) go to `a`.
 struct Fleet {
     _dir: tempfile::TempDir,
     _pg: PgDatabase,
-    _origin: Proc,
     database: String,
-    /// (base URL, process), `a` then `b`.
+    /// The origins' processes.
+    origins: Vec<Option<Proc>>,
+    /// (base URL, process), in the order asked for.
     edges: Vec<(String, Option<Proc>)>,
 }
 
+/// One origin and two edges of region `eu`, `a` and `b`.
 async fn start(s3: &S3Server) -> Fleet {
+    start_with(s3, 1, &[("a", "eu"), ("b", "eu")]).await
+}
+
+async fn start_with(s3: &S3Server, origins: usize, edges: &[(&str, &str)]) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
     let pg = PgDatabase::create();
-    let origin_port = free_port();
-    let ports = [free_port(), free_port()];
+    let origin_ports: Vec<u16> = (0..origins).map(|_| free_port()).collect();
+    let edge_ports: Vec<u16> = edges.iter().map(|_| free_port()).collect();
     let geoip = Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/geo-whois-asn-country.mmdb");
     let storage = format!("s3://{BUCKET}/fleet?path_style=true");
-    let mut origin = format!(
-        "listen = \"127.0.0.1:{origin_port}\"\ndatabase = \"{}\"\nstorage = \"{storage}\"\n\
-         internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nscratch_dir = \"{d}/scratch\"\n\
-         token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\n\n\
-         [fleet]\ngeoip_database = \"{}\"\nfallback = \"a\"\nheartbeat_timeout = \"3s\"\n\
+    let mut fleet = format!(
+        "\n[fleet]\ngeoip_database = \"{}\"\nfallback = \"a\"\nheartbeat_timeout = \"3s\"\n\
          edge_lost_after = \"4s\"\nmin_spool_free = \"1MiB\"\n",
-        pg.url,
         geoip.display(),
     );
-    for (name, port) in ["a", "b"].iter().zip(ports) {
-        origin += &format!(
-            "\n[[fleet.edges]]\nname = \"{name}\"\nregion = \"eu\"\nlatitude = 50.1\n\
-             longitude = 8.7\nurl = \"http://127.0.0.1:{port}\"\ncapacity = 100\n"
+    for ((name, region), port) in edges.iter().zip(&edge_ports) {
+        let (lat, lon) = if *region == "eu" {
+            (50.1, 8.7)
+        } else {
+            (40.7, -74.0)
+        };
+        fleet += &format!(
+            "\n[[fleet.edges]]\nname = \"{name}\"\nregion = \"{region}\"\nlatitude = {lat}\n\
+             longitude = {lon}\nurl = \"http://127.0.0.1:{port}\"\ncapacity = 100\n"
         );
     }
-    std::fs::write(dir.path().join("origin.toml"), origin).unwrap();
     let mut env: Vec<(String, String)> = s3.env();
     env.push(("UPLINK_INTERNAL_SECRET".into(), SECRET.into()));
     env.push(("UPLINK_TOKEN_KEYS".into(), TOKEN_KEYS.into()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let origin_url = format!("http://127.0.0.1:{origin_port}");
-    let origin = Proc::start("origin", &dir.path().join("origin.toml"), &origin_url, &env).await;
-    let mut edges = Vec::new();
-    for (name, port) in ["a", "b"].iter().zip(ports) {
-        let config = dir.path().join(format!("{name}.toml"));
+    let mut procs = Vec::new();
+    for (i, port) in origin_ports.iter().enumerate() {
+        let config = dir.path().join(format!("origin{i}.toml"));
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{port}\"\norigin_url = \"{origin_url}\"\n\
-                 internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nstorage = \"{storage}\"\n\
-                 token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nspool_dir = \"{d}/spool-{name}\"\n\
-                 name = \"{name}\"\nregion = \"eu\"\nheartbeat_interval = \"500ms\"\n"
+                "listen = \"127.0.0.1:{port}\"\ndatabase = \"{}\"\nstorage = \"{storage}\"\n\
+                 internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nscratch_dir = \"{d}/scratch{i}\"\n\
+                 token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nworkers = 1\njob_lease = \"3s\"\n{fleet}",
+                pg.url,
             ),
         )
         .unwrap();
         let url = format!("http://127.0.0.1:{port}");
-        edges.push((
+        procs.push(Some(Proc::start("origin", &config, &url, &env).await));
+    }
+    let origin_urls: Vec<String> = origin_ports
+        .iter()
+        .map(|p| format!("\"http://127.0.0.1:{p}\""))
+        .collect();
+    let mut started = Vec::new();
+    for ((name, region), port) in edges.iter().zip(&edge_ports) {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\norigin_url = [{}]\n\
+                 internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nstorage = \"{storage}\"\n\
+                 token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nspool_dir = \"{d}/spool-{name}\"\n\
+                 name = \"{name}\"\nregion = \"{region}\"\nheartbeat_interval = \"500ms\"\n",
+                origin_urls.join(", ")
+            ),
+        )
+        .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        started.push((
             url.clone(),
             Some(Proc::start("edge", &config, &url, &env).await),
         ));
@@ -82,8 +108,8 @@ async fn start(s3: &S3Server) -> Fleet {
         database: pg.url.clone(),
         _dir: dir,
         _pg: pg,
-        _origin: origin,
-        edges,
+        origins: procs,
+        edges: started,
     }
 }
 
@@ -242,4 +268,250 @@ async fn chunks_acknowledged_by_a_lost_edge_fail_their_upload_visibly() {
             .contains("Upload the file again"),
         "{body}"
     );
+}
+
+/// One tus 1.0 or IETF draft (interop 6) request with an upload token.
+async fn resumable(
+    via: Via,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token)
+        .body(body);
+    req = match via {
+        Via::Ietf => req.header("upload-draft-interop-version", "6"),
+        _ => req.header("tus-resumable", "1.0.0"),
+    };
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    req.send().await.unwrap()
+}
+
+/// How an upload of the big fleet test is sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Via {
+    Tus,
+    Ietf,
+    Movingimage,
+}
+
+/// One upload of the big fleet test: its bytes, and where it stands.
+struct Upload {
+    via: Via,
+    data: Vec<u8>,
+    /// Whether it is a real video (processed to status 6).
+    video: bool,
+    /// The edge its first half went to.
+    first: String,
+    /// tus/IETF: its path; movingimage: its upload URL's path.
+    path: String,
+    /// Its id (movingimage: the video id).
+    id: String,
+}
+
+fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
+}
+
+#[tokio::test]
+async fn twenty_uploads_survive_losing_an_edge_and_an_origin() {
+    let s3 = S3Server::start().await;
+    s3.bucket(BUCKET).await;
+    let mut fleet = start_with(&s3, 2, &[("a", "eu"), ("b", "eu"), ("c", "us")]).await;
+    let account = common::create_account_in(&fleet.database);
+    let key = account.api_key.clone();
+    let [a, b, c] = [0, 1, 2].map(|i| fleet.edges[i].0.clone());
+    let token = common::upload_token_at(&a, &key, "{}").await;
+
+    // Another region's edge never takes the region's uploads (the token says `eu`).
+    let r = tus(
+        reqwest::Method::POST,
+        &format!("{c}/files/"),
+        &token,
+        &[("upload-length", "10".into())],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+
+    // 8 tus (2 of them real videos), 6 IETF, 6 movingimage uploads; two thirds start on edge
+    // a, the others on b.
+    let media = tempfile::tempdir().unwrap();
+    let mut uploads = Vec::new();
+    for i in 0..20u32 {
+        let via = match i % 10 {
+            0..=3 => Via::Tus,
+            4..=6 => Via::Ietf,
+            _ => Via::Movingimage,
+        };
+        let video = i == 0 || i == 10;
+        let data = if video {
+            let dir = media.path().join(i.to_string());
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::read(common::test_video(&dir, 1)).unwrap()
+        } else {
+            pseudo_random(3 * MIB / 2 + i as usize, i)
+        };
+        let first = if i % 3 == 2 { b.clone() } else { a.clone() };
+        uploads.push(Upload {
+            via,
+            data,
+            video,
+            first,
+            path: String::new(),
+            id: String::new(),
+        });
+    }
+
+    // First halves (movingimage: the first of three chunks).
+    for u in &mut uploads {
+        let half = u.data.len() / 2;
+        match u.via {
+            Via::Tus => {
+                let r = resumable(
+                    Via::Tus,
+                    reqwest::Method::POST,
+                    &format!("{}/files/", u.first),
+                    &token,
+                    &[
+                        ("upload-length", u.data.len().to_string()),
+                        ("content-type", "application/offset+octet-stream".into()),
+                    ],
+                    u.data[..half].to_vec(),
+                )
+                .await;
+                assert_eq!(r.status(), 201);
+                assert_eq!(r.headers()["upload-offset"], half.to_string().as_str());
+                u.path = r.headers()["location"].to_str().unwrap().to_owned();
+            }
+            Via::Ietf => {
+                let r = resumable(
+                    Via::Ietf,
+                    reqwest::Method::POST,
+                    &format!("{}/files/", u.first),
+                    &token,
+                    &[
+                        ("upload-complete", "?0".into()),
+                        ("upload-length", u.data.len().to_string()),
+                    ],
+                    u.data[..half].to_vec(),
+                )
+                .await;
+                assert_eq!(r.status(), 201);
+                u.path = r.headers()["location"].to_str().unwrap().to_owned();
+            }
+            Via::Movingimage => {
+                let (video, url) = movingimage_url_at(&u.first, &key).await;
+                u.id = video;
+                u.path = url[url.find("/upload/").unwrap()..].to_owned();
+                let (status, body) = movingimage_chunk(
+                    &format!("{}{}", u.first, u.path),
+                    3,
+                    1,
+                    chunk_of(&u.data, 0),
+                )
+                .await;
+                assert_eq!(status, 202, "{body}");
+            }
+        }
+        if u.id.is_empty() {
+            u.id = u.path.rsplit('/').next().unwrap().to_owned();
+        }
+    }
+
+    // Edge a and the edges' first origin die (SIGKILL).
+    fleet.edges[0].1.take();
+    fleet.origins[0].take();
+
+    // The clients continue on edge b: tus and IETF where b says (HEAD), movingimage with the
+    // next chunk; a movingimage upload whose first chunk died with a fails (`edge_lost`) and
+    // its client uploads the file again through b.
+    let mut lost = Vec::new();
+    for u in &uploads {
+        let at = format!("{b}{}", u.path);
+        match u.via {
+            Via::Tus | Via::Ietf => {
+                let head = resumable(u.via, reqwest::Method::HEAD, &at, &token, &[], vec![]).await;
+                assert!(head.status().is_success(), "{:?} {}", u.via, head.status());
+                let offset: usize = head.headers()["upload-offset"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                if u.first == b {
+                    assert_eq!(offset, u.data.len() / 2, "b kept what it took");
+                }
+                let mut headers = vec![("upload-offset", offset.to_string())];
+                if u.via == Via::Tus {
+                    headers.push(("content-type", "application/offset+octet-stream".into()));
+                } else {
+                    headers.push(("content-type", "application/partial-upload".into()));
+                    headers.push(("upload-complete", "?1".into()));
+                }
+                let rest = u.data[offset..].to_vec();
+                let r = resumable(u.via, reqwest::Method::PATCH, &at, &token, &headers, rest).await;
+                assert!(r.status().is_success(), "{:?} {}", u.via, r.status());
+            }
+            Via::Movingimage if u.first == b => {
+                for n in 2..=3 {
+                    let (status, body) =
+                        movingimage_chunk(&at, 3, n, chunk_of(&u.data, n - 1)).await;
+                    assert_eq!(status, if n == 3 { 201 } else { 202 }, "{body}");
+                }
+            }
+            Via::Movingimage => {
+                let (status, body) = movingimage_chunk(&at, 3, 2, chunk_of(&u.data, 1)).await;
+                assert!(status == 409 || status == 410, "{status} {body}");
+                lost.push(u);
+            }
+        }
+    }
+    // Their clients poll the status until it says the upload failed, then upload the file
+    // again with a new URL (which, a being gone, names b).
+    let api = Uploads::new(&b, &key);
+    let mut again = Vec::new();
+    for u in lost {
+        let record = api.wait_final(&u.id).await;
+        assert_eq!(record["error_code"], "edge_lost", "{record}");
+        let (video, url) = movingimage_url_at(&b, &key).await;
+        assert!(url.starts_with(&b), "{url}");
+        for n in 1..=3 {
+            let (status, body) = movingimage_chunk(&url, 3, n, chunk_of(&u.data, n - 1)).await;
+            assert_eq!(status, if n == 3 { 201 } else { 202 }, "{body}");
+        }
+        again.push((u.id.clone(), video));
+    }
+
+    // Every upload whose client was told it is complete is stored whole: the videos reach
+    // status 6, the other files fail processing as not videos, with the source's SHA-256.
+    for u in &uploads {
+        let id = again
+            .iter()
+            .find(|(old, _)| *old == u.id)
+            .map_or(&u.id, |(_, new)| new);
+        let record = api.wait_final(id).await;
+        let expected = if u.video { 6 } else { 7 };
+        assert_eq!(record["status"], expected, "{:?} {record}", u.via);
+        assert_eq!(
+            record["sha256"].as_str(),
+            Some(hex::encode(Sha256::digest(&u.data)).as_str()),
+            "{record}"
+        );
+    }
+    assert!(!again.is_empty(), "some movingimage uploads started on a");
+    assert!(s3.open_multipart_uploads(BUCKET).await.is_empty());
+}
+
+/// Chunk `n` (from 0) of three of `data`.
+fn chunk_of(data: &[u8], n: usize) -> Vec<u8> {
+    let size = data.len().div_ceil(3);
+    data[(n * size).min(data.len())..((n + 1) * size).min(data.len())].to_vec()
 }
