@@ -161,6 +161,8 @@ async fn an_upload_whose_edge_dies_is_completed_by_another_edge_of_its_region() 
         in_storage > 0
     })
     .await;
+    let inspected = common::run_ok(&["uploads", "inspect", &id, "--database", &fleet.database]);
+    assert_eq!(inspected["in_storage"]["bytes"], in_storage, "{inspected}");
     fleet.edges[0].1.take();
     let asked = std::time::Instant::now();
     let head = tus(
@@ -479,6 +481,9 @@ async fn twenty_uploads_survive_losing_an_edge_and_an_origin() {
     let api = Uploads::new(&b, &key);
     let mut again = Vec::new();
     for u in lost {
+        let inspected =
+            common::run_ok(&["uploads", "inspect", &u.id, "--database", &fleet.database]);
+        assert_eq!(inspected["held_by_edge"], "a", "{inspected}");
         let record = api.wait_final(&u.id).await;
         assert_eq!(record["error_code"], "edge_lost", "{record}");
         let (video, url) = movingimage_url_at(&b, &key).await;

@@ -83,12 +83,14 @@ pub struct UploadRecord {
     pub declared_size: Option<u64>,
     /// Why it failed, as a stable code ([`crate::upload::Failure`]).
     pub error_code: Option<String>,
+    /// The edge holding its numbered chunks not yet in storage, if one does.
+    pub holder: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, account_id, pipeline_id, flavour, filename, folder, object_key, status, error, \
                        size, sha256, duration_ms, output_key, created_at, updated_at, metadata, outputs, \
-                       token_id, declared_size, error_code, \
+                       token_id, declared_size, error_code, holder, \
                        (SELECT j.progress FROM jobs j WHERE j.upload_id = uploads.id) AS progress";
 
 fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
@@ -119,6 +121,7 @@ fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
             .op(op)?
             .and_then(|n| u64::try_from(n).ok()),
         error_code: row.try_get("error_code").op(op)?,
+        holder: row.try_get("holder").op(op)?,
         outputs: row
             .try_get::<Option<String>, _>("outputs")
             .op(op)?

@@ -74,6 +74,15 @@ pub async fn inspect(database: &DatabaseUrl, id: &str) -> Result<Value, Operator
         .into_iter()
         .map(Status::text)
         .collect();
+    // What reached storage of a resumable upload still receiving (another edge continues
+    // after it), and which edge holds a chunked upload's unstored chunks.
+    let in_storage = upload::parts(&db, id).await?.map(|p| {
+        json!({
+            "multipart_id": p.multipart_id,
+            "parts": p.parts.len(),
+            "bytes": p.parts.iter().map(|part| part.len).sum::<u64>(),
+        })
+    });
     Ok(json!({
         "id": u.id,
         "account_id": u.account_id,
@@ -90,6 +99,8 @@ pub async fn inspect(database: &DatabaseUrl, id: &str) -> Result<Value, Operator
         "size": u.size,
         "sha256": u.sha256,
         "grant": u.token_id,
+        "held_by_edge": u.holder,
+        "in_storage": in_storage,
         "outputs": u.outputs,
         "created_at": time(u.created_at),
         "updated_at": time(u.updated_at),
