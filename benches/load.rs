@@ -16,7 +16,8 @@
 //! keep the benchmark working; `-- --workload single --server uplink` (each repeatable) runs
 //! only those. Each row is the median run (by MiB/s) of `--rounds N` (3 unless told; rounds
 //! alternate the servers' order). nginx comes from Debian's package (`bash .ci/setup`); without
-//! it, only Uplink's rows are printed.
+//! it, only Uplink's rows are printed. `UPLINK_BENCH_BASELINE=PATH` (another build of `uplink`,
+//! e.g. the previous commit's) adds `uplink-s3-base` rows: that build into S3, side by side.
 
 mod support;
 
@@ -48,12 +49,18 @@ async fn moto() -> support::s3::S3Server {
 
 const BUCKET: &str = "bench";
 
-async fn uplink(s3: Option<&support::s3::S3Server>) -> Server {
+/// The baseline build of `uplink` the `uplink-s3-base` rows run, if one is given.
+fn baseline() -> Option<String> {
+    std::env::var("UPLINK_BENCH_BASELINE").ok()
+}
+
+async fn uplink(s3: Option<&support::s3::S3Server>, bin: Option<&str>) -> Server {
+    let bin = bin.unwrap_or(env!("CARGO_BIN_EXE_uplink"));
     let started = match s3 {
-        None => support::start_uplink(&[]).await,
+        None => support::start_uplink_bin(bin, &[], &[]).await,
         Some(moto) => {
             let storage = format!("s3://{BUCKET}/edge?path_style=true");
-            support::start_uplink_env(&["--storage".into(), storage], &moto.env()).await
+            support::start_uplink_bin(bin, &["--storage".into(), storage], &moto.env()).await
         }
     };
     Server {
@@ -220,13 +227,14 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     let nginx = server == "nginx";
     // Dropped after the server (declared first): uplink's store must outlive it.
     let moto = match server {
-        "uplink-s3" => Some(self::moto().await),
+        "uplink-s3" | "uplink-s3-base" => Some(self::moto().await),
         _ => None,
     };
     let server_name = server;
     let server = match server {
         "nginx" => self::nginx().await?,
-        _ => uplink(moto.as_ref()).await,
+        "uplink-s3-base" => uplink(moto.as_ref(), Some(&baseline()?)).await,
+        _ => uplink(moto.as_ref(), None).await,
     };
     let client = reqwest::Client::new();
     let bytes = match workload {
@@ -319,7 +327,14 @@ fn main() {
         "--workload",
         &["single", "chunked", "concurrent", "direct"],
     );
-    let servers = chosen(&args, "--server", &["uplink", "nginx", "uplink-s3"]);
+    let mut servers = chosen(
+        &args,
+        "--server",
+        &["uplink", "nginx", "uplink-s3", "uplink-s3-base"],
+    );
+    if baseline().is_none() {
+        servers.retain(|s| s != "uplink-s3-base");
+    }
     let rounds: usize = match args.iter().position(|a| a == "--rounds") {
         Some(i) => args[i + 1].parse().expect("--rounds N"),
         None if test => 1,

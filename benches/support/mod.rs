@@ -179,13 +179,13 @@ pub struct Started {
 /// Starts a release `uplink dev` for an ingest benchmark (no processing workers) with `extra`
 /// arguments, creates an account and an upload token, and waits until it answers.
 pub async fn start_uplink(extra: &[String]) -> Started {
-    start_uplink_env(extra, &[]).await
+    start_uplink_bin(env!("CARGO_BIN_EXE_uplink"), extra, &[]).await
 }
 
-/// [`start_uplink`] with environment variables (an S3 server's `AWS_*`).
-pub async fn start_uplink_env(extra: &[String], env: &[(String, String)]) -> Started {
+/// [`start_uplink`] with build `bin` of `uplink` (this one, or a baseline to compare with) and
+/// environment variables (an S3 server's `AWS_*`).
+pub async fn start_uplink_bin(bin: &str, extra: &[String], env: &[(String, String)]) -> Started {
     let dir = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_uplink");
     let account = Command::new(bin)
         .args([
             "account",
