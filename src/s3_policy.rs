@@ -234,7 +234,12 @@ fn condition<'a>(
                 }
             }
             [op, min, max] if op == "content-length-range" => match (min.as_u64(), max.as_u64()) {
-                (Some(min), Some(max)) => Ok(Holds::LengthRange(min, max)),
+                // A range no file fits (found by the fuzz target `s3_post`): refused with the
+                // policy, not after the whole file was read.
+                (Some(min), Some(max)) if min <= max => Ok(Holds::LengthRange(min, max)),
+                (Some(_), Some(_)) => Err(malformed(
+                    "content-length-range's minimum is above its maximum",
+                )),
                 _ => Err(malformed(
                     "content-length-range needs two non-negative integers",
                 )),
@@ -371,6 +376,15 @@ mod tests {
         assert!(matches!(
             check("!!", &good, "p1", now),
             Err(PolicyError::Malformed(_))
+        ));
+        let empty_range = sign_v2(
+            "secret",
+            "2030-01-01T00:00:00Z",
+            &[json!(["content-length-range", 1, 0])],
+        );
+        assert!(matches!(
+            check(&empty_range.policy, &[], "p1", now),
+            Err(PolicyError::Malformed(m)) if m.contains("above its maximum")
         ));
         assert_eq!(
             PolicyError::Expired.to_string(),

@@ -322,7 +322,8 @@ impl Forwarder {
             parts_held: self.parts_held.clone(),
             parts_in_memory: self.parts_in_memory.clone(),
             upload: upload.to_owned(),
-            log: self.log.clone(),
+            // A direct upload is one request: no other edge can continue it.
+            log: self.log.clone().filter(|_| !self.writing().contains(upload)),
         };
         let upload = upload.to_owned();
         let task = tokio::spawn(async move {
