@@ -281,18 +281,12 @@ async fn resumable(
     headers: &[(&str, String)],
     body: Vec<u8>,
 ) -> reqwest::Response {
-    let mut req = reqwest::Client::new()
-        .request(method, url)
-        .bearer_auth(token)
-        .body(body);
-    req = match via {
-        Via::Ietf => req.header("upload-draft-interop-version", "6"),
-        _ => req.header("tus-resumable", "1.0.0"),
-    };
-    for (k, v) in headers {
-        req = req.header(*k, v);
+    if via == Via::Tus {
+        return tus(method, url, token, headers, body).await;
     }
-    req.send().await.unwrap()
+    let mut all = vec![("upload-draft-interop-version", "6".to_owned())];
+    all.extend_from_slice(headers);
+    common::with_token(method, url, token, &all, body).await
 }
 
 /// How an upload of the big fleet test is sent.

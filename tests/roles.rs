@@ -156,67 +156,19 @@ async fn control_api_calls_get_a_retryable_503_while_the_origin_is_down() {
     assert!(body["message"].as_str().unwrap().contains("retry"));
 }
 
-#[tokio::test]
-async fn an_edge_fails_over_to_its_next_origin() {
-    // Two origins on one PostgreSQL and one object store; the edge names both.
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let pg = common::PgDatabase::create();
-    let (ports, edge_port) = ([free_port(), free_port()], free_port());
-    let mut origins = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
-        let config = dir.path().join(format!("origin{i}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\ndatabase = \"{}\"\nstorage = \"file://{d}/objects\"\n\
-                 internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nscratch_dir = \"{d}/scratch{i}\"\n\
-                 token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nedge_url = \"http://127.0.0.1:{edge_port}\"\n",
-                pg.url
-            ),
-        )
-        .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let env = [
-            ("UPLINK_INTERNAL_SECRET", SECRET),
-            ("UPLINK_TOKEN_KEYS", TOKEN_KEYS),
-        ];
-        origins.push(Proc::start("origin", &config, &url, &env).await);
-    }
-    std::fs::write(
-        dir.path().join("edge.toml"),
-        format!(
-            "listen = \"127.0.0.1:{edge_port}\"\n\
-             origin_url = [\"http://127.0.0.1:{}\", \"http://127.0.0.1:{}\"]\n\
-             internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nstorage = \"file://{d}/objects\"\n\
-             token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nspool_dir = \"{d}/spool\"\n",
-            ports[0], ports[1]
-        ),
-    )
-    .unwrap();
-    let edge_url = format!("http://127.0.0.1:{edge_port}");
-    let _edge = start_role("edge", &edge_url, SECRET, dir.path()).await;
-    let account = common::create_account_in(&pg.url);
-    let api = Uploads::new(&edge_url, &account.api_key);
-    assert_eq!(api.get("").await.0, 200);
-
-    // The first origin dies: the control API (proxied) and an upload (the internal API) go
-    // to the second without a failed request.
-    drop(origins.remove(0));
-    assert_eq!(api.get("").await.0, 200);
-    let media = tempfile::tempdir().unwrap();
-    let video = test_video(media.path(), 1);
-    let (status, body) = api.post(&video, Some("root")).await;
-    assert_eq!(status, 202, "{body}");
-    let record = api.wait_final(body["data"]["id"].as_str().unwrap()).await;
-    assert_eq!(record["status"], 6, "{record}");
-    let (status, body) = readyz(&edge_url).await;
-    assert_eq!(status, 200, "{body}");
+/// Two origins on one PostgreSQL and one object store (`extra` added to each one's config)
+/// and one edge naming both, each a process of its own.
+struct TwoOrigins {
+    _dir: tempfile::TempDir,
+    pg: common::PgDatabase,
+    /// The origins' listening ports and processes, in the edge's order.
+    ports: [u16; 2],
+    origins: Vec<Option<Proc>>,
+    edge_url: String,
+    _edge: Proc,
 }
 
-#[tokio::test]
-async fn a_job_whose_origin_dies_mid_transcode_is_finished_by_another_origin() {
-    // Two origins on one PostgreSQL, one worker each, a 2 s job lease; one edge names both.
+async fn two_origins(extra: &str) -> TwoOrigins {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
     let pg = common::PgDatabase::create();
@@ -229,17 +181,16 @@ async fn a_job_whose_origin_dies_mid_transcode_is_finished_by_another_origin() {
             format!(
                 "listen = \"127.0.0.1:{port}\"\ndatabase = \"{}\"\nstorage = \"file://{d}/objects\"\n\
                  internal_secret = {{ env = \"UPLINK_INTERNAL_SECRET\" }}\nscratch_dir = \"{d}/scratch{i}\"\n\
-                 token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nedge_url = \"http://127.0.0.1:{edge_port}\"\n\
-                 workers = 1\njob_lease = \"2s\"\n",
+                 token_keys = {{ env = \"UPLINK_TOKEN_KEYS\" }}\nedge_url = \"http://127.0.0.1:{edge_port}\"\n{extra}",
                 pg.url
             ),
         )
         .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
         let env = [
             ("UPLINK_INTERNAL_SECRET", SECRET),
             ("UPLINK_TOKEN_KEYS", TOKEN_KEYS),
         ];
-        let url = format!("http://127.0.0.1:{port}");
         origins.push(Some(Proc::start("origin", &config, &url, &env).await));
     }
     std::fs::write(
@@ -254,9 +205,47 @@ async fn a_job_whose_origin_dies_mid_transcode_is_finished_by_another_origin() {
     )
     .unwrap();
     let edge_url = format!("http://127.0.0.1:{edge_port}");
-    let _edge = start_role("edge", &edge_url, SECRET, dir.path()).await;
-    let account = common::create_account_in(&pg.url);
+    let edge = start_role("edge", &edge_url, SECRET, dir.path()).await;
+    TwoOrigins {
+        _dir: dir,
+        pg,
+        ports,
+        origins,
+        edge_url,
+        _edge: edge,
+    }
+}
+
+#[tokio::test]
+async fn an_edge_fails_over_to_its_next_origin() {
+    let mut fleet = two_origins("").await;
+    let edge_url = fleet.edge_url.clone();
+    let account = common::create_account_in(&fleet.pg.url);
     let api = Uploads::new(&edge_url, &account.api_key);
+    assert_eq!(api.get("").await.0, 200);
+
+    // The first origin dies: the control API (proxied) and an upload (the internal API) go
+    // to the second without a failed request.
+    fleet.origins[0].take();
+    assert_eq!(api.get("").await.0, 200);
+    let media = tempfile::tempdir().unwrap();
+    let video = test_video(media.path(), 1);
+    let (status, body) = api.post(&video, Some("root")).await;
+    assert_eq!(status, 202, "{body}");
+    let record = api.wait_final(body["data"]["id"].as_str().unwrap()).await;
+    assert_eq!(record["status"], 6, "{record}");
+    let (status, body) = readyz(&edge_url).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_job_whose_origin_dies_mid_transcode_is_finished_by_another_origin() {
+    // One worker on each origin, a 2 s job lease.
+    let mut fleet = two_origins("workers = 1\njob_lease = \"2s\"\n").await;
+    let (pg, ports) = (fleet.pg.url.clone(), fleet.ports);
+    let pg = pg.as_str();
+    let account = common::create_account_in(pg);
+    let api = Uploads::new(&fleet.edge_url, &account.api_key);
     let media = tempfile::tempdir().unwrap();
     let video = test_video(media.path(), 8);
     let (status, body) = api.post(&video, Some("root")).await;
@@ -267,7 +256,7 @@ async fn a_job_whose_origin_dies_mid_transcode_is_finished_by_another_origin() {
     let running = format!("SELECT worker FROM jobs WHERE upload_id = '{id}' AND state = 'running'");
     let mut worker = String::new();
     common::eventually("a worker takes the job", async || {
-        worker = common::sql_value::<String>(&pg.url, &running)
+        worker = common::sql_value::<String>(pg, &running)
             .await
             .unwrap_or_default();
         !worker.is_empty()
@@ -277,13 +266,13 @@ async fn a_job_whose_origin_dies_mid_transcode_is_finished_by_another_origin() {
         .iter()
         .position(|p| worker.starts_with(&format!("127.0.0.1:{p}/")))
         .unwrap_or_else(|| panic!("worker {worker} is no origin's"));
-    origins[held].take();
+    fleet.origins[held].take();
 
     // The other origin takes the job over once the lease runs out, and finishes it.
     let record = api.wait_final(&id).await;
     assert_eq!(record["status"], 6, "{record}");
     let attempts: i64 = common::sql_value(
-        &pg.url,
+        pg,
         &format!("SELECT attempts FROM jobs WHERE upload_id = '{id}'"),
     )
     .await
@@ -294,7 +283,7 @@ async fn a_job_whose_origin_dies_mid_transcode_is_finished_by_another_origin() {
     );
     let history: Vec<i64> = {
         sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&pg.url).await.unwrap();
+        let pool = sqlx::AnyPool::connect(pg).await.unwrap();
         sqlx::query_scalar(&format!(
             "SELECT status FROM upload_events WHERE upload_id = '{id}' ORDER BY at, status"
         ))

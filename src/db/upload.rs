@@ -781,3 +781,75 @@ pub async fn in_progress(db: &Db) -> Result<Vec<(Status, u64)>, DbError> {
     }
     Ok(counts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseUrl;
+
+    fn part(number: u32, start: u64, len: u64) -> SentPart {
+        SentPart {
+            number,
+            start,
+            len,
+            etag: format!("e{number}"),
+            crc32c: number,
+        }
+    }
+
+    /// Part records on SQLite (the fleet tests run PostgreSQL): kept per multipart upload,
+    /// replaced by a new one, refused once the upload is not receiving, dropped when stored.
+    #[tokio::test]
+    async fn parts_are_recorded_replaced_and_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&DatabaseUrl::in_data_dir(dir.path()))
+            .await
+            .unwrap();
+        for sql in [
+            "INSERT INTO accounts (id, name, api_key_sha256, access_key, secret, created_at) VALUES ('a', 'A', 'h', 'k', 's', 0)",
+            "INSERT INTO pipelines (id, account_id, name, storage_root, template, created_at) VALUES ('p', 'a', 'P', 'r', 't', 0)",
+            "INSERT INTO uploads (id, account_id, pipeline_id, flavour, filename, object_key, status, created_at, updated_at) VALUES ('u1', 'a', 'p', 'resumable', 'f', 'k', 0, 0, 0)",
+        ] {
+            sqlx::query(sql).execute(db.pool()).await.unwrap();
+        }
+        assert_eq!(parts(&db, "u1").await.unwrap(), None);
+        assert!(record_part(&db, "u1", "m1", Some(20), &part(2, 8, 8))
+            .await
+            .unwrap());
+        assert!(record_part(&db, "u1", "m1", Some(20), &part(1, 0, 8))
+            .await
+            .unwrap());
+        assert!(record_part(&db, "u1", "m1", Some(20), &part(1, 0, 8))
+            .await
+            .unwrap());
+        let kept = parts(&db, "u1").await.unwrap().unwrap();
+        assert_eq!(
+            (kept.multipart_id.as_str(), kept.declared),
+            ("m1", Some(20))
+        );
+        assert_eq!(kept.parts, vec![part(1, 0, 8), part(2, 8, 8)]);
+        // The store lost m1; the edge began m2 and sends again from part 1.
+        assert!(record_part(&db, "u1", "m2", Some(20), &part(1, 0, 8))
+            .await
+            .unwrap());
+        let kept = parts(&db, "u1").await.unwrap().unwrap();
+        assert_eq!((kept.multipart_id.as_str(), kept.parts.len()), ("m2", 1));
+        let stored = Stored {
+            size: 20,
+            sha256: None,
+            folder: None,
+            metadata: None,
+        };
+        assert!(matches!(
+            mark_stored(&db, "u1", &stored, 1).await.unwrap(),
+            Marked::Stored
+        ));
+        assert_eq!(parts(&db, "u1").await.unwrap(), None);
+        assert!(!record_part(&db, "u1", "m2", Some(20), &part(2, 8, 8))
+            .await
+            .unwrap());
+        assert!(!record_part(&db, "nope", "m2", None, &part(1, 0, 8))
+            .await
+            .unwrap());
+    }
+}

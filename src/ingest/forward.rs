@@ -323,7 +323,10 @@ impl Forwarder {
             parts_in_memory: self.parts_in_memory.clone(),
             upload: upload.to_owned(),
             // A direct upload is one request: no other edge can continue it.
-            log: self.log.clone().filter(|_| !self.writing().contains(upload)),
+            log: self
+                .log
+                .clone()
+                .filter(|_| !self.writing().contains(upload)),
         };
         let upload = upload.to_owned();
         let task = tokio::spawn(async move {

@@ -834,10 +834,22 @@ pub async fn tus(
     headers: &[(&str, String)],
     body: Vec<u8>,
 ) -> reqwest::Response {
+    let mut all = vec![("tus-resumable", "1.0.0".to_owned())];
+    all.extend_from_slice(headers);
+    with_token(method, url, token, &all, body).await
+}
+
+/// One request with an upload token (`Authorization: Bearer`), `headers` and `body`.
+pub async fn with_token(
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> reqwest::Response {
     let mut req = reqwest::Client::new()
         .request(method, url)
         .bearer_auth(token)
-        .header("tus-resumable", "1.0.0")
         .body(body);
     for (k, v) in headers {
         req = req.header(*k, v);
