@@ -271,7 +271,7 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     let gib = bytes as f64 / (1024.0 * MIB as f64);
     let mib_s = bytes as f64 / MIB as f64 / wall;
     let line = format!(
-        "{:<10} {:<9} {:>9.1} {:>11.2} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+        "{:<10} {:<14} {:>9.1} {:>11.2} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
         workload,
         server_name,
         mib_s,
@@ -359,7 +359,7 @@ fn main() {
     };
     let rt = support::runtime();
     println!(
-        "{:<10} {:<9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}",
+        "{:<10} {:<14} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}",
         "workload", "server", "MiB/s", "CPU s/GiB", "p50 ms", "p99 ms", "RSS MiB", "anon MiB"
     );
     rt.block_on(async {
@@ -379,7 +379,7 @@ fn main() {
                 rows.sort_by(|a, b| a.mib_s.total_cmp(&b.mib_s));
                 match rows.get(rows.len() / 2) {
                     Some(median) => println!("{}", median.line),
-                    None => println!("{workload:<10} {server:<9} (not installed: bash .ci/setup)"),
+                    None => println!("{workload:<10} {server:<14} (not installed: bash .ci/setup)"),
                 }
             }
         }
