@@ -47,6 +47,7 @@ fn routing(c: &mut Criterion) {
         geoip_database: db.clone(),
         trusted_proxies: Vec::new(),
         region_urls: Default::default(),
+        edge_lost_after: std::time::Duration::from_secs(120),
     };
     let addresses: Vec<IpAddr> = ["80.128.0.1", "73.0.0.1", "153.128.0.1", "2003::1"]
         .iter()

@@ -172,8 +172,9 @@ impl Forwarder {
 
     /// Takes over `upload`, lost by another edge, whose `stored` parts are in the store: its
     /// multipart upload continues here after the longest run of parts from the first that this
-    /// edge's part plan would have cut the same way. Returns the offset after them (the bytes
-    /// the spool must start from), or `None` when nothing can be taken over.
+    /// edge's part plan would have cut the same way, short of the last byte. Returns the offset
+    /// after them (the bytes the spool must start from), or `None` when nothing can be taken
+    /// over.
     ///
     /// # Errors
     /// The state cannot be written.
@@ -183,30 +184,11 @@ impl Forwarder {
         key: &ObjectKey,
         stored: &crate::control::StoredParts,
     ) -> Result<Option<u64>, StoreError> {
-        let parts = parts_of(self.store.as_ref());
-        let Ok(plan) = PartPlan::new(&parts.rules(), stored.declared) else {
+        let taken = adoptable(&parts_of(self.store.as_ref()).rules(), stored);
+        let Some(last) = taken.last() else {
             return Ok(None);
         };
-        let mut cursor = Cursor::default();
-        let mut taken = Vec::new();
-        for recorded in &stored.parts {
-            let end = recorded.start + recorded.len;
-            match plan.next(cursor, end, false) {
-                Ok(Some(part))
-                    if part.number.0 == recorded.number
-                        && part.start == recorded.start
-                        && part.len == recorded.len =>
-                {
-                    cursor = PartPlan::advance(&part);
-                    taken.push(recorded.clone());
-                }
-                _ => break,
-            }
-        }
-        if taken.is_empty() {
-            return Ok(None);
-        }
-        let adopted = cursor.start;
+        let adopted = last.start + last.len;
         let state = State {
             key: key.to_string(),
             declared: stored.declared,
@@ -602,6 +584,39 @@ impl Job {
     }
 }
 
+/// The parts of `stored` an edge can continue a multipart upload after: the longest run from
+/// the first that a part plan with `rules` cuts the same way, short of the last byte. (Every
+/// part stored but the upload not completed: the client must send the last part again, or its
+/// offset would say "done" for an object that does not exist yet; its arrival completes it.)
+fn adoptable(
+    rules: &crate::upload::part_plan::PartRules,
+    stored: &crate::control::StoredParts,
+) -> Vec<SentPart> {
+    let Ok(plan) = PartPlan::new(rules, stored.declared) else {
+        return Vec::new();
+    };
+    let mut cursor = Cursor::default();
+    let mut taken = Vec::new();
+    for recorded in &stored.parts {
+        let end = recorded.start + recorded.len;
+        match plan.next(cursor, end, false) {
+            Ok(Some(part))
+                if part.number.0 == recorded.number
+                    && part.start == recorded.start
+                    && part.len == recorded.len =>
+            {
+                cursor = PartPlan::advance(&part);
+                taken.push(recorded.clone());
+            }
+            _ => break,
+        }
+    }
+    if stored.declared == Some(cursor.start) {
+        taken.pop();
+    }
+    taken
+}
+
 /// A part read into memory: its place in the edge's budget and in the metrics.
 type InMemory = (tokio::sync::OwnedSemaphorePermit, crate::metrics::Raised);
 
@@ -837,5 +852,44 @@ mod tests {
         assert_eq!((&first[..], &second[..]), (&b"hell"[..], &b"o world"[..]));
         // Past what is announced (the `!` is not), the spool is short.
         assert!(read_part(&files, part(3, 8, 4)).await.is_err());
+    }
+
+    #[test]
+    fn an_adopting_edge_continues_after_the_run_of_parts_its_plan_agrees_with() {
+        let rules = crate::upload::part_plan::PartRules::s3();
+        const M: u64 = 8 * 1024 * 1024;
+        let part = |number: u32, start: u64, len: u64| SentPart {
+            number,
+            start,
+            len,
+            etag: format!("e{number}"),
+            crc32c: 0,
+        };
+        let stored = |declared, parts: Vec<SentPart>| crate::control::StoredParts {
+            multipart_id: "m".into(),
+            declared,
+            parts,
+        };
+        let numbers = |parts: Vec<SentPart>| parts.iter().map(|p| p.number).collect::<Vec<_>>();
+        let three = vec![part(1, 0, M), part(2, M, M), part(3, 2 * M, M)];
+        // Two of three parts: continue after them.
+        let two = stored(Some(3 * M), three[..2].to_vec());
+        assert_eq!(numbers(adoptable(&rules, &two)), [1, 2]);
+        // All three but never completed: the last is sent again, so its arrival completes it.
+        assert_eq!(
+            numbers(adoptable(&rules, &stored(Some(3 * M), three.clone()))),
+            [1, 2]
+        );
+        // A gap: only the run before it.
+        let gap = stored(Some(3 * M), vec![three[0].clone(), three[2].clone()]);
+        assert_eq!(numbers(adoptable(&rules, &gap)), [1]);
+        // Parts another plan cut (another part size): nothing.
+        let other = stored(Some(3 * M), vec![part(1, 0, M / 2)]);
+        assert!(adoptable(&rules, &other).is_empty());
+        // A length still open: full parts only, never the last.
+        assert_eq!(
+            numbers(adoptable(&rules, &stored(None, three[..2].to_vec()))),
+            [1, 2]
+        );
     }
 }
