@@ -180,6 +180,23 @@ pub enum Routing {
     Fleet(FleetSettings),
 }
 
+/// How long an edge may be silent before it is lost, without a `[fleet]` to say (its
+/// `edge_lost_after` defaults to the same).
+pub const DEFAULT_EDGE_LOST_AFTER: Duration = Duration::from_secs(120);
+
+impl Routing {
+    /// How long an edge may be silent before it is lost, and the unstored chunks it held with
+    /// it: `[fleet] edge_lost_after`, or [`DEFAULT_EDGE_LOST_AFTER`] without a fleet (named
+    /// edges may send heartbeats to an origin whose upload URLs name one edge).
+    #[must_use]
+    pub fn edge_lost_after(&self) -> Duration {
+        match self {
+            Routing::Fleet(fleet) => fleet.edge_lost_after,
+            Routing::Single(_) => DEFAULT_EDGE_LOST_AFTER,
+        }
+    }
+}
+
 /// A validated `[fleet]`.
 #[derive(Debug, Clone)]
 pub struct FleetSettings {

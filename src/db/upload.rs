@@ -602,7 +602,7 @@ pub enum Hold {
 /// Records that `edge` holds chunks of upload `id` that are not yet in storage (the numbered
 /// chunk protocols, whose clients never resend a chunk they were answered for). Another
 /// holder whose last heartbeat is before `lost_before` (ms) is lost, and the upload fails
-/// with `edge_lost` (`None`: no edge is ever judged lost).
+/// with `edge_lost` (an edge that never sent one is never judged lost).
 ///
 /// # Errors
 /// A statement fails.
@@ -610,7 +610,7 @@ pub async fn hold(
     db: &Db,
     id: &str,
     edge: &str,
-    lost_before: Option<i64>,
+    lost_before: i64,
     now: i64,
 ) -> Result<Hold, DbError> {
     let took = sqlx::query(
@@ -645,8 +645,8 @@ pub async fn hold(
     }
     let holder: Option<String> = row.try_get("holder").op("read holder")?;
     let seen_at: Option<i64> = row.try_get("seen_at").op("read heartbeat")?;
-    match (lost_before, seen_at) {
-        (Some(before), Some(seen)) if seen < before => {
+    match seen_at {
+        Some(seen) if seen < lost_before => {
             transition(db, id, Status::Failed, Some(Failure::EdgeLost), now).await?;
             Ok(Hold::Lost)
         }

@@ -195,15 +195,10 @@ async fn stored(
     }
 }
 
-/// When an edge whose last heartbeat is older is lost (ms), with a `[fleet]`.
-pub(super) fn lost_before(state: &State, now: i64) -> Option<i64> {
-    match &state.settings.routing {
-        crate::config::Routing::Fleet(fleet) => {
-            let after = i64::try_from(fleet.edge_lost_after.as_millis()).unwrap_or(i64::MAX);
-            Some(now.saturating_sub(after))
-        }
-        crate::config::Routing::Single(_) => None,
-    }
+/// An edge whose last heartbeat is before this (ms) is lost.
+pub(super) fn lost_before(state: &State, now: i64) -> i64 {
+    let after = state.settings.routing.edge_lost_after();
+    now.saturating_sub(i64::try_from(after.as_millis()).unwrap_or(i64::MAX))
 }
 
 async fn hold(

@@ -6,8 +6,8 @@
 //! record is gone. It also removes scratch files a killed worker left (older than a job may
 //! run plus its lease) and notifications delivered or given up more than 30 days ago.
 //!
-//! With a `[fleet]`, a second, quicker loop fails the uploads whose unstored chunks a lost edge
-//! held (`edge_lost`): their clients' status polls must say so rather than "receiving".
+//! A second, quicker loop fails the uploads whose unstored chunks a lost edge held
+//! (`edge_lost`): their clients' status polls must say so rather than "receiving".
 
 use super::State;
 use crate::db::{self, now_ms};
@@ -31,13 +31,11 @@ pub async fn run(state: State) {
     }
 }
 
-/// Runs forever with a `[fleet]`: every quarter of `edge_lost_after`, fails the uploads whose
-/// unstored chunks an edge held that has since been lost.
+/// Runs forever: every quarter of `edge_lost_after`, fails the uploads whose unstored chunks
+/// an edge held that has since been lost.
 pub async fn run_lost_edges(state: State) {
-    let crate::config::Routing::Fleet(fleet) = &state.settings.routing else {
-        return;
-    };
-    let mut every = tokio::time::interval((fleet.edge_lost_after / 4).max(Duration::from_secs(1)));
+    let lost_after = state.settings.routing.edge_lost_after();
+    let mut every = tokio::time::interval((lost_after / 4).max(Duration::from_secs(1)));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
@@ -48,9 +46,7 @@ pub async fn run_lost_edges(state: State) {
 /// Fails, with `edge_lost`, the uploads whose unstored chunks a lost edge held.
 pub async fn fail_lost(state: &State) {
     let now = now_ms();
-    let Some(lost_before) = super::internal::lost_before(state, now) else {
-        return;
-    };
+    let lost_before = super::internal::lost_before(state, now);
     let lost = match db::upload::held_by_lost_edges(&state.db, lost_before, BATCH).await {
         Ok(lost) => lost,
         Err(e) => {
