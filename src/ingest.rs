@@ -215,16 +215,17 @@ impl Ingest {
     /// them. Returns the offset the upload resumes from (0: from the start).
     ///
     /// # Errors
-    /// The forwarding state cannot be written.
-    pub async fn adopt(&self, upload: &UploadInfo) -> Result<u64, StoreError> {
+    /// The upload's key is unusable, or the forwarding state cannot be written.
+    pub async fn adopt(&self, upload: &UploadInfo) -> Result<u64, IngestError> {
         let (Some(forwarder), Some(parts)) = (&self.forwarder, &upload.parts) else {
             return Ok(0);
         };
-        let key = ObjectKey::new(upload.object_key.clone()).map_err(|e| StoreError::Write {
-            key: upload.object_key.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        let adopted = forwarder.adopt(&upload.id, &key, parts).await?.unwrap_or(0);
+        let key = ObjectKey::new(upload.object_key.clone()).map_err(IngestError::BadKey)?;
+        let adopted = forwarder
+            .adopt(&upload.id, &key, parts)
+            .await
+            .map_err(IngestError::Store)?
+            .unwrap_or(0);
         tracing::info!(upload_id = %upload.id, offset = adopted, parts = parts.parts.len(),
             "Adopted an upload another edge was forwarding; it continues after the parts in storage.");
         Ok(adopted)

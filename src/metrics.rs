@@ -79,7 +79,7 @@ const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
     (CREATED, Kind::Counter, None, "Upload records opened, by flavour."),
     (STORED, Kind::Counter, None, "Uploads whose bytes are complete in storage (queued for processing)."),
     (COMPLETED, Kind::Counter, None, "Uploads processed and ready for playback."),
-    (FAILED, Kind::Counter, None, "Uploads that failed processing, by error code."),
+    (FAILED, Kind::Counter, None, "Uploads that failed, by error code (processing, or edge_lost: the edge holding unstored chunks was lost)."),
     (TERMINATED, Kind::Counter, None, "Upload records dropped while receiving, by whom (edge: the client or a failed write; sweeper: abandoned)."),
     (UPLOADS, Kind::Gauge, None, "Upload records, by status."),
     (JOBS, Kind::Gauge, None, "Processing jobs, by state (queued, running, done)."),

@@ -593,26 +593,20 @@ pub enum Hold {
     Held,
     /// Another edge holds them and has not been lost.
     HeldBy(String),
-    /// Another edge held them and was lost: the upload has failed (`edge_lost`).
-    Lost,
+    /// This edge, which held them, was lost: the upload must fail (`edge_lost`).
+    Lost(String),
     /// The upload is not receiving: its status, or `None` when it does not exist.
     NotReceiving(Option<Status>),
 }
 
 /// Records that `edge` holds chunks of upload `id` that are not yet in storage (the numbered
 /// chunk protocols, whose clients never resend a chunk they were answered for). Another
-/// holder whose last heartbeat is before `lost_before` (ms) is lost, and the upload fails
-/// with `edge_lost` (an edge that never sent one is never judged lost).
+/// holder whose last heartbeat is before `lost_before` (ms) is lost (an edge that never sent
+/// one is never judged lost); failing the upload is the caller's.
 ///
 /// # Errors
 /// A statement fails.
-pub async fn hold(
-    db: &Db,
-    id: &str,
-    edge: &str,
-    lost_before: i64,
-    now: i64,
-) -> Result<Hold, DbError> {
+pub async fn hold(db: &Db, id: &str, edge: &str, lost_before: i64) -> Result<Hold, DbError> {
     let took = sqlx::query(
         "UPDATE uploads SET holder = $1 WHERE id = $2 AND status = $3 AND (holder IS NULL OR holder = $1)",
     )
@@ -645,13 +639,11 @@ pub async fn hold(
     }
     let holder: Option<String> = row.try_get("holder").op("read holder")?;
     let seen_at: Option<i64> = row.try_get("seen_at").op("read heartbeat")?;
-    match seen_at {
-        Some(seen) if seen < lost_before => {
-            transition(db, id, Status::Failed, Some(Failure::EdgeLost), now).await?;
-            Ok(Hold::Lost)
-        }
-        _ => Ok(Hold::HeldBy(holder.unwrap_or_default())),
-    }
+    let holder = holder.unwrap_or_default();
+    Ok(match seen_at {
+        Some(seen) if seen < lost_before => Hold::Lost(holder),
+        _ => Hold::HeldBy(holder),
+    })
 }
 
 /// Uploads still receiving whose chunks are held by an edge whose last heartbeat is before

@@ -208,20 +208,20 @@ async fn hold(
 ) -> Response {
     let now = now_ms();
     let refused = |refusal: HoldRefused| (StatusCode::CONFLICT, Json(refusal)).into_response();
-    match db::upload::hold(&state.db, &id, &req.edge, lost_before(&state, now), now).await {
+    match db::upload::hold(&state.db, &id, &req.edge, lost_before(&state, now)).await {
         Ok(db::upload::Hold::Held) => StatusCode::NO_CONTENT.into_response(),
         Ok(db::upload::Hold::HeldBy(holder)) => refused(HoldRefused {
             holder: Some(holder),
             status: None,
         }),
-        Ok(db::upload::Hold::Lost) => {
-            tracing::warn!(upload_id = %id, edge = %req.edge, "The edge that held this upload's chunks was lost; the upload failed.");
-            crate::metrics::upload_processed(Some(crate::upload::Failure::EdgeLost.code()));
-            state.notify_wake.notify_waiters();
-            refused(HoldRefused {
-                holder: None,
-                status: Some(Status::Failed.code()),
-            })
+        Ok(db::upload::Hold::Lost(holder)) => {
+            match super::sweeper::fail_held_by_lost(&state, &id, &holder, now).await {
+                Ok(()) => refused(HoldRefused {
+                    holder: None,
+                    status: Some(Status::Failed.code()),
+                }),
+                Err(e) => db_failure(&e),
+            }
         }
         Ok(db::upload::Hold::NotReceiving(Some(status))) => refused(HoldRefused {
             holder: None,

@@ -55,19 +55,30 @@ pub async fn fail_lost(state: &State) {
         }
     };
     for (id, edge) in lost {
-        let failure = crate::upload::Failure::EdgeLost;
-        match db::upload::transition(&state.db, &id, Status::Failed, Some(failure), now).await {
-            Ok(true) => {
-                tracing::warn!(upload_id = %id, edge = %edge, "The edge that held this upload's unstored chunks was lost; the upload failed.");
-                crate::metrics::upload_processed(Some(failure.code()));
-                state.notify_wake.notify_waiters();
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(upload_id = %id, error = %e, "Could not fail an upload held by a lost edge.")
-            }
+        if let Err(e) = fail_held_by_lost(state, &id, &edge, now).await {
+            tracing::warn!(upload_id = %id, error = %e, "Could not fail an upload held by a lost edge.");
         }
     }
+}
+
+/// Fails upload `id`, whose unstored chunks lost `edge` held, with `edge_lost` (if it is still
+/// receiving), and wakes the notifier.
+///
+/// # Errors
+/// The status change fails.
+pub(super) async fn fail_held_by_lost(
+    state: &State,
+    id: &str,
+    edge: &str,
+    now: i64,
+) -> Result<(), db::DbError> {
+    let failure = crate::upload::Failure::EdgeLost;
+    if db::upload::transition(&state.db, id, Status::Failed, Some(failure), now).await? {
+        tracing::warn!(upload_id = %id, edge = %edge, "The edge that held this upload's unstored chunks was lost; the upload failed.");
+        crate::metrics::upload_processed(Some(failure.code()));
+        state.notify_wake.notify_waiters();
+    }
+    Ok(())
 }
 
 /// One sweep; failures are logged and retried on the next.

@@ -86,12 +86,8 @@ where
         Ok(None) => return refuse(&MovingimageError::NotFound),
         Err(e) => return unavailable(&e),
     };
-    if info.status == Status::Failed.code() {
-        return refuse(&MovingimageError::Failed);
-    }
     if info.status != Status::Receiving.code() {
-        // A retry after the upload completed: it is complete.
-        return Reply::json(201, &json!({ "videoId": id, "status": info.status }));
+        return over(&id, info.status);
     }
     match chunk_headers(headers) {
         Ok(Some((total, index))) => chunk(&info, total, index, body, claims, ctx).await,
@@ -118,6 +114,15 @@ pub(crate) fn chunk_headers(headers: &HeaderMap) -> Result<Option<(u32, u32)>, M
         (None, None) => Ok(None),
         _ => Err(MovingimageError::ChunkHeaders),
     }
+}
+
+/// The answer for a request to an upload that is no longer receiving (its `status`): failed,
+/// 410; else a retry after it was stored, which is complete, 201.
+fn over(id: &str, status: i64) -> Reply {
+    if status == Status::Failed.code() {
+        return refuse(&MovingimageError::Failed);
+    }
+    Reply::json(201, &json!({ "videoId": id, "status": status }))
 }
 
 fn unavailable(e: &dyn std::error::Error) -> Reply {
@@ -157,12 +162,7 @@ where
             tracing::info!(upload_id = %info.id, holder = %edge, "A chunk came to this edge while another holds the upload's earlier chunks.");
             refuse(&MovingimageError::HeldElsewhere)
         }
-        Err(ChunkFailure::NotReceiving(status)) if status == Status::Failed.code() => {
-            refuse(&MovingimageError::Failed)
-        }
-        Err(ChunkFailure::NotReceiving(status)) => {
-            Reply::json(201, &json!({ "videoId": info.id, "status": status }))
-        }
+        Err(ChunkFailure::NotReceiving(status)) => over(&info.id, status),
         Err(e @ ChunkFailure::Unavailable(_)) => unavailable(&e),
     }
 }
