@@ -12,6 +12,10 @@
 //! - `direct`: 100 uploads of 16 MiB at once, each one request (Uploads API multipart; nginx:
 //!   one PUT each): into S3 they go through the edge's spool, so its memory stays bounded.
 //!
+//! `uplink` acknowledges bytes once synced to the disk (`durability = "sync"`, the default);
+//! `uplink-batched` and `uplink-none` are the same into the file store with the other two
+//! durabilities (synced right after the answer; left to the kernel), as nginx is.
+//!
 //! `cargo bench --bench load` runs the full sizes; `-- --test` (as CI does) runs them tiny, to
 //! keep the benchmark working; `-- --workload single --server uplink` (each repeatable) runs
 //! only those. Each row is the median run (by MiB/s) of `--rounds N` (3 unless told; rounds
@@ -54,13 +58,26 @@ fn baseline() -> Option<String> {
     std::env::var("UPLINK_BENCH_BASELINE").ok()
 }
 
-async fn uplink(s3: Option<&support::s3::S3Server>, bin: Option<&str>) -> Server {
+/// `uplink dev` (the build `bin`, or this one), into S3 or the file store, with its
+/// acknowledged bytes made as durable as `durability` (`sync`, `batched`, `none`) says.
+async fn uplink(
+    s3: Option<&support::s3::S3Server>,
+    bin: Option<&str>,
+    durability: Option<&str>,
+) -> Server {
     let bin = bin.unwrap_or(env!("CARGO_BIN_EXE_uplink"));
+    let mut args: Vec<String> = Vec::new();
+    if let Some(durability) = durability {
+        args.extend(["--durability".into(), durability.into()]);
+    }
     let started = match s3 {
-        None => support::start_uplink_bin(bin, &[], &[]).await,
+        None => support::start_uplink_bin(bin, &args, &[]).await,
         Some(moto) => {
-            let storage = format!("s3://{BUCKET}/edge?path_style=true");
-            support::start_uplink_bin(bin, &["--storage".into(), storage], &moto.env()).await
+            args.extend([
+                "--storage".into(),
+                format!("s3://{BUCKET}/edge?path_style=true"),
+            ]);
+            support::start_uplink_bin(bin, &args, &moto.env()).await
         }
     };
     Server {
@@ -233,8 +250,10 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     let server_name = server;
     let server = match server {
         "nginx" => self::nginx().await?,
-        "uplink-s3-base" => uplink(moto.as_ref(), Some(&baseline()?)).await,
-        _ => uplink(moto.as_ref(), None).await,
+        "uplink-s3-base" => uplink(moto.as_ref(), Some(&baseline()?), None).await,
+        "uplink-batched" => uplink(None, None, Some("batched")).await,
+        "uplink-none" => uplink(None, None, Some("none")).await,
+        _ => uplink(moto.as_ref(), None, None).await,
     };
     let client = reqwest::Client::new();
     let bytes = match workload {
@@ -330,7 +349,14 @@ fn main() {
     let mut servers = chosen(
         &args,
         "--server",
-        &["uplink", "nginx", "uplink-s3", "uplink-s3-base"],
+        &[
+            "uplink",
+            "nginx",
+            "uplink-batched",
+            "uplink-none",
+            "uplink-s3",
+            "uplink-s3-base",
+        ],
     );
     if baseline().is_none() {
         servers.retain(|s| s != "uplink-s3-base");

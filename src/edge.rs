@@ -27,6 +27,7 @@ pub mod tls;
 
 use crate::config::EdgeSettings;
 use crate::ingest::chunk_spool::ChunkSpool;
+use crate::ingest::durability::Syncer;
 use crate::ingest::offset_spool::OffsetSpool;
 use crate::ingest::Ingest;
 use crate::store::Store;
@@ -44,6 +45,9 @@ pub enum StartError {
     /// The chunk spool could not be opened.
     #[error("edge: cannot open the chunk spool")]
     Spool(#[source] crate::ingest::chunk_spool::SpoolError),
+    /// The spool's syncing thread could not be started.
+    #[error("edge: cannot start the spool's syncing thread")]
+    Syncer(#[source] std::io::Error),
     /// The forwarding state directory could not be created.
     #[error("edge: cannot set up forwarding to storage")]
     Store(#[source] crate::store::StoreError),
@@ -82,9 +86,11 @@ pub fn run(
         .with_name(settings.name.clone())
         .with_forwarding(&settings.spool_dir.join("forward"))
         .map_err(StartError::Store)?;
+    let syncer = Arc::new(Syncer::start(settings.durability).map_err(StartError::Syncer)?);
     let spools = Arc::new(proxy::Spools {
-        chunks: ChunkSpool::open(&settings.spool_dir.join("chunks")).map_err(StartError::Spool)?,
-        resumable: OffsetSpool::open(&settings.spool_dir.join("resumable"))
+        chunks: ChunkSpool::open(&settings.spool_dir.join("chunks"), syncer.clone())
+            .map_err(StartError::Spool)?,
+        resumable: OffsetSpool::open(&settings.spool_dir.join("resumable"), syncer)
             .map_err(StartError::Spool)?,
     });
     crate::metrics::edge_started();

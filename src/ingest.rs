@@ -13,6 +13,7 @@
 
 pub mod chunk_spool;
 pub mod chunked;
+pub mod durability;
 pub mod forward;
 pub mod offset_spool;
 

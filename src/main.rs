@@ -177,6 +177,10 @@ struct DevArgs {
     /// Serve Prometheus metrics of both roles at http://ADDRESS/metrics [default: off].
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// When acknowledged bytes are on the spool's disk: sync, batched or none
+    /// [default: sync].
+    #[arg(long)]
+    durability: Option<uplink::ingest::durability::Durability>,
     /// Config file (see config/dev.toml); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -328,6 +332,7 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
     raw.database = args.database.or(raw.database);
     raw.tls_listen = args.tls_listen.or(raw.tls_listen);
     raw.metrics_listen = args.metrics_listen.or(raw.metrics_listen);
+    raw.durability = args.durability.unwrap_or(raw.durability);
     let data_dir = raw.data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;

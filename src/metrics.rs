@@ -30,6 +30,8 @@ const LIMITS_HIT: &str = "uplink_edge_limits_hit_total";
 const TOKEN_REFUSALS: &str = "uplink_edge_token_refusals_total";
 const SPOOL_BYTES: &str = "uplink_edge_spool_bytes";
 const SPOOL_FREE: &str = "uplink_edge_spool_free_bytes";
+const SPOOL_SYNC_ROUNDS: &str = "uplink_edge_spool_sync_rounds_total";
+const SPOOL_SYNCED_FILES: &str = "uplink_edge_spool_synced_files_total";
 const PARTS_WAITING: &str = "uplink_edge_forward_parts_waiting";
 const PARTS_IN_MEMORY: &str = "uplink_edge_forward_parts_in_memory";
 const PARTS_IN_FLIGHT: &str = "uplink_edge_forward_parts_in_flight";
@@ -71,6 +73,8 @@ const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
     (TOKEN_REFUSALS, Kind::Counter, None, "Upload tokens refused, by reason (missing, malformed, unknown_key, bad_signature, expired, wrong_scope, wrong_region)."),
     (SPOOL_BYTES, Kind::Gauge, Some(Unit::Bytes), "Bytes in the edge's spool (uploads received and not yet stored or swept)."),
     (SPOOL_FREE, Kind::Gauge, Some(Unit::Bytes), "Free bytes on the spool's file system."),
+    (SPOOL_SYNC_ROUNDS, Kind::Counter, None, "Rounds of syncs that made spooled bytes durable (one fdatasync, or one syncfs shared by every file waiting)."),
+    (SPOOL_SYNCED_FILES, Kind::Counter, None, "Spool files made durable by those rounds (divided by the rounds: how many acknowledgements shared a sync)."),
     (PARTS_WAITING, Kind::Gauge, None, "Storage parts full in the spool and waiting for the edge's memory budget."),
     (PARTS_IN_MEMORY, Kind::Gauge, None, "Storage parts read into memory and not yet stored, across all uploads."),
     (PARTS_IN_FLIGHT, Kind::Gauge, None, "Storage parts being sent to the store."),
@@ -301,6 +305,12 @@ pub fn token_refused(reason: &'static str) {
 pub fn spool(bytes: u64, free: u64) {
     gauge!(SPOOL_BYTES).set(bytes as f64);
     gauge!(SPOOL_FREE).set(free as f64);
+}
+
+/// A round of syncs that made `files` spool files durable.
+pub fn spool_sync_round(files: usize) {
+    counter!(SPOOL_SYNC_ROUNDS).increment(1);
+    counter!(SPOOL_SYNCED_FILES).increment(files as u64);
 }
 
 /// A part waiting for memory, while this lives.

@@ -8,6 +8,7 @@ use super::origin::{OriginSettings, Routing};
 use super::processing::{RawNotify, RawProcessing};
 use super::value::{optional_addr, parse_addr, parse_duration, parse_size};
 use super::{invalid, ConfigError, DatabaseUrl, Secret, StorageUrl};
+use crate::ingest::durability::Durability;
 use crate::token::Keyring;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -57,6 +58,10 @@ pub struct RawDev {
     /// How notifications are retried and guarded (private addresses allowed by default).
     #[serde(default)]
     pub notify: RawNotify,
+    /// When an acknowledged byte is on the spool's disk (`edge.toml`'s `durability`): `"sync"`
+    /// (the default), `"batched"` or `"none"`.
+    #[serde(default)]
+    pub durability: Durability,
     /// The edge's limits on slow and greedy clients (`edge.toml`'s `[limits]`).
     #[serde(default)]
     pub limits: super::RawLimits,
@@ -180,6 +185,7 @@ impl RawDev {
                 keyring,
                 token_skew: parse_duration(&default_token_skew(), "token_skew")?.as_secs(),
                 spool_dir: data_dir.join("spool"),
+                durability: self.durability,
                 sweep_interval,
                 name: None,
                 region: None,

@@ -6,6 +6,7 @@ use super::value::{
     existing_file, nonzero, optional_addr, optional_id, parse_addr, parse_duration, parse_size,
 };
 use super::{invalid, ConfigError, Secret, SecretRef, StorageUrl};
+use crate::ingest::durability::Durability;
 use crate::token::Keyring;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -49,6 +50,11 @@ pub struct RawEdge {
     /// Directory for chunks that have arrived but are not yet assembled (keep it on the same
     /// durable disk across restarts: acknowledged chunks live here).
     pub spool_dir: PathBuf,
+    /// When an acknowledged byte is on the spool's disk: `"sync"` (the default: before the
+    /// answer), `"batched"` (in the round of syncs right after it) or `"none"` (when the
+    /// kernel writes it back). Chunks are synced before their answer whatever this says.
+    #[serde(default)]
+    pub durability: Durability,
     /// How long past its expiry a token is still accepted (clock skew), e.g. `"30s"`.
     #[serde(default = "default_token_skew")]
     pub token_skew: String,
@@ -189,6 +195,8 @@ pub struct EdgeSettings {
     pub token_skew: u64,
     /// Spool directory.
     pub spool_dir: PathBuf,
+    /// When acknowledged bytes reach the spool's disk.
+    pub durability: Durability,
     /// How often the spool sweeper runs.
     pub sweep_interval: Duration,
     /// HTTPS and HTTP/3 listeners, if any.
@@ -238,6 +246,7 @@ impl RawEdge {
             keyring: self.token_keys.keyring("token_keys", env)?,
             token_skew: parse_duration(&self.token_skew, "token_skew")?.as_secs(),
             spool_dir: self.spool_dir.clone(),
+            durability: self.durability,
             sweep_interval: parse_duration(&self.sweep_interval, "sweep_interval")?,
             name: optional_id(self.name.as_ref(), "name")?,
             region: optional_id(self.region.as_ref(), "region")?,

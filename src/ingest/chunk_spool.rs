@@ -1,12 +1,14 @@
-//! The edge's spool for chunked uploads: each chunk streams to a temporary file, is synced,
-//! and only then renamed into place, so a chunk the client was told is stored survives a
-//! crash. Layout per upload: `ROOT/ID/total`, `ROOT/ID/chunk-N` and `ROOT/ID/chunk-N.sha256`
+//! The edge's spool for chunked uploads: each chunk streams to a temporary file, is synced
+//! (whatever the edge's durability: a chunk's client never sends it again once answered; the
+//! syncs of chunks arriving together are shared), and only then renamed into place, so a
+//! chunk the client was told is stored survives a crash or a power cut. Layout per upload: `ROOT/ID/total`, `ROOT/ID/chunk-N` and `ROOT/ID/chunk-N.sha256`
 //! (the digest is written first, so a chunk file always has one). The chunk set is rebuilt
 //! from the directory, so a restarted edge carries on where it stopped.
 //!
 //! Recording and assembly of one upload are serialised by a per-upload lock (one edge owns an
 //! upload's spool). Must not depend on HTTP or any protocol.
 
+use super::durability::Syncer;
 use crate::store::appender::Appender;
 use crate::upload::chunk_set::{ChunkError, ChunkInfo, ChunkSet, Recorded};
 use bytes::Bytes;
@@ -128,18 +130,20 @@ impl UploadLocks {
 pub struct ChunkSpool {
     root: PathBuf,
     locks: UploadLocks,
+    syncer: Arc<Syncer>,
 }
 
 impl ChunkSpool {
-    /// Opens (creating) the spool at `root`.
+    /// Opens (creating) the spool at `root`; `syncer` syncs its chunks.
     ///
     /// # Errors
     /// The directory cannot be created.
-    pub fn open(root: &Path) -> Result<Self, SpoolError> {
+    pub fn open(root: &Path, syncer: Arc<Syncer>) -> Result<Self, SpoolError> {
         std::fs::create_dir_all(root).map_err(io("create the spool directory"))?;
         Ok(Self {
             root: root.to_owned(),
             locks: UploadLocks::default(),
+            syncer,
         })
     }
 
@@ -166,7 +170,7 @@ impl ChunkSpool {
             .await
             .map_err(io("create an upload's spool"))?;
         let path = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
-        let result = write_synced(&path, body, limit).await;
+        let result = write_synced(&path, body, limit, &self.syncer).await;
         if result.is_err() {
             let _ = tokio::fs::remove_file(&path).await;
         }
@@ -293,7 +297,12 @@ impl ChunkSpool {
     }
 }
 
-async fn write_synced<S>(path: &Path, body: S, limit: u64) -> Result<ChunkInfo, SpoolError>
+async fn write_synced<S>(
+    path: &Path,
+    body: S,
+    limit: u64,
+    syncer: &Syncer,
+) -> Result<ChunkInfo, SpoolError>
 where
     S: Stream<Item = Result<Bytes, std::io::Error>>,
 {
@@ -316,7 +325,8 @@ where
         hasher.update(&piece);
         file.push(piece).await.map_err(io("write a chunk"))?;
     }
-    file.sync().await.map_err(io("sync a chunk"))?;
+    let file = file.into_file().await.map_err(io("write a chunk"))?;
+    syncer.sync(file).await.map_err(io("sync a chunk"))?;
     Ok(ChunkInfo {
         len,
         digest: hasher.finalize().into(),
@@ -356,10 +366,15 @@ mod tests {
         futures_util::stream::iter(bytes.chunks(3).map(|c| Ok(Bytes::from_static(c))))
     }
 
+    fn open(root: &Path) -> ChunkSpool {
+        let syncer = Syncer::start(super::super::durability::Durability::None).unwrap();
+        ChunkSpool::open(root, Arc::new(syncer)).unwrap()
+    }
+
     #[tokio::test]
     async fn chunks_survive_a_reopen_and_repeats_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = ChunkSpool::open(dir.path()).unwrap();
+        let spool = open(dir.path());
         let staged = spool.stage("u1", body(b"world"), 100).await.unwrap();
         let (outcome, set) = spool.record("u1", 1, 2, staged).await.unwrap();
         assert_eq!((outcome, set.is_complete()), (Recorded::New, false));
@@ -384,7 +399,7 @@ mod tests {
         ));
 
         // A new spool on the same directory (a restarted edge) knows chunk 1.
-        let reopened = ChunkSpool::open(dir.path()).unwrap();
+        let reopened = open(dir.path());
         let set = reopened.load("u1").await.unwrap().unwrap();
         assert_eq!((set.total(), set.received()), (2, 5));
         let staged = reopened.stage("u1", body(b"hello "), 100).await.unwrap();

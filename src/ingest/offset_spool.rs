@@ -1,15 +1,19 @@
 //! The edge's spool for offset-based resumable uploads (tus): one data file per upload, the
 //! offset being its synced length, and a small `info` file with the declared length and the
-//! client's metadata. An append is synced before the new offset is told to the client; a
-//! request cut off half way keeps what arrived (tus: "store as much as received"); a chunk
+//! client's metadata. An append is made durable as the edge's [`Durability`] says before the
+//! new offset is told to the client (synced, by default); a request cut off half way keeps what arrived (tus: "store as much as received"); a chunk
 //! whose checksum does not match is cut off again. Must not depend on HTTP or any protocol.
 
 use super::chunk_spool::{io, sync_dir, write_atomically, SpoolError, Turn, UploadLocks};
+#[cfg(doc)]
+use super::durability::Durability;
+use super::durability::Syncer;
 use crate::store::appender::Appender;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What is known of a resource besides its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,18 +118,20 @@ pub enum Appended {
 pub struct OffsetSpool {
     root: PathBuf,
     locks: UploadLocks,
+    syncer: Arc<Syncer>,
 }
 
 impl OffsetSpool {
-    /// Opens (creating) the spool at `root`.
+    /// Opens (creating) the spool at `root`; `syncer` makes appends durable.
     ///
     /// # Errors
     /// The directory cannot be created.
-    pub fn open(root: &Path) -> Result<Self, SpoolError> {
+    pub fn open(root: &Path, syncer: Arc<Syncer>) -> Result<Self, SpoolError> {
         std::fs::create_dir_all(root).map_err(io("create the resumable spool"))?;
         Ok(Self {
             root: root.to_owned(),
             locks: UploadLocks::default(),
+            syncer,
         })
     }
 
@@ -217,7 +223,7 @@ impl OffsetSpool {
 
     /// Appends a request body at `offset` while `turn` holds the upload, within `checks`. A
     /// newer request taking the upload over ends the body early, as a dropped connection does.
-    /// Synced before it returns.
+    /// As durable as the edge's [`Durability`] asks when it returns.
     ///
     /// # Errors
     /// The body is too long (nothing of it is kept), or the disk fails.
@@ -297,7 +303,11 @@ impl OffsetSpool {
                 return Ok(Appended::ChecksumMismatch);
             }
         }
-        if let Err(e) = file.sync().await {
+        let file = match file.into_file().await {
+            Ok(file) => file,
+            Err(e) => return Err(discard(None, &path, offset, "append to a data file", e).await),
+        };
+        if let Err(e) = self.syncer.settle(file).await {
             return Err(discard(None, &path, offset, "sync a data file", e).await);
         }
         let new_offset = offset + written;
@@ -379,6 +389,11 @@ async fn truncate(file: Appender, len: u64) -> Result<(), SpoolError> {
 mod tests {
     use super::*;
 
+    fn open(root: &Path) -> OffsetSpool {
+        let syncer = Syncer::start(super::super::durability::Durability::Sync).unwrap();
+        OffsetSpool::open(root, Arc::new(syncer)).unwrap()
+    }
+
     fn checks(limit: u64, checksum: Option<(Algorithm, Vec<u8>)>) -> Checks<'static> {
         Checks {
             limit,
@@ -399,7 +414,7 @@ mod tests {
     #[tokio::test]
     async fn appends_cuts_and_checksums() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = OffsetSpool::open(dir.path()).unwrap();
+        let spool = open(dir.path());
         let r = Resource {
             length: Some(11),
             metadata: Some("filename YS5tcDQ=".into()),
@@ -458,7 +473,7 @@ mod tests {
         assert_eq!(std::fs::read(spool.data_path("u")).unwrap(), b"hello world");
         drop(turn);
         // Survives a reopen; completion drops the data but keeps the offset.
-        let reopened = OffsetSpool::open(dir.path()).unwrap();
+        let reopened = open(dir.path());
         let (resource, offset) = reopened.get("u").await.unwrap().unwrap();
         assert_eq!((resource.clone(), offset), (r.clone(), 11));
         reopened.complete("u", resource).await.unwrap();
@@ -471,7 +486,7 @@ mod tests {
     #[tokio::test]
     async fn a_newer_request_takes_the_upload_over() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = std::sync::Arc::new(OffsetSpool::open(dir.path()).unwrap());
+        let spool = std::sync::Arc::new(open(dir.path()));
         let r = Resource {
             length: None,
             metadata: None,
