@@ -21,7 +21,8 @@
 //! only those. Each row is the median run (by MiB/s) of `--rounds N` (3 unless told; rounds
 //! alternate the servers' order). nginx comes from Debian's package (`bash .ci/setup`); without
 //! it, only Uplink's rows are printed. `UPLINK_BENCH_BASELINE=PATH` (another build of `uplink`,
-//! e.g. the previous commit's) adds `uplink-s3-base` rows: that build into S3, side by side.
+//! e.g. the previous commit's) adds `uplink-base` and `uplink-s3-base` rows: that build into
+//! the file store and into S3, side by side.
 
 mod support;
 
@@ -53,7 +54,7 @@ async fn moto() -> support::s3::S3Server {
 
 const BUCKET: &str = "bench";
 
-/// The baseline build of `uplink` the `uplink-s3-base` rows run, if one is given.
+/// The baseline build of `uplink` the `…-base` rows run, if one is given.
 fn baseline() -> Option<String> {
     std::env::var("UPLINK_BENCH_BASELINE").ok()
 }
@@ -250,7 +251,7 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     let server_name = server;
     let server = match server {
         "nginx" => self::nginx().await?,
-        "uplink-s3-base" => uplink(moto.as_ref(), Some(&baseline()?), None).await,
+        "uplink-base" | "uplink-s3-base" => uplink(moto.as_ref(), Some(&baseline()?), None).await,
         "uplink-batched" => uplink(None, None, Some("batched")).await,
         "uplink-none" => uplink(None, None, Some("none")).await,
         _ => uplink(moto.as_ref(), None, None).await,
@@ -355,11 +356,12 @@ fn main() {
             "uplink-batched",
             "uplink-none",
             "uplink-s3",
+            "uplink-base",
             "uplink-s3-base",
         ],
     );
     if baseline().is_none() {
-        servers.retain(|s| s != "uplink-s3-base");
+        servers.retain(|s| !s.ends_with("-base"));
     }
     let rounds: usize = match args.iter().position(|a| a == "--rounds") {
         Some(i) => args[i + 1].parse().expect("--rounds N"),
