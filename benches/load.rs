@@ -12,6 +12,12 @@
 //! - `direct`: 100 uploads of 16 MiB at once, each one request (Uploads API multipart; nginx:
 //!   one PUT each): into S3 they go through the edge's spool, so its memory stays bounded.
 //!
+//! `uplink-s3fs` stores into s3s-fs instead (a fast S3 API server from crates.io, storing on
+//! the local disk; its rows are skipped with a note when it is not installed: `cargo install
+//! s3s-fs@0.14.1 --features binary`), and `sdk-s3fs` uploads the same bytes to it with
+//! aws-sdk-s3 alone, as Uplink's forwarder sends them: the most a forwarder built on the SDK
+//! can do, and so the limit Uplink's S3 rows are measured against.
+//!
 //! `uplink` acknowledges bytes once synced to the disk (`durability = "sync"`, the default);
 //! `uplink-batched` and `uplink-none` are the same into the file store with the other two
 //! durabilities (synced right after the answer; left to the kernel), as nginx is.
@@ -241,32 +247,42 @@ struct Row {
     line: String,
 }
 
+/// The S3 API server a row stores into, if it stores into one: moto or s3s-fs (`None` when a
+/// row needs s3s-fs and it is not installed).
+async fn s3_for(server: &str) -> Option<Option<support::s3::S3Server>> {
+    Some(match server {
+        "uplink-s3" | "uplink-s3-base" => Some(self::moto().await),
+        "uplink-s3fs" | "sdk-s3fs" => Some(support::s3::S3Server::start_s3s_fs(&[BUCKET]).await?),
+        _ => None,
+    })
+}
+
 async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     let nginx = server == "nginx";
-    // Dropped after the server (declared first): uplink's store must outlive it.
-    let moto = match server {
-        "uplink-s3" | "uplink-s3-base" => Some(self::moto().await),
-        _ => None,
-    };
-    let server_name = server;
-    let server = match server {
-        "nginx" => self::nginx().await?,
-        "uplink-base" | "uplink-s3-base" => uplink(moto.as_ref(), Some(&baseline()?), None).await,
-        "uplink-batched" => uplink(None, None, Some("batched")).await,
-        "uplink-none" => uplink(None, None, Some("none")).await,
-        _ => uplink(moto.as_ref(), None, None).await,
-    };
-    let client = reqwest::Client::new();
     let bytes = match workload {
         "concurrent" | "direct" => sizes.each * sizes.concurrent as u64,
         _ => sizes.single,
     };
+    // Dropped after the server (declared first): uplink's store must outlive it.
+    let s3 = s3_for(server).await?;
+    if server == "sdk-s3fs" {
+        return Some(sdk::run(workload, sizes, s3.as_ref()?, bytes).await);
+    }
+    let server_name = server;
+    let server = match server {
+        "nginx" => self::nginx().await?,
+        "uplink-base" | "uplink-s3-base" => uplink(s3.as_ref(), Some(&baseline()?), None).await,
+        "uplink-batched" => uplink(None, None, Some("batched")).await,
+        "uplink-none" => uplink(None, None, Some("none")).await,
+        _ => uplink(s3.as_ref(), None, None).await,
+    };
+    let client = reqwest::Client::new();
     settle(bytes);
     let pid = server.child.id();
     let cpu0 = cpu_seconds(pid);
     let anon = AnonPeak::start(pid);
     let start = Instant::now();
-    let mut times = match workload {
+    let times = match workload {
         "single" => vec![single(&client, &server, sizes.single, nginx).await],
         "chunked" => chunked(&client, &server, 0, sizes.single, sizes.chunk, nginx).await,
         "direct" => {
@@ -285,23 +301,203 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     };
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu0;
-    let rss = peak_rss_mib(pid);
+    Some(row(
+        workload,
+        server_name,
+        bytes,
+        wall,
+        cpu,
+        times,
+        Some((peak_rss_mib(pid), anon.mib())),
+    ))
+}
+
+/// A printed row: MiB/s, CPU s/GiB, p50/p99 of `times`, and memory when it was measured.
+fn row(
+    workload: &str,
+    server: &str,
+    bytes: u64,
+    wall: f64,
+    cpu: f64,
+    mut times: Vec<Duration>,
+    memory: Option<(f64, f64)>,
+) -> Row {
     times.sort();
     let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
     let gib = bytes as f64 / (1024.0 * MIB as f64);
     let mib_s = bytes as f64 / MIB as f64 / wall;
+    let memory = memory.map_or_else(
+        || format!("{:>9} {:>9}", "-", "-"),
+        |(rss, anon)| format!("{rss:>9.1} {anon:>9.1}"),
+    );
     let line = format!(
-        "{:<10} {:<14} {:>9.1} {:>11.2} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+        "{:<10} {:<14} {:>9.1} {:>11.2} {:>9.1} {:>9.1} {memory}",
         workload,
-        server_name,
+        server,
         mib_s,
         cpu / gib,
         pct(0.5),
         pct(0.99),
-        rss,
-        anon.mib()
     );
-    Some(Row { mib_s, line })
+    Row { mib_s, line }
+}
+
+/// The most any forwarder built on aws-sdk-s3 can do (`sdk-s3fs` rows): the same bytes
+/// uploaded to the same server by the SDK alone, as Uplink's forwarder sends them: multipart in
+/// 8 MiB parts, 4 at once per upload and 16 across uploads, each part's CRC32C read from its
+/// file first and then the part streamed from the file with the same SDK settings. The files
+/// are written before the clock starts (Uplink's spool files are written while it runs, which
+/// its own rows pay for). CPU is this process's; memory is not measured (this process also
+/// holds the benchmark).
+mod sdk {
+    use super::{row, settle, Row, Sizes, BUCKET, MIB};
+    use aws_sdk_s3::primitives::{ByteStream, Length};
+    use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+    use futures_util::StreamExt;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+    use uplink::store::s3::crc32c_header;
+
+    const PART: u64 = 8 * MIB;
+    const PER_UPLOAD: usize = 4;
+    const ACROSS_UPLOADS: usize = 16;
+
+    pub(super) async fn run(
+        workload: &str,
+        sizes: &Sizes,
+        s3: &super::support::s3::S3Server,
+        bytes: u64,
+    ) -> Row {
+        let (count, each) = match workload {
+            "concurrent" | "direct" => (sizes.concurrent, sizes.each),
+            _ => (1, sizes.single),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<_> = (0..count)
+            .map(|i| {
+                let path = dir.path().join(i.to_string());
+                let mut file = std::fs::File::create(&path).unwrap();
+                for piece in super::support::pieces(each) {
+                    std::io::Write::write_all(&mut file, &piece).unwrap();
+                }
+                path
+            })
+            .collect();
+        let client = client(&s3.endpoint).await;
+        settle(bytes);
+        let budget = tokio::sync::Semaphore::new(ACROSS_UPLOADS);
+        let pid = std::process::id();
+        let cpu0 = super::support::own_cpu_seconds(pid);
+        let start = Instant::now();
+        let times = futures_util::stream::iter(files.iter().enumerate())
+            .map(|(i, path)| upload(&client, format!("sdk/{i}"), path, each, &budget))
+            .buffer_unordered(count)
+            .collect::<Vec<Duration>>()
+            .await;
+        let wall = start.elapsed().as_secs_f64();
+        let cpu = super::support::own_cpu_seconds(pid) - cpu0;
+        row(workload, "sdk-s3fs", bytes, wall, cpu, times, None)
+    }
+
+    /// A client configured as Uplink's S3 store configures its own.
+    async fn client(endpoint: &str) -> aws_sdk_s3::Client {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                super::support::s3::ACCESS_KEY,
+                super::support::s3::SECRET_KEY,
+                None,
+                None,
+                "bench",
+            ))
+            .load()
+            .await;
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&shared)
+                .force_path_style(true)
+                .build(),
+        )
+    }
+
+    /// One object from `path` (`len` bytes); the time it took.
+    async fn upload(
+        client: &aws_sdk_s3::Client,
+        key: String,
+        path: &Path,
+        len: u64,
+        budget: &tokio::sync::Semaphore,
+    ) -> Duration {
+        let start = Instant::now();
+        let id = client
+            .create_multipart_upload()
+            .bucket(BUCKET)
+            .key(&key)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .send()
+            .await
+            .unwrap()
+            .upload_id
+            .unwrap();
+        let parts = (0..len.div_ceil(PART)).map(|i| (i, i * PART, PART.min(len - i * PART)));
+        let parts: Vec<CompletedPart> = futures_util::stream::iter(parts)
+            .map(|(i, offset, n)| {
+                let (id, key) = (&id, &key);
+                async move {
+                    let _sending = budget.acquire().await.unwrap();
+                    let owned = path.to_owned();
+                    let crc = tokio::task::spawn_blocking(move || {
+                        uplink::store::crc32c_of_file(&owned, offset, n)
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                    let body = ByteStream::read_from()
+                        .path(path)
+                        .offset(offset)
+                        .length(Length::Exact(n))
+                        .buffer_size(256 * 1024)
+                        .build()
+                        .await
+                        .unwrap();
+                    let number = i32::try_from(i + 1).unwrap();
+                    let out = client
+                        .upload_part()
+                        .bucket(BUCKET)
+                        .key(key)
+                        .upload_id(id)
+                        .part_number(number)
+                        .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+                        .checksum_crc32_c(crc32c_header(crc))
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .e_tag(out.e_tag.unwrap_or_default())
+                        .checksum_crc32_c(crc32c_header(crc))
+                        .build()
+                }
+            })
+            .buffered(PER_UPLOAD)
+            .collect()
+            .await;
+        client
+            .complete_multipart_upload()
+            .bucket(BUCKET)
+            .key(&key)
+            .upload_id(&id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        start.elapsed()
+    }
 }
 
 /// Puts the machine in the same state before every run: `bytes` written to a scratch file in
@@ -358,6 +554,8 @@ fn main() {
             "uplink-s3",
             "uplink-base",
             "uplink-s3-base",
+            "uplink-s3fs",
+            "sdk-s3fs",
         ],
     );
     if baseline().is_none() {
@@ -407,6 +605,9 @@ fn main() {
                 rows.sort_by(|a, b| a.mib_s.total_cmp(&b.mib_s));
                 match rows.get(rows.len() / 2) {
                     Some(median) => println!("{}", median.line),
+                    None if server.ends_with("s3fs") => println!(
+                        "{workload:<10} {server:<14} (s3s-fs is not installed: cargo install s3s-fs@0.14.1 --features binary)"
+                    ),
                     None => println!("{workload:<10} {server:<14} (not installed: bash .ci/setup)"),
                 }
             }

@@ -47,18 +47,19 @@ pub async fn wait_ready(url: &str) {
 
 /// CPU seconds used so far by a process and its children (nginx's workers).
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let ticks = |pid: u32| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                let after = s.rsplit_once(')')?.1;
-                let f: Vec<&str> = after.split_whitespace().collect();
-                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-            })
-            .unwrap_or(0)
-    };
-    let total: u64 = family(pid).into_iter().map(ticks).sum();
-    total as f64 / 100.0
+    family(pid).into_iter().map(own_cpu_seconds).sum()
+}
+
+/// CPU seconds used so far by one process's threads, not its children's.
+pub fn own_cpu_seconds(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .map_or(0.0, |ticks| ticks as f64 / 100.0)
 }
 
 /// Peak resident memory of a process and its children, in MiB.

@@ -624,31 +624,7 @@ type InMemory = (tokio::sync::OwnedSemaphorePermit, crate::metrics::Raised);
 /// thread).
 async fn crc_of_range(path: &Path, offset: u64, len: u64) -> Result<u32, StoreError> {
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Seek};
-        let mut file = std::fs::File::open(&path)?;
-        file.seek(std::io::SeekFrom::Start(offset))?;
-        let mut file = file.take(len);
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
-        let mut read = 0u64;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            digest.update(&buf[..n]);
-            read += n as u64;
-        }
-        if read < len {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the spool holds fewer bytes than announced",
-            ));
-        }
-        // CRC-32/ISCSI is CRC32C; the result fits 32 bits.
-        Ok(u32::try_from(digest.finalize()).unwrap_or(0))
-    })
+    tokio::task::spawn_blocking(move || crate::store::crc32c_of_file(&path, offset, len))
     .await
     .map_err(std::io::Error::other)
     .and_then(|r| r)

@@ -515,7 +515,7 @@ impl S3Store {
 }
 
 /// A CRC32C as S3's checksum headers carry it: base64 of the big-endian bytes.
-fn crc32c_header(crc: u32) -> String {
+pub fn crc32c_header(crc: u32) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }

@@ -1,11 +1,16 @@
-//! A real S3 API server (moto's, from PyPI) on a free port for a test or benchmark, and what
-//! it holds, read over plain HTTP. Shared by the tests and the benchmarks (which include this
-//! file by path).
+//! A real S3 API server on a free port for a test or benchmark, and what it holds, read over
+//! plain HTTP: moto's (from PyPI), which the tests use, or s3s-fs (from crates.io), a fast one
+//! storing on the local disk, which the load benchmark uses when it is installed. Shared by the
+//! tests and the benchmarks (which include this file by path).
 #![allow(dead_code)]
 
 use super::net::free_port;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The key pair every client of these servers signs with.
+pub const ACCESS_KEY: &str = "test";
+pub const SECRET_KEY: &str = "test";
 
 /// A real S3 API server for a test (moto's server from PyPI; `bash .ci/setup` installs it) on a
 /// free port, killed when dropped. Unsigned requests are enough for moto, so the tests create
@@ -14,6 +19,8 @@ pub struct S3Server {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
+    /// s3s-fs's directory (its buckets are directories in it).
+    root: Option<tempfile::TempDir>,
 }
 
 impl S3Server {
@@ -32,13 +39,46 @@ impl S3Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server (bash .ci/setup installs moto[server])");
+        Self::ready(child, port, None).await
+    }
+
+    /// s3s-fs (`cargo install s3s-fs@0.14.1 --features binary`), storing in a temporary
+    /// directory, with buckets `buckets`; `None` when it is not installed. It checks request
+    /// signatures (the key pair of [`S3Server::env`]) and has no `ListMultipartUploads`.
+    pub async fn start_s3s_fs(buckets: &[&str]) -> Option<Self> {
+        let root = tempfile::tempdir().unwrap();
+        for bucket in buckets {
+            std::fs::create_dir(root.path().join(bucket)).unwrap();
+        }
+        let port = free_port();
+        let child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(Self::ready(child, port, Some(root)).await)
+    }
+
+    async fn ready(child: Child, port: u16, root: Option<tempfile::TempDir>) -> Self {
         let endpoint = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while reqwest::get(&endpoint).await.is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
+            assert!(Instant::now() < deadline, "the S3 server did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Self { child, endpoint }
+        Self {
+            child,
+            endpoint,
+            root,
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Creates a bucket.
@@ -101,8 +141,8 @@ impl S3Server {
     pub fn env(&self) -> Vec<(String, String)> {
         [
             ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
             ("AWS_REGION", "us-east-1"),
         ]
         .iter()
