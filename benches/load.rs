@@ -27,8 +27,8 @@
 //! only those. Each row is the median run (by MiB/s) of `--rounds N` (3 unless told; rounds
 //! alternate the servers' order). nginx comes from Debian's package (`bash .ci/setup`); without
 //! it, only Uplink's rows are printed. `UPLINK_BENCH_BASELINE=PATH` (another build of `uplink`,
-//! e.g. the previous commit's) adds `uplink-base` and `uplink-s3-base` rows: that build into
-//! the file store and into S3, side by side.
+//! e.g. the previous commit's) adds `uplink-base`, `uplink-s3-base` and `uplink-s3fs-base`
+//! rows: that build into the file store, moto and s3s-fs, side by side.
 
 mod support;
 
@@ -252,7 +252,9 @@ struct Row {
 async fn s3_for(server: &str) -> Option<Option<support::s3::S3Server>> {
     Some(match server {
         "uplink-s3" | "uplink-s3-base" => Some(self::moto().await),
-        "uplink-s3fs" | "sdk-s3fs" => Some(support::s3::S3Server::start_s3s_fs(&[BUCKET]).await?),
+        "uplink-s3fs" | "uplink-s3fs-base" | "sdk-s3fs" => {
+            Some(support::s3::S3Server::start_s3s_fs(&[BUCKET]).await?)
+        }
         _ => None,
     })
 }
@@ -271,7 +273,9 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     let server_name = server;
     let server = match server {
         "nginx" => self::nginx().await?,
-        "uplink-base" | "uplink-s3-base" => uplink(s3.as_ref(), Some(&baseline()?), None).await,
+        "uplink-base" | "uplink-s3-base" | "uplink-s3fs-base" => {
+            uplink(s3.as_ref(), Some(&baseline()?), None).await
+        }
         "uplink-batched" => uplink(None, None, Some("batched")).await,
         "uplink-none" => uplink(None, None, Some("none")).await,
         _ => uplink(s3.as_ref(), None, None).await,
@@ -456,7 +460,7 @@ mod sdk {
                         .path(path)
                         .offset(offset)
                         .length(Length::Exact(n))
-                        .buffer_size(256 * 1024)
+                        .buffer_size(uplink::store::s3::STREAM_BUFFER)
                         .build()
                         .await
                         .unwrap();
@@ -555,6 +559,7 @@ fn main() {
             "uplink-base",
             "uplink-s3-base",
             "uplink-s3fs",
+            "uplink-s3fs-base",
             "sdk-s3fs",
         ],
     );
@@ -605,7 +610,7 @@ fn main() {
                 rows.sort_by(|a, b| a.mib_s.total_cmp(&b.mib_s));
                 match rows.get(rows.len() / 2) {
                     Some(median) => println!("{}", median.line),
-                    None if server.ends_with("s3fs") => println!(
+                    None if server.contains("s3fs") => println!(
                         "{workload:<10} {server:<14} (s3s-fs is not installed: cargo install s3s-fs@0.14.1 --features binary)"
                     ),
                     None => println!("{workload:<10} {server:<14} (not installed: bash .ci/setup)"),

@@ -299,8 +299,8 @@ pub fn crc32c(data: &[u8]) -> u32 {
     u32::try_from(crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data)).unwrap_or(0)
 }
 
-/// The CRC32C of `len` bytes of the file at `path` from `offset`, read 256 KiB at a time (call
-/// it on a blocking thread).
+/// The CRC32C of `len` bytes of the file at `path` from `offset`, read 1 MiB at a time (call it
+/// on a blocking thread).
 ///
 /// # Errors
 /// The file cannot be read, or holds fewer bytes.
@@ -309,7 +309,7 @@ pub fn crc32c_of_file(path: &Path, offset: u64, len: u64) -> std::io::Result<u32
     let mut file = std::fs::File::open(path)?;
     file.seek(std::io::SeekFrom::Start(offset))?;
     let mut file = file.take(len);
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; 1024 * 1024];
     let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
     let mut read = 0u64;
     loop {
