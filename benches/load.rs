@@ -60,6 +60,84 @@ async fn moto() -> support::s3::S3Server {
 
 const BUCKET: &str = "bench";
 
+/// stunnel (Debian's `stunnel4`) terminating TLS in front of an S3 server with a certificate
+/// openssl makes for 127.0.0.1: the `-tls` rows reach S3 over HTTPS, as real deployments do.
+struct TlsFront {
+    _child: Process,
+    endpoint: String,
+    certificate: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// `None` when stunnel or openssl is missing.
+async fn tls_front(s3: &support::s3::S3Server) -> Option<TlsFront> {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    assert!(made.success(), "openssl could not make a certificate");
+    let port = free_port();
+    let upstream = s3.endpoint.trim_start_matches("http://");
+    let conf = dir.path().join("stunnel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "foreground = yes\npid =\n[s3]\naccept = 127.0.0.1:{port}\nconnect = {upstream}\n\
+             cert = {}\nkey = {}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("stunnel4")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "stunnel did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Some(TlsFront {
+        _child: Process(child),
+        endpoint: format!("https://127.0.0.1:{port}"),
+        certificate: cert,
+        _dir: dir,
+    })
+}
+
+/// The environment that points an S3 client at `s3`, through `tls` when given (trusting its
+/// certificate).
+fn s3_env(s3: &support::s3::S3Server, tls: Option<&TlsFront>) -> Vec<(String, String)> {
+    let mut env = s3.env();
+    if let Some(tls) = tls {
+        for (name, value) in &mut env {
+            if name == "AWS_ENDPOINT_URL" {
+                value.clone_from(&tls.endpoint);
+            }
+        }
+        env.push((
+            "SSL_CERT_FILE".into(),
+            tls.certificate.display().to_string(),
+        ));
+    }
+    env
+}
+
 /// The baseline build of `uplink` the `…-base` rows run, if one is given.
 fn baseline() -> Option<String> {
     std::env::var("UPLINK_BENCH_BASELINE").ok()
@@ -68,7 +146,7 @@ fn baseline() -> Option<String> {
 /// `uplink dev` (the build `bin`, or this one), into S3 or the file store, with its
 /// acknowledged bytes made as durable as `durability` (`sync`, `batched`, `none`) says.
 async fn uplink(
-    s3: Option<&support::s3::S3Server>,
+    s3: Option<&[(String, String)]>,
     bin: Option<&str>,
     durability: Option<&str>,
 ) -> Server {
@@ -79,12 +157,12 @@ async fn uplink(
     }
     let started = match s3 {
         None => support::start_uplink_bin(bin, &args, &[]).await,
-        Some(moto) => {
+        Some(env) => {
             args.extend([
                 "--storage".into(),
                 format!("s3://{BUCKET}/edge?path_style=true"),
             ]);
-            support::start_uplink_bin(bin, &args, &moto.env()).await
+            support::start_uplink_bin(bin, &args, env).await
         }
     };
     Server {
@@ -252,7 +330,7 @@ struct Row {
 async fn s3_for(server: &str) -> Option<Option<support::s3::S3Server>> {
     Some(match server {
         "uplink-s3" | "uplink-s3-base" => Some(self::moto().await),
-        "uplink-s3fs" | "uplink-s3fs-base" | "sdk-s3fs" => {
+        "uplink-s3fs" | "uplink-s3fs-base" | "sdk-s3fs" | "uplink-s3fs-tls" | "sdk-s3fs-tls" => {
             Some(support::s3::S3Server::start_s3s_fs(&[BUCKET]).await?)
         }
         _ => None,
@@ -267,18 +345,23 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     };
     // Dropped after the server (declared first): uplink's store must outlive it.
     let s3 = s3_for(server).await?;
-    if server == "sdk-s3fs" {
-        return Some(sdk::run(workload, sizes, s3.as_ref()?, bytes).await);
+    let tls = match (&s3, server.ends_with("-tls")) {
+        (Some(s3), true) => Some(tls_front(s3).await?),
+        _ => None,
+    };
+    let env = s3.as_ref().map(|s3| s3_env(s3, tls.as_ref()));
+    if server.starts_with("sdk-") {
+        return Some(sdk::run(workload, sizes, server, env.as_deref()?, bytes).await);
     }
     let server_name = server;
     let server = match server {
         "nginx" => self::nginx().await?,
         "uplink-base" | "uplink-s3-base" | "uplink-s3fs-base" => {
-            uplink(s3.as_ref(), Some(&baseline()?), None).await
+            uplink(env.as_deref(), Some(&baseline()?), None).await
         }
         "uplink-batched" => uplink(None, None, Some("batched")).await,
         "uplink-none" => uplink(None, None, Some("none")).await,
-        _ => uplink(s3.as_ref(), None, None).await,
+        _ => uplink(env.as_deref(), None, None).await,
     };
     let client = reqwest::Client::new();
     settle(bytes);
@@ -366,10 +449,12 @@ mod sdk {
     const PER_UPLOAD: usize = 4;
     const ACROSS_UPLOADS: usize = 16;
 
+    /// Row `name`, the SDK pointed at S3 by `env` (an endpoint, and a certificate to trust).
     pub(super) async fn run(
         workload: &str,
         sizes: &Sizes,
-        s3: &super::support::s3::S3Server,
+        name: &str,
+        env: &[(String, String)],
         bytes: u64,
     ) -> Row {
         let (count, each) = match workload {
@@ -387,7 +472,13 @@ mod sdk {
                 path
             })
             .collect();
-        let client = client(&s3.endpoint).await;
+        let var = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        // The SDK's TLS trusts the native roots, which SSL_CERT_FILE names.
+        match var("SSL_CERT_FILE") {
+            Some(path) => std::env::set_var("SSL_CERT_FILE", path),
+            None => std::env::remove_var("SSL_CERT_FILE"),
+        }
+        let client = client(&var("AWS_ENDPOINT_URL").unwrap()).await;
         settle(bytes);
         let budget = tokio::sync::Semaphore::new(ACROSS_UPLOADS);
         let pid = std::process::id();
@@ -400,7 +491,7 @@ mod sdk {
             .await;
         let wall = start.elapsed().as_secs_f64();
         let cpu = super::support::own_cpu_seconds(pid) - cpu0;
-        row(workload, "sdk-s3fs", bytes, wall, cpu, times, None)
+        row(workload, name, bytes, wall, cpu, times, None)
     }
 
     /// A client configured as Uplink's S3 store configures its own.
@@ -561,6 +652,8 @@ fn main() {
             "uplink-s3fs",
             "uplink-s3fs-base",
             "sdk-s3fs",
+            "uplink-s3fs-tls",
+            "sdk-s3fs-tls",
         ],
     );
     if baseline().is_none() {
@@ -610,6 +703,9 @@ fn main() {
                 rows.sort_by(|a, b| a.mib_s.total_cmp(&b.mib_s));
                 match rows.get(rows.len() / 2) {
                     Some(median) => println!("{}", median.line),
+                    None if server.ends_with("-tls") => println!(
+                        "{workload:<10} {server:<14} (needs s3s-fs, stunnel4 and openssl)"
+                    ),
                     None if server.contains("s3fs") => println!(
                         "{workload:<10} {server:<14} (s3s-fs is not installed: cargo install s3s-fs@0.14.1 --features binary)"
                     ),
