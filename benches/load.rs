@@ -74,7 +74,14 @@ async fn tls_front(s3: &support::s3::S3Server) -> Option<TlsFront> {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
         .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1"])
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
@@ -473,12 +480,8 @@ mod sdk {
             })
             .collect();
         let var = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
-        // The SDK's TLS trusts the native roots, which SSL_CERT_FILE names.
-        match var("SSL_CERT_FILE") {
-            Some(path) => std::env::set_var("SSL_CERT_FILE", path),
-            None => std::env::remove_var("SSL_CERT_FILE"),
-        }
-        let client = client(&var("AWS_ENDPOINT_URL").unwrap()).await;
+        let certificate = var("SSL_CERT_FILE").map(|path| std::fs::read(path).unwrap());
+        let client = client(&var("AWS_ENDPOINT_URL").unwrap(), certificate).await;
         settle(bytes);
         let budget = tokio::sync::Semaphore::new(ACROSS_UPLOADS);
         let pid = std::process::id();
@@ -494,9 +497,28 @@ mod sdk {
         row(workload, name, bytes, wall, cpu, times, None)
     }
 
-    /// A client configured as Uplink's S3 store configures its own.
-    async fn client(endpoint: &str) -> aws_sdk_s3::Client {
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    /// A client configured as Uplink's S3 store configures its own, trusting `certificate`
+    /// (PEM) when given (the SDK keeps one default HTTPS client per process, with the trust
+    /// store it was made with: give each TLS run its own).
+    async fn client(endpoint: &str, certificate: Option<Vec<u8>>) -> aws_sdk_s3::Client {
+        use aws_smithy_http_client::tls;
+        let mut shared = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(pem) = certificate {
+            let trust = tls::TrustStore::empty().with_pem_certificate(pem);
+            let http = aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .tls_context(
+                    tls::TlsContext::builder()
+                        .with_trust_store(trust)
+                        .build()
+                        .unwrap(),
+                )
+                .build_https();
+            shared = shared.http_client(http);
+        }
+        let shared = shared
             .endpoint_url(endpoint)
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_s3::config::Credentials::new(

@@ -7,7 +7,6 @@
 //! - [`config`]: raw TOML → `validate()` → typed settings per role.
 //! - [`control`]: the messages of the internal edge ↔ origin API.
 //! - [`error`]: the client-visible error tables, one per API flavour.
-//! - [`clock`]: the one place the wall clock is read.
 //! - [`request_id`]: the id that follows a request through the logs of every role.
 //! - [`token`]: edge upload tokens (mint, verify, keyring); time passed in.
 //! - [`s3_policy`]: S3 browser-POST policies and their signatures.
@@ -20,6 +19,9 @@
 //! - [`protocol`]: one thin adapter per API flavour (headers + body stream → reply).
 //!
 //! Roles and their parts:
+//! - [`clock`]: the wall clock. Every read of it goes through here, by the roles' parts (the
+//!   edge's proxy and sweeper; the origin's handlers, workers, sweeper and notifier; `db`;
+//!   the operator commands), which pass the time to the pure core above.
 //! - [`edge`]: the Pingora server (terminates uploads, proxies the control API).
 //! - [`origin`]: control API, internal API, job workers, FFmpeg media work, the notifier.
 //! - [`store`]: object storage trait and its implementations.

@@ -625,13 +625,13 @@ type InMemory = (tokio::sync::OwnedSemaphorePermit, crate::metrics::Raised);
 async fn crc_of_range(path: &Path, offset: u64, len: u64) -> Result<u32, StoreError> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || crate::store::crc32c_of_file(&path, offset, len))
-    .await
-    .map_err(std::io::Error::other)
-    .and_then(|r| r)
-    .map_err(|source| StoreError::Read {
-        key: "spooled upload".into(),
-        source,
-    })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|source| StoreError::Read {
+            key: "spooled upload".into(),
+            source,
+        })
 }
 
 /// What marks a direct upload's forwarding id and spool file.
