@@ -425,7 +425,7 @@ fn row(
         |(rss, anon)| format!("{rss:>9.1} {anon:>9.1}"),
     );
     let line = format!(
-        "{:<10} {:<14} {:>9.1} {:>11.2} {:>9.1} {:>9.1} {memory}",
+        "{:<10} {:<16} {:>9.1} {:>11.2} {:>9.1} {:>9.1} {memory}",
         workload,
         server,
         mib_s,
@@ -705,7 +705,7 @@ fn main() {
     };
     let rt = support::runtime();
     println!(
-        "{:<10} {:<14} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}",
+        "{:<10} {:<16} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}",
         "workload", "server", "MiB/s", "CPU s/GiB", "p50 ms", "p99 ms", "RSS MiB", "anon MiB"
     );
     rt.block_on(async {
@@ -726,12 +726,12 @@ fn main() {
                 match rows.get(rows.len() / 2) {
                     Some(median) => println!("{}", median.line),
                     None if server.ends_with("-tls") => println!(
-                        "{workload:<10} {server:<14} (needs s3s-fs, stunnel4 and openssl)"
+                        "{workload:<10} {server:<16} (needs s3s-fs, stunnel4 and openssl)"
                     ),
                     None if server.contains("s3fs") => println!(
-                        "{workload:<10} {server:<14} (s3s-fs is not installed: cargo install s3s-fs@0.14.1 --features binary)"
+                        "{workload:<10} {server:<16} (s3s-fs is not installed: cargo install s3s-fs@0.14.1 --features binary)"
                     ),
-                    None => println!("{workload:<10} {server:<14} (not installed: bash .ci/setup)"),
+                    None => println!("{workload:<10} {server:<16} (not installed: bash .ci/setup)"),
                 }
             }
         }

@@ -1,9 +1,10 @@
 //! The edge's spool for chunked uploads: each chunk streams to a temporary file, is synced
 //! (whatever the edge's durability: a chunk's client never sends it again once answered; the
 //! syncs of chunks arriving together are shared), and only then renamed into place, so a
-//! chunk the client was told is stored survives a crash or a power cut. Layout per upload: `ROOT/ID/total`, `ROOT/ID/chunk-N` and `ROOT/ID/chunk-N.sha256`
-//! (the digest is written first, so a chunk file always has one). The chunk set is rebuilt
-//! from the directory, so a restarted edge carries on where it stopped.
+//! chunk the client was told is stored survives a crash or a power cut. Layout per upload:
+//! `ROOT/ID/total`, `ROOT/ID/chunk-N` and `ROOT/ID/chunk-N.sha256` (the digest is written
+//! first, so a chunk file always has one). The chunk set is rebuilt from the directory, so a
+//! restarted edge carries on where it stopped.
 //!
 //! Recording and assembly of one upload are serialised by a per-upload lock (one edge owns an
 //! upload's spool). Must not depend on HTTP or any protocol.

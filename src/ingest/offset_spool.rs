@@ -1,8 +1,9 @@
 //! The edge's spool for offset-based resumable uploads (tus): one data file per upload, the
-//! offset being its synced length, and a small `info` file with the declared length and the
-//! client's metadata. An append is made durable as the edge's [`Durability`] says before the
-//! new offset is told to the client (synced, by default); a request cut off half way keeps what arrived (tus: "store as much as received"); a chunk
-//! whose checksum does not match is cut off again. Must not depend on HTTP or any protocol.
+//! offset being its length, and a small `info` file with the declared length and the client's
+//! metadata. An append is made as durable as the edge's [`Durability`] says before the new
+//! offset is told to the client (synced, by default); a request cut off half way keeps what
+//! arrived (tus: "store as much as received"); a chunk whose checksum does not match is cut off
+//! again. Must not depend on HTTP or any protocol.
 
 use super::chunk_spool::{io, sync_dir, write_atomically, SpoolError, Turn, UploadLocks};
 #[cfg(doc)]
