@@ -2,12 +2,12 @@
 //! adapters and the ingest core) and proxies the control API to the origin (`ProxyHttp`).
 //!
 //! Layout: `proxy` (the Pingora service: routing, body streaming, reply rendering),
-//! `origin_client` (the internal API client), `sweeper` (spool clean-up), `heartbeat` (health
-//! reports to the origin's fleet), `outputs` (processed files by signed link, with `range`),
-//! `ready` (readiness), `metered` (what the metrics see), `limits` (slow and greedy clients), `exchange` (one request, whatever the HTTP version), `tls` (certificates), `h2` (HTTP/2
-//! windows sized for uploads) and `h3` (the QUIC listener beside Pingora, feeding the same
-//! handlers). Must not depend on the origin's internals or the
-//! database.
+//! `origin_client` (the internal API client), `spool_sweeper` (spool clean-up), `heartbeat`
+//! (health reports to the origin's fleet), `outputs` (processed files by signed link, with
+//! `range`), `ready` (readiness), `metered` (what the metrics see), `limits` (slow and greedy
+//! clients), `exchange` (one request, whatever the HTTP version), `tls` (certificates), `h2`
+//! (HTTP/2 windows sized for uploads) and `h3` (the QUIC listener beside Pingora, feeding the
+//! same handlers). Must not depend on the origin's internals or the database.
 
 mod drain;
 mod exchange;
@@ -22,7 +22,7 @@ mod outputs;
 mod proxy;
 pub(crate) mod range;
 mod ready;
-mod sweeper;
+mod spool_sweeper;
 pub mod tls;
 
 use crate::config::EdgeSettings;
@@ -95,7 +95,7 @@ pub fn run(
     });
     crate::metrics::edge_started();
     crate::metrics::on_scrape(Arc::new(metered::Spool(settings.spool_dir.clone())));
-    let sweeper = sweeper::SpoolSweeper {
+    let sweeper = spool_sweeper::SpoolSweeper {
         ingest: ingest.clone(),
         spools: spools.clone(),
         root: settings.spool_dir.clone(),
@@ -184,7 +184,7 @@ fn server(settings: &EdgeSettings, upgrade: bool) -> Server {
 /// heartbeats.
 fn add_background(
     server: &mut Server,
-    sweeper: sweeper::SpoolSweeper,
+    sweeper: spool_sweeper::SpoolSweeper,
     drain: drain::Drain,
     heartbeats: Option<heartbeat::Heartbeats>,
 ) {

@@ -1,19 +1,22 @@
 //! The origin role: the control API (the vendor flavours' reads and sessions), the internal
 //! API the edges call, the state database and the processing workers.
 //!
-//! Layout: `api` (public Uploads API), `internal` (edge ↔ origin), `worker` (job loop),
-//! `media` (FFmpeg), `notifier` (the outbox's sender), `gauges` (what a metrics scrape reads). Must not depend on the edge or on Pingora.
+//! Layout: `api` (public Uploads API), the other flavours' control APIs (`movingimage_api`,
+//! `cloudvod`, `xvid`, `upload_tokens`; `session` is what they share), `internal`
+//! (edge ↔ origin), `routing` (which edge a client is sent to), `worker` (job loop), `media`
+//! (FFmpeg), `notifier` (the outbox's sender), `upload_sweeper` (abandoned uploads and lost
+//! edges), `gauges` (what a metrics scrape reads). Must not depend on the edge or on Pingora.
 
 pub mod api;
 pub mod cloudvod;
 pub mod gauges;
 pub mod internal;
 pub mod media;
-pub mod movingimage;
+pub mod movingimage_api;
 pub mod notifier;
 pub mod routing;
 pub mod session;
-pub mod sweeper;
+pub mod upload_sweeper;
 pub mod upload_tokens;
 pub mod worker;
 pub mod xvid;
@@ -109,8 +112,8 @@ pub async fn start(settings: OriginSettings) -> Result<SocketAddr, StartError> {
     for n in 0..state.settings.workers {
         tokio::spawn(worker::run(state.clone(), format!("{addr}/{n}")));
     }
-    tokio::spawn(sweeper::run(state.clone()));
-    tokio::spawn(sweeper::run_lost_edges(state.clone()));
+    tokio::spawn(upload_sweeper::run(state.clone()));
+    tokio::spawn(upload_sweeper::run_lost_edges(state.clone()));
     notifier::spawn(&state);
     crate::metrics::on_scrape(std::sync::Arc::new(gauges::Gauges(state.db.clone())));
     let app = api::routes()

@@ -44,7 +44,7 @@ pub fn routes() -> Router<State> {
         .route("/readyz", get(readyz))
         .route("/api/client/v1/uploads", get(list))
         .route("/api/client/v1/uploads/{id}", get(one))
-        .merge(super::movingimage::routes())
+        .merge(super::movingimage_api::routes())
         .merge(super::upload_tokens::routes())
         .merge(super::xvid::routes())
         .merge(super::cloudvod::routes())

@@ -215,7 +215,7 @@ async fn hold(
             status: None,
         }),
         Ok(db::upload::Hold::Lost(holder)) => {
-            match super::sweeper::fail_held_by_lost(&state, &id, &holder, now).await {
+            match super::upload_sweeper::fail_held_by_lost(&state, &id, &holder, now).await {
                 Ok(()) => refused(HoldRefused {
                     holder: None,
                     status: Some(Status::Failed.code()),
