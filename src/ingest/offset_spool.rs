@@ -255,48 +255,22 @@ impl OffsetSpool {
             mut grown,
         } = checks;
         let mut hasher = checksum.as_ref().map(|(algorithm, _)| algorithm.hasher());
-        let mut written = 0u64;
-        let mut reported = 0u64;
-        let mut cut = false;
-        let mut body = std::pin::pin!(body);
-        loop {
-            let piece = tokio::select! {
-                biased;
-                () = turn.stopped() => None,
-                piece = body.next() => match piece {
-                    None => break,
-                    Some(piece) => piece.ok(),
-                },
-            };
-            let Some(piece) = piece else {
-                cut = true;
-                break;
-            };
-            written += piece.len() as u64;
-            if written > limit {
+        // Growth is reported only when no checksum could still discard the bytes.
+        let grown = grown.as_mut().filter(|_| hasher.is_none());
+        let (written, cut) = match receive(&mut file, turn, body, limit, &mut hasher, grown, offset)
+            .await
+        {
+            Received::Ended { written, cut } => (written, cut),
+            Received::TooLarge => {
                 truncate(file, offset).await?;
                 return Err(SpoolError::TooLarge(limit));
             }
-            if let Some(h) = hasher.as_mut() {
-                h.update(&piece);
+            // A full or failing disk: nothing of this request is kept, so the offset the upload
+            // answers is one that was made durable.
+            Received::Failed(e) => {
+                return Err(discard(Some(file), &path, offset, "append to a data file", e).await)
             }
-            if let Err(e) = file.push(piece).await {
-                // A full or failing disk: nothing of this request is kept, so the offset the
-                // upload answers is one that was made durable.
-                return Err(discard(Some(file), &path, offset, "append to a data file", e).await);
-            }
-            if let (None, Some(grown)) = (&hasher, grown.as_mut()) {
-                if written - reported >= REPORT_EVERY {
-                    if let Err(e) = file.flush().await {
-                        return Err(
-                            discard(Some(file), &path, offset, "append to a data file", e).await,
-                        );
-                    }
-                    grown(offset + written);
-                    reported = written;
-                }
-            }
-        }
+        };
         if let (Some(h), Some((_, expected))) = (hasher, checksum) {
             // A checksum covers the whole request: an incomplete or different chunk goes.
             if cut || h.finalize().as_ref() != expected.as_slice() {
@@ -348,7 +322,68 @@ impl OffsetSpool {
     }
 }
 
-/// Cuts the data file back to `len` bytes, durably.
+/// How reading a request body into a data file ended.
+enum Received {
+    /// The body ended (`cut`: early, its connection lost or the upload taken over) after
+    /// `written` bytes.
+    Ended { written: u64, cut: bool },
+    /// The body went past the limit.
+    TooLarge,
+    /// A write failed.
+    Failed(std::io::Error),
+}
+
+/// Reads `body` into `file` while `turn` holds the upload, at most `limit` bytes, hashing it
+/// with `hasher` and telling `grown` the data file's length every MiB (from `offset`).
+async fn receive<S>(
+    file: &mut Appender,
+    turn: &Turn,
+    body: S,
+    limit: u64,
+    hasher: &mut Option<Box<dyn sha2::digest::DynDigest + Send>>,
+    mut grown: Option<&mut Box<dyn FnMut(u64) + Send + '_>>,
+    offset: u64,
+) -> Received
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>>,
+{
+    let mut written = 0u64;
+    let mut reported = 0u64;
+    let mut body = std::pin::pin!(body);
+    loop {
+        let piece = tokio::select! {
+            biased;
+            () = turn.stopped() => None,
+            piece = body.next() => match piece {
+                None => return Received::Ended { written, cut: false },
+                Some(piece) => piece.ok(),
+            },
+        };
+        let Some(piece) = piece else {
+            return Received::Ended { written, cut: true };
+        };
+        written += piece.len() as u64;
+        if written > limit {
+            return Received::TooLarge;
+        }
+        if let Some(h) = hasher.as_mut() {
+            h.update(&piece);
+        }
+        if let Err(e) = file.push(piece).await {
+            return Received::Failed(e);
+        }
+        if let Some(grown) = grown.as_mut() {
+            if written - reported >= REPORT_EVERY {
+                if let Err(e) = file.flush().await {
+                    return Received::Failed(e);
+                }
+                grown(offset + written);
+                reported = written;
+            }
+        }
+    }
+}
+
 /// Cuts a data file back to `len` after a failed append (a full disk): nothing of the request is
 /// kept, so the offset the upload answers is one that was made durable. Returns the failure.
 async fn discard(
@@ -375,6 +410,7 @@ async fn discard(
     io(op)(error)
 }
 
+/// Cuts the data file back to `len` bytes, durably (a body too long, a checksum mismatch).
 async fn truncate(file: Appender, len: u64) -> Result<(), SpoolError> {
     let file = file
         .into_file()
