@@ -567,60 +567,34 @@ pub fn transcode(
     if u64::from(w) * u64::from(h) > limits.max_pixels {
         return Err(MediaError::TooLarge(w, h));
     }
-    let vstream = ictx
-        .streams()
-        .best(media::Type::Video)
-        .ok_or(MediaError::NoVideoStream)?;
+    let streams = streams(&ictx)?;
+    let (vstream, astream) = (&streams.video, streams.audio.as_ref());
     let (vi, v_tb) = (vstream.index(), vstream.time_base());
-    let frame_rate = match vstream.avg_frame_rate() {
-        r if r.numerator() > 0 && r.denominator() > 0 => r,
-        _ => Rational(25, 1),
-    };
-    let h264_source = vstream.parameters().id() == codec::Id::H264;
-    let mut vdec = video_decoder(&vstream)?;
-    let astream = ictx.streams().best(media::Type::Audio);
-    let (ai, a_tb) = astream
-        .as_ref()
-        .map_or((None, Rational(1, 1)), |s| (Some(s.index()), s.time_base()));
-    let audio_ok = astream
-        .as_ref()
-        .is_none_or(|s| s.parameters().id() == codec::Id::AAC);
-
-    let plan = template::plan(
-        template,
-        template::Source {
-            width: w,
-            height: h,
-            h264: h264_source,
-            audio_ok,
-        },
-    );
+    let mut vdec = video_decoder(vstream)?;
+    let (ai, a_tb) = astream.map_or((None, Rational(1, 1)), |s| (Some(s.index()), s.time_base()));
+    let plan = template::plan(template, streams.as_source(probe.video_size));
     let encoding = plan.iter().any(|p| !p.copy);
-    let mut audio = match (&astream, encoding) {
+    let mut audio = match (astream, encoding) {
         (Some(s), true) => Some(AudioEncoder::new(s, template.audio_bitrate, true)?),
         _ => None,
     };
 
     let sources = Sources {
-        video: &vstream,
+        video: vstream,
         decoder: &vdec,
-        audio: astream.as_ref(),
+        audio: astream,
         audio_encoder: audio.as_ref(),
-        frame_rate,
+        frame_rate: streams.frame_rate,
     };
     let mut rungs = open_rungs(plan, dir, template, &sources)?;
 
     let ticks_per_second = i64::from(v_tb.denominator()) / i64::from(v_tb.numerator().max(1));
     let duration_ts = probe.duration_ms.map(|ms| ms * ticks_per_second / 1000);
-    let mut thumb = template.thumbnail.then(|| Thumb {
-        // The first frame at one second, or at half a shorter video.
-        at: duration_ts.map_or(0, |d| (d / 2).min(ticks_per_second)),
-        path: dir.join("thumbnail.jpg"),
-        made: None,
-        first: None,
-    });
+    let mut thumb = template
+        .thumbnail
+        .then(|| Thumb::planned(dir, duration_ts, ticks_per_second));
     let decode_video = encoding || thumb.is_some();
-    let mut pass = Pass {
+    let pass = Pass {
         v_tb,
         a_tb,
         vdec: &mut vdec,
@@ -631,29 +605,14 @@ pub fn transcode(
         decoded_frames: 0,
         read_span: None,
     };
-    for (stream, packet) in ictx.packets() {
-        if Instant::now() > limits.deadline {
-            return Err(MediaError::TimedOut);
-        }
-        if stream.index() == vi {
-            pass.video(&packet)?;
-            if let Some(pct) = pass.percent(duration_ts) {
-                progress.store(pct, Ordering::Relaxed);
-            }
-        } else if Some(stream.index()) == ai {
-            pass.audio(&packet)?;
-        }
-    }
-    let read_span = pass.finish()?;
-    if let (Some(declared), Some((first, last))) = (duration_ts, read_span) {
-        if truncated(declared, last - first, ticks_per_second) {
-            let ms = |ticks: i64| ticks * 1000 / ticks_per_second.max(1);
-            return Err(MediaError::Truncated {
-                declared_ms: ms(declared),
-                readable_ms: ms(last - first),
-            });
-        }
-    }
+    pump(
+        &mut ictx,
+        pass,
+        (vi, ai),
+        limits.deadline,
+        (duration_ts, ticks_per_second),
+        progress,
+    )?;
     let mut outputs = finish_rungs(rungs, &probe)?;
     if let Some(t) = thumb {
         outputs.extend(t.finish(&vdec, v_tb)?);
@@ -669,6 +628,82 @@ pub fn transcode(
         outputs,
         files,
     })
+}
+
+/// The source's streams a transcode reads: the best video stream, the best audio stream if
+/// any, and the video's frame rate (25 when the file does not say).
+struct Streams<'a> {
+    video: format::stream::Stream<'a>,
+    audio: Option<format::stream::Stream<'a>>,
+    frame_rate: Rational,
+}
+
+impl Streams<'_> {
+    /// The source as the rendition ladder sees it: its size, whether its video is H.264 and
+    /// its audio (if any) AAC, so that they may be copied.
+    fn as_source(&self, (width, height): (u32, u32)) -> template::Source {
+        template::Source {
+            width,
+            height,
+            h264: self.video.parameters().id() == codec::Id::H264,
+            audio_ok: (self.audio.as_ref()).is_none_or(|s| s.parameters().id() == codec::Id::AAC),
+        }
+    }
+}
+
+fn streams(ictx: &format::context::Input) -> Result<Streams<'_>, MediaError> {
+    let video = ictx
+        .streams()
+        .best(media::Type::Video)
+        .ok_or(MediaError::NoVideoStream)?;
+    let frame_rate = match video.avg_frame_rate() {
+        r if r.numerator() > 0 && r.denominator() > 0 => r,
+        _ => Rational(25, 1),
+    };
+    Ok(Streams {
+        audio: ictx.streams().best(media::Type::Audio),
+        video,
+        frame_rate,
+    })
+}
+
+/// Reads the source's packets once, video stream `streams.0` and audio `streams.1`, feeding
+/// `pass` until `deadline` and reporting progress against the declared duration
+/// (`duration.0`, in ticks; `duration.1` ticks a second); then checks the source was not cut
+/// short of that duration.
+fn pump(
+    ictx: &mut format::context::Input,
+    mut pass: Pass<'_>,
+    streams: (usize, Option<usize>),
+    deadline: Instant,
+    duration: (Option<i64>, i64),
+    progress: &AtomicU8,
+) -> Result<(), MediaError> {
+    let (duration_ts, ticks_per_second) = duration;
+    for (stream, packet) in ictx.packets() {
+        if Instant::now() > deadline {
+            return Err(MediaError::TimedOut);
+        }
+        if stream.index() == streams.0 {
+            pass.video(&packet)?;
+            if let Some(pct) = pass.percent(duration_ts) {
+                progress.store(pct, Ordering::Relaxed);
+            }
+        } else if Some(stream.index()) == streams.1 {
+            pass.audio(&packet)?;
+        }
+    }
+    let read_span = pass.finish()?;
+    if let (Some(declared), Some((first, last))) = (duration_ts, read_span) {
+        if truncated(declared, last - first, ticks_per_second) {
+            let ms = |ticks: i64| ticks * 1000 / ticks_per_second.max(1);
+            return Err(MediaError::Truncated {
+                declared_ms: ms(declared),
+                readable_ms: ms(last - first),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One pass over the source's packets, feeding every rendition: copied renditions get the
@@ -907,6 +942,17 @@ struct Thumb {
 }
 
 impl Thumb {
+    /// The thumbnail taken into `dir`: the first frame at one second, or at half a video
+    /// shorter than two (`duration_ts` in ticks, `ticks_per_second` of them a second).
+    fn planned(dir: &Path, duration_ts: Option<i64>, ticks_per_second: i64) -> Self {
+        Self {
+            at: duration_ts.map_or(0, |d| (d / 2).min(ticks_per_second)),
+            path: dir.join("thumbnail.jpg"),
+            made: None,
+            first: None,
+        }
+    }
+
     /// The thumbnail made during the pass, or for a video shorter than its time, its first
     /// frame; `None` when no frame was decoded.
     fn finish(
