@@ -65,6 +65,17 @@ pub enum StartError {
     },
 }
 
+/// The spools of chunked and resumable uploads under `spool_dir`, sharing one syncing thread.
+fn open_spools(settings: &EdgeSettings) -> Result<proxy::Spools, StartError> {
+    let syncer = Arc::new(Syncer::start(settings.durability).map_err(StartError::Syncer)?);
+    Ok(proxy::Spools {
+        chunks: ChunkSpool::open(&settings.spool_dir.join("chunks"), syncer.clone())
+            .map_err(StartError::Spool)?,
+        resumable: OffsetSpool::open(&settings.spool_dir.join("resumable"), syncer)
+            .map_err(StartError::Spool)?,
+    })
+}
+
 /// Runs the edge until the process is told to stop; never returns on success.
 ///
 /// # Errors
@@ -86,13 +97,7 @@ pub fn run(
         .with_name(settings.name.clone())
         .with_forwarding(&settings.spool_dir.join("forward"))
         .map_err(StartError::Store)?;
-    let syncer = Arc::new(Syncer::start(settings.durability).map_err(StartError::Syncer)?);
-    let spools = Arc::new(proxy::Spools {
-        chunks: ChunkSpool::open(&settings.spool_dir.join("chunks"), syncer.clone())
-            .map_err(StartError::Spool)?,
-        resumable: OffsetSpool::open(&settings.spool_dir.join("resumable"), syncer)
-            .map_err(StartError::Spool)?,
-    });
+    let spools = Arc::new(open_spools(settings)?);
     crate::metrics::edge_started();
     crate::metrics::on_scrape(Arc::new(metered::Spool(settings.spool_dir.clone())));
     let sweeper = spool_sweeper::SpoolSweeper {

@@ -243,6 +243,17 @@ pub enum PartBody {
     },
 }
 
+impl PartBody {
+    /// The CRC32C of the part's bytes.
+    #[must_use]
+    pub fn crc32c(&self) -> u32 {
+        match self {
+            Self::Bytes(bytes) => crc32c(bytes),
+            Self::File { crc32c, .. } => *crc32c,
+        }
+    }
+}
+
 /// An object stored as numbered parts under an upload id that survives restarts.
 #[async_trait]
 pub trait PartStore: Send + Sync {

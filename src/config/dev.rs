@@ -115,20 +115,26 @@ impl RawDev {
         }
     }
 
-    /// Checks every key; `secret` is the internal secret generated for this process.
-    ///
-    /// # Errors
-    /// The first key with an unusable value.
-    pub fn validate(&self, secret: Secret, keyring: Keyring) -> Result<DevSettings, ConfigError> {
-        let data_dir = self.data_dir();
+    /// Object storage and the state database: as given, or in `data_dir`.
+    fn stores(&self, data_dir: &Path) -> Result<(StorageUrl, DatabaseUrl), ConfigError> {
         let storage = match &self.storage {
             Some(raw) => StorageUrl::parse(raw, "storage")?,
             None => StorageUrl::File(data_dir.join("objects")),
         };
         let database = match &self.database {
             Some(raw) => DatabaseUrl::parse(raw, "database")?,
-            None => DatabaseUrl::in_data_dir(&data_dir),
+            None => DatabaseUrl::in_data_dir(data_dir),
         };
+        Ok((storage, database))
+    }
+
+    /// Checks every key; `secret` is the internal secret generated for this process.
+    ///
+    /// # Errors
+    /// The first key with an unusable value.
+    pub fn validate(&self, secret: Secret, keyring: Keyring) -> Result<DevSettings, ConfigError> {
+        let data_dir = self.data_dir();
+        let (storage, database) = self.stores(&data_dir)?;
         let listen = parse_addr(self.listen.as_deref().unwrap_or("127.0.0.1:8080"), "listen")?;
         let self_signed = self.tls_certificate.is_none();
         let tls = self.tls(&data_dir)?;

@@ -420,20 +420,10 @@ impl Job {
                     sent.insert(p.number, p);
                     continue;
                 }
-                let waiting = crate::metrics::part_waiting();
-                let permit = self
-                    .parts_held
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| state_error("wait for a part's turn", e))?;
-                drop(waiting);
+                let permit = self.part_turn().await?;
                 let (body, in_memory) = self.part_body(&spooled.files, part).await?;
                 let held_part = (permit, in_memory);
-                let crc = match &body {
-                    PartBody::Bytes(bytes) => crate::store::crc32c(bytes),
-                    PartBody::File { crc32c, .. } => *crc32c,
-                };
+                let crc = body.crc32c();
                 cursor = PartPlan::advance(&part);
                 let kept = held
                     .remove(&part.number.0)
@@ -472,6 +462,16 @@ impl Job {
                 collected = self.collect(&mut sending, &mut sent, &state), if !sending.is_empty() => collected?,
             }
         }
+    }
+
+    /// Waits for one of the edge's places for parts being sent (counted as waiting meanwhile).
+    async fn part_turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
+        let _waiting = crate::metrics::part_waiting();
+        self.parts_held
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| state_error("wait for a part's turn", e))
     }
 
     /// A part's body: streamed from its file when it lies in one (a tus upload, a direct upload:
