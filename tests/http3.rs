@@ -537,3 +537,57 @@ async fn every_protocol_answers_the_same_on_http_1_1_2_and_3() {
         );
     }
 }
+
+/// A phone moving from Wi-Fi to cellular, or a NAT rebinding: the client's address changes in
+/// the middle of a 24 MiB HTTP/3 upload (a relay starts sending from a new source port after
+/// 8 MiB and drops the old one). The edge's QUIC connection follows the client (connection
+/// migration), the upload completes, and the stored object is byte-identical.
+#[tokio::test]
+async fn an_http3_upload_survives_the_client_address_changing() {
+    let (node, port) = Node::dev_tls().await;
+    let account = node.account("Acme");
+    let token = common::upload_token(&node, &account, "").await;
+    let relay = common::relay::RebindingUdpRelay::start(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        8 << 20,
+    )
+    .await;
+    let bytes: Vec<u8> = (0..24u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let answer = h3(
+        format!("https://127.0.0.1:{}/files/", relay.addr.port()),
+        "POST",
+        vec![
+            format!("authorization:Bearer {token}"),
+            "tus-resumable:1.0.0".into(),
+            format!("upload-length:{}", bytes.len()),
+            "content-type:application/offset+octet-stream".into(),
+        ],
+        bytes.clone(),
+    )
+    .await;
+    assert_eq!(answer["status"], 201, "{answer}");
+    assert_eq!(
+        answer["headers"]["upload-offset"],
+        bytes.len().to_string(),
+        "{answer}"
+    );
+    assert!(relay.rebound(), "the client's address never changed");
+    let id = answer["headers"]["location"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let record = Uploads::new(&node.url, &account.api_key)
+        .wait_final(&id)
+        .await;
+    let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    assert_eq!(
+        record["sha256"].as_str(),
+        Some(expected.as_str()),
+        "{record}"
+    );
+}

@@ -128,3 +128,64 @@ async fn link(
     }
     let _ = to.shutdown().await;
 }
+
+/// A UDP relay to `upstream` that rebinds as a NAT does: once it has forwarded `rebind_after`
+/// bytes from the client, it sends from a new socket (a new source port) and drops the old one,
+/// so the server sees its client move mid-connection (QUIC connection migration) and whatever
+/// it still sends to the old address is lost. Stops when dropped.
+pub struct RebindingUdpRelay {
+    /// Where clients send.
+    pub addr: SocketAddr,
+    rebound: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RebindingUdpRelay {
+    /// Starts a relay on a free port of 127.0.0.1.
+    pub async fn start(upstream: SocketAddr, rebind_after: u64) -> Self {
+        let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = front.local_addr().unwrap();
+        let rebound = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = rebound.clone();
+        let task = tokio::spawn(async move {
+            let mut up = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let (mut from_client, mut from_server) = (vec![0u8; 65536], vec![0u8; 65536]);
+            let mut client = None;
+            let mut forwarded = 0u64;
+            loop {
+                tokio::select! {
+                    got = front.recv_from(&mut from_client) => {
+                        let Ok((n, from)) = got else { return };
+                        client = Some(from);
+                        let _ = up.send_to(&from_client[..n], upstream).await;
+                        forwarded += n as u64;
+                        if forwarded >= rebind_after && !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                            up = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                    got = up.recv(&mut from_server) => {
+                        let (Ok(n), Some(client)) = (got, client) else { continue };
+                        let _ = front.send_to(&from_server[..n], client).await;
+                    }
+                }
+            }
+        });
+        Self {
+            addr,
+            rebound,
+            task,
+        }
+    }
+
+    /// Whether it has moved to its second source port.
+    pub fn rebound(&self) -> bool {
+        self.rebound.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for RebindingUdpRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
