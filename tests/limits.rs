@@ -1,7 +1,8 @@
 //! The edge under slow and greedy clients (`[limits]`): a request head trickled a byte at a
 //! time (slowloris) is answered 408 and closed; a tus PATCH body that trickles or stalls is
 //! answered 408 and closed, and the bytes that arrived are kept (HEAD says so); one address
-//! holding the connection cap gets 429 for more, and its place back when one closes.
+//! holding the connection cap gets 429 for more, and its place back when one closes; QUIC
+//! connections count towards the same cap.
 
 mod common;
 
@@ -204,4 +205,77 @@ async fn one_address_gets_429_beyond_its_connection_cap() {
             .is_ok_and(|r| r.status() == 200)
     })
     .await;
+}
+
+/// One HTTP/3 GET by aioquic (PyPI); whether it was answered 200.
+fn h3_get_ok(url: &str) -> bool {
+    let out = std::process::Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/h3_request.py"))
+        .args([url, "GET"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("python3 runs (pip install aioquic)");
+    out.status.success()
+        && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|answer| answer["status"] == 200)
+}
+
+#[tokio::test]
+async fn the_connection_cap_counts_quic_connections_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dev.toml");
+    std::fs::write(&config, "[limits]\nmax_connections_per_client = 2\n").unwrap();
+    let (node, port) = Node::dev_tls_with(&["--config", config.to_str().unwrap()]).await;
+    let h3_url = format!("https://127.0.0.1:{port}/healthz");
+    let quic_serves = async || {
+        let url = h3_url.clone();
+        tokio::task::spawn_blocking(move || h3_get_ok(&url))
+            .await
+            .unwrap()
+    };
+    common::eventually("HTTP/3 answers", quic_serves).await;
+    // Two TCP connections held open, each having had its answer (a 429 while the start-up's
+    // own checks still hold a place is tried again).
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        if held.len() == 2 {
+            break;
+        }
+        let mut conn = TcpStream::connect(addr(&node)).await.unwrap();
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        conn.read_exact(&mut head).await.unwrap();
+        match &head {
+            b"HTTP/1.1 200" => held.push(conn),
+            b"HTTP/1.1 429" => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("{}", String::from_utf8_lossy(other)),
+        }
+    }
+    assert_eq!(held.len(), 2, "two connections within 10 s");
+    // The cap is reached: a QUIC connection from the same address is refused...
+    assert!(
+        !quic_serves().await,
+        "a third connection, over QUIC, was served"
+    );
+    // ...and the connections already open are unharmed.
+    let mut conn = held.pop().unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The rest of the first answer, then the second one's head.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("HTTP/1.1 200") {
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("an answer on a connection already open")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // A place given back is one QUIC can take.
+    drop(conn);
+    common::eventually("a QUIC connection once a place is free", quic_serves).await;
 }
