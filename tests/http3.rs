@@ -591,3 +591,35 @@ async fn an_http3_upload_survives_the_client_address_changing() {
         "{record}"
     );
 }
+
+/// 0-RTT is never accepted: a client resuming a session sends its request as early data even
+/// though the ticket does not allow it (aioquic, `tests/support/h3_zero_rtt.py`); the edge
+/// refuses the early data and the request is answered after the handshake.
+#[tokio::test]
+async fn early_data_is_never_accepted() {
+    let (_node, port) = Node::dev_tls().await;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/h3_zero_rtt.py"))
+            .arg(format!("https://127.0.0.1:{port}/healthz"))
+            .output()
+            .expect("python3 runs (pip install aioquic)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tried: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tried["ticket"], true, "{tried}");
+    assert_eq!(tried["resumed"], true, "{tried}");
+    assert_eq!(
+        tried["max_early_data"],
+        Value::Null,
+        "a ticket allows early data: {tried}"
+    );
+    assert_eq!(tried["early_data_accepted"], false, "{tried}");
+    assert_eq!(tried["status"], 200, "{tried}");
+}

@@ -79,4 +79,5 @@ async def main():
         }))
 
 
-asyncio.run(main())
+if __name__ == "__main__":
+    asyncio.run(main())
