@@ -48,14 +48,23 @@ pub enum Client {
 }
 
 impl Client {
-    /// A client of HTTP `version` ("1.1", "2" or "3") that reaches `node` at `addr`.
+    /// A client of HTTP `version` ("1.1", "2" or "3"; "3-bbr": HTTP/3 whose QUIC sends with
+    /// BBR instead of quinn's default, CUBIC) that reaches `node` at `addr`.
     pub async fn new(version: &str, node: &Node, addr: SocketAddr) -> Self {
         let certificate = node.certificate();
-        if version == "3" {
+        if version.starts_with('3') {
             let tls = super::tls::client_config(&certificate, b"h3");
             let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
             let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-            endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+            let mut config = quinn::ClientConfig::new(Arc::new(quic));
+            if version == "3-bbr" {
+                let mut transport = quinn::TransportConfig::default();
+                transport.congestion_controller_factory(Arc::new(
+                    quinn::congestion::BbrConfig::default(),
+                ));
+                config.transport_config(Arc::new(transport));
+            }
+            endpoint.set_default_client_config(config);
             let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
             let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(connection))
                 .await

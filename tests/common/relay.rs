@@ -1,6 +1,8 @@
 //! A network path on loopback: a TCP relay that delays every byte by a one-way delay and caps
 //! each direction's bandwidth, queueing at most one bandwidth-delay product before it stops
-//! reading (this kernel has no `tc netem`). Shared by the tests and the benchmarks (which
+//! reading (this kernel has no `tc netem`); a UDP relay that does the same for datagrams and
+//! also loses and reorders some (QUIC); and a UDP relay that changes its source port half way,
+//! as a NAT rebinding does. Shared by the tests and the benchmarks (which
 //! include this file by path).
 //!
 //! Each direction is a bottleneck link: a piece read at `t` leaves the link at
@@ -187,5 +189,127 @@ impl RebindingUdpRelay {
 impl Drop for RebindingUdpRelay {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A UDP path on loopback for one client: each direction a bottleneck link like [`Relay`]'s
+/// (a one-way delay, a bandwidth, at most a round trip's worth of datagrams queued, the rest
+/// dropped as a full router queue drops them), plus random loss and a little reordering (a
+/// datagram in a hundred swaps places with the next one). Stops when dropped.
+pub struct UdpPathRelay {
+    /// Where the client sends.
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A datagram on its way: when it is delivered, its bytes and where to.
+type Due = (Instant, Vec<u8>, SocketAddr);
+
+impl UdpPathRelay {
+    /// Starts a relay on a free port of 127.0.0.1 to `upstream`, losing `loss` (0 to 1) of the
+    /// datagrams each way at random (seeded: the same run loses the same ones).
+    pub async fn start(upstream: SocketAddr, path: Path, loss: f64) -> Self {
+        use rand::{Rng, SeedableRng};
+        use std::sync::Arc;
+        let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let up = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = front.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+            let mut to_server = Direction::new(path, up.clone());
+            let mut to_client = Direction::new(path, front.clone());
+            let (mut from_client, mut from_server) = (vec![0u8; 65536], vec![0u8; 65536]);
+            let mut client = None;
+            loop {
+                let (datagram, to, direction) = tokio::select! {
+                    got = front.recv_from(&mut from_client) => {
+                        let Ok((n, from)) = got else { return };
+                        client = Some(from);
+                        (from_client[..n].to_vec(), upstream, &mut to_server)
+                    }
+                    got = up.recv(&mut from_server) => {
+                        let (Ok(n), Some(client)) = (got, client) else { continue };
+                        (from_server[..n].to_vec(), client, &mut to_client)
+                    }
+                };
+                if !rng.random_bool(loss) {
+                    direction.send(datagram, to, rng.random_bool(0.01));
+                }
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for UdpPathRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One direction of the UDP path: its link, a datagram held back to be swapped with the next,
+/// and the task that delivers datagrams in order when they are due.
+struct Direction {
+    link: Link,
+    held: Option<(Vec<u8>, SocketAddr)>,
+    deliver: tokio::sync::mpsc::UnboundedSender<Due>,
+}
+
+impl Direction {
+    fn new(path: Path, out: std::sync::Arc<tokio::net::UdpSocket>) -> Self {
+        let (deliver, mut due) = tokio::sync::mpsc::unbounded_channel::<Due>();
+        tokio::spawn(async move {
+            while let Some((at, datagram, to)) = due.recv().await {
+                tokio::time::sleep_until(at).await;
+                let _ = out.send_to(&datagram, to).await;
+            }
+        });
+        Self {
+            link: Link::new(path),
+            held: None,
+            deliver,
+        }
+    }
+
+    /// Queues a datagram (dropped when the link's queue is full); `hold` keeps it back to go
+    /// out just after the next one.
+    fn send(&mut self, datagram: Vec<u8>, to: SocketAddr, hold: bool) {
+        let Some(at) = self.link.admit(datagram.len()) else {
+            return;
+        };
+        if hold && self.held.is_none() {
+            self.held = Some((datagram, to));
+            return;
+        }
+        let _ = self.deliver.send((at, datagram, to));
+        if let Some((held, to)) = self.held.take() {
+            let _ = self.deliver.send((at, held, to));
+        }
+    }
+}
+
+/// One direction of a datagram path: when each datagram leaves its queue.
+struct Link {
+    path: Path,
+    departure: Instant,
+}
+
+impl Link {
+    fn new(path: Path) -> Self {
+        Self {
+            path,
+            departure: Instant::now(),
+        }
+    }
+
+    /// When a datagram of `len` bytes arriving now is delivered, or `None` when the queue
+    /// already holds a round trip's worth (it is dropped).
+    fn admit(&mut self, len: usize) -> Option<Instant> {
+        let now = Instant::now();
+        if self.departure > now + self.path.one_way * 2 {
+            return None;
+        }
+        self.departure = self.departure.max(now) + self.path.transmit(len);
+        Some(self.departure + self.path.one_way)
     }
 }
