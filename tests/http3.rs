@@ -39,6 +39,22 @@ async fn h3(url: String, method: &str, headers: Vec<String>, body: Vec<u8>) -> V
     .unwrap()
 }
 
+/// A tus creation with upload of `bytes` over HTTP/3 (aioquic) to `base`, with `token`.
+async fn tus_create(base: &str, token: &str, bytes: &[u8]) -> Value {
+    h3(
+        format!("{base}/files/"),
+        "POST",
+        vec![
+            format!("authorization:Bearer {token}"),
+            "tus-resumable:1.0.0".into(),
+            format!("upload-length:{}", bytes.len()),
+            "content-type:application/offset+octet-stream".into(),
+        ],
+        bytes.to_vec(),
+    )
+    .await
+}
+
 fn json_body(answer: &Value) -> Value {
     serde_json::from_str(answer["body"].as_str().unwrap()).unwrap()
 }
@@ -162,18 +178,7 @@ async fn a_real_video_uploaded_over_http3_by_aioquic_is_stored_and_completes() {
 
     // tus 1.0: creation with upload.
     let token = common::upload_token(&node, &account, "").await;
-    let created = h3(
-        format!("{base}/files/"),
-        "POST",
-        vec![
-            format!("authorization:Bearer {token}"),
-            "tus-resumable:1.0.0".into(),
-            format!("upload-length:{}", bytes.len()),
-            "content-type:application/offset+octet-stream".into(),
-        ],
-        bytes.clone(),
-    )
-    .await;
+    let created = tus_create(&base, &token, &bytes).await;
     assert_eq!(created["status"], 201, "{created}");
     assert_eq!(
         created["headers"]["upload-offset"],
@@ -555,18 +560,8 @@ async fn an_http3_upload_survives_the_client_address_changing() {
     let bytes: Vec<u8> = (0..24u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
-    let answer = h3(
-        format!("https://127.0.0.1:{}/files/", relay.addr.port()),
-        "POST",
-        vec![
-            format!("authorization:Bearer {token}"),
-            "tus-resumable:1.0.0".into(),
-            format!("upload-length:{}", bytes.len()),
-            "content-type:application/offset+octet-stream".into(),
-        ],
-        bytes.clone(),
-    )
-    .await;
+    let base = format!("https://127.0.0.1:{}", relay.addr.port());
+    let answer = tus_create(&base, &token, &bytes).await;
     assert_eq!(answer["status"], 201, "{answer}");
     assert_eq!(
         answer["headers"]["upload-offset"],

@@ -168,29 +168,34 @@ async fn a_trickling_or_stalled_body_is_cut_with_408_and_what_arrived_is_kept() 
     assert_eq!(offset(&node, &token, &path).await, 20_000);
 }
 
-#[tokio::test]
-async fn one_address_gets_429_beyond_its_connection_cap() {
-    let (node, _dir) = node("max_connections_per_client = 3\n").await;
-    // Three connections held open (the start-up's health checks may still be closing theirs,
-    // so a 429 here is tried again).
+/// `n` TCP connections held open, each having had its answer (a 429 while the start-up's own
+/// checks still hold a place is tried again, 50 ms later, for up to 10 s).
+async fn hold(node: &Node, n: usize) -> Vec<TcpStream> {
     let mut held = Vec::new();
     for _ in 0..200 {
-        if held.len() == 3 {
+        if held.len() == n {
             break;
         }
-        let mut conn = TcpStream::connect(addr(&node)).await.unwrap();
+        let mut conn = TcpStream::connect(addr(node)).await.unwrap();
         conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
-        let mut buf = [0u8; 12];
-        conn.read_exact(&mut buf).await.unwrap();
-        match &buf {
+        let mut head = [0u8; 12];
+        conn.read_exact(&mut head).await.unwrap();
+        match &head {
             b"HTTP/1.1 200" => held.push(conn),
             b"HTTP/1.1 429" => tokio::time::sleep(Duration::from_millis(50)).await,
             other => panic!("{}", String::from_utf8_lossy(other)),
         }
     }
-    assert_eq!(held.len(), 3, "three connections within 10 s");
+    assert_eq!(held.len(), n, "{n} connections within 10 s");
+    held
+}
+
+#[tokio::test]
+async fn one_address_gets_429_beyond_its_connection_cap() {
+    let (node, _dir) = node("max_connections_per_client = 3\n").await;
+    let mut held = hold(&node, 3).await;
     let mut extra = TcpStream::connect(addr(&node)).await.unwrap();
     let answer = until_closed(&mut extra).await;
     assert!(answer.starts_with("HTTP/1.1 429"), "{answer:?}");
@@ -234,26 +239,7 @@ async fn the_connection_cap_counts_quic_connections_too() {
             .unwrap()
     };
     common::eventually("HTTP/3 answers", quic_serves).await;
-    // Two TCP connections held open, each having had its answer (a 429 while the start-up's
-    // own checks still hold a place is tried again).
-    let mut held = Vec::new();
-    for _ in 0..200 {
-        if held.len() == 2 {
-            break;
-        }
-        let mut conn = TcpStream::connect(addr(&node)).await.unwrap();
-        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut head = [0u8; 12];
-        conn.read_exact(&mut head).await.unwrap();
-        match &head {
-            b"HTTP/1.1 200" => held.push(conn),
-            b"HTTP/1.1 429" => tokio::time::sleep(Duration::from_millis(50)).await,
-            other => panic!("{}", String::from_utf8_lossy(other)),
-        }
-    }
-    assert_eq!(held.len(), 2, "two connections within 10 s");
+    let mut held = hold(&node, 2).await;
     // The cap is reached: a QUIC connection from the same address is refused...
     assert!(
         !quic_serves().await,

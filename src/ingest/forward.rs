@@ -620,11 +620,17 @@ fn adoptable(
 /// A part read into memory: its place in the edge's budget and in the metrics.
 type InMemory = (tokio::sync::OwnedSemaphorePermit, crate::metrics::Raised);
 
-/// The CRC32C of `len` bytes of `path` from `offset`, read a buffer at a time (on a blocking
-/// thread).
+/// The CRC32C of `len` bytes of `path` from `offset`, read a buffer at a time.
 async fn crc_of_range(path: &Path, offset: u64, len: u64) -> Result<u32, StoreError> {
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || crate::store::crc32c_of_file(&path, offset, len))
+    read_spool(move || crate::store::crc32c_of_file(&path, offset, len)).await
+}
+
+/// Runs a read of the spool on a blocking thread.
+async fn read_spool<T: Send + 'static>(
+    read: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(read)
         .await
         .map_err(std::io::Error::other)
         .and_then(|r| r)
@@ -770,10 +776,10 @@ impl ObjectWriter for Spooling {
     }
 }
 
-/// Reads `part` from the spooled files (on a blocking thread).
+/// Reads `part` from the spooled files.
 async fn read_part(files: &[(PathBuf, u64)], part: Part) -> Result<Bytes, StoreError> {
     let files = files.to_vec();
-    tokio::task::spawn_blocking(move || {
+    read_spool(move || {
         use std::os::unix::fs::FileExt;
         let len = usize::try_from(part.len).map_err(std::io::Error::other)?;
         let mut buf = vec![0u8; len];
@@ -799,12 +805,6 @@ async fn read_part(files: &[(PathBuf, u64)], part: Part) -> Result<Bytes, StoreE
         Ok(Bytes::from(buf))
     })
     .await
-    .map_err(std::io::Error::other)
-    .and_then(|r| r)
-    .map_err(|source| StoreError::Read {
-        key: "spooled upload".into(),
-        source,
-    })
 }
 
 #[cfg(test)]
