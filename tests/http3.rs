@@ -618,3 +618,57 @@ async fn early_data_is_never_accepted() {
     assert_eq!(tried["early_data_accepted"], false, "{tried}");
     assert_eq!(tried["status"], 200, "{tried}");
 }
+
+/// A second HTTP/3 client not written here: curl_cffi (libcurl with HTTP/3, from PyPI) sends
+/// an IETF draft upload (interop 8) in two requests, creation with half the file, then HEAD
+/// and PATCH with the rest, all over HTTP/3; the stored object is byte-identical.
+#[tokio::test]
+async fn curl_uploads_over_http3_with_the_ietf_draft() {
+    let (node, port) = Node::dev_tls().await;
+    let account = node.account("Acme");
+    let token = common::upload_token(&node, &account, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("upload.bin");
+    let bytes: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 24) as u8)
+        .collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/h3_curl_ietf.py"))
+            .arg(format!("https://127.0.0.1:{port}"))
+            .arg(&token)
+            .arg(&file)
+            .output()
+            .expect("python3 runs (bash .ci/setup installs curl_cffi)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sent["versions"], serde_json::json!([30, 30, 30]), "{sent}");
+    assert_eq!(sent["created"], 201, "{sent}");
+    assert!(sent["offset"].as_u64().unwrap() > 0, "{sent}");
+    // The PATCH that completes the upload answers 201 with the upload's status.
+    assert_eq!(sent["finished"], 201, "{sent}");
+    let id = sent["location"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    let id = id.split('?').next().unwrap();
+    let record = Uploads::new(&node.url, &account.api_key)
+        .wait_final(id)
+        .await;
+    let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    assert_eq!(
+        record["sha256"].as_str(),
+        Some(expected.as_str()),
+        "{record}"
+    );
+}
