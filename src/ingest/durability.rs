@@ -10,6 +10,7 @@
 //! Must not depend on HTTP, any protocol, store or the config files.
 
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::fs::File;
 use std::sync::mpsc;
 
@@ -85,12 +86,6 @@ impl Syncer {
         Ok(Self { durability, queue })
     }
 
-    /// How acknowledged bytes are made durable.
-    #[must_use]
-    pub fn durability(&self) -> Durability {
-        self.durability
-    }
-
     /// Makes everything written to `file` durable before it returns, whatever the
     /// [`Durability`]: for bytes a client will never send again once answered (chunks).
     ///
@@ -98,15 +93,8 @@ impl Syncer {
     /// The sync failed: what was written may not be on the disk.
     pub async fn sync(&self, file: File) -> std::io::Result<()> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        self.queue
-            .send(Waiting {
-                file,
-                answer: Some(answer),
-            })
-            .map_err(|_| std::io::Error::other("the syncing thread has stopped"))?;
-        answered
-            .await
-            .map_err(|_| std::io::Error::other("the syncing thread has stopped"))?
+        self.enqueue(file, Some(answer))?;
+        answered.await.map_err(|_| stopped())?
     }
 
     /// Makes what was written to `file` as durable as the [`Durability`] asks before an
@@ -118,15 +106,24 @@ impl Syncer {
     pub async fn settle(&self, file: File) -> std::io::Result<()> {
         match self.durability {
             Durability::Sync => self.sync(file).await,
-            Durability::Batched => {
-                self.queue
-                    .send(Waiting { file, answer: None })
-                    .map_err(|_| std::io::Error::other("the syncing thread has stopped"))?;
-                Ok(())
-            }
+            Durability::Batched => self.enqueue(file, None),
             Durability::None => Ok(()),
         }
     }
+
+    fn enqueue(
+        &self,
+        file: File,
+        answer: Option<tokio::sync::oneshot::Sender<std::io::Result<()>>>,
+    ) -> std::io::Result<()> {
+        self.queue
+            .send(Waiting { file, answer })
+            .map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> std::io::Error {
+    std::io::Error::other("the syncing thread has stopped")
 }
 
 /// The syncing thread: each round takes everything waiting; it ends with the last sender.
@@ -152,38 +149,23 @@ fn run(rounds: &mpsc::Receiver<Waiting>) {
     }
 }
 
-/// Syncs every file; one result per file, in order.
+/// Syncs every file; one result per file, in order. Files sharing a file system with others
+/// in the round are synced by one `syncfs` of it (after a write-back failure there, file by
+/// file, to find whose it was); any other file by its own `fdatasync`.
 fn sync_round(files: &[&File]) -> Vec<std::io::Result<()>> {
-    if let [file] = files {
-        return vec![file.sync_data()];
+    let devices: Vec<Option<u64>> = files.iter().map(|f| device(f)).collect();
+    let mut sharing: HashMap<u64, usize> = HashMap::new();
+    for dev in devices.iter().flatten() {
+        *sharing.entry(*dev).or_default() += 1;
     }
-    let mut results: Vec<Option<std::io::Result<()>>> = files.iter().map(|_| None).collect();
-    // One syncfs per filesystem; a file whose filesystem cannot be told is synced alone.
-    let mut by_device: Vec<(u64, Vec<usize>)> = Vec::new();
-    for (i, file) in files.iter().enumerate() {
-        match device(file) {
-            Some(dev) => match by_device.iter_mut().find(|(d, _)| *d == dev) {
-                Some((_, members)) => members.push(i),
-                None => by_device.push((dev, vec![i])),
-            },
-            None => results[i] = Some(file.sync_data()),
-        }
-    }
-    for (_, members) in by_device {
-        if syncfs(files[members[0]]).is_ok() {
-            for i in members {
-                results[i] = Some(Ok(()));
-            }
-        } else {
-            // A write-back failed somewhere on the filesystem: find out whose, file by file.
-            for i in members {
-                results[i] = Some(files[i].sync_data());
-            }
-        }
-    }
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("not synced"))))
+    let mut synced: HashMap<u64, bool> = HashMap::new();
+    files
+        .iter()
+        .zip(devices)
+        .map(|(file, dev)| match dev.filter(|d| sharing[d] > 1) {
+            Some(dev) if *synced.entry(dev).or_insert_with(|| syncfs(file).is_ok()) => Ok(()),
+            _ => file.sync_data(),
+        })
         .collect()
 }
 
