@@ -9,34 +9,12 @@ mod common;
 
 use common::{sha256_file, test_video, Node, Uploads};
 use serde_json::Value;
-use std::path::Path;
 
 /// One HTTP/3 request by aioquic; its JSON summary (status, headers, body, interim).
 async fn h3(url: String, method: &str, headers: Vec<String>, body: Vec<u8>) -> Value {
-    let method = method.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut child = std::process::Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/h3_request.py"))
-            .arg(&url)
-            .arg(&method)
-            .args(&headers)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 runs (pip install aioquic)");
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &body).unwrap();
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "aioquic {method} {url}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    })
-    .await
-    .unwrap()
+    let mut args = vec![url, method.to_owned()];
+    args.extend(headers);
+    common::python_json("h3_request.py", args, body).await
 }
 
 /// A tus creation with upload of `bytes` over HTTP/3 (aioquic) to `base`, with `token`.
@@ -53,6 +31,12 @@ async fn tus_create(base: &str, token: &str, bytes: &[u8]) -> Value {
         bytes.to_vec(),
     )
     .await
+}
+
+/// The upload id at the end of a tus or IETF upload URL.
+fn upload_id(location: &str) -> &str {
+    let path = location.split('?').next().unwrap_or(location);
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 fn json_body(answer: &Value) -> Value {
@@ -569,22 +553,10 @@ async fn an_http3_upload_survives_the_client_address_changing() {
         "{answer}"
     );
     assert!(relay.rebound(), "the client's address never changed");
-    let id = answer["headers"]["location"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let record = Uploads::new(&node.url, &account.api_key)
-        .wait_final(&id)
+    let location = answer["headers"]["location"].as_str().unwrap();
+    Uploads::new(&node.url, &account.api_key)
+        .assert_stored(upload_id(location), &bytes)
         .await;
-    let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    assert_eq!(
-        record["sha256"].as_str(),
-        Some(expected.as_str()),
-        "{record}"
-    );
 }
 
 /// 0-RTT is never accepted: a client resuming a session sends its request as early data even
@@ -593,21 +565,8 @@ async fn an_http3_upload_survives_the_client_address_changing() {
 #[tokio::test]
 async fn early_data_is_never_accepted() {
     let (_node, port) = Node::dev_tls().await;
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/h3_zero_rtt.py"))
-            .arg(format!("https://127.0.0.1:{port}/healthz"))
-            .output()
-            .expect("python3 runs (pip install aioquic)")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tried: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    let tried = common::python_json("h3_zero_rtt.py", vec![url], Vec::new()).await;
     assert_eq!(tried["ticket"], true, "{tried}");
     assert_eq!(tried["resumed"], true, "{tried}");
     assert_eq!(
@@ -633,42 +592,18 @@ async fn curl_uploads_over_http3_with_the_ietf_draft() {
         .map(|i| (i.wrapping_mul(2_246_822_519) >> 24) as u8)
         .collect();
     std::fs::write(&file, &bytes).unwrap();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/h3_curl_ietf.py"))
-            .arg(format!("https://127.0.0.1:{port}"))
-            .arg(&token)
-            .arg(&file)
-            .output()
-            .expect("python3 runs (bash .ci/setup installs curl_cffi)")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = vec![
+        format!("https://127.0.0.1:{port}"),
+        token,
+        file.display().to_string(),
+    ];
+    let sent = common::python_json("h3_curl_ietf.py", args, Vec::new()).await;
     assert_eq!(sent["versions"], serde_json::json!([30, 30, 30]), "{sent}");
     assert_eq!(sent["created"], 201, "{sent}");
     assert!(sent["offset"].as_u64().unwrap() > 0, "{sent}");
     // The PATCH that completes the upload answers 201 with the upload's status.
     assert_eq!(sent["finished"], 201, "{sent}");
-    let id = sent["location"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap();
-    let id = id.split('?').next().unwrap();
-    let record = Uploads::new(&node.url, &account.api_key)
-        .wait_final(id)
+    Uploads::new(&node.url, &account.api_key)
+        .assert_stored(upload_id(sent["location"].as_str().unwrap()), &bytes)
         .await;
-    let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    assert_eq!(
-        record["sha256"].as_str(),
-        Some(expected.as_str()),
-        "{record}"
-    );
 }

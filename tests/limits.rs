@@ -213,13 +213,13 @@ async fn one_address_gets_429_beyond_its_connection_cap() {
 }
 
 /// One HTTP/3 GET by aioquic (PyPI); whether it was answered 200.
-fn h3_get_ok(url: &str) -> bool {
-    let out = std::process::Command::new("python3")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/h3_request.py"))
-        .args([url, "GET"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("python3 runs (pip install aioquic)");
+async fn h3_get_ok(url: &str) -> bool {
+    let out = common::python(
+        "h3_request.py",
+        vec![url.to_owned(), "GET".into()],
+        Vec::new(),
+    )
+    .await;
     out.status.success()
         && serde_json::from_slice::<serde_json::Value>(&out.stdout)
             .is_ok_and(|answer| answer["status"] == 200)
@@ -232,12 +232,7 @@ async fn the_connection_cap_counts_quic_connections_too() {
     std::fs::write(&config, "[limits]\nmax_connections_per_client = 2\n").unwrap();
     let (node, port) = Node::dev_tls_with(&["--config", config.to_str().unwrap()]).await;
     let h3_url = format!("https://127.0.0.1:{port}/healthz");
-    let quic_serves = async || {
-        let url = h3_url.clone();
-        tokio::task::spawn_blocking(move || h3_get_ok(&url))
-            .await
-            .unwrap()
-    };
+    let quic_serves = async || h3_get_ok(&h3_url).await;
     common::eventually("HTTP/3 answers", quic_serves).await;
     let mut held = hold(&node, 2).await;
     // The cap is reached: a QUIC connection from the same address is refused...

@@ -509,6 +509,19 @@ impl<'a> Uploads<'a> {
         json_of(resp).await
     }
 
+    /// Waits for an upload's final status and checks the SHA-256 of what was stored is
+    /// `bytes`'; returns its record.
+    pub async fn assert_stored(&self, id: &str, bytes: &[u8]) -> Value {
+        let record = self.wait_final(id).await;
+        let expected = hex::encode(Sha256::digest(bytes));
+        assert_eq!(
+            record["sha256"].as_str(),
+            Some(expected.as_str()),
+            "{record}"
+        );
+        record
+    }
+
     /// Polls an upload until it reaches a final status (6 or 7); returns its record.
     pub async fn wait_final(&self, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -523,6 +536,42 @@ impl<'a> Uploads<'a> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Runs `tests/support/SCRIPT` with python3 (its clients come from PyPI: `bash .ci/setup`) on
+/// a blocking thread, `stdin` fed to it; what it printed and how it ended.
+pub async fn python(script: &str, args: Vec<String>, stdin: Vec<u8>) -> std::process::Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(script);
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 runs (bash .ci/setup installs its clients)");
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &stdin).unwrap();
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// [`python`], for a script that prints one JSON object: that object (a failed script fails
+/// the test with its stderr).
+pub async fn python_json(script: &str, args: Vec<String>, stdin: Vec<u8>) -> Value {
+    let what = format!("{script} {}", args.join(" "));
+    let out = python(script, args, stdin).await;
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Posts the Ankoder seed's HTML form to `base`: text `fields`, then the file; returns status, Location and body.
