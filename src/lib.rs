@@ -35,6 +35,7 @@
 //! `fuzz`: the fuzz targets over every parser of client bytes (run by `fuzz/`).
 
 pub mod account;
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod control;

@@ -60,6 +60,8 @@ enum Command {
         #[command(subcommand)]
         command: UploadsCommand,
     },
+    /// Load-test a running edge or fleet through its public APIs (see README "Load testing").
+    Bench(BenchCli),
     /// Upload-token signing keys.
     Keys {
         #[command(subcommand)]
@@ -274,6 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             uplink::role::run_origin(settings)?;
         }
         Command::Account { command } => account(command)?,
+        Command::Bench(cli) => bench(cli)?,
         Command::Uploads { command } => uploads(command)?,
         Command::Keys {
             command: KeysCommand::New { id },
@@ -316,6 +319,228 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{report}");
         }
     }
+    Ok(())
+}
+
+/// `uplink bench`: a run, or `compare`.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct BenchCli {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+    #[command(flatten)]
+    run: BenchArgs,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Compares two `--json` reports: each figure of A and B, and B/A.
+    Compare {
+        /// The first report (A).
+        a: PathBuf,
+        /// The second report (B).
+        b: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// The edge's (or the fleet's) base URL, e.g. https://edge.example.com.
+    #[arg(long, env = "UPLINK_BENCH_URL", required = true)]
+    url: Option<String>,
+    /// The account's API key (it mints the upload credentials, as the account's backend does).
+    #[arg(long, env = "UPLINK_API_KEY", required = true, hide_env_values = true)]
+    api_key: Option<String>,
+    /// tus, ietf, uploads-api, movingimage or s3-post.
+    #[arg(long, default_value = "tus")]
+    protocol: uplink::bench::Protocol,
+    /// The HTTP version: 1.1, 2 or 3 (3 needs an https:// URL).
+    #[arg(long, default_value = "1.1")]
+    http: uplink::bench::transport::Http,
+    /// Send every request to --url's host, even where the control API names another edge (to
+    /// load one edge of a fleet, or the TLS listener of `uplink dev`, which names its plain one).
+    #[arg(long)]
+    pin_edge: bool,
+    /// How many uploads (10 unless --duration is given).
+    #[arg(long)]
+    uploads: Option<u64>,
+    /// Start new uploads for this long (e.g. 60s, 5m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// Uploads at once: each one client with its own connection.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// The clients start evenly spread over this time (e.g. 30s).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    ramp: std::time::Duration,
+    /// Upload size: 16MiB, a range 1MiB..64MiB (uniform), or a list 1MiB,16MiB,256MiB.
+    #[arg(long, default_value = "16MiB")]
+    size: uplink::bench::Sizes,
+    /// Bytes per request: tus and IETF appends, movingimage chunks.
+    #[arg(long, default_value = "8MiB", value_parser = uplink::bench::parse_size)]
+    chunk: u64,
+    /// tus: the creation request carries the first chunk (creation-with-upload).
+    #[arg(long)]
+    creation_with_upload: bool,
+    /// Each client's bandwidth cap: 5Mbit, 20Mbit, 2MiB (per second).
+    #[arg(long, value_parser = parse_rate)]
+    bandwidth: Option<u64>,
+    /// The chance (0 to 1) that a request carrying bytes is cut off part way; tus and IETF
+    /// uploads then resume from HEAD, the others send again.
+    #[arg(long, default_value_t = 0.0)]
+    interrupt: f64,
+    /// A client profile: "mobile" (5 Mbit/s, 5% of requests cut off) unless --bandwidth or
+    /// --interrupt say otherwise.
+    #[arg(long)]
+    profile: Option<String>,
+    /// The pipeline of S3 POST uploads (the account's pipeline_id).
+    #[arg(long)]
+    pipeline_id: Option<String>,
+    /// Send this media file (every upload); otherwise random bytes of --size.
+    #[arg(long)]
+    media: Option<PathBuf>,
+    /// Random bytes (default), or one repeated byte (costs the client nothing).
+    #[arg(long, default_value = "random", value_parser = ["random", "constant"])]
+    payload: String,
+    /// Check each upload's record by its sha256 (the origin's workers set it) or its size.
+    #[arg(long, default_value = "sha256")]
+    verify: uplink::bench::Verify,
+    /// Also wait for each upload to be processed (status 6), and time it (send --media).
+    #[arg(long)]
+    wait_processed: bool,
+    /// How long an upload's record may take to show it stored (or processed).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
+    verify_timeout: std::time::Duration,
+    /// How long one request may take.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "600s")]
+    timeout: std::time::Duration,
+    /// The seed of the random bytes and choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Trust any server certificate (a test fleet with self-signed certificates).
+    #[arg(long, conflicts_with = "ca_file")]
+    insecure: bool,
+    /// Trust the certificates of this PEM file (e.g. DATA_DIR/tls/certificate.pem of uplink dev).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page with charts here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Progress on stderr: auto (a bar on a terminal, lines otherwise), plain or quiet.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "quiet"])]
+    progress: String,
+}
+
+/// A rate per second: `5Mbit`, `500kbit` (bits) or `2MiB`, `640kB` (bytes).
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let lower = s.to_ascii_lowercase();
+    let lower = lower.trim_end_matches("/s").trim_end_matches("ps");
+    let bits = [("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3), ("bit", 1.0)]
+        .into_iter()
+        .find_map(|(unit, scale)| Some((lower.strip_suffix(unit)?.trim().to_owned(), scale)));
+    let rate = match bits {
+        Some((n, scale)) => n
+            .parse::<f64>()
+            .map(|n| (n * scale / 8.0) as u64)
+            .map_err(|_| format!("rate {s:?}: e.g. 5Mbit or 2MiB"))?,
+        None => uplink::bench::parse_size(s)?,
+    };
+    if rate == 0 {
+        return Err(format!("rate {s:?}: must be above zero"));
+    }
+    Ok(rate)
+}
+
+fn bench(cli: BenchCli) -> anyhow::Result<()> {
+    use uplink::bench::{self, report::Report, transport::Trust};
+    if let Some(BenchCommand::Compare { a, b }) = cli.command {
+        let read = |path: &Path| -> anyhow::Result<Report> {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not an uplink bench report", path.display()))
+        };
+        print!("{}", read(&a)?.compare(&read(&b)?));
+        return Ok(());
+    }
+    let args = cli.run;
+    let (Some(url), Some(api_key)) = (args.url, args.api_key) else {
+        anyhow::bail!("give --url and --api-key");
+    };
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.interrupt),
+        "--interrupt {}: a chance from 0 to 1",
+        args.interrupt
+    );
+    let mut plan = bench::Plan::new(&url, &api_key);
+    let (mut bandwidth, mut interrupt) = (args.bandwidth, args.interrupt);
+    match args.profile.as_deref() {
+        None => {}
+        Some("mobile") => {
+            bandwidth = bandwidth.or(Some(625_000));
+            if interrupt == 0.0 {
+                interrupt = 0.05;
+            }
+        }
+        Some(other) => anyhow::bail!("--profile {other:?}: the one profile is mobile"),
+    }
+    plan.trust = match (args.insecure, args.ca_file) {
+        (true, _) => Trust::Insecure,
+        (false, Some(path)) => Trust::Pem(
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        (false, None) => Trust::System,
+    };
+    plan.pipeline_id = args.pipeline_id;
+    plan.http = args.http;
+    plan.pin_edge = args.pin_edge;
+    plan.protocol = args.protocol;
+    plan.uploads = args.uploads.or(args.duration.is_none().then_some(10));
+    plan.duration = args.duration;
+    plan.concurrency = args.concurrency.max(1);
+    plan.ramp = args.ramp;
+    plan.sizes = args.size;
+    plan.chunk = args.chunk;
+    plan.creation_with_upload = args.creation_with_upload;
+    plan.bandwidth = bandwidth.map(bench::source::Pace);
+    plan.interrupt = interrupt;
+    plan.payload = match (args.media, args.payload.as_str()) {
+        (Some(path), _) => bench::Payload::Media(path),
+        (None, "constant") => bench::Payload::Constant,
+        (None, _) => bench::Payload::Random,
+    };
+    plan.verify = args.verify;
+    plan.wait_processed = args.wait_processed;
+    plan.verify_timeout = args.verify_timeout;
+    plan.request_timeout = args.timeout;
+    plan.seed = args.seed;
+    let display = match args.progress.as_str() {
+        "plain" => bench::progress::Display::Plain,
+        "quiet" => bench::progress::Display::Quiet,
+        _ => bench::progress::Display::Auto,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    let report = runtime
+        .block_on(bench::run(std::sync::Arc::new(plan), display))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, bench::html::render(&report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let total = report.completed + report.failed;
+    anyhow::ensure!(
+        report.failed == 0 && report.completed > 0,
+        "{} of {total} uploads did not complete and verify",
+        report.failed
+    );
     Ok(())
 }
 
