@@ -65,7 +65,9 @@ impl std::str::FromStr for Protocol {
         ]
         .into_iter()
         .find(|p| p.name() == s)
-        .ok_or_else(|| format!("protocol {s:?}: use tus, ietf, uploads-api, movingimage or s3-post"))
+        .ok_or_else(|| {
+            format!("protocol {s:?}: use tus, ietf, uploads-api, movingimage or s3-post")
+        })
     }
 }
 
@@ -124,6 +126,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("size {s:?}: must be at least one byte"));
     }
     Ok(n)
+}
+
+impl std::fmt::Display for Sizes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let size = |n: &u64| bytesize::ByteSize::b(*n).display().iec().to_string();
+        match self {
+            Self::Fixed(n) => f.write_str(&size(n)),
+            Self::Range(a, b) => write!(f, "{}..{}", size(a), size(b)),
+            Self::Choice(all) => f.write_str(&all.iter().map(size).collect::<Vec<_>>().join(",")),
+        }
+    }
 }
 
 impl std::str::FromStr for Sizes {
@@ -250,7 +263,7 @@ impl Plan {
             "duration_s": self.duration.map(|d| d.as_secs_f64()),
             "concurrency": self.concurrency,
             "ramp_s": self.ramp.as_secs_f64(),
-            "sizes": format!("{:?}", self.sizes),
+            "sizes": self.sizes.to_string(),
             "chunk": self.chunk,
             "creation_with_upload": self.creation_with_upload,
             "bandwidth_bytes_s": self.bandwidth.map(|p| p.0),
@@ -282,7 +295,10 @@ pub async fn run(plan: Arc<Plan>, display: progress::Display) -> Result<Report, 
     let media = match &plan.payload {
         Payload::Media(path) => {
             let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let len = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?.len();
+            let len = file
+                .metadata()
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .len();
             if len == 0 {
                 return Err(format!("{} is empty", path.display()));
             }
@@ -339,7 +355,8 @@ pub async fn run(plan: Arc<Plan>, display: progress::Display) -> Result<Report, 
 /// Upload number `i`, made and verified, recorded.
 async fn one(ctx: &flows::Ctx<'_>, i: u64, media: Option<&(Arc<std::fs::File>, u64)>) {
     let plan = ctx.plan;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(plan.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i);
+    let mut rng =
+        rand::rngs::StdRng::seed_from_u64(plan.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i);
     let (content, size) = match (media, &plan.payload) {
         (Some((file, len)), _) => (Content::Media(file.clone()), *len),
         (None, Payload::Constant) => (Content::Constant(0x5a), plan.sizes.pick(&mut rng)),

@@ -61,7 +61,7 @@ enum Command {
         command: UploadsCommand,
     },
     /// Load-test a running edge or fleet through its public APIs (see README "Load testing").
-    Bench(BenchCli),
+    Bench(Box<BenchCli>),
     /// Upload-token signing keys.
     Keys {
         #[command(subcommand)]
@@ -276,7 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             uplink::role::run_origin(settings)?;
         }
         Command::Account { command } => account(command)?,
-        Command::Bench(cli) => bench(cli)?,
+        Command::Bench(cli) => bench(*cli)?,
         Command::Uploads { command } => uploads(command)?,
         Command::Keys {
             command: KeysCommand::New { id },

@@ -99,11 +99,13 @@ impl Ctx<'_> {
             Ok(r) => {
                 let code = error_code(&r).unwrap_or_else(|| "-".into());
                 self.rec.request(kind, took, r.status, Some(code));
-                Err(if matches!(r.status, 408 | 409 | 423 | 429 | 500 | 502 | 503 | 504) {
-                    Lost::Retry(r)
-                } else {
-                    Lost::Refused(r)
-                })
+                Err(
+                    if matches!(r.status, 408 | 409 | 423 | 429 | 500 | 502 | 503 | 504) {
+                        Lost::Retry(r)
+                    } else {
+                        Lost::Refused(r)
+                    },
+                )
             }
             Err(e) if cut => {
                 self.rec.interrupted();
@@ -131,10 +133,9 @@ impl Ctx<'_> {
                 .header("authorization", format!("Bearer {}", self.plan.api_key));
             if let Some(json) = &json {
                 let body = Bytes::from(json.to_string());
-                request = request.header("content-type", "application/json").body(
-                    body.len() as u64,
-                    futures_util::stream::iter([Ok(body)]),
-                );
+                request = request
+                    .header("content-type", "application/json")
+                    .body(body.len() as u64, futures_util::stream::iter([Ok(body)]));
             }
             match self.call(kind, request, false).await {
                 Ok(r) => return Ok(r.json()),
@@ -150,7 +151,8 @@ impl Ctx<'_> {
             return Ok(url.to_owned());
         }
         let mut url = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
-        let base = url::Url::parse(&self.plan.url).map_err(|e| format!("{}: {e}", self.plan.url))?;
+        let base =
+            url::Url::parse(&self.plan.url).map_err(|e| format!("{}: {e}", self.plan.url))?;
         let pinned = url.set_scheme(base.scheme()).is_ok()
             && url.set_host(base.host_str()).is_ok()
             && url.set_port(base.port()).is_ok();
@@ -163,7 +165,8 @@ impl Ctx<'_> {
     /// The bytes `offset..offset + len` of `source`, with a cut drawn at random (`--interrupt`);
     /// whether it is cut.
     fn part(&self, rng: &mut impl Rng, offset: u64, len: u64) -> (Part, bool) {
-        let cut = (len > 1 && rng.random_bool(self.plan.interrupt)).then(|| rng.random_range(1..len));
+        let cut =
+            (len > 1 && rng.random_bool(self.plan.interrupt)).then(|| rng.random_range(1..len));
         let part = Part {
             offset,
             len,
@@ -173,13 +176,22 @@ impl Ctx<'_> {
         (part, cut.is_some())
     }
 
-    fn body(&self, source: &Arc<Source>, part: Part) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static {
+    fn body(
+        &self,
+        source: &Arc<Source>,
+        part: Part,
+    ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static {
         let rec = self.rec.clone();
         source.body(part, self.plan.bandwidth, move |n| rec.sent(n))
     }
 
     /// One upload of `source` (upload number `i`); the id the Uploads API knows it by.
-    pub async fn upload(&self, source: &Arc<Source>, i: u64, rng: &mut impl Rng) -> Result<String, String> {
+    pub async fn upload(
+        &self,
+        source: &Arc<Source>,
+        i: u64,
+        rng: &mut impl Rng,
+    ) -> Result<String, String> {
         match self.plan.protocol {
             Protocol::Tus => self.resumable(source, i, rng, false).await,
             Protocol::Ietf => self.resumable(source, i, rng, true).await,
@@ -191,7 +203,13 @@ impl Ctx<'_> {
 
     /// tus or the IETF draft: a token for one upload, creation (with the first chunk when
     /// asked, always for the draft), then appends, resumed from `HEAD` after a loss.
-    async fn resumable(&self, source: &Arc<Source>, i: u64, rng: &mut impl Rng, ietf: bool) -> Result<String, String> {
+    async fn resumable(
+        &self,
+        source: &Arc<Source>,
+        i: u64,
+        rng: &mut impl Rng,
+        ietf: bool,
+    ) -> Result<String, String> {
         let minted = self
             .control(
                 "token",
@@ -201,7 +219,9 @@ impl Ctx<'_> {
             )
             .await?;
         let token = minted["token"].as_str().ok_or("no token in the answer")?;
-        let endpoint = self.at(minted["tus_endpoint"].as_str().ok_or("no tus_endpoint in the answer")?)?;
+        let endpoint = self.at(minted["tus_endpoint"]
+            .as_str()
+            .ok_or("no tus_endpoint in the answer")?)?;
         let endpoint = endpoint.as_str();
         let bearer = format!("Bearer {token}");
         let len = source.len();
@@ -218,7 +238,10 @@ impl Ctx<'_> {
                     .header("upload-complete", if first == len { "?1" } else { "?0" })
                     .header("content-type", "application/octet-stream")
             } else {
-                let name = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("bench-{i}.bin"));
+                let name = base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("bench-{i}.bin"),
+                );
                 let request = request
                     .header("tus-resumable", "1.0.0")
                     .header("upload-length", len)
@@ -232,9 +255,14 @@ impl Ctx<'_> {
             request = request.body(first, self.body(source, part));
             match self.call("create", request, cut).await {
                 Ok(r) => {
-                    let location = r.header("location").ok_or("creation answered without Location")?;
+                    let location = r
+                        .header("location")
+                        .ok_or("creation answered without Location")?;
                     let location = self.at(&absolute(endpoint, location)?)?;
-                    let offset = r.header("upload-offset").and_then(|o| o.parse().ok()).unwrap_or(first);
+                    let offset = r
+                        .header("upload-offset")
+                        .and_then(|o| o.parse().ok())
+                        .unwrap_or(first);
                     break (location, offset);
                 }
                 // The upload's URL is only known from the answer: start again.
@@ -250,7 +278,10 @@ impl Ctx<'_> {
             request = if ietf {
                 request
                     .header("upload-draft-interop-version", "6")
-                    .header("upload-complete", if offset + n == len { "?1" } else { "?0" })
+                    .header(
+                        "upload-complete",
+                        if offset + n == len { "?1" } else { "?0" },
+                    )
                     .header("content-type", "application/partial-upload")
             } else {
                 request
@@ -260,7 +291,10 @@ impl Ctx<'_> {
             request = request.body(n, self.body(source, part));
             match self.call("patch", request, cut).await {
                 Ok(r) => {
-                    offset = r.header("upload-offset").and_then(|o| o.parse().ok()).unwrap_or(offset + n);
+                    offset = r
+                        .header("upload-offset")
+                        .and_then(|o| o.parse().ok())
+                        .unwrap_or(offset + n);
                     tries = Tries(0);
                 }
                 Err(lost) => {
@@ -279,7 +313,13 @@ impl Ctx<'_> {
     }
 
     /// The offset the edge has kept.
-    async fn head(&self, location: &str, bearer: &str, ietf: bool, tries: &mut Tries) -> Result<u64, String> {
+    async fn head(
+        &self,
+        location: &str,
+        bearer: &str,
+        ietf: bool,
+        tries: &mut Tries,
+    ) -> Result<u64, String> {
         loop {
             let request = Request::new(Method::HEAD, location).header("authorization", bearer);
             let request = if ietf {
@@ -301,7 +341,11 @@ impl Ctx<'_> {
 
     /// The Uploads API: one multipart request with the API key; again from the start after a
     /// loss (the API is not resumable).
-    async fn uploads_api(&self, source: &Arc<Source>, rng: &mut impl Rng) -> Result<String, String> {
+    async fn uploads_api(
+        &self,
+        source: &Arc<Source>,
+        rng: &mut impl Rng,
+    ) -> Result<String, String> {
         let url = format!("{}/api/client/v1/uploads", self.plan.url);
         let fields = [("folder".to_owned(), "bench".to_owned())];
         let mut tries = Tries(0);
@@ -314,7 +358,9 @@ impl Ctx<'_> {
                     return json["data"]["id"]
                         .as_str()
                         .map(str::to_owned)
-                        .ok_or_else(|| format!("the Uploads API answered {} without an id", r.status));
+                        .ok_or_else(|| {
+                            format!("the Uploads API answered {} without an id", r.status)
+                        });
                 }
                 Err(lost) => tries.again(&lost, "upload").await?,
             }
@@ -322,7 +368,14 @@ impl Ctx<'_> {
     }
 
     /// A multipart form POST of `fields`, then `source` as file field `file_field`.
-    fn form(&self, url: &str, fields: &[(String, String)], file_field: &str, source: &Arc<Source>, rng: &mut impl Rng) -> (Request, bool) {
+    fn form(
+        &self,
+        url: &str,
+        fields: &[(String, String)],
+        file_field: &str,
+        source: &Arc<Source>,
+        rng: &mut impl Rng,
+    ) -> (Request, bool) {
         const BOUNDARY: &str = "uplink-bench-7d3f0c2a9b";
         let mut head = String::new();
         for (name, value) in fields {
@@ -340,14 +393,22 @@ impl Ctx<'_> {
         part.prefix = Bytes::from(head);
         part.suffix = Bytes::from(tail);
         let request = Request::new(Method::POST, url)
-            .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
             .body(len, self.body(source, part));
         (request, cut)
     }
 
     /// movingimage: a video, its upload URL, then numbered chunks (each sent again after a
     /// loss).
-    async fn movingimage(&self, source: &Arc<Source>, i: u64, rng: &mut impl Rng) -> Result<String, String> {
+    async fn movingimage(
+        &self,
+        source: &Arc<Source>,
+        i: u64,
+        rng: &mut impl Rng,
+    ) -> Result<String, String> {
         let video = self
             .control(
                 "session",
@@ -356,9 +417,17 @@ impl Ctx<'_> {
                 Some(serde_json::json!({ "fileName": format!("bench-{i}.bin") })),
             )
             .await?;
-        let id = video["videoId"].as_str().ok_or("no videoId in the answer")?.to_owned();
+        let id = video["videoId"]
+            .as_str()
+            .ok_or("no videoId in the answer")?
+            .to_owned();
         let url = self
-            .control("session", Method::GET, &format!("/v1/videos/{id}/url"), None)
+            .control(
+                "session",
+                Method::GET,
+                &format!("/v1/videos/{id}/url"),
+                None,
+            )
             .await?;
         let url = self.at(url["url"].as_str().ok_or("no url in the answer")?)?;
         let chunk = self.plan.chunk.max(1);
@@ -385,26 +454,47 @@ impl Ctx<'_> {
 
     /// S3 POST through an xvid session opened with the API key, as a browser page gets it:
     /// the session's form fields, then the file; again from the start after a loss.
-    async fn s3_post(&self, source: &Arc<Source>, i: u64, rng: &mut impl Rng) -> Result<String, String> {
-        let pipeline = self.plan.pipeline_id.as_deref().ok_or("s3-post needs --pipeline-id")?;
+    async fn s3_post(
+        &self,
+        source: &Arc<Source>,
+        i: u64,
+        rng: &mut impl Rng,
+    ) -> Result<String, String> {
+        let pipeline = self
+            .plan
+            .pipeline_id
+            .as_deref()
+            .ok_or("s3-post needs --pipeline-id")?;
         let run = self.plan.seed;
         let session = self
             .control(
                 "session",
                 Method::POST,
-                &format!("/v1/files/uploads/?object_key=bench%2F{run}%2F{i}.bin&pipeline_id={pipeline}"),
+                &format!(
+                    "/v1/files/uploads/?object_key=bench%2F{run}%2F{i}.bin&pipeline_id={pipeline}"
+                ),
                 None,
             )
             .await?;
         let upload = &session["upload"];
-        let url = self.at(upload["form_post_url"].as_str().ok_or("no form_post_url in the session")?)?;
+        let url = self.at(upload["form_post_url"]
+            .as_str()
+            .ok_or("no form_post_url in the session")?)?;
         let url = url.as_str();
-        let id = upload["id"].as_str().ok_or("no id in the session")?.to_owned();
+        let id = upload["id"]
+            .as_str()
+            .ok_or("no id in the session")?
+            .to_owned();
         let fields: Vec<(String, String)> = upload["form_post_params"]
             .as_object()
             .ok_or("no form_post_params in the session")?
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                )
+            })
             .collect();
         let mut tries = Tries(0);
         loop {
@@ -424,19 +514,29 @@ impl Ctx<'_> {
         let mut pause = Duration::from_millis(100);
         loop {
             let record = self
-                .control("status", Method::GET, &format!("/api/client/v1/uploads/{id}"), None)
+                .control(
+                    "status",
+                    Method::GET,
+                    &format!("/api/client/v1/uploads/{id}"),
+                    None,
+                )
                 .await?;
             let data = &record["data"];
             let status = data["status"].as_u64().unwrap_or(0);
             let sha = data["sha256"].as_str();
             let size = data["size"].as_u64();
-            let stored = status >= 1 && match self.plan.verify {
-                super::Verify::Sha256 => sha.is_some(),
-                super::Verify::Size => size.is_some(),
-            };
+            let stored = status >= 1
+                && match self.plan.verify {
+                    super::Verify::Sha256 => sha.is_some(),
+                    super::Verify::Size => size.is_some(),
+                };
             if stored && (!processed || status >= 6) {
                 if size.is_some_and(|s| s != source.len()) {
-                    return Err(format!("{id}: stored {} bytes, sent {}", size.unwrap_or(0), source.len()));
+                    return Err(format!(
+                        "{id}: stored {} bytes, sent {}",
+                        size.unwrap_or(0),
+                        source.len()
+                    ));
                 }
                 if let (super::Verify::Sha256, Some(sha)) = (self.plan.verify, sha) {
                     if Some(sha) != source.sha256().as_deref() {
@@ -451,10 +551,15 @@ impl Ctx<'_> {
             }
             if status == 7 {
                 let code = data["error_code"].as_str().unwrap_or("-");
-                return Err(format!("{id}: failed (status 7, {code}) before it was verified"));
+                return Err(format!(
+                    "{id}: failed (status 7, {code}) before it was verified"
+                ));
             }
             if Instant::now() + pause > deadline {
-                return Err(format!("{id}: still status {status} after {:?}", self.plan.verify_timeout));
+                return Err(format!(
+                    "{id}: still status {status} after {:?}",
+                    self.plan.verify_timeout
+                ));
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));

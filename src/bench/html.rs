@@ -65,7 +65,7 @@ fn lines(
     root.fill(&WHITE)?;
     let points = series.iter().flat_map(|(_, p)| p.iter());
     let x_max = points.clone().map(|p| p.0).fold(1.0, f64::max);
-    let y_max = points.map(|p| p.1).fold(0.0, f64::max).max(1e-3) * 1.1;
+    let y_max = points.map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(10)
@@ -87,14 +87,16 @@ fn lines(
             },
         )
     };
-    if let Some(names) = x_labels {
-        mesh.x_labels(names.len());
-    }
+    // Whole seconds (or one label per percentile), at most 12.
+    mesh.x_labels(x_labels.map_or((x_max as usize + 1).min(12), <[&str]>::len));
     mesh.x_label_formatter(&label).draw()?;
     for (i, (name, points)) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                colour.stroke_width(2),
+            ))?
             .label(name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
     }
@@ -115,7 +117,11 @@ fn charts(report: &Report) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let t = |s: &super::report::Second| f64::from(s.t);
     let throughput = vec![(
         "MiB/s sent".to_owned(),
-        report.timeline.iter().map(|s| (t(s), s.bytes as f64 / MIB)).collect(),
+        report
+            .timeline
+            .iter()
+            .map(|s| (t(s), s.bytes as f64 / MIB))
+            .collect(),
     )];
     let names = ["p50", "p90", "p99", "p99.9", "max"];
     let latency: Vec<(String, Vec<(f64, f64)>)> = report
@@ -125,24 +131,57 @@ fn charts(report: &Report) -> Result<Vec<String>, Box<dyn std::error::Error>> {
             let values = [p.p50, p.p90, p.p99, p.p999, p.max];
             (
                 kind.clone(),
-                values.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect(),
+                values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (i as f64, *v))
+                    .collect(),
             )
         })
         .collect();
     let errors = vec![
         (
             "requests refused or unanswered".to_owned(),
-            report.timeline.iter().map(|s| (t(s), s.errors as f64)).collect(),
+            report
+                .timeline
+                .iter()
+                .map(|s| (t(s), s.errors as f64))
+                .collect(),
         ),
         (
             "uploads failed".to_owned(),
-            report.timeline.iter().map(|s| (t(s), s.failed as f64)).collect(),
+            report
+                .timeline
+                .iter()
+                .map(|s| (t(s), s.failed as f64))
+                .collect(),
         ),
     ];
     let mut out = vec![String::new(), String::new(), String::new()];
-    lines(&mut out[0], "Throughput", "seconds", "MiB/s", &throughput, None)?;
-    lines(&mut out[1], "Request latency by kind", "percentile", "ms", &latency, Some(&names))?;
-    lines(&mut out[2], "Errors over time", "seconds", "per second", &errors, None)?;
+    lines(
+        &mut out[0],
+        "Throughput",
+        "seconds",
+        "MiB/s",
+        &throughput,
+        None,
+    )?;
+    lines(
+        &mut out[1],
+        "Request latency by kind",
+        "percentile",
+        "ms",
+        &latency,
+        Some(&names),
+    )?;
+    lines(
+        &mut out[2],
+        "Errors over time",
+        "seconds",
+        "per second",
+        &errors,
+        None,
+    )?;
     Ok(out)
 }
 
@@ -163,16 +202,30 @@ pub fn render(report: &Report) -> String {
     if let Some(plan) = report.plan.as_object() {
         for (k, v) in plan {
             let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-            let _ = write!(page, "<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(&v));
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td>{}</td></tr>",
+                escape(k),
+                escape(&v)
+            );
         }
     }
     page.push_str("</table><h2>Summary</h2><table>");
     let rows = [
-        ("uploads completed and verified", report.completed.to_string()),
+        (
+            "uploads completed and verified",
+            report.completed.to_string(),
+        ),
         ("uploads failed", report.failed.to_string()),
-        ("MiB of completed uploads", format!("{:.1}", report.bytes as f64 / MIB)),
+        (
+            "MiB of completed uploads",
+            format!("{:.1}", report.bytes as f64 / MIB),
+        ),
         ("wall time, s", format!("{:.2}", report.wall_s)),
-        ("throughput, MiB/s", format!("{:.1}", report.throughput_mib_s)),
+        (
+            "throughput, MiB/s",
+            format!("{:.1}", report.throughput_mib_s),
+        ),
         ("interruptions", report.interruptions.to_string()),
         ("client CPU, s", format!("{:.2}", report.client_cpu_s)),
     ];
@@ -187,8 +240,18 @@ pub fn render(report: &Report) -> String {
         .requests
         .iter()
         .map(|(k, p)| (format!("request {k}"), p))
-        .chain(report.time_to_complete_ms.iter().map(|p| ("time to complete".to_owned(), p)))
-        .chain(report.time_to_processed_ms.iter().map(|p| ("time to processed".to_owned(), p)));
+        .chain(
+            report
+                .time_to_complete_ms
+                .iter()
+                .map(|p| ("time to complete".to_owned(), p)),
+        )
+        .chain(
+            report
+                .time_to_processed_ms
+                .iter()
+                .map(|p| ("time to processed".to_owned(), p)),
+        );
     for (name, p) in latency {
         let _ = write!(
             page,
@@ -229,7 +292,11 @@ pub fn render(report: &Report) -> String {
             }
         }
         Err(e) => {
-            let _ = writeln!(page, "<p>The charts could not be drawn: {}.</p>", escape(&e));
+            let _ = writeln!(
+                page,
+                "<p>The charts could not be drawn: {}.</p>",
+                escape(&e)
+            );
         }
     }
     page.push_str("</body></html>\n");

@@ -64,8 +64,10 @@ fn line(live: &Live) -> String {
         live.failed,
         live.mib_s_now,
         live.sent as f64 / 1048576.0 / secs,
-        live.ack_p99
-            .map_or("-".to_owned(), |d| format!("{:.0} ms", d.as_secs_f64() * 1e3)),
+        live.ack_p99.map_or("-".to_owned(), |d| format!(
+            "{:.0} ms",
+            d.as_secs_f64() * 1e3
+        )),
     )
 }
 
@@ -79,7 +81,10 @@ pub fn start(rec: Arc<Recorder>, total: Option<u64>, display: Display) -> Shown 
             bar: None,
         },
         Display::Auto if terminal => {
-            let bar = total.map_or_else(indicatif::ProgressBar::new_spinner, indicatif::ProgressBar::new);
+            let bar = total.map_or_else(
+                indicatif::ProgressBar::new_spinner,
+                indicatif::ProgressBar::new,
+            );
             if let Ok(style) = indicatif::ProgressStyle::with_template(
                 "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
             ) {

@@ -61,7 +61,10 @@ impl Recorder {
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner, usize) -> T) -> T {
         let second = usize::try_from(self.start.elapsed().as_secs()).unwrap_or(usize::MAX);
-        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if inner.timeline.len() <= second {
             let len = inner.timeline.len();
             inner.timeline.extend((len..=second).map(|t| Second {
@@ -151,13 +154,13 @@ impl Recorder {
                 mib_s_now: last as f64 / MIB,
                 ack_p99: (!body.is_empty())
                     .then(|| Duration::from_micros(body.value_at_quantile(0.99))),
-                errors: inner
-                    .errors
-                    .iter()
-                    .fold(BTreeMap::new(), |mut by_status, ((status, _), n)| {
+                errors: inner.errors.iter().fold(
+                    BTreeMap::new(),
+                    |mut by_status, ((status, _), n)| {
                         *by_status.entry(*status).or_default() += n;
                         by_status
-                    }),
+                    },
+                ),
             }
         })
     }
@@ -165,7 +168,10 @@ impl Recorder {
     /// The report, for a run of `plan` that took `wall` and `cpu` seconds of this process.
     #[must_use]
     pub fn report(&self, plan: serde_json::Value, wall: Duration, cpu: f64) -> Report {
-        let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let wall_s = wall.as_secs_f64();
         let gib = inner.bytes as f64 / (MIB * 1024.0);
         Report {
@@ -388,7 +394,11 @@ impl Report {
     #[must_use]
     pub fn compare(&self, b: &Self) -> String {
         let mut lines = vec![
-            ("throughput MiB/s", self.throughput_mib_s, b.throughput_mib_s),
+            (
+                "throughput MiB/s",
+                self.throughput_mib_s,
+                b.throughput_mib_s,
+            ),
             ("completed", self.completed as f64, b.completed as f64),
             ("failed", self.failed as f64, b.failed as f64),
             ("wall s", self.wall_s, b.wall_s),
@@ -401,7 +411,13 @@ impl Report {
         let mut pairs: Vec<(String, Percentiles, Percentiles)> = self
             .requests
             .iter()
-            .filter_map(|(k, a)| Some((format!("request {k}"), a.clone(), b.requests.get(k)?.clone())))
+            .filter_map(|(k, a)| {
+                Some((
+                    format!("request {k}"),
+                    a.clone(),
+                    b.requests.get(k)?.clone(),
+                ))
+            })
             .collect();
         pairs.extend(
             both(&self.time_to_complete_ms, &b.time_to_complete_ms)
@@ -440,18 +456,29 @@ mod tests {
         r.sent(3 * 1024 * 1024);
         r.request("patch", Duration::from_millis(10), 204, None);
         r.request("patch", Duration::from_millis(30), 204, None);
-        r.request("patch", Duration::from_millis(5), 409, Some("offset mismatch".into()));
+        r.request(
+            "patch",
+            Duration::from_millis(5),
+            409,
+            Some("offset mismatch".into()),
+        );
         r.completed(3 * 1024 * 1024, Duration::from_millis(45), None);
         r.failed("tus: 410".into());
         r.interrupted();
         let report = r.report(serde_json::json!({}), Duration::from_secs(1), 0.5);
-        assert_eq!((report.completed, report.failed, report.interruptions), (1, 1, 1));
+        assert_eq!(
+            (report.completed, report.failed, report.interruptions),
+            (1, 1, 1)
+        );
         assert_eq!(report.requests["patch"].count, 3);
         assert!((report.requests["patch"].max - 30.0).abs() < 0.1);
         assert_eq!(report.errors.len(), 1);
         assert_eq!(report.errors[0].status, 409);
         assert!((report.throughput_mib_s - 3.0).abs() < 0.01);
-        assert_eq!(report.timeline.iter().map(|s| s.bytes).sum::<u64>(), 3 * 1024 * 1024);
+        assert_eq!(
+            report.timeline.iter().map(|s| s.bytes).sum::<u64>(),
+            3 * 1024 * 1024
+        );
         let back: Report = serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
         assert!(back.compare(&report).contains("1.00×"));
         assert!(report.table().contains("request patch"));

@@ -104,7 +104,9 @@ impl Source {
         let source = self.clone();
         let step = if pace.is_some() { PACED_PIECE } else { PIECE };
         let end = part.offset + part.len;
-        let stop = part.cut_after.map_or(end, |cut| part.offset + cut.min(part.len));
+        let stop = part
+            .cut_after
+            .map_or(end, |cut| part.offset + cut.min(part.len));
         let start = Instant::now();
         let sent = Arc::new(sent);
         // States: the prefix, the bytes from a position, the suffix, done.
@@ -123,11 +125,9 @@ impl Source {
                     }
                     let src = source.clone();
                     let piece = match &source.content {
-                        Content::Media(_) => {
-                            tokio::task::spawn_blocking(move || src.piece(at, n))
-                                .await
-                                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-                        }
+                        Content::Media(_) => tokio::task::spawn_blocking(move || src.piece(at, n))
+                            .await
+                            .unwrap_or_else(|e| Err(std::io::Error::other(e))),
                         _ => source.piece(at, n),
                     };
                     let piece = match piece {
@@ -187,7 +187,9 @@ fn random(seed: u64, offset: u64, n: u64) -> Bytes {
     let words = (skip as u64 + n).div_ceil(8);
     let mut buf = Vec::with_capacity(usize::try_from(words * 8).unwrap_or(0));
     for w in first..first + words {
-        buf.extend_from_slice(&splitmix(seed ^ w.wrapping_mul(0x9e37_79b9_7f4a_7c15)).to_le_bytes());
+        buf.extend_from_slice(
+            &splitmix(seed ^ w.wrapping_mul(0x9e37_79b9_7f4a_7c15)).to_le_bytes(),
+        );
     }
     Bytes::from(buf).slice(skip..skip + usize::try_from(n).unwrap_or(0))
 }

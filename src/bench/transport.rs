@@ -95,7 +95,11 @@ impl Request {
 
     /// Sets the body (and its `Content-Length`).
     #[must_use]
-    pub fn body(mut self, len: u64, body: impl Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static) -> Self {
+    pub fn body(
+        mut self,
+        len: u64,
+        body: impl Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static,
+    ) -> Self {
         self.headers.push(("content-length", len.to_string()));
         self.body = Some(Box::pin(body));
         self
