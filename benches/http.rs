@@ -6,39 +6,37 @@
 //! - `single`: one 256 MiB upload;
 //! - `concurrent`: 50 uploads of 8 MiB at once, as 50 clients do them: a connection each.
 //!
+//! The uploads are made by `uplink bench`'s load engine, as the tool makes them.
+//!
 //! `cargo bench --bench http` runs all three versions; `-- --http 3` (repeatable) picks some;
 //! `-- --test` (as CI does) runs tiny sizes, to keep the benchmark working.
 
 mod support;
 
-use futures_util::StreamExt;
-use std::time::Instant;
-use support::tls_client::{Client, Node};
+use support::tls_client::Node;
 use support::{cpu_seconds, MIB};
+use uplink::bench::transport::{Http, Trust};
 
-/// Runs one workload over one version; its table row.
+/// Runs one workload over one version, driven by `uplink bench`'s load engine (a client and a
+/// connection per upload, a token minted per upload: see [`support::engine_plan`]); its table
+/// row.
 async fn run(version: &str, workload: &str, count: usize, each: u64) -> String {
     let node = Node::start().await;
-    let mut clients = Vec::new();
-    for _ in 0..count {
-        clients.push(Client::new(version, &node, node.tls).await);
-    }
+    let url = format!("https://localhost:{}", node.tls.port());
+    let mut plan = support::engine_plan(&url, &node.api_key, count, each, each);
+    // The node names its plain listener in the upload URLs it gives.
+    plan.pin_edge = true;
+    plan.trust = Trust::Pem(node.certificate());
+    plan.http = version.parse::<Http>().unwrap();
+    plan.creation_with_upload = true;
     let pid = node.child.id();
     let cpu0 = cpu_seconds(pid);
-    let start = Instant::now();
-    let statuses: Vec<u16> = futures_util::stream::iter(&clients)
-        .map(|client| client.upload(&node.token, each))
-        .buffer_unordered(count)
-        .collect()
-        .await;
-    let wall = start.elapsed().as_secs_f64();
+    let report = support::drive(plan).await;
     let cpu = cpu_seconds(pid) - cpu0;
-    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
-    let bytes = each * count as u64;
-    let gib = bytes as f64 / (1024.0 * MIB as f64);
+    let gib = report.bytes as f64 / (1024.0 * MIB as f64);
     format!(
         "{workload:<11} HTTP/{version:<4} {:>9.1} {:>11.2}",
-        bytes as f64 / MIB as f64 / wall,
+        report.throughput_mib_s,
         cpu / gib
     )
 }

@@ -22,6 +22,9 @@
 //! `uplink-batched` and `uplink-none` are the same into the file store with the other two
 //! durabilities (synced right after the answer; left to the kernel), as nginx is.
 //!
+//! Uplink's rows are driven by `uplink bench`'s load engine (`uplink::bench`), so the tool
+//! operators run and this benchmark measure the same way; nginx gets the same bodies as PUTs.
+//!
 //! `cargo bench --bench load` runs the full sizes; `-- --test` (as CI does) runs them tiny, to
 //! keep the benchmark working; `-- --workload single --server uplink` (each repeatable) runs
 //! only those. Each row is the median run (by MiB/s) of `--rounds N` (3 unless told; rounds
@@ -32,7 +35,6 @@
 
 mod support;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -44,10 +46,8 @@ struct Server {
     child: Process,
     url: String,
     _dir: tempfile::TempDir,
-    /// An API key (Uplink) for the Uploads API.
+    /// An API key (Uplink): the load engine mints its credentials with it.
     api_key: String,
-    /// An upload token (Uplink) for tus.
-    token: String,
 }
 
 /// The S3 API server of the `uplink-s3` rows: moto, the one the tests use (`bash .ci/setup`
@@ -177,7 +177,6 @@ async fn uplink(
         url: started.url,
         _dir: started.dir,
         api_key: started.api_key,
-        token: started.token,
     }
 }
 
@@ -220,102 +219,97 @@ async fn nginx() -> Option<Server> {
         url,
         _dir: dir,
         api_key: String::new(),
-        token: String::new(),
     })
 }
 
-/// A body of `len` bytes streamed in 1 MiB pieces (the client spends almost nothing on it).
-fn body(len: u64, prefix: &'static [u8], suffix: &'static [u8]) -> reqwest::Body {
-    let pieces = std::iter::once(Bytes::from_static(prefix))
-        .chain(support::pieces(len))
-        .chain(std::iter::once(Bytes::from_static(suffix)));
-    reqwest::Body::wrap_stream(futures_util::stream::iter(
-        pieces.map(Ok::<_, std::io::Error>),
-    ))
-}
-
 /// nginx's side of every workload: `len` raw bytes PUT to `url`.
-fn put(client: &reqwest::Client, url: String, len: u64) -> reqwest::RequestBuilder {
-    client
+async fn put(client: &reqwest::Client, url: String, len: u64) -> Duration {
+    let body = futures_util::stream::iter(support::pieces(len).map(Ok::<_, std::io::Error>));
+    let start = Instant::now();
+    let resp = client
         .put(url)
         .header("content-length", len)
-        .body(body(len, b"", b""))
-}
-
-const FORM_HEAD: &[u8] = b"--B\r\nContent-Disposition: form-data; name=\"folder\"\r\n\r\nroot\r\n--B\r\nContent-Disposition: form-data; name=\"video\"; filename=\"v.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n";
-const FORM_TAIL: &[u8] = b"\r\n--B--\r\n";
-
-/// One upload of `len` bytes in one request; returns its acknowledgement time.
-async fn single(client: &reqwest::Client, s: &Server, len: u64, nginx: bool) -> Duration {
-    let start = Instant::now();
-    let resp = if nginx {
-        put(client, format!("{}/single", s.url), len).send().await
-    } else {
-        let total = len + (FORM_HEAD.len() + FORM_TAIL.len()) as u64;
-        client
-            .post(format!("{}/api/client/v1/uploads", s.url))
-            .bearer_auth(&s.api_key)
-            .header("content-type", "multipart/form-data; boundary=B")
-            .header("content-length", total)
-            .body(body(len, FORM_HEAD, FORM_TAIL))
-            .send()
-            .await
-    }
-    .unwrap();
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
     start.elapsed()
 }
 
-/// One upload of `len` bytes in `chunk`-byte requests; returns each request's time.
-async fn chunked(
+/// nginx: upload `name` of `len` bytes in `chunk`-byte PUTs; each request's time.
+async fn nginx_chunked(
     client: &reqwest::Client,
     s: &Server,
     name: usize,
     len: u64,
     chunk: u64,
-    nginx: bool,
 ) -> Vec<Duration> {
-    let location = if nginx {
-        String::new()
-    } else {
-        let resp = client
-            .post(format!("{}/files/", s.url))
-            .bearer_auth(&s.token)
-            .header("tus-resumable", "1.0.0")
-            .header("upload-length", len)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201);
-        format!("{}{}", s.url, resp.headers()["location"].to_str().unwrap())
-    };
     let mut times = Vec::new();
     let mut offset = 0;
     while offset < len {
         let n = chunk.min(len - offset);
-        let start = Instant::now();
-        let resp = if nginx {
-            put(client, format!("{}/u{name}/c{offset}", s.url), n)
-                .send()
-                .await
-        } else {
-            client
-                .patch(&location)
-                .bearer_auth(&s.token)
-                .header("tus-resumable", "1.0.0")
-                .header("content-type", "application/offset+octet-stream")
-                .header("upload-offset", offset)
-                .header("content-length", n)
-                .body(body(n, b"", b""))
-                .send()
-                .await
-        }
-        .unwrap();
-        assert!(resp.status().is_success(), "{}", resp.status());
-        times.push(start.elapsed());
+        times.push(put(client, format!("{}/u{name}/c{offset}", s.url), n).await);
         offset += n;
     }
     times
+}
+
+/// nginx's side of a workload: the same bodies as PUTs; each request's time.
+async fn nginx_workload(workload: &str, sizes: &Sizes, server: &Server) -> Vec<Duration> {
+    let client = reqwest::Client::new();
+    let client = &client;
+    match workload {
+        "single" => vec![put(client, format!("{}/single", server.url), sizes.single).await],
+        "chunked" => nginx_chunked(client, server, 0, sizes.single, sizes.chunk).await,
+        "direct" => {
+            futures_util::stream::iter(0..sizes.concurrent)
+                .map(|i| put(client, format!("{}/d{i}", server.url), sizes.each))
+                .buffer_unordered(sizes.concurrent)
+                .collect()
+                .await
+        }
+        _ => futures_util::stream::iter(0..sizes.concurrent)
+            .map(|i| nginx_chunked(client, server, i, sizes.each, sizes.small_chunk))
+            .buffer_unordered(sizes.concurrent)
+            .collect::<Vec<Vec<_>>>()
+            .await
+            .concat(),
+    }
+}
+
+/// Uplink's side of a workload, driven by `uplink bench`'s load engine (the tool operators
+/// run): `single` and `direct` through the Uploads API (one multipart request each), `chunked`
+/// and `concurrent` through tus (a token minted per upload, creation, then PATCHes); see
+/// [`support::engine_plan`]. The p50 and p99 of the requests carrying bytes.
+async fn uplink_workload(workload: &str, sizes: &Sizes, server: &Server) -> (f64, f64) {
+    use uplink::bench::Protocol;
+    let (protocol, count, each, chunk) = match workload {
+        "single" => (Protocol::UploadsApi, 1, sizes.single, sizes.single),
+        "chunked" => (Protocol::Tus, 1, sizes.single, sizes.chunk),
+        "direct" => (
+            Protocol::UploadsApi,
+            sizes.concurrent,
+            sizes.each,
+            sizes.each,
+        ),
+        _ => (
+            Protocol::Tus,
+            sizes.concurrent,
+            sizes.each,
+            sizes.small_chunk,
+        ),
+    };
+    let mut plan = support::engine_plan(&server.url, &server.api_key, count, each, chunk);
+    plan.protocol = protocol;
+    let report = support::drive(plan).await;
+    let kind = if protocol == Protocol::Tus {
+        "patch"
+    } else {
+        "upload"
+    };
+    let p = &report.requests[kind];
+    (p.p50, p.p99)
 }
 
 struct Sizes {
@@ -370,28 +364,15 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
         "uplink-none" => uplink(None, None, Some("none")).await,
         _ => uplink(env.as_deref(), None, None).await,
     };
-    let client = reqwest::Client::new();
     settle(bytes);
     let pid = server.child.id();
     let cpu0 = cpu_seconds(pid);
     let anon = AnonPeak::start(pid);
     let start = Instant::now();
-    let times = match workload {
-        "single" => vec![single(&client, &server, sizes.single, nginx).await],
-        "chunked" => chunked(&client, &server, 0, sizes.single, sizes.chunk, nginx).await,
-        "direct" => {
-            futures_util::stream::iter(0..sizes.concurrent)
-                .map(|_| single(&client, &server, sizes.each, nginx))
-                .buffer_unordered(sizes.concurrent)
-                .collect::<Vec<_>>()
-                .await
-        }
-        _ => futures_util::stream::iter(0..sizes.concurrent)
-            .map(|i| chunked(&client, &server, i, sizes.each, sizes.small_chunk, nginx))
-            .buffer_unordered(sizes.concurrent)
-            .collect::<Vec<Vec<_>>>()
-            .await
-            .concat(),
+    let times = if nginx {
+        percentiles(nginx_workload(workload, sizes, &server).await)
+    } else {
+        uplink_workload(workload, sizes, &server).await
     };
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu0;
@@ -406,18 +387,23 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     ))
 }
 
-/// A printed row: MiB/s, CPU s/GiB, p50/p99 of `times`, and memory when it was measured.
+/// The p50 and p99 of `times`, in ms.
+fn percentiles(mut times: Vec<Duration>) -> (f64, f64) {
+    times.sort();
+    let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
+    (pct(0.5), pct(0.99))
+}
+
+/// A printed row: MiB/s, CPU s/GiB, p50/p99 (`times`, ms), and memory when it was measured.
 fn row(
     workload: &str,
     server: &str,
     bytes: u64,
     wall: f64,
     cpu: f64,
-    mut times: Vec<Duration>,
+    times: (f64, f64),
     memory: Option<(f64, f64)>,
 ) -> Row {
-    times.sort();
-    let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
     let gib = bytes as f64 / (1024.0 * MIB as f64);
     let mib_s = bytes as f64 / MIB as f64 / wall;
     let memory = memory.map_or_else(
@@ -430,8 +416,8 @@ fn row(
         server,
         mib_s,
         cpu / gib,
-        pct(0.5),
-        pct(0.99),
+        times.0,
+        times.1,
     );
     Row { mib_s, line }
 }
@@ -494,7 +480,15 @@ mod sdk {
             .await;
         let wall = start.elapsed().as_secs_f64();
         let cpu = super::support::own_cpu_seconds(pid) - cpu0;
-        row(workload, name, bytes, wall, cpu, times, None)
+        row(
+            workload,
+            name,
+            bytes,
+            wall,
+            cpu,
+            super::percentiles(times),
+            None,
+        )
     }
 
     /// A client configured as Uplink's S3 store configures its own, trusting `certificate`

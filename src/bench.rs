@@ -6,7 +6,8 @@
 //! ([`report`]: JSON, a table, [`html`]). The in-tree benchmarks drive their Uplink rows with
 //! it too, so the tool and the benchmarks measure the same way.
 //!
-//! Must not depend on the server's internals: it is a client, like any other.
+//! Must not depend on the server's internals: it is a client, like any other (it borrows only
+//! [`crate::error::chain`], to print an error's causes).
 
 mod flows;
 pub mod html;

@@ -32,6 +32,9 @@
 //! - [`operator`]: operator commands (`uplink account create`, `uplink fleet`, `uplink geoip`).
 //! - [`role`]: wires the roles together (`uplink dev`, `uplink edge`, `uplink origin`).
 //!
+//! - [`bench`]: `uplink bench`, the load engine the tool and the benchmarks share: a client of
+//!   the public APIs, depending on nothing else here but [`error::chain`].
+//!
 //! `fuzz`: the fuzz targets over every parser of client bytes (run by `fuzz/`).
 
 pub mod account;

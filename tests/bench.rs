@@ -266,3 +266,48 @@ async fn the_html_report_shows_its_charts_in_chromium() {
         "the screenshot looks blank: {report_png} bytes against an empty page's {blank_png}"
     );
 }
+
+#[tokio::test]
+async fn wait_processed_times_real_media_to_status_6_and_fails_on_what_cannot_be_processed() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let account = node.account("Bench");
+    let dir = tempfile::tempdir().unwrap();
+    let video = common::test_video(dir.path(), 2);
+    let media = video.to_str().unwrap();
+    let (ok, table, report) = bench(
+        &node.url,
+        &account.api_key,
+        dir.path(),
+        "media",
+        &[
+            "--uploads",
+            "2",
+            "--media",
+            media,
+            "--wait-processed",
+            "--chunk",
+            "16KiB",
+        ],
+    );
+    assert!(ok, "{table}");
+    assert_eq!(report["completed"], 2);
+    let size = std::fs::metadata(&video).unwrap().len();
+    assert_eq!(report["bytes"], 2 * size);
+    let processed = &report["time_to_processed_ms"];
+    assert_eq!(processed["count"], 2, "{report:#}");
+    assert!(processed["p50"].as_f64().unwrap() > 0.0);
+    assert!(table.contains("time to processed"));
+
+    // Random bytes are no video: waiting for status 6 fails each upload, with its error code.
+    let (ok, _, report) = bench(
+        &node.url,
+        &account.api_key,
+        dir.path(),
+        "random",
+        &["--uploads", "1", "--wait-processed"],
+    );
+    assert!(!ok);
+    assert_eq!(report["failed"], 1);
+    let failure = report["failures"][0].as_str().unwrap();
+    assert!(failure.contains("status 7"), "{failure}");
+}

@@ -250,3 +250,36 @@ pub async fn start_uplink_bin(bin: &str, extra: &[String], env: &[(String, Strin
         token,
     }
 }
+
+/// A plan for `uplink bench`'s load engine against a node on this machine: `count` uploads of
+/// `each` bytes at once, in `chunk`-byte requests, of one repeated byte (free to make, so the
+/// client leaves the cores to the server), each checked by its size on its status record (the
+/// benchmark nodes run no workers to compute SHA-256s).
+pub fn engine_plan(
+    url: &str,
+    api_key: &str,
+    count: usize,
+    each: u64,
+    chunk: u64,
+) -> uplink::bench::Plan {
+    let mut plan = uplink::bench::Plan::new(url, api_key);
+    plan.uploads = Some(count as u64);
+    plan.concurrency = count;
+    plan.sizes = uplink::bench::Sizes::Fixed(each);
+    plan.chunk = chunk;
+    plan.payload = uplink::bench::Payload::Constant;
+    plan.verify = uplink::bench::Verify::Size;
+    plan
+}
+
+/// Runs `plan` quietly; its report, every upload completed and verified.
+pub async fn drive(plan: uplink::bench::Plan) -> uplink::bench::report::Report {
+    let report = uplink::bench::run(
+        std::sync::Arc::new(plan),
+        uplink::bench::progress::Display::Quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.failed, 0, "{}", report.table());
+    report
+}

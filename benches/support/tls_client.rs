@@ -15,6 +15,8 @@ pub struct Node {
     pub tls: SocketAddr,
     /// An upload token.
     pub token: String,
+    /// The account's API key.
+    pub api_key: String,
 }
 
 impl Node {
@@ -27,11 +29,12 @@ impl Node {
             dir: started.dir,
             tls: SocketAddr::from(([127, 0, 0, 1], tls_port)),
             token: started.token,
+            api_key: started.api_key,
         }
     }
 
     /// The self-signed certificate the node made, PEM.
-    fn certificate(&self) -> Vec<u8> {
+    pub fn certificate(&self) -> Vec<u8> {
         std::fs::read(self.dir.path().join("tls/certificate.pem")).unwrap()
     }
 }

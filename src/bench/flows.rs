@@ -508,7 +508,8 @@ impl Ctx<'_> {
 
     /// The upload's status record, polled until it shows the upload stored (and its SHA-256,
     /// when verified by it), or processed when `processed`; `Err` when it never does or
-    /// differs. Polls every 100 ms up to 2 s apart, until `--verify-timeout`.
+    /// differs. Polls every 100 ms, then twice as long each time up to 1 s apart, until
+    /// `--verify-timeout` (so time to processed is measured to within 1 s).
     pub async fn verify(&self, id: &str, source: &Source, processed: bool) -> Result<(), String> {
         let deadline = Instant::now() + self.plan.verify_timeout;
         let mut pause = Duration::from_millis(100);
@@ -562,7 +563,7 @@ impl Ctx<'_> {
                 ));
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(2));
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 }

@@ -213,10 +213,10 @@ impl Client {
         if let Some(body) = request.body {
             builder = builder.body(reqwest::Body::wrap_stream(body));
         }
-        let resp = builder.send().await.map_err(|e| chain(&e))?;
+        let resp = builder.send().await.map_err(|e| crate::error::chain(&e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| chain(&e))?;
+        let body = resp.bytes().await.map_err(|e| crate::error::chain(&e))?;
         Ok(Reply {
             status,
             headers,
@@ -413,16 +413,4 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
-}
-
-/// An error and its causes, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
