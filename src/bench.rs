@@ -365,14 +365,15 @@ async fn one(ctx: &flows::Ctx<'_>, i: u64, media: Option<&(Arc<std::fs::File>, u
     };
     let source = Source::new(content, size, plan.verify == Verify::Sha256);
     let start = Instant::now();
-    let id = match ctx.upload(&source, i, &mut rng).await {
-        Ok(id) => id,
+    let uploaded = match ctx.upload(&source, i, &mut rng).await {
+        Ok(uploaded) => uploaded,
         Err(e) => return ctx.rec.failed(e),
     };
     let complete = start.elapsed();
     let last_byte = Instant::now();
-    match ctx.verify(&id, &source, plan.wait_processed).await {
+    match ctx.verify(&uploaded.id, &source, plan.wait_processed).await {
         Ok(()) => ctx.rec.completed(
+            uploaded.edge,
             size,
             complete,
             plan.wait_processed.then(|| last_byte.elapsed()),

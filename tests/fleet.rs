@@ -514,3 +514,68 @@ fn chunk_of(data: &[u8], n: usize) -> Vec<u8> {
     let size = data.len().div_ceil(3);
     data[(n * size).min(data.len())..((n + 1) * size).min(data.len())].to_vec()
 }
+
+/// `uplink bench` aimed at one edge of the fleet: its uploads go where the control API routes
+/// them (edge `a`, for clients here), all verified by their SHA-256; with `--pin-edge` they all
+/// go to the edge it was aimed at.
+#[tokio::test]
+async fn uplink_bench_follows_the_fleets_routing_or_pins_one_edge() {
+    let s3 = S3Server::start().await;
+    s3.bucket(BUCKET).await;
+    let fleet = start(&s3).await;
+    let account = common::create_account_in(&fleet.database);
+    let (a, b) = (fleet.edges[0].0.clone(), fleet.edges[1].0.clone());
+    let dir = tempfile::tempdir().unwrap();
+    for (protocol, pin, edge) in [
+        ("tus", false, &a),
+        ("tus", true, &b),
+        ("movingimage", true, &b),
+    ] {
+        let json = dir.path().join(format!("{protocol}-{pin}.json"));
+        let out = std::process::Command::new(common::bin())
+            .args([
+                "bench",
+                "--url",
+                &b,
+                "--api-key",
+                &account.api_key,
+                "--progress",
+                "quiet",
+            ])
+            .args([
+                "--protocol",
+                protocol,
+                "--uploads",
+                "3",
+                "--concurrency",
+                "3",
+            ])
+            .args([
+                "--size",
+                "300KiB",
+                "--chunk",
+                "128KiB",
+                "--verify-timeout",
+                "60s",
+            ])
+            .args(pin.then_some("--pin-edge"))
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap();
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{protocol} pinned {pin}: {table}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let edge = edge.trim_start_matches("http://");
+        assert_eq!(
+            report["edges"],
+            serde_json::json!({ edge: 3 }),
+            "{protocol} pinned {pin}"
+        );
+    }
+}

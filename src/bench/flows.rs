@@ -185,13 +185,13 @@ impl Ctx<'_> {
         source.body(part, self.plan.bandwidth, move |n| rec.sent(n))
     }
 
-    /// One upload of `source` (upload number `i`); the id the Uploads API knows it by.
+    /// One upload of `source` (upload number `i`).
     pub async fn upload(
         &self,
         source: &Arc<Source>,
         i: u64,
         rng: &mut impl Rng,
-    ) -> Result<String, String> {
+    ) -> Result<Uploaded, String> {
         match self.plan.protocol {
             Protocol::Tus => self.resumable(source, i, rng, false).await,
             Protocol::Ietf => self.resumable(source, i, rng, true).await,
@@ -209,7 +209,7 @@ impl Ctx<'_> {
         i: u64,
         rng: &mut impl Rng,
         ietf: bool,
-    ) -> Result<String, String> {
+    ) -> Result<Uploaded, String> {
         let minted = self
             .control(
                 "token",
@@ -309,7 +309,7 @@ impl Ctx<'_> {
             .next()
             .and_then(|id| id.split('?').next())
             .unwrap_or_default();
-        Ok(id.to_owned())
+        Uploaded::at(id.to_owned(), &location)
     }
 
     /// The offset the edge has kept.
@@ -345,7 +345,7 @@ impl Ctx<'_> {
         &self,
         source: &Arc<Source>,
         rng: &mut impl Rng,
-    ) -> Result<String, String> {
+    ) -> Result<Uploaded, String> {
         let url = format!("{}/api/client/v1/uploads", self.plan.url);
         let fields = [("folder".to_owned(), "bench".to_owned())];
         let mut tries = Tries(0);
@@ -355,12 +355,10 @@ impl Ctx<'_> {
             match self.call("upload", request, cut).await {
                 Ok(r) => {
                     let json = r.json();
-                    return json["data"]["id"]
-                        .as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| {
-                            format!("the Uploads API answered {} without an id", r.status)
-                        });
+                    let id = json["data"]["id"].as_str().ok_or_else(|| {
+                        format!("the Uploads API answered {} without an id", r.status)
+                    })?;
+                    return Uploaded::at(id.to_owned(), &url);
                 }
                 Err(lost) => tries.again(&lost, "upload").await?,
             }
@@ -408,7 +406,7 @@ impl Ctx<'_> {
         source: &Arc<Source>,
         i: u64,
         rng: &mut impl Rng,
-    ) -> Result<String, String> {
+    ) -> Result<Uploaded, String> {
         let video = self
             .control(
                 "session",
@@ -449,7 +447,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        Ok(id)
+        Uploaded::at(id, &url)
     }
 
     /// S3 POST through an xvid session opened with the API key, as a browser page gets it:
@@ -459,7 +457,7 @@ impl Ctx<'_> {
         source: &Arc<Source>,
         i: u64,
         rng: &mut impl Rng,
-    ) -> Result<String, String> {
+    ) -> Result<Uploaded, String> {
         let pipeline = self
             .plan
             .pipeline_id
@@ -500,7 +498,7 @@ impl Ctx<'_> {
         loop {
             let (request, cut) = self.form(url, &fields, "file", source, rng);
             match self.call("upload", request, cut).await {
-                Ok(_) => return Ok(id),
+                Ok(_) => return Uploaded::at(id, url),
                 Err(lost) => tries.again(&lost, "form").await?,
             }
         }
@@ -565,6 +563,27 @@ impl Ctx<'_> {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(1));
         }
+    }
+}
+
+/// An upload whose bytes are all acknowledged.
+pub(super) struct Uploaded {
+    /// The id the Uploads API knows it by.
+    pub id: String,
+    /// The edge that took its bytes (`host:port`).
+    pub edge: String,
+}
+
+impl Uploaded {
+    /// Upload `id`, whose bytes went to `url`.
+    fn at(id: String, url: &str) -> Result<Self, String> {
+        let url = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+        let host = url.host_str().unwrap_or_default();
+        let edge = match url.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        Ok(Self { id, edge })
     }
 }
 

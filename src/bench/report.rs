@@ -33,6 +33,7 @@ struct Inner {
     bytes: u64,
     interruptions: u64,
     failures: Vec<String>,
+    edges: BTreeMap<String, u64>,
 }
 
 /// The kinds of request that carry an upload's bytes (their latency is the time to
@@ -102,11 +103,19 @@ impl Recorder {
         self.with(|inner, _| inner.interruptions += 1);
     }
 
-    /// An upload of `bytes` completed and verified: `complete` from its first request to its
-    /// last byte's acknowledgement; `processed` from then to status 6, when waited for.
-    pub fn completed(&self, bytes: u64, complete: Duration, processed: Option<Duration>) {
+    /// An upload of `bytes` that `edge` took completed and verified: `complete` from its first
+    /// request to its last byte's acknowledgement; `processed` from then to status 6, when
+    /// waited for.
+    pub fn completed(
+        &self,
+        edge: String,
+        bytes: u64,
+        complete: Duration,
+        processed: Option<Duration>,
+    ) {
         self.with(|inner, s| {
             inner.completed += 1;
+            *inner.edges.entry(edge).or_default() += 1;
             inner.bytes += bytes;
             inner.timeline[s].completed += 1;
             inner
@@ -204,6 +213,7 @@ impl Recorder {
             client_cpu_s_per_gib: (gib > 0.0).then(|| cpu / gib),
             timeline: inner.timeline.clone(),
             failures: inner.failures.clone(),
+            edges: inner.edges.clone(),
         }
     }
 }
@@ -329,6 +339,9 @@ pub struct Report {
     pub timeline: Vec<Second>,
     /// Why uploads failed (the first 20).
     pub failures: Vec<String>,
+    /// Completed uploads by the edge (`host:port`) that took their bytes.
+    #[serde(default)]
+    pub edges: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -380,6 +393,9 @@ impl Report {
                 "{name:<20} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
                 p.count, p.p50, p.p90, p.p99, p.p999, p.max
             );
+        }
+        for (edge, n) in &self.edges {
+            let _ = writeln!(out, "edge      {edge}: {n} uploads");
         }
         for e in &self.errors {
             let _ = writeln!(out, "error     {} {}: {}", e.status, e.code, e.count);
@@ -462,7 +478,12 @@ mod tests {
             409,
             Some("offset mismatch".into()),
         );
-        r.completed(3 * 1024 * 1024, Duration::from_millis(45), None);
+        r.completed(
+            "edge:443".into(),
+            3 * 1024 * 1024,
+            Duration::from_millis(45),
+            None,
+        );
         r.failed("tus: 410".into());
         r.interrupted();
         let report = r.report(serde_json::json!({}), Duration::from_secs(1), 0.5);
@@ -473,6 +494,7 @@ mod tests {
         assert_eq!(report.requests["patch"].count, 3);
         assert!((report.requests["patch"].max - 30.0).abs() < 0.1);
         assert_eq!(report.errors.len(), 1);
+        assert_eq!(report.edges["edge:443"], 1);
         assert_eq!(report.errors[0].status, 409);
         assert!((report.throughput_mib_s - 3.0).abs() < 0.01);
         assert_eq!(
