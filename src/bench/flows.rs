@@ -24,7 +24,10 @@ pub(super) struct Ctx<'a> {
 
 /// Why a request brought no usable answer.
 enum Lost {
-    /// Cut off on purpose, or the connection failed: resumable.
+    /// Cut off on purpose (`--interrupt`): tried again at once, as a phone that lost its
+    /// network reconnects.
+    Cut(String),
+    /// The connection failed or the time ran out: tried again after a pause.
     Connection(String),
     /// Refused with a status the client may retry after (a conflict, overload).
     Retry(Reply),
@@ -35,7 +38,7 @@ enum Lost {
 impl Lost {
     fn describe(&self, what: &str) -> String {
         match self {
-            Self::Connection(e) => format!("{what}: {e}"),
+            Self::Cut(e) | Self::Connection(e) => format!("{what}: {e}"),
             Self::Retry(r) | Self::Refused(r) => {
                 format!("{what}: {} {}", r.status, error_code(r).unwrap_or_default())
             }
@@ -58,7 +61,7 @@ impl Tries {
         if self.0 >= TRIES {
             return Err(format!("{} ({} tries)", lost.describe(what), self.0));
         }
-        if !matches!(lost, Lost::Connection(_)) {
+        if !matches!(lost, Lost::Cut(_)) {
             tokio::time::sleep(Duration::from_millis(100 << self.0.min(4))).await;
         }
         Ok(())
@@ -109,7 +112,7 @@ impl Ctx<'_> {
             }
             Err(e) if cut => {
                 self.rec.interrupted();
-                Err(Lost::Connection(e))
+                Err(Lost::Cut(e))
             }
             Err(e) => {
                 let code = e.chars().take(80).collect();
