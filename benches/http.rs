@@ -8,19 +8,121 @@
 //!
 //! The uploads are made by `uplink bench`'s load engine, as the tool makes them.
 //!
-//! `cargo bench --bench http` runs all three versions; `-- --http 3` (repeatable) picks some;
+//! `quic` is the limit for any quinn server: the same bytes sent to a raw QUIC stream sink (no
+//! HTTP/3) on the edge's own QUIC endpoint settings, with ratios of HTTP/3 to it and to
+//! HTTP/1.1 after each workload.
+//!
+//! `cargo bench --bench http` runs all four; `-- --http 3` (repeatable: 1.1, 2, 3, quic) picks some;
 //! `-- --test` (as CI does) runs tiny sizes, to keep the benchmark working.
 
 mod support;
 
+use futures_util::StreamExt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
 use support::tls_client::Node;
 use support::{cpu_seconds, MIB};
 use uplink::bench::transport::{Http, Trust};
 
+/// A raw QUIC sink (no HTTP/3) on the edge's own QUIC endpoint settings
+/// ([`uplink::edge::quic_endpoint`]): each bidirectional stream is read to its end and
+/// answered with the number of bytes read. Run as a process of its own (this benchmark's
+/// binary with `--quic-sink PORT DIR`), so its CPU is measured as the node's is; it says
+/// `ready` on stdout once it listens.
+fn serve_sink(port: u16, dir: &Path) {
+    support::runtime().block_on(async {
+        let (cert, key) = (dir.join("certificate.pem"), dir.join("private-key.pem"));
+        uplink::edge::tls::ensure_self_signed(&cert, &key).unwrap();
+        let certificate = Arc::new(uplink::edge::tls::Certificate::open(&cert, &key).unwrap());
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let endpoint = uplink::edge::quic_endpoint(addr, &certificate).unwrap();
+        println!("ready");
+        while let Some(incoming) = endpoint.accept().await {
+            tokio::spawn(async move {
+                let Ok(connection) = incoming.await else {
+                    return;
+                };
+                while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                    tokio::spawn(async move {
+                        let mut n = 0u64;
+                        while let Ok(Some(chunk)) = recv.read_chunk(usize::MAX, true).await {
+                            n += chunk.bytes.len() as u64;
+                        }
+                        let _ = send.write_all(n.to_string().as_bytes()).await;
+                        let _ = send.finish();
+                    });
+                }
+            });
+        }
+    });
+}
+
+/// The same workload sent to a raw QUIC sink: a connection per upload (quinn's default client
+/// settings, as the load engine's HTTP/3 client has), one stream each; its row and MiB/s.
+async fn run_sink(workload: &str, count: usize, each: u64) -> (String, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--quic-sink", &port.to_string()])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let sink = support::Process(child);
+    let certificate = std::fs::read(dir.path().join("certificate.pem")).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let pid = sink.id();
+    let cpu0 = cpu_seconds(pid);
+    let start = Instant::now();
+    futures_util::stream::iter(0..count)
+        .map(|_| sink_upload(addr, &certificate, each))
+        .buffer_unordered(count)
+        .collect::<Vec<()>>()
+        .await;
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu0;
+    let bytes = each * count as u64;
+    let mib_s = bytes as f64 / MIB as f64 / wall;
+    let gib = bytes as f64 / (1024.0 * MIB as f64);
+    (
+        format!(
+            "{workload:<11} {:<9} {mib_s:>9.1} {:>11.2}",
+            "QUIC sink",
+            cpu / gib
+        ),
+        mib_s,
+    )
+}
+
+/// One upload of `len` bytes to the sink, on a connection of its own.
+async fn sink_upload(addr: SocketAddr, certificate: &[u8], len: u64) {
+    let tls = support::tls::client_config(certificate, b"h3");
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    for piece in support::pieces(len) {
+        send.write_chunk(piece).await.unwrap();
+    }
+    send.finish().unwrap();
+    let answer = recv.read_to_end(32).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&answer), len.to_string());
+}
+
 /// Runs one workload over one version, driven by `uplink bench`'s load engine (a client and a
 /// connection per upload, a token minted per upload: see [`support::engine_plan`]); its table
 /// row.
-async fn run(version: &str, workload: &str, count: usize, each: u64) -> String {
+async fn run(version: &str, workload: &str, count: usize, each: u64) -> (String, f64) {
     let node = Node::start().await;
     let url = format!("https://localhost:{}", node.tls.port());
     let mut plan = support::engine_plan(&url, &node.api_key, count, each, each);
@@ -34,15 +136,21 @@ async fn run(version: &str, workload: &str, count: usize, each: u64) -> String {
     let report = support::drive(plan).await;
     let cpu = cpu_seconds(pid) - cpu0;
     let gib = report.bytes as f64 / (1024.0 * MIB as f64);
-    format!(
-        "{workload:<11} HTTP/{version:<4} {:>9.1} {:>11.2}",
+    (
+        format!(
+            "{workload:<11} HTTP/{version:<4} {:>9.1} {:>11.2}",
+            report.throughput_mib_s,
+            cpu / gib
+        ),
         report.throughput_mib_s,
-        cpu / gib
     )
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--quic-sink") {
+        return serve_sink(args[i + 1].parse().unwrap(), Path::new(&args[i + 2]));
+    }
     let test = args.iter().any(|a| a == "--test");
     let mut versions: Vec<String> = args
         .windows(2)
@@ -50,12 +158,12 @@ fn main() {
         .map(|w| w[1].trim_start_matches("HTTP/").to_owned())
         .collect();
     if versions.is_empty() {
-        versions = vec!["1.1".into(), "2".into(), "3".into()];
+        versions = vec!["1.1".into(), "2".into(), "3".into(), "quic".into()];
     }
     for v in &versions {
         assert!(
-            ["1.1", "2", "3"].contains(&v.as_str()),
-            "--http {v}: use 1.1, 2 or 3"
+            ["1.1", "2", "3", "quic"].contains(&v.as_str()),
+            "--http {v}: use 1.1, 2, 3 or quic (the raw QUIC sink)"
         );
     }
     let (single, count, each) = if test {
@@ -70,8 +178,22 @@ fn main() {
     );
     rt.block_on(async {
         for (workload, count, each) in [("single", 1, single), ("concurrent", count, each)] {
+            let mut rates = std::collections::HashMap::new();
             for version in &versions {
-                println!("{}", run(version, workload, count, each).await);
+                let (row, mib_s) = if version == "quic" {
+                    run_sink(workload, count, each).await
+                } else {
+                    run(version, workload, count, each).await
+                };
+                println!("{row}");
+                rates.insert(version.as_str(), mib_s);
+            }
+            let ratio = |a: &str, b: &str| Some(rates.get(a)? / rates.get(b)?);
+            if let Some(r) = ratio("3", "quic") {
+                println!("{workload:<11} HTTP/3 ÷ QUIC sink {r:>6.2}×");
+            }
+            if let Some(r) = ratio("3", "1.1") {
+                println!("{workload:<11} HTTP/3 ÷ HTTP/1.1  {r:>6.2}×");
             }
         }
     });

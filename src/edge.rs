@@ -25,6 +25,10 @@ mod ready;
 mod spool_sweeper;
 pub mod tls;
 
+/// The edge's QUIC endpoint, with its TLS and transport settings (the HTTP-version benchmark
+/// measures a raw QUIC sink on it, the limit for the edge's HTTP/3).
+pub use h3::endpoint as quic_endpoint;
+
 use crate::config::EdgeSettings;
 use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::durability::Syncer;

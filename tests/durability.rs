@@ -102,11 +102,10 @@ async fn crash_loses_nothing_acknowledged(durability: &str) {
     if durability == "none" {
         assert_eq!(files, 0.0, "nothing is synced with durability none");
     } else {
-        // Forty clients acknowledging at once share their syncs.
-        assert!(
-            files > 1.5 * rounds,
-            "{files} files synced in {rounds} rounds"
-        );
+        // Forty clients acknowledging at once share their syncs: without group commit each
+        // round would sync one file. (How many share depends on timing: 1.4 to 3 per round
+        // have been seen on this 2-core machine, so the bound is only that they share.)
+        assert!(files > rounds, "{files} files synced in {rounds} rounds");
     }
     stop.store(true, Ordering::SeqCst);
     node.restart().await;
