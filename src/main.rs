@@ -454,20 +454,10 @@ fn parse_rate(s: &str) -> Result<u64, String> {
     Ok(rate)
 }
 
-fn bench(cli: BenchCli) -> anyhow::Result<()> {
-    use uplink::bench::{self, report::Report, transport::Trust};
-    if let Some(BenchCommand::Compare { a, b }) = cli.command {
-        let read = |path: &Path| -> anyhow::Result<Report> {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{} is not an uplink bench report", path.display()))
-        };
-        print!("{}", read(&a)?.compare(&read(&b)?));
-        return Ok(());
-    }
-    let args = cli.run;
-    let (Some(url), Some(api_key)) = (args.url, args.api_key) else {
+/// The plan `uplink bench`'s arguments describe.
+fn bench_plan(args: &BenchArgs) -> anyhow::Result<uplink::bench::Plan> {
+    use uplink::bench::{self, transport::Trust};
+    let (Some(url), Some(api_key)) = (&args.url, &args.api_key) else {
         anyhow::bail!("give --url and --api-key");
     };
     anyhow::ensure!(
@@ -475,7 +465,7 @@ fn bench(cli: BenchCli) -> anyhow::Result<()> {
         "--interrupt {}: a chance from 0 to 1",
         args.interrupt
     );
-    let mut plan = bench::Plan::new(&url, &api_key);
+    let mut plan = bench::Plan::new(url, api_key);
     let (mut bandwidth, mut interrupt) = (args.bandwidth, args.interrupt);
     match args.profile.as_deref() {
         None => {}
@@ -487,14 +477,14 @@ fn bench(cli: BenchCli) -> anyhow::Result<()> {
         }
         Some(other) => anyhow::bail!("--profile {other:?}: the one profile is mobile"),
     }
-    plan.trust = match (args.insecure, args.ca_file) {
+    plan.trust = match (args.insecure, &args.ca_file) {
         (true, _) => Trust::Insecure,
         (false, Some(path)) => Trust::Pem(
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
         ),
         (false, None) => Trust::System,
     };
-    plan.pipeline_id = args.pipeline_id;
+    plan.pipeline_id.clone_from(&args.pipeline_id);
     plan.http = args.http;
     plan.pin_edge = args.pin_edge;
     plan.protocol = args.protocol;
@@ -502,13 +492,13 @@ fn bench(cli: BenchCli) -> anyhow::Result<()> {
     plan.duration = args.duration;
     plan.concurrency = args.concurrency.max(1);
     plan.ramp = args.ramp;
-    plan.sizes = args.size;
+    plan.sizes = args.size.clone();
     plan.chunk = args.chunk;
     plan.creation_with_upload = args.creation_with_upload;
     plan.bandwidth = bandwidth.map(bench::source::Pace);
     plan.interrupt = interrupt;
-    plan.payload = match (args.media, args.payload.as_str()) {
-        (Some(path), _) => bench::Payload::Media(path),
+    plan.payload = match (&args.media, args.payload.as_str()) {
+        (Some(path), _) => bench::Payload::Media(path.clone()),
         (None, "constant") => bench::Payload::Constant,
         (None, _) => bench::Payload::Random,
     };
@@ -517,6 +507,24 @@ fn bench(cli: BenchCli) -> anyhow::Result<()> {
     plan.verify_timeout = args.verify_timeout;
     plan.request_timeout = args.timeout;
     plan.seed = args.seed;
+    Ok(plan)
+}
+
+/// `uplink bench`: a run, or `compare`; fails unless every upload completed and verified.
+fn bench(cli: BenchCli) -> anyhow::Result<()> {
+    use uplink::bench::{self, report::Report};
+    if let Some(BenchCommand::Compare { a, b }) = cli.command {
+        let read = |path: &Path| -> anyhow::Result<Report> {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not an uplink bench report", path.display()))
+        };
+        print!("{}", read(&a)?.compare(&read(&b)?));
+        return Ok(());
+    }
+    let args = cli.run;
+    let plan = bench_plan(&args)?;
     let display = match args.progress.as_str() {
         "plain" => bench::progress::Display::Plain,
         "quiet" => bench::progress::Display::Quiet,

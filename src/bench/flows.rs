@@ -204,8 +204,8 @@ impl Ctx<'_> {
         }
     }
 
-    /// tus or the IETF draft: a token for one upload, creation (with the first chunk when
-    /// asked, always for the draft), then appends, resumed from `HEAD` after a loss.
+    /// tus or the IETF draft: a token for one upload, creation, then appends, resumed from
+    /// `HEAD` after a loss.
     async fn resumable(
         &self,
         source: &Arc<Source>,
@@ -229,49 +229,8 @@ impl Ctx<'_> {
         let bearer = format!("Bearer {token}");
         let len = source.len();
         let chunk = self.plan.chunk.max(1);
-        let with_upload = ietf || self.plan.creation_with_upload;
+        let (location, mut offset) = self.create(source, i, rng, endpoint, &bearer, ietf).await?;
         let mut tries = Tries(0);
-        let (location, mut offset) = loop {
-            let first = if with_upload { chunk.min(len) } else { 0 };
-            let (part, cut) = self.part(rng, 0, first);
-            let mut request = Request::new(Method::POST, endpoint).header("authorization", &bearer);
-            request = if ietf {
-                request
-                    .header("upload-draft-interop-version", "6")
-                    .header("upload-complete", if first == len { "?1" } else { "?0" })
-                    .header("content-type", "application/octet-stream")
-            } else {
-                let name = base64::Engine::encode(
-                    &base64::engine::general_purpose::STANDARD,
-                    format!("bench-{i}.bin"),
-                );
-                let request = request
-                    .header("tus-resumable", "1.0.0")
-                    .header("upload-length", len)
-                    .header("upload-metadata", format!("filename {name}"));
-                if first > 0 {
-                    request.header("content-type", "application/offset+octet-stream")
-                } else {
-                    request
-                }
-            };
-            request = request.body(first, self.body(source, part));
-            match self.call("create", request, cut).await {
-                Ok(r) => {
-                    let location = r
-                        .header("location")
-                        .ok_or("creation answered without Location")?;
-                    let location = self.at(&absolute(endpoint, location)?)?;
-                    let offset = r
-                        .header("upload-offset")
-                        .and_then(|o| o.parse().ok())
-                        .unwrap_or(first);
-                    break (location, offset);
-                }
-                // The upload's URL is only known from the answer: start again.
-                Err(lost) => tries.again(&lost, "creation").await?,
-            }
-        };
         while offset < len {
             let n = chunk.min(len - offset);
             let (part, cut) = self.part(rng, offset, n);
@@ -313,6 +272,65 @@ impl Ctx<'_> {
             .and_then(|id| id.split('?').next())
             .unwrap_or_default();
         Uploaded::at(id.to_owned(), &location)
+    }
+
+    /// tus or IETF creation at `endpoint` (with the first chunk when asked, always for the
+    /// draft); the upload's URL and the offset the edge acknowledged. Sent again after a loss:
+    /// the URL is only known from the answer.
+    async fn create(
+        &self,
+        source: &Arc<Source>,
+        i: u64,
+        rng: &mut impl Rng,
+        endpoint: &str,
+        bearer: &str,
+        ietf: bool,
+    ) -> Result<(String, u64), String> {
+        let len = source.len();
+        let chunk = self.plan.chunk.max(1);
+        let with_upload = ietf || self.plan.creation_with_upload;
+        let mut tries = Tries(0);
+        loop {
+            let first = if with_upload { chunk.min(len) } else { 0 };
+            let (part, cut) = self.part(rng, 0, first);
+            let mut request = Request::new(Method::POST, endpoint).header("authorization", bearer);
+            request = if ietf {
+                request
+                    .header("upload-draft-interop-version", "6")
+                    .header("upload-complete", if first == len { "?1" } else { "?0" })
+                    .header("content-type", "application/octet-stream")
+            } else {
+                let name = base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("bench-{i}.bin"),
+                );
+                let request = request
+                    .header("tus-resumable", "1.0.0")
+                    .header("upload-length", len)
+                    .header("upload-metadata", format!("filename {name}"));
+                if first > 0 {
+                    request.header("content-type", "application/offset+octet-stream")
+                } else {
+                    request
+                }
+            };
+            request = request.body(first, self.body(source, part));
+            match self.call("create", request, cut).await {
+                Ok(r) => {
+                    let location = r
+                        .header("location")
+                        .ok_or("creation answered without Location")?;
+                    let location = self.at(&absolute(endpoint, location)?)?;
+                    let offset = r
+                        .header("upload-offset")
+                        .and_then(|o| o.parse().ok())
+                        .unwrap_or(first);
+                    return Ok((location, offset));
+                }
+                // The upload's URL is only known from the answer: start again.
+                Err(lost) => tries.again(&lost, "creation").await?,
+            }
+        }
     }
 
     /// The offset the edge has kept.

@@ -185,19 +185,9 @@ fn charts(report: &Report) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     Ok(out)
 }
 
-/// The report as a self-contained HTML page.
-#[must_use]
-pub fn render(report: &Report) -> String {
-    let mut page = String::from(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>uplink bench report</title><style>\
-         body{font-family:sans-serif;margin:2em;color:#222}\
-         table{border-collapse:collapse;margin:1em 0}\
-         td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
-         td:first-child,th:first-child{text-align:left}\
-         figure{margin:1em 0}</style></head><body>\n",
-    );
-    let _ = writeln!(page, "<h1>uplink bench</h1><p>{}</p>", escape(&report.tool));
+/// The plan, the summary, the latency and the errors, as HTML tables.
+fn tables(report: &Report) -> String {
+    let mut page = String::new();
     page.push_str("<h2>Plan</h2><table>");
     if let Some(plan) = report.plan.as_object() {
         for (k, v) in plan {
@@ -279,6 +269,23 @@ pub fn render(report: &Report) -> String {
         }
         page.push_str("</ul>");
     }
+    page
+}
+
+/// The report as a self-contained HTML page.
+#[must_use]
+pub fn render(report: &Report) -> String {
+    let mut page = String::from(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>uplink bench report</title><style>\
+         body{font-family:sans-serif;margin:2em;color:#222}\
+         table{border-collapse:collapse;margin:1em 0}\
+         td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
+         td:first-child,th:first-child{text-align:left}\
+         figure{margin:1em 0}</style></head><body>\n",
+    );
+    let _ = writeln!(page, "<h1>uplink bench</h1><p>{}</p>", escape(&report.tool));
+    page.push_str(&tables(report));
     page.push_str("<h2>Charts</h2>\n");
     let drawn = if font() {
         charts(report).map_err(|e| e.to_string())
