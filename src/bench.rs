@@ -360,7 +360,7 @@ async fn one(ctx: &flows::Ctx<'_>, i: u64, media: Option<&(Arc<std::fs::File>, u
         rand::rngs::StdRng::seed_from_u64(plan.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i);
     let (content, size) = match (media, &plan.payload) {
         (Some((file, len)), _) => (Content::Media(file.clone()), *len),
-        (None, Payload::Constant) => (Content::Constant(0x5a), plan.sizes.pick(&mut rng)),
+        (None, Payload::Constant) => (Content::Constant, plan.sizes.pick(&mut rng)),
         (None, _) => (Content::Random(rng.random()), plan.sizes.pick(&mut rng)),
     };
     let source = Source::new(content, size, plan.verify == Verify::Sha256);

@@ -226,23 +226,7 @@ fn tables(report: &Report) -> String {
         "</table><h2>Latency (ms)</h2><table><tr><th></th><th>count</th><th>p50</th>\
          <th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>",
     );
-    let latency = report
-        .requests
-        .iter()
-        .map(|(k, p)| (format!("request {k}"), p))
-        .chain(
-            report
-                .time_to_complete_ms
-                .iter()
-                .map(|p| ("time to complete".to_owned(), p)),
-        )
-        .chain(
-            report
-                .time_to_processed_ms
-                .iter()
-                .map(|p| ("time to processed".to_owned(), p)),
-        );
-    for (name, p) in latency {
+    for (name, p) in report.latencies() {
         let _ = write!(
             page,
             "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",

@@ -345,6 +345,25 @@ pub struct Report {
 }
 
 impl Report {
+    /// Every latency distribution, named: by request kind, then time to complete and to
+    /// processed.
+    #[must_use]
+    pub fn latencies(&self) -> Vec<(String, &Percentiles)> {
+        let requests = self
+            .requests
+            .iter()
+            .map(|(k, p)| (format!("request {k}"), p));
+        let complete = self
+            .time_to_complete_ms
+            .iter()
+            .map(|p| ("time to complete".to_owned(), p));
+        let processed = self
+            .time_to_processed_ms
+            .iter()
+            .map(|p| ("time to processed".to_owned(), p));
+        requests.chain(complete).chain(processed).collect()
+    }
+
     /// The report as a table for the terminal.
     #[must_use]
     pub fn table(&self) -> String {
@@ -373,20 +392,7 @@ impl Report {
             "{:<20} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "ms", "count", "p50", "p90", "p99", "p99.9", "max"
         );
-        let rows = self
-            .requests
-            .iter()
-            .map(|(k, p)| (format!("request {k}"), p))
-            .chain(
-                self.time_to_complete_ms
-                    .iter()
-                    .map(|p| ("time to complete".to_owned(), p)),
-            )
-            .chain(
-                self.time_to_processed_ms
-                    .iter()
-                    .map(|p| ("time to processed".to_owned(), p)),
-            );
+        let rows = self.latencies();
         for (name, p) in rows {
             let _ = writeln!(
                 out,
@@ -423,26 +429,11 @@ impl Report {
         .into_iter()
         .map(|(name, a, b)| (name.to_owned(), a, b))
         .collect::<Vec<_>>();
-        let both = |a: &Option<Percentiles>, b: &Option<Percentiles>| a.clone().zip(b.clone());
-        let mut pairs: Vec<(String, Percentiles, Percentiles)> = self
-            .requests
-            .iter()
-            .filter_map(|(k, a)| {
-                Some((
-                    format!("request {k}"),
-                    a.clone(),
-                    b.requests.get(k)?.clone(),
-                ))
-            })
-            .collect();
-        pairs.extend(
-            both(&self.time_to_complete_ms, &b.time_to_complete_ms)
-                .map(|(a, b)| ("time to complete".to_owned(), a, b)),
-        );
-        pairs.extend(
-            both(&self.time_to_processed_ms, &b.time_to_processed_ms)
-                .map(|(a, b)| ("time to processed".to_owned(), a, b)),
-        );
+        let theirs = b.latencies();
+        let pairs = self.latencies().into_iter().filter_map(|(name, a)| {
+            let (_, b) = theirs.iter().find(|(n, _)| *n == name)?;
+            Some((name, a, *b))
+        });
         for (name, a, b) in pairs {
             lines.push((format!("{name} p50 ms"), a.p50, b.p50));
             lines.push((format!("{name} p99 ms"), a.p99, b.p99));

@@ -24,7 +24,7 @@ pub enum Content {
     Random(u64),
     /// One byte repeated: costs the client nothing to make (the in-tree benchmarks, which share
     /// the machine with the server).
-    Constant(u8),
+    Constant,
     /// A media file's bytes (so that the origin can process the upload).
     Media(Arc<std::fs::File>),
 }
@@ -71,7 +71,7 @@ impl Source {
     fn piece(&self, offset: u64, n: u64) -> std::io::Result<Bytes> {
         match &self.content {
             Content::Random(seed) => Ok(random(*seed, offset, n)),
-            Content::Constant(byte) => Ok(constant(*byte, n)),
+            Content::Constant => Ok(constant(n)),
             Content::Media(file) => {
                 let mut buf = vec![0; usize::try_from(n).unwrap_or(usize::MAX)];
                 file.read_exact_at(&mut buf, offset)?;
@@ -109,19 +109,20 @@ impl Source {
             .map_or(end, |cut| part.offset + cut.min(part.len));
         let start = Instant::now();
         let sent = Arc::new(sent);
+        let first = part.offset;
         // States: the prefix, the bytes from a position, the suffix, done.
-        let state = (Some(part.prefix), part.offset, Some(part.suffix), 0u64);
-        futures_util::stream::unfold(state, move |(prefix, at, suffix, paced)| {
+        let state = (Some(part.prefix), part.offset, Some(part.suffix));
+        futures_util::stream::unfold(state, move |(prefix, at, suffix)| {
             let source = source.clone();
             let sent = sent.clone();
             async move {
                 if let Some(prefix) = prefix.filter(|p| !p.is_empty()) {
-                    return Some((Ok(prefix), (None, at, suffix, paced)));
+                    return Some((Ok(prefix), (None, at, suffix)));
                 }
                 if at < stop {
                     let n = step.min(stop - at);
                     if let Some(pace) = &pace {
-                        pace.wait(start, paced + n).await;
+                        pace.wait(start, at - first + n).await;
                     }
                     let src = source.clone();
                     let piece = match &source.content {
@@ -132,21 +133,21 @@ impl Source {
                     };
                     let piece = match piece {
                         Ok(piece) => piece,
-                        Err(e) => return Some((Err(e), (None, end, None, paced))),
+                        Err(e) => return Some((Err(e), (None, end, None))),
                     };
                     source.observe(at, &piece);
                     sent(n);
-                    return Some((Ok(piece), (None, at + n, suffix, paced + n)));
+                    return Some((Ok(piece), (None, at + n, suffix)));
                 }
                 if stop < end {
                     let cut = std::io::Error::new(
                         std::io::ErrorKind::ConnectionAborted,
                         "interrupted by the benchmark",
                     );
-                    return Some((Err(cut), (None, end, None, paced)));
+                    return Some((Err(cut), (None, end, None)));
                 }
                 let suffix = suffix.filter(|s| !s.is_empty())?;
-                Some((Ok(suffix), (None, at, None, paced)))
+                Some((Ok(suffix), (None, at, None)))
             }
         })
     }
@@ -201,15 +202,12 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `n` (at most [`PIECE`]) copies of `byte`, from one shared buffer.
-fn constant(byte: u8, n: u64) -> Bytes {
-    static PIECES: std::sync::OnceLock<Vec<Bytes>> = std::sync::OnceLock::new();
-    let all = PIECES.get_or_init(|| {
-        (0..=255u8)
-            .map(|b| Bytes::from(vec![b; PIECE as usize]))
-            .collect()
-    });
-    all[byte as usize].slice(..usize::try_from(n).unwrap_or(0))
+/// `n` (at most [`PIECE`]) bytes of 0x5a, from one shared buffer.
+fn constant(n: u64) -> Bytes {
+    static PIECE_OF_5A: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    PIECE_OF_5A
+        .get_or_init(|| Bytes::from(vec![0x5a; PIECE as usize]))
+        .slice(..usize::try_from(n).unwrap_or(0))
 }
 
 #[cfg(test)]

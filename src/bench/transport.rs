@@ -187,12 +187,6 @@ impl Client {
         })
     }
 
-    /// A client for the control APIs: HTTP/1.1 or 2 as this one (HTTP/1.1 for HTTP/3).
-    #[must_use]
-    pub fn tcp(&self) -> &reqwest::Client {
-        &self.tcp
-    }
-
     /// Sends `request`; the final response, or why there is none.
     ///
     /// # Errors
@@ -235,19 +229,9 @@ impl Quic {
             .authority()
             .ok_or("an HTTP/3 URL needs a host")?
             .to_string();
+        // A connection that is gone is replaced by the next request's.
         let mut send = self.connection(&uri, &authority).await?;
-        let sent = exchange(&mut send, uri, request).await;
-        if sent.is_err() {
-            // The next request makes a new connection if this one is gone.
-            let mut connections = self.connections.lock().await;
-            if connections
-                .get(&authority)
-                .is_some_and(|(_, endpoint)| endpoint.open_connections() == 0)
-            {
-                connections.remove(&authority);
-            }
-        }
-        sent
+        exchange(&mut send, uri, request).await
     }
 
     async fn connection(
