@@ -207,10 +207,16 @@ impl Client {
         if let Some(body) = request.body {
             builder = builder.body(reqwest::Body::wrap_stream(body));
         }
-        let resp = builder.send().await.map_err(|e| crate::error::chain(&e))?;
+        let resp = builder
+            .send()
+            .await
+            .map_err(|e| crate::error::chain(&e.without_url()))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| crate::error::chain(&e))?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| crate::error::chain(&e.without_url()))?;
         Ok(Reply {
             status,
             headers,
