@@ -110,6 +110,13 @@ pub struct CreateUpload {
     /// that continues the upload then completes it at its last byte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<u64>,
+    /// The edge that will write it (a resumable upload created by a named edge): only its part
+    /// records and completion count until another edge adopts the upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
+    /// tus `Upload-Metadata` as the client sent it, for an edge that adopts the upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_metadata: Option<String>,
 }
 
 /// The answer to [`CreateUpload`]: where the edge writes the bytes.
@@ -139,6 +146,10 @@ pub struct UploadStored {
     /// Flavour settings learnt with the bytes (the HTML form's `custom_*` fields), JSON text.
     #[serde(default)]
     pub metadata: Option<String>,
+    /// The edge completing it (a resumable upload's writer): refused (409, [`HoldRefused`]
+    /// naming the writer) when another edge took the upload over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<String>,
 }
 
 /// `POST /internal/v1/uploads/{id}/hold`: edge `edge` takes chunks of the upload that are not
@@ -150,7 +161,19 @@ pub struct HoldUpload {
     pub edge: String,
 }
 
-/// Why an edge may not hold an upload's chunks.
+/// `POST /internal/v1/uploads/{id}/writer`: whether edge `edge` writes a resumable upload;
+/// with `take`, it takes the upload over first (adoption). 200 with the [`UploadInfo`] when it
+/// writes, 404 for an unknown upload, 409 with [`HoldRefused`] otherwise (another writer, or
+/// the upload's status when it is no longer receiving).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteUpload {
+    /// The edge's name (its heartbeats').
+    pub edge: String,
+    /// Take the upload over.
+    pub take: bool,
+}
+
+/// Why an edge may not hold an upload's chunks, or write it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HoldRefused {
     /// Another edge holds them and has not been lost.
@@ -185,6 +208,9 @@ pub struct UploadInfo {
     /// that adopts it continues from there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<StoredParts>,
+    /// tus `Upload-Metadata` as the client sent it at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_metadata: Option<String>,
 }
 
 /// Parts of an upload in the store's multipart upload `multipart_id`, as an edge forwarding
@@ -208,6 +234,10 @@ pub struct RecordPart {
     pub declared: Option<u64>,
     /// The part.
     pub part: crate::store::SentPart,
+    /// The edge that stored it: refused (409, [`HoldRefused`] naming the writer) when another
+    /// edge took the upload over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<String>,
 }
 
 /// A status as both APIs show it.

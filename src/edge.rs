@@ -97,10 +97,14 @@ pub fn run(
         settings.auth_cache_ttl,
     )
     .map_err(StartError::Client)?;
-    let ingest = Ingest::new(store.clone(), origin.clone(), settings.max_upload_size)
-        .with_name(settings.name.clone())
-        .with_forwarding(&settings.spool_dir.join("forward"))
-        .map_err(StartError::Store)?;
+    let ingest = Ingest::new(
+        store.clone(),
+        Arc::new(origin.clone()),
+        settings.max_upload_size,
+    )
+    .with_name(settings.name.clone())
+    .with_forwarding(&settings.spool_dir.join("forward"))
+    .map_err(StartError::Store)?;
     let spools = Arc::new(open_spools(settings)?);
     crate::metrics::edge_started();
     crate::metrics::on_scrape(Arc::new(metered::Spool(settings.spool_dir.clone())));

@@ -80,7 +80,7 @@ pub fn tus(data: &[u8]) {
     let Ok(raw) = std::str::from_utf8(data) else {
         return;
     };
-    if let Some(fields) = tus::parse_metadata(raw) {
+    if let Some(fields) = crate::upload::resumable::parse_metadata(raw) {
         let again: Vec<String> = fields
             .iter()
             .map(|(k, v)| {
@@ -92,7 +92,7 @@ pub fn tus(data: &[u8]) {
             })
             .collect();
         assert_eq!(
-            tus::parse_metadata(&again.join(",")).as_ref(),
+            crate::upload::resumable::parse_metadata(&again.join(",")).as_ref(),
             Some(&fields),
             "metadata re-encoded reads back the same"
         );

@@ -13,17 +13,19 @@
 
 pub mod chunk_spool;
 pub mod chunked;
+pub mod control_plane;
 pub mod durability;
 pub mod forward;
 pub mod offset_spool;
+pub mod resumable;
 
 use crate::control::{
     AccessKeyOwner, CreateUpload, KeyOwner, StatusView, UploadInfo, UploadStored,
 };
-use crate::edge::origin_client::{OriginClient, OriginError};
 use crate::store::appender::Pipelined;
 use crate::store::{ObjectKey, ObjectWriter, Store, StoreError};
 use bytes::Bytes;
+use control_plane::{ControlError, ControlPlane};
 use forward::{Forwarder, Spooled};
 use md5::Digest;
 use md5::Md5;
@@ -50,15 +52,30 @@ pub enum IngestError {
     /// Storage failed.
     #[error("storage failed")]
     Store(#[source] StoreError),
-    /// The origin failed.
+    /// The control plane (the origin) failed or refused.
     #[error("origin failed")]
-    Origin(#[source] OriginError),
+    Origin(#[source] ControlError),
     /// The origin handed out an unusable object key.
     #[error("invalid object key from the origin: {0}")]
     BadKey(&'static str),
     /// The upload session a signed form names has finished or expired.
     #[error("the upload session is no longer receiving")]
     SessionClosed,
+    /// Another edge took the upload over (the client continued it there): this edge may
+    /// neither record its parts nor complete it.
+    #[error("another edge now writes this upload")]
+    Superseded,
+}
+
+impl From<ControlError> for IngestError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::SessionClosed => Self::SessionClosed,
+            ControlError::Superseded => Self::Superseded,
+            ControlError::OverQuota => Self::QuotaExceeded,
+            e => Self::Origin(e),
+        }
+    }
 }
 
 /// What an adapter asks the origin for when it opens an upload record.
@@ -77,6 +94,10 @@ pub struct Record<'a> {
     pub grant: Option<&'a str>,
     /// Its length, when the client declared it at creation.
     pub length: Option<u64>,
+    /// Resumable: this edge writes it, and another edge of its region may take it over.
+    pub resumable: bool,
+    /// tus `Upload-Metadata` as the client sent it.
+    pub upload_metadata: Option<&'a str>,
 }
 
 /// What one upload may hold: its size limit (the account's or token's; the node's always
@@ -112,16 +133,27 @@ impl From<&KeyOwner> for Allowance {
 #[derive(Debug, Clone)]
 pub struct Ingest {
     store: Arc<dyn Store>,
-    origin: OriginClient,
+    origin: Arc<dyn ControlPlane>,
     max_upload_size: u64,
     /// Sends spooled uploads to a store that takes parts while they arrive.
     forwarder: Option<Arc<Forwarder>>,
     /// This edge's name in the fleet (its heartbeats'), if it has one.
     name: Option<String>,
+    /// Resumable uploads another edge took over while this one held them, as the control
+    /// plane said when this edge recorded a part: let go of at their next request here.
+    moved: Moved,
 }
 
-/// Reports the parts the forwarder stored to the origin (`POST /internal/v1/uploads/{id}/parts`).
-struct OriginPartLog(OriginClient);
+/// Uploads another edge took over (kept a day at most: an upload that never comes back here is
+/// swept with its spool).
+type Moved = moka::future::Cache<String, ()>;
+
+/// Reports the parts the forwarder stored to the control plane, as this edge (`name`).
+struct OriginPartLog {
+    origin: Arc<dyn ControlPlane>,
+    name: Option<String>,
+    moved: Moved,
+}
 
 #[async_trait::async_trait]
 impl forward::PartLog for OriginPartLog {
@@ -136,8 +168,13 @@ impl forward::PartLog for OriginPartLog {
             multipart_id: multipart_id.to_owned(),
             declared,
             part,
+            edge: self.name.clone(),
         };
-        if let Err(e) = self.0.record_part(upload, &record).await {
+        let recorded = self.origin.record_part(upload, &record).await;
+        if let Err(ControlError::Superseded) = recorded {
+            tracing::info!(upload_id = %upload, "Another edge took over an upload this edge was forwarding; letting it go.");
+            self.moved.insert(upload.to_owned(), ()).await;
+        } else if let Err(e) = recorded {
             tracing::warn!(upload_id = %upload, error = %crate::error::chain(&e),
                 "Could not record a stored part at the origin; if this edge is lost, the part is sent again.");
         }
@@ -182,13 +219,17 @@ pub struct Receiving {
 impl Ingest {
     /// An ingest core writing to `store` and reporting to `origin`.
     #[must_use]
-    pub fn new(store: Arc<dyn Store>, origin: OriginClient, max_upload_size: u64) -> Self {
+    pub fn new(store: Arc<dyn Store>, origin: Arc<dyn ControlPlane>, max_upload_size: u64) -> Self {
         Self {
             store,
             origin,
             max_upload_size,
             forwarder: None,
             name: None,
+            moved: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(24 * 3600))
+                .build(),
         }
     }
 
@@ -205,7 +246,11 @@ impl Ingest {
     /// # Errors
     /// The directory cannot be created.
     pub fn with_forwarding(mut self, dir: &std::path::Path) -> Result<Self, StoreError> {
-        let log = Arc::new(OriginPartLog(self.origin.clone()));
+        let log = Arc::new(OriginPartLog {
+            origin: self.origin.clone(),
+            name: self.name.clone(),
+            moved: self.moved.clone(),
+        });
         self.forwarder =
             Forwarder::new(self.store.clone(), dir)?.map(|f| Arc::new(f.with_log(log)));
         Ok(self)
@@ -230,6 +275,34 @@ impl Ingest {
         tracing::info!(upload_id = %upload.id, offset = adopted, parts = parts.parts.len(),
             "Adopted an upload another edge was forwarding; it continues after the parts in storage.");
         Ok(adopted)
+    }
+
+    /// Makes this edge the writer of a resumable upload it does not hold (in a fleet): from now
+    /// on only its parts and its completion count. Returns the upload as it stands after the
+    /// take-over; `None` when this edge is not in a fleet.
+    ///
+    /// # Errors
+    /// The origin fails, does not know the upload, or it is no longer receiving.
+    pub async fn take_over(&self, id: &str) -> Result<Option<UploadInfo>, IngestError> {
+        let Some(name) = &self.name else {
+            return Ok(None);
+        };
+        let info = self.origin.adopt(id, name).await?;
+        info.map(Some)
+            .ok_or(IngestError::Origin(ControlError::NotFound))
+    }
+
+    /// Whether another edge took this resumable upload over since this edge last recorded a
+    /// part of it (once: the answer is consumed).
+    pub async fn moved_away(&self, id: &str) -> bool {
+        self.moved.remove(id).await.is_some()
+    }
+
+    /// Stops forwarding a spooled upload another edge took over, keeping what reached storage.
+    pub async fn release_spooled(&self, id: &str) {
+        if let Some(forwarder) = &self.forwarder {
+            forwarder.release(id).await;
+        }
     }
 
     /// Whether spooled uploads are forwarded while they arrive (the store takes parts).
@@ -354,7 +427,7 @@ impl Ingest {
     ) -> Result<(UploadInfo, bool), IngestError> {
         let created = self
             .origin
-            .create_upload(&CreateUpload {
+            .create(&CreateUpload {
                 account_id: owner.account_id.clone(),
                 pipeline_id: owner.pipeline_id.clone(),
                 flavour: record.flavour.to_owned(),
@@ -363,12 +436,10 @@ impl Ingest {
                 session: record.session.map(str::to_owned),
                 grant: record.grant.map(str::to_owned),
                 length: record.length,
+                writer: self.name.clone().filter(|_| record.resumable),
+                upload_metadata: record.upload_metadata.map(str::to_owned),
             })
-            .await
-            .map_err(|e| match e {
-                OriginError::Status { status: 410, .. } => IngestError::SessionClosed,
-                e => IngestError::Origin(e),
-            })?;
+            .await?;
         let info = UploadInfo {
             id: created.id,
             account_id: owner.account_id.clone(),
@@ -377,6 +448,7 @@ impl Ingest {
             grant: record.grant.map(str::to_owned),
             length: record.length,
             parts: None,
+            upload_metadata: record.upload_metadata.map(str::to_owned),
         };
         Ok((info, created.reused))
     }
@@ -424,6 +496,7 @@ impl Ingest {
             sha256: None,
             folder,
             metadata,
+            edge: None,
         };
         let mut done = self.report(&id, &key, stored).await?;
         done.md5 = md5;
@@ -437,9 +510,13 @@ impl Ingest {
         key: &ObjectKey,
         stored: UploadStored,
     ) -> Result<Completed, IngestError> {
-        let view = match self.origin.upload_stored(id, &stored).await {
+        let stored = UploadStored {
+            edge: self.name.clone(),
+            ..stored
+        };
+        let view = match self.origin.complete(id, &stored).await {
             Ok(view) => view,
-            Err(OriginError::Status { status: 413, .. }) => {
+            Err(ControlError::OverQuota) => {
                 // The origin decides the quota; an upload over it keeps nothing.
                 if let Err(e) = self.store.delete(key).await {
                     tracing::warn!(upload_id = %id, error = %e, "Could not delete an upload over quota.");
@@ -447,7 +524,7 @@ impl Ingest {
                 self.forget(id).await;
                 return Err(IngestError::QuotaExceeded);
             }
-            Err(e) => return Err(IngestError::Origin(e)),
+            Err(e) => return Err(e.into()),
         };
         Ok(Completed {
             view,
@@ -484,10 +561,7 @@ impl Ingest {
     /// # Errors
     /// The origin fails.
     pub async fn upload_info(&self, id: &str) -> Result<Option<UploadInfo>, IngestError> {
-        self.origin
-            .upload_info(id)
-            .await
-            .map_err(IngestError::Origin)
+        self.origin.upload(id).await.map_err(IngestError::Origin)
     }
 
     /// Whether the origin answers (readiness).
@@ -534,8 +608,20 @@ impl Ingest {
         })
     }
 
+    /// Before a resumable upload's object is completed in storage: whether this edge still
+    /// writes it (no other edge of the fleet took it over).
+    ///
+    /// # Errors
+    /// [`IngestError::Superseded`], or the origin fails.
+    async fn still_writer(&self, id: &str) -> Result<(), IngestError> {
+        match &self.name {
+            Some(name) => Ok(self.origin.still_writer(id, name).await?),
+            None => Ok(()),
+        }
+    }
+
     async fn forget(&self, id: &str) {
-        if let Err(e) = self.origin.cancel_upload(id).await {
+        if let Err(e) = self.origin.cancel(id).await {
             tracing::warn!(upload_id = %id, error = %e, "Could not drop an unfinished upload record.");
         }
     }

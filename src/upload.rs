@@ -1,5 +1,6 @@
 //! The upload's identity and its status lifecycle, how its bytes are cut into storage parts
-//! (`part_plan`), which chunks of a chunked upload are in (`chunk_set`) and why one failed
+//! (`part_plan`), which chunks of a chunked upload are in (`chunk_set`), when an offset-based
+//! resumable upload is complete (`resumable`) and why one failed
 //! (`failure`): pure values, no I/O, no clock.
 //!
 //! Status codes are the Uploads API seed's (1 pending, 3 processing, 5 uploading, 6 completed,
@@ -9,6 +10,7 @@
 pub mod chunk_set;
 pub mod failure;
 pub mod part_plan;
+pub mod resumable;
 
 pub use failure::Failure;
 

@@ -35,6 +35,10 @@ pub struct NewUpload {
     /// Its length, when declared before its bytes (tus `Upload-Length` at creation, Cloud VoD
     /// `fileSize`).
     pub declared_size: Option<u64>,
+    /// The edge writing it (a resumable upload created by a named edge).
+    pub writer: Option<String>,
+    /// tus `Upload-Metadata` as the client sent it.
+    pub upload_metadata: Option<String>,
 }
 
 /// An upload's stored record.
@@ -85,12 +89,16 @@ pub struct UploadRecord {
     pub error_code: Option<String>,
     /// The edge holding its numbered chunks not yet in storage, if one does.
     pub holder: Option<String>,
+    /// The edge writing it (resumable uploads of a fleet), if one does.
+    pub writer: Option<String>,
+    /// tus `Upload-Metadata` as the client sent it.
+    pub upload_metadata: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, account_id, pipeline_id, flavour, filename, folder, object_key, status, error, \
                        size, sha256, duration_ms, output_key, created_at, updated_at, metadata, outputs, \
-                       token_id, declared_size, error_code, holder, \
+                       token_id, declared_size, error_code, holder, writer, upload_metadata, \
                        (SELECT j.progress FROM jobs j WHERE j.upload_id = uploads.id) AS progress";
 
 fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
@@ -122,6 +130,8 @@ fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
             .and_then(|n| u64::try_from(n).ok()),
         error_code: row.try_get("error_code").op(op)?,
         holder: row.try_get("holder").op(op)?,
+        writer: row.try_get("writer").op(op)?,
+        upload_metadata: row.try_get("upload_metadata").op(op)?,
         outputs: row
             .try_get::<Option<String>, _>("outputs")
             .op(op)?
@@ -171,8 +181,8 @@ pub async fn insert(db: &Db, new: &NewUpload, now: i64) -> Result<(), DbError> {
     let mut tx = db.pool().begin().await.op("begin upload creation")?;
     sqlx::query(
         "INSERT INTO uploads (id, account_id, pipeline_id, flavour, filename, object_key, status, created_at, updated_at, \
-                              token_id, expires_at, metadata, client_ref, declared_size) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13)",
+                              token_id, expires_at, metadata, client_ref, declared_size, writer, upload_metadata) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&id)
     .bind(&new.account_id)
@@ -187,6 +197,8 @@ pub async fn insert(db: &Db, new: &NewUpload, now: i64) -> Result<(), DbError> {
     .bind(new.metadata.as_deref())
     .bind(new.client_ref.as_deref())
     .bind(new.declared_size.and_then(|n| i64::try_from(n).ok()))
+    .bind(new.writer.as_deref())
+    .bind(new.upload_metadata.as_deref())
     .execute(&mut *tx)
     .await
     .op("insert an upload")?;
@@ -271,10 +283,12 @@ pub struct Stored {
     pub folder: Option<String>,
     /// Flavour settings learnt with the bytes (JSON text); keeps the record's when `None`.
     pub metadata: Option<String>,
+    /// The edge completing it: refused when another edge writes the upload.
+    pub edge: Option<String>,
 }
 
 /// What [`mark_stored`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Marked {
     /// Now pending, its job queued.
     Stored,
@@ -282,6 +296,8 @@ pub enum Marked {
     NotReceiving,
     /// It would take the account over its quota; nothing changed.
     OverQuota,
+    /// Another edge (named) than the one completing it writes the upload; nothing changed.
+    Superseded(String),
 }
 
 /// Records that every byte is stored: `receiving` → `pending`, and queues the processing job,
@@ -308,7 +324,7 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
     let changed = sqlx::query(
         "UPDATE uploads SET status = $1, size = $2, sha256 = COALESCE($3, sha256), folder = $4, updated_at = $5, \
                 metadata = COALESCE($8, metadata) \
-         WHERE id = $6 AND status = $7",
+         WHERE id = $6 AND status = $7 AND (writer IS NULL OR $9 = '' OR writer = $9)",
     )
     .bind(Status::Pending.code())
     .bind(size)
@@ -318,11 +334,18 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
     .bind(id)
     .bind(Status::Receiving.code())
     .bind(stored.metadata.as_deref())
+    .bind(stored.edge.as_deref().unwrap_or_default())
     .execute(&mut *tx)
     .await
     .op("mark an upload stored")?
     .rows_affected();
     if changed == 0 {
+        tx.rollback().await.op("roll back marking stored")?;
+        if let Some(edge) = stored.edge.as_deref() {
+            if let Writer::Other(other) = writer(db, id, edge, false).await? {
+                return Ok(Marked::Superseded(other));
+            }
+        }
         return Ok(Marked::NotReceiving);
     }
     let over: i64 = sqlx::query_scalar(
@@ -504,28 +527,34 @@ pub async fn receiving_keys(db: &Db) -> Result<std::collections::HashSet<String>
 
 /// Records a part of a receiving upload that reached storage, in multipart upload
 /// `parts.multipart_id`; rows of another multipart upload of it are replaced. Returns `false`
-/// when the upload is not receiving.
+/// when the upload is not receiving or another edge than `edge` writes it (nothing changes).
 ///
 /// # Errors
 /// A statement fails.
 pub async fn record_part(
     db: &Db,
     id: &str,
+    edge: Option<&str>,
     multipart_id: &str,
     declared: Option<u64>,
     part: &SentPart,
 ) -> Result<bool, DbError> {
     let big = |n: u64| i64::try_from(n).map_err(|_| DbError::Corrupt("size beyond 2^63".into()));
     let mut tx = db.pool().begin().await.op("begin recording a part")?;
-    sqlx::query("DELETE FROM upload_parts WHERE upload_id = $1 AND multipart_id <> $2")
-        .bind(id)
-        .bind(multipart_id)
-        .execute(&mut *tx)
+    sqlx::query(
+        "DELETE FROM upload_parts WHERE upload_id = $1 AND multipart_id <> $2 \
+         AND EXISTS (SELECT 1 FROM uploads WHERE id = $1 AND (writer IS NULL OR $3 = '' OR writer = $3))",
+    )
+    .bind(id)
+    .bind(multipart_id)
+    .bind(edge.unwrap_or_default())
+    .execute(&mut *tx)
         .await
         .op("drop another multipart upload's parts")?;
     let recorded = sqlx::query(
         "INSERT INTO upload_parts (upload_id, multipart_id, declared, number, start_byte, len, etag, crc32c) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM uploads WHERE id = $1 AND status = $9) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM uploads WHERE id = $1 AND status = $9 \
+           AND (writer IS NULL OR $10 = '' OR writer = $10)) \
          ON CONFLICT (upload_id, number) DO UPDATE SET multipart_id = excluded.multipart_id, \
            declared = excluded.declared, start_byte = excluded.start_byte, len = excluded.len, \
            etag = excluded.etag, crc32c = excluded.crc32c",
@@ -539,6 +568,7 @@ pub async fn record_part(
     .bind(&part.etag)
     .bind(i64::from(part.crc32c))
     .bind(Status::Receiving.code())
+    .bind(edge.unwrap_or_default())
     .execute(&mut *tx)
     .await
     .op("record a part")?
@@ -584,6 +614,57 @@ pub async fn parts(db: &Db, id: &str) -> Result<Option<StoredParts>, DbError> {
         });
     }
     Ok(Some(out))
+}
+
+/// Who writes a resumable upload, as [`writer`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Writer {
+    /// The edge asking writes it (or no edge is named: any may).
+    Asking,
+    /// Another edge took it over.
+    Other(String),
+    /// The upload is not receiving: its status, or `None` when it does not exist.
+    NotReceiving(Option<Status>),
+}
+
+/// Whether `edge` writes upload `id`; with `take`, it takes the upload over first (adoption:
+/// the client continues it on this edge, whatever edge wrote it before).
+///
+/// # Errors
+/// A statement fails.
+pub async fn writer(db: &Db, id: &str, edge: &str, take: bool) -> Result<Writer, DbError> {
+    if take {
+        sqlx::query("UPDATE uploads SET writer = $1 WHERE id = $2 AND status = $3")
+            .bind(edge)
+            .bind(id)
+            .bind(Status::Receiving.code())
+            .execute(db.pool())
+            .await
+            .op("take an upload over")?;
+    }
+    let row = sqlx::query("SELECT status, writer FROM uploads WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
+        .op("read an upload's writer")?;
+    let Some(row) = row else {
+        return Ok(Writer::NotReceiving(None));
+    };
+    let code: i64 = row.try_get("status").op("read status")?;
+    let status =
+        Status::from_code(code).ok_or_else(|| DbError::Corrupt(format!("status code {code}")))?;
+    if status != Status::Receiving {
+        return Ok(Writer::NotReceiving(Some(status)));
+    }
+    Ok(
+        match row
+            .try_get::<Option<String>, _>("writer")
+            .op("read writer")?
+        {
+            Some(w) if w != edge => Writer::Other(w),
+            _ => Writer::Asking,
+        },
+    )
 }
 
 /// What [`hold`] found.
@@ -790,9 +871,11 @@ mod tests {
     }
 
     /// Part records on SQLite (the fleet tests run PostgreSQL): kept per multipart upload,
-    /// replaced by a new one, refused once the upload is not receiving, dropped when stored.
+    /// replaced by a new one, refused once the upload is not receiving, dropped when stored;
+    /// once another edge takes the upload over, the former writer's parts and completion are
+    /// refused and change nothing.
     #[tokio::test]
-    async fn parts_are_recorded_replaced_and_dropped() {
+    async fn parts_are_recorded_replaced_fenced_and_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&DatabaseUrl::in_data_dir(dir.path()))
             .await
@@ -800,20 +883,22 @@ mod tests {
         for sql in [
             "INSERT INTO accounts (id, name, api_key_sha256, access_key, secret, created_at) VALUES ('a', 'A', 'h', 'k', 's', 0)",
             "INSERT INTO pipelines (id, account_id, name, storage_root, template, created_at) VALUES ('p', 'a', 'P', 'r', 't', 0)",
-            "INSERT INTO uploads (id, account_id, pipeline_id, flavour, filename, object_key, status, created_at, updated_at) VALUES ('u1', 'a', 'p', 'resumable', 'f', 'k', 0, 0, 0)",
+            "INSERT INTO uploads (id, account_id, pipeline_id, flavour, filename, object_key, status, created_at, updated_at, writer) VALUES ('u1', 'a', 'p', 'resumable', 'f', 'k', 0, 0, 0, 'edge-a')",
         ] {
             sqlx::query(sql).execute(db.pool()).await.unwrap();
         }
+        let record = |edge: &'static str, multipart: &'static str, p: SentPart| {
+            let db = db.clone();
+            async move {
+                record_part(&db, "u1", Some(edge), multipart, Some(20), &p)
+                    .await
+                    .unwrap()
+            }
+        };
         assert_eq!(parts(&db, "u1").await.unwrap(), None);
-        assert!(record_part(&db, "u1", "m1", Some(20), &part(2, 8, 8))
-            .await
-            .unwrap());
-        assert!(record_part(&db, "u1", "m1", Some(20), &part(1, 0, 8))
-            .await
-            .unwrap());
-        assert!(record_part(&db, "u1", "m1", Some(20), &part(1, 0, 8))
-            .await
-            .unwrap());
+        assert!(record("edge-a", "m1", part(2, 8, 8)).await);
+        assert!(record("edge-a", "m1", part(1, 0, 8)).await);
+        assert!(record("edge-a", "m1", part(1, 0, 8)).await);
         let kept = parts(&db, "u1").await.unwrap().unwrap();
         assert_eq!(
             (kept.multipart_id.as_str(), kept.declared),
@@ -821,27 +906,49 @@ mod tests {
         );
         assert_eq!(kept.parts, vec![part(1, 0, 8), part(2, 8, 8)]);
         // The store lost m1; the edge began m2 and sends again from part 1.
-        assert!(record_part(&db, "u1", "m2", Some(20), &part(1, 0, 8))
-            .await
-            .unwrap());
+        assert!(record("edge-a", "m2", part(1, 0, 8)).await);
         let kept = parts(&db, "u1").await.unwrap().unwrap();
         assert_eq!((kept.multipart_id.as_str(), kept.parts.len()), ("m2", 1));
-        let stored = Stored {
+        // edge-b takes the upload over: edge-a's records change nothing, not even with a
+        // multipart upload of its own.
+        assert_eq!(
+            writer(&db, "u1", "edge-a", false).await.unwrap(),
+            Writer::Asking
+        );
+        assert_eq!(
+            writer(&db, "u1", "edge-b", true).await.unwrap(),
+            Writer::Asking
+        );
+        assert_eq!(
+            writer(&db, "u1", "edge-a", false).await.unwrap(),
+            Writer::Other("edge-b".into())
+        );
+        assert!(!record("edge-a", "m3", part(2, 8, 8)).await);
+        assert_eq!(parts(&db, "u1").await.unwrap().unwrap(), kept);
+        assert!(record("edge-b", "m2", part(2, 8, 8)).await);
+        let stored = |edge: &str| Stored {
             size: 20,
             sha256: None,
             folder: None,
             metadata: None,
+            edge: Some(edge.into()),
         };
-        assert!(matches!(
-            mark_stored(&db, "u1", &stored, 1).await.unwrap(),
+        assert_eq!(
+            mark_stored(&db, "u1", &stored("edge-a"), 1).await.unwrap(),
+            Marked::Superseded("edge-b".into())
+        );
+        assert_eq!(
+            mark_stored(&db, "u1", &stored("edge-b"), 1).await.unwrap(),
             Marked::Stored
-        ));
+        );
         assert_eq!(parts(&db, "u1").await.unwrap(), None);
-        assert!(!record_part(&db, "u1", "m2", Some(20), &part(2, 8, 8))
+        assert!(!record("edge-b", "m2", part(2, 8, 8)).await);
+        assert!(!record_part(&db, "nope", None, "m2", None, &part(1, 0, 8))
             .await
             .unwrap());
-        assert!(!record_part(&db, "nope", "m2", None, &part(1, 0, 8))
-            .await
-            .unwrap());
+        assert_eq!(
+            writer(&db, "u1", "edge-a", true).await.unwrap(),
+            Writer::NotReceiving(Some(Status::Pending))
+        );
     }
 }

@@ -7,8 +7,9 @@ use crate::config::Secret;
 use crate::control::{
     self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, Heartbeat,
     HoldRefused, HoldUpload, KeyOwner, RecordPart, ResolveAccessKey, ResolveKey, StatusView,
-    UploadInfo, UploadStored,
+    UploadInfo, UploadStored, WriteUpload,
 };
+use crate::ingest::control_plane::{ControlError, ControlPlane, Held};
 use moka::future::Cache;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,20 +34,6 @@ pub enum OriginError {
         /// Its answer.
         status: u16,
     },
-}
-
-/// What the origin answered an edge taking chunks of an upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Held {
-    /// This edge holds them.
-    Yes,
-    /// Another edge, alive, holds the upload's earlier chunks.
-    ByOther(String),
-    /// The upload is no longer receiving (its status code): stored, or failed (its chunks
-    /// were on an edge that was lost).
-    Over(i64),
-    /// No such upload.
-    Unknown,
 }
 
 /// A handle on the origin's internal API; cheap to clone.
@@ -154,26 +141,96 @@ impl OriginClient {
         Self::json(op, resp).await.map(Some)
     }
 
-    /// Whether the origin answers and is healthy (its `/healthz`: it reaches its database).
+    /// Sends this edge's heartbeat.
     ///
     /// # Errors
-    /// The origin is unreachable or unhealthy.
-    pub async fn ready(&self) -> Result<(), OriginError> {
+    /// The origin is unreachable or refuses (404: unknown name; 409: another region).
+    pub async fn heartbeat(&self, beat: &Heartbeat) -> Result<(), OriginError> {
+        let op = "send a heartbeat";
+        let resp = self
+            .call(
+                op,
+                reqwest::Method::POST,
+                "/internal/v1/edges/heartbeat",
+                Some(beat),
+            )
+            .await?;
+        match resp.status().as_u16() {
+            204 => Ok(()),
+            status => Err(OriginError::Status { op, status }),
+        }
+    }
+}
+
+impl From<OriginError> for ControlError {
+    fn from(e: OriginError) -> Self {
+        Self::Unavailable(Box::new(e))
+    }
+}
+
+/// A 409 from the origin: [`HoldRefused`] naming the upload's writer or its status.
+async fn refusal(op: &'static str, resp: reqwest::Response) -> Result<HoldRefused, ControlError> {
+    let refused: Option<HoldRefused> = resp.json().await.ok();
+    match refused {
+        Some(r) if r.holder.is_some() || r.status.is_some() => Ok(r),
+        _ => Err(OriginError::Status { op, status: 409 }.into()),
+    }
+}
+
+/// A 409 from the origin as an outcome: another writer, or no longer receiving.
+async fn conflict(op: &'static str, resp: reqwest::Response) -> ControlError {
+    match refusal(op, resp).await {
+        Ok(HoldRefused {
+            holder: Some(_), ..
+        }) => ControlError::Superseded,
+        Ok(HoldRefused { status, .. }) => ControlError::NotReceiving(status.unwrap_or(-1)),
+        Err(e) => e,
+    }
+}
+
+impl OriginClient {
+    /// `POST /internal/v1/uploads/{id}/writer`.
+    async fn writer(
+        &self,
+        id: &str,
+        edge: &str,
+        take: bool,
+    ) -> Result<Option<UploadInfo>, ControlError> {
+        let op = if take {
+            "take an upload over"
+        } else {
+            "check an upload's writer"
+        };
+        let path = format!("/internal/v1/uploads/{id}/writer");
+        let body = WriteUpload {
+            edge: edge.to_owned(),
+            take,
+        };
+        let resp = self
+            .call(op, reqwest::Method::POST, &path, Some(&body))
+            .await?;
+        match resp.status().as_u16() {
+            404 => Ok(None),
+            409 => Err(conflict(op, resp).await),
+            _ => Ok(Some(Self::json(op, resp).await?)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ControlPlane for OriginClient {
+    async fn ready(&self) -> Result<(), ControlError> {
         let op = "check the origin's health";
         let resp = self
             .call::<()>(op, reqwest::Method::GET, "/healthz", None)
             .await?;
         match resp.status().as_u16() {
             200 => Ok(()),
-            status => Err(OriginError::Status { op, status }),
+            status => Err(OriginError::Status { op, status }.into()),
         }
     }
 
-    /// The account owning an API key, or `None` if the key is unknown.
-    ///
-    /// # Errors
-    /// The origin is unreachable or failing.
-    pub async fn resolve_key(&self, api_key: &str) -> Result<Option<KeyOwner>, OriginError> {
+    async fn resolve_key(&self, api_key: &str) -> Result<Option<KeyOwner>, ControlError> {
         let cache_key = crate::account::api_key_fingerprint(api_key);
         if let Some(owner) = self.keys.get(&cache_key).await {
             return Ok(Some(owner));
@@ -190,14 +247,10 @@ impl OriginClient {
         Ok(found)
     }
 
-    /// The account owning an access key and its secret, or `None` if the key is unknown.
-    ///
-    /// # Errors
-    /// The origin is unreachable or failing.
-    pub async fn resolve_access_key(
+    async fn resolve_access_key(
         &self,
         access_key: &str,
-    ) -> Result<Option<AccessKeyOwner>, OriginError> {
+    ) -> Result<Option<AccessKeyOwner>, ControlError> {
         if let Some(found) = self.access_keys.get(access_key).await {
             return Ok(Some(found));
         }
@@ -219,15 +272,11 @@ impl OriginClient {
         Ok(found)
     }
 
-    /// Whether a page from `origin` may upload for `account_id` (any account when `None`).
-    ///
-    /// # Errors
-    /// The origin is unreachable or failing.
-    pub async fn cors_allowed(
+    async fn cors_allowed(
         &self,
         origin: &str,
         account_id: Option<&str>,
-    ) -> Result<bool, OriginError> {
+    ) -> Result<bool, ControlError> {
         let key = (origin.to_owned(), account_id.map(str::to_owned));
         if let Some(allowed) = self.cors.get(&key).await {
             return Ok(allowed);
@@ -250,11 +299,7 @@ impl OriginClient {
         Ok(answer.allowed)
     }
 
-    /// An upload the origin knows, or `None`.
-    ///
-    /// # Errors
-    /// The origin is unreachable or failing.
-    pub async fn upload_info(&self, id: &str) -> Result<Option<UploadInfo>, OriginError> {
+    async fn upload(&self, id: &str) -> Result<Option<UploadInfo>, ControlError> {
         let op = "read an upload";
         let resp = self
             .call::<()>(
@@ -267,44 +312,33 @@ impl OriginClient {
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        Self::json(op, resp).await.map(Some)
+        Ok(Some(Self::json(op, resp).await?))
     }
 
-    /// Opens an upload record; returns its id and object key.
-    ///
-    /// # Errors
-    /// The origin is unreachable or refuses.
-    pub async fn create_upload(&self, req: &CreateUpload) -> Result<CreatedUpload, OriginError> {
+    async fn create(&self, req: &CreateUpload) -> Result<CreatedUpload, ControlError> {
         let op = "create an upload";
         let resp = self
             .call(op, reqwest::Method::POST, "/internal/v1/uploads", Some(req))
             .await?;
-        Self::json(op, resp).await
+        match resp.status().as_u16() {
+            404 => Err(ControlError::NotFound),
+            410 => Err(ControlError::SessionClosed),
+            _ => Ok(Self::json(op, resp).await?),
+        }
     }
 
-    /// Records that every byte of an upload is stored.
-    ///
-    /// # Errors
-    /// The origin is unreachable or refuses.
-    pub async fn upload_stored(
-        &self,
-        id: &str,
-        req: &UploadStored,
-    ) -> Result<StatusView, OriginError> {
-        let op = "record an upload as stored";
-        let path = format!("/internal/v1/uploads/{id}/stored");
-        let resp = self
-            .call(op, reqwest::Method::POST, &path, Some(req))
-            .await?;
-        Self::json(op, resp).await
+    async fn adopt(&self, id: &str, edge: &str) -> Result<Option<UploadInfo>, ControlError> {
+        self.writer(id, edge, true).await
     }
 
-    /// Tells the origin this edge (`edge`, its heartbeats' name) holds chunks of upload `id`
-    /// that are not yet in storage; once per upload and edge, before its first chunk is taken.
-    ///
-    /// # Errors
-    /// The origin is unreachable or failing.
-    pub async fn hold_upload(&self, id: &str, edge: &str) -> Result<Held, OriginError> {
+    async fn still_writer(&self, id: &str, edge: &str) -> Result<(), ControlError> {
+        match self.writer(id, edge, false).await? {
+            Some(_) => Ok(()),
+            None => Err(ControlError::NotFound),
+        }
+    }
+
+    async fn hold(&self, id: &str, edge: &str) -> Result<Held, ControlError> {
         let op = "hold an upload's chunks";
         let path = format!("/internal/v1/uploads/{id}/hold");
         let body = HoldUpload {
@@ -316,33 +350,18 @@ impl OriginClient {
         match resp.status().as_u16() {
             204 => Ok(Held::Yes),
             404 => Ok(Held::Unknown),
-            409 => {
-                let refused: HoldRefused = resp
-                    .json()
-                    .await
-                    .map_err(|source| OriginError::Unreachable { op, source })?;
-                match refused {
-                    HoldRefused {
-                        holder: Some(holder),
-                        ..
-                    } => Ok(Held::ByOther(holder)),
-                    HoldRefused {
-                        status: Some(status),
-                        ..
-                    } => Ok(Held::Over(status)),
-                    _ => Err(OriginError::Status { op, status: 409 }),
-                }
-            }
-            status => Err(OriginError::Status { op, status }),
+            409 => Ok(match refusal(op, resp).await? {
+                HoldRefused {
+                    holder: Some(holder),
+                    ..
+                } => Held::ByOther(holder),
+                HoldRefused { status, .. } => Held::Over(status.unwrap_or(-1)),
+            }),
+            status => Err(OriginError::Status { op, status }.into()),
         }
     }
 
-    /// Records that a part of upload `id` reached storage, so another edge can continue from
-    /// it if this one is lost.
-    ///
-    /// # Errors
-    /// The origin is unreachable or refuses (409: the upload is no longer receiving).
-    pub async fn record_part(&self, id: &str, req: &RecordPart) -> Result<(), OriginError> {
+    async fn record_part(&self, id: &str, req: &RecordPart) -> Result<(), ControlError> {
         let op = "record a stored part";
         let path = format!("/internal/v1/uploads/{id}/parts");
         let resp = self
@@ -350,15 +369,25 @@ impl OriginClient {
             .await?;
         match resp.status().as_u16() {
             204 => Ok(()),
-            status => Err(OriginError::Status { op, status }),
+            409 => Err(conflict(op, resp).await),
+            status => Err(OriginError::Status { op, status }.into()),
         }
     }
 
-    /// Drops an upload that will never finish.
-    ///
-    /// # Errors
-    /// The origin is unreachable or refuses.
-    pub async fn cancel_upload(&self, id: &str) -> Result<(), OriginError> {
+    async fn complete(&self, id: &str, req: &UploadStored) -> Result<StatusView, ControlError> {
+        let op = "record an upload as stored";
+        let path = format!("/internal/v1/uploads/{id}/stored");
+        let resp = self
+            .call(op, reqwest::Method::POST, &path, Some(req))
+            .await?;
+        match resp.status().as_u16() {
+            413 => Err(ControlError::OverQuota),
+            409 => Err(conflict(op, resp).await),
+            _ => Ok(Self::json(op, resp).await?),
+        }
+    }
+
+    async fn cancel(&self, id: &str) -> Result<(), ControlError> {
         let op = "cancel an upload";
         let path = format!("/internal/v1/uploads/{id}");
         let resp = self
@@ -366,27 +395,7 @@ impl OriginClient {
             .await?;
         match resp.status().as_u16() {
             204 | 409 => Ok(()),
-            status => Err(OriginError::Status { op, status }),
-        }
-    }
-
-    /// Sends this edge's heartbeat.
-    ///
-    /// # Errors
-    /// The origin is unreachable or refuses (404: unknown name; 409: another region).
-    pub async fn heartbeat(&self, beat: &Heartbeat) -> Result<(), OriginError> {
-        let op = "send a heartbeat";
-        let resp = self
-            .call(
-                op,
-                reqwest::Method::POST,
-                "/internal/v1/edges/heartbeat",
-                Some(beat),
-            )
-            .await?;
-        match resp.status().as_u16() {
-            204 => Ok(()),
-            status => Err(OriginError::Status { op, status }),
+            status => Err(OriginError::Status { op, status }.into()),
         }
     }
 }

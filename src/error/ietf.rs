@@ -28,6 +28,8 @@ pub enum IetfError {
         /// The request's.
         provided: u64,
     },
+    /// 409: another edge took the upload over while this one held it; this edge let it go.
+    Moved,
     /// 413: larger than the upload's limit, in bytes.
     TooLarge {
         /// The limit.
@@ -67,6 +69,10 @@ impl IetfError {
                 Some("mismatching-upload-offset"),
                 "offset from request does not match offset of resource".into(),
                 json!({ "expected-offset": expected, "provided-offset": provided }),
+            ),
+            Self::Moved => plain(
+                409,
+                "This upload was continued on another edge: ask HEAD for its offset and resume from there.",
             ),
             Self::TooLarge { max } => plain(
                 413,

@@ -38,6 +38,8 @@ pub enum TusError {
         /// The request's.
         sent: u64,
     },
+    /// 409: another edge took the upload over while this one held it; this edge let it go.
+    Moved,
     /// 412: not `Tus-Resumable: 1.0.0`.
     UnsupportedVersion,
     /// 413: larger than `Tus-Max-Size`, in bytes.
@@ -93,6 +95,10 @@ impl TusError {
                 409,
                 format!("Upload-Offset is {current}, not {sent}."),
                 vec![("upload-offset", current.to_string())],
+            ),
+            Self::Moved => plain(
+                409,
+                "This upload was continued on another edge: ask HEAD for its offset and resume from there.",
             ),
             Self::UnsupportedVersion => (
                 412,

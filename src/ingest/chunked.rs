@@ -4,11 +4,11 @@
 //! [`Ingest::put_chunk`] and render its outcome their own way.
 
 use super::chunk_spool::{ChunkSpool, SpoolError};
+use super::control_plane::Held;
 use super::forward::Spooled;
 use super::Body;
 use super::{Allowance, Completed, Ingest, IngestError, Receiving};
 use crate::control::{UploadInfo, UploadStored};
-use crate::edge::origin_client::Held;
 use crate::store::{ObjectKey, StoreError};
 use crate::upload::chunk_set::ChunkError;
 use bytes::Bytes;
@@ -157,12 +157,7 @@ impl Ingest {
         let Some(name) = &self.name else {
             return Ok(());
         };
-        match self
-            .origin
-            .hold_upload(id, name)
-            .await
-            .map_err(unavailable)?
-        {
+        match self.origin.hold(id, name).await.map_err(unavailable)? {
             Held::Yes => Ok(()),
             Held::ByOther(edge) => Err(ChunkFailure::HeldElsewhere(edge)),
             Held::Over(status) => Err(ChunkFailure::NotReceiving(status)),
@@ -186,6 +181,7 @@ impl Ingest {
         metadata: Option<String>,
         md5: bool,
     ) -> Result<Completed, IngestError> {
+        self.still_writer(&upload.id).await?;
         if !md5 {
             if let Some(done) = self
                 .store_spooled(upload, files, allowance, &metadata)
@@ -259,6 +255,7 @@ impl Ingest {
             sha256: None,
             folder: None,
             metadata: metadata.clone(),
+            edge: None,
         };
         let done = self.report(&upload.id, &key, stored).await?;
         if let Some(forwarder) = &self.forwarder {

@@ -266,6 +266,15 @@ impl Forwarder {
         }
     }
 
+    /// Stops forwarding `upload` and drops its state, leaving its multipart upload in the store
+    /// (another edge continues it).
+    pub async fn release(&self, upload: &str) {
+        if let Some(r) = self.running().remove(upload) {
+            r.task.abort();
+        }
+        self.forget(upload).await;
+    }
+
     /// Drops `upload`'s forwarding: its task, its multipart upload in the store and its state.
     pub async fn discard(&self, upload: &str) {
         if let Some(r) = self.running().remove(upload) {

@@ -7,7 +7,7 @@ use super::State;
 use crate::control::{
     self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, Heartbeat,
     HoldRefused, HoldUpload, KeyOwner, RecordPart, ResolveAccessKey, ResolveKey, StatusView,
-    UploadInfo, UploadStored,
+    UploadInfo, UploadStored, WriteUpload,
 };
 use crate::db::{self, now_ms};
 use crate::upload::Status;
@@ -30,6 +30,7 @@ pub fn routes(state: State) -> Router<State> {
         .route("/internal/v1/uploads", post(create))
         .route("/internal/v1/uploads/{id}/stored", post(stored))
         .route("/internal/v1/uploads/{id}/hold", post(hold))
+        .route("/internal/v1/uploads/{id}/writer", post(writer))
         .route("/internal/v1/uploads/{id}/parts", post(record_part))
         .route("/internal/v1/uploads/{id}", delete(cancel).get(info))
         .route_layer(middleware::from_fn_with_state(state, require_secret))
@@ -136,6 +137,8 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
         relative_key: req.relative_key.as_deref(),
         token_id: req.grant.as_deref(),
         declared_size: req.length,
+        writer: req.writer.as_deref(),
+        upload_metadata: req.upload_metadata.as_deref(),
         ..Opening::default()
     };
     match session::open(&state, &owner, &opening, now_ms()).await {
@@ -170,6 +173,7 @@ async fn stored(
         sha256: req.sha256,
         folder: req.folder,
         metadata: req.metadata,
+        edge: req.edge,
     };
     match db::upload::mark_stored(&state.db, &id, &facts, now_ms()).await {
         Ok(db::upload::Marked::Stored) => {
@@ -186,6 +190,7 @@ async fn stored(
         Ok(db::upload::Marked::NotReceiving) => {
             reply(StatusCode::CONFLICT, "the upload is not receiving")
         }
+        Ok(db::upload::Marked::Superseded(writer)) => superseded(writer),
         Ok(db::upload::Marked::OverQuota) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             Json(json!({ "code": 1101, "message": "the account's storage quota is reached" })),
@@ -233,20 +238,24 @@ async fn hold(
 }
 
 async fn info(Ext(state): Ext<State>, Path(id): Path<String>) -> Response {
-    let u = match db::upload::get(&state.db, &id).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return reply(StatusCode::NOT_FOUND, "unknown upload"),
-        Err(e) => return db_failure(&e),
+    match upload_info(&state, &id).await {
+        Ok(Some(info)) => Json(info).into_response(),
+        Ok(None) => reply(StatusCode::NOT_FOUND, "unknown upload"),
+        Err(e) => db_failure(&e),
+    }
+}
+
+/// What an edge needs to continue an upload, with the parts in storage while it is receiving.
+async fn upload_info(state: &State, id: &str) -> Result<Option<UploadInfo>, db::DbError> {
+    let Some(u) = db::upload::get(&state.db, id).await? else {
+        return Ok(None);
     };
     let parts = if u.status == Status::Receiving {
-        match db::upload::parts(&state.db, &id).await {
-            Ok(parts) => parts,
-            Err(e) => return db_failure(&e),
-        }
+        db::upload::parts(&state.db, id).await?
     } else {
         None
     };
-    Json(UploadInfo {
+    Ok(Some(UploadInfo {
         id: u.id,
         account_id: u.account_id,
         object_key: u.object_key,
@@ -254,8 +263,43 @@ async fn info(Ext(state): Ext<State>, Path(id): Path<String>) -> Response {
         grant: u.token_id,
         length: u.declared_size,
         parts,
-    })
-    .into_response()
+        upload_metadata: u.upload_metadata,
+    }))
+}
+
+/// Whether an edge writes a resumable upload; with `take`, it takes it over first.
+async fn writer(
+    Ext(state): Ext<State>,
+    Path(id): Path<String>,
+    Json(req): Json<WriteUpload>,
+) -> Response {
+    let refused = |refusal: HoldRefused| (StatusCode::CONFLICT, Json(refusal)).into_response();
+    match db::upload::writer(&state.db, &id, &req.edge, req.take).await {
+        Ok(db::upload::Writer::Asking) => {
+            if req.take {
+                tracing::info!(upload_id = %id, edge = %req.edge, "An edge took a resumable upload over.");
+            }
+            info(Ext(state), Path(id)).await
+        }
+        Ok(db::upload::Writer::Other(writer)) => superseded(writer),
+        Ok(db::upload::Writer::NotReceiving(Some(status))) => refused(HoldRefused {
+            holder: None,
+            status: Some(status.code()),
+        }),
+        Ok(db::upload::Writer::NotReceiving(None)) => {
+            reply(StatusCode::NOT_FOUND, "unknown upload")
+        }
+        Err(e) => db_failure(&e),
+    }
+}
+
+/// 409 naming the edge that now writes the upload.
+fn superseded(writer: String) -> Response {
+    let refusal = HoldRefused {
+        holder: Some(writer),
+        status: None,
+    };
+    (StatusCode::CONFLICT, Json(refusal)).into_response()
 }
 
 async fn record_part(
@@ -263,10 +307,26 @@ async fn record_part(
     Path(id): Path<String>,
     Json(req): Json<RecordPart>,
 ) -> Response {
-    match db::upload::record_part(&state.db, &id, &req.multipart_id, req.declared, &req.part).await
+    let edge = req.edge.as_deref();
+    match db::upload::record_part(
+        &state.db,
+        &id,
+        edge,
+        &req.multipart_id,
+        req.declared,
+        &req.part,
+    )
+    .await
     {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => reply(StatusCode::CONFLICT, "the upload is not receiving"),
+        Ok(false) => match edge {
+            Some(edge) => match db::upload::writer(&state.db, &id, edge, false).await {
+                Ok(db::upload::Writer::Other(writer)) => superseded(writer),
+                Ok(_) => reply(StatusCode::CONFLICT, "the upload is not receiving"),
+                Err(e) => db_failure(&e),
+            },
+            None => reply(StatusCode::CONFLICT, "the upload is not receiving"),
+        },
         Err(e) => db_failure(&e),
     }
 }

@@ -45,6 +45,10 @@ pub struct Opening<'a> {
     pub client_ref: Option<&'a str>,
     /// Its length, when the client gave it before any byte.
     pub declared_size: Option<u64>,
+    /// The edge writing it (a resumable upload a named edge creates).
+    pub writer: Option<&'a str>,
+    /// tus `Upload-Metadata` as the client sent it.
+    pub upload_metadata: Option<&'a str>,
 }
 
 /// An opened upload.
@@ -90,6 +94,8 @@ pub async fn open(
         metadata: o.metadata.clone(),
         client_ref: o.client_ref.map(str::to_owned),
         declared_size: o.declared_size,
+        writer: o.writer.map(str::to_owned),
+        upload_metadata: o.upload_metadata.map(str::to_owned),
     };
     db::upload::insert(&state.db, &new, now).await?;
     crate::metrics::upload_created(o.flavour);

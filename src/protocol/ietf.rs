@@ -11,14 +11,16 @@
 //! interim response (which it could not read). Must not depend on an HTTP server: creation is
 //! split in [`open`] and [`receive`] so the listener can send the interim response in between.
 
-use super::resumable::{self, Held, Received, Refusal, PREFIX};
+use super::resumable::PREFIX;
 use super::tus::header;
 use super::Reply;
 use crate::control::UploadInfo;
 use crate::error::IetfError;
 use crate::ingest::offset_spool::Resource;
+use crate::ingest::resumable::{self as core, Held, Refusal};
 use crate::ingest::Body;
 use crate::token::Claims;
+use crate::upload::resumable::{Append, Completion, Refused};
 use crate::upload::UploadId;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
@@ -135,6 +137,22 @@ impl Draft {
                 r
             }
             Refusal::ChecksumMismatch => self.error(&IetfError::DigestMismatch),
+            Refusal::Refused(Refused::AlreadyComplete { .. }) => {
+                let mut r = self.error(&IetfError::AlreadyComplete);
+                r.headers.push(self.complete_header(true));
+                r
+            }
+            // Rendered with the request's offset where it is known ([`append`]).
+            Refusal::Refused(Refused::OffsetMismatch { current }) => {
+                self.offset_mismatch(current, current)
+            }
+            Refusal::Refused(Refused::InconsistentLength) => self.inconsistent_length(),
+            Refusal::Refused(Refused::TooLarge { max }) => {
+                let mut r = self.error(&IetfError::TooLarge { max });
+                r.headers.push(("upload-limit", limits(claims, ctx)));
+                r
+            }
+            Refusal::Moved => self.error(&IetfError::Moved),
             Refusal::Unavailable => {
                 let mut r = self.error(&IetfError::Unavailable);
                 r.headers.push(("retry-after", "5".into()));
@@ -149,19 +167,26 @@ impl Draft {
         }
     }
 
+    fn offset_mismatch(self, expected: u64, provided: u64) -> Reply {
+        let mut r = self.error(&IetfError::OffsetMismatch { expected, provided });
+        r.headers.push(("upload-offset", expected.to_string()));
+        r.headers.push(self.complete_header(false));
+        r
+    }
+
     fn inconsistent_length(self) -> Reply {
         self.error(&IetfError::InconsistentLength)
     }
 }
 
-pub use resumable::Ctx;
+pub use super::resumable::Ctx;
 
 /// `Upload-Limit` for requests under `claims`.
 fn limits(claims: Option<&Claims>, ctx: &Ctx<'_>) -> String {
     // A structured-field dictionary of integers (at most 15 digits in that format).
     let integer = |n: u64| sfv::Integer::try_from(n).unwrap_or(sfv::Integer::MAX);
     let mut limit = sfv::DictSerializer::new();
-    let max_size = integer(resumable::max_size(claims, ctx));
+    let max_size = integer(core::max_size(claims, ctx.core()));
     let _ = limit.bare_item(sfv::key_ref("max-size"), max_size);
     if let Some(c) = claims {
         let max_age = integer(c.expires.saturating_sub(ctx.now));
@@ -229,7 +254,7 @@ pub async fn open(
         concat: None,
         owner: None,
     };
-    let info = resumable::create(&claims, filename, &resource, ctx)
+    let info = core::create(&claims, filename, &resource, ctx.core())
         .await
         .map_err(|r| draft.refused(r, Some(&claims), ctx))?;
     // Resumption requests must be authorised too: a token that came in the query stays on the
@@ -275,8 +300,13 @@ where
         completes,
         location,
     } = opened;
-    let held = resumable::hold_new(info, resource, ctx).await;
-    let mut r = append(draft, held, body, completes, 201, &claims, ctx).await;
+    let held = core::hold_new(info, resource, ctx.core()).await;
+    let req = Append {
+        offset: 0,
+        length: None,
+        completion: Completion::Declared(completes),
+    };
+    let mut r = append(draft, held, &req, body, 201, &claims, ctx).await;
     r.headers.push(("location", location));
     r
 }
@@ -304,23 +334,27 @@ where
             return draft.error(&IetfError::WrongContentType);
         }
     }
-    let held = match resumable::existing(&claims, id, ctx).await {
+    let held = match core::existing(&claims, &id.to_string(), ctx.core()).await {
         Ok(held) => held,
         Err(refusal) => return draft.refused(refusal, Some(&claims), ctx),
     };
     match *method {
-        Method::HEAD => head(draft, &held, &claims, ctx),
+        Method::HEAD => match core::settle(held, &claims, ctx.core()).await {
+            Ok(held) => head(draft, &held, &claims, ctx),
+            Err(refusal) => draft.refused(refusal, Some(&claims), ctx),
+        },
         Method::PATCH => patch(draft, held, headers, body, &claims, ctx).await,
         Method::DELETE => {
             let Held { info, turn, .. } = held;
             drop(turn);
-            resumable::drop_upload(&info.id, ctx).await;
+            core::drop_upload(&info.id, ctx.core()).await;
             draft.reply(204, "", String::new())
         }
         _ => draft.error(&IetfError::MethodNotAllowed),
     }
 }
 
+/// `HEAD`: the offset, and whether the upload is complete.
 fn head(draft: Draft, held: &Held, claims: &Claims, ctx: &Ctx<'_>) -> Reply {
     let mut r = draft.reply(204, "", String::new());
     r.headers.push(("upload-offset", held.offset.to_string()));
@@ -334,9 +368,10 @@ fn head(draft: Draft, held: &Held, claims: &Claims, ctx: &Ctx<'_>) -> Reply {
     r
 }
 
+/// `PATCH`: appends at `Upload-Offset`, with the lengths the request declares.
 async fn patch<S>(
     draft: Draft,
-    mut held: Held,
+    held: Held,
     headers: &HeaderMap,
     body: S,
     claims: &Claims,
@@ -348,48 +383,25 @@ where
     let Some(Ok(offset)) = header(headers, "upload-offset").map(str::parse::<u64>) else {
         return draft.error(&IetfError::NoOffset);
     };
-    if held.resource.complete {
-        let mut r = draft.error(&IetfError::AlreadyComplete);
-        r.headers.push(draft.complete_header(true));
-        return r;
-    }
-    if offset != held.offset {
-        let mut r = draft.error(&IetfError::OffsetMismatch {
-            expected: held.offset,
-            provided: offset,
-        });
-        r.headers.push(("upload-offset", held.offset.to_string()));
-        r.headers.push(draft.complete_header(false));
-        return r;
-    }
     let completes = draft.completes(headers).unwrap_or(false);
-    let length = match declared_length(headers, offset, completes) {
-        Ok(l) => l,
-        Err(()) => return draft.inconsistent_length(),
+    let Ok(length) = declared_length(headers, offset, completes) else {
+        return draft.inconsistent_length();
     };
-    match (length, held.resource.length) {
-        (Some(new), Some(known)) if new != known => return draft.inconsistent_length(),
-        (Some(new), None) => {
-            if new < offset {
-                return draft.inconsistent_length();
-            }
-            if let Err(refusal) = resumable::record_length(&mut held, new, ctx).await {
-                return draft.refused(refusal, Some(claims), ctx);
-            }
-        }
-        _ => {}
-    }
-    append(draft, held, body, completes, 204, claims, ctx).await
+    let req = Append {
+        offset,
+        length,
+        completion: Completion::Declared(completes),
+    };
+    append(draft, held, &req, body, 204, claims, ctx).await
 }
 
-/// Appends a body; when the request completes the upload and all of it arrived, stores the
-/// upload (`201`, `Upload-Complete: ?1`, the upload's status). Otherwise acknowledges the new
-/// offset with `status`.
+/// Appends a request's body as `req` asks; answers `status` (201 for creation, 204 for a
+/// PATCH) while the upload continues, 201 with the upload's status once it is stored.
 async fn append<S>(
     draft: Draft,
     held: Held,
+    req: &Append,
     body: S,
-    completes: bool,
     status: u16,
     claims: &Claims,
     ctx: &Ctx<'_>,
@@ -397,42 +409,31 @@ async fn append<S>(
 where
     S: Body,
 {
-    let refused = |r| draft.refused(r, Some(claims), ctx);
-    let appended = resumable::append(&held, body, None, claims, ctx).await;
-    let Held {
-        info, mut resource, ..
-    } = held;
-    let new_offset = match appended {
-        Ok(Received {
-            offset: o,
-            whole: true,
-        }) if completes => {
-            if resource.length.is_some_and(|l| l != o) {
-                return draft.inconsistent_length();
-            }
-            resource.length = Some(o);
-            return match resumable::finish(&info, resource, None, claims, ctx).await {
-                Ok(done) => {
-                    let body = json!({
-                        "id": info.id,
-                        "status": done.view.status,
-                        "status_text": done.view.status_text,
-                        "size": done.size,
-                    });
-                    let mut r = draft.reply(201, "application/json", body.to_string());
-                    r.headers.push(draft.complete_header(true));
-                    r.headers.push(("upload-offset", o.to_string()));
-                    r
-                }
-                Err(refusal) => refused(refusal),
-            };
+    let id = held.info.id.clone();
+    let appended = match core::append(held, req, body, None, claims, ctx.core()).await {
+        Ok(appended) => appended,
+        Err(Refusal::Refused(Refused::OffsetMismatch { current })) => {
+            return draft.offset_mismatch(current, req.offset)
         }
-        Ok(Received { offset, .. }) => offset,
-        Err(refusal) => return refused(refusal),
+        Err(refusal) => return draft.refused(refusal, Some(claims), ctx),
     };
+    if let Some(done) = appended.stored {
+        let body = json!({
+            "id": id,
+            "status": done.view.status,
+            "status_text": done.view.status_text,
+            "size": done.size,
+        });
+        let mut r = draft.reply(201, "application/json", body.to_string());
+        r.headers.push(draft.complete_header(true));
+        r.headers
+            .push(("upload-offset", appended.offset.to_string()));
+        return r;
+    }
     let mut r = draft.reply(status, "", String::new());
     r.headers.push(draft.complete_header(false));
-    r.headers.push(("upload-offset", new_offset.to_string()));
+    r.headers
+        .push(("upload-offset", appended.offset.to_string()));
     r.headers.push(("upload-limit", limits(Some(claims), ctx)));
     r
 }

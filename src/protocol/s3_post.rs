@@ -10,10 +10,10 @@
 use super::multipart::Form;
 use super::Reply;
 use crate::control::KeyOwner;
-use crate::edge::origin_client::OriginError;
 use crate::error::S3Error;
 use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::chunked::{ChunkFailure, ChunkOutcome};
+use crate::ingest::control_plane::ControlError;
 use crate::ingest::Body;
 use crate::ingest::{Allowance, Ingest, IngestError, Receiving, Record};
 use crate::s3_policy::{self, PolicyError};
@@ -49,7 +49,7 @@ fn from_ingest(e: IngestError) -> S3Error {
     match e {
         IngestError::TooLarge { .. } => S3Error::EntityTooLarge,
         IngestError::QuotaExceeded => S3Error::QuotaExceeded,
-        IngestError::Origin(OriginError::Status { status: 404, .. }) => S3Error::NoSuchBucket,
+        IngestError::Origin(ControlError::NotFound) => S3Error::NoSuchBucket,
         IngestError::SessionClosed => S3Error::AccessDenied(
             "The upload session this form belongs to has finished or expired; open a new session."
                 .into(),
@@ -281,8 +281,7 @@ async fn post(
         filename: &name,
         relative_key: Some(&relative),
         session: fields.get(crate::control::SESSION_FORM_FIELD),
-        grant: None,
-        length: None,
+        ..Record::default()
     };
     if let Some(chunk) = chunking {
         let md5 = post_chunk(

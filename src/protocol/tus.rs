@@ -7,17 +7,19 @@
 //! per-upload token (Cloud VoD's `uploadToken`) continues its one upload, whose resource is
 //! made on first use. `Upload-Metadata` is kept with the upload.
 
-use super::resumable::{self, Held, Refusal, PREFIX};
+use super::resumable::{self, PREFIX};
 use super::Reply;
 use crate::error::TusError;
 use crate::ingest::offset_spool::{Algorithm, Concat, Resource};
+use crate::ingest::resumable::{self as core, Held, Refusal};
 use crate::ingest::Body;
 use crate::token::Claims;
+use crate::upload::resumable::{parse_metadata, Append, Completion, Refused};
 use crate::upload::UploadId;
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 pub use resumable::{route, Ctx};
 
@@ -61,9 +63,35 @@ fn refused(refusal: Refusal) -> Reply {
             r
         }
         Refusal::ChecksumMismatch => error(&TusError::ChecksumMismatch),
+        // Requests that write render the state machine's refusals themselves (`appended`).
+        Refusal::Refused(_) => error(&TusError::LengthOutOfRange),
+        Refusal::Moved => error(&TusError::Moved),
         Refusal::Unavailable => error(&TusError::Unavailable),
         Refusal::Full => error(&TusError::Full),
     }
+}
+
+/// The answer to a request that appended at `sent`: the new offset, or why not.
+fn appended(
+    result: Result<core::Appended, Refusal>,
+    sent: u64,
+    status: u16,
+    mut headers: Vec<(&'static str, String)>,
+) -> Result<Reply, Refusal> {
+    let offset = match result {
+        Ok(a) => a.offset,
+        // A repeat of the request that completed the upload (its answer was lost).
+        Err(Refusal::Refused(Refused::AlreadyComplete { offset })) if offset == sent => offset,
+        Err(Refusal::Refused(
+            Refused::AlreadyComplete { offset: current } | Refused::OffsetMismatch { current },
+        )) => return Ok(error(&TusError::OffsetMismatch { current, sent })),
+        Err(Refusal::Refused(Refused::InconsistentLength | Refused::TooLarge { .. })) => {
+            return Ok(error(&TusError::LengthOutOfRange))
+        }
+        Err(refusal) => return Err(refusal),
+    };
+    headers.push(("upload-offset", offset.to_string()));
+    Ok(reply(status, "", headers))
 }
 
 pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -76,29 +104,6 @@ pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 fn http_date(unix: u64) -> String {
     let at = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(unix));
     httpdate::fmt_http_date(at.unwrap_or(std::time::UNIX_EPOCH))
-}
-
-/// `Upload-Metadata` (`key base64,key2 base64`) as a JSON object; `None` if malformed.
-pub(crate) fn parse_metadata(raw: &str) -> Option<Map<String, Value>> {
-    let mut out = Map::new();
-    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let mut parts = pair.splitn(2, ' ');
-        let key = parts.next()?;
-        let value = match parts.next() {
-            Some(b64) => String::from_utf8_lossy(
-                &base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .ok()?,
-            )
-            .into_owned(),
-            None => String::new(),
-        };
-        if key.is_empty() || key.contains(' ') {
-            return None;
-        }
-        out.insert(key.to_owned(), Value::String(value));
-    }
-    Some(out)
 }
 
 /// Handles one tus request for `target` (from [`route`]).
@@ -116,7 +121,7 @@ where
     if method == Method::OPTIONS {
         // Discovery needs no token; with one, the limit is the token's.
         let claims = ctx.verify_token(query, headers).ok();
-        let max = resumable::max_size(claims.as_ref(), ctx);
+        let max = core::max_size(claims.as_ref(), ctx.core());
         return reply(
             204,
             "",
@@ -140,15 +145,17 @@ where
     let result = match (method.clone(), target) {
         (Method::POST, None) => create(headers, body, &claims, ctx).await,
         (m, Some(id)) if m == Method::HEAD || m == Method::PATCH || m == Method::DELETE => {
-            match resumable::existing(&claims, id, ctx).await {
+            match core::existing(&claims, &id.to_string(), ctx.core()).await {
                 Err(refusal) => Err(refusal),
                 Ok(held) => match m {
-                    Method::HEAD => head_stored(held, &claims, ctx).await,
+                    Method::HEAD => core::settle(held, &claims, ctx.core())
+                        .await
+                        .map(|held| head(&held, &claims)),
                     Method::PATCH => patch(held, headers, body, &claims, ctx).await,
                     _ => {
                         let Held { info, turn, .. } = held;
                         drop(turn);
-                        resumable::drop_upload(&info.id, ctx).await;
+                        core::drop_upload(&info.id, ctx.core()).await;
                         Ok(reply(204, "", vec![]))
                     }
                 },
@@ -276,22 +283,30 @@ where
             Err(why) => return Ok(error(&TusError::NotConcatenable(why))),
         }
     }
-    let info = resumable::create(claims, filename, &resource, ctx).await?;
-    let mut out = vec![
+    let info = core::create(claims, filename, &resource, ctx.core()).await?;
+    let out = vec![
         ("location", format!("{PREFIX}{}", info.id)),
         ("upload-expires", http_date(claims.expires)),
     ];
     if matches!(resource.concat, Some(Concat::Final(_))) {
         // The partial uploads are all here: the final upload is stored at once.
-        let metadata = metadata_record(resource.metadata.as_deref());
-        resumable::finish(&info, resource, metadata, claims, ctx).await?;
+        core::finish(&info, resource, claims, ctx.core()).await?;
     } else if header(headers, "content-type") == Some(OCTETS) {
         // creation-with-upload: the body is the first chunk.
-        let held = resumable::hold_new(info, resource, ctx).await;
-        let offset = append(held, body, None, claims, ctx).await?;
-        out.push(("upload-offset", offset.to_string()));
+        let held = core::hold_new(info, resource, ctx.core()).await;
+        let result = core::append(held, &at(0, None), body, None, claims, ctx.core()).await;
+        return appended(result, 0, 201, out);
     }
     Ok(reply(201, "", out))
+}
+
+/// An append at `offset` as tus asks for one: complete at the declared length.
+fn at(offset: u64, length: Option<u64>) -> Append {
+    Append {
+        offset,
+        length,
+        completion: Completion::AtLength,
+    }
 }
 
 /// The total length of the partial uploads a final upload names, or why they cannot be
@@ -303,12 +318,12 @@ async fn concatenation_length(
 ) -> Result<Result<u64, String>, Refusal> {
     let mut total = 0u64;
     for part in parts {
-        let Ok(id) = part.parse() else {
+        let Ok(id) = part.parse::<UploadId>() else {
             return Ok(Err(format!("{part} is not an upload.")));
         };
         let Held {
             resource, offset, ..
-        } = resumable::existing(claims, id, ctx).await?;
+        } = core::existing(claims, &id.to_string(), ctx.core()).await?;
         if resource.concat != Some(Concat::Partial) {
             return Ok(Err(format!("{part} is not a partial upload.")));
         }
@@ -322,13 +337,8 @@ async fn concatenation_length(
     Ok(Ok(total))
 }
 
-/// `Upload-Metadata` as kept on the upload record.
-fn metadata_record(raw: Option<&str>) -> Option<String> {
-    raw.and_then(parse_metadata)
-        .map(|m| json!({ "tus_metadata": m }).to_string())
-}
-
-fn head(r: &Resource, offset: u64, claims: &Claims) -> Reply {
+fn head(held: &Held, claims: &Claims) -> Reply {
+    let r = &held.resource;
     let mut h = match r.length {
         Some(l) => vec![("upload-length", l.to_string())],
         None => vec![("upload-defer-length", "1".into())],
@@ -344,31 +354,14 @@ fn head(r: &Resource, offset: u64, claims: &Claims) -> Reply {
         }
         None => {}
     }
-    h.push(("upload-offset", offset.to_string()));
+    h.push(("upload-offset", held.offset.to_string()));
     h.push(("cache-control", "no-store".into()));
     h.push(("upload-expires", http_date(claims.expires)));
     reply(200, "", h)
 }
 
-/// `HEAD` of an upload. Every byte spooled but not stored (the final PATCH could not store it)
-/// is stored first: a client seeing the whole offset stops, so the offset must mean stored.
-async fn head_stored(held: Held, claims: &Claims, ctx: &Ctx<'_>) -> Result<Reply, Refusal> {
-    let Held {
-        info,
-        mut resource,
-        offset,
-        ..
-    } = held;
-    if !resource.complete && resource.length == Some(offset) && resource.concat.is_none() {
-        let metadata = metadata_record(resource.metadata.as_deref());
-        resumable::finish(&info, resource.clone(), metadata, claims, ctx).await?;
-        resource.complete = true;
-    }
-    Ok(head(&resource, offset, claims))
-}
-
 async fn patch<S>(
-    mut held: Held,
+    held: Held,
     headers: &HeaderMap,
     body: S,
     claims: &Claims,
@@ -390,58 +383,25 @@ where
     if matches!(held.resource.concat, Some(Concat::Final(_))) {
         return Ok(error(&TusError::FinalPatched));
     }
-    if offset != held.offset {
-        return Ok(error(&TusError::OffsetMismatch {
-            current: held.offset,
-            sent: offset,
-        }));
-    }
-    if held.resource.length.is_none() {
-        if let Some(l) = header(headers, "upload-length") {
-            let max = resumable::max_size(Some(claims), ctx);
-            match l.parse::<u64>() {
-                Ok(l) if l >= offset && l <= max => {
-                    resumable::record_length(&mut held, l, ctx).await?;
-                }
-                _ => return Ok(error(&TusError::LengthOutOfRange)),
-            }
-        }
-    }
-    let new_offset = append(held, body, checksum, claims, ctx).await?;
-    Ok(reply(
-        204,
-        "",
-        vec![
-            ("upload-offset", new_offset.to_string()),
-            ("upload-expires", http_date(claims.expires)),
-        ],
-    ))
-}
-
-/// Appends a body at the upload's offset; stores the upload when its last byte is in (a
-/// partial upload waits for its final upload). Returns the new offset.
-async fn append<S>(
-    held: Held,
-    body: S,
-    checksum: Option<(Algorithm, Vec<u8>)>,
-    claims: &Claims,
-    ctx: &Ctx<'_>,
-) -> Result<u64, Refusal>
-where
-    S: Body,
-{
-    if held.resource.complete {
-        return Ok(held.offset);
-    }
-    let new_offset = resumable::append(&held, body, checksum, claims, ctx)
-        .await?
-        .offset;
-    let Held { info, resource, .. } = held;
-    if resource.length == Some(new_offset) && resource.concat.is_none() {
-        let metadata = metadata_record(resource.metadata.as_deref());
-        resumable::finish(&info, resource, metadata, claims, ctx).await?;
-    }
-    Ok(new_offset)
+    // `Upload-Length` completes creation-defer-length; once the length is known it is ignored.
+    let length = match header(headers, "upload-length").filter(|_| held.resource.length.is_none()) {
+        Some(l) => match l.parse::<u64>() {
+            Ok(l) => Some(l),
+            Err(_) => return Ok(error(&TusError::LengthOutOfRange)),
+        },
+        None => None,
+    };
+    let result = core::append(
+        held,
+        &at(offset, length),
+        body,
+        checksum,
+        claims,
+        ctx.core(),
+    )
+    .await;
+    let expires = vec![("upload-expires", http_date(claims.expires))];
+    appended(result, offset, 204, expires)
 }
 
 #[cfg(test)]
@@ -449,12 +409,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metadata_and_dates() {
-        let m = parse_metadata("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential")
-            .unwrap();
-        assert_eq!(m["filename"], "world_domination_plan.pdf");
-        assert_eq!(m["is_confidential"], "");
-        assert!(parse_metadata("filename !!!").is_none());
+    fn dates() {
         assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 }
