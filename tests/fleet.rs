@@ -180,7 +180,7 @@ async fn an_upload_whose_edge_dies_is_completed_by_another_edge_of_its_region() 
         data.len().to_string(),
         "b knows the length"
     );
-    let mut at: usize = header("upload-offset").parse().unwrap();
+    let at: usize = header("upload-offset").parse().unwrap();
     assert_eq!(
         at as i64, in_storage,
         "b continues after the parts a stored"
@@ -190,23 +190,7 @@ async fn an_upload_whose_edge_dies_is_completed_by_another_edge_of_its_region() 
         asked.elapsed(),
         12 * MIB - at
     );
-    while at < data.len() {
-        let end = (at + 4 * MIB).min(data.len());
-        let r = tus(
-            reqwest::Method::PATCH,
-            &format!("{b}{path}"),
-            &token,
-            &[octets.clone(), ("upload-offset", at.to_string())],
-            data[at..end].to_vec(),
-        )
-        .await;
-        assert_eq!(r.status(), 204);
-        at = r.headers()["upload-offset"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-    }
+    send_rest(&format!("{b}{path}"), &token, &data, at).await;
 
     // The last 204 meant stored: the upload left "receiving" with every byte, a's part and
     // b's in one object.
@@ -225,6 +209,139 @@ async fn an_upload_whose_edge_dies_is_completed_by_another_edge_of_its_region() 
             .any(|k| k.ends_with("/source"))
     })
     .await;
+}
+
+/// PATCHes `data` from `at` to its end to a tus upload at `url`, 4 MiB at a time, each answered
+/// 204 (the last one: stored).
+async fn send_rest(url: &str, token: &str, data: &[u8], mut at: usize) {
+    let octets = ("content-type", "application/offset+octet-stream".to_owned());
+    while at < data.len() {
+        let end = (at + 4 * MIB).min(data.len());
+        let r = tus(
+            reqwest::Method::PATCH,
+            url,
+            token,
+            &[octets.clone(), ("upload-offset", at.to_string())],
+            data[at..end].to_vec(),
+        )
+        .await;
+        assert_eq!(r.status(), 204);
+        at = r.headers()["upload-offset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    }
+}
+
+/// One writer across the fleet: a client that moves to edge b while edge a lives (geo-DNS
+/// changed, a load balancer moved it) makes b the upload's writer at once. Edge a, still
+/// holding its copy, can neither record a part nor complete the upload: a late request there
+/// that brings the last byte gets 409, never a success, and a lets the upload go; b completes
+/// it from the parts in storage, with the client's tus metadata.
+#[tokio::test]
+async fn an_edge_the_client_left_can_neither_record_parts_nor_complete_the_upload() {
+    let s3 = S3Server::start().await;
+    s3.bucket(BUCKET).await;
+    let fleet = start(&s3).await;
+    let account = common::create_account_in(&fleet.database);
+    let (a, b) = (fleet.edges[0].0.clone(), fleet.edges[1].0.clone());
+    let token = common::upload_token_at(&a, &account.api_key, "{}").await;
+    let data = pseudo_random(24 * MIB, 11);
+    let octets = ("content-type", "application/offset+octet-stream".to_owned());
+    let metadata = "filename bW92ZWQubXA0,kind dGVzdA==";
+    let created = tus(
+        reqwest::Method::POST,
+        &format!("{a}/files/"),
+        &token,
+        &[
+            ("upload-length", data.len().to_string()),
+            ("upload-metadata", metadata.to_owned()),
+        ],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let path = created.headers()["location"].to_str().unwrap().to_owned();
+    let id = path.rsplit('/').next().unwrap().to_owned();
+    for at in (0..12 * MIB).step_by(4 * MIB) {
+        let r = tus(
+            reqwest::Method::PATCH,
+            &format!("{a}{path}"),
+            &token,
+            &[octets.clone(), ("upload-offset", at.to_string())],
+            data[at..at + 4 * MIB].to_vec(),
+        )
+        .await;
+        assert_eq!(r.status(), 204);
+    }
+    let sql = |what: &str| format!("SELECT {what} FROM uploads WHERE id = '{id}'");
+    let writer = async || -> String {
+        common::sql_value(&fleet.database, &sql("writer"))
+            .await
+            .unwrap()
+    };
+    assert_eq!(writer().await, "a");
+    let recorded = format!(
+        "SELECT CAST(COALESCE(SUM(len), 0) AS BIGINT) FROM upload_parts WHERE upload_id = '{id}'"
+    );
+    let mut in_storage = 0i64;
+    eventually("edge a records a part in storage", async || {
+        in_storage = common::sql_value(&fleet.database, &recorded).await.unwrap();
+        in_storage > 0
+    })
+    .await;
+
+    // The client moves to b, a alive: b takes the upload over after the stored part.
+    let head = tus(
+        reqwest::Method::HEAD,
+        &format!("{b}{path}"),
+        &token,
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(head.status(), 200);
+    let at: usize = head.headers()["upload-offset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(at as i64, in_storage);
+    assert_eq!(head.headers()["upload-metadata"], metadata);
+    assert_eq!(writer().await, "b");
+
+    // A late request reaches a with the rest of the file: a keeps the bytes in its spool but
+    // may not complete the upload, and says so.
+    let late = tus(
+        reqwest::Method::PATCH,
+        &format!("{a}{path}"),
+        &token,
+        &[octets.clone(), ("upload-offset", (12 * MIB).to_string())],
+        data[12 * MIB..].to_vec(),
+    )
+    .await;
+    assert_eq!(late.status(), 409, "{:?}", late.text().await);
+    let status: i64 = common::sql_value(&fleet.database, &sql("status"))
+        .await
+        .unwrap();
+    assert_eq!(status, 0, "a did not complete the upload");
+    assert_eq!(writer().await, "b");
+
+    // b completes the upload from the parts in storage; one object, the source's bytes.
+    send_rest(&format!("{b}{path}"), &token, &data, at).await;
+    let record = Uploads::new(&b, &account.api_key).wait_final(&id).await;
+    assert_eq!(
+        record["sha256"].as_str(),
+        Some(hex::encode(Sha256::digest(&data)).as_str()),
+        "{record}"
+    );
+    assert_eq!(record["filename"], "moved.mp4", "{record}");
+    let kept: String = common::sql_value(&fleet.database, &sql("metadata"))
+        .await
+        .unwrap();
+    assert!(kept.contains(r#""kind":"test""#), "{kept}");
+    assert!(s3.open_multipart_uploads(BUCKET).await.is_empty());
 }
 
 #[tokio::test]
