@@ -4,6 +4,7 @@
 -- upload behind the new writer's back. NULL for uploads no named edge writes.
 ALTER TABLE uploads ADD COLUMN writer TEXT;
 
--- tus `Upload-Metadata` as the client sent it at creation, so an edge that adopts the upload
--- answers HEAD with it.
-ALTER TABLE uploads ADD COLUMN upload_metadata TEXT;
+-- What a resumable upload's protocol knows besides its length (JSON: tus `Upload-Metadata` as
+-- the client sent it, whether it is a partial upload of a concatenation), so an edge that
+-- adopts the upload continues it as the one that created it would.
+ALTER TABLE uploads ADD COLUMN resumable_state TEXT;

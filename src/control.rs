@@ -114,9 +114,21 @@ pub struct CreateUpload {
     /// records and completion count until another edge adopts the upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writer: Option<String>,
-    /// tus `Upload-Metadata` as the client sent it, for an edge that adopts the upload.
+    /// A resumable upload's protocol state, for an edge that adopts the upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload_metadata: Option<String>,
+    pub resumable: Option<ResumableState>,
+}
+
+/// What a resumable upload's protocol knows besides its length, kept at the origin so that
+/// another edge of the fleet can continue the upload as the one that created it would.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumableState {
+    /// tus `Upload-Metadata` as the client sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    /// A partial upload of a tus concatenation: stored only with its final upload.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// The answer to [`CreateUpload`]: where the edge writes the bytes.
@@ -208,9 +220,9 @@ pub struct UploadInfo {
     /// that adopts it continues from there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<StoredParts>,
-    /// tus `Upload-Metadata` as the client sent it at creation.
+    /// A resumable upload's protocol state, as it was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload_metadata: Option<String>,
+    pub resumable: Option<ResumableState>,
 }
 
 /// Parts of an upload in the store's multipart upload `multipart_id`, as an edge forwarding

@@ -20,7 +20,7 @@ pub mod offset_spool;
 pub mod resumable;
 
 use crate::control::{
-    AccessKeyOwner, CreateUpload, KeyOwner, StatusView, UploadInfo, UploadStored,
+    AccessKeyOwner, CreateUpload, KeyOwner, ResumableState, StatusView, UploadInfo, UploadStored,
 };
 use crate::store::appender::Pipelined;
 use crate::store::{ObjectKey, ObjectWriter, Store, StoreError};
@@ -94,10 +94,9 @@ pub struct Record<'a> {
     pub grant: Option<&'a str>,
     /// Its length, when the client declared it at creation.
     pub length: Option<u64>,
-    /// Resumable: this edge writes it, and another edge of its region may take it over.
-    pub resumable: bool,
-    /// tus `Upload-Metadata` as the client sent it.
-    pub upload_metadata: Option<&'a str>,
+    /// A resumable upload's protocol state: this edge writes it, and another edge of its
+    /// region may take it over.
+    pub resumable: Option<&'a ResumableState>,
 }
 
 /// What one upload may hold: its size limit (the account's or token's; the node's always
@@ -436,8 +435,8 @@ impl Ingest {
                 session: record.session.map(str::to_owned),
                 grant: record.grant.map(str::to_owned),
                 length: record.length,
-                writer: self.name.clone().filter(|_| record.resumable),
-                upload_metadata: record.upload_metadata.map(str::to_owned),
+                writer: self.name.clone().filter(|_| record.resumable.is_some()),
+                resumable: record.resumable.cloned(),
             })
             .await?;
         let info = UploadInfo {
@@ -448,7 +447,7 @@ impl Ingest {
             grant: record.grant.map(str::to_owned),
             length: record.length,
             parts: None,
-            upload_metadata: record.upload_metadata.map(str::to_owned),
+            resumable: record.resumable.cloned(),
         };
         Ok((info, created.reused))
     }

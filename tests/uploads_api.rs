@@ -351,7 +351,7 @@ async fn every_status_code_is_shown_with_its_text_and_the_list_is_the_newest_50(
             client_ref: None,
             declared_size: None,
             writer: None,
-            upload_metadata: None,
+            resumable_state: None,
         };
         upload::insert(&db, &new, 1_700_000_000_000 + i)
             .await

@@ -37,8 +37,8 @@ pub struct NewUpload {
     pub declared_size: Option<u64>,
     /// The edge writing it (a resumable upload created by a named edge).
     pub writer: Option<String>,
-    /// tus `Upload-Metadata` as the client sent it.
-    pub upload_metadata: Option<String>,
+    /// A resumable upload's protocol state (JSON text, [`crate::control::ResumableState`]).
+    pub resumable_state: Option<String>,
 }
 
 /// An upload's stored record.
@@ -91,14 +91,14 @@ pub struct UploadRecord {
     pub holder: Option<String>,
     /// The edge writing it (resumable uploads of a fleet), if one does.
     pub writer: Option<String>,
-    /// tus `Upload-Metadata` as the client sent it.
-    pub upload_metadata: Option<String>,
+    /// A resumable upload's protocol state (JSON text, [`crate::control::ResumableState`]).
+    pub resumable_state: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, account_id, pipeline_id, flavour, filename, folder, object_key, status, error, \
                        size, sha256, duration_ms, output_key, created_at, updated_at, metadata, outputs, \
-                       token_id, declared_size, error_code, holder, writer, upload_metadata, \
+                       token_id, declared_size, error_code, holder, writer, resumable_state, \
                        (SELECT j.progress FROM jobs j WHERE j.upload_id = uploads.id) AS progress";
 
 fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
@@ -131,7 +131,7 @@ fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
         error_code: row.try_get("error_code").op(op)?,
         holder: row.try_get("holder").op(op)?,
         writer: row.try_get("writer").op(op)?,
-        upload_metadata: row.try_get("upload_metadata").op(op)?,
+        resumable_state: row.try_get("resumable_state").op(op)?,
         outputs: row
             .try_get::<Option<String>, _>("outputs")
             .op(op)?
@@ -181,7 +181,7 @@ pub async fn insert(db: &Db, new: &NewUpload, now: i64) -> Result<(), DbError> {
     let mut tx = db.pool().begin().await.op("begin upload creation")?;
     sqlx::query(
         "INSERT INTO uploads (id, account_id, pipeline_id, flavour, filename, object_key, status, created_at, updated_at, \
-                              token_id, expires_at, metadata, client_ref, declared_size, writer, upload_metadata) \
+                              token_id, expires_at, metadata, client_ref, declared_size, writer, resumable_state) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&id)
@@ -198,7 +198,7 @@ pub async fn insert(db: &Db, new: &NewUpload, now: i64) -> Result<(), DbError> {
     .bind(new.client_ref.as_deref())
     .bind(new.declared_size.and_then(|n| i64::try_from(n).ok()))
     .bind(new.writer.as_deref())
-    .bind(new.upload_metadata.as_deref())
+    .bind(new.resumable_state.as_deref())
     .execute(&mut *tx)
     .await
     .op("insert an upload")?;

@@ -1,7 +1,7 @@
 //! What the ingest core asks of the control plane (the origin): who owns a key, open an upload,
 //! record a part that reached storage, take over or keep writing an upload, complete, cancel.
-//! Outcomes are typed ([`ControlError`]), never HTTP status codes: the edge's internal-API
-//! client ([`crate::edge::origin_client`]) implements this trait and does the translating.
+//! Outcomes are typed ([`ControlError`]), never HTTP status codes: the edge's client of the
+//! origin's internal API implements this trait and does the translating.
 //!
 //! Must not depend on HTTP or on the edge.
 

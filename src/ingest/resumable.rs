@@ -14,7 +14,7 @@ use super::offset_spool::{
     Algorithm, Appended as Spool, Checks, Concat, OffsetSpool, Owner, Resource,
 };
 use super::{Body, Completed, Ingest, IngestError, Record};
-use crate::control::{KeyOwner, UploadInfo};
+use crate::control::{KeyOwner, ResumableState, UploadInfo};
 use crate::token::{Claims, TokenError};
 use crate::upload::resumable::{Append, Next, Refused, Upload};
 use crate::upload::{Filename, Status};
@@ -134,7 +134,7 @@ pub async fn existing(claims: &Claims, id: &str, core: Core<'_>) -> Result<Held,
             grant: owner.grant,
             length,
             parts: None,
-            upload_metadata: None,
+            resumable: None,
         });
     let info = match known {
         Some(info) => info,
@@ -182,14 +182,15 @@ async fn adopt(info: UploadInfo, core: Core<'_>) -> Result<(UploadInfo, Resource
     if info.status != Status::Receiving.code() {
         return Err(Refusal::NotFound);
     }
+    let state = info.resumable.clone().unwrap_or_default();
     let resource = Resource {
         // The length declared when the upload was created (tus `Upload-Length` on another
         // edge, Cloud VoD `fileSize`): the last byte completes the upload here too, even if the
         // client never sends the length again.
         length: info.length,
-        metadata: info.upload_metadata.clone(),
+        metadata: state.metadata,
         complete: false,
-        concat: None,
+        concat: state.partial.then_some(Concat::Partial),
         owner: Some(owner_of(&info)),
     };
     let offset = core
@@ -264,6 +265,10 @@ pub async fn create(
         token_ttl_secs: None,
     };
     let filename = Filename::clean(Some(filename));
+    let state = ResumableState {
+        metadata: resource.metadata.clone(),
+        partial: resource.concat == Some(Concat::Partial),
+    };
     let record = Record {
         flavour: "resumable",
         filename: filename.as_str(),
@@ -271,8 +276,7 @@ pub async fn create(
         // Recorded at the origin, so an edge that continues the upload after this one is
         // lost completes it at its last byte and answers HEAD as this one would.
         length: resource.length,
-        resumable: true,
-        upload_metadata: resource.metadata.as_deref(),
+        resumable: Some(&state),
         ..Record::default()
     };
     let (info, _) = core

@@ -138,7 +138,7 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
         token_id: req.grant.as_deref(),
         declared_size: req.length,
         writer: req.writer.as_deref(),
-        upload_metadata: req.upload_metadata.as_deref(),
+        resumable_state: req.resumable.as_ref().map(|r| json!(r).to_string()),
         ..Opening::default()
     };
     match session::open(&state, &owner, &opening, now_ms()).await {
@@ -263,7 +263,9 @@ async fn upload_info(state: &State, id: &str) -> Result<Option<UploadInfo>, db::
         grant: u.token_id,
         length: u.declared_size,
         parts,
-        upload_metadata: u.upload_metadata,
+        resumable: u
+            .resumable_state
+            .and_then(|r| serde_json::from_str(&r).ok()),
     }))
 }
 

@@ -47,8 +47,8 @@ pub struct Opening<'a> {
     pub declared_size: Option<u64>,
     /// The edge writing it (a resumable upload a named edge creates).
     pub writer: Option<&'a str>,
-    /// tus `Upload-Metadata` as the client sent it.
-    pub upload_metadata: Option<&'a str>,
+    /// A resumable upload's protocol state (JSON text).
+    pub resumable_state: Option<String>,
 }
 
 /// An opened upload.
@@ -95,7 +95,7 @@ pub async fn open(
         client_ref: o.client_ref.map(str::to_owned),
         declared_size: o.declared_size,
         writer: o.writer.map(str::to_owned),
-        upload_metadata: o.upload_metadata.map(str::to_owned),
+        resumable_state: o.resumable_state.clone(),
     };
     db::upload::insert(&state.db, &new, now).await?;
     crate::metrics::upload_created(o.flavour);
