@@ -66,9 +66,14 @@ impl Refusal {
 
 impl From<TokenError> for Refusal {
     fn from(e: TokenError) -> Self {
-        crate::metrics::token_refused(e.reason());
         Self::Token(e)
     }
+}
+
+/// A token out of scope for what its request asks, counted as a refusal.
+fn out_of_scope(e: TokenError) -> Refusal {
+    crate::metrics::token_refused(e.reason());
+    Refusal::Token(e)
 }
 
 /// The largest upload a request under `claims` may make.
@@ -115,7 +120,9 @@ impl Held {
 /// # Errors
 /// Out of scope, unknown, another account's, or the edge fails.
 pub async fn existing(claims: &Claims, id: &str, core: Core<'_>) -> Result<Held, Refusal> {
-    claims.permits(&format!("/files/{id}"), Some(id), None)?;
+    claims
+        .permits(&format!("/files/{id}"), Some(id), None)
+        .map_err(out_of_scope)?;
     if core.ingest.moved_away(id).await {
         let_go(id, core).await;
     }
@@ -245,8 +252,13 @@ pub async fn create(
     resource: &Resource,
     core: Core<'_>,
 ) -> Result<UploadInfo, Refusal> {
-    claims.permits("/files/", None, None)?;
-    let pipeline = claims.pipeline.clone().ok_or(TokenError::WrongScope)?;
+    claims
+        .permits("/files/", None, None)
+        .map_err(out_of_scope)?;
+    let pipeline = claims
+        .pipeline
+        .clone()
+        .ok_or_else(|| out_of_scope(TokenError::WrongScope))?;
     let max = max_size(Some(claims), core);
     if resource.length.is_some_and(|l| l > max) {
         return Err(Refusal::TooLarge(max));
