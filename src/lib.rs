@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! Pure core (no sockets, no clock, no database):
-//! - [`upload`]: upload ids and the status lifecycle (the seed's codes).
+//! - [`upload`]: upload ids, the status lifecycle (the seed's codes), the part plan and the
+//!   resumable state machine (where "complete" is decided).
 //! - [`account`]: tenant ids and credential generation.
 //! - [`config`]: raw TOML → `validate()` → typed settings per role.
 //! - [`control`]: the messages of the internal edge ↔ origin API.
@@ -15,7 +16,9 @@
 //! - [`template`]: transcode templates and the rendition ladder they give a source.
 //!
 //! The one ingest core and its adapters:
-//! - [`ingest`]: `create → append → complete | cancel`, used by every protocol.
+//! - [`ingest`]: `create → append → complete | cancel`, used by every protocol, with the
+//!   resumable (tus, IETF) and chunked cores; it asks the origin through one narrow trait
+//!   (`ingest::control_plane`) with typed outcomes.
 //! - [`protocol`]: one thin adapter per API flavour (headers + body stream → reply).
 //!
 //! Roles and their parts:
