@@ -124,43 +124,11 @@ async fn an_upload_whose_edge_dies_is_completed_by_another_edge_of_its_region() 
     let data: Vec<u8> = (0..24 * MIB as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
-    let octets = ("content-type", "application/offset+octet-stream".to_owned());
 
-    // 12 MiB acknowledged by edge a in 4 MiB PATCHes.
-    let created = tus(
-        reqwest::Method::POST,
-        &format!("{a}/files/"),
-        &token,
-        &[("upload-length", data.len().to_string())],
-        Vec::new(),
-    )
-    .await;
-    assert_eq!(created.status(), 201);
-    let path = created.headers()["location"].to_str().unwrap().to_owned();
-    for at in (0..12 * MIB).step_by(4 * MIB) {
-        let r = tus(
-            reqwest::Method::PATCH,
-            &format!("{a}{path}"),
-            &token,
-            &[octets.clone(), ("upload-offset", at.to_string())],
-            data[at..at + 4 * MIB].to_vec(),
-        )
-        .await;
-        assert_eq!(r.status(), 204);
-    }
-
-    // Edge a has sent the first part to S3 and recorded it at the origin, then dies (SIGKILL);
-    // the client continues at the same path on edge b.
-    let id = path.rsplit('/').next().unwrap().to_owned();
-    let recorded = format!(
-        "SELECT CAST(COALESCE(SUM(len), 0) AS BIGINT) FROM upload_parts WHERE upload_id = '{id}'"
-    );
-    let mut in_storage = 0i64;
-    eventually("edge a records a part in storage", async || {
-        in_storage = common::sql_value(&fleet.database, &recorded).await.unwrap();
-        in_storage > 0
-    })
-    .await;
+    // 12 MiB acknowledged by edge a in 4 MiB PATCHes. Edge a has sent the first part to S3
+    // and recorded it at the origin, then dies (SIGKILL); the client continues at the same
+    // path on edge b.
+    let (path, id, in_storage) = begin_on(&fleet, &a, &token, &data, &[]).await;
     let inspected = common::run_ok(&["uploads", "inspect", &id, "--database", &fleet.database]);
     assert_eq!(inspected["in_storage"]["bytes"], in_storage, "{inspected}");
     fleet.edges[0].1.take();
@@ -211,6 +179,53 @@ async fn an_upload_whose_edge_dies_is_completed_by_another_edge_of_its_region() 
     .await;
 }
 
+/// Creates a tus upload of `data` on `edge` (with `headers`), sends its first 12 MiB in 4 MiB
+/// PATCHes and waits until the edge has recorded a part in storage at the origin. Returns the
+/// upload's path, its id and the bytes in storage.
+async fn begin_on(
+    fleet: &Fleet,
+    edge: &str,
+    token: &str,
+    data: &[u8],
+    headers: &[(&str, String)],
+) -> (String, String, i64) {
+    let mut sent = vec![("upload-length", data.len().to_string())];
+    sent.extend_from_slice(headers);
+    let created = tus(
+        reqwest::Method::POST,
+        &format!("{edge}/files/"),
+        token,
+        &sent,
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let path = created.headers()["location"].to_str().unwrap().to_owned();
+    let octets = ("content-type", "application/offset+octet-stream".to_owned());
+    for at in (0..12 * MIB).step_by(4 * MIB) {
+        let r = tus(
+            reqwest::Method::PATCH,
+            &format!("{edge}{path}"),
+            token,
+            &[octets.clone(), ("upload-offset", at.to_string())],
+            data[at..at + 4 * MIB].to_vec(),
+        )
+        .await;
+        assert_eq!(r.status(), 204);
+    }
+    let id = path.rsplit('/').next().unwrap().to_owned();
+    let recorded = format!(
+        "SELECT CAST(COALESCE(SUM(len), 0) AS BIGINT) FROM upload_parts WHERE upload_id = '{id}'"
+    );
+    let mut in_storage = 0i64;
+    eventually("the edge records a part in storage", async || {
+        in_storage = common::sql_value(&fleet.database, &recorded).await.unwrap();
+        in_storage > 0
+    })
+    .await;
+    (path, id, in_storage)
+}
+
 /// PATCHes `data` from `at` to its end to a tus upload at `url`, 4 MiB at a time, each answered
 /// 204 (the last one: stored).
 async fn send_rest(url: &str, token: &str, data: &[u8], mut at: usize) {
@@ -250,31 +265,8 @@ async fn an_edge_the_client_left_can_neither_record_parts_nor_complete_the_uploa
     let data = pseudo_random(24 * MIB, 11);
     let octets = ("content-type", "application/offset+octet-stream".to_owned());
     let metadata = "filename bW92ZWQubXA0,kind dGVzdA==";
-    let created = tus(
-        reqwest::Method::POST,
-        &format!("{a}/files/"),
-        &token,
-        &[
-            ("upload-length", data.len().to_string()),
-            ("upload-metadata", metadata.to_owned()),
-        ],
-        Vec::new(),
-    )
-    .await;
-    assert_eq!(created.status(), 201);
-    let path = created.headers()["location"].to_str().unwrap().to_owned();
-    let id = path.rsplit('/').next().unwrap().to_owned();
-    for at in (0..12 * MIB).step_by(4 * MIB) {
-        let r = tus(
-            reqwest::Method::PATCH,
-            &format!("{a}{path}"),
-            &token,
-            &[octets.clone(), ("upload-offset", at.to_string())],
-            data[at..at + 4 * MIB].to_vec(),
-        )
-        .await;
-        assert_eq!(r.status(), 204);
-    }
+    let sent = [("upload-metadata", metadata.to_owned())];
+    let (path, id, in_storage) = begin_on(&fleet, &a, &token, &data, &sent).await;
     let sql = |what: &str| format!("SELECT {what} FROM uploads WHERE id = '{id}'");
     let writer = async || -> String {
         common::sql_value(&fleet.database, &sql("writer"))
@@ -282,15 +274,6 @@ async fn an_edge_the_client_left_can_neither_record_parts_nor_complete_the_uploa
             .unwrap()
     };
     assert_eq!(writer().await, "a");
-    let recorded = format!(
-        "SELECT CAST(COALESCE(SUM(len), 0) AS BIGINT) FROM upload_parts WHERE upload_id = '{id}'"
-    );
-    let mut in_storage = 0i64;
-    eventually("edge a records a part in storage", async || {
-        in_storage = common::sql_value(&fleet.database, &recorded).await.unwrap();
-        in_storage > 0
-    })
-    .await;
 
     // The client moves to b, a alive: b takes the upload over after the stored part.
     let head = tus(
