@@ -252,6 +252,14 @@ pub struct RecordPart {
     pub edge: Option<String>,
 }
 
+/// `POST /internal/v1/progress`: bytes arrived so far of uploads still receiving, as one edge
+/// reports them every couple of seconds (only those that grew). 204.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Progress {
+    /// Upload id and bytes arrived.
+    pub uploads: Vec<(String, u64)>,
+}
+
 /// A status as both APIs show it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusView {

@@ -117,6 +117,7 @@ pub fn run(
 
     let mut server = server(settings, upgrade);
     let active = heartbeat::ActiveUploads::default();
+    let edge_ingest = ingest.clone();
     let edge = proxy::EdgeProxy::new(
         ingest,
         store,
@@ -164,7 +165,8 @@ pub fn run(
         active,
         interval: settings.heartbeat_interval,
     });
-    add_background(&mut server, sweeper, drain, heartbeats);
+    let progress = ProgressReports(edge_ingest);
+    add_background(&mut server, sweeper, drain, heartbeats, progress);
     tracing::info!(listen = %settings.listen, origin = %origins.now().url, name = ?settings.name, region = ?settings.region, "Edge listening.");
     server.run_forever()
 }
@@ -193,16 +195,31 @@ fn server(settings: &EdgeSettings, upgrade: bool) -> Server {
     server
 }
 
-/// The edge's background services: the spool sweeper, the drain and, for a named edge, its
-/// heartbeats.
+/// Reports the progress of uploads in flight to the origin until the edge stops.
+struct ProgressReports(Ingest);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for ProgressReports {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            () = self.0.report_progress() => {}
+        }
+    }
+}
+
+/// The edge's background services: the spool sweeper, the drain, progress reports and, for a
+/// named edge, its heartbeats.
 fn add_background(
     server: &mut Server,
     sweeper: spool_sweeper::SpoolSweeper,
     drain: drain::Drain,
     heartbeats: Option<heartbeat::Heartbeats>,
+    progress: ProgressReports,
 ) {
     use pingora::services::background::background_service;
     server.add_service(background_service("spool sweeper", sweeper));
+    server.add_service(background_service("progress reports", progress));
     server.add_service(background_service("drain", drain));
     if let Some(heartbeats) = heartbeats {
         server.add_service(background_service("heartbeat", heartbeats));

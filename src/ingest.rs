@@ -17,6 +17,7 @@ pub mod control_plane;
 pub mod durability;
 pub mod forward;
 pub mod offset_spool;
+pub mod progress;
 pub mod resumable;
 
 use crate::control::{
@@ -138,6 +139,8 @@ pub struct Ingest {
     forwarder: Option<Arc<Forwarder>>,
     /// This edge's name in the fleet (its heartbeats'), if it has one.
     name: Option<String>,
+    /// Bytes arriving per upload, reported to the origin every couple of seconds.
+    progress: Arc<progress::Progress>,
     /// Resumable uploads another edge took over while this one held them, as the control
     /// plane said when this edge recorded a part: let go of at their next request here.
     moved: Moved,
@@ -225,6 +228,7 @@ impl Ingest {
             max_upload_size,
             forwarder: None,
             name: None,
+            progress: Arc::default(),
             moved: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(24 * 3600))
@@ -302,6 +306,23 @@ impl Ingest {
         if let Some(forwarder) = &self.forwarder {
             forwarder.release(id).await;
         }
+    }
+
+    /// `body`, counted as upload `id`'s bytes after the `base` it already holds, for the
+    /// progress the origin shows and notifies.
+    pub fn track<S: Body>(&self, id: &str, base: u64, body: S) -> impl Body {
+        self.progress.track(id, base, body)
+    }
+
+    /// Reports the uploads whose bytes grew to the origin, every
+    /// [`progress::REPORT_EVERY`], for ever.
+    pub async fn report_progress(&self) {
+        progress::report_loop(self.progress.clone(), |changes| async move {
+            if let Err(e) = self.origin.progress(&changes).await {
+                tracing::warn!(error = %crate::error::chain(&e), uploads = changes.len(), "Could not report upload progress; next time.");
+            }
+        })
+        .await;
     }
 
     /// Whether spooled uploads are forwarded while they arrive (the store takes parts).

@@ -205,6 +205,10 @@ enum AccountCommand {
         /// Also notify each status change (processing, completed, failed).
         #[arg(long)]
         notify_status_changes: bool,
+        /// Notify `UploadProgress` (bytes received) while an upload is receiving, at most once
+        /// per this interval (like 10s; needs --notify-url).
+        #[arg(long, value_name = "INTERVAL")]
+        notify_progress: Option<String>,
         /// Storage quota: bytes, or a size like 10GiB.
         #[arg(long)]
         quota: Option<String>,
@@ -582,6 +586,7 @@ fn account(command: AccountCommand) -> anyhow::Result<()> {
         notify_url,
         notify_format,
         notify_status_changes,
+        notify_progress,
         quota,
         max_upload_size,
         cors_origins,
@@ -595,6 +600,7 @@ fn account(command: AccountCommand) -> anyhow::Result<()> {
         notify_url,
         notify_format,
         notify_status_changes,
+        notify_progress,
         quota,
         max_upload_size,
         cors_origins,

@@ -121,6 +121,25 @@ pub fn status_changed(f: &Facts<'_>) -> Option<Value> {
     }))
 }
 
+/// An `UploadProgress` message: `bytes_received` of an upload still receiving, with its
+/// declared `total` when known.
+#[must_use]
+pub fn upload_progress(
+    video_id: &str,
+    bytes_received: u64,
+    total: Option<u64>,
+    at_ms: i64,
+) -> Value {
+    json!({
+        "type": "UploadProgress",
+        "video_id": video_id,
+        "status": Status::Receiving.code(),
+        "bytes_received": bytes_received,
+        "total": total,
+        "updated_at": at_ms,
+    })
+}
+
 fn hmac_base64<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> String {
     let mut mac =
         <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length");

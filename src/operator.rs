@@ -34,6 +34,9 @@ pub struct AccountRequest {
     pub notify_format: String,
     /// Whether every status change is notified too.
     pub notify_status_changes: bool,
+    /// `UploadProgress` notifications while an upload is receiving, at most once per this
+    /// duration (like `"10s"`).
+    pub notify_progress: Option<String>,
     /// Storage quota, a byte count or a size like `"10GiB"`.
     pub quota: Option<String>,
     /// Largest single upload, a byte count or a size like `"5GiB"`.
@@ -109,6 +112,21 @@ pub async fn create_account(
                 .map_err(|e| OperatorError::Invalid(format!("--cors-origin: {o:?} {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let notify_progress = req
+        .notify_progress
+        .as_deref()
+        .map(|t| match humantime::parse_duration(t) {
+            Ok(d) if (1..=3600).contains(&d.as_secs()) => Ok(d.as_millis() as u64),
+            _ => Err(OperatorError::Invalid(format!(
+                "--notify-progress: {t:?} is not a duration from 1s to 1h, like 10s"
+            ))),
+        })
+        .transpose()?;
+    if notify_progress.is_some() && req.notify_url.is_none() {
+        return Err(OperatorError::Invalid(
+            "--notify-progress needs --notify-url: progress events are notifications".into(),
+        ));
+    }
     let token_ttl = req
         .token_ttl
         .as_deref()
@@ -126,6 +144,7 @@ pub async fn create_account(
         notify_url: req.notify_url.clone(),
         notify_format,
         notify_status_changes: req.notify_status_changes,
+        notify_progress_ms: notify_progress,
         quota_bytes: quota,
         max_upload_bytes: max_upload,
         cors_origins,
@@ -143,6 +162,7 @@ pub async fn create_account(
         "notify_url": new.notify_url,
         "notify_format": notify_format.name(),
         "notify_status_changes": new.notify_status_changes,
+        "notify_progress_ms": new.notify_progress_ms,
         "quota": new.quota_bytes,
         "max_upload_size": new.max_upload_bytes,
         "cors_origins": new.cors_origins,

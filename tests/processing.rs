@@ -622,3 +622,85 @@ async fn redirects_are_not_followed() {
     );
     assert!(target.got.lock().unwrap().is_empty());
 }
+
+/// Progress while an upload is receiving: the status record's `bytes_received` follows a tus
+/// upload sent in pieces (the edge reports every 2 s), and an account that asks for progress
+/// events gets `UploadProgress`, signed as every notification, at most once per its interval
+/// (here 30 s: one event, however many reports), then the upload's own notification.
+#[tokio::test]
+async fn progress_is_reported_while_an_upload_is_receiving() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let receiver = Receiver::start(0).await;
+    let account = node.account_with(&[
+        "--name",
+        "Acme",
+        "--notify-url",
+        &receiver.url,
+        "--notify-format",
+        "json",
+        "--notify-progress",
+        "30s",
+    ]);
+    assert_eq!(account.json["notify_progress_ms"], 30_000);
+    let secret = account.json["secret"].as_str().unwrap().to_owned();
+    let token = common::upload_token(&node, &account, "{}").await;
+    const MIB: usize = 1 << 20;
+    let data = vec![7u8; 3 * MIB];
+    let created = common::tus(
+        reqwest::Method::POST,
+        &format!("{}/files/", node.url),
+        &token,
+        &[("upload-length", data.len().to_string())],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let path = created.headers()["location"].to_str().unwrap().to_owned();
+    let id = path.rsplit('/').next().unwrap().to_owned();
+    let api = Uploads::new(&node.url, &account.api_key);
+    for at in [0, MIB, 2 * MIB] {
+        let r = common::tus(
+            reqwest::Method::PATCH,
+            &format!("{}{path}", node.url),
+            &token,
+            &[
+                ("content-type", "application/offset+octet-stream".to_owned()),
+                ("upload-offset", at.to_string()),
+            ],
+            data[at..at + MIB].to_vec(),
+        )
+        .await;
+        assert_eq!(r.status(), 204);
+        if at + MIB == data.len() {
+            break;
+        }
+        common::eventually("the status record shows the bytes received", async || {
+            let (status, record) = api.get(&format!("/{id}")).await;
+            assert_eq!(status, 200, "{record}");
+            let record = &record["data"];
+            assert_eq!(record["status"], 0, "{record}");
+            record["bytes_received"] == at + MIB
+        })
+        .await;
+    }
+    let record = api.wait_final(&id).await;
+    assert_eq!(record["bytes_received"], Value::Null, "{record}");
+
+    // One progress event (the second report came within the interval), then the seed's
+    // failure message for these bytes, which are no video.
+    let got = receiver.wait_for(2, Duration::from_secs(20)).await;
+    let messages: Vec<Value> = got.iter().map(|r| r.verify_webhook(&secret)).collect();
+    let progress: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["type"] == "UploadProgress")
+        .collect();
+    assert_eq!(progress.len(), 1, "{messages:?}");
+    assert_eq!(progress[0]["video_id"], id.as_str());
+    assert_eq!(progress[0]["bytes_received"], MIB);
+    assert_eq!(progress[0]["total"], data.len());
+    assert_eq!(progress[0]["status"], 0);
+    assert!(
+        messages.iter().any(|m| m["type"] == "NewVideo"),
+        "{messages:?}"
+    );
+}

@@ -16,6 +16,8 @@ pub struct NewAccount {
     pub notify_format: crate::notify::Format,
     /// Whether every status change is notified too.
     pub notify_status_changes: bool,
+    /// Send `UploadProgress` while an upload is receiving, at most once per this many ms.
+    pub notify_progress_ms: Option<u64>,
     /// Bytes the account may store, if limited.
     pub quota_bytes: Option<u64>,
     /// The largest single upload, if limited.
@@ -57,8 +59,8 @@ pub async fn create(
     let mut tx = db.pool().begin().await.op("begin account creation")?;
     sqlx::query(
         "INSERT INTO accounts (id, name, api_key_sha256, access_key, secret, notify_url, quota_bytes, created_at, token_ttl_secs, max_upload_bytes, cors_origins, \
-                               notify_format, notify_status_changes) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                               notify_format, notify_status_changes, notify_progress_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&id.0)
     .bind(&new.name)
@@ -73,6 +75,7 @@ pub async fn create(
     .bind((!new.cors_origins.is_empty()).then(|| serde_json::json!(new.cors_origins).to_string()))
     .bind(new.notify_format.name())
     .bind(i64::from(new.notify_status_changes))
+    .bind(new.notify_progress_ms.and_then(|t| i64::try_from(t).ok()))
     .execute(&mut *tx)
     .await
     .op("insert an account")?;

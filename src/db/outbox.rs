@@ -100,23 +100,114 @@ pub(super) async fn enqueue(
     let account_id: String = row.try_get("account_id").op(op)?;
     let mut written = 0;
     for message in messages.into_iter().flatten() {
-        sqlx::query(
-            "INSERT INTO notifications (id, account_id, upload_id, url, format, message, attempts, next_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
-        )
-        .bind(format!("msg_{}", uuid::Uuid::new_v4().simple()))
-        .bind(&account_id)
-        .bind(id)
-        .bind(&url)
-        .bind(format.name())
-        .bind(message.to_string())
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .op("write a notification")?;
+        let to = Recipient {
+            account_id: &account_id,
+            url: &url,
+            format,
+        };
+        insert(tx, &to, id, &message, now).await?;
         written += 1;
     }
     Ok(written)
+}
+
+/// Where an account's notifications go.
+struct Recipient<'a> {
+    account_id: &'a str,
+    url: &'a str,
+    format: Format,
+}
+
+async fn insert(
+    tx: &mut Transaction<'_, Any>,
+    to: &Recipient<'_>,
+    upload_id: &str,
+    message: &serde_json::Value,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO notifications (id, account_id, upload_id, url, format, message, attempts, next_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
+    )
+    .bind(format!("msg_{}", uuid::Uuid::new_v4().simple()))
+    .bind(to.account_id)
+    .bind(upload_id)
+    .bind(to.url)
+    .bind(to.format.name())
+    .bind(message.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .op("write a notification")?;
+    Ok(())
+}
+
+/// Records that `received` bytes of upload `id` have arrived (while it is receiving; the count never
+/// goes back), and writes an `UploadProgress` notification when its account asks for them and
+/// the last one for this upload is at least the account's interval old. Returns whether one
+/// was written.
+///
+/// # Errors
+/// A statement fails or a row is corrupt.
+pub async fn record_progress(db: &Db, id: &str, received: u64, now: i64) -> Result<bool, DbError> {
+    let bytes = i64::try_from(received).map_err(|_| DbError::Corrupt("size beyond 2^63".into()))?;
+    let mut tx = db.pool().begin().await.op("begin recording progress")?;
+    let moved = sqlx::query(
+        "UPDATE uploads SET bytes_received = $1 \
+         WHERE id = $2 AND status = $3 AND (bytes_received IS NULL OR bytes_received < $1)",
+    )
+    .bind(bytes)
+    .bind(id)
+    .bind(Status::Receiving.code())
+    .execute(&mut *tx)
+    .await
+    .op("record progress")?
+    .rows_affected();
+    let due = if moved == 1 {
+        sqlx::query(
+            "SELECT u.account_id, u.declared_size, a.notify_url, a.notify_format FROM uploads u \
+             JOIN accounts a ON a.id = u.account_id \
+             WHERE u.id = $1 AND a.notify_url IS NOT NULL AND a.notify_progress_ms IS NOT NULL \
+               AND (u.progress_notified_at IS NULL OR u.progress_notified_at + a.notify_progress_ms <= $2)",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .op("read an account's progress settings")?
+    } else {
+        None
+    };
+    let Some(row) = due else {
+        tx.commit().await.op("commit progress")?;
+        return Ok(false);
+    };
+    let op = "read an account's progress settings";
+    let account_id: String = row.try_get("account_id").op(op)?;
+    let url: String = row.try_get("notify_url").op(op)?;
+    let format = match row.try_get::<Option<String>, _>("notify_format").op(op)? {
+        Some(name) => Format::parse(&name).map_err(DbError::Corrupt)?,
+        None => Format::default(),
+    };
+    let total = row
+        .try_get::<Option<i64>, _>("declared_size")
+        .op(op)?
+        .and_then(|n| u64::try_from(n).ok());
+    let message = notify::upload_progress(id, received, total, now);
+    let to = Recipient {
+        account_id: &account_id,
+        url: &url,
+        format,
+    };
+    insert(&mut tx, &to, id, &message, now).await?;
+    sqlx::query("UPDATE uploads SET progress_notified_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .op("record a progress notification")?;
+    tx.commit().await.op("commit progress")?;
+    Ok(true)
 }
 
 /// Claims the oldest due notification until `now + hold_ms` (longer than one request may take).

@@ -93,12 +93,14 @@ pub struct UploadRecord {
     pub writer: Option<String>,
     /// A resumable upload's protocol state (JSON text, [`crate::control::ResumableState`]).
     pub resumable_state: Option<String>,
+    /// Bytes arrived so far while it is receiving, as its edge last reported.
+    pub bytes_received: Option<i64>,
 }
 
 const COLUMNS: &str =
     "id, account_id, pipeline_id, flavour, filename, folder, object_key, status, error, \
                        size, sha256, duration_ms, output_key, created_at, updated_at, metadata, outputs, \
-                       token_id, declared_size, error_code, holder, writer, resumable_state, \
+                       token_id, declared_size, error_code, holder, writer, resumable_state, bytes_received, \
                        (SELECT j.progress FROM jobs j WHERE j.upload_id = uploads.id) AS progress";
 
 fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
@@ -132,6 +134,10 @@ fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
         holder: row.try_get("holder").op(op)?,
         writer: row.try_get("writer").op(op)?,
         resumable_state: row.try_get("resumable_state").op(op)?,
+        bytes_received: row
+            .try_get::<Option<i64>, _>("bytes_received")
+            .op(op)?
+            .filter(|_| status == Status::Receiving),
         outputs: row
             .try_get::<Option<String>, _>("outputs")
             .op(op)?

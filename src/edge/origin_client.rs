@@ -387,6 +387,25 @@ impl ControlPlane for OriginClient {
         }
     }
 
+    async fn progress(&self, uploads: &[(String, u64)]) -> Result<(), ControlError> {
+        let op = "report progress";
+        let body = control::Progress {
+            uploads: uploads.to_vec(),
+        };
+        let resp = self
+            .call(
+                op,
+                reqwest::Method::POST,
+                "/internal/v1/progress",
+                Some(&body),
+            )
+            .await?;
+        match resp.status().as_u16() {
+            204 => Ok(()),
+            status => Err(OriginError::Status { op, status }.into()),
+        }
+    }
+
     async fn cancel(&self, id: &str) -> Result<(), ControlError> {
         let op = "cancel an upload";
         let path = format!("/internal/v1/uploads/{id}");

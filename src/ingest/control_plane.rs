@@ -107,6 +107,9 @@ pub trait ControlPlane: std::fmt::Debug + Send + Sync {
     /// upload now.
     async fn complete(&self, id: &str, stored: &UploadStored) -> Result<StatusView, ControlError>;
 
+    /// Bytes arrived so far of uploads still receiving (id, bytes).
+    async fn progress(&self, uploads: &[(String, u64)]) -> Result<(), ControlError>;
+
     /// Drops an upload that will never finish.
     async fn cancel(&self, id: &str) -> Result<(), ControlError>;
 }

@@ -365,6 +365,7 @@ where
         checksum,
         grown: forwarded.then(|| Box::new(&mut grown) as Box<dyn FnMut(u64) + Send>),
     };
+    let body = core.ingest.track(&info.id, offset, body);
     let (new_offset, whole) = match core
         .spool
         .append(&info.id, &turn, offset, body, checks)

@@ -144,8 +144,9 @@ pub(super) fn params(
 pub(super) use crate::clock::rfc3339 as time;
 
 /// An upload as the Uploads API shows it: the seed's fields, then `folder`, `size`, `sha256`,
-/// `duration_ms`, `error` and `error_code` (null unless it failed), `progress` (0–100 while processing, else null)
-/// and `outputs` (empty until processed).
+/// `duration_ms`, `error` and `error_code` (null unless it failed), `bytes_received` (while it is
+/// receiving, as its edge last reported; else null), `progress` (0–100 while processing, else
+/// null) and `outputs` (empty until processed).
 #[must_use]
 pub fn view(u: &UploadRecord) -> Value {
     json!({
@@ -161,6 +162,7 @@ pub fn view(u: &UploadRecord) -> Value {
         "duration_ms": u.duration_ms,
         "error": u.error,
         "error_code": u.error_code,
+        "bytes_received": u.bytes_received,
         "progress": u.progress,
         "outputs": u.outputs,
     })

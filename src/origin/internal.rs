@@ -6,8 +6,8 @@ use super::session::{self, Opening, SessionError};
 use super::State;
 use crate::control::{
     self, AccessKeyOwner, CorsAnswer, CorsCheck, CreateUpload, CreatedUpload, Heartbeat,
-    HoldRefused, HoldUpload, KeyOwner, RecordPart, ResolveAccessKey, ResolveKey, StatusView,
-    UploadInfo, UploadStored, WriteUpload,
+    HoldRefused, HoldUpload, KeyOwner, Progress, RecordPart, ResolveAccessKey, ResolveKey,
+    StatusView, UploadInfo, UploadStored, WriteUpload,
 };
 use crate::db::{self, now_ms};
 use crate::upload::Status;
@@ -31,6 +31,7 @@ pub fn routes(state: State) -> Router<State> {
         .route("/internal/v1/uploads/{id}/stored", post(stored))
         .route("/internal/v1/uploads/{id}/hold", post(hold))
         .route("/internal/v1/uploads/{id}/writer", post(writer))
+        .route("/internal/v1/progress", post(progress))
         .route("/internal/v1/uploads/{id}/parts", post(record_part))
         .route("/internal/v1/uploads/{id}", delete(cancel).get(info))
         .route_layer(middleware::from_fn_with_state(state, require_secret))
@@ -293,6 +294,22 @@ async fn writer(
         }
         Err(e) => db_failure(&e),
     }
+}
+
+/// Bytes arrived of uploads still receiving; progress notifications where they are due.
+async fn progress(Ext(state): Ext<State>, Json(req): Json<Progress>) -> Response {
+    let now = now_ms();
+    let mut notified = false;
+    for (id, bytes) in &req.uploads {
+        match db::outbox::record_progress(&state.db, id, *bytes, now).await {
+            Ok(written) => notified |= written,
+            Err(e) => return db_failure(&e),
+        }
+    }
+    if notified {
+        state.notify_wake.notify_waiters();
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// 409 naming the edge that now writes the upload.
