@@ -211,6 +211,8 @@ pub struct Receiving {
     key: ObjectKey,
     writer: Box<dyn ObjectWriter>,
     md5: Option<Pipelined<Md5>>,
+    /// Counts its bytes for the progress the origin shows.
+    counter: progress::Counter,
     /// Whether this edge opened the record (and so drops it when the upload is abandoned).
     opened_here: bool,
     size: u64,
@@ -619,6 +621,7 @@ impl Ingest {
             key,
             writer,
             md5: None,
+            counter: self.progress.counter(&info.id, 0),
             opened_here: false,
             size: 0,
             max_size: allowance
@@ -695,7 +698,9 @@ impl Receiving {
                 })
             })?;
         }
+        let n = data.len();
         self.writer.write(data).await.map_err(IngestError::Store)?;
+        self.counter.add(n);
         self.size = size;
         Ok(())
     }

@@ -32,9 +32,33 @@ struct Entry {
     reported: u64,
 }
 
+/// Counts the bytes of one request as they arrive; the upload is forgotten once the counter is
+/// dropped and its last count reported.
+#[derive(Debug)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    /// `n` more bytes arrived.
+    pub fn add(&self, n: usize) {
+        self.0.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
 impl Progress {
     /// `body`, counted as upload `id`'s bytes after the `base` it already holds.
     pub fn track<S: Body>(&self, id: &str, base: u64, body: S) -> impl Body {
+        let counter = self.counter(id, base);
+        body.map(move |piece: Result<Bytes, std::io::Error>| {
+            if let Ok(bytes) = &piece {
+                counter.add(bytes.len());
+            }
+            piece
+        })
+    }
+
+    /// A counter of upload `id`'s bytes after the `base` it already holds, for a request
+    /// that is read otherwise than as one body.
+    pub fn counter(&self, id: &str, base: u64) -> Counter {
         let read = Arc::new(AtomicU64::new(0));
         let mut live = self
             .live
@@ -49,7 +73,7 @@ impl Progress {
                 reported,
             },
         );
-        counted(body, read)
+        Counter(read)
     }
 
     /// The uploads that grew since the last call, with their bytes now. Uploads whose request
@@ -71,16 +95,6 @@ impl Progress {
         });
         out
     }
-}
-
-/// `body`, adding the length of each piece to `read` as it passes.
-fn counted<S: Body>(body: S, read: Arc<AtomicU64>) -> impl Body {
-    body.map(move |piece: Result<Bytes, std::io::Error>| {
-        if let Ok(bytes) = &piece {
-            read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        }
-        piece
-    })
 }
 
 /// Reports to `report` what grew, every [`REPORT_EVERY`], until the task is dropped.
