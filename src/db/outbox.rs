@@ -64,10 +64,7 @@ pub(super) async fn enqueue(
     let Some(url) = row.try_get::<Option<String>, _>("notify_url").op(op)? else {
         return Ok(0);
     };
-    let format = match row.try_get::<Option<String>, _>("notify_format").op(op)? {
-        Some(name) => Format::parse(&name).map_err(DbError::Corrupt)?,
-        None => Format::default(),
-    };
+    let format = format_of(&row, op)?;
     let metadata: Option<String> = row.try_get("metadata").op(op)?;
     let outputs: Option<String> = row.try_get("outputs").op(op)?;
     let filename: String = row.try_get("filename").op(op)?;
@@ -109,6 +106,14 @@ pub(super) async fn enqueue(
         written += 1;
     }
     Ok(written)
+}
+
+/// An account's notification format, from a row with its `notify_format`.
+fn format_of(row: &sqlx::any::AnyRow, op: &'static str) -> Result<Format, DbError> {
+    match row.try_get::<Option<String>, _>("notify_format").op(op)? {
+        Some(name) => Format::parse(&name).map_err(DbError::Corrupt),
+        None => Ok(Format::default()),
+    }
 }
 
 /// Where an account's notifications go.
@@ -185,10 +190,7 @@ pub async fn record_progress(db: &Db, id: &str, received: u64, now: i64) -> Resu
     let op = "read an account's progress settings";
     let account_id: String = row.try_get("account_id").op(op)?;
     let url: String = row.try_get("notify_url").op(op)?;
-    let format = match row.try_get::<Option<String>, _>("notify_format").op(op)? {
-        Some(name) => Format::parse(&name).map_err(DbError::Corrupt)?,
-        None => Format::default(),
-    };
+    let format = format_of(&row, op)?;
     let total = row
         .try_get::<Option<i64>, _>("declared_size")
         .op(op)?
