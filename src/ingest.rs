@@ -246,7 +246,8 @@ impl Ingest {
     }
 
     /// Forwards spooled uploads while they arrive when the store takes parts, keeping the
-    /// forwarding state under `dir`.
+    /// forwarding state under `dir`; parts are recorded at the origin as this edge's (call
+    /// [`Self::with_name`] first).
     ///
     /// # Errors
     /// The directory cannot be created.

@@ -124,6 +124,8 @@ pub async fn existing(claims: &Claims, id: &str, core: Core<'_>) -> Result<Held,
         .permits(&format!("/files/{id}"), Some(id), None)
         .map_err(out_of_scope)?;
     if core.ingest.moved_away(id).await {
+        // Ends a request still appending to this edge's copy.
+        let _turn = core.spool.take_over(id).await;
         let_go(id, core).await;
     }
     let spooled = core
