@@ -289,7 +289,7 @@ impl Ingest {
     ///
     /// # Errors
     /// The origin fails, does not know the upload, or it is no longer receiving.
-    pub async fn take_over(&self, id: &str) -> Result<Option<UploadInfo>, IngestError> {
+    pub async fn become_writer(&self, id: &str) -> Result<Option<UploadInfo>, IngestError> {
         let Some(name) = &self.name else {
             return Ok(None);
         };
@@ -322,7 +322,7 @@ impl Ingest {
     pub async fn report_progress(&self) {
         progress::report_loop(self.progress.clone(), |changes| async move {
             if let Err(e) = self.origin.progress(&changes).await {
-                tracing::warn!(error = %crate::error::chain(&e), uploads = changes.len(), "Could not report upload progress; next time.");
+                tracing::warn!(error = %crate::error::chain(&e), uploads = changes.len(), "Could not report upload progress; the next growth of these uploads is reported again.");
             }
         })
         .await;

@@ -168,11 +168,25 @@ impl From<OriginError> for ControlError {
     }
 }
 
-/// A 409 from the origin: [`HoldRefused`] naming the upload's writer or its status.
-async fn refusal(op: &'static str, resp: reqwest::Response) -> Result<HoldRefused, ControlError> {
-    let refused: Option<HoldRefused> = resp.json().await.ok();
-    match refused {
-        Some(r) if r.holder.is_some() || r.status.is_some() => Ok(r),
+/// What a 409 from the origin says ([`HoldRefused`]): another edge holds or writes the upload,
+/// or it is no longer receiving.
+enum Conflict {
+    /// That edge.
+    Other(String),
+    /// Its status code.
+    NotReceiving(i64),
+}
+
+/// Reads a 409's [`HoldRefused`].
+async fn refusal(op: &'static str, resp: reqwest::Response) -> Result<Conflict, ControlError> {
+    match resp.json::<HoldRefused>().await {
+        Ok(HoldRefused {
+            holder: Some(edge), ..
+        }) => Ok(Conflict::Other(edge)),
+        Ok(HoldRefused {
+            status: Some(status),
+            ..
+        }) => Ok(Conflict::NotReceiving(status)),
         _ => Err(OriginError::Status { op, status: 409 }.into()),
     }
 }
@@ -180,10 +194,8 @@ async fn refusal(op: &'static str, resp: reqwest::Response) -> Result<HoldRefuse
 /// A 409 from the origin as an outcome: another writer, or no longer receiving.
 async fn conflict(op: &'static str, resp: reqwest::Response) -> ControlError {
     match refusal(op, resp).await {
-        Ok(HoldRefused {
-            holder: Some(_), ..
-        }) => ControlError::Superseded,
-        Ok(HoldRefused { status, .. }) => ControlError::NotReceiving(status.unwrap_or(-1)),
+        Ok(Conflict::Other(_)) => ControlError::Superseded,
+        Ok(Conflict::NotReceiving(status)) => ControlError::NotReceiving(status),
         Err(e) => e,
     }
 }
@@ -351,11 +363,8 @@ impl ControlPlane for OriginClient {
             204 => Ok(Held::Yes),
             404 => Ok(Held::Unknown),
             409 => Ok(match refusal(op, resp).await? {
-                HoldRefused {
-                    holder: Some(holder),
-                    ..
-                } => Held::ByOther(holder),
-                HoldRefused { status, .. } => Held::Over(status.unwrap_or(-1)),
+                Conflict::Other(edge) => Held::ByOther(edge),
+                Conflict::NotReceiving(status) => Held::Over(status),
             }),
             status => Err(OriginError::Status { op, status }.into()),
         }

@@ -180,7 +180,7 @@ pub async fn existing(claims: &Claims, id: &str, core: Core<'_>) -> Result<Held,
 /// Makes the resource of an upload this edge does not hold: the writer from now on (in a
 /// fleet), after the parts that reached storage (their bytes are not resent).
 async fn adopt(info: UploadInfo, core: Core<'_>) -> Result<(UploadInfo, Resource, u64), Refusal> {
-    let info = match core.ingest.take_over(&info.id).await {
+    let info = match core.ingest.become_writer(&info.id).await {
         Ok(Some(taken)) => taken,
         Ok(None) => info,
         Err(IngestError::Origin(ControlError::NotFound | ControlError::NotReceiving(_))) => {
