@@ -99,7 +99,13 @@ pub trait PartLog: Send + Sync {
 struct Running {
     spooled: watch::Sender<Spooled>,
     task: JoinHandle<Result<u64, StoreError>>,
+    /// Held while the task opens its multipart upload and records it.
+    opening: Opening,
 }
+
+/// Held while a forwarding opens its multipart upload and records its id: ending the forwarding
+/// waits for it, so every multipart upload opened is known and can be aborted.
+type Opening = Arc<tokio::sync::Mutex<()>>;
 
 /// Parts being sent at once across all of an edge's forwarded uploads, per part the store sends
 /// at once for one upload: with S3's defaults (4 at once) 16 parts. A part that lies in one
@@ -277,8 +283,10 @@ impl Forwarder {
 
     /// Drops `upload`'s forwarding: its task, its multipart upload in the store and its state.
     pub async fn discard(&self, upload: &str) {
-        if let Some(r) = self.running().remove(upload) {
+        let running = self.running().remove(upload);
+        if let Some(r) = running {
             r.task.abort();
+            let _opened = r.opening.lock().await;
         }
         let path = self.state_path(upload);
         let Some(state) = load(&path).await else {
@@ -305,7 +313,9 @@ impl Forwarder {
         spooled: Spooled,
     ) -> Running {
         let (tx, rx) = watch::channel(spooled);
+        let opening = Opening::default();
         let job = Job {
+            opening: opening.clone(),
             store: self.store.clone(),
             key: key.clone(),
             path: self.state_path(upload),
@@ -327,7 +337,11 @@ impl Forwarder {
             }
             result
         });
-        Running { spooled: tx, task }
+        Running {
+            spooled: tx,
+            task,
+            opening,
+        }
     }
 }
 
@@ -355,6 +369,7 @@ struct Job {
     parts_in_memory: Arc<tokio::sync::Semaphore>,
     upload: String,
     log: Option<Arc<dyn PartLog>>,
+    opening: Opening,
 }
 
 /// The multipart side of a forwarder's store ([`Forwarder::new`] made sure it has one).
@@ -527,15 +542,25 @@ impl Job {
         if let Some(s) = state {
             return Ok(s.upload_id.clone());
         }
-        let fresh = State {
-            key: self.key.to_string(),
-            declared,
-            upload_id: self.parts().begin_parts(&self.key).await?,
-            parts: Vec::new(),
-            completed: None,
-            adopted: 0,
-        };
-        save(&self.path, &fresh).await?;
+        // Opened and recorded in a task of its own, which ending this forwarding cannot cut
+        // between the two (`discard` waits for it): an open multipart upload is always known.
+        let opened = self.opening.clone().lock_owned().await;
+        let (store, key, path) = (self.store.clone(), self.key.clone(), self.path.clone());
+        let fresh = tokio::spawn(async move {
+            let _opened = opened;
+            let fresh = State {
+                key: key.to_string(),
+                declared,
+                upload_id: parts_of(store.as_ref()).begin_parts(&key).await?,
+                parts: Vec::new(),
+                completed: None,
+                adopted: 0,
+            };
+            save(&path, &fresh).await?;
+            Ok::<_, StoreError>(fresh)
+        })
+        .await
+        .map_err(|e| state_error("open", e))??;
         Ok(state.insert(fresh).upload_id.clone())
     }
 
