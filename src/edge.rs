@@ -117,7 +117,7 @@ pub fn run(
 
     let mut server = server(settings, upgrade);
     let active = heartbeat::ActiveUploads::default();
-    let edge_ingest = ingest.clone();
+    let progress = ProgressReports(ingest.clone());
     let edge = proxy::EdgeProxy::new(
         ingest,
         store,
@@ -165,7 +165,6 @@ pub fn run(
         active,
         interval: settings.heartbeat_interval,
     });
-    let progress = ProgressReports(edge_ingest);
     add_background(&mut server, sweeper, drain, heartbeats, progress);
     tracing::info!(listen = %settings.listen, origin = %origins.now().url, name = ?settings.name, region = ?settings.region, "Edge listening.");
     server.run_forever()

@@ -637,7 +637,7 @@ impl Ingest {
     ///
     /// # Errors
     /// [`IngestError::Superseded`], or the origin fails.
-    async fn still_writer(&self, id: &str) -> Result<(), IngestError> {
+    pub async fn still_writer(&self, id: &str) -> Result<(), IngestError> {
         match &self.name {
             Some(name) => Ok(self.origin.still_writer(id, name).await?),
             None => Ok(()),

@@ -327,11 +327,12 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
         .await
         .op("lock an account for its quota")?;
     }
-    let changed = sqlx::query(
+    let changed = sqlx::query(&format!(
         "UPDATE uploads SET status = $1, size = $2, sha256 = COALESCE($3, sha256), folder = $4, updated_at = $5, \
                 metadata = COALESCE($8, metadata) \
-         WHERE id = $6 AND status = $7 AND (writer IS NULL OR $9 = '' OR writer = $9)",
-    )
+         WHERE id = $6 AND status = $7 AND {}",
+        may_write("$9")
+    ))
     .bind(Status::Pending.code())
     .bind(size)
     .bind(stored.sha256.as_deref())
@@ -547,24 +548,26 @@ pub async fn record_part(
 ) -> Result<bool, DbError> {
     let big = |n: u64| i64::try_from(n).map_err(|_| DbError::Corrupt("size beyond 2^63".into()));
     let mut tx = db.pool().begin().await.op("begin recording a part")?;
-    sqlx::query(
+    sqlx::query(&format!(
         "DELETE FROM upload_parts WHERE upload_id = $1 AND multipart_id <> $2 \
-         AND EXISTS (SELECT 1 FROM uploads WHERE id = $1 AND (writer IS NULL OR $3 = '' OR writer = $3))",
-    )
+         AND EXISTS (SELECT 1 FROM uploads WHERE id = $1 AND {})",
+        may_write("$3")
+    ))
     .bind(id)
     .bind(multipart_id)
     .bind(edge.unwrap_or_default())
     .execute(&mut *tx)
-        .await
-        .op("drop another multipart upload's parts")?;
-    let recorded = sqlx::query(
+    .await
+    .op("drop another multipart upload's parts")?;
+    let recorded = sqlx::query(&format!(
         "INSERT INTO upload_parts (upload_id, multipart_id, declared, number, start_byte, len, etag, crc32c) \
          SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM uploads WHERE id = $1 AND status = $9 \
-           AND (writer IS NULL OR $10 = '' OR writer = $10)) \
+           AND {}) \
          ON CONFLICT (upload_id, number) DO UPDATE SET multipart_id = excluded.multipart_id, \
            declared = excluded.declared, start_byte = excluded.start_byte, len = excluded.len, \
            etag = excluded.etag, crc32c = excluded.crc32c",
-    )
+        may_write("$10")
+    ))
     .bind(id)
     .bind(multipart_id)
     .bind(declared.map(big).transpose()?)
@@ -620,6 +623,12 @@ pub async fn parts(db: &Db, id: &str) -> Result<Option<StoredParts>, DbError> {
         });
     }
     Ok(Some(out))
+}
+
+/// The SQL condition on an `uploads` row under which the edge named by parameter `edge` (`''`
+/// for none) may write the upload: no edge is its writer, none is named, or it is the writer.
+fn may_write(edge: &str) -> String {
+    format!("(writer IS NULL OR {edge} = '' OR writer = {edge})")
 }
 
 /// Who writes a resumable upload, as [`writer`] found it.

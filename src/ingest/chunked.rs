@@ -181,7 +181,6 @@ impl Ingest {
         metadata: Option<String>,
         md5: bool,
     ) -> Result<Completed, IngestError> {
-        self.still_writer(&upload.id).await?;
         if !md5 {
             if let Some(done) = self
                 .store_spooled(upload, files, allowance, &metadata)

@@ -275,19 +275,22 @@ impl Forwarder {
     /// Stops forwarding `upload` and drops its state, leaving its multipart upload in the store
     /// (another edge continues it).
     pub async fn release(&self, upload: &str) {
-        if let Some(r) = self.running().remove(upload) {
-            r.task.abort();
-        }
+        self.stop(upload).await;
         self.forget(upload).await;
     }
 
-    /// Drops `upload`'s forwarding: its task, its multipart upload in the store and its state.
-    pub async fn discard(&self, upload: &str) {
+    /// Ends `upload`'s forwarding task, once a multipart upload it is opening is recorded.
+    async fn stop(&self, upload: &str) {
         let running = self.running().remove(upload);
         if let Some(r) = running {
             r.task.abort();
             let _opened = r.opening.lock().await;
         }
+    }
+
+    /// Drops `upload`'s forwarding: its task, its multipart upload in the store and its state.
+    pub async fn discard(&self, upload: &str) {
+        self.stop(upload).await;
         let path = self.state_path(upload);
         let Some(state) = load(&path).await else {
             return;

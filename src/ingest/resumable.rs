@@ -431,11 +431,15 @@ pub async fn finish(
     };
     let files: Vec<_> = parts.iter().map(|p| core.spool.data_path(p)).collect();
     let metadata = crate::upload::resumable::metadata_record(resource.metadata.as_deref());
-    match core
-        .ingest
-        .store_files(info, &files, claims.into(), metadata, false)
-        .await
-    {
+    // Another edge may have taken the upload over: only its writer completes the object.
+    let stored = async {
+        core.ingest.still_writer(&info.id).await?;
+        core.ingest
+            .store_files(info, &files, claims.into(), metadata, false)
+            .await
+    }
+    .await;
+    match stored {
         Ok(done) => {
             tracing::info!(upload_id = %info.id, bytes = done.size, "Resumable upload stored.");
             if let Err(e) = core.spool.complete(&info.id, resource).await {

@@ -191,7 +191,7 @@ async fn stored(
         Ok(db::upload::Marked::NotReceiving) => {
             reply(StatusCode::CONFLICT, "the upload is not receiving")
         }
-        Ok(db::upload::Marked::Superseded(writer)) => superseded(writer),
+        Ok(db::upload::Marked::Superseded(writer)) => held_by(writer),
         Ok(db::upload::Marked::OverQuota) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             Json(json!({ "code": 1101, "message": "the account's storage quota is reached" })),
@@ -213,26 +213,16 @@ async fn hold(
     Json(req): Json<HoldUpload>,
 ) -> Response {
     let now = now_ms();
-    let refused = |refusal: HoldRefused| (StatusCode::CONFLICT, Json(refusal)).into_response();
     match db::upload::hold(&state.db, &id, &req.edge, lost_before(&state, now)).await {
         Ok(db::upload::Hold::Held) => StatusCode::NO_CONTENT.into_response(),
-        Ok(db::upload::Hold::HeldBy(holder)) => refused(HoldRefused {
-            holder: Some(holder),
-            status: None,
-        }),
+        Ok(db::upload::Hold::HeldBy(holder)) => held_by(holder),
         Ok(db::upload::Hold::Lost(holder)) => {
             match super::upload_sweeper::fail_held_by_lost(&state, &id, &holder, now).await {
-                Ok(()) => refused(HoldRefused {
-                    holder: None,
-                    status: Some(Status::Failed.code()),
-                }),
+                Ok(()) => not_receiving(Status::Failed),
                 Err(e) => db_failure(&e),
             }
         }
-        Ok(db::upload::Hold::NotReceiving(Some(status))) => refused(HoldRefused {
-            holder: None,
-            status: Some(status.code()),
-        }),
+        Ok(db::upload::Hold::NotReceiving(Some(status))) => not_receiving(status),
         Ok(db::upload::Hold::NotReceiving(None)) => reply(StatusCode::NOT_FOUND, "unknown upload"),
         Err(e) => db_failure(&e),
     }
@@ -276,7 +266,6 @@ async fn writer(
     Path(id): Path<String>,
     Json(req): Json<WriteUpload>,
 ) -> Response {
-    let refused = |refusal: HoldRefused| (StatusCode::CONFLICT, Json(refusal)).into_response();
     match db::upload::writer(&state.db, &id, &req.edge, req.take).await {
         Ok(db::upload::Writer::Asking) => {
             if req.take {
@@ -284,11 +273,8 @@ async fn writer(
             }
             info(Ext(state), Path(id)).await
         }
-        Ok(db::upload::Writer::Other(writer)) => superseded(writer),
-        Ok(db::upload::Writer::NotReceiving(Some(status))) => refused(HoldRefused {
-            holder: None,
-            status: Some(status.code()),
-        }),
+        Ok(db::upload::Writer::Other(writer)) => held_by(writer),
+        Ok(db::upload::Writer::NotReceiving(Some(status))) => not_receiving(status),
         Ok(db::upload::Writer::NotReceiving(None)) => {
             reply(StatusCode::NOT_FOUND, "unknown upload")
         }
@@ -312,11 +298,20 @@ async fn progress(Ext(state): Ext<State>, Json(req): Json<Progress>) -> Response
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// 409 naming the edge that now writes the upload.
-fn superseded(writer: String) -> Response {
+/// 409 naming the edge that holds or writes the upload.
+fn held_by(edge: String) -> Response {
     let refusal = HoldRefused {
-        holder: Some(writer),
+        holder: Some(edge),
         status: None,
+    };
+    (StatusCode::CONFLICT, Json(refusal)).into_response()
+}
+
+/// 409 with the status of an upload that is no longer receiving.
+fn not_receiving(status: Status) -> Response {
+    let refusal = HoldRefused {
+        holder: None,
+        status: Some(status.code()),
     };
     (StatusCode::CONFLICT, Json(refusal)).into_response()
 }
@@ -340,7 +335,7 @@ async fn record_part(
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => match edge {
             Some(edge) => match db::upload::writer(&state.db, &id, edge, false).await {
-                Ok(db::upload::Writer::Other(writer)) => superseded(writer),
+                Ok(db::upload::Writer::Other(writer)) => held_by(writer),
                 Ok(_) => reply(StatusCode::CONFLICT, "the upload is not receiving"),
                 Err(e) => db_failure(&e),
             },
