@@ -117,6 +117,17 @@ pub struct CreateUpload {
     /// A resumable upload's protocol state, for an edge that adopts the upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumable: Option<ResumableState>,
+    /// The client's address, as the edge saw it (for the account's `pre-create` hook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<std::net::IpAddr>,
+}
+
+/// The answer of `POST /internal/v1/uploads` or `…/stored` (403) when the account's hook
+/// refused the upload: what its client is to see.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HookRefused {
+    /// The status and message.
+    pub refused: crate::hook::Refusal,
 }
 
 /// What a resumable upload's protocol knows besides its length, kept at the origin so that
@@ -269,6 +280,9 @@ pub struct StatusView {
     pub status: i64,
     /// Its text.
     pub status_text: String,
+    /// The application's answer to its `pre-finish` hook, passed on to the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_response: Option<serde_json::Value>,
 }
 
 /// `POST /internal/v1/edges/heartbeat`: an edge of the fleet says it is alive and how busy it

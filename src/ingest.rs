@@ -66,6 +66,10 @@ pub enum IngestError {
     /// neither record its parts nor complete it.
     #[error("another edge now writes this upload")]
     Superseded,
+    /// The account's application refused the upload (its hook): the status and message its
+    /// client sees.
+    #[error("the application refused the upload")]
+    Refused(crate::hook::Refusal),
 }
 
 impl From<ControlError> for IngestError {
@@ -74,6 +78,7 @@ impl From<ControlError> for IngestError {
             ControlError::SessionClosed => Self::SessionClosed,
             ControlError::Superseded => Self::Superseded,
             ControlError::OverQuota => Self::QuotaExceeded,
+            ControlError::Refused(r) => Self::Refused(r),
             e => Self::Origin(e),
         }
     }
@@ -98,6 +103,8 @@ pub struct Record<'a> {
     /// A resumable upload's protocol state: this edge writes it, and another edge of its
     /// region may take it over.
     pub resumable: Option<&'a ResumableState>,
+    /// The client's address (for the account's `pre-create` hook).
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// What one upload may hold: its size limit (the account's or token's; the node's always
@@ -461,6 +468,7 @@ impl Ingest {
                 length: record.length,
                 writer: self.name.clone().filter(|_| record.resumable.is_some()),
                 resumable: record.resumable.cloned(),
+                client: record.client,
             })
             .await?;
         let info = UploadInfo {
@@ -546,6 +554,14 @@ impl Ingest {
                 }
                 self.forget(id).await;
                 return Err(IngestError::QuotaExceeded);
+            }
+            Err(ControlError::Refused(refusal)) => {
+                // The application refused it when its last byte was in: it has failed, and
+                // its bytes are not kept.
+                if let Err(e) = self.store.delete(key).await {
+                    tracing::warn!(upload_id = %id, error = %e, "Could not delete an upload its application refused.");
+                }
+                return Err(IngestError::Refused(refusal));
             }
             Err(e) => return Err(e.into()),
         };

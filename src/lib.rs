@@ -13,6 +13,7 @@
 //! - [`s3_policy`]: S3 browser-POST policies and their signatures.
 //! - [`cors`]: which web origins may upload, and the CORS headers.
 //! - [`notify`]: notification messages, their two signatures and the retry schedule.
+//! - [`hook`]: blocking hooks (`pre-create`, `pre-finish`): settings, messages, answers.
 //! - [`template`]: transcode templates and the rendition ladder they give a source.
 //!
 //! The one ingest core and its adapters:
@@ -53,6 +54,7 @@ pub mod error;
 pub mod fuzz;
 pub mod geo;
 pub mod health;
+pub mod hook;
 pub mod ingest;
 pub mod metrics;
 pub mod notify;

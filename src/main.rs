@@ -195,39 +195,92 @@ enum AccountCommand {
         /// Display name.
         #[arg(long)]
         name: String,
-        /// Where notifications are sent.
-        #[arg(long)]
-        notify_url: Option<String>,
-        /// Notification body: form (the seed's message=…&signature=…) or json (the message
-        /// itself); both carry Standard Webhooks signature headers.
-        #[arg(long, default_value = "form")]
-        notify_format: String,
-        /// Also notify each status change (processing, completed, failed).
-        #[arg(long)]
-        notify_status_changes: bool,
-        /// Notify `UploadProgress` (bytes received) while an upload is receiving, at most once
-        /// per this interval (like 10s; needs --notify-url).
-        #[arg(long, value_name = "INTERVAL")]
-        notify_progress: Option<String>,
-        /// Storage quota: bytes, or a size like 10GiB.
-        #[arg(long)]
-        quota: Option<String>,
-        /// Largest single upload: bytes, or a size like 5GiB [default: the node's limit].
-        #[arg(long)]
-        max_upload_size: Option<String>,
-        /// A web origin (https://app.example.com, or *) whose pages may upload from a
-        /// browser; repeat for several.
-        #[arg(long = "cors-origin")]
-        cors_origins: Vec<String>,
-        /// Validity of upload tokens and URLs, like 2h [default: the node's token_ttl].
-        #[arg(long)]
-        token_ttl: Option<String>,
+        #[command(flatten)]
+        settings: AccountSettingsArgs,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         db: DatabaseArgs,
     },
+    /// Change an account's settings: each one given replaces the account's; print them all.
+    Update {
+        /// The account's id.
+        id: String,
+        #[command(flatten)]
+        settings: AccountSettingsArgs,
+        /// Remove a setting (notify-url, notify-progress, quota, max-upload-size,
+        /// cors-origins, token-ttl, hooks); repeat for several.
+        #[arg(long, value_name = "SETTING")]
+        clear: Vec<String>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+/// An account's settings, as `account create` and `account update` take them.
+#[derive(clap::Args)]
+struct AccountSettingsArgs {
+    /// Where notifications are sent.
+    #[arg(long)]
+    notify_url: Option<String>,
+    /// Notification body: form (the seed's message=…&signature=…, the default) or json (the
+    /// message itself); both carry Standard Webhooks signature headers.
+    #[arg(long)]
+    notify_format: Option<String>,
+    /// Also notify each status change (processing, completed, failed): true or false.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    notify_status_changes: Option<bool>,
+    /// Notify `UploadProgress` (bytes received) while an upload is receiving, at most once
+    /// per this interval (like 10s; needs --notify-url).
+    #[arg(long, value_name = "INTERVAL")]
+    notify_progress: Option<String>,
+    /// Storage quota: bytes, or a size like 10GiB.
+    #[arg(long)]
+    quota: Option<String>,
+    /// Largest single upload: bytes, or a size like 5GiB [default: the node's limit].
+    #[arg(long)]
+    max_upload_size: Option<String>,
+    /// A web origin (https://app.example.com, or *) whose pages may upload from a
+    /// browser; repeat for several.
+    #[arg(long = "cors-origin")]
+    cors_origins: Vec<String>,
+    /// Validity of upload tokens and URLs, like 2h [default: the node's token_ttl].
+    #[arg(long)]
+    token_ttl: Option<String>,
+    /// Where the blocking hooks (pre-create, pre-finish) are sent, signed like notifications.
+    #[arg(long)]
+    hook_url: Option<String>,
+    /// Which hooks are sent, comma-separated [default: pre-create,pre-finish].
+    #[arg(long, value_delimiter = ',', value_name = "HOOKS")]
+    hooks: Option<Vec<String>>,
+    /// A hook's time limit, like pre-create=2s (100ms to 60s) [default: 5s]; repeat for each.
+    #[arg(long, value_name = "HOOK=DURATION")]
+    hook_timeout: Vec<String>,
+    /// What a hook that does not answer in time means, refuse or continue, like
+    /// pre-finish=refuse [default: pre-create=refuse, pre-finish=continue]; repeat for each.
+    #[arg(long, value_name = "HOOK=POLICY")]
+    hook_on_failure: Vec<String>,
+}
+
+impl AccountSettingsArgs {
+    fn into_args(self, clear: Vec<String>) -> uplink::operator::SettingsArgs {
+        uplink::operator::SettingsArgs {
+            notify_url: self.notify_url,
+            notify_format: self.notify_format,
+            notify_status_changes: self.notify_status_changes,
+            notify_progress: self.notify_progress,
+            quota: self.quota,
+            max_upload_size: self.max_upload_size,
+            cors_origins: self.cors_origins,
+            token_ttl: self.token_ttl,
+            hook_url: self.hook_url,
+            hooks: self.hooks,
+            hook_timeouts: self.hook_timeout,
+            hook_on_failure: self.hook_on_failure,
+            clear,
+        }
+    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -581,36 +634,38 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
 
 /// `uplink account …`.
 fn account(command: AccountCommand) -> anyhow::Result<()> {
-    let AccountCommand::Create {
-        name,
-        notify_url,
-        notify_format,
-        notify_status_changes,
-        notify_progress,
-        quota,
-        max_upload_size,
-        cors_origins,
-        token_ttl,
-        json,
-        db,
-    } = command;
-    let database = db.url()?;
-    let req = uplink::operator::AccountRequest {
-        name,
-        notify_url,
-        notify_format,
-        notify_status_changes,
-        notify_progress,
-        quota,
-        max_upload_size,
-        cors_origins,
-        token_ttl,
-    };
-    let account = current_thread()?.block_on(uplink::operator::create_account(&database, &req))?;
-    if json {
-        println!("{account}");
-    } else {
-        print!("{}", uplink::operator::render_account(&account));
+    match command {
+        AccountCommand::Create {
+            name,
+            settings,
+            json,
+            db,
+        } => {
+            let database = db.url()?;
+            let req = uplink::operator::AccountRequest {
+                name,
+                settings: settings.into_args(Vec::new()),
+            };
+            let account =
+                current_thread()?.block_on(uplink::operator::create_account(&database, &req))?;
+            if json {
+                println!("{account}");
+            } else {
+                print!("{}", uplink::operator::render_account(&account));
+            }
+        }
+        AccountCommand::Update {
+            id,
+            settings,
+            clear,
+            db,
+        } => {
+            let database = db.url()?;
+            let args = settings.into_args(clear);
+            let account = current_thread()?
+                .block_on(uplink::operator::update_account(&database, &id, &args))?;
+            println!("{account:#}");
+        }
     }
     Ok(())
 }

@@ -48,6 +48,7 @@ const JOB_AGE: &str = "uplink_job_queue_oldest_age_seconds";
 const TRANSCODE_SECONDS: &str = "uplink_transcode_seconds";
 const TRANSCODE_FPS: &str = "uplink_transcode_frames_per_second";
 const NOTIFICATIONS: &str = "uplink_notifications_total";
+const HOOKS: &str = "uplink_hooks_total";
 const OUTBOX_DEPTH: &str = "uplink_outbox_depth";
 const OUTBOX_AGE: &str = "uplink_outbox_oldest_age_seconds";
 const HEARTBEAT_AGE: &str = "uplink_edge_heartbeat_age_seconds";
@@ -91,6 +92,7 @@ const METRICS: &[(&str, Kind, Option<Unit>, &str)] = &[
     (TRANSCODE_SECONDS, Kind::Histogram, Some(Unit::Seconds), "Time to render one rendition, by rendition."),
     (TRANSCODE_FPS, Kind::Histogram, None, "Frames rendered per second of one rendition, by rendition."),
     (NOTIFICATIONS, Kind::Counter, None, "Notification delivery attempts, by outcome (delivered, retry, gave_up)."),
+    (HOOKS, Kind::Counter, None, "Blocking hooks sent to applications, by hook (pre-create, pre-finish) and outcome (accepted, refused, failed)."),
     (OUTBOX_DEPTH, Kind::Gauge, None, "Notifications not yet delivered or given up."),
     (OUTBOX_AGE, Kind::Gauge, Some(Unit::Seconds), "Age of the oldest notification not yet delivered (0 when none waits)."),
     (HEARTBEAT_AGE, Kind::Gauge, Some(Unit::Seconds), "Time since each edge's last heartbeat, by edge and region."),
@@ -392,6 +394,11 @@ pub fn transcoded(rendition: &str, frames: u64, took: Duration) {
 /// A notification delivery attempt's outcome (`delivered`, `retry`, `gave_up`).
 pub fn notification(outcome: &'static str) {
     counter!(NOTIFICATIONS, "outcome" => outcome).increment(1);
+}
+
+/// A blocking hook's outcome (`accepted`, `refused`, `failed`: no usable answer in time).
+pub fn hook_answered(hook: &'static str, outcome: &'static str) {
+    counter!(HOOKS, "hook" => hook, "outcome" => outcome).increment(1);
 }
 
 /// The outbox's depth and its oldest waiting notification's age, as read now.

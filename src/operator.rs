@@ -8,7 +8,7 @@ pub mod uploads;
 
 use crate::account::{new_pipeline_id, validate_name, Credentials};
 use crate::config::DatabaseUrl;
-use crate::db::account::{create, NewAccount};
+use crate::db::account::{create, AccountSettings, NewAccount};
 use crate::db::{now_ms, Db, DbError};
 use serde_json::{json, Value};
 
@@ -23,17 +23,16 @@ pub enum OperatorError {
     Db(#[from] DbError),
 }
 
-/// The arguments of `uplink account create`.
-#[derive(Debug, Clone)]
-pub struct AccountRequest {
-    /// Display name.
-    pub name: String,
+/// An account's settings as an operator writes them on the command line (`uplink account create`
+/// and `update`): each one given replaces the account's, each one named in `clear` is removed.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsArgs {
     /// Notification URL (absolute http or https).
     pub notify_url: Option<String>,
     /// Notification body format: `form` or `json`.
-    pub notify_format: String,
+    pub notify_format: Option<String>,
     /// Whether every status change is notified too.
-    pub notify_status_changes: bool,
+    pub notify_status_changes: Option<bool>,
     /// `UploadProgress` notifications while an upload is receiving, at most once per this
     /// duration (like `"10s"`).
     pub notify_progress: Option<String>,
@@ -41,10 +40,248 @@ pub struct AccountRequest {
     pub quota: Option<String>,
     /// Largest single upload, a byte count or a size like `"5GiB"`.
     pub max_upload_size: Option<String>,
-    /// Web origins whose pages may upload from a browser (`https://app.example.com`, or `*`).
+    /// Web origins whose pages may upload from a browser (`https://app.example.com`, or `*`);
+    /// when any are given they replace the account's list.
     pub cors_origins: Vec<String>,
     /// Validity of upload tokens and URLs, like `"2h"` (the node's default when absent).
     pub token_ttl: Option<String>,
+    /// Where the blocking hooks go (absolute http or https).
+    pub hook_url: Option<String>,
+    /// Which hooks are sent: `pre-create`, `pre-finish` (both when a hook URL is first set).
+    pub hooks: Option<Vec<String>>,
+    /// Each hook's time limit: `pre-create=2s`.
+    pub hook_timeouts: Vec<String>,
+    /// Each hook's failure policy: `pre-create=refuse`, `pre-finish=continue`.
+    pub hook_on_failure: Vec<String>,
+    /// Settings to remove: `notify-url`, `notify-progress`, `quota`, `max-upload-size`,
+    /// `cors-origins`, `token-ttl`, `hooks`.
+    pub clear: Vec<String>,
+}
+
+/// The arguments of `uplink account create`.
+#[derive(Debug, Clone)]
+pub struct AccountRequest {
+    /// Display name.
+    pub name: String,
+    /// Its settings.
+    pub settings: SettingsArgs,
+}
+
+fn invalid(flag: &str, why: impl std::fmt::Display) -> OperatorError {
+    OperatorError::Invalid(format!("{flag}: {why}"))
+}
+
+/// An absolute http(s) URL argument.
+fn url_arg(url: &str, flag: &str) -> Result<String, OperatorError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| invalid(flag, format!("{url:?} is not a URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(invalid(flag, "must be an absolute http(s) URL"));
+    }
+    Ok(url.to_owned())
+}
+
+/// A duration argument within `range`.
+fn duration_arg(
+    value: &str,
+    flag: &str,
+    range: std::ops::RangeInclusive<std::time::Duration>,
+    example: &str,
+) -> Result<std::time::Duration, OperatorError> {
+    match humantime::parse_duration(value) {
+        Ok(d) if range.contains(&d) => Ok(d),
+        _ => Err(invalid(
+            flag,
+            format!(
+                "{value:?} is not a duration from {} to {}, like {example}",
+                humantime::format_duration(*range.start()),
+                humantime::format_duration(*range.end())
+            ),
+        )),
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `KIND=VALUE` arguments (`pre-create=2s`) as hook kinds and values.
+fn per_hook<'a>(
+    args: &'a [String],
+    flag: &str,
+) -> Result<Vec<(crate::hook::Kind, &'a str)>, OperatorError> {
+    args.iter()
+        .map(|a| {
+            let (kind, value) = a
+                .split_once('=')
+                .ok_or_else(|| invalid(flag, format!("{a:?} is not HOOK=VALUE, like pre-create=2s")))?;
+            Ok((hook_kind(kind, flag)?, value))
+        })
+        .collect()
+}
+
+fn hook_kind(name: &str, flag: &str) -> Result<crate::hook::Kind, OperatorError> {
+    use crate::hook::Kind;
+    [Kind::PreCreate, Kind::PreFinish]
+        .into_iter()
+        .find(|k| k.name() == name)
+        .ok_or_else(|| invalid(flag, format!("{name:?} is not a hook: use pre-create or pre-finish")))
+}
+
+/// The hook settings `args` give on top of `current`.
+fn apply_hooks(
+    args: &SettingsArgs,
+    current: Option<crate::hook::Hooks>,
+) -> Result<Option<crate::hook::Hooks>, OperatorError> {
+    use crate::hook::{Hooks, Kind, OnFailure, Policy};
+    let mut hooks = match (current, &args.hook_url) {
+        (current, Some(url)) => {
+            let url = url_arg(url, "--hook-url")?;
+            match current {
+                Some(h) => Hooks { url, ..h },
+                None => Hooks {
+                    url,
+                    pre_create: Some(Policy::default_for(Kind::PreCreate)),
+                    pre_finish: Some(Policy::default_for(Kind::PreFinish)),
+                },
+            }
+        }
+        (Some(h), None) => h,
+        (None, None) => {
+            if args.hooks.is_some() || !args.hook_timeouts.is_empty() || !args.hook_on_failure.is_empty() {
+                return Err(invalid("--hooks", "needs --hook-url: hooks are sent there"));
+            }
+            return Ok(None);
+        }
+    };
+    fn slot(hooks: &mut Hooks, kind: Kind) -> &mut Option<Policy> {
+        match kind {
+            Kind::PreCreate => &mut hooks.pre_create,
+            Kind::PreFinish => &mut hooks.pre_finish,
+        }
+    }
+    if let Some(names) = &args.hooks {
+        let wanted = names
+            .iter()
+            .filter(|n| !n.is_empty())
+            .map(|n| hook_kind(n, "--hooks"))
+            .collect::<Result<Vec<_>, _>>()?;
+        for kind in [Kind::PreCreate, Kind::PreFinish] {
+            let policy = slot(&mut hooks, kind);
+            *policy = wanted
+                .contains(&kind)
+                .then(|| policy.unwrap_or(Policy::default_for(kind)));
+        }
+    }
+    for (kind, value) in per_hook(&args.hook_timeouts, "--hook-timeout")? {
+        let d = duration_arg(value, "--hook-timeout", crate::hook::TIMEOUTS, "pre-create=2s")?;
+        let policy = slot(&mut hooks, kind)
+            .as_mut()
+            .ok_or_else(|| invalid("--hook-timeout", format!("{} is not sent (see --hooks)", kind.name())))?;
+        policy.timeout_ms = millis(d);
+    }
+    for (kind, value) in per_hook(&args.hook_on_failure, "--hook-on-failure")? {
+        let on_failure =
+            OnFailure::parse(value).map_err(|e| invalid("--hook-on-failure", e))?;
+        let policy = slot(&mut hooks, kind)
+            .as_mut()
+            .ok_or_else(|| invalid("--hook-on-failure", format!("{} is not sent (see --hooks)", kind.name())))?;
+        policy.on_failure = on_failure;
+    }
+    Ok(Some(hooks))
+}
+
+/// The settings `args` give on top of `current`, validated as a whole.
+///
+/// # Errors
+/// A bad argument.
+pub fn apply_settings(
+    args: &SettingsArgs,
+    current: AccountSettings,
+) -> Result<AccountSettings, OperatorError> {
+    let mut s = current;
+    for name in &args.clear {
+        match name.as_str() {
+            "notify-url" => s.notify_url = None,
+            "notify-progress" => s.notify_progress_ms = None,
+            "quota" => s.quota_bytes = None,
+            "max-upload-size" => s.max_upload_bytes = None,
+            "cors-origins" => s.cors_origins.clear(),
+            "token-ttl" => s.token_ttl_secs = None,
+            "hooks" => s.hooks = None,
+            other => {
+                return Err(invalid(
+                    "--clear",
+                    format!("{other:?} is not a setting that can be removed: use notify-url, notify-progress, quota, max-upload-size, cors-origins, token-ttl or hooks"),
+                ))
+            }
+        }
+    }
+    if let Some(url) = &args.notify_url {
+        s.notify_url = Some(url_arg(url, "--notify-url")?);
+    }
+    if let Some(format) = &args.notify_format {
+        s.notify_format =
+            crate::notify::Format::parse(format).map_err(|e| invalid("--notify-format", e))?;
+    }
+    if let Some(on) = args.notify_status_changes {
+        s.notify_status_changes = on;
+    }
+    if let Some(quota) = args.quota.as_deref() {
+        s.quota_bytes = size_arg(Some(quota), "--quota")?;
+    }
+    if let Some(max) = args.max_upload_size.as_deref() {
+        s.max_upload_bytes = size_arg(Some(max), "--max-upload-size")?;
+    }
+    if !args.cors_origins.is_empty() {
+        s.cors_origins = args
+            .cors_origins
+            .iter()
+            .map(|o| {
+                crate::cors::validate_origin(o).map_err(|e| invalid("--cors-origin", format!("{o:?} {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+    }
+    if let Some(t) = &args.notify_progress {
+        let d = duration_arg(
+            t,
+            "--notify-progress",
+            std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(3600),
+            "10s",
+        )?;
+        s.notify_progress_ms = Some(millis(d));
+    }
+    if s.notify_progress_ms.is_some() && s.notify_url.is_none() {
+        return Err(OperatorError::Invalid(
+            "--notify-progress needs --notify-url: progress events are notifications".into(),
+        ));
+    }
+    if let Some(t) = &args.token_ttl {
+        let d = duration_arg(
+            t,
+            "--token-ttl",
+            std::time::Duration::from_secs(60)..=std::time::Duration::from_secs(7 * 24 * 3600),
+            "2h",
+        )?;
+        s.token_ttl_secs = Some(d.as_secs());
+    }
+    s.hooks = apply_hooks(args, s.hooks.take())?;
+    Ok(s)
+}
+
+/// What an operator sees of an account's settings (no secret).
+fn settings_view(s: &AccountSettings) -> Value {
+    json!({
+        "notify_url": s.notify_url,
+        "notify_format": s.notify_format.name(),
+        "notify_status_changes": s.notify_status_changes,
+        "notify_progress_ms": s.notify_progress_ms,
+        "quota": s.quota_bytes,
+        "max_upload_size": s.max_upload_bytes,
+        "cors_origins": s.cors_origins,
+        "token_ttl_secs": s.token_ttl_secs,
+        "hooks": s.hooks,
+    })
 }
 
 /// A size argument: a byte count or a size like `10GiB`.
@@ -90,84 +327,54 @@ pub async fn create_account(
 ) -> Result<Value, OperatorError> {
     let name =
         validate_name(&req.name).map_err(|e| OperatorError::Invalid(format!("--name: {e}")))?;
-    if let Some(url) = &req.notify_url {
-        let parsed = reqwest::Url::parse(url).map_err(|e| {
-            OperatorError::Invalid(format!("--notify-url: {url:?} is not a URL ({e})"))
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(OperatorError::Invalid(
-                "--notify-url: must be an absolute http(s) URL".into(),
-            ));
-        }
-    }
-    let notify_format = crate::notify::Format::parse(&req.notify_format)
-        .map_err(|e| OperatorError::Invalid(format!("--notify-format: {e}")))?;
-    let quota = size_arg(req.quota.as_deref(), "--quota")?;
-    let max_upload = size_arg(req.max_upload_size.as_deref(), "--max-upload-size")?;
-    let cors_origins = req
-        .cors_origins
-        .iter()
-        .map(|o| {
-            crate::cors::validate_origin(o)
-                .map_err(|e| OperatorError::Invalid(format!("--cors-origin: {o:?} {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let notify_progress = req
-        .notify_progress
-        .as_deref()
-        .map(|t| match humantime::parse_duration(t) {
-            Ok(d) if (1..=3600).contains(&d.as_secs()) => Ok(d.as_millis() as u64),
-            _ => Err(OperatorError::Invalid(format!(
-                "--notify-progress: {t:?} is not a duration from 1s to 1h, like 10s"
-            ))),
-        })
-        .transpose()?;
-    if notify_progress.is_some() && req.notify_url.is_none() {
-        return Err(OperatorError::Invalid(
-            "--notify-progress needs --notify-url: progress events are notifications".into(),
-        ));
-    }
-    let token_ttl = req
-        .token_ttl
-        .as_deref()
-        .map(|t| match humantime::parse_duration(t) {
-            Ok(d) if (60..=7 * 24 * 3600).contains(&d.as_secs()) => Ok(d.as_secs()),
-            _ => Err(OperatorError::Invalid(format!(
-                "--token-ttl: {t:?} is not a duration from 1m to 7d, like 2h"
-            ))),
-        })
-        .transpose()?;
+    let settings = apply_settings(&req.settings, AccountSettings::default())?;
     let db = Db::open(database).await?;
     let creds = Credentials::generate(&mut rand::rng());
     let new = NewAccount {
         name: name.to_owned(),
-        notify_url: req.notify_url.clone(),
-        notify_format,
-        notify_status_changes: req.notify_status_changes,
-        notify_progress_ms: notify_progress,
-        quota_bytes: quota,
-        max_upload_bytes: max_upload,
-        cors_origins,
-        token_ttl_secs: token_ttl,
+        settings,
     };
     let pipeline_id = new_pipeline_id(&mut rand::rng());
     let created = create(&db, &new, &creds, &pipeline_id, now_ms()).await?;
-    Ok(json!({
+    let mut view = json!({
         "id": created.id.0,
         "name": new.name,
         "api_key": creds.api_key,
         "access_key": creds.access_key,
         "secret": creds.secret,
         "pipeline_id": created.pipeline_id.0,
-        "notify_url": new.notify_url,
-        "notify_format": notify_format.name(),
-        "notify_status_changes": new.notify_status_changes,
-        "notify_progress_ms": new.notify_progress_ms,
-        "quota": new.quota_bytes,
-        "max_upload_size": new.max_upload_bytes,
-        "cors_origins": new.cors_origins,
-        "token_ttl_secs": new.token_ttl_secs,
-    }))
+    });
+    merge(&mut view, settings_view(&new.settings));
+    Ok(view)
+}
+
+/// `uplink account update`: changes the settings `args` name of account `id`; returns the
+/// account's settings as they now are (no secret).
+///
+/// # Errors
+/// No such account, a bad argument or a database failure.
+pub async fn update_account(
+    database: &DatabaseUrl,
+    id: &str,
+    args: &SettingsArgs,
+) -> Result<Value, OperatorError> {
+    let db = Db::open(database).await?;
+    let (name, current) = crate::db::account::settings(&db, id)
+        .await?
+        .ok_or_else(|| OperatorError::Invalid(format!("no account {id:?}")))?;
+    let settings = apply_settings(args, current)?;
+    if !crate::db::account::update(&db, id, &settings).await? {
+        return Err(OperatorError::Invalid(format!("no account {id:?}")));
+    }
+    let mut view = json!({ "id": id, "name": name });
+    merge(&mut view, settings_view(&settings));
+    Ok(view)
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(into), Value::Object(from)) = (into, from) {
+        into.extend(from);
+    }
 }
 
 /// `uplink fleet`: every configured edge with its last heartbeat and whether it can be chosen.

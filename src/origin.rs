@@ -10,6 +10,7 @@
 pub mod api;
 pub mod cloudvod;
 pub mod gauges;
+pub mod hooks;
 pub mod internal;
 pub mod media;
 pub mod movingimage_api;
@@ -40,6 +41,9 @@ pub enum StartError {
     /// The geoip database of the fleet.
     #[error("origin: cannot open the geoip database")]
     Geo(#[source] crate::geo::GeoError),
+    /// The HTTP client for customers' applications (its TLS roots).
+    #[error("origin: cannot build the HTTP client for notifications and hooks")]
+    Web(#[source] reqwest::Error),
     /// The listening socket or scratch directory.
     #[error("origin: cannot {what}")]
     Io {
@@ -68,6 +72,8 @@ pub struct State {
     pub edges: Arc<routing::Edges>,
     /// Settings.
     pub settings: Arc<OriginSettings>,
+    /// The HTTP client for customers' applications (notifications, hooks).
+    pub web: reqwest::Client,
 }
 
 /// Opens everything, binds the listener and spawns the API server and the workers on the
@@ -100,6 +106,7 @@ pub async fn start(settings: OriginSettings) -> Result<SocketAddr, StartError> {
         source,
     })?;
     let edges = routing::Edges::open(&settings.routing).map_err(StartError::Geo)?;
+    let web = notifier::client(&settings.notify).map_err(StartError::Web)?;
     let state = State {
         db,
         store,
@@ -108,6 +115,7 @@ pub async fn start(settings: OriginSettings) -> Result<SocketAddr, StartError> {
         notify_wake: Arc::new(Notify::new()),
         edges: Arc::new(edges),
         settings: Arc::new(settings),
+        web,
     };
     for n in 0..state.settings.workers {
         tokio::spawn(worker::run(state.clone(), format!("{addr}/{n}")));

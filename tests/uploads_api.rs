@@ -352,6 +352,8 @@ async fn every_status_code_is_shown_with_its_text_and_the_list_is_the_newest_50(
             declared_size: None,
             writer: None,
             resumable_state: None,
+            folder: None,
+            app_metadata: None,
         };
         upload::insert(&db, &new, 1_700_000_000_000 + i)
             .await

@@ -5,11 +5,9 @@ use crate::account::{api_key_fingerprint, AccountId, Credentials, PipelineId};
 pub use crate::control::KeyOwner;
 use sqlx::Row;
 
-/// What an operator asked for when creating an account.
-#[derive(Debug, Clone)]
-pub struct NewAccount {
-    /// Display name.
-    pub name: String,
+/// An account's settings, as an operator sets them at creation and changes them later.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountSettings {
     /// Where notifications go.
     pub notify_url: Option<String>,
     /// Their body format.
@@ -26,6 +24,36 @@ pub struct NewAccount {
     pub cors_origins: Vec<String>,
     /// Validity of the account's upload tokens and URLs, if not the node's default.
     pub token_ttl_secs: Option<u64>,
+    /// Its blocking hooks, if any.
+    pub hooks: Option<crate::hook::Hooks>,
+}
+
+/// What an operator asked for when creating an account.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// Display name.
+    pub name: String,
+    /// Its settings.
+    pub settings: AccountSettings,
+}
+
+/// A size in bytes (or a count) as the database keeps it.
+fn signed(v: Option<u64>) -> Result<Option<i64>, DbError> {
+    v.map(i64::try_from)
+        .transpose()
+        .map_err(|_| DbError::Corrupt("a size larger than 2^63 bytes".into()))
+}
+
+/// The settings' columns, as text JSON where they are lists or objects.
+fn settings_columns(s: &AccountSettings) -> Result<[Option<String>; 2], DbError> {
+    let cors = (!s.cors_origins.is_empty()).then(|| serde_json::json!(s.cors_origins).to_string());
+    let hooks = s
+        .hooks
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| DbError::Corrupt(format!("hook settings: {e}")))?;
+    Ok([cors, hooks])
 }
 
 /// A created account, with the ids the operator needs.
@@ -49,33 +77,29 @@ pub async fn create(
     now: i64,
 ) -> Result<CreatedAccount, DbError> {
     let id = AccountId(uuid::Uuid::new_v4().to_string());
-    let bytes = |v: Option<u64>| {
-        v.map(i64::try_from)
-            .transpose()
-            .map_err(|_| DbError::Corrupt("a size larger than 2^63 bytes".into()))
-    };
-    let quota = bytes(new.quota_bytes)?;
-    let max_upload = bytes(new.max_upload_bytes)?;
+    let s = &new.settings;
+    let [cors, hooks] = settings_columns(s)?;
     let mut tx = db.pool().begin().await.op("begin account creation")?;
     sqlx::query(
         "INSERT INTO accounts (id, name, api_key_sha256, access_key, secret, notify_url, quota_bytes, created_at, token_ttl_secs, max_upload_bytes, cors_origins, \
-                               notify_format, notify_status_changes, notify_progress_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                               notify_format, notify_status_changes, notify_progress_ms, hooks) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&id.0)
     .bind(&new.name)
     .bind(api_key_fingerprint(&creds.api_key))
     .bind(&creds.access_key)
     .bind(&creds.secret)
-    .bind(new.notify_url.as_deref())
-    .bind(quota)
+    .bind(s.notify_url.as_deref())
+    .bind(signed(s.quota_bytes)?)
     .bind(now)
-    .bind(new.token_ttl_secs.and_then(|t| i64::try_from(t).ok()))
-    .bind(max_upload)
-    .bind((!new.cors_origins.is_empty()).then(|| serde_json::json!(new.cors_origins).to_string()))
-    .bind(new.notify_format.name())
-    .bind(i64::from(new.notify_status_changes))
-    .bind(new.notify_progress_ms.and_then(|t| i64::try_from(t).ok()))
+    .bind(signed(s.token_ttl_secs)?)
+    .bind(signed(s.max_upload_bytes)?)
+    .bind(cors)
+    .bind(s.notify_format.name())
+    .bind(i64::from(s.notify_status_changes))
+    .bind(signed(s.notify_progress_ms)?)
+    .bind(hooks)
     .execute(&mut *tx)
     .await
     .op("insert an account")?;
@@ -95,6 +119,105 @@ pub async fn create(
         id,
         pipeline_id: pipeline_id.clone(),
     })
+}
+
+/// An account's name and settings, `None` if there is no such account.
+///
+/// # Errors
+/// The query fails or a stored setting is unreadable.
+pub async fn settings(db: &Db, id: &str) -> Result<Option<(String, AccountSettings)>, DbError> {
+    let row = sqlx::query(
+        "SELECT name, notify_url, notify_format, notify_status_changes, notify_progress_ms, quota_bytes, \
+                max_upload_bytes, cors_origins, token_ttl_secs, hooks FROM accounts WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await
+    .op("read an account's settings")?;
+    let Some(row) = row else { return Ok(None) };
+    let op = "read an account's settings";
+    let unsigned = |column: &str| -> Result<Option<u64>, DbError> {
+        let v: Option<i64> = row.try_get(column).op(op)?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()))
+    };
+    let format: Option<String> = row.try_get("notify_format").op(op)?;
+    let cors: Option<String> = row.try_get("cors_origins").op(op)?;
+    let hooks: Option<String> = row.try_get("hooks").op(op)?;
+    let settings = AccountSettings {
+        notify_url: row.try_get("notify_url").op(op)?,
+        notify_format: format
+            .map(|f| crate::notify::Format::parse(&f).map_err(DbError::Corrupt))
+            .transpose()?
+            .unwrap_or_default(),
+        notify_status_changes: row
+            .try_get::<Option<i64>, _>("notify_status_changes")
+            .op(op)?
+            .is_some_and(|v| v != 0),
+        notify_progress_ms: unsigned("notify_progress_ms")?,
+        quota_bytes: unsigned("quota_bytes")?,
+        max_upload_bytes: unsigned("max_upload_bytes")?,
+        cors_origins: cors
+            .map(|c| serde_json::from_str(&c))
+            .transpose()
+            .map_err(|e| DbError::Corrupt(format!("allowed origins: {e}")))?
+            .unwrap_or_default(),
+        token_ttl_secs: unsigned("token_ttl_secs")?,
+        hooks: hooks
+            .map(|h| serde_json::from_str(&h))
+            .transpose()
+            .map_err(|e| DbError::Corrupt(format!("hook settings: {e}")))?,
+    };
+    Ok(Some((row.try_get("name").op(op)?, settings)))
+}
+
+/// Replaces an account's settings; `false` if there is no such account.
+///
+/// # Errors
+/// The update fails.
+pub async fn update(db: &Db, id: &str, s: &AccountSettings) -> Result<bool, DbError> {
+    let [cors, hooks] = settings_columns(s)?;
+    let changed = sqlx::query(
+        "UPDATE accounts SET notify_url = $2, notify_format = $3, notify_status_changes = $4, \
+                notify_progress_ms = $5, quota_bytes = $6, max_upload_bytes = $7, cors_origins = $8, \
+                token_ttl_secs = $9, hooks = $10 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(s.notify_url.as_deref())
+    .bind(s.notify_format.name())
+    .bind(i64::from(s.notify_status_changes))
+    .bind(signed(s.notify_progress_ms)?)
+    .bind(signed(s.quota_bytes)?)
+    .bind(signed(s.max_upload_bytes)?)
+    .bind(cors)
+    .bind(signed(s.token_ttl_secs)?)
+    .bind(hooks)
+    .execute(db.pool())
+    .await
+    .op("update an account's settings")?
+    .rows_affected();
+    Ok(changed == 1)
+}
+
+/// An account's hooks and the secret that signs them, `None` when it has no hooks.
+///
+/// # Errors
+/// The query fails or the stored settings are unreadable.
+pub async fn hooks(
+    db: &Db,
+    account_id: &str,
+) -> Result<Option<(crate::hook::Hooks, String)>, DbError> {
+    let row: Option<(Option<String>, String)> =
+        sqlx::query_as("SELECT hooks, secret FROM accounts WHERE id = $1")
+            .bind(account_id)
+            .fetch_optional(db.pool())
+            .await
+            .op("read an account's hooks")?;
+    let Some((Some(hooks), secret)) = row else {
+        return Ok(None);
+    };
+    let hooks = serde_json::from_str(&hooks)
+        .map_err(|e| DbError::Corrupt(format!("hook settings of account {account_id}: {e}")))?;
+    Ok(Some((hooks, secret)))
 }
 
 /// The account owning an API key, or `None` for an unknown key. Its quota counts every byte

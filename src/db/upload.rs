@@ -39,6 +39,10 @@ pub struct NewUpload {
     pub writer: Option<String>,
     /// A resumable upload's protocol state (JSON text, [`crate::control::ResumableState`]).
     pub resumable_state: Option<String>,
+    /// Its folder, when the application's `pre-create` hook set one.
+    pub folder: Option<String>,
+    /// The application's metadata its `pre-create` hook set (a JSON object, as text).
+    pub app_metadata: Option<String>,
 }
 
 /// An upload's stored record.
@@ -95,13 +99,17 @@ pub struct UploadRecord {
     pub resumable_state: Option<String>,
     /// Bytes arrived so far while it is receiving, as its edge last reported.
     pub bytes_received: Option<i64>,
+    /// The application's metadata its `pre-create` hook set (a JSON object, as text).
+    pub app_metadata: Option<String>,
+    /// The application's answer to its `pre-finish` hook (JSON text), if it gave one.
+    pub hook_response: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, account_id, pipeline_id, flavour, filename, folder, object_key, status, error, \
                        size, sha256, duration_ms, output_key, created_at, updated_at, metadata, outputs, \
                        token_id, declared_size, error_code, holder, writer, resumable_state, bytes_received, \
-                       (SELECT j.progress FROM jobs j WHERE j.upload_id = uploads.id) AS progress";
+                       app_metadata, hook_response, (SELECT j.progress FROM jobs j WHERE j.upload_id = uploads.id) AS progress";
 
 fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
     let code: i64 = row.try_get("status").op("read status")?;
@@ -138,6 +146,8 @@ fn from_row(row: &AnyRow) -> Result<UploadRecord, DbError> {
             .try_get::<Option<i64>, _>("bytes_received")
             .op(op)?
             .filter(|_| status == Status::Receiving),
+        app_metadata: row.try_get("app_metadata").op(op)?,
+        hook_response: row.try_get("hook_response").op(op)?,
         outputs: row
             .try_get::<Option<String>, _>("outputs")
             .op(op)?
@@ -187,8 +197,9 @@ pub async fn insert(db: &Db, new: &NewUpload, now: i64) -> Result<(), DbError> {
     let mut tx = db.pool().begin().await.op("begin upload creation")?;
     sqlx::query(
         "INSERT INTO uploads (id, account_id, pipeline_id, flavour, filename, object_key, status, created_at, updated_at, \
-                              token_id, expires_at, metadata, client_ref, declared_size, writer, resumable_state) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15)",
+                              token_id, expires_at, metadata, client_ref, declared_size, writer, resumable_state, \
+                              folder, app_metadata) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(&id)
     .bind(&new.account_id)
@@ -205,6 +216,8 @@ pub async fn insert(db: &Db, new: &NewUpload, now: i64) -> Result<(), DbError> {
     .bind(new.declared_size.and_then(|n| i64::try_from(n).ok()))
     .bind(new.writer.as_deref())
     .bind(new.resumable_state.as_deref())
+    .bind(new.folder.as_deref())
+    .bind(new.app_metadata.as_deref())
     .execute(&mut *tx)
     .await
     .op("insert an upload")?;
@@ -291,6 +304,8 @@ pub struct Stored {
     pub metadata: Option<String>,
     /// The edge completing it: refused when another edge writes the upload.
     pub edge: Option<String>,
+    /// The application's answer to its `pre-finish` hook (JSON text), if it gave one.
+    pub hook_response: Option<String>,
 }
 
 /// What [`mark_stored`] did.
@@ -328,8 +343,8 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
         .op("lock an account for its quota")?;
     }
     let changed = sqlx::query(&format!(
-        "UPDATE uploads SET status = $1, size = $2, sha256 = COALESCE($3, sha256), folder = $4, updated_at = $5, \
-                metadata = COALESCE($8, metadata) \
+        "UPDATE uploads SET status = $1, size = $2, sha256 = COALESCE($3, sha256), folder = COALESCE(folder, $4), \
+                updated_at = $5, metadata = COALESCE($8, metadata), hook_response = $10 \
          WHERE id = $6 AND status = $7 AND {}",
         may_write("$9")
     ))
@@ -342,6 +357,7 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
     .bind(Status::Receiving.code())
     .bind(stored.metadata.as_deref())
     .bind(stored.edge.as_deref().unwrap_or_default())
+    .bind(stored.hook_response.as_deref())
     .execute(&mut *tx)
     .await
     .op("mark an upload stored")?
@@ -947,6 +963,7 @@ mod tests {
             folder: None,
             metadata: None,
             edge: Some(edge.into()),
+            hook_response: None,
         };
         assert_eq!(
             mark_stored(&db, "u1", &stored("edge-a"), 1).await.unwrap(),

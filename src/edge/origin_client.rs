@@ -191,6 +191,14 @@ async fn refusal(op: &'static str, resp: reqwest::Response) -> Result<Conflict, 
     }
 }
 
+/// A 403 from the origin: the account's hook refused the upload.
+async fn hook_refused(op: &'static str, resp: reqwest::Response) -> ControlError {
+    match resp.json::<control::HookRefused>().await {
+        Ok(r) => ControlError::Refused(r.refused),
+        Err(_) => OriginError::Status { op, status: 403 }.into(),
+    }
+}
+
 /// A 409 from the origin as an outcome: another writer, or no longer receiving.
 async fn conflict(op: &'static str, resp: reqwest::Response) -> ControlError {
     match refusal(op, resp).await {
@@ -335,6 +343,7 @@ impl ControlPlane for OriginClient {
         match resp.status().as_u16() {
             404 => Err(ControlError::NotFound),
             410 => Err(ControlError::SessionClosed),
+            403 => Err(hook_refused(op, resp).await),
             _ => Ok(Self::json(op, resp).await?),
         }
     }
@@ -392,6 +401,7 @@ impl ControlPlane for OriginClient {
         match resp.status().as_u16() {
             413 => Err(ControlError::OverQuota),
             409 => Err(conflict(op, resp).await),
+            403 => Err(hook_refused(op, resp).await),
             _ => Ok(Self::json(op, resp).await?),
         }
     }

@@ -31,6 +31,10 @@ pub enum ControlError {
     /// The upload is no longer receiving (its status code).
     #[error("the upload is no longer receiving (status {0})")]
     NotReceiving(i64),
+    /// The account's application refused the upload through its hook (before it was
+    /// created, or when its last byte was in: it has then failed).
+    #[error("the application refused the upload ({})", .0.status)]
+    Refused(crate::hook::Refusal),
 }
 
 /// What the control plane answered an edge taking chunks of an upload.
@@ -76,7 +80,8 @@ pub trait ControlPlane: std::fmt::Debug + Send + Sync {
     ///
     /// # Errors
     /// [`ControlError::NotFound`] for a pipeline not the owner's,
-    /// [`ControlError::SessionClosed`] for a session no longer receiving.
+    /// [`ControlError::SessionClosed`] for a session no longer receiving,
+    /// [`ControlError::Refused`] when the account's `pre-create` hook refuses it.
     async fn create(&self, req: &CreateUpload) -> Result<CreatedUpload, ControlError>;
 
     /// Edge `edge` takes over writing a resumable upload (from an edge that was lost, or that
@@ -103,8 +108,9 @@ pub trait ControlPlane: std::fmt::Debug + Send + Sync {
     /// Records that every byte of an upload is stored; processing is queued.
     ///
     /// # Errors
-    /// [`ControlError::OverQuota`], or [`ControlError::Superseded`] when another edge writes the
-    /// upload now.
+    /// [`ControlError::OverQuota`], [`ControlError::Superseded`] when another edge writes the
+    /// upload now, or [`ControlError::Refused`] when the account's `pre-finish` hook refused it
+    /// (the upload has failed).
     async fn complete(&self, id: &str, stored: &UploadStored) -> Result<StatusView, ControlError>;
 
     /// Bytes arrived so far of uploads still receiving (id, bytes).

@@ -106,8 +106,8 @@ async fn cors_check(Ext(state): Ext<State>, Json(req): Json<CorsCheck>) -> Respo
 
 async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Response {
     let owner = KeyOwner {
-        account_id: req.account_id,
-        pipeline_id: req.pipeline_id,
+        account_id: req.account_id.clone(),
+        pipeline_id: req.pipeline_id.clone(),
         quota_remaining: None,
         max_upload_size: None,
         token_ttl_secs: None,
@@ -132,6 +132,11 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
             }
         }
     }
+    let changes = match pre_create(&state, &owner.account_id, &req).await {
+        Ok(Ok(changes)) => changes,
+        Ok(Err(refused)) => return hook_refused(refused),
+        Err(e) => return db_failure(&e),
+    };
     let opening = Opening {
         flavour: &req.flavour,
         filename: &req.filename,
@@ -140,6 +145,8 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
         declared_size: req.length,
         writer: req.writer.as_deref(),
         resumable_state: req.resumable.as_ref().map(|r| json!(r).to_string()),
+        folder: changes.folder,
+        app_metadata: changes.metadata,
         ..Opening::default()
     };
     match session::open(&state, &owner, &opening, now_ms()).await {
@@ -164,18 +171,68 @@ fn created(opened: &session::Opened, reused: bool) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
+/// Asks the account's `pre-create` hook, if it has one, about an upload a client is starting
+/// at an edge: the changes it makes, or its refusal. (Uploads the application's own server
+/// opens through a control API, movingimage videos, Cloud VoD and xvid sessions, are its
+/// decision already and are not asked about.)
+async fn pre_create(
+    state: &State,
+    account_id: &str,
+    req: &CreateUpload,
+) -> Result<Result<crate::hook::Changes, crate::hook::Refusal>, db::DbError> {
+    let metadata = req
+        .resumable
+        .as_ref()
+        .and_then(|r| r.metadata.as_deref())
+        .and_then(crate::upload::resumable::parse_metadata);
+    let client = req.client.map(|c| c.to_string());
+    let creating = crate::hook::Creating {
+        account_id,
+        flavour: &req.flavour,
+        size: req.length,
+        filename: &req.filename,
+        metadata: metadata.as_ref(),
+        client: client.as_deref(),
+    };
+    let data = crate::hook::pre_create_data(&creating);
+    let kind = crate::hook::Kind::PreCreate;
+    Ok(match super::hooks::ask(state, account_id, kind, data).await? {
+        Some(crate::hook::Verdict::Refuse(refused)) => Err(refused),
+        Some(crate::hook::Verdict::Accept(changes)) => Ok(changes),
+        Some(crate::hook::Verdict::Finish(_)) | None => Ok(crate::hook::Changes::default()),
+    })
+}
+
+/// The answer when the account's hook refused an upload ([`control::HookRefused`]).
+fn hook_refused(refused: crate::hook::Refusal) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(control::HookRefused { refused }),
+    )
+        .into_response()
+}
+
 async fn stored(
     Ext(state): Ext<State>,
     Path(id): Path<String>,
     Json(req): Json<UploadStored>,
 ) -> Response {
-    let facts = db::upload::Stored {
+    let mut facts = db::upload::Stored {
         size: req.size,
         sha256: req.sha256,
         folder: req.folder,
         metadata: req.metadata,
         edge: req.edge,
+        hook_response: None,
     };
+    let answer = match pre_finish(&state, &id, &facts).await {
+        Ok(Finish::Keep(answer)) => answer,
+        Ok(Finish::Refused(refused)) => return hook_refused(refused),
+        // Marking it stored says why not (not receiving, or another edge's).
+        Ok(Finish::NotReceiving) => None,
+        Err(e) => return db_failure(&e),
+    };
+    facts.hook_response = answer.as_ref().map(ToString::to_string);
     match db::upload::mark_stored(&state.db, &id, &facts, now_ms()).await {
         Ok(db::upload::Marked::Stored) => {
             crate::metrics::upload_stored();
@@ -185,6 +242,7 @@ async fn stored(
                 id,
                 status: Status::Pending.code(),
                 status_text: Status::Pending.text().into(),
+                hook_response: answer,
             })
             .into_response()
         }
@@ -198,6 +256,55 @@ async fn stored(
         )
             .into_response(),
         Err(e) => db_failure(&e),
+    }
+}
+
+/// What the `pre-finish` hook made of an upload whose last byte is in.
+enum Finish {
+    /// Keep it, with the application's answer for the client, if any.
+    Keep(Option<serde_json::Value>),
+    /// The application refused it; it has failed.
+    Refused(crate::hook::Refusal),
+    /// It is not receiving (or unknown): nothing was asked.
+    NotReceiving,
+}
+
+/// Asks the account's `pre-finish` hook, if it has one, about an upload whose bytes are all
+/// stored (`facts`); a refusal fails the upload (`refused_by_hook`) before it is answered.
+async fn pre_finish(
+    state: &State,
+    id: &str,
+    facts: &db::upload::Stored,
+) -> Result<Finish, db::DbError> {
+    let Some(upload) = db::upload::get(&state.db, id)
+        .await?
+        .filter(|u| u.status == Status::Receiving)
+    else {
+        return Ok(Finish::NotReceiving);
+    };
+    let finishing = crate::hook::Finishing {
+        upload_id: id,
+        account_id: &upload.account_id,
+        flavour: &upload.flavour,
+        size: facts.size,
+        filename: &upload.filename,
+        folder: upload.folder.as_deref().or(facts.folder.as_deref()),
+        metadata: upload.app_metadata.as_deref(),
+    };
+    let data = crate::hook::pre_finish_data(&finishing);
+    let kind = crate::hook::Kind::PreFinish;
+    match super::hooks::ask(state, &upload.account_id, kind, data).await? {
+        Some(crate::hook::Verdict::Refuse(refused)) => {
+            let failure = crate::upload::Failure::RefusedByHook;
+            if db::upload::transition(&state.db, id, Status::Failed, Some(failure), now_ms()).await? {
+                tracing::info!(upload_id = %id, status = refused.status, "The application refused an upload at its last byte; it failed.");
+                crate::metrics::upload_processed(Some(failure.code()));
+                state.notify_wake.notify_waiters();
+            }
+            Ok(Finish::Refused(refused))
+        }
+        Some(crate::hook::Verdict::Finish(answer)) => Ok(Finish::Keep(answer)),
+        Some(crate::hook::Verdict::Accept(_)) | None => Ok(Finish::Keep(None)),
     }
 }
 

@@ -20,7 +20,7 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// Why an address may not be notified.
 const PRIVATE_REFUSED: &str =
-    "refused: the notification URL reaches a private, loopback or link-local address \
+    "refused: the application's URL reaches a private, loopback or link-local address \
      (set notify.allow_private_addresses to allow it)";
 
 /// Resolves names for the HTTP client, keeping only public addresses.
@@ -42,11 +42,11 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
-/// The HTTP client notifications are sent with.
+/// The HTTP client notifications and hooks are sent with.
 ///
 /// # Errors
 /// The TLS roots cannot be loaded.
-fn client(settings: &NotifySettings) -> reqwest::Result<reqwest::Client> {
+pub(super) fn client(settings: &NotifySettings) -> reqwest::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(settings.timeout)
@@ -64,10 +64,10 @@ fn client(settings: &NotifySettings) -> reqwest::Result<reqwest::Client> {
 
 /// Whether `url` may be sent to at all: http or https, and, with the guard on, not a private
 /// address written as a literal (names are checked when they resolve).
-fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("invalid notification URL: {e}"))?;
+pub(super) fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("invalid application URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err("the notification URL must be http or https".into());
+        return Err("the application's URL must be http or https".into());
     }
     let literal = match parsed.host() {
         Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
@@ -82,16 +82,8 @@ fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
 
 /// Starts the senders; they run until the process ends.
 pub fn spawn(state: &State) {
-    let settings = &state.settings.notify;
-    let client = match client(settings) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "Cannot build the notification client; notifications stay queued.");
-            return;
-        }
-    };
-    for _ in 0..settings.senders {
-        tokio::spawn(run(state.clone(), client.clone()));
+    for _ in 0..state.settings.notify.senders {
+        tokio::spawn(run(state.clone(), state.web.clone()));
     }
 }
 

@@ -49,6 +49,10 @@ pub struct Opening<'a> {
     pub writer: Option<&'a str>,
     /// A resumable upload's protocol state (JSON text).
     pub resumable_state: Option<String>,
+    /// Its folder, when the application's `pre-create` hook set one.
+    pub folder: Option<String>,
+    /// The application's metadata its `pre-create` hook set (a JSON object, as text).
+    pub app_metadata: Option<String>,
 }
 
 /// An opened upload.
@@ -96,6 +100,8 @@ pub async fn open(
         declared_size: o.declared_size,
         writer: o.writer.map(str::to_owned),
         resumable_state: o.resumable_state.clone(),
+        folder: o.folder.clone(),
+        app_metadata: o.app_metadata.clone(),
     };
     db::upload::insert(&state.db, &new, now).await?;
     crate::metrics::upload_created(o.flavour);

@@ -33,11 +33,14 @@ pub enum Failure {
     /// The edge holding chunks of the upload that were not yet in storage was lost (it sent
     /// no heartbeat for the fleet's `edge_lost_after`).
     EdgeLost,
+    /// The account's application refused the upload through its `pre-finish` hook (or the
+    /// hook failed and its policy refuses).
+    RefusedByHook,
 }
 
 impl Failure {
     /// Every failure, for the documentation's table and its tests.
-    pub const ALL: [Failure; 13] = [
+    pub const ALL: [Failure; 14] = [
         Failure::NotAVideo,
         Failure::NoVideoTrack,
         Failure::UnsupportedCodec,
@@ -51,6 +54,7 @@ impl Failure {
         Failure::ProcessingError,
         Failure::GaveUp,
         Failure::EdgeLost,
+        Failure::RefusedByHook,
     ];
 
     /// The stable code (`error_code`).
@@ -70,6 +74,7 @@ impl Failure {
             Failure::ProcessingError => "processing_error",
             Failure::GaveUp => "processing_failed",
             Failure::EdgeLost => "edge_lost",
+            Failure::RefusedByHook => "refused_by_hook",
         }
     }
 
@@ -104,6 +109,9 @@ impl Failure {
             Failure::EdgeLost => {
                 "The upload server that held part of this upload was lost before that part was stored; upload the file again."
             }
+            Failure::RefusedByHook => {
+                "The application this upload is for refused it when its last byte arrived; it was not kept."
+            }
         }
     }
 
@@ -123,6 +131,7 @@ impl Failure {
             }
             Failure::ProcessingError | Failure::GaveUp => "processing failed",
             Failure::EdgeLost => "upload lost",
+            Failure::RefusedByHook => "upload refused",
         }
     }
 }
