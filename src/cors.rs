@@ -11,7 +11,7 @@ pub const EXPOSED: &str =
     "Location, Upload-Offset, Upload-Length, Upload-Expires, Upload-Metadata, \
      Upload-Concat, Upload-Defer-Length, Upload-Complete, Upload-Incomplete, Upload-Limit, \
      Upload-Draft-Interop-Version, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, \
-     Tus-Checksum-Algorithm, ETag";
+     Tus-Checksum-Algorithm, ETag, Uplink-Hook-Response";
 
 /// Methods the upload protocols use.
 const METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";

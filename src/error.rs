@@ -84,6 +84,8 @@ pub enum UploadsApiError {
     },
     /// The account's storage quota would be exceeded.
     QuotaExceeded,
+    /// The application refused the upload (its hook): the status and message it chose.
+    Refused(crate::hook::Refusal),
     /// Storage or the origin is unavailable; the client should retry.
     Unavailable,
     /// The edge's disk is full; the client should retry later (or at another edge).
@@ -117,6 +119,10 @@ impl UploadsApiError {
                 json!({ "message": format!("The video is larger than this server accepts ({limit} bytes).") }),
             ),
             Self::QuotaExceeded => (413, json!({ "code": 1101, "message": QUOTA_MESSAGE })),
+            Self::Refused(r) => (
+                r.status,
+                json!({ "code": "refused_by_hook", "message": r.message }),
+            ),
             Self::Unavailable => (503, json!({ "message": RETRY_MESSAGE })),
             Self::Full => (
                 507,

@@ -279,7 +279,10 @@ pub fn read_answer(kind: Kind, status: u16, body: &[u8]) -> Result<Verdict, Stri
     let answer: Option<Value> = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        Some(serde_json::from_slice(body).map_err(|e| format!("the hook's answer is not JSON: {e}"))?)
+        Some(
+            serde_json::from_slice(body)
+                .map_err(|e| format!("the hook's answer is not JSON: {e}"))?,
+        )
     };
     if let Some(refuse) = answer.as_ref().and_then(|a| a.get("refuse")) {
         return refusal(refuse).map(Verdict::Refuse);
@@ -324,14 +327,20 @@ fn changes(answer: Option<&Value>) -> Result<Changes, String> {
     let folder = match answer.get("folder") {
         None | Some(Value::Null) => None,
         Some(Value::String(f)) if f.len() <= MAX_FOLDER => Some(f.clone()),
-        Some(_) => return Err(format!("folder must be a string of at most {MAX_FOLDER} bytes")),
+        Some(_) => {
+            return Err(format!(
+                "folder must be a string of at most {MAX_FOLDER} bytes"
+            ))
+        }
     };
     let metadata = match answer.get("metadata") {
         None | Some(Value::Null) => None,
         Some(Value::Object(m)) if m.values().all(Value::is_string) => {
             let text = Value::Object(m.clone()).to_string();
             if text.len() > MAX_ANSWER {
-                return Err(format!("metadata must be at most {MAX_ANSWER} bytes of JSON"));
+                return Err(format!(
+                    "metadata must be at most {MAX_ANSWER} bytes of JSON"
+                ));
             }
             Some(text)
         }
@@ -367,7 +376,10 @@ mod tests {
             read_answer(Kind::PreCreate, 204, b""),
             Ok(Verdict::Accept(Changes::default()))
         );
-        assert_eq!(read_answer(Kind::PreFinish, 200, b" \n"), Ok(Verdict::Finish(None)));
+        assert_eq!(
+            read_answer(Kind::PreFinish, 200, b" \n"),
+            Ok(Verdict::Finish(None))
+        );
     }
 
     #[test]
@@ -377,8 +389,14 @@ mod tests {
             status: 451,
             message: "Not here.".into(),
         };
-        assert_eq!(read_answer(Kind::PreCreate, 200, body), Ok(Verdict::Refuse(want.clone())));
-        assert_eq!(read_answer(Kind::PreFinish, 200, body), Ok(Verdict::Refuse(want)));
+        assert_eq!(
+            read_answer(Kind::PreCreate, 200, body),
+            Ok(Verdict::Refuse(want.clone()))
+        );
+        assert_eq!(
+            read_answer(Kind::PreFinish, 200, body),
+            Ok(Verdict::Refuse(want))
+        );
         let Ok(Verdict::Refuse(r)) = read_answer(Kind::PreCreate, 200, br#"{"refuse": {}}"#) else {
             panic!("a bare refusal refuses");
         };
@@ -402,7 +420,11 @@ mod tests {
                 metadata: Some(r#"{"owner":"ann"}"#.into()),
             }))
         );
-        for bad in [&br#"{"folder": 3}"#[..], br#"{"metadata": {"n": 1}}"#, br#"{"metadata": []}"#] {
+        for bad in [
+            &br#"{"folder": 3}"#[..],
+            br#"{"metadata": {"n": 1}}"#,
+            br#"{"metadata": []}"#,
+        ] {
             assert!(read_answer(Kind::PreCreate, 200, bad).is_err(), "{bad:?}");
         }
     }
@@ -412,7 +434,9 @@ mod tests {
         let body = br#"{"video_page": "https://example.com/v/1"}"#;
         assert_eq!(
             read_answer(Kind::PreFinish, 200, body),
-            Ok(Verdict::Finish(Some(json!({"video_page": "https://example.com/v/1"}))))
+            Ok(Verdict::Finish(Some(
+                json!({"video_page": "https://example.com/v/1"})
+            )))
         );
         let big = json!({ "x": "y".repeat(MAX_ANSWER) }).to_string();
         assert!(read_answer(Kind::PreFinish, 200, big.as_bytes()).is_err());
@@ -421,7 +445,10 @@ mod tests {
     #[test]
     fn failures_are_not_answers() {
         for (status, body) in [(500, &b""[..]), (302, b""), (404, b"{}"), (200, b"<html>")] {
-            assert!(read_answer(Kind::PreCreate, status, body).is_err(), "{status}");
+            assert!(
+                read_answer(Kind::PreCreate, status, body).is_err(),
+                "{status}"
+            );
         }
     }
 

@@ -401,7 +401,7 @@ impl Ingest {
             .map_err(IngestError::Origin)
     }
 
-    /// Opens an upload for `owner`.
+    /// Opens an upload for `owner`, sent by `client`.
     ///
     /// # Errors
     /// The origin or the store fails.
@@ -410,10 +410,12 @@ impl Ingest {
         owner: &KeyOwner,
         flavour: &str,
         filename: &str,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Receiving, IngestError> {
         let record = Record {
             flavour,
             filename,
+            client,
             ..Record::default()
         };
         self.create_at(owner, &record).await

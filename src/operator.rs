@@ -112,9 +112,9 @@ fn per_hook<'a>(
 ) -> Result<Vec<(crate::hook::Kind, &'a str)>, OperatorError> {
     args.iter()
         .map(|a| {
-            let (kind, value) = a
-                .split_once('=')
-                .ok_or_else(|| invalid(flag, format!("{a:?} is not HOOK=VALUE, like pre-create=2s")))?;
+            let (kind, value) = a.split_once('=').ok_or_else(|| {
+                invalid(flag, format!("{a:?} is not HOOK=VALUE, like pre-create=2s"))
+            })?;
             Ok((hook_kind(kind, flag)?, value))
         })
         .collect()
@@ -125,7 +125,12 @@ fn hook_kind(name: &str, flag: &str) -> Result<crate::hook::Kind, OperatorError>
     [Kind::PreCreate, Kind::PreFinish]
         .into_iter()
         .find(|k| k.name() == name)
-        .ok_or_else(|| invalid(flag, format!("{name:?} is not a hook: use pre-create or pre-finish")))
+        .ok_or_else(|| {
+            invalid(
+                flag,
+                format!("{name:?} is not a hook: use pre-create or pre-finish"),
+            )
+        })
 }
 
 /// The hook settings `args` give on top of `current`.
@@ -148,7 +153,10 @@ fn apply_hooks(
         }
         (Some(h), None) => h,
         (None, None) => {
-            if args.hooks.is_some() || !args.hook_timeouts.is_empty() || !args.hook_on_failure.is_empty() {
+            if args.hooks.is_some()
+                || !args.hook_timeouts.is_empty()
+                || !args.hook_on_failure.is_empty()
+            {
                 return Err(invalid("--hooks", "needs --hook-url: hooks are sent there"));
             }
             return Ok(None);
@@ -174,18 +182,28 @@ fn apply_hooks(
         }
     }
     for (kind, value) in per_hook(&args.hook_timeouts, "--hook-timeout")? {
-        let d = duration_arg(value, "--hook-timeout", crate::hook::TIMEOUTS, "pre-create=2s")?;
-        let policy = slot(&mut hooks, kind)
-            .as_mut()
-            .ok_or_else(|| invalid("--hook-timeout", format!("{} is not sent (see --hooks)", kind.name())))?;
+        let d = duration_arg(
+            value,
+            "--hook-timeout",
+            crate::hook::TIMEOUTS,
+            "pre-create=2s",
+        )?;
+        let policy = slot(&mut hooks, kind).as_mut().ok_or_else(|| {
+            invalid(
+                "--hook-timeout",
+                format!("{} is not sent (see --hooks)", kind.name()),
+            )
+        })?;
         policy.timeout_ms = millis(d);
     }
     for (kind, value) in per_hook(&args.hook_on_failure, "--hook-on-failure")? {
-        let on_failure =
-            OnFailure::parse(value).map_err(|e| invalid("--hook-on-failure", e))?;
-        let policy = slot(&mut hooks, kind)
-            .as_mut()
-            .ok_or_else(|| invalid("--hook-on-failure", format!("{} is not sent (see --hooks)", kind.name())))?;
+        let on_failure = OnFailure::parse(value).map_err(|e| invalid("--hook-on-failure", e))?;
+        let policy = slot(&mut hooks, kind).as_mut().ok_or_else(|| {
+            invalid(
+                "--hook-on-failure",
+                format!("{} is not sent (see --hooks)", kind.name()),
+            )
+        })?;
         policy.on_failure = on_failure;
     }
     Ok(Some(hooks))
@@ -238,7 +256,8 @@ pub fn apply_settings(
             .cors_origins
             .iter()
             .map(|o| {
-                crate::cors::validate_origin(o).map_err(|e| invalid("--cors-origin", format!("{o:?} {e}")))
+                crate::cors::validate_origin(o)
+                    .map_err(|e| invalid("--cors-origin", format!("{o:?} {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
     }

@@ -32,6 +32,8 @@ pub struct Ctx<'a, Spool> {
     pub now: u64,
     /// This edge's region, if it is in a fleet region.
     pub region: Option<&'a str>,
+    /// The client's address, when known.
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl<Spool> Ctx<'_, Spool> {
@@ -78,6 +80,17 @@ pub struct Reply {
     pub body: Bytes,
     /// Further headers (`ETag`, `Location`, …).
     pub headers: Vec<(&'static str, String)>,
+}
+
+/// The header carrying the application's `pre-finish` answer for a stored upload, if it gave
+/// one ([`crate::hook::RESPONSE_HEADER`]).
+#[must_use]
+pub fn hook_response(done: Option<&crate::ingest::Completed>) -> Option<(&'static str, String)> {
+    let answer = done?.view.hook_response.as_ref()?;
+    Some((
+        crate::hook::RESPONSE_HEADER,
+        crate::hook::header_value(answer),
+    ))
 }
 
 impl Reply {

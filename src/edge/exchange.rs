@@ -23,6 +23,8 @@ pub struct RequestHead {
     pub query: Option<String>,
     /// The headers.
     pub headers: http::HeaderMap,
+    /// The client's address (the connection's peer), when known.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// A request being answered.
@@ -60,6 +62,7 @@ impl Exchange for Session {
             path: req.uri.path().to_owned(),
             query: req.uri.query().map(str::to_owned),
             headers: req.headers.clone(),
+            client: self.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
         }
     }
 

@@ -200,7 +200,7 @@ impl Listener {
             }
         };
         let id = crate::request_id::from_headers(request.headers());
-        let mut x = H3Exchange::new(&request, stream);
+        let mut x = H3Exchange::new(&request, stream, client);
         let answered = match self.edge.serve(&mut x, &id).await {
             Ok(true) => Ok(()),
             Ok(false) => {
@@ -231,13 +231,14 @@ struct H3Exchange {
 }
 
 impl H3Exchange {
-    fn new(request: &http::Request<()>, stream: Stream) -> Self {
+    fn new(request: &http::Request<()>, stream: Stream, client: IpAddr) -> Self {
         Self {
             head: RequestHead {
                 method: request.method().clone(),
                 path: request.uri().path().to_owned(),
                 query: request.uri().query().map(str::to_owned),
                 headers: request.headers().clone(),
+                client: Some(client),
             },
             stream,
             done: false,

@@ -82,7 +82,11 @@ impl EdgeProxy {
     }
 
     /// The context of a token-authorised protocol using `spool`, as of now.
-    fn ctx<'a, Spool>(&'a self, spool: &'a Spool) -> protocol::Ctx<'a, Spool> {
+    fn ctx<'a, Spool>(
+        &'a self,
+        spool: &'a Spool,
+        client: Option<std::net::IpAddr>,
+    ) -> protocol::Ctx<'a, Spool> {
         protocol::Ctx {
             ingest: &self.ingest,
             keyring: &self.keyring,
@@ -90,6 +94,7 @@ impl EdgeProxy {
             spool,
             now: crate::clock::now_secs(),
             region: self.region.as_deref(),
+            client,
         }
     }
 
@@ -99,9 +104,10 @@ impl EdgeProxy {
             path,
             query,
             headers,
+            client,
             ..
         } = x.head();
-        let ctx = self.ctx(&self.spools.chunks);
+        let ctx = self.ctx(&self.spools.chunks, client);
         // The token is checked before the body is read.
         let claims = match movingimage::authorize(
             query.as_deref(),
@@ -119,8 +125,10 @@ impl EdgeProxy {
     }
 
     async fn uploads_api(&self, x: &mut dyn Exchange) -> pingora::Result<Reply> {
-        let headers = x.head().headers;
-        let reply = match uploads_api::authorize(&headers, &self.ingest).await {
+        let RequestHead {
+            headers, client, ..
+        } = x.head();
+        let reply = match uploads_api::authorize(&headers, client, &self.ingest).await {
             Err(reply) => reply,
             Ok(auth) => {
                 continue_if_expected(x, &headers).await?;
@@ -136,9 +144,10 @@ impl EdgeProxy {
             method,
             query,
             headers,
+            client,
             ..
         } = x.head();
-        let ctx = self.ctx(&self.spools.resumable);
+        let ctx = self.ctx(&self.spools.resumable, client);
         if method == http::Method::PATCH || method == http::Method::POST {
             continue_if_expected(x, &headers).await?;
         }
@@ -161,8 +170,13 @@ impl EdgeProxy {
         x: &mut dyn Exchange,
         draft: ietf::Draft,
     ) -> pingora::Result<Reply> {
-        let RequestHead { query, headers, .. } = x.head();
-        let ctx = self.ctx(&self.spools.resumable);
+        let RequestHead {
+            query,
+            headers,
+            client,
+            ..
+        } = x.head();
+        let ctx = self.ctx(&self.spools.resumable, client);
         let opened = match ietf::open(draft, query.as_deref(), &headers, &ctx).await {
             Ok(opened) => opened,
             Err(reply) => return Ok(reply),
@@ -187,9 +201,10 @@ impl EdgeProxy {
             method,
             query,
             headers,
+            client,
             ..
         } = x.head();
-        let ctx = self.ctx(&self.spools.resumable);
+        let ctx = self.ctx(&self.spools.resumable, client);
         if method == http::Method::PATCH {
             continue_if_expected(x, &headers).await?;
         }
@@ -208,19 +223,24 @@ impl EdgeProxy {
 
     /// The HTML form upload: its credentials are form fields, so the body is read.
     async fn ankoder_form(&self, x: &mut dyn Exchange) -> pingora::Result<Reply> {
-        let headers = x.head().headers;
+        let RequestHead {
+            headers, client, ..
+        } = x.head();
         continue_if_expected(x, &headers).await?;
+        let body = body_stream(x);
         let reply =
-            ankoder_form::receive(&headers, body_stream(x), &self.ingest, self.form_max_size).await;
+            ankoder_form::receive(&headers, body, &self.ingest, self.form_max_size, client).await;
         Ok(reply)
     }
 
     /// S3 POST Object: its credentials are form fields, so the body is always read.
     async fn s3_post(&self, x: &mut dyn Exchange, bucket: &str) -> pingora::Result<Reply> {
-        let headers = x.head().headers;
+        let RequestHead {
+            headers, client, ..
+        } = x.head();
         continue_if_expected(x, &headers).await?;
         let reply = s3_post::receive(
-            (bucket, self.region.as_deref()),
+            (bucket, self.region.as_deref(), client),
             &headers,
             body_stream(x),
             &self.ingest,

@@ -29,6 +29,8 @@ pub enum AnkoderError {
     FileTwice,
     /// 422: the file is empty.
     FileEmpty,
+    /// The application refused the upload (its hook): the status and message it chose.
+    Refused(crate::hook::Refusal),
     /// 503: storage or the origin is unavailable (the cause is logged).
     Unavailable,
 }
@@ -68,6 +70,7 @@ impl AnkoderError {
             Self::FileMissing => (422, "file_missing", "The form has no file.".into()),
             Self::FileTwice => (422, "file_twice", "Send one file per form.".into()),
             Self::FileEmpty => (422, "file_empty", "The file is empty.".into()),
+            Self::Refused(r) => (r.status, "refused_by_hook", r.message.clone()),
             Self::Unavailable => (503, "unavailable", super::RETRY_MESSAGE.into()),
         }
     }

@@ -37,6 +37,8 @@ pub enum IetfError {
     },
     /// 415: a PATCH that is not `application/partial-upload` (interop 6 on).
     WrongContentType,
+    /// The application refused the upload (its hook): the status and message it chose.
+    Refused(crate::hook::Refusal),
     /// 503: storage or the origin is unavailable (the cause is logged); resume later.
     Unavailable,
     /// 507: the edge's disk is full; nothing of this request was kept, resume later.
@@ -73,6 +75,12 @@ impl IetfError {
             Self::Moved => plain(
                 409,
                 "This upload was continued on another edge: ask HEAD for its offset and resume from there.",
+            ),
+            Self::Refused(r) => (
+                r.status,
+                None,
+                r.message.clone(),
+                json!({ "code": "refused_by_hook" }),
             ),
             Self::TooLarge { max } => plain(
                 413,

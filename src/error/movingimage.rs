@@ -35,6 +35,8 @@ pub enum MovingimageError {
     QuotaExceeded,
     /// 422: the full-file form has no file, or an empty one.
     FileMissing,
+    /// The application refused the upload (its hook): the status and message it chose.
+    Refused(crate::hook::Refusal),
     /// 503: storage or the origin is unavailable (the cause is logged).
     Unavailable,
 }
@@ -76,6 +78,7 @@ impl MovingimageError {
             Self::NotFound => UploadsApiError::NotFound.render(),
             Self::TooLarge { limit } => UploadsApiError::TooLarge { limit: *limit }.render(),
             Self::QuotaExceeded => UploadsApiError::QuotaExceeded.render(),
+            Self::Refused(r) => UploadsApiError::Refused(r.clone()).render(),
             Self::Unavailable => UploadsApiError::Unavailable.render(),
         }
     }

@@ -51,6 +51,8 @@ pub enum TusError {
     WrongContentType,
     /// 460: the body does not match its `Upload-Checksum`; it was discarded.
     ChecksumMismatch,
+    /// The application refused the upload (its hook): the status and message it chose.
+    Refused(crate::hook::Refusal),
     /// 503: storage or the origin is unavailable (the cause is logged); retry.
     Unavailable,
     /// 507: the edge's disk is full; nothing of this request was kept, retry from the offset.
@@ -115,6 +117,7 @@ impl TusError {
                 "PATCH needs Content-Type: application/offset+octet-stream.",
             ),
             Self::ChecksumMismatch => plain(460, "Checksum mismatch: the chunk was discarded."),
+            Self::Refused(r) => plain(r.status, &r.message),
             Self::Unavailable => (
                 503,
                 "The service is temporarily unavailable; retry.".into(),

@@ -50,6 +50,9 @@ pub enum ChunkFailure {
     /// that held its earlier chunks was lost (`edge_lost`).
     #[error("the upload is no longer receiving (status {0})")]
     NotReceiving(i64),
+    /// The application refused the upload at its last chunk (its hook); it has failed.
+    #[error("the application refused the upload")]
+    Refused(crate::hook::Refusal),
     /// Storage, spool or origin failed; the client should retry.
     #[error("unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -139,6 +142,7 @@ impl Ingest {
             .await
             .map_err(|e| match e {
                 IngestError::QuotaExceeded => ChunkFailure::QuotaExceeded,
+                IngestError::Refused(refusal) => ChunkFailure::Refused(refusal),
                 other => unavailable(other),
             })?;
         if let Err(e) = spool.remove(id).await {

@@ -26,6 +26,8 @@ pub struct Core<'a> {
     pub ingest: &'a Ingest,
     /// Where resumable uploads' bytes wait.
     pub spool: &'a OffsetSpool,
+    /// The client's address, when known (for the account's `pre-create` hook).
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// Why a resumable request was refused; each adapter renders it in its protocol.
@@ -47,6 +49,9 @@ pub enum Refusal {
     /// Another edge took the upload over while this one held it; this edge let it go, and the
     /// client resumes from the offset a status request now reports.
     Moved,
+    /// The account's application refused the upload (its hook): before it was created, or at
+    /// its last byte (it has then failed and nothing of it is kept).
+    Hook(crate::hook::Refusal),
     /// The edge or the origin failed; retry (the cause is logged).
     Unavailable,
     /// The edge's disk is full; nothing of the request was kept.
@@ -291,13 +296,17 @@ pub async fn create(
         // lost completes it at its last byte and answers HEAD as this one would.
         length: resource.length,
         resumable: Some(&state),
+        client: core.client,
         ..Record::default()
     };
     let (info, _) = core
         .ingest
         .open_record(&owner, &record)
         .await
-        .map_err(|e| Refusal::unavailable(&e))?;
+        .map_err(|e| match e {
+            IngestError::Refused(refusal) => Refusal::Hook(refusal),
+            e => Refusal::unavailable(&e),
+        })?;
     let resource = Resource {
         owner: Some(owner_of(&info)),
         ..resource.clone()
@@ -458,6 +467,10 @@ pub async fn finish(
         Err(IngestError::Superseded) => {
             let_go(&info.id, core).await;
             Err(Refusal::Moved)
+        }
+        Err(IngestError::Refused(refusal)) => {
+            drop_upload(&info.id, core).await;
+            Err(Refusal::Hook(refusal))
         }
         Err(e) => Err(Refusal::unavailable(&e)),
     }

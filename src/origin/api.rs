@@ -146,7 +146,8 @@ pub(super) use crate::clock::rfc3339 as time;
 /// An upload as the Uploads API shows it: the seed's fields, then `folder`, `size`, `sha256`,
 /// `duration_ms`, `error` and `error_code` (null unless it failed), `bytes_received` (while it is
 /// receiving, as its edge last reported; else null), `progress` (0–100 while processing, else
-/// null) and `outputs` (empty until processed).
+/// null), `outputs` (empty until processed), `metadata` (what the application's `pre-create`
+/// hook set, else null) and `hook_response` (its `pre-finish` answer, else null).
 #[must_use]
 pub fn view(u: &UploadRecord) -> Value {
     json!({
@@ -165,7 +166,15 @@ pub fn view(u: &UploadRecord) -> Value {
         "bytes_received": u.bytes_received,
         "progress": u.progress,
         "outputs": u.outputs,
+        "metadata": json_column(u.app_metadata.as_deref()),
+        "hook_response": json_column(u.hook_response.as_deref()),
     })
+}
+
+/// A column holding JSON text, as JSON (null when empty or unreadable).
+fn json_column(text: Option<&str>) -> Value {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null)
 }
 
 async fn list(Ext(state): Ext<State>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {

@@ -34,12 +34,7 @@ pub(super) async fn ask(
         send(state, &hooks.url, &secret, kind, &message),
     )
     .await
-    .unwrap_or_else(|_| {
-        Err(format!(
-            "no answer within {} ms",
-            policy.timeout_ms
-        ))
-    });
+    .unwrap_or_else(|_| Err(format!("no answer within {} ms", policy.timeout_ms)));
     match sent {
         Ok(verdict) => {
             crate::metrics::hook_answered(kind.name(), verdict_name(&verdict));
@@ -97,10 +92,17 @@ async fn send(
     // An answer larger than any usable one is not read to its end.
     let mut body = Vec::new();
     let mut response = response;
-    while let Some(piece) = response.chunk().await.map_err(|e| crate::error::chain(&e))? {
+    while let Some(piece) = response
+        .chunk()
+        .await
+        .map_err(|e| crate::error::chain(&e))?
+    {
         body.extend_from_slice(&piece);
         if body.len() > 4 * hook::MAX_ANSWER {
-            return Err(format!("the answer is larger than {} bytes", 4 * hook::MAX_ANSWER));
+            return Err(format!(
+                "the answer is larger than {} bytes",
+                4 * hook::MAX_ANSWER
+            ));
         }
     }
     hook::read_answer(kind, status, &body)

@@ -196,11 +196,13 @@ async fn pre_create(
     };
     let data = crate::hook::pre_create_data(&creating);
     let kind = crate::hook::Kind::PreCreate;
-    Ok(match super::hooks::ask(state, account_id, kind, data).await? {
-        Some(crate::hook::Verdict::Refuse(refused)) => Err(refused),
-        Some(crate::hook::Verdict::Accept(changes)) => Ok(changes),
-        Some(crate::hook::Verdict::Finish(_)) | None => Ok(crate::hook::Changes::default()),
-    })
+    Ok(
+        match super::hooks::ask(state, account_id, kind, data).await? {
+            Some(crate::hook::Verdict::Refuse(refused)) => Err(refused),
+            Some(crate::hook::Verdict::Accept(changes)) => Ok(changes),
+            Some(crate::hook::Verdict::Finish(_)) | None => Ok(crate::hook::Changes::default()),
+        },
+    )
 }
 
 /// The answer when the account's hook refused an upload ([`control::HookRefused`]).
@@ -296,7 +298,9 @@ async fn pre_finish(
     match super::hooks::ask(state, &upload.account_id, kind, data).await? {
         Some(crate::hook::Verdict::Refuse(refused)) => {
             let failure = crate::upload::Failure::RefusedByHook;
-            if db::upload::transition(&state.db, id, Status::Failed, Some(failure), now_ms()).await? {
+            if db::upload::transition(&state.db, id, Status::Failed, Some(failure), now_ms())
+                .await?
+            {
                 tracing::info!(upload_id = %id, status = refused.status, "The application refused an upload at its last byte; it failed.");
                 crate::metrics::upload_processed(Some(failure.code()));
                 state.notify_wake.notify_waiters();

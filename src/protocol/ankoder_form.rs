@@ -47,7 +47,13 @@ fn valid_target(url: &str) -> bool {
 }
 
 /// Reads the form, stores the file; the reply is the form's redirect or JSON.
-pub async fn receive<S>(headers: &HeaderMap, body: S, ingest: &Ingest, form_max: u64) -> Reply
+pub async fn receive<S>(
+    headers: &HeaderMap,
+    body: S,
+    ingest: &Ingest,
+    form_max: u64,
+    client: Option<std::net::IpAddr>,
+) -> Reply
 where
     S: Body,
 {
@@ -58,7 +64,14 @@ where
     let mut form = Form::new(body, &boundary);
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut upload = None;
-    let result = read(&mut form, &mut fields, ingest, form_max, &mut upload).await;
+    let result = read(
+        &mut form,
+        &mut fields,
+        (ingest, client),
+        form_max,
+        &mut upload,
+    )
+    .await;
     drop(form);
     let get = |name: &str| {
         fields
@@ -104,7 +117,7 @@ where
 async fn read(
     form: &mut Form<'_>,
     fields: &mut Vec<(String, String)>,
-    ingest: &Ingest,
+    (ingest, client): (&Ingest, Option<std::net::IpAddr>),
     form_max: u64,
     upload: &mut Option<Receiving>,
 ) -> Result<(), AnkoderError> {
@@ -118,17 +131,23 @@ async fn read(
         if upload.is_some() {
             return Err(AnkoderError::FileTwice);
         }
-        let receiving = upload.insert(open(fields, field.file_name.as_deref(), ingest).await?);
+        let opened = open(fields, field.file_name.as_deref(), (ingest, client)).await?;
+        let receiving = upload.insert(opened);
         receiving.cap(form_max);
         while let Some(piece) = form.chunk().await.map_err(malformed)? {
-            receiving.append(piece).await.map_err(|e| match e {
-                IngestError::TooLarge { limit } => AnkoderError::TooLarge { limit },
-                IngestError::QuotaExceeded => AnkoderError::QuotaExceeded,
-                other => unavailable(&other),
-            })?;
+            receiving.append(piece).await.map_err(from_ingest)?;
         }
     }
     Ok(())
+}
+
+fn from_ingest(e: IngestError) -> AnkoderError {
+    match e {
+        IngestError::TooLarge { limit } => AnkoderError::TooLarge { limit },
+        IngestError::QuotaExceeded => AnkoderError::QuotaExceeded,
+        IngestError::Refused(refusal) => AnkoderError::Refused(refusal),
+        other => unavailable(&other),
+    }
 }
 
 fn unavailable(e: &dyn std::error::Error) -> AnkoderError {
@@ -140,7 +159,7 @@ fn unavailable(e: &dyn std::error::Error) -> AnkoderError {
 async fn open(
     fields: &[(String, String)],
     filename: Option<&str>,
-    ingest: &Ingest,
+    (ingest, client): (&Ingest, Option<std::net::IpAddr>),
 ) -> Result<Receiving, AnkoderError> {
     let get = |name: &str| {
         fields
@@ -164,9 +183,9 @@ async fn open(
         .owner;
     let filename = Filename::clean(filename);
     ingest
-        .create(&owner, "ankoder_form", filename.as_str())
+        .create(&owner, "ankoder_form", filename.as_str(), client)
         .await
-        .map_err(|e| unavailable(&e))
+        .map_err(from_ingest)
 }
 
 /// Stores the upload with its `custom_*` fields; returns its id.
@@ -190,7 +209,7 @@ async fn finish(
         .complete(upload, None, Some(metadata))
         .await
         .map(|_| id)
-        .map_err(|e| unavailable(&e))
+        .map_err(from_ingest)
 }
 
 #[cfg(test)]

@@ -153,6 +153,7 @@ impl Draft {
                 r
             }
             Refusal::Moved => self.error(&IetfError::Moved),
+            Refusal::Hook(r) => self.error(&IetfError::Refused(r)),
             Refusal::Unavailable => {
                 let mut r = self.error(&IetfError::Unavailable);
                 r.headers.push(("retry-after", "5".into()));
@@ -418,14 +419,18 @@ where
         Err(refusal) => return draft.refused(refusal, Some(claims), ctx),
     };
     if let Some(done) = appended.stored {
-        let body = json!({
+        let mut body = json!({
             "id": id,
             "status": done.view.status,
             "status_text": done.view.status_text,
             "size": done.size,
         });
+        if let Some(answer) = &done.view.hook_response {
+            body["hook_response"] = answer.clone();
+        }
         let mut r = draft.reply(201, "application/json", body.to_string());
         r.headers.push(draft.complete_header(true));
+        r.headers.extend(super::hook_response(Some(&done)));
         r.headers
             .push(("upload-offset", appended.offset.to_string()));
         return r;

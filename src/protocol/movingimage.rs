@@ -150,10 +150,7 @@ where
             202,
             &json!({ "videoId": info.id, "chunk": index + 1, "chunksReceived": received, "totalChunks": total }),
         ),
-        Ok(ChunkOutcome::Complete(done)) => Reply::json(
-            201,
-            &json!({ "videoId": info.id, "status": done.view.status, "status_text": done.view.status_text }),
-        ),
+        Ok(ChunkOutcome::Complete(done)) => stored(201, &done),
         Err(ChunkFailure::Conflict(e)) => refuse(&MovingimageError::Conflict(e.to_string())),
         Err(ChunkFailure::QuotaExceeded) => refuse(&MovingimageError::QuotaExceeded),
         Err(ChunkFailure::TooLarge(limit)) => refuse(&MovingimageError::TooLarge { limit }),
@@ -163,8 +160,24 @@ where
             refuse(&MovingimageError::HeldElsewhere)
         }
         Err(ChunkFailure::NotReceiving(status)) => over(&info.id, status),
+        Err(ChunkFailure::Refused(refusal)) => refuse(&MovingimageError::Refused(refusal)),
         Err(e @ ChunkFailure::Unavailable(_)) => unavailable(&e),
     }
+}
+
+/// The answer for a stored upload: its status, and the application's `pre-finish` answer.
+fn stored(status: u16, done: &crate::ingest::Completed) -> Reply {
+    let mut body = json!({
+        "videoId": done.view.id,
+        "status": done.view.status,
+        "status_text": done.view.status_text,
+    });
+    if let Some(answer) = &done.view.hook_response {
+        body["hook_response"] = answer.clone();
+    }
+    let mut reply = Reply::json(status, &body);
+    reply.headers.extend(super::hook_response(Some(done)));
+    reply
 }
 
 /// The deprecated full-file form: `multipart/form-data` with the video in `file`; `200`.
@@ -197,6 +210,7 @@ where
             while let Some(piece) = form.chunk().await.map_err(|e| refuse(&malformed(e)))? {
                 upload.append(piece).await.map_err(|e| match e {
                     IngestError::QuotaExceeded => refuse(&MovingimageError::QuotaExceeded),
+                    IngestError::Refused(refusal) => refuse(&MovingimageError::Refused(refusal)),
                     IngestError::TooLarge { limit } => {
                         refuse(&MovingimageError::TooLarge { limit })
                     }
@@ -218,10 +232,8 @@ where
             refuse(&MovingimageError::FileMissing)
         }
         Ok(()) => match ctx.ingest.complete(upload, None, None).await {
-            Ok(done) => Reply::json(
-                200,
-                &json!({ "videoId": info.id, "status": done.view.status, "status_text": done.view.status_text }),
-            ),
+            Ok(done) => stored(200, &done),
+            Err(IngestError::Refused(refusal)) => refuse(&MovingimageError::Refused(refusal)),
             Err(e) => unavailable(&e),
         },
     }

@@ -20,6 +20,7 @@ impl<'a> Ctx<'a> {
         Core {
             ingest: self.ingest,
             spool: self.spool,
+            client: self.client,
         }
     }
 }

@@ -54,6 +54,8 @@ fn from_ingest(e: IngestError) -> S3Error {
             "The upload session this form belongs to has finished or expired; open a new session."
                 .into(),
         ),
+        // S3 has one status for a refusal; the application's message says why.
+        IngestError::Refused(refusal) => S3Error::AccessDenied(refusal.message),
         other => {
             tracing::error!(error = %crate::error::chain(&other), "S3 POST failed at the edge.");
             S3Error::ServiceUnavailable
@@ -191,7 +193,7 @@ async fn authorize(
 
 /// Reads the form, checks it, streams the file into an upload; the reply is S3's.
 pub async fn receive<S>(
-    (bucket, region): (&str, Option<&str>),
+    (bucket, region, client): (&str, Option<&str>, Option<std::net::IpAddr>),
     headers: &HeaderMap,
     body: S,
     ingest: &Ingest,
@@ -208,7 +210,7 @@ where
     let mut upload = None;
     match post(
         &mut form,
-        (bucket, region),
+        (bucket, region, client),
         (ingest, spool),
         now,
         &mut upload,
@@ -259,7 +261,7 @@ async fn fields_before_file(form: &mut Form<'_>) -> Result<(Fields, Option<Strin
 
 async fn post(
     form: &mut Form<'_>,
-    (bucket, region): (&str, Option<&str>),
+    (bucket, region, client): (&str, Option<&str>, Option<std::net::IpAddr>),
     (ingest, spool): (&Ingest, &ChunkSpool),
     now: chrono::DateTime<chrono::Utc>,
     upload: &mut Option<Receiving>,
@@ -281,6 +283,7 @@ async fn post(
         filename: &name,
         relative_key: Some(&relative),
         session: fields.get(crate::control::SESSION_FORM_FIELD),
+        client,
         ..Record::default()
     };
     if let Some(chunk) = chunking {
@@ -355,6 +358,7 @@ async fn post_chunk(
         Err(ChunkFailure::BodyEnded) => Err(S3Error::MalformedPostRequest),
         Err(ChunkFailure::HeldElsewhere(_)) => Err(S3Error::OperationAborted),
         Err(ChunkFailure::NotReceiving(_)) => Err(S3Error::NoSuchUpload),
+        Err(ChunkFailure::Refused(refusal)) => Err(S3Error::AccessDenied(refusal.message)),
         Err(e @ ChunkFailure::Unavailable(_)) => {
             tracing::error!(error = %crate::error::chain(&e), "S3 POST chunk failed at the edge.");
             Err(S3Error::ServiceUnavailable)

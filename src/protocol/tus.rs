@@ -66,6 +66,7 @@ fn refused(refusal: Refusal) -> Reply {
         // Requests that write render the state machine's refusals themselves (`appended`).
         Refusal::Refused(_) => error(&TusError::LengthOutOfRange),
         Refusal::Moved => error(&TusError::Moved),
+        Refusal::Hook(r) => error(&TusError::Refused(r)),
         Refusal::Unavailable => error(&TusError::Unavailable),
         Refusal::Full => error(&TusError::Full),
     }
@@ -79,7 +80,10 @@ fn appended(
     mut headers: Vec<(&'static str, String)>,
 ) -> Result<Reply, Refusal> {
     let offset = match result {
-        Ok(a) => a.offset,
+        Ok(a) => {
+            headers.extend(super::hook_response(a.stored.as_ref()));
+            a.offset
+        }
         // A repeat of the request that completed the upload (its answer was lost).
         Err(Refusal::Refused(Refused::AlreadyComplete { offset })) if offset == sent => offset,
         Err(Refusal::Refused(

@@ -30,12 +30,14 @@ const MAX_FOLDER: usize = 1024;
 pub struct Authorized {
     owner: KeyOwner,
     boundary: String,
+    client: Option<std::net::IpAddr>,
 }
 
 fn from_ingest(e: IngestError) -> UploadsApiError {
     match e {
         IngestError::TooLarge { limit } => UploadsApiError::TooLarge { limit },
         IngestError::QuotaExceeded => UploadsApiError::QuotaExceeded,
+        IngestError::Refused(refusal) => UploadsApiError::Refused(refusal),
         other if crate::error::disk_full(&other) => {
             tracing::warn!(error = %crate::error::chain(&other), "The edge's disk is full; an upload was refused.");
             UploadsApiError::Full
@@ -51,7 +53,11 @@ fn from_ingest(e: IngestError) -> UploadsApiError {
 ///
 /// # Errors
 /// The reply to send instead of reading the body.
-pub async fn authorize(headers: &HeaderMap, ingest: &Ingest) -> Result<Authorized, Reply> {
+pub async fn authorize(
+    headers: &HeaderMap,
+    client: Option<std::net::IpAddr>,
+    ingest: &Ingest,
+) -> Result<Authorized, Reply> {
     let key =
         super::bearer(headers).ok_or_else(|| Reply::error(&UploadsApiError::Unauthenticated))?;
     let owner = ingest
@@ -75,7 +81,11 @@ pub async fn authorize(headers: &HeaderMap, ingest: &Ingest) -> Result<Authorize
             return Err(Reply::error(&UploadsApiError::TooLarge { limit }));
         }
     }
-    Ok(Authorized { owner, boundary })
+    Ok(Authorized {
+        owner,
+        boundary,
+        client,
+    })
 }
 
 /// Reads the form and stores the video; the reply is the seed's `202` or an error.
@@ -85,7 +95,7 @@ where
 {
     let mut form = Form::new(body, &auth.boundary);
     let mut upload: Option<Receiving> = None;
-    let outcome = read_form(&mut form, &auth.owner, ingest, &mut upload).await;
+    let outcome = read_form(&mut form, &auth, ingest, &mut upload).await;
     drop(form);
     let result = match (outcome, upload) {
         (Ok(folder), Some(upload)) => finish(upload, folder, ingest).await,
@@ -97,13 +107,18 @@ where
         (Err(e), None) => Err(e),
     };
     match result {
-        Ok(done) => Reply::json(
-            202,
-            &json!({
+        Ok(done) => {
+            let mut body = json!({
                 "message": "Upload accepted and is now being processed.",
                 "data": { "id": done.view.id, "status": done.view.status, "status_text": done.view.status_text },
-            }),
-        ),
+            });
+            if let Some(answer) = &done.view.hook_response {
+                body["data"]["hook_response"] = answer.clone();
+            }
+            let mut reply = Reply::json(202, &body);
+            reply.headers.extend(super::hook_response(Some(&done)));
+            reply
+        }
         Err(e) => Reply::error(&e),
     }
 }
@@ -119,7 +134,7 @@ fn invalid(field: &'static str, message: &str) -> UploadsApiError {
 /// cancel it on error); returns `folder`.
 async fn read_form(
     form: &mut Form<'_>,
-    owner: &KeyOwner,
+    auth: &Authorized,
     ingest: &Ingest,
     upload: &mut Option<Receiving>,
 ) -> Result<Option<String>, UploadsApiError> {
@@ -138,7 +153,7 @@ async fn read_form(
                 let filename = Filename::clean(field.file_name.as_deref());
                 let receiving = upload.insert(
                     ingest
-                        .create(owner, FLAVOUR, filename.as_str())
+                        .create(&auth.owner, FLAVOUR, filename.as_str(), auth.client)
                         .await
                         .map_err(from_ingest)?,
                 );
