@@ -100,6 +100,8 @@ mod tests {
         assert!(allows(&["*".to_owned()], "https://anything.example"));
         assert!(response("https://a.example")
             .iter()
-            .any(|(k, v)| *k == "access-control-expose-headers" && v.contains("Upload-Offset")));
+            .any(|(k, v)| *k == "access-control-expose-headers"
+                && v.contains("Upload-Offset")
+                && v.contains("Uplink-Hook-Response")));
     }
 }
