@@ -26,9 +26,10 @@ const MAX_FOLDER: usize = 1024;
 /// A hook's time limit when the operator gives none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The range of time limits an operator may set.
+/// The range of time limits an operator may set: the edge waits 30 s for any answer of the
+/// origin, which must have heard the application by then.
 pub const TIMEOUTS: std::ops::RangeInclusive<Duration> =
-    Duration::from_millis(100)..=Duration::from_secs(60);
+    Duration::from_millis(100)..=Duration::from_secs(20);
 
 /// Which hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -254,7 +254,7 @@ struct AccountSettingsArgs {
     /// Which hooks are sent, comma-separated [default: pre-create,pre-finish].
     #[arg(long, value_delimiter = ',', value_name = "HOOKS")]
     hooks: Option<Vec<String>>,
-    /// A hook's time limit, like pre-create=2s (100ms to 60s) [default: 5s]; repeat for each.
+    /// A hook's time limit, like pre-create=2s (100ms to 20s) [default: 5s]; repeat for each.
     #[arg(long, value_name = "HOOK=DURATION")]
     hook_timeout: Vec<String>,
     /// What a hook that does not answer in time means, refuse or continue, like

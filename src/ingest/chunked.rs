@@ -137,14 +137,18 @@ impl Ingest {
             .iter()
             .map(|&(i, _, _)| spool.chunk_path(id, i))
             .collect();
-        let done = self
-            .store_files(upload, &files, allowance, None, md5)
-            .await
-            .map_err(|e| match e {
-                IngestError::QuotaExceeded => ChunkFailure::QuotaExceeded,
-                IngestError::Refused(refusal) => ChunkFailure::Refused(refusal),
-                other => unavailable(other),
-            })?;
+        let done = match self.store_files(upload, &files, allowance, None, md5).await {
+            Ok(done) => done,
+            Err(IngestError::QuotaExceeded) => return Err(ChunkFailure::QuotaExceeded),
+            Err(IngestError::Refused(refusal)) => {
+                // The upload failed: its chunks will never be asked for again.
+                if let Err(e) = spool.remove(id).await {
+                    tracing::warn!(upload_id = %id, error = %e, "Could not remove a refused upload's spool.");
+                }
+                return Err(ChunkFailure::Refused(refusal));
+            }
+            Err(other) => return Err(unavailable(other)),
+        };
         if let Err(e) = spool.remove(id).await {
             tracing::warn!(upload_id = %id, error = %e, "Could not remove a completed upload's spool.");
         }
