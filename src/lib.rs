@@ -31,6 +31,8 @@
 //! - [`store`]: object storage trait and its implementations.
 //! - [`metrics`]: Prometheus metrics (every name in one place) and their scrape address.
 //! - [`health`]: readiness checks with a time limit, and their answer.
+//! - [`outbound`]: requests to customers' URLs (notifications, hooks, upload sources), with the
+//!   guard against private addresses.
 //! - [`geo`]: geoip lookup (the shipped `geoip/` database), client address, edge choice.
 //! - [`db`]: sqlx state database (SQLite or PostgreSQL), one file per table.
 //! - [`operator`]: operator commands (`uplink account create`, `uplink fleet`, `uplink geoip`).
@@ -60,6 +62,7 @@ pub mod metrics;
 pub mod notify;
 pub mod operator;
 pub mod origin;
+pub mod outbound;
 pub mod protocol;
 pub mod request_id;
 pub mod role;

@@ -67,7 +67,8 @@ async fn send(
     kind: Kind,
     message: &str,
 ) -> Result<Verdict, String> {
-    super::notifier::check_url(url, state.settings.notify.allow_private_addresses)?;
+    crate::outbound::check_url(url, state.settings.notify.allow_private_addresses)
+        .map_err(|e| e.to_string())?;
     let id = format!("hook_{}", uuid::Uuid::new_v4().simple());
     let request = crate::notify::request(
         crate::notify::Format::Json,

@@ -11,73 +11,21 @@ use crate::config::NotifySettings;
 use crate::db::now_ms;
 use crate::db::outbox::{self, Due, Outcome};
 use crate::notify;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long an idle sender waits before looking again without being woken.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
-/// Why an address may not be notified.
-const PRIVATE_REFUSED: &str =
-    "refused: the application's URL reaches a private, loopback or link-local address \
-     (set notify.allow_private_addresses to allow it)";
-
-/// Resolves names for the HTTP client, keeping only public addresses.
-#[derive(Debug)]
-struct PublicOnly;
-
-impl reqwest::dns::Resolve for PublicOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await?
-                .filter(|a| crate::geo::is_public(a.ip()))
-                .collect();
-            if addrs.is_empty() {
-                return Err(PRIVATE_REFUSED.into());
-            }
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-/// The HTTP client notifications and hooks are sent with.
+/// The HTTP client notifications and hooks are sent with: the guard of [`crate::outbound`]
+/// (unless the operator allows private addresses), no redirects, the time limit.
 ///
 /// # Errors
 /// The TLS roots cannot be loaded.
 pub(super) fn client(settings: &NotifySettings) -> reqwest::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
+    crate::outbound::client(settings.allow_private_addresses, 0, "notifications")
         .timeout(settings.timeout)
         .connect_timeout(settings.timeout)
-        .user_agent(concat!(
-            "Uplink/",
-            env!("CARGO_PKG_VERSION"),
-            " (notifications)"
-        ));
-    if !settings.allow_private_addresses {
-        builder = builder.dns_resolver(Arc::new(PublicOnly));
-    }
-    builder.build()
-}
-
-/// Whether `url` may be sent to at all: http or https, and, with the guard on, not a private
-/// address written as a literal (names are checked when they resolve).
-pub(super) fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("invalid application URL: {e}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err("the application's URL must be http or https".into());
-    }
-    let literal = match parsed.host() {
-        Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
-        Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
-        _ => None,
-    };
-    if !allow_private && literal.is_some_and(|ip| !crate::geo::is_public(ip)) {
-        return Err(PRIVATE_REFUSED.into());
-    }
-    Ok(())
+        .build()
 }
 
 /// Starts the senders; they run until the process ends.
@@ -163,7 +111,8 @@ async fn send(
     settings: &NotifySettings,
     due: &Due,
 ) -> Result<(), String> {
-    check_url(&due.url, settings.allow_private_addresses)?;
+    crate::outbound::check_url(&due.url, settings.allow_private_addresses)
+        .map_err(|e| e.to_string())?;
     let request = notify::request(
         due.format,
         &due.id,
@@ -196,40 +145,5 @@ async fn send(
         ))
     } else {
         Err(format!("the receiver answered {status}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_checked_before_sending() {
-        assert!(check_url("https://hooks.example.com/x", false).is_ok());
-        assert!(check_url("ftp://example.com/x", true)
-            .unwrap_err()
-            .contains("http"));
-        for private in [
-            "http://127.0.0.1:9/",
-            "http://10.1.2.3/",
-            "http://169.254.169.254/latest/meta-data",
-            "http://[::1]/",
-            "http://[fe80::1]/",
-        ] {
-            assert_eq!(
-                check_url(private, false).unwrap_err(),
-                PRIVATE_REFUSED,
-                "{private}"
-            );
-            assert!(check_url(private, true).is_ok());
-        }
-    }
-
-    #[tokio::test]
-    async fn names_resolving_to_private_addresses_are_refused() {
-        use reqwest::dns::Resolve;
-        let name: reqwest::dns::Name = "localhost".parse().unwrap();
-        let err = PublicOnly.resolve(name).await.err().unwrap();
-        assert_eq!(err.to_string(), PRIVATE_REFUSED);
     }
 }
