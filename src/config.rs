@@ -20,7 +20,9 @@ mod url;
 mod value;
 
 pub use dev::{DevSettings, RawDev};
-pub use edge::{EdgeSettings, OneOrMany, OriginAddr, RawEdge, RawTls, TlsSettings};
+pub use edge::{
+    EdgeSettings, FetchSettings, OneOrMany, OriginAddr, RawEdge, RawFetch, RawTls, TlsSettings,
+};
 pub use limits::{Limits, RawLimits};
 pub use origin::{
     FleetSettings, OriginSettings, RawFleet, RawFleetEdge, RawFleetRegion, RawOrigin, Routing,

@@ -263,6 +263,14 @@ pub struct RecordPart {
     pub edge: Option<String>,
 }
 
+/// `POST /internal/v1/uploads/{id}/failed`: an upload still receiving failed at the edge (its
+/// [`crate::upload::Failure`] code). 204, or 404 for an upload not receiving.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadFailed {
+    /// The failure's code.
+    pub code: String,
+}
+
 /// `POST /internal/v1/progress`: bytes arrived so far of uploads still receiving, as one edge
 /// reports them every couple of seconds (only those that grew). 204.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -43,8 +43,8 @@ use std::sync::Arc;
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The origin client could not be built.
-    #[error("edge: cannot set up the origin client")]
+    /// An HTTP client (the origin's, or upload sources') could not be built.
+    #[error("edge: cannot set up an HTTP client")]
     Client(#[source] reqwest::Error),
     /// The chunk spool could not be opened.
     #[error("edge: cannot open the chunk spool")]
@@ -118,6 +118,7 @@ pub fn run(
     let mut server = server(settings, upgrade);
     let active = heartbeat::ActiveUploads::default();
     let progress = ProgressReports(ingest.clone());
+    let fetcher = crate::ingest::fetch::Fetcher::new(settings.fetch).map_err(StartError::Client)?;
     let edge = proxy::EdgeProxy::new(
         ingest,
         store,
@@ -125,6 +126,7 @@ pub fn run(
         active.clone(),
         settings,
         origins.clone(),
+        Arc::new(fetcher),
     );
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, edge.clone());
     proxy.h2_options = Some(h2::options());

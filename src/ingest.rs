@@ -15,6 +15,7 @@ pub mod chunk_spool;
 pub mod chunked;
 pub mod control_plane;
 pub mod durability;
+pub mod fetch;
 pub mod forward;
 pub mod offset_spool;
 pub mod progress;
@@ -680,6 +681,12 @@ impl Receiving {
     #[must_use]
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The most bytes it may hold.
+    #[must_use]
+    pub fn max_size(&self) -> u64 {
+        self.max_size
     }
 
     /// Also computes the bytes' MD5 (for an S3 ETag); before the first byte.

@@ -10,8 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// What a refused address is told.
-const PRIVATE_REFUSED: &str =
-    "refused: the URL reaches a private, loopback or link-local address";
+const PRIVATE_REFUSED: &str = "refused: the URL reaches a private, loopback or link-local address";
 
 /// A URL the guard refuses (its reason).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,7 +68,9 @@ pub fn check_url(url: &str, allow_private: bool) -> Result<url::Url, NotAllowed>
 
 fn check(url: &url::Url, allow_private: bool) -> Result<(), NotAllowed> {
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(NotAllowed("the URL must be an absolute http or https URL".into()));
+        return Err(NotAllowed(
+            "the URL must be an absolute http or https URL".into(),
+        ));
     }
     let literal = match url.host() {
         Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
@@ -174,6 +175,9 @@ mod tests {
         let url = redirecting("/again").await;
         let client = client(true, 3, "test").build().unwrap();
         let err = client.get(&url).send().await.unwrap_err();
-        assert!(crate::error::chain(&err).contains("more than 3 redirects"), "{err:?}");
+        assert!(
+            crate::error::chain(&err).contains("more than 3 redirects"),
+            "{err:?}"
+        );
     }
 }

@@ -65,6 +65,9 @@ pub struct RawDev {
     /// The edge's limits on slow and greedy clients (`edge.toml`'s `[limits]`).
     #[serde(default)]
     pub limits: super::RawLimits,
+    /// Uploads from a URL (`edge.toml`'s `[fetch]`; private addresses allowed by default).
+    #[serde(default)]
+    pub fetch: super::edge::RawFetch,
 }
 
 /// Validated settings of the embedded default: the two roles' settings plus the data dir.
@@ -201,6 +204,7 @@ impl RawDev {
                 )?,
                 tls,
                 limits: self.limits.validate()?,
+                fetch: self.fetch.validate(true)?,
                 drain_timeout: parse_duration(&default_drain_timeout(), "drain_timeout")?,
                 upgrade_socket: data_dir.join("spool/upgrade.sock"),
             },

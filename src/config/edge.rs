@@ -74,6 +74,9 @@ pub struct RawEdge {
     /// Limits on slow and greedy clients.
     #[serde(default)]
     pub limits: super::RawLimits,
+    /// Uploads from a URL: the guard and how many sources are fetched at once.
+    #[serde(default)]
+    pub fetch: RawFetch,
     /// On SIGTERM (or a graceful upgrade's SIGQUIT), how long requests in flight may take to
     /// finish before they are ended (keeping what arrived), e.g. `"60s"`.
     #[serde(default = "default_drain_timeout")]
@@ -81,6 +84,39 @@ pub struct RawEdge {
     /// The Unix socket a graceful upgrade hands the listening sockets over (`uplink edge
     /// --upgrade`). Default `SPOOL_DIR/upgrade.sock`.
     pub upgrade_socket: Option<PathBuf>,
+}
+
+/// Uploads from a URL (`[fetch]`, edge and dev).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFetch {
+    /// Whether upload sources may be (or redirect to, or resolve to) private, loopback and
+    /// link-local addresses. Default false on `uplink edge`, true on `uplink dev`.
+    pub allow_private_addresses: Option<bool>,
+    /// Sources this edge fetches at once; more wait their turn (status 0). Default 8.
+    pub at_once: Option<usize>,
+}
+
+/// Validated `[fetch]`.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchSettings {
+    /// Whether private addresses may be fetched.
+    pub allow_private_addresses: bool,
+    /// Sources fetched at once.
+    pub at_once: usize,
+}
+
+impl RawFetch {
+    /// Checks every key; `dev` picks the default of `allow_private_addresses`.
+    ///
+    /// # Errors
+    /// The first unusable key.
+    pub fn validate(&self, dev: bool) -> Result<FetchSettings, ConfigError> {
+        Ok(FetchSettings {
+            allow_private_addresses: self.allow_private_addresses.unwrap_or(dev),
+            at_once: nonzero(self.at_once.unwrap_or(8), "fetch.at_once")?,
+        })
+    }
 }
 
 /// The edge's `[tls]`.
@@ -203,6 +239,8 @@ pub struct EdgeSettings {
     pub tls: Option<TlsSettings>,
     /// Limits on slow and greedy clients.
     pub limits: super::Limits,
+    /// Uploads from a URL.
+    pub fetch: FetchSettings,
     /// How long requests in flight may take to finish on shutdown or upgrade.
     pub drain_timeout: Duration,
     /// The graceful upgrade's socket.
@@ -253,6 +291,7 @@ impl RawEdge {
             heartbeat_interval: parse_duration(&self.heartbeat_interval, "heartbeat_interval")?,
             tls: self.tls.as_ref().map(RawTls::validate).transpose()?,
             limits: self.limits.validate()?,
+            fetch: self.fetch.validate(false)?,
             drain_timeout: parse_duration(&self.drain_timeout, "drain_timeout")?,
             upgrade_socket: self
                 .upgrade_socket

@@ -436,4 +436,20 @@ impl ControlPlane for OriginClient {
             status => Err(OriginError::Status { op, status }.into()),
         }
     }
+
+    async fn fail(&self, id: &str, failure: crate::upload::Failure) -> Result<(), ControlError> {
+        let op = "fail an upload";
+        let path = format!("/internal/v1/uploads/{id}/failed");
+        let body = control::UploadFailed {
+            code: failure.code().to_owned(),
+        };
+        let resp = self
+            .call(op, reqwest::Method::POST, &path, Some(&body))
+            .await?;
+        match resp.status().as_u16() {
+            204 => Ok(()),
+            404 => Err(ControlError::NotFound),
+            status => Err(OriginError::Status { op, status }.into()),
+        }
+    }
 }

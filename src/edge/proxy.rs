@@ -51,6 +51,8 @@ pub struct EdgeProxy {
     spool_dir: std::path::PathBuf,
     /// Limits on slow clients.
     limits: super::limits::Limits,
+    /// Fetches the sources of uploads from a URL.
+    fetcher: Arc<crate::ingest::fetch::Fetcher>,
 }
 
 impl EdgeProxy {
@@ -61,6 +63,7 @@ impl EdgeProxy {
         active: ActiveUploads,
         settings: &EdgeSettings,
         origins: Arc<super::origins::Origins>,
+        fetcher: Arc<crate::ingest::fetch::Fetcher>,
     ) -> Self {
         Self {
             ingest,
@@ -69,6 +72,7 @@ impl EdgeProxy {
             keyring: settings.keyring.clone(),
             token_skew: settings.token_skew,
             form_max_size: settings.form_max_size,
+            fetcher,
             origins,
             region: settings.region.clone(),
             active,
@@ -132,7 +136,7 @@ impl EdgeProxy {
             Err(reply) => reply,
             Ok(auth) => {
                 continue_if_expected(x, &headers).await?;
-                uploads_api::receive(auth, body_stream(x), &self.ingest).await
+                uploads_api::receive(auth, body_stream(x), &self.ingest, &self.fetcher).await
             }
         };
         Ok(reply)

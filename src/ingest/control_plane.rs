@@ -118,4 +118,8 @@ pub trait ControlPlane: std::fmt::Debug + Send + Sync {
 
     /// Drops an upload that will never finish.
     async fn cancel(&self, id: &str) -> Result<(), ControlError>;
+
+    /// Ends an upload still receiving as failed, with `failure` (an upload from a URL whose
+    /// source could not be fetched): its record stays, saying why.
+    async fn fail(&self, id: &str, failure: crate::upload::Failure) -> Result<(), ControlError>;
 }

@@ -31,6 +31,7 @@ pub fn routes(state: State) -> Router<State> {
         .route("/internal/v1/uploads/{id}/stored", post(stored))
         .route("/internal/v1/uploads/{id}/hold", post(hold))
         .route("/internal/v1/uploads/{id}/writer", post(writer))
+        .route("/internal/v1/uploads/{id}/failed", post(failed))
         .route("/internal/v1/progress", post(progress))
         .route("/internal/v1/uploads/{id}/parts", post(record_part))
         .route("/internal/v1/uploads/{id}", delete(cancel).get(info))
@@ -309,6 +310,48 @@ async fn pre_finish(
         }
         Some(crate::hook::Verdict::Finish(answer)) => Ok(Finish::Keep(answer)),
         Some(crate::hook::Verdict::Accept(_)) | None => Ok(Finish::Keep(None)),
+    }
+}
+
+/// Fails an upload with `failure` where its status still allows it, counts it and wakes the
+/// notifier; whether it failed now.
+pub(super) async fn fail_upload(
+    state: &State,
+    id: &str,
+    failure: crate::upload::Failure,
+    now: i64,
+) -> Result<bool, db::DbError> {
+    let failed = db::upload::transition(&state.db, id, Status::Failed, Some(failure), now).await?;
+    if failed {
+        crate::metrics::upload_processed(Some(failure.code()));
+        state.notify_wake.notify_waiters();
+    }
+    Ok(failed)
+}
+
+/// An upload still receiving failed at its edge (an upload from a URL whose source could not
+/// be fetched).
+async fn failed(
+    Ext(state): Ext<State>,
+    Path(id): Path<String>,
+    Json(req): Json<control::UploadFailed>,
+) -> Response {
+    let Some(failure) = crate::upload::Failure::from_code(&req.code) else {
+        return reply(StatusCode::BAD_REQUEST, "unknown failure code");
+    };
+    let receiving = match db::upload::get(&state.db, &id).await {
+        Ok(upload) => upload.is_some_and(|u| u.status == Status::Receiving),
+        Err(e) => return db_failure(&e),
+    };
+    if !receiving {
+        return reply(StatusCode::NOT_FOUND, "no such upload receiving");
+    }
+    match fail_upload(&state, &id, failure, now_ms()).await {
+        Ok(_) => {
+            tracing::info!(upload_id = %id, code = failure.code(), "An upload failed at its edge.");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => db_failure(&e),
     }
 }
 

@@ -12,7 +12,6 @@
 use super::State;
 use crate::db::{self, now_ms};
 use crate::store::ObjectKey;
-use crate::upload::Status;
 use std::time::{Duration, SystemTime};
 
 /// Uploads released per database round trip.
@@ -73,10 +72,8 @@ pub(super) async fn fail_held_by_lost(
     now: i64,
 ) -> Result<(), db::DbError> {
     let failure = crate::upload::Failure::EdgeLost;
-    if db::upload::transition(&state.db, id, Status::Failed, Some(failure), now).await? {
+    if super::internal::fail_upload(state, id, failure, now).await? {
         tracing::warn!(upload_id = %id, edge = %edge, "The edge that held this upload's unstored chunks was lost; the upload failed.");
-        crate::metrics::upload_processed(Some(failure.code()));
-        state.notify_wake.notify_waiters();
     }
     Ok(())
 }

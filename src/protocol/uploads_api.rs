@@ -1,7 +1,9 @@
 //! The Uploads API seed's upload: `POST /api/client/v1/uploads`, `multipart/form-data` with
 //! the file in `video` and the collection path in `folder`, `Authorization: Bearer <api_key>`;
 //! `202` with the seed's body once the file is stored. Fields may come in either order; the
-//! file streams into the ingest core as it arrives.
+//! file streams into the ingest core as it arrives. Instead of `video`, a `url` (in the form, or
+//! a JSON body `{"url": …, "folder": …}`) names a file this edge fetches
+//! ([`crate::ingest::fetch`]): `202` at once, with status 0 while it is fetched.
 //!
 //! Two steps so a listener can refuse before reading the body: [`authorize`] (headers only),
 //! then [`receive`].
@@ -10,11 +12,13 @@ use super::multipart::{Form, FormError};
 use super::Reply;
 use crate::control::KeyOwner;
 use crate::error::UploadsApiError;
+use crate::ingest::fetch::Fetcher;
 use crate::ingest::Body;
 use crate::ingest::{Ingest, IngestError, Receiving};
 use crate::upload::Filename;
 use http::HeaderMap;
 use serde_json::json;
+use std::sync::Arc;
 
 /// The path of the upload endpoint.
 pub const PATH: &str = "/api/client/v1/uploads";
@@ -29,9 +33,16 @@ const MAX_FOLDER: usize = 1024;
 #[derive(Debug)]
 pub struct Authorized {
     owner: KeyOwner,
-    boundary: String,
+    /// The form's boundary; `None` for a JSON body.
+    boundary: Option<String>,
     client: Option<std::net::IpAddr>,
 }
+
+/// The longest JSON body (a URL and a folder).
+const MAX_JSON: usize = 16 * 1024;
+
+/// The longest `url` accepted.
+const MAX_URL: usize = 8 * 1024;
 
 fn from_ingest(e: IngestError) -> UploadsApiError {
     match e {
@@ -65,11 +76,16 @@ pub async fn authorize(
         .await
         .map_err(|e| Reply::error(&from_ingest(e)))?
         .ok_or_else(|| Reply::error(&UploadsApiError::Unauthenticated))?;
-    let boundary = super::multipart_boundary(headers).ok_or_else(|| {
-        Reply::error(&UploadsApiError::Malformed(
-            "expected Content-Type: multipart/form-data with a boundary".into(),
-        ))
-    })?;
+    let json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().starts_with("application/json"));
+    let boundary = super::multipart_boundary(headers);
+    if boundary.is_none() && !json {
+        return Err(Reply::error(&UploadsApiError::Malformed(
+            "expected Content-Type: multipart/form-data with a boundary, or application/json with a url".into(),
+        )));
+    }
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -88,18 +104,32 @@ pub async fn authorize(
     })
 }
 
-/// Reads the form and stores the video; the reply is the seed's `202` or an error.
-pub async fn receive<S>(auth: Authorized, body: S, ingest: &Ingest) -> Reply
+/// Reads the form (or JSON body) and stores the video, or starts fetching it from its URL;
+/// the reply is the seed's `202` or an error.
+pub async fn receive<S>(auth: Authorized, body: S, ingest: &Ingest, fetcher: &Arc<Fetcher>) -> Reply
 where
     S: Body,
 {
-    let mut form = Form::new(body, &auth.boundary);
+    let Some(boundary) = &auth.boundary else {
+        return match read_json(body).await {
+            Ok((url, folder)) => fetch(&auth, &url, folder, ingest, fetcher).await,
+            Err(e) => Reply::error(&e),
+        };
+    };
+    let mut form = Form::new(body, boundary);
     let mut upload: Option<Receiving> = None;
     let outcome = read_form(&mut form, &auth, ingest, &mut upload).await;
     drop(form);
     let result = match (outcome, upload) {
-        (Ok(folder), Some(upload)) => finish(upload, folder, ingest).await,
-        (Ok(_), None) => Err(invalid("video", "The video field is required.")),
+        (Ok((folder, None)), Some(upload)) => finish(upload, folder, ingest).await,
+        (Ok((folder, Some(url))), None) => {
+            return fetch(&auth, &url, folder, ingest, fetcher).await
+        }
+        (Ok((_, Some(_))), Some(upload)) => {
+            ingest.cancel(upload).await;
+            Err(invalid("url", "Send either a video or a url, not both."))
+        }
+        (Ok((_, None)), None) => Err(invalid("video", "The video field is required.")),
         (Err(e), Some(upload)) => {
             ingest.cancel(upload).await;
             Err(e)
@@ -131,21 +161,23 @@ fn invalid(field: &'static str, message: &str) -> UploadsApiError {
 }
 
 /// Reads every field; streams `video` into a new upload (left in `upload` so the caller can
-/// cancel it on error); returns `folder`.
+/// cancel it on error); returns `folder` and `url`.
 async fn read_form(
     form: &mut Form<'_>,
     auth: &Authorized,
     ingest: &Ingest,
     upload: &mut Option<Receiving>,
-) -> Result<Option<String>, UploadsApiError> {
+) -> Result<(Option<String>, Option<String>), UploadsApiError> {
     let malformed = |e: FormError| UploadsApiError::Malformed(e.to_string());
     let mut folder = None;
+    let mut url = None;
     while let Some(field) = form.next_field().await.map_err(malformed)? {
         match field.name.as_deref() {
             // UTF-8 takes at most four bytes per character.
             Some("folder") => {
                 folder = Some(form.text(MAX_FOLDER as u64 * 4).await.map_err(malformed)?)
             }
+            Some("url") => url = Some(form.text(MAX_URL as u64).await.map_err(malformed)?),
             Some("video") => {
                 if upload.is_some() {
                     return Err(invalid("video", "Send exactly one video field."));
@@ -165,7 +197,103 @@ async fn read_form(
             _ => {}
         }
     }
-    Ok(folder)
+    Ok((folder, url))
+}
+
+/// A JSON body's `url` and `folder`.
+async fn read_json<S: Body>(body: S) -> Result<(String, Option<String>), UploadsApiError> {
+    #[derive(serde::Deserialize)]
+    struct FromUrl {
+        url: Option<String>,
+        folder: Option<String>,
+    }
+    let mut body = std::pin::pin!(body);
+    let mut bytes = Vec::new();
+    while let Some(piece) = futures_util::StreamExt::next(&mut body).await {
+        let piece = piece.map_err(|e| UploadsApiError::Malformed(e.to_string()))?;
+        bytes.extend_from_slice(&piece);
+        if bytes.len() > MAX_JSON {
+            return Err(UploadsApiError::Malformed(format!(
+                "the JSON body is larger than {MAX_JSON} bytes"
+            )));
+        }
+    }
+    let parsed: FromUrl = serde_json::from_slice(&bytes)
+        .map_err(|e| UploadsApiError::Malformed(format!("the JSON body is invalid: {e}")))?;
+    let url = parsed.url.ok_or_else(|| {
+        invalid(
+            "url",
+            "The url field is required (or send the video as a form).",
+        )
+    })?;
+    Ok((url, parsed.folder))
+}
+
+/// The `folder` field, checked.
+fn checked_folder(folder: Option<String>) -> Result<String, UploadsApiError> {
+    let folder = folder.map(|f| f.trim().to_owned()).unwrap_or_default();
+    if folder.is_empty() {
+        Err(invalid("folder", "The folder field is required."))
+    } else if folder.chars().count() > MAX_FOLDER || folder.chars().any(char::is_control) {
+        Err(invalid(
+            "folder",
+            "The folder must be at most 1024 characters, without control characters.",
+        ))
+    } else {
+        Ok(folder)
+    }
+}
+
+/// Opens an upload for the file at `url` and starts fetching it: `202` with status 0.
+async fn fetch(
+    auth: &Authorized,
+    url: &str,
+    folder_field: Option<String>,
+    ingest: &Ingest,
+    fetcher: &Arc<Fetcher>,
+) -> Reply {
+    let checked = checked_folder(folder_field).and_then(|folder| {
+        let url = url.trim();
+        if url.len() > MAX_URL {
+            return Err(invalid("url", "The url must be at most 8192 bytes."));
+        }
+        let url = fetcher
+            .check(url)
+            .map_err(|e| invalid("url", &format!("The url cannot be fetched: {e}.")))?;
+        Ok((folder, url))
+    });
+    let (folder, url) = match checked {
+        Ok(checked) => checked,
+        Err(e) => return Reply::error(&e),
+    };
+    let name = url
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .map(|n| {
+            percent_encoding::percent_decode_str(n)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .filter(|n| !n.is_empty());
+    let filename = Filename::clean(name.as_deref());
+    let upload = match ingest
+        .create(&auth.owner, FLAVOUR, filename.as_str(), auth.client)
+        .await
+    {
+        Ok(upload) => upload,
+        Err(e) => return Reply::error(&from_ingest(e)),
+    };
+    let id = upload.id().to_owned();
+    tracing::info!(upload_id = %id, host = url.host_str().unwrap_or_default(), "Fetching an upload's source.");
+    fetcher.spawn(ingest.clone(), upload, url, Some(folder));
+    let status = crate::upload::Status::Receiving;
+    Reply::json(
+        202,
+        &json!({
+            "message": "Upload accepted; the file is being fetched from its URL.",
+            "data": { "id": id, "status": status.code(), "status_text": status.text() },
+        }),
+    )
 }
 
 async fn finish(
@@ -173,23 +301,17 @@ async fn finish(
     folder: Option<String>,
     ingest: &Ingest,
 ) -> Result<crate::ingest::Completed, UploadsApiError> {
-    let folder = folder.map(|f| f.trim().to_owned()).unwrap_or_default();
-    let problem = if folder.is_empty() {
-        Some(invalid("folder", "The folder field is required."))
-    } else if folder.chars().count() > MAX_FOLDER || folder.chars().any(char::is_control) {
-        Some(invalid(
-            "folder",
-            "The folder must be at most 1024 characters, without control characters.",
-        ))
-    } else if upload.size() == 0 {
-        Some(invalid("video", "The video file is empty."))
-    } else {
-        None
+    let checked = checked_folder(folder).and_then(|folder| match upload.size() {
+        0 => Err(invalid("video", "The video file is empty.")),
+        _ => Ok(folder),
+    });
+    let folder = match checked {
+        Ok(folder) => folder,
+        Err(problem) => {
+            ingest.cancel(upload).await;
+            return Err(problem);
+        }
     };
-    if let Some(problem) = problem {
-        ingest.cancel(upload).await;
-        return Err(problem);
-    }
     tracing::info!(upload_id = %upload.id(), bytes = upload.size(), "Upload received.");
     ingest
         .complete(upload, Some(folder), None)

@@ -36,11 +36,18 @@ pub enum Failure {
     /// The account's application refused the upload through its `pre-finish` hook (or the
     /// hook failed and its policy refuses).
     RefusedByHook,
+    /// The source of an upload from a URL could not be fetched (unreachable, an error status,
+    /// or it stopped sending and could not be resumed).
+    SourceUnreachable,
+    /// The source of an upload from a URL is larger than the upload may be.
+    SourceTooLarge,
+    /// The URL of an upload from a URL is not allowed (not http(s), or a private address).
+    SourceNotAllowed,
 }
 
 impl Failure {
     /// Every failure, for the documentation's table and its tests.
-    pub const ALL: [Failure; 14] = [
+    pub const ALL: [Failure; 17] = [
         Failure::NotAVideo,
         Failure::NoVideoTrack,
         Failure::UnsupportedCodec,
@@ -55,6 +62,9 @@ impl Failure {
         Failure::GaveUp,
         Failure::EdgeLost,
         Failure::RefusedByHook,
+        Failure::SourceUnreachable,
+        Failure::SourceTooLarge,
+        Failure::SourceNotAllowed,
     ];
 
     /// The stable code (`error_code`).
@@ -75,6 +85,9 @@ impl Failure {
             Failure::GaveUp => "processing_failed",
             Failure::EdgeLost => "edge_lost",
             Failure::RefusedByHook => "refused_by_hook",
+            Failure::SourceUnreachable => "source_unreachable",
+            Failure::SourceTooLarge => "source_too_large",
+            Failure::SourceNotAllowed => "source_not_allowed",
         }
     }
 
@@ -112,6 +125,13 @@ impl Failure {
             Failure::RefusedByHook => {
                 "The application this upload is for refused it when its last byte arrived; it was not kept."
             }
+            Failure::SourceUnreachable => {
+                "The file at the URL could not be fetched: its server could not be reached, answered with an error, or stopped sending and could not resume."
+            }
+            Failure::SourceTooLarge => "The file at the URL is larger than this upload may be.",
+            Failure::SourceNotAllowed => {
+                "The URL is not allowed: it must be http or https, and neither it nor a redirect may reach a private network address."
+            }
         }
     }
 
@@ -132,6 +152,9 @@ impl Failure {
             Failure::ProcessingError | Failure::GaveUp => "processing failed",
             Failure::EdgeLost => "upload lost",
             Failure::RefusedByHook => "upload refused",
+            Failure::SourceUnreachable | Failure::SourceTooLarge | Failure::SourceNotAllowed => {
+                "fetch failed"
+            }
         }
     }
 }
