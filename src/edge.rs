@@ -46,6 +46,9 @@ pub enum StartError {
     /// An HTTP client (the origin's, or upload sources') could not be built.
     #[error("edge: cannot set up an HTTP client")]
     Client(#[source] reqwest::Error),
+    /// Uploads from a URL could not be set up.
+    #[error("edge: cannot set up uploads from a URL")]
+    Fetch(#[source] crate::ingest::fetch::FetcherError),
     /// The chunk spool could not be opened.
     #[error("edge: cannot open the chunk spool")]
     Spool(#[source] crate::ingest::chunk_spool::SpoolError),
@@ -118,7 +121,11 @@ pub fn run(
     let mut server = server(settings, upgrade);
     let active = heartbeat::ActiveUploads::default();
     let progress = ProgressReports(ingest.clone());
-    let fetcher = crate::ingest::fetch::Fetcher::new(settings.fetch).map_err(StartError::Client)?;
+    let fetcher =
+        crate::ingest::fetch::Fetcher::new(settings.fetch, settings.spool_dir.join("fetch"))
+            .map(Arc::new)
+            .map_err(StartError::Fetch)?;
+    let fetches = Fetches(fetcher.clone(), ingest.clone());
     let edge = proxy::EdgeProxy::new(
         ingest,
         store,
@@ -126,7 +133,7 @@ pub fn run(
         active.clone(),
         settings,
         origins.clone(),
-        Arc::new(fetcher),
+        fetcher,
     );
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, edge.clone());
     proxy.h2_options = Some(h2::options());
@@ -167,7 +174,7 @@ pub fn run(
         active,
         interval: settings.heartbeat_interval,
     });
-    add_background(&mut server, sweeper, drain, heartbeats, progress);
+    add_background(&mut server, sweeper, drain, heartbeats, (progress, fetches));
     tracing::info!(listen = %settings.listen, origin = %origins.now().url, name = ?settings.name, region = ?settings.region, "Edge listening.");
     server.run_forever()
 }
@@ -209,18 +216,32 @@ impl pingora::services::background::BackgroundService for ProgressReports {
     }
 }
 
-/// The edge's background services: the spool sweeper, the drain, progress reports and, for a
-/// named edge, its heartbeats.
+/// Fetches again what the edge was fetching when it stopped.
+struct Fetches(Arc<crate::ingest::fetch::Fetcher>, Ingest);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Fetches {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            () = self.0.recover(&self.1) => {}
+        }
+    }
+}
+
+/// The edge's background services: the spool sweeper, the drain, progress reports, fetches
+/// resumed after a restart and, for a named edge, its heartbeats.
 fn add_background(
     server: &mut Server,
     sweeper: spool_sweeper::SpoolSweeper,
     drain: drain::Drain,
     heartbeats: Option<heartbeat::Heartbeats>,
-    progress: ProgressReports,
+    (progress, fetches): (ProgressReports, Fetches),
 ) {
     use pingora::services::background::background_service;
     server.add_service(background_service("spool sweeper", sweeper));
     server.add_service(background_service("progress reports", progress));
+    server.add_service(background_service("fetches", fetches));
     server.add_service(background_service("drain", drain));
     if let Some(heartbeats) = heartbeats {
         server.add_service(background_service("heartbeat", heartbeats));

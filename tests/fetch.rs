@@ -17,8 +17,8 @@ struct Source {
     base: String,
     ranges: Arc<Mutex<Vec<String>>>,
     requests: Arc<Mutex<usize>>,
-    /// Lets `/slow/…` send its second half.
-    release: Arc<tokio::sync::Notify>,
+    /// Lets `/slow/…` send its second half, once true.
+    release: tokio::sync::watch::Sender<bool>,
 }
 
 impl Source {
@@ -29,7 +29,7 @@ impl Source {
             base: format!("http://127.0.0.1:{port}"),
             ranges: Arc::default(),
             requests: Arc::default(),
-            release: Arc::default(),
+            release: tokio::sync::watch::channel(false).0,
         };
         let (ranges, requests, release) = (
             source.ranges.clone(),
@@ -75,7 +75,7 @@ async fn serve(
     mut conn: TcpStream,
     video: Arc<Vec<u8>>,
     ranges: Arc<Mutex<Vec<String>>>,
-    release: Arc<tokio::sync::Notify>,
+    release: tokio::sync::watch::Sender<bool>,
 ) {
     let Some((path, range)) = read_head(&mut conn).await else {
         return;
@@ -111,7 +111,7 @@ async fn serve(
         // Half, then the rest once the test has seen the half arrive.
         ("/slow/video.mkv", None) => {
             let sent = write(&mut conn, &ok(len), &video[..half]).await;
-            release.notified().await;
+            let _ = release.subscribe().wait_for(|go| *go).await;
             sent.and(conn.write_all(&video[half..]).await)
         }
         ("/redirect", _) => {
@@ -235,7 +235,33 @@ async fn an_upload_from_a_url_is_fetched_resumed_and_processed() {
             && record["data"]["bytes_received"].as_u64() == Some(half as u64)
     })
     .await;
-    source.release.notify_one();
+    source.release.send_replace(true);
+    uploads.assert_stored(&id, &bytes).await;
+}
+
+#[tokio::test]
+async fn a_fetch_under_way_survives_a_crash_of_its_edge() {
+    let mut node = Node::dev(Backend::Sqlite).await;
+    let account = node.account("Acme");
+    let base = node.url.clone();
+    let uploads = Uploads::new(&base, &account.api_key);
+    let bytes: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let half = bytes.len() / 2;
+    let source = Source::start(bytes.clone()).await;
+    let url = format!("{}/slow/video.mkv", source.base);
+    let id = from_url(&node, &account.api_key, &url).await;
+    common::eventually("half the source is in", async || {
+        let (_, record) = uploads.get(&format!("/{id}")).await;
+        record["data"]["bytes_received"].as_u64() == Some(half as u64)
+    })
+    .await;
+    node.restart().await;
+    // The restarted edge asks for the source again, from the start.
+    common::eventually("the source is asked again", async || {
+        *source.requests.lock().unwrap() == 2
+    })
+    .await;
+    source.release.send_replace(true);
     uploads.assert_stored(&id, &bytes).await;
 }
 

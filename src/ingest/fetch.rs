@@ -5,15 +5,18 @@
 //! bring nothing, and never follows a redirect or resolves a name to a private address unless
 //! the operator allows it ([`crate::outbound`]). The upload then completes as any upload does,
 //! or fails with a code saying why ([`Failure::SourceUnreachable`], `SourceTooLarge`,
-//! `SourceNotAllowed`).
+//! `SourceNotAllowed`). Each fetch is written down in the edge's spool directory before it is
+//! acknowledged, so an edge that restarts (after a crash too) fetches it again from the start.
 //!
 //! Must not depend on the edge's HTTP server or on the protocols.
 
-use super::{Ingest, IngestError, Receiving};
+use super::{Allowance, Ingest, IngestError, Receiving};
 use crate::config::FetchSettings;
 use crate::outbound::NotAllowed;
 use crate::upload::Failure;
 use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +39,27 @@ pub struct Fetcher {
     client: reqwest::Client,
     allow_private: bool,
     slots: Arc<tokio::sync::Semaphore>,
+    /// Where the fetches under way are written down (one JSON file each, by upload id).
+    dir: PathBuf,
+}
+
+/// A fetch under way, as written down.
+#[derive(Debug, Serialize, Deserialize)]
+struct Job {
+    url: String,
+    folder: Option<String>,
+    allowance: (Option<u64>, Option<u64>),
+}
+
+/// Why a fetcher could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum FetcherError {
+    /// The HTTP client (its TLS roots).
+    #[error("cannot build the HTTP client for upload sources")]
+    Client(#[source] reqwest::Error),
+    /// The directory where fetches are written down.
+    #[error("cannot create the directory of fetches under way")]
+    Dir(#[source] std::io::Error),
 }
 
 /// Why an attempt ended without the whole source.
@@ -47,19 +71,22 @@ enum Attempt {
 }
 
 impl Fetcher {
-    /// A fetcher with `settings`' guard and concurrency.
+    /// A fetcher with `settings`' guard and concurrency, writing its fetches down in `dir`.
     ///
     /// # Errors
-    /// The HTTP client cannot be built (its TLS roots).
-    pub fn new(settings: FetchSettings) -> reqwest::Result<Self> {
+    /// The HTTP client cannot be built (its TLS roots), or `dir` cannot be created.
+    pub fn new(settings: FetchSettings, dir: PathBuf) -> Result<Self, FetcherError> {
         let client = crate::outbound::client(settings.allow_private_addresses, REDIRECTS, "fetch")
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(IDLE_TIMEOUT)
-            .build()?;
+            .build()
+            .map_err(FetcherError::Client)?;
+        std::fs::create_dir_all(&dir).map_err(FetcherError::Dir)?;
         Ok(Self {
             client,
             allow_private: settings.allow_private_addresses,
             slots: Arc::new(tokio::sync::Semaphore::new(settings.at_once)),
+            dir,
         })
     }
 
@@ -72,46 +99,149 @@ impl Fetcher {
         crate::outbound::check_url(url, self.allow_private)
     }
 
-    /// Fetches `url` into `upload` in the background, then completes it (with `folder`) or
-    /// fails it with the reason.
-    pub fn spawn(
+    /// Writes the fetch of `url` into `upload` down, then runs it in the background: the
+    /// upload is completed (with `folder`) or failed with the reason.
+    ///
+    /// # Errors
+    /// The fetch cannot be written down (the upload is then cancelled).
+    pub async fn start(
         self: &Arc<Self>,
         ingest: Ingest,
         upload: Receiving,
         url: url::Url,
         folder: Option<String>,
-    ) {
+        allowance: Allowance,
+    ) -> std::io::Result<()> {
+        let job = Job {
+            url: url.to_string(),
+            folder,
+            allowance: (allowance.max_size, allowance.quota),
+        };
+        if let Err(e) = self.write_down(upload.id(), &job).await {
+            ingest.cancel(upload).await;
+            return Err(e);
+        }
         let fetcher = self.clone();
-        tokio::spawn(async move {
-            let _slot = fetcher.slots.acquire().await;
-            let mut upload = upload;
-            let id = upload.id().to_owned();
-            let fetched = tokio::time::timeout(MAX_DURATION, fetcher.fetch(&url, &mut upload))
-                .await
-                .unwrap_or_else(|_| {
-                    Err((
-                        Failure::SourceUnreachable,
-                        format!(
-                            "not fetched within {}",
-                            humantime::format_duration(MAX_DURATION)
-                        ),
-                    ))
-                });
-            match fetched {
-                Ok(()) => match ingest.complete(upload, folder, None).await {
-                    Ok(done) => {
-                        tracing::info!(upload_id = %id, bytes = done.size, "Fetched an upload's source.");
-                    }
-                    Err(e) => {
-                        tracing::warn!(upload_id = %id, error = %crate::error::chain(&e), "A fetched upload could not be completed.");
-                    }
-                },
-                Err((failure, why)) => {
-                    tracing::warn!(upload_id = %id, host = url.host_str().unwrap_or_default(), code = failure.code(), %why, "Could not fetch an upload's source.");
-                    ingest.fail(upload, failure).await;
+        tokio::spawn(async move { fetcher.run(ingest, upload, url, job.folder).await });
+        Ok(())
+    }
+
+    /// Fetches again, from the start, every fetch written down that is still receiving (after
+    /// a restart); returns when they have all ended.
+    pub async fn recover(self: &Arc<Self>, ingest: &Ingest) {
+        // The origin may start after this edge.
+        while ingest.origin_ready().await.is_err() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let mut runs = Vec::new();
+        let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await else {
+            return;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let path = entry.path();
+            let Some(id) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            match self.reopen(ingest, &id).await {
+                Ok(Some((upload, url, folder))) => {
+                    tracing::info!(upload_id = %id, "Fetching an upload's source again after a restart.");
+                    runs.push(self.run(ingest.clone(), upload, url, folder));
+                }
+                Ok(None) => self.forget(&id).await,
+                Err(e) => {
+                    tracing::warn!(upload_id = %id, error = %crate::error::chain(&e), "Could not resume a fetch; it is tried at the next start.");
                 }
             }
-        });
+        }
+        futures_util::future::join_all(runs).await;
+    }
+
+    /// The upload of a fetch written down, with a fresh writer, if it is still receiving.
+    async fn reopen(
+        &self,
+        ingest: &Ingest,
+        id: &str,
+    ) -> Result<Option<(Receiving, url::Url, Option<String>)>, IngestError> {
+        let text = tokio::fs::read(self.path(id)).await.unwrap_or_default();
+        let Ok(job) = serde_json::from_slice::<Job>(&text) else {
+            return Ok(None);
+        };
+        let Ok(url) = url::Url::parse(&job.url) else {
+            return Ok(None);
+        };
+        let Some(info) = ingest.upload_info(id).await? else {
+            return Ok(None);
+        };
+        if info.status != crate::upload::Status::Receiving.code() {
+            return Ok(None);
+        }
+        let (max_size, quota) = job.allowance;
+        let upload = ingest.resume(&info, Allowance { max_size, quota }).await?;
+        Ok(Some((upload, url, job.folder)))
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Writes `job` down durably (a new file, synced, then its directory).
+    async fn write_down(&self, id: &str, job: &Job) -> std::io::Result<()> {
+        let path = self.path(id);
+        let dir = self.dir.clone();
+        let text = serde_json::to_vec(job).map_err(std::io::Error::other)?;
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&path)?;
+            file.write_all(&text)?;
+            file.sync_all()?;
+            std::fs::File::open(dir)?.sync_all()
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    async fn forget(&self, id: &str) {
+        if let Err(e) = tokio::fs::remove_file(self.path(id)).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(upload_id = %id, error = %e, "Could not remove a finished fetch's note.");
+            }
+        }
+    }
+
+    /// Fetches, then completes or fails the upload, and forgets the fetch.
+    async fn run(
+        &self,
+        ingest: Ingest,
+        mut upload: Receiving,
+        url: url::Url,
+        folder: Option<String>,
+    ) {
+        let _slot = self.slots.acquire().await;
+        let id = upload.id().to_owned();
+        let fetched = tokio::time::timeout(MAX_DURATION, self.fetch(&url, &mut upload))
+            .await
+            .unwrap_or_else(|_| {
+                let limit = humantime::format_duration(MAX_DURATION);
+                Err((
+                    Failure::SourceUnreachable,
+                    format!("not fetched within {limit}"),
+                ))
+            });
+        match fetched {
+            Ok(()) => match ingest.complete(upload, folder, None).await {
+                Ok(done) => {
+                    tracing::info!(upload_id = %id, bytes = done.size, "Fetched an upload's source.");
+                }
+                Err(e) => {
+                    tracing::warn!(upload_id = %id, error = %crate::error::chain(&e), "A fetched upload could not be completed.");
+                }
+            },
+            Err((failure, why)) => {
+                tracing::warn!(upload_id = %id, host = url.host_str().unwrap_or_default(), code = failure.code(), %why, "Could not fetch an upload's source.");
+                ingest.fail(upload, failure).await;
+            }
+        }
+        self.forget(&id).await;
     }
 
     /// Attempts until the whole source is in `upload`, or it cannot be.

@@ -285,7 +285,19 @@ async fn fetch(
     };
     let id = upload.id().to_owned();
     tracing::info!(upload_id = %id, host = url.host_str().unwrap_or_default(), "Fetching an upload's source.");
-    fetcher.spawn(ingest.clone(), upload, url, Some(folder));
+    let allowance = (&auth.owner).into();
+    let started = fetcher
+        .start(ingest.clone(), upload, url, Some(folder), allowance)
+        .await;
+    if let Err(e) = started {
+        tracing::error!(upload_id = %id, error = %e, "Could not write a fetch down; the upload was cancelled.");
+        let full = crate::error::disk_full(&e);
+        return Reply::error(&if full {
+            UploadsApiError::Full
+        } else {
+            UploadsApiError::Unavailable
+        });
+    }
     let status = crate::upload::Status::Receiving;
     Reply::json(
         202,
