@@ -24,6 +24,7 @@ pub(crate) mod range;
 mod ready;
 mod spool_sweeper;
 pub mod tls;
+mod to_origin;
 
 /// The edge's QUIC endpoint, with its TLS and transport settings (the HTTP-version benchmark
 /// measures a raw QUIC sink on it, the limit for the edge's HTTP/3).
@@ -126,6 +127,10 @@ pub fn run(
             .map(Arc::new)
             .map_err(StartError::Fetch)?;
     let fetches = Fetches(fetcher.clone(), ingest.clone());
+    let forwarder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(StartError::Client)?;
     let edge = proxy::EdgeProxy::new(
         ingest,
         store,
@@ -133,7 +138,7 @@ pub fn run(
         active.clone(),
         settings,
         origins.clone(),
-        fetcher,
+        (fetcher, forwarder),
     );
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, edge.clone());
     proxy.h2_options = Some(h2::options());

@@ -222,6 +222,22 @@ async fn an_upload_from_a_url_is_fetched_resumed_and_processed() {
         .assert_stored(body["data"]["id"].as_str().unwrap(), &bytes)
         .await;
 
+    // movingimage's video creation with a url: the video is opened and fetched by the edge.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/videos", node.url))
+        .bearer_auth(&account.api_key)
+        .json(&json!({ "url": format!("{}/video.mkv", source.base) }))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::json_of(resp).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["status"], 0, "{body}");
+    let record = uploads
+        .assert_stored(body["videoId"].as_str().unwrap(), &bytes)
+        .await;
+    assert_eq!(record["filename"], "video.mkv");
+
     // While the source pauses, the record shows status 0 and the bytes so far.
     let id = from_url(
         &node,

@@ -32,8 +32,6 @@ const STREAMS_PER_CONNECTION: u32 = 128;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Request body bytes gathered into one piece for the ingest core, at most.
 const PIECE: usize = 256 * 1024;
-/// The largest control-API request body forwarded to the origin (uploads never are).
-const FORWARD_LIMIT: usize = 1 << 20;
 
 /// Opens the QUIC endpoint on `addr` (UDP) with the edge's certificate.
 ///
@@ -206,7 +204,8 @@ impl Listener {
             Ok(false) => {
                 let method = request.method().clone();
                 let mut metered = super::metered::Metered::new(&mut x);
-                let forwarded = forward(&mut metered, client, &self.forwarder, &self.origins);
+                let forwarded =
+                    super::to_origin::forward(&mut metered, &self.forwarder, &self.origins);
                 let forwarded = crate::request_id::scope(id, forwarded).await;
                 metered.record("control", &method);
                 forwarded
@@ -364,81 +363,5 @@ impl Exchange for H3Exchange {
         // Ask the client to stop sending the body this answer refuses.
         self.stream.stop_sending(h3::error::Code::H3_NO_ERROR);
         self.done = true;
-    }
-}
-
-/// Forwards a control-API request to the origin, as Pingora's proxy does for TCP: the
-/// internal secret header is dropped and the client joins `X-Forwarded-For`.
-async fn forward(
-    x: &mut dyn Exchange,
-    client_addr: IpAddr,
-    client: &reqwest::Client,
-    origins: &super::origins::Origins,
-) -> pingora::Result<()> {
-    let head = x.head();
-    let mut body = Vec::new();
-    while let Some(piece) = x.read().await? {
-        body.extend_from_slice(&piece);
-        if body.len() > FORWARD_LIMIT {
-            let reply = crate::protocol::Reply::error(&crate::error::UploadsApiError::Malformed(
-                "the request body is too large for this API".into(),
-            ));
-            return super::exchange::write_reply(x, reply, &[]).await;
-        }
-    }
-    // The current origin; one that cannot be connected to is left for the next request.
-    let origin = origins.current();
-    let url = format!(
-        "{}{}{}",
-        origins.get(origin).url,
-        head.path,
-        head.query.map(|q| format!("?{q}")).unwrap_or_default()
-    );
-    let mut headers = head.headers.clone();
-    headers.remove(crate::control::SECRET_HEADER);
-    headers.remove(http::header::HOST);
-    let chain = super::proxy::forwarded_chain(&head.headers, client_addr);
-    if let Ok(value) = http::HeaderValue::from_str(&chain) {
-        headers.insert("x-forwarded-for", value);
-    }
-    let id = crate::request_id::current().unwrap_or_default();
-    if let Ok(value) = http::HeaderValue::from_str(&id) {
-        headers.insert(crate::request_id::HEADER, value);
-    }
-    let answer = client
-        .request(head.method.clone(), url)
-        .headers(headers)
-        .body(body)
-        .send()
-        .await;
-    let mut answer = match answer {
-        Ok(a) => a,
-        Err(e) => {
-            if e.is_connect() {
-                origins.failed(origin);
-            }
-            tracing::warn!(error = %e, "Forwarding an HTTP/3 request to the origin failed.");
-            let reply = crate::protocol::Reply::error(&crate::error::UploadsApiError::Unavailable);
-            return super::exchange::write_reply(x, reply, &[]).await;
-        }
-    };
-    let mut head = ResponseHeader::build(answer.status().as_u16(), Some(answer.headers().len()))?;
-    for (name, value) in answer.headers() {
-        head.append_header(name.clone(), value.clone())?;
-    }
-    head.insert_header(crate::request_id::HEADER, &id)?;
-    x.respond(head, false).await?;
-    loop {
-        match answer.chunk().await {
-            Ok(Some(piece)) => x.send(piece, false).await?,
-            Ok(None) => return x.send(Bytes::new(), true).await,
-            Err(e) => {
-                return Err(pingora::Error::because(
-                    pingora::ErrorType::ReadError,
-                    "reading the origin's answer",
-                    e,
-                ))
-            }
-        }
     }
 }

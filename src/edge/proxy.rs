@@ -53,6 +53,8 @@ pub struct EdgeProxy {
     limits: super::limits::Limits,
     /// Fetches the sources of uploads from a URL.
     fetcher: Arc<crate::ingest::fetch::Fetcher>,
+    /// Forwards to the origin the control-API requests the edge read itself.
+    forwarder: reqwest::Client,
 }
 
 impl EdgeProxy {
@@ -63,7 +65,7 @@ impl EdgeProxy {
         active: ActiveUploads,
         settings: &EdgeSettings,
         origins: Arc<super::origins::Origins>,
-        fetcher: Arc<crate::ingest::fetch::Fetcher>,
+        (fetcher, forwarder): (Arc<crate::ingest::fetch::Fetcher>, reqwest::Client),
     ) -> Self {
         Self {
             ingest,
@@ -73,6 +75,7 @@ impl EdgeProxy {
             token_skew: settings.token_skew,
             form_max_size: settings.form_max_size,
             fetcher,
+            forwarder,
             origins,
             region: settings.region.clone(),
             active,
@@ -225,6 +228,30 @@ impl EdgeProxy {
         Ok(reply)
     }
 
+    /// movingimage's `POST /v1/videos`: with a `url`, the video is opened here and its file
+    /// fetched by this edge; without one the request is forwarded to the origin (`None`: its
+    /// answer is written).
+    async fn videos(&self, x: &mut dyn Exchange) -> pingora::Result<Option<Reply>> {
+        let head = x.head();
+        let body = match super::to_origin::read_body(x).await? {
+            Ok(body) => body,
+            Err(reply) => return Ok(Some(reply)),
+        };
+        if !movingimage::names_url(&body) {
+            super::to_origin::forward_read(x, head, body, &self.forwarder, &self.origins).await?;
+            return Ok(None);
+        }
+        let reply = movingimage::video_from_url(
+            &head.headers,
+            &body,
+            head.client,
+            &self.ingest,
+            &self.fetcher,
+        )
+        .await;
+        Ok(Some(reply))
+    }
+
     /// The HTML form upload: its credentials are form fields, so the body is read.
     async fn ankoder_form(&self, x: &mut dyn Exchange) -> pingora::Result<Reply> {
         let RequestHead {
@@ -269,6 +296,8 @@ enum Route {
     S3Post(String),
     UploadsApi,
     AnkoderForm,
+    /// movingimage's `POST /v1/videos`: the edge's when it names a `url`, else the origin's.
+    Videos,
     /// `OPTIONS` on an upload path that is not a CORS preflight.
     Options,
     /// `GET`/`HEAD` of a processed output by its signed link: signature, key.
@@ -284,7 +313,7 @@ impl Route {
             Self::Internal => "internal",
             Self::IetfCreate(_) | Self::Ietf(..) => "ietf",
             Self::Tus(_) => "tus",
-            Self::UploadUrl(_) => "movingimage",
+            Self::UploadUrl(_) | Self::Videos => "movingimage",
             Self::S3Post(_) => "s3_post",
             Self::UploadsApi => "uploads_api",
             Self::AnkoderForm => "ankoder_form",
@@ -340,6 +369,7 @@ impl Route {
             ("GET", "/readyz") => Some(Self::Ready),
             ("POST", uploads_api::PATH) => Some(Self::UploadsApi),
             ("POST", ankoder_form::PATH) => Some(Self::AnkoderForm),
+            ("POST", movingimage::VIDEOS) => Some(Self::Videos),
             (_, p) if p.starts_with(control::PREFIX) => Some(Self::Internal),
             _ => None,
         }
@@ -414,6 +444,11 @@ impl EdgeProxy {
             Route::S3Post(bucket) => self.s3_post(x, &bucket).await?,
             Route::UploadsApi => self.uploads_api(x).await?,
             Route::AnkoderForm => self.ankoder_form(x).await?,
+            Route::Videos => match self.videos(x).await? {
+                Some(reply) => reply,
+                // The origin's answer, already written.
+                None => return Ok(()),
+            },
             Route::Output(signature, key) => {
                 // Streamed, not a `Reply`: written here in full.
                 outputs::serve(

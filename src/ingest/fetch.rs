@@ -12,8 +12,9 @@
 
 use super::{Allowance, Ingest, IngestError, Receiving};
 use crate::config::FetchSettings;
+use crate::control::KeyOwner;
 use crate::outbound::NotAllowed;
-use crate::upload::Failure;
+use crate::upload::{Failure, Filename};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -49,6 +50,20 @@ struct Job {
     url: String,
     folder: Option<String>,
     allowance: (Option<u64>, Option<u64>),
+}
+
+/// Why an upload from a URL was not opened.
+#[derive(Debug, thiserror::Error)]
+pub enum NotOpened {
+    /// The URL may not be fetched.
+    #[error("the URL cannot be fetched: {0}")]
+    Url(#[source] NotAllowed),
+    /// The upload could not be opened.
+    #[error("the upload could not be opened")]
+    Ingest(#[source] IngestError),
+    /// The fetch could not be written down.
+    #[error("the fetch could not be written down")]
+    NotWritten(#[source] std::io::Error),
 }
 
 /// Why a fetcher could not be set up.
@@ -90,13 +105,44 @@ impl Fetcher {
         })
     }
 
-    /// Whether `url` may be fetched at all (http or https; no private address written as a
-    /// literal unless allowed): checked before an upload is opened for it.
+    /// Opens an upload for `owner` (as `flavour`, from `client`) of the file at `url` and
+    /// starts fetching it; its file name is `filename`, else the URL's last path segment.
+    /// Returns the upload's id.
     ///
     /// # Errors
-    /// Why not.
-    pub fn check(&self, url: &str) -> Result<url::Url, NotAllowed> {
-        crate::outbound::check_url(url, self.allow_private)
+    /// The URL may not be fetched (checked at once: http or https; no private address written
+    /// as a literal unless allowed), the upload cannot be opened (the origin, its hook), or the
+    /// fetch cannot be written down.
+    pub async fn open(
+        self: &Arc<Self>,
+        ingest: &Ingest,
+        owner: &KeyOwner,
+        (flavour, filename, client): (&str, Option<&str>, Option<std::net::IpAddr>),
+        url: &str,
+        folder: Option<String>,
+    ) -> Result<String, NotOpened> {
+        let url =
+            crate::outbound::check_url(url.trim(), self.allow_private).map_err(NotOpened::Url)?;
+        let from_url = url
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .map(|n| {
+                percent_encoding::percent_decode_str(n)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .filter(|n| !n.is_empty());
+        let filename = Filename::clean(filename.or(from_url.as_deref()));
+        let upload = ingest
+            .create(owner, flavour, filename.as_str(), client)
+            .await
+            .map_err(NotOpened::Ingest)?;
+        let id = upload.id().to_owned();
+        tracing::info!(upload_id = %id, host = url.host_str().unwrap_or_default(), "Fetching an upload's source.");
+        self.start(ingest.clone(), upload, url, folder, owner.into())
+            .await
+            .map_err(NotOpened::NotWritten)?;
+        Ok(id)
     }
 
     /// Writes the fetch of `url` into `upload` down, then runs it in the background: the
@@ -104,7 +150,7 @@ impl Fetcher {
     ///
     /// # Errors
     /// The fetch cannot be written down (the upload is then cancelled).
-    pub async fn start(
+    async fn start(
         self: &Arc<Self>,
         ingest: Ingest,
         upload: Receiving,

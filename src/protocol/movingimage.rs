@@ -3,20 +3,24 @@
 //! `Mi24-Upload-Current-Chunk` (from 1), the chunk as the body. `202` per chunk, `201` for
 //! the request that completes the upload. Chunks arrive in any order; a repeat changes nothing;
 //! a repeat with other bytes is `409`. The deprecated full-file form (`-F file=@…`) answers
-//! `200`. Over the account's quota: `413` with movingimage's code 1101.
+//! `200`. Over the account's quota: `413` with movingimage's code 1101. `POST /v1/videos` with
+//! a `url` opens the video here and fetches its file ([`crate::ingest::fetch`]); without one,
+//! video creation is the origin's.
 
 use super::Reply;
 use crate::control::UploadInfo;
-use crate::error::MovingimageError;
+use crate::error::{MovingimageError, UploadsApiError};
 use crate::ingest::chunk_spool::ChunkSpool;
 use crate::ingest::chunked::{ChunkFailure, ChunkOutcome};
+use crate::ingest::fetch::Fetcher;
 use crate::ingest::Body;
-use crate::ingest::IngestError;
+use crate::ingest::{Ingest, IngestError};
 use crate::token::{Claims, TokenError};
 use crate::upload::chunk_set::MAX_CHUNKS;
 use crate::upload::{Status, UploadId};
 use http::HeaderMap;
-use serde_json::json;
+use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// The path prefix of upload URLs.
 pub const PREFIX: &str = "/upload/";
@@ -162,6 +166,64 @@ where
         Err(ChunkFailure::NotReceiving(status)) => over(&info.id, status),
         Err(ChunkFailure::Refused(refusal)) => refuse(&MovingimageError::Refused(refusal)),
         Err(e @ ChunkFailure::Unavailable(_)) => unavailable(&e),
+    }
+}
+
+/// The path of movingimage's video creation (`POST`; the origin's unless it names a `url`).
+pub const VIDEOS: &str = "/v1/videos";
+
+/// Whether a `POST /v1/videos` body names a `url` to fetch the video from.
+#[must_use]
+pub fn names_url(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("url").is_some())
+}
+
+/// `POST /v1/videos` with `{"url": …, "fileName": …}` (`fileName` optional: the URL's last
+/// segment): opens the video at this edge and fetches its file here; `201` with its
+/// `videoId` and status 0 while it is fetched.
+pub async fn video_from_url(
+    headers: &HeaderMap,
+    body: &[u8],
+    client: Option<std::net::IpAddr>,
+    ingest: &Ingest,
+    fetcher: &Arc<Fetcher>,
+) -> Reply {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct FromUrl {
+        url: String,
+        file_name: Option<String>,
+    }
+    let owner = match super::bearer(headers) {
+        None => Err(UploadsApiError::Unauthenticated),
+        Some(key) => match ingest.authenticate(key).await {
+            Ok(Some(owner)) => Ok(owner),
+            Ok(None) => Err(UploadsApiError::Unauthenticated),
+            Err(e) => {
+                tracing::error!(error = %crate::error::chain(&e), "Could not check an API key.");
+                Err(UploadsApiError::Unavailable)
+            }
+        },
+    };
+    let request = owner.and_then(|owner| {
+        serde_json::from_slice::<FromUrl>(body)
+            .map(|req| (owner, req))
+            .map_err(|e| UploadsApiError::Malformed(format!("the JSON body is invalid: {e}")))
+    });
+    let (owner, req) = match request {
+        Ok(request) => request,
+        Err(e) => return Reply::error(&e),
+    };
+    let what = ("movingimage", req.file_name.as_deref(), client);
+    match fetcher.open(ingest, &owner, what, &req.url, None).await {
+        Ok(id) => {
+            let status = Status::Receiving;
+            Reply::json(
+                201,
+                &json!({ "videoId": id, "status": status.code(), "status_text": status.text() }),
+            )
+        }
+        Err(e) => Reply::error(&super::uploads_api::from_fetch(e)),
     }
 }
 

@@ -12,7 +12,7 @@ use super::multipart::{Form, FormError};
 use super::Reply;
 use crate::control::KeyOwner;
 use crate::error::UploadsApiError;
-use crate::ingest::fetch::Fetcher;
+use crate::ingest::fetch::{Fetcher, NotOpened};
 use crate::ingest::Body;
 use crate::ingest::{Ingest, IngestError, Receiving};
 use crate::upload::Filename;
@@ -248,64 +248,44 @@ fn checked_folder(folder: Option<String>) -> Result<String, UploadsApiError> {
 async fn fetch(
     auth: &Authorized,
     url: &str,
-    folder_field: Option<String>,
+    folder: Option<String>,
     ingest: &Ingest,
     fetcher: &Arc<Fetcher>,
 ) -> Reply {
-    let checked = checked_folder(folder_field).and_then(|folder| {
-        let url = url.trim();
-        if url.len() > MAX_URL {
-            return Err(invalid("url", "The url must be at most 8192 bytes."));
-        }
-        let url = fetcher
-            .check(url)
-            .map_err(|e| invalid("url", &format!("The url cannot be fetched: {e}.")))?;
-        Ok((folder, url))
-    });
-    let (folder, url) = match checked {
-        Ok(checked) => checked,
+    let folder = match checked_folder(folder) {
+        Ok(folder) => folder,
         Err(e) => return Reply::error(&e),
     };
-    let name = url
-        .path_segments()
-        .and_then(|mut s| s.next_back())
-        .map(|n| {
-            percent_encoding::percent_decode_str(n)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .filter(|n| !n.is_empty());
-    let filename = Filename::clean(name.as_deref());
-    let upload = match ingest
-        .create(&auth.owner, FLAVOUR, filename.as_str(), auth.client)
+    let what = (FLAVOUR, None, auth.client);
+    match fetcher
+        .open(ingest, &auth.owner, what, url, Some(folder))
         .await
     {
-        Ok(upload) => upload,
-        Err(e) => return Reply::error(&from_ingest(e)),
-    };
-    let id = upload.id().to_owned();
-    tracing::info!(upload_id = %id, host = url.host_str().unwrap_or_default(), "Fetching an upload's source.");
-    let allowance = (&auth.owner).into();
-    let started = fetcher
-        .start(ingest.clone(), upload, url, Some(folder), allowance)
-        .await;
-    if let Err(e) = started {
-        tracing::error!(upload_id = %id, error = %e, "Could not write a fetch down; the upload was cancelled.");
-        let full = crate::error::disk_full(&e);
-        return Reply::error(&if full {
-            UploadsApiError::Full
-        } else {
-            UploadsApiError::Unavailable
-        });
+        Ok(id) => {
+            let status = crate::upload::Status::Receiving;
+            Reply::json(
+                202,
+                &json!({
+                    "message": "Upload accepted; the file is being fetched from its URL.",
+                    "data": { "id": id, "status": status.code(), "status_text": status.text() },
+                }),
+            )
+        }
+        Err(e) => Reply::error(&from_fetch(e)),
     }
-    let status = crate::upload::Status::Receiving;
-    Reply::json(
-        202,
-        &json!({
-            "message": "Upload accepted; the file is being fetched from its URL.",
-            "data": { "id": id, "status": status.code(), "status_text": status.text() },
-        }),
-    )
+}
+
+/// Why an upload from a URL was not opened, as the Uploads API says it.
+pub(super) fn from_fetch(e: NotOpened) -> UploadsApiError {
+    match e {
+        NotOpened::Url(why) => invalid("url", &format!("The url cannot be fetched: {why}.")),
+        NotOpened::Ingest(e) => from_ingest(e),
+        NotOpened::NotWritten(e) if crate::error::disk_full(&e) => UploadsApiError::Full,
+        NotOpened::NotWritten(e) => {
+            tracing::error!(error = %e, "Could not write a fetch down; the upload was cancelled.");
+            UploadsApiError::Unavailable
+        }
+    }
 }
 
 async fn finish(
