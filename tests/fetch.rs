@@ -331,10 +331,8 @@ async fn bad_sources_fail_with_a_clear_code() {
 
 #[tokio::test]
 async fn the_guard_refuses_private_sources() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("dev.toml");
-    std::fs::write(&config, "[fetch]\nallow_private_addresses = false\n").unwrap();
-    let node = Node::dev_with(Backend::Sqlite, &["--config", config.to_str().unwrap()]).await;
+    let toml = "[fetch]\nallow_private_addresses = false\n";
+    let (node, _config) = Node::dev_toml(Backend::Sqlite, toml).await;
     let account = node.account("Acme");
     let uploads = Uploads::new(&node.url, &account.api_key);
     let source = Source::start(vec![1u8; 1024]).await;

@@ -41,35 +41,9 @@ impl Received {
         (pairs[0].1.clone(), pairs[1].1.clone())
     }
 
-    /// Verifies the Standard Webhooks signature with the reference Python library; returns
-    /// what it parsed (the message for a JSON body).
+    /// Verifies the Standard Webhooks signature ([`common::verify_webhook`]).
     fn verify_webhook(&self, secret: &str) -> Value {
-        let headers: serde_json::Map<String, Value> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap())))
-            .collect();
-        let request = json!({ "headers": headers, "body": self.body });
-        let mut child = Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/verify_webhook.py"))
-            .arg(secret)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        std::io::Write::write_all(
-            child.stdin.as_mut().unwrap(),
-            request.to_string().as_bytes(),
-        )
-        .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "standardwebhooks refused it: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        common::verify_webhook(&self.headers, &self.body, secret)
     }
 }
 
@@ -121,15 +95,6 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-/// Starts `uplink dev` with a config file holding `toml`.
-async fn node_with(backend: Backend, toml: &str) -> (Node, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("dev.toml");
-    std::fs::write(&config, toml).unwrap();
-    let node = Node::dev_with(backend, &["--config", config.to_str().unwrap()]).await;
-    (node, dir)
 }
 
 fn seed_signature(secret: &str, message: &str) -> String {
@@ -203,7 +168,7 @@ async fn first_failure(node: &Node, id: &str) -> String {
 
 #[tokio::test]
 async fn a_form_upload_is_transcoded_and_notified_after_two_failures() {
-    let (node, _config) = node_with(Backend::Sqlite, "[notify]\nfirst_retry = \"1s\"\n").await;
+    let (node, _config) = Node::dev_toml(Backend::Sqlite, "[notify]\nfirst_retry = \"1s\"\n").await;
     let receiver = Receiver::start(2).await;
     let account = node.account_with(&["--name", "Acme", "--notify-url", &receiver.url]);
     let secret = account.json["secret"].as_str().unwrap().to_owned();
@@ -395,7 +360,7 @@ async fn a_non_video_fails_with_signed_failure_and_status_notifications() {
 
 #[tokio::test]
 async fn a_worker_killed_mid_job_does_not_lose_it() {
-    let (mut node, _config) = node_with(Backend::Postgres, "job_lease = \"2s\"\n").await;
+    let (mut node, _config) = Node::dev_toml(Backend::Postgres, "job_lease = \"2s\"\n").await;
     let receiver = Receiver::start(0).await;
     let account = node.account_with(&["--name", "Acme", "--notify-url", &receiver.url]);
     let api = Uploads::new(&node.url, &account.api_key);
@@ -484,7 +449,7 @@ async fn a_worker_killed_mid_job_does_not_lose_it() {
 
 #[tokio::test]
 async fn private_notification_addresses_are_refused_when_guarded() {
-    let (node, _config) = node_with(
+    let (node, _config) = Node::dev_toml(
         Backend::Postgres,
         "[notify]\nallow_private_addresses = false\nfirst_retry = \"1s\"\n",
     )
@@ -539,7 +504,7 @@ async fn cloud_vod_names_the_template_and_watermark_and_hls_plays_through_the_ed
          [processing.watermarks]\nlogo = \"{}\"\n",
         logo.display()
     );
-    let (node, _config) = node_with(Backend::Sqlite, &config).await;
+    let (node, _config) = Node::dev_toml(Backend::Sqlite, &config).await;
     let account = node.account("Acme");
     let api = Uploads::new(&node.url, &account.api_key);
     let video = test_video(assets.path(), 8);

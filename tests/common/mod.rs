@@ -354,6 +354,16 @@ impl Node {
         self.start().await;
     }
 
+    /// `uplink dev` with a config file of `toml`; the file's directory lives as long as the
+    /// returned guard.
+    pub async fn dev_toml(backend: Backend, toml: &str) -> (Self, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("dev.toml");
+        std::fs::write(&config, toml).unwrap();
+        let node = Self::dev_with(backend, &["--config", config.to_str().unwrap()]).await;
+        (node, dir)
+    }
+
     /// Creates an account with `uplink account create --json` beside the running node.
     pub fn account(&self, name: &str) -> Account {
         let json = run_ok(&[
@@ -536,6 +546,36 @@ impl<'a> Uploads<'a> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Verifies a Standard Webhooks request (its headers and body) with the reference Python
+/// library and the account `secret`; returns what it parsed (the message for a JSON body).
+pub fn verify_webhook(headers: &reqwest::header::HeaderMap, body: &str, secret: &str) -> Value {
+    let headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::from(v.to_str().unwrap())))
+        .collect();
+    let request = serde_json::json!({ "headers": headers, "body": body });
+    let mut child = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/verify_webhook.py"))
+        .arg(secret)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        request.to_string().as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "standardwebhooks refused it: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Runs `tests/support/SCRIPT` with python3 (its clients come from PyPI: `bash .ci/setup`) on
