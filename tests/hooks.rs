@@ -194,25 +194,13 @@ async fn hooks_refuse_set_and_answer_uploads() {
 
     // Refused before it starts: the application's status and message; no upload is made.
     let file = write_file(dir.path(), "refuse-dog.mp4", 1024 * 1024);
-    let refused = tus_js(&node, &token, &file).await;
-    assert_eq!(refused["ok"], false, "{refused}");
-    assert_eq!(refused["status"], 451, "{refused}");
-    assert!(
-        refused["body"].as_str().unwrap().contains("Not this one."),
-        "{refused}"
-    );
+    assert_refused(&tus_js(&node, &token, &file).await, 451, "Not this one.");
     let (_, list) = uploads.get("").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
 
     // Refused at its last byte: the final PATCH fails, the upload fails, its bytes go.
     let file = write_file(dir.path(), "reject-bird.mp4", 2 * 1024 * 1024 + 5);
-    let rejected = tus_js(&node, &token, &file).await;
-    assert_eq!(rejected["ok"], false, "{rejected}");
-    assert_eq!(rejected["status"], 422, "{rejected}");
-    assert!(
-        rejected["body"].as_str().unwrap().contains("Too blurry."),
-        "{rejected}"
-    );
+    assert_refused(&tus_js(&node, &token, &file).await, 422, "Too blurry.");
     let (_, list) = uploads.get("").await;
     let failed = list["data"]
         .as_array()
@@ -243,6 +231,22 @@ async fn hooks_refuse_set_and_answer_uploads() {
     assert_eq!(head.status(), 404);
 }
 
+/// `uplink account update ID ARGS…` beside the running node.
+fn account_update(node: &Node, id: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::bin())
+        .args(["account", "update", id, "--database", &node.database_url()])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Asserts tus-js-client's report is a failure with `status` whose body says `text`.
+fn assert_refused(report: &Value, status: u16, text: &str) {
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["status"], status, "{report}");
+    assert!(report["body"].as_str().unwrap().contains(text), "{report}");
+}
+
 #[tokio::test]
 async fn a_hook_that_does_not_answer_follows_its_failure_policy() {
     let node = Node::dev(Backend::Sqlite).await;
@@ -265,17 +269,7 @@ async fn a_hook_that_does_not_answer_follows_its_failure_policy() {
     let file = write_file(dir.path(), "slow.mp4", 256 * 1024);
     let uploads = Uploads::new(&node.url, &account.api_key);
     let update = |args: &[&str]| {
-        let out = std::process::Command::new(common::bin())
-            .args([
-                "account",
-                "update",
-                &account.id,
-                "--database",
-                &node.database_url(),
-            ])
-            .args(args)
-            .output()
-            .unwrap();
+        let out = account_update(&node, &account.id, args);
         assert!(
             out.status.success(),
             "{}",
@@ -333,17 +327,7 @@ async fn a_hook_that_does_not_answer_follows_its_failure_policy() {
     assert_eq!(app.hooked().len(), asked);
 
     // Bad settings are refused with a message that says why.
-    let out = std::process::Command::new(common::bin())
-        .args([
-            "account",
-            "update",
-            &account.id,
-            "--database",
-            &node.database_url(),
-        ])
-        .args(["--hook-timeout", "pre-create=2s"])
-        .output()
-        .unwrap();
+    let out = account_update(&node, &account.id, &["--hook-timeout", "pre-create=2s"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("needs --hook-url"), "{err}");
