@@ -326,7 +326,12 @@ impl Route {
     fn is_upload(&self) -> bool {
         !matches!(
             self,
-            Self::Health | Self::Ready | Self::Internal | Self::Options | Self::Output(..)
+            Self::Health
+                | Self::Ready
+                | Self::Internal
+                | Self::Options
+                | Self::Output(..)
+                | Self::Videos
         )
     }
 

@@ -299,12 +299,8 @@ async fn pre_finish(
     match super::hooks::ask(state, &upload.account_id, kind, data).await? {
         Some(crate::hook::Verdict::Refuse(refused)) => {
             let failure = crate::upload::Failure::RefusedByHook;
-            if db::upload::transition(&state.db, id, Status::Failed, Some(failure), now_ms())
-                .await?
-            {
+            if fail_upload(state, id, failure, now_ms()).await? {
                 tracing::info!(upload_id = %id, status = refused.status, "The application refused an upload at its last byte; it failed.");
-                crate::metrics::upload_processed(Some(failure.code()));
-                state.notify_wake.notify_waiters();
             }
             Ok(Finish::Refused(refused))
         }
