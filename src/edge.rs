@@ -84,6 +84,40 @@ fn open_spools(settings: &EdgeSettings) -> Result<proxy::Spools, StartError> {
     })
 }
 
+/// The ingest core over `store`, asking the origin through the client it returns too.
+fn open_ingest(
+    settings: &EdgeSettings,
+    store: Arc<dyn Store>,
+    origins: Arc<origins::Origins>,
+) -> Result<(Ingest, OriginClient), StartError> {
+    let origin = OriginClient::new(
+        origins,
+        settings.internal_secret.clone(),
+        settings.auth_cache_ttl,
+    )
+    .map_err(StartError::Client)?;
+    let ingest = Ingest::new(store, Arc::new(origin.clone()), settings.max_upload_size)
+        .with_name(settings.name.clone())
+        .with_forwarding(&settings.spool_dir.join("forward"))
+        .map_err(StartError::Store)?;
+    Ok((ingest, origin))
+}
+
+/// The edge's clients of other servers than the origin's internal API: the fetcher of upload
+/// sources, and the forwarder of control-API requests the edge reads itself.
+fn outbound_clients(
+    settings: &EdgeSettings,
+) -> Result<(Arc<crate::ingest::fetch::Fetcher>, reqwest::Client), StartError> {
+    let fetcher =
+        crate::ingest::fetch::Fetcher::new(settings.fetch, settings.spool_dir.join("fetch"))
+            .map_err(StartError::Fetch)?;
+    let forwarder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(StartError::Client)?;
+    Ok((Arc::new(fetcher), forwarder))
+}
+
 /// Runs the edge until the process is told to stop; never returns on success.
 ///
 /// # Errors
@@ -95,20 +129,7 @@ pub fn run(
     upgrade: bool,
 ) -> Result<std::convert::Infallible, StartError> {
     let origins = Arc::new(origins::Origins::new(settings.origins.clone()));
-    let origin = OriginClient::new(
-        origins.clone(),
-        settings.internal_secret.clone(),
-        settings.auth_cache_ttl,
-    )
-    .map_err(StartError::Client)?;
-    let ingest = Ingest::new(
-        store.clone(),
-        Arc::new(origin.clone()),
-        settings.max_upload_size,
-    )
-    .with_name(settings.name.clone())
-    .with_forwarding(&settings.spool_dir.join("forward"))
-    .map_err(StartError::Store)?;
+    let (ingest, origin) = open_ingest(settings, store.clone(), origins.clone())?;
     let spools = Arc::new(open_spools(settings)?);
     crate::metrics::edge_started();
     crate::metrics::on_scrape(Arc::new(metered::Spool(settings.spool_dir.clone())));
@@ -122,15 +143,8 @@ pub fn run(
     let mut server = server(settings, upgrade);
     let active = heartbeat::ActiveUploads::default();
     let progress = ProgressReports(ingest.clone());
-    let fetcher =
-        crate::ingest::fetch::Fetcher::new(settings.fetch, settings.spool_dir.join("fetch"))
-            .map(Arc::new)
-            .map_err(StartError::Fetch)?;
+    let (fetcher, forwarder) = outbound_clients(settings)?;
     let fetches = Fetches(fetcher.clone(), ingest.clone());
-    let forwarder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(StartError::Client)?;
     let edge = proxy::EdgeProxy::new(
         ingest,
         store,

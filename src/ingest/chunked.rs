@@ -132,27 +132,37 @@ impl Ingest {
                 total,
             });
         };
-        // Every chunk is in: stream them, in order, into the upload's object.
+        self.assemble(spool, upload, &layout, allowance, md5).await
+    }
+
+    /// Streams every chunk of an upload, in order, into its object; its spool then goes.
+    async fn assemble(
+        &self,
+        spool: &ChunkSpool,
+        upload: &UploadInfo,
+        layout: &[(u32, u64, u64)],
+        allowance: Allowance,
+        md5: bool,
+    ) -> Result<ChunkOutcome, ChunkFailure> {
+        let id = upload.id.as_str();
         let files: Vec<_> = layout
             .iter()
             .map(|&(i, _, _)| spool.chunk_path(id, i))
             .collect();
-        let done = match self.store_files(upload, &files, allowance, None, md5).await {
-            Ok(done) => done,
-            Err(IngestError::QuotaExceeded) => return Err(ChunkFailure::QuotaExceeded),
-            Err(IngestError::Refused(refusal)) => {
-                // The upload failed: its chunks will never be asked for again.
-                if let Err(e) = spool.remove(id).await {
-                    tracing::warn!(upload_id = %id, error = %e, "Could not remove a refused upload's spool.");
-                }
-                return Err(ChunkFailure::Refused(refusal));
+        let stored = self.store_files(upload, &files, allowance, None, md5).await;
+        // Stored, or refused by the application (the upload failed): its chunks will never be
+        // asked for again.
+        if matches!(stored, Ok(_) | Err(IngestError::Refused(_))) {
+            if let Err(e) = spool.remove(id).await {
+                tracing::warn!(upload_id = %id, error = %e, "Could not remove a finished upload's spool.");
             }
-            Err(other) => return Err(unavailable(other)),
-        };
-        if let Err(e) = spool.remove(id).await {
-            tracing::warn!(upload_id = %id, error = %e, "Could not remove a completed upload's spool.");
         }
-        tracing::info!(upload_id = %id, bytes = done.size, chunks = total, "Chunked upload assembled.");
+        let done = stored.map_err(|e| match e {
+            IngestError::QuotaExceeded => ChunkFailure::QuotaExceeded,
+            IngestError::Refused(refusal) => ChunkFailure::Refused(refusal),
+            other => unavailable(other),
+        })?;
+        tracing::info!(upload_id = %id, bytes = done.size, chunks = layout.len(), "Chunked upload assembled.");
         Ok(ChunkOutcome::Complete(done))
     }
 }
