@@ -223,6 +223,9 @@ pub struct Receiving {
     counter: progress::Counter,
     /// Whether this edge opened the record (and so drops it when the upload is abandoned).
     opened_here: bool,
+    /// No client waits for its answer (a fetch from a URL): a storage failure at its end
+    /// fails it with a code instead of dropping its record.
+    unattended: bool,
     size: u64,
     max_size: u64,
     quota: Option<u64>,
@@ -502,6 +505,7 @@ impl Ingest {
             key,
             writer,
             md5,
+            unattended,
             ..
         } = upload;
         let md5 = async {
@@ -520,6 +524,11 @@ impl Ingest {
         };
         let (size, md5) = match stored {
             Ok(stored) => stored,
+            Err(e) if unattended => {
+                self.record_failure(&id, crate::upload::Failure::ProcessingError)
+                    .await;
+                return Err(IngestError::Store(e));
+            }
             Err(e) => {
                 self.forget(&id).await;
                 return Err(IngestError::Store(e));
@@ -643,6 +652,7 @@ impl Ingest {
             md5: None,
             counter: self.progress.counter(&info.id, 0),
             opened_here: false,
+            unattended: false,
             size: 0,
             max_size: allowance
                 .max_size
@@ -660,6 +670,13 @@ impl Ingest {
         match &self.name {
             Some(name) => Ok(self.origin.still_writer(id, name).await?),
             None => Ok(()),
+        }
+    }
+
+    /// Tells the origin an upload still receiving failed with `failure`.
+    async fn record_failure(&self, id: &str, failure: crate::upload::Failure) {
+        if let Err(e) = self.origin.fail(id, failure).await {
+            tracing::warn!(upload_id = %id, error = %crate::error::chain(&e), "Could not record a failed upload; the sweeper drops it.");
         }
     }
 
@@ -687,6 +704,14 @@ impl Receiving {
     #[must_use]
     pub fn max_size(&self) -> u64 {
         self.max_size
+    }
+
+    /// No client waits for this upload's answer (a fetch from a URL): if storage fails at its
+    /// end it fails with a code, rather than its record being dropped for a client to retry.
+    #[must_use]
+    pub fn unattended(mut self) -> Self {
+        self.unattended = true;
+        self
     }
 
     /// Also computes the bytes' MD5 (for an S3 ETag); before the first byte.

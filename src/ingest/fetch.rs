@@ -168,6 +168,7 @@ impl Fetcher {
             return Err(e);
         }
         let fetcher = self.clone();
+        let upload = upload.unattended();
         tokio::spawn(async move { fetcher.run(ingest, upload, url, job.folder).await });
         Ok(())
     }
@@ -223,7 +224,7 @@ impl Fetcher {
         }
         let (max_size, quota) = job.allowance;
         let upload = ingest.resume(&info, Allowance { max_size, quota }).await?;
-        Ok(Some((upload, url, job.folder)))
+        Ok(Some((upload.unattended(), url, job.folder)))
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -428,11 +429,8 @@ impl Ingest {
     /// Ends an upload that will not complete as failed with `failure`: its bytes are dropped,
     /// its record says why.
     pub async fn fail(&self, upload: Receiving, failure: Failure) {
-        let id = upload.id.clone();
         upload.writer.abort().await;
-        if let Err(e) = self.origin.fail(&id, failure).await {
-            tracing::warn!(upload_id = %id, error = %crate::error::chain(&e), "Could not record a failed upload; the sweeper drops it.");
-        }
+        self.record_failure(&upload.id, failure).await;
     }
 }
 
