@@ -1,7 +1,8 @@
 //! Blocking hooks against `uplink dev` and a local application: `pre-create` refuses an upload
 //! (the client sees the application's status and message) or sets its folder and metadata;
 //! `pre-finish` gets the stored upload and its answer reaches tus-js-client's `onSuccess` (the
-//! `Uplink-Hook-Response` header) and the Uploads API, or its refusal fails the upload
+//! `Uplink-Hook-Response` header), also in Chromium from a page on another origin (the header
+//! is exposed by CORS), and the Uploads API, or its refusal fails the upload
 //! (`refused_by_hook`, never a success); every hook request is verified with the
 //! `standardwebhooks` library; a hook that does not answer in time follows its failure policy,
 //! which `uplink account update` changes.
@@ -105,13 +106,18 @@ fn deciding(message: &Value) -> (StatusCode, Value) {
     (StatusCode::OK, answer)
 }
 
-/// tus-js-client uploads `file` in 1 MiB chunks; its JSON report.
-async fn tus_js(node: &Node, token: &str, file: &Path) -> Value {
-    let modules = std::env::var("UPLINK_NODE_MODULES").unwrap_or_else(|_| {
+/// Where `.ci/setup` installs tus-js-client.
+fn node_modules() -> String {
+    std::env::var("UPLINK_NODE_MODULES").unwrap_or_else(|_| {
         let cache = std::env::var("XDG_CACHE_HOME")
             .unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").unwrap()));
         format!("{cache}/uplink/node/node_modules")
-    });
+    })
+}
+
+/// tus-js-client uploads `file` in 1 MiB chunks; its JSON report.
+async fn tus_js(node: &Node, token: &str, file: &Path) -> Value {
+    let modules = node_modules();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tus_js_upload.js");
     let out = tokio::process::Command::new("node")
         .arg(script)
@@ -229,6 +235,92 @@ async fn hooks_refuse_set_and_answer_uploads() {
     )
     .await;
     assert_eq!(head.status(), 404);
+}
+
+/// A page on another origin than the edge's (`page` as it is when asked for, with
+/// tus-js-client's browser build at `/tus.min.js`); its origin.
+async fn serve_page(page: Arc<Mutex<String>>) -> String {
+    let tus = std::fs::read(format!("{}/tus-js-client/dist/tus.min.js", node_modules()))
+        .expect("bash .ci/setup installs tus-js-client");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(move || async move {
+                axum::response::Html(page.lock().unwrap().clone())
+            }),
+        )
+        .route(
+            "/tus.min.js",
+            axum::routing::get(move || async move {
+                ([(axum::http::header::CONTENT_TYPE, "text/javascript")], tus)
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    origin
+}
+
+#[tokio::test]
+async fn a_browser_reads_the_pre_finish_answer_across_origins() {
+    let node = Node::dev(Backend::Sqlite).await;
+    let app = App::start(Duration::ZERO, Box::new(deciding)).await;
+    // The account lists the page's origin; the page needs the account's token: it is written
+    // once both exist.
+    let page = Arc::new(Mutex::new(String::new()));
+    let page_origin = serve_page(page.clone()).await;
+    let account = node.account_with(&[
+        "--name",
+        "browser",
+        "--hook-url",
+        &app.url,
+        "--cors-origin",
+        &page_origin,
+    ]);
+    let token = upload_token(&node, &account, "{}").await;
+    *page.lock().unwrap() = format!(
+        r#"<html><head><script src="/tus.min.js"></script></head><body><pre id="out">running</pre><script>
+const data = new Uint8Array(2 * 1024 * 1024 + 7);
+for (let i = 0; i < data.length; i++) data[i] = i % 251;
+new tus.Upload(new Blob([data]), {{
+  endpoint: "{edge}/files/", chunkSize: 1024 * 1024, retryDelays: [],
+  headers: {{ Authorization: "Bearer {token}" }}, metadata: {{ filename: "browser.mp4" }},
+  onSuccess: (p) => {{ document.getElementById("out").textContent = "OK " + p.lastResponse.getHeader("Uplink-Hook-Response"); }},
+  onError: (e) => {{ document.getElementById("out").textContent = "ERR " + e; }},
+}}).start();
+</script></body></html>"#,
+        edge = node.url,
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        // Virtual time runs until the page is idle (the upload done), at most this long.
+        .args(["--virtual-time-budget=20000", "--dump-dom"])
+        .arg(format!("{page_origin}/"))
+        .output()
+        .await
+        .expect("Chromium is installed (bash .ci/setup installs Debian's chromium)");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let shown = dom
+        .split(r#"<pre id="out">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no result in the page: {dom}"));
+    let answer = shown
+        .strip_prefix("OK ")
+        .unwrap_or_else(|| panic!("the browser's upload did not succeed: {shown}"));
+    let answer: Value = serde_json::from_str(&answer.replace("&amp;", "&")).unwrap();
+    let id = answer["video_page"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    assert_eq!(answer["title"], "Grüße 🎬");
+    let uploads = Uploads::new(&node.url, &account.api_key);
+    let (_, record) = uploads.get(&format!("/{id}")).await;
+    assert_eq!(record["data"]["hook_response"], answer);
 }
 
 /// `uplink account update ID ARGS…` beside the running node.
