@@ -1,8 +1,8 @@
 //! Uploads from a URL against `uplink dev` and a local source server that serves a video,
 //! drops the connection half way (the edge resumes with `Range`), redirects, pauses (the
 //! record shows the bytes received while it is status 0), lies about its length, sends more
-//! than the account may upload, or answers 404; and, with the guard on, a source on a private
-//! address is refused.
+//! than the account may upload, or answers 404; into S3 in parts too; across a kill -9 of the
+//! node; and, with the guard on, a source on a private address is refused.
 
 mod common;
 
@@ -279,6 +279,35 @@ async fn a_fetch_under_way_survives_a_crash_of_its_edge() {
     .await;
     source.release.send_replace(true);
     uploads.assert_stored(&id, &bytes).await;
+}
+
+#[tokio::test]
+async fn a_fetched_upload_is_forwarded_to_s3_in_parts_across_a_dropped_connection() {
+    let s3 = common::S3Server::start().await;
+    s3.bucket("fetched").await;
+    let storage = "s3://fetched/edge?path_style=true&part_size=5MiB";
+    let node = Node::dev_env(Backend::Sqlite, &["--storage", storage], &s3.env()).await;
+    let account = node.account("Acme");
+    let uploads = Uploads::new(&node.url, &account.api_key);
+    let bytes: Vec<u8> = (0..12u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let source = Source::start(bytes.clone()).await;
+    let id = from_url(
+        &node,
+        &account.api_key,
+        &format!("{}/drop/video.mkv", source.base),
+    )
+    .await;
+    uploads.assert_stored(&id, &bytes).await;
+    let keys = s3.keys("fetched", "").await;
+    let key = keys
+        .iter()
+        .find(|k| k.contains(&id) && k.ends_with("/source"))
+        .unwrap_or_else(|| panic!("{keys:?}"));
+    assert!(s3.object("fetched", key).await.unwrap() == bytes);
+    assert!(s3.open_multipart_uploads("fetched").await.is_empty());
+    assert_eq!(source.ranges.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]
