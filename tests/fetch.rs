@@ -326,6 +326,18 @@ async fn bad_sources_fail_with_a_clear_code() {
         let id = from_url(&node, &account.api_key, &format!("{}{path}", source.base)).await;
         assert_eq!(failure_of(&uploads, &id).await, code, "{path}");
     }
+    // A server that cannot be reached: given up after five attempts; the signed link's
+    // credentials never reach the log.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/v.mp4?X-Amz-Signature=topsecret",
+        closed.local_addr().unwrap()
+    );
+    drop(closed);
+    let id = from_url(&node, &account.api_key, &url).await;
+    assert_eq!(failure_of(&uploads, &id).await, "source_unreachable");
+    assert!(!node.log().contains("topsecret"), "{}", node.log());
+
     // The liar ignored the edge's one Range request: given up at once, not retried.
     let ranges = source.ranges.lock().unwrap().clone();
     assert_eq!(ranges, vec![format!("/liar.mkv bytes={}-", 300 * 1024)]);
@@ -355,7 +367,7 @@ async fn bad_sources_fail_with_a_clear_code() {
         assert!(answer["errors"][field].is_array(), "{answer}");
     }
     let (_, list) = uploads.get("").await;
-    assert_eq!(list["data"].as_array().unwrap().len(), 4, "{list}");
+    assert_eq!(list["data"].as_array().unwrap().len(), 5, "{list}");
 }
 
 #[tokio::test]

@@ -330,7 +330,9 @@ impl Fetcher {
         if offset > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
         }
+        // Errors are logged without the URL: a signed link carries its credentials.
         let response = request.send().await.map_err(|e| {
+            let e = e.without_url();
             if NotAllowed::within(&e) {
                 Attempt::Fatal(Failure::SourceNotAllowed, crate::error::chain(&e))
             } else {
@@ -355,7 +357,8 @@ impl Fetcher {
         }
         let mut body = response.bytes_stream();
         while let Some(piece) = body.next().await {
-            let piece = piece.map_err(|e| Attempt::Dropped(crate::error::chain(&e)))?;
+            let piece =
+                piece.map_err(|e| Attempt::Dropped(crate::error::chain(&e.without_url())))?;
             upload.append(piece).await.map_err(|e| match e {
                 IngestError::TooLarge { limit } => Attempt::Fatal(
                     Failure::SourceTooLarge,

@@ -88,7 +88,7 @@ async fn send(
         .body(request.body)
         .send()
         .await
-        .map_err(|e| crate::error::chain(&e))?;
+        .map_err(|e| crate::error::chain(&e.without_url()))?;
     let status = response.status().as_u16();
     // An answer larger than any usable one is not read to its end.
     let mut body = Vec::new();
@@ -96,7 +96,7 @@ async fn send(
     while let Some(piece) = response
         .chunk()
         .await
-        .map_err(|e| crate::error::chain(&e))?
+        .map_err(|e| crate::error::chain(&e.without_url()))?
     {
         body.extend_from_slice(&piece);
         if body.len() > 4 * hook::MAX_ANSWER {
