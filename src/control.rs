@@ -146,7 +146,7 @@ pub struct ResumableState {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CreatedUpload {
     /// The upload's public id.
-    pub id: String,
+    pub id: crate::upload::UploadId,
     /// The object key for the source bytes.
     pub object_key: String,
     /// Whether an upload already receiving under the key was reused (the edge must not drop
@@ -213,7 +213,7 @@ pub struct HoldRefused {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadInfo {
     /// The upload's id.
-    pub id: String,
+    pub id: crate::upload::UploadId,
     /// The owning account.
     pub account_id: String,
     /// Where its bytes go.
@@ -276,7 +276,7 @@ pub struct UploadFailed {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Progress {
     /// Upload id and bytes arrived.
-    pub uploads: Vec<(String, u64)>,
+    pub uploads: Vec<(crate::upload::UploadId, u64)>,
 }
 
 /// A status as both APIs show it.

@@ -26,6 +26,7 @@ use crate::control::{
 };
 use crate::store::appender::Pipelined;
 use crate::store::{ObjectKey, ObjectWriter, Store, StoreError};
+use crate::upload::UploadId;
 use bytes::Bytes;
 use control_plane::{ControlError, ControlPlane};
 use forward::{Forwarder, Spooled};
@@ -156,7 +157,7 @@ pub struct Ingest {
 
 /// Uploads another edge took over (kept a day at most: an upload that never comes back here is
 /// swept with its spool).
-type Moved = moka::future::Cache<String, ()>;
+type Moved = moka::future::Cache<UploadId, ()>;
 
 /// Reports the parts the forwarder stored to the control plane, as this edge (`name`).
 struct OriginPartLog {
@@ -169,7 +170,7 @@ struct OriginPartLog {
 impl forward::PartLog for OriginPartLog {
     async fn stored(
         &self,
-        upload: &str,
+        upload: UploadId,
         multipart_id: &str,
         declared: Option<u64>,
         part: crate::store::SentPart,
@@ -215,7 +216,7 @@ fn md5_pipelined() -> Pipelined<Md5> {
 
 /// An upload whose bytes are arriving.
 pub struct Receiving {
-    id: String,
+    id: UploadId,
     key: ObjectKey,
     writer: Box<dyn ObjectWriter>,
     md5: Option<Pipelined<Md5>>,
@@ -285,7 +286,7 @@ impl Ingest {
         };
         let key = ObjectKey::new(upload.object_key.clone()).map_err(IngestError::BadKey)?;
         let adopted = forwarder
-            .adopt(&upload.id, &key, parts)
+            .adopt(upload.id, &key, parts)
             .await
             .map_err(IngestError::Store)?
             .unwrap_or(0);
@@ -300,7 +301,7 @@ impl Ingest {
     ///
     /// # Errors
     /// The origin fails, does not know the upload, or it is no longer receiving.
-    pub async fn become_writer(&self, id: &str) -> Result<Option<UploadInfo>, IngestError> {
+    pub async fn become_writer(&self, id: UploadId) -> Result<Option<UploadInfo>, IngestError> {
         let Some(name) = &self.name else {
             return Ok(None);
         };
@@ -311,12 +312,12 @@ impl Ingest {
 
     /// Whether another edge took this resumable upload over since this edge last recorded a
     /// part of it (once: the answer is consumed).
-    pub async fn moved_away(&self, id: &str) -> bool {
-        self.moved.remove(id).await.is_some()
+    pub async fn moved_away(&self, id: UploadId) -> bool {
+        self.moved.remove(&id).await.is_some()
     }
 
     /// Stops forwarding a spooled upload another edge took over, keeping what reached storage.
-    pub async fn release_spooled(&self, id: &str) {
+    pub async fn release_spooled(&self, id: UploadId) {
         if let Some(forwarder) = &self.forwarder {
             forwarder.release(id).await;
         }
@@ -324,7 +325,7 @@ impl Ingest {
 
     /// `body`, counted as upload `id`'s bytes after the `base` it already holds, for the
     /// progress the origin shows and notifies.
-    pub fn track<S: Body>(&self, id: &str, base: u64, body: S) -> impl Body {
+    pub fn track<S: Body>(&self, id: UploadId, base: u64, body: S) -> impl Body {
         self.progress.track(id, base, body)
     }
 
@@ -352,7 +353,7 @@ impl Ingest {
             return;
         };
         match ObjectKey::new(upload.object_key.clone()) {
-            Ok(key) => forwarder.grown(&upload.id, &key, declared, spooled),
+            Ok(key) => forwarder.grown(upload.id, &key, declared, spooled),
             Err(e) => {
                 tracing::warn!(upload_id = %upload.id, error = e, "Not forwarding an upload with an unusable key.")
             }
@@ -368,7 +369,7 @@ impl Ingest {
     }
 
     /// Drops what was forwarded of a spooled upload that will not complete.
-    pub async fn discard_spooled(&self, id: &str) {
+    pub async fn discard_spooled(&self, id: UploadId) {
         if let Some(forwarder) = &self.forwarder {
             forwarder.discard(id).await;
         }
@@ -443,7 +444,7 @@ impl Ingest {
             }
             Err(e) => {
                 if !reused {
-                    self.forget(&info.id).await;
+                    self.forget(info.id).await;
                 }
                 Err(e)
             }
@@ -525,12 +526,12 @@ impl Ingest {
         let (size, md5) = match stored {
             Ok(stored) => stored,
             Err(e) if unattended => {
-                self.record_failure(&id, crate::upload::Failure::ProcessingError)
+                self.record_failure(id, crate::upload::Failure::ProcessingError)
                     .await;
                 return Err(IngestError::Store(e));
             }
             Err(e) => {
-                self.forget(&id).await;
+                self.forget(id).await;
                 return Err(IngestError::Store(e));
             }
         };
@@ -541,7 +542,7 @@ impl Ingest {
             metadata,
             edge: None,
         };
-        let mut done = self.report(&id, &key, stored).await?;
+        let mut done = self.report(id, &key, stored).await?;
         done.md5 = md5;
         Ok(done)
     }
@@ -549,7 +550,7 @@ impl Ingest {
     /// Tells the origin an upload's object is stored; over the quota, the object goes.
     pub(crate) async fn report(
         &self,
-        id: &str,
+        id: UploadId,
         key: &ObjectKey,
         stored: UploadStored,
     ) -> Result<Completed, IngestError> {
@@ -588,7 +589,7 @@ impl Ingest {
     pub async fn cancel(&self, upload: Receiving) {
         upload.writer.abort().await;
         if upload.opened_here {
-            self.forget(&upload.id).await;
+            self.forget(upload.id).await;
         }
     }
 
@@ -611,7 +612,7 @@ impl Ingest {
     ///
     /// # Errors
     /// The origin fails.
-    pub async fn upload_info(&self, id: &str) -> Result<Option<UploadInfo>, IngestError> {
+    pub async fn upload_info(&self, id: UploadId) -> Result<Option<UploadInfo>, IngestError> {
         self.origin.upload(id).await.map_err(IngestError::Origin)
     }
 
@@ -624,7 +625,7 @@ impl Ingest {
     }
 
     /// Drops an upload that is still receiving (a client's termination).
-    pub async fn abandon(&self, id: &str) {
+    pub async fn abandon(&self, id: UploadId) {
         self.forget(id).await;
     }
 
@@ -641,16 +642,16 @@ impl Ingest {
         let key = ObjectKey::new(info.object_key.clone()).map_err(IngestError::BadKey)?;
         // Into a store that takes parts, through the spool: memory stays bounded.
         let writer = match &self.forwarder {
-            Some(forwarder) => forwarder.writer(&info.id, &key).await,
+            Some(forwarder) => forwarder.writer(info.id, &key).await,
             None => self.store.writer(&key).await,
         }
         .map_err(IngestError::Store)?;
         Ok(Receiving {
-            id: info.id.clone(),
+            id: info.id,
             key,
             writer,
             md5: None,
-            counter: self.progress.counter(&info.id, 0),
+            counter: self.progress.counter(info.id, 0),
             opened_here: false,
             unattended: false,
             size: 0,
@@ -666,7 +667,7 @@ impl Ingest {
     ///
     /// # Errors
     /// [`IngestError::Superseded`], or the origin fails.
-    pub async fn still_writer(&self, id: &str) -> Result<(), IngestError> {
+    pub async fn still_writer(&self, id: UploadId) -> Result<(), IngestError> {
         match &self.name {
             Some(name) => Ok(self.origin.still_writer(id, name).await?),
             None => Ok(()),
@@ -674,13 +675,13 @@ impl Ingest {
     }
 
     /// Tells the origin an upload still receiving failed with `failure`.
-    async fn record_failure(&self, id: &str, failure: crate::upload::Failure) {
+    async fn record_failure(&self, id: UploadId, failure: crate::upload::Failure) {
         if let Err(e) = self.origin.fail(id, failure).await {
             tracing::warn!(upload_id = %id, error = %crate::error::chain(&e), "Could not record a failed upload; the sweeper drops it.");
         }
     }
 
-    async fn forget(&self, id: &str) {
+    async fn forget(&self, id: UploadId) {
         if let Err(e) = self.origin.cancel(id).await {
             tracing::warn!(upload_id = %id, error = %e, "Could not drop an unfinished upload record.");
         }
@@ -690,8 +691,8 @@ impl Ingest {
 impl Receiving {
     /// The upload's id.
     #[must_use]
-    pub fn id(&self) -> &str {
-        &self.id
+    pub fn id(&self) -> UploadId {
+        self.id
     }
 
     /// Bytes received so far.

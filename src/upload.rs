@@ -48,6 +48,19 @@ impl FromStr for UploadId {
     }
 }
 
+impl serde::Serialize for UploadId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UploadId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A client's file name as Uplink keeps it: 1 to [`Filename::MAX_CHARS`] characters, no
 /// control characters, not blank.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use crate::control::{
     UploadInfo, UploadStored, WriteUpload,
 };
 use crate::ingest::control_plane::{ControlError, ControlPlane, Held};
+use crate::upload::UploadId;
 use moka::future::Cache;
 use std::sync::Arc;
 use std::time::Duration;
@@ -212,7 +213,7 @@ impl OriginClient {
     /// `POST /internal/v1/uploads/{id}/writer`.
     async fn writer(
         &self,
-        id: &str,
+        id: UploadId,
         edge: &str,
         take: bool,
     ) -> Result<Option<UploadInfo>, ControlError> {
@@ -319,7 +320,7 @@ impl ControlPlane for OriginClient {
         Ok(answer.allowed)
     }
 
-    async fn upload(&self, id: &str) -> Result<Option<UploadInfo>, ControlError> {
+    async fn upload(&self, id: UploadId) -> Result<Option<UploadInfo>, ControlError> {
         let op = "read an upload";
         let resp = self
             .call::<()>(
@@ -348,18 +349,18 @@ impl ControlPlane for OriginClient {
         }
     }
 
-    async fn adopt(&self, id: &str, edge: &str) -> Result<Option<UploadInfo>, ControlError> {
+    async fn adopt(&self, id: UploadId, edge: &str) -> Result<Option<UploadInfo>, ControlError> {
         self.writer(id, edge, true).await
     }
 
-    async fn still_writer(&self, id: &str, edge: &str) -> Result<(), ControlError> {
+    async fn still_writer(&self, id: UploadId, edge: &str) -> Result<(), ControlError> {
         match self.writer(id, edge, false).await? {
             Some(_) => Ok(()),
             None => Err(ControlError::NotFound),
         }
     }
 
-    async fn hold(&self, id: &str, edge: &str) -> Result<Held, ControlError> {
+    async fn hold(&self, id: UploadId, edge: &str) -> Result<Held, ControlError> {
         let op = "hold an upload's chunks";
         let path = format!("/internal/v1/uploads/{id}/hold");
         let body = HoldUpload {
@@ -379,7 +380,7 @@ impl ControlPlane for OriginClient {
         }
     }
 
-    async fn record_part(&self, id: &str, req: &RecordPart) -> Result<(), ControlError> {
+    async fn record_part(&self, id: UploadId, req: &RecordPart) -> Result<(), ControlError> {
         let op = "record a stored part";
         let path = format!("/internal/v1/uploads/{id}/parts");
         let resp = self
@@ -392,7 +393,7 @@ impl ControlPlane for OriginClient {
         }
     }
 
-    async fn complete(&self, id: &str, req: &UploadStored) -> Result<StatusView, ControlError> {
+    async fn complete(&self, id: UploadId, req: &UploadStored) -> Result<StatusView, ControlError> {
         let op = "record an upload as stored";
         let path = format!("/internal/v1/uploads/{id}/stored");
         let resp = self
@@ -406,7 +407,7 @@ impl ControlPlane for OriginClient {
         }
     }
 
-    async fn progress(&self, uploads: &[(String, u64)]) -> Result<(), ControlError> {
+    async fn progress(&self, uploads: &[(UploadId, u64)]) -> Result<(), ControlError> {
         let op = "report progress";
         let body = control::Progress {
             uploads: uploads.to_vec(),
@@ -425,7 +426,7 @@ impl ControlPlane for OriginClient {
         }
     }
 
-    async fn cancel(&self, id: &str) -> Result<(), ControlError> {
+    async fn cancel(&self, id: UploadId) -> Result<(), ControlError> {
         let op = "cancel an upload";
         let path = format!("/internal/v1/uploads/{id}");
         let resp = self
@@ -437,7 +438,11 @@ impl ControlPlane for OriginClient {
         }
     }
 
-    async fn fail(&self, id: &str, failure: crate::upload::Failure) -> Result<(), ControlError> {
+    async fn fail(
+        &self,
+        id: UploadId,
+        failure: crate::upload::Failure,
+    ) -> Result<(), ControlError> {
         let op = "fail an upload";
         let path = format!("/internal/v1/uploads/{id}/failed");
         let body = control::UploadFailed {

@@ -116,13 +116,7 @@ impl EdgeProxy {
         } = x.head();
         let ctx = self.ctx(&self.spools.chunks, client);
         // The token is checked before the body is read.
-        let claims = match movingimage::authorize(
-            query.as_deref(),
-            &headers,
-            &path,
-            &video.to_string(),
-            &ctx,
-        ) {
+        let claims = match movingimage::authorize(query.as_deref(), &headers, &path, video, &ctx) {
             Ok(claims) => claims,
             Err(reply) => return Ok(reply),
         };

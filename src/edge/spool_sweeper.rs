@@ -49,9 +49,9 @@ impl SpoolSweeper {
             };
             while let Ok(Some(entry)) = entries.next_entry().await {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.parse::<UploadId>().is_err() {
+                let Ok(id) = name.parse::<UploadId>() else {
                     continue;
-                }
+                };
                 let age = entry
                     .metadata()
                     .await
@@ -59,7 +59,7 @@ impl SpoolSweeper {
                     .ok()
                     .and_then(|m| crate::clock::now_system().duration_since(m).ok())
                     .unwrap_or_default();
-                let gone = match self.ingest.upload_info(&name).await {
+                let gone = match self.ingest.upload_info(id).await {
                     Ok(None) => true,
                     Ok(Some(info)) => info.status != Status::Receiving.code() && age > self.grace(),
                     Err(e) => {
@@ -70,10 +70,10 @@ impl SpoolSweeper {
                 if !gone {
                     continue;
                 }
-                self.ingest.discard_spooled(&name).await;
+                self.ingest.discard_spooled(id).await;
                 let result = match kind {
-                    "chunks" => self.spools.chunks.remove(&name).await,
-                    _ => self.spools.resumable.remove(&name).await,
+                    "chunks" => self.spools.chunks.remove(id).await,
+                    _ => self.spools.resumable.remove(id).await,
                 };
                 match result {
                     Ok(()) => removed += 1,

@@ -12,6 +12,7 @@
 use super::durability::Syncer;
 use crate::store::appender::Appender;
 use crate::upload::chunk_set::{ChunkError, ChunkInfo, ChunkSet, Recorded};
+use crate::upload::UploadId;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
@@ -60,7 +61,7 @@ pub struct Staged {
 /// received) and the new one goes next, so a client that reconnects is never kept waiting by
 /// its own stale request (the IETF draft's recommendation, tusd's behaviour).
 #[derive(Debug, Default)]
-pub struct UploadLocks(Mutex<HashMap<String, Arc<Slot>>>);
+pub struct UploadLocks(Mutex<HashMap<UploadId, Arc<Slot>>>);
 
 #[derive(Debug, Default)]
 struct Slot {
@@ -84,7 +85,7 @@ impl Turn {
 }
 
 impl UploadLocks {
-    fn slot(&self, upload: &str) -> Arc<Slot> {
+    fn slot(&self, upload: UploadId) -> Arc<Slot> {
         let mut slots = self
             .0
             .lock()
@@ -93,7 +94,7 @@ impl UploadLocks {
     }
 
     /// Waits for, then holds, the upload's lock.
-    pub async fn lock(&self, upload: &str) -> Turn {
+    pub async fn lock(&self, upload: UploadId) -> Turn {
         let slot = self.slot(upload);
         let guard = slot.lock.clone().lock_owned().await;
         let stop = CancellationToken::new();
@@ -108,7 +109,7 @@ impl UploadLocks {
     }
 
     /// Tells the request holding the upload to stop, then holds the lock.
-    pub async fn take_over(&self, upload: &str) -> Turn {
+    pub async fn take_over(&self, upload: UploadId) -> Turn {
         self.slot(upload)
             .holder
             .lock()
@@ -118,11 +119,11 @@ impl UploadLocks {
     }
 
     /// Forgets a finished upload's lock.
-    pub fn forget(&self, upload: &str) {
+    pub fn forget(&self, upload: UploadId) {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(upload);
+            .remove(&upload);
     }
 }
 
@@ -149,12 +150,12 @@ impl ChunkSpool {
     }
 
     /// `upload` must be a validated upload id (it names a directory).
-    fn dir(&self, upload: &str) -> PathBuf {
-        self.root.join(upload)
+    fn dir(&self, upload: UploadId) -> PathBuf {
+        self.root.join(upload.to_string())
     }
 
     /// The upload's lock: hold it while recording a chunk and while assembling.
-    pub async fn lock(&self, upload: &str) -> Turn {
+    pub async fn lock(&self, upload: UploadId) -> Turn {
         self.locks.lock(upload).await
     }
 
@@ -162,7 +163,12 @@ impl ChunkSpool {
     ///
     /// # Errors
     /// The body is too long or ends in error, or the disk fails.
-    pub async fn stage<S>(&self, upload: &str, body: S, limit: u64) -> Result<Staged, SpoolError>
+    pub async fn stage<S>(
+        &self,
+        upload: UploadId,
+        body: S,
+        limit: u64,
+    ) -> Result<Staged, SpoolError>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>>,
     {
@@ -183,7 +189,7 @@ impl ChunkSpool {
     ///
     /// # Errors
     /// The disk fails or holds something unreadable.
-    pub async fn load(&self, upload: &str) -> Result<Option<ChunkSet>, SpoolError> {
+    pub async fn load(&self, upload: UploadId) -> Result<Option<ChunkSet>, SpoolError> {
         let dir = self.dir(upload);
         let total = match tokio::fs::read_to_string(dir.join("total")).await {
             Ok(t) => t,
@@ -239,7 +245,7 @@ impl ChunkSpool {
     /// The chunk does not fit the upload (nothing changes then), or the disk fails.
     pub async fn record(
         &self,
-        upload: &str,
+        upload: UploadId,
         index: u32,
         total: u32,
         staged: Staged,
@@ -279,7 +285,7 @@ impl ChunkSpool {
 
     /// The path of chunk `index` (for assembly).
     #[must_use]
-    pub fn chunk_path(&self, upload: &str, index: u32) -> PathBuf {
+    pub fn chunk_path(&self, upload: UploadId, index: u32) -> PathBuf {
         self.dir(upload).join(format!("chunk-{index}"))
     }
 
@@ -287,7 +293,7 @@ impl ChunkSpool {
     ///
     /// # Errors
     /// The disk fails.
-    pub async fn remove(&self, upload: &str) -> Result<(), SpoolError> {
+    pub async fn remove(&self, upload: UploadId) -> Result<(), SpoolError> {
         match tokio::fs::remove_dir_all(self.dir(upload)).await {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -363,6 +369,11 @@ pub(super) async fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
 mod tests {
     use super::*;
 
+    /// The upload the tests spool.
+    fn u() -> UploadId {
+        "00000000-0000-4000-8000-000000000001".parse().unwrap()
+    }
+
     fn body(bytes: &'static [u8]) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
         futures_util::stream::iter(bytes.chunks(3).map(|c| Ok(Bytes::from_static(c))))
     }
@@ -376,47 +387,47 @@ mod tests {
     async fn chunks_survive_a_reopen_and_repeats_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let spool = open(dir.path());
-        let staged = spool.stage("u1", body(b"world"), 100).await.unwrap();
-        let (outcome, set) = spool.record("u1", 1, 2, staged).await.unwrap();
+        let staged = spool.stage(u(), body(b"world"), 100).await.unwrap();
+        let (outcome, set) = spool.record(u(), 1, 2, staged).await.unwrap();
         assert_eq!((outcome, set.is_complete()), (Recorded::New, false));
-        let again = spool.stage("u1", body(b"world"), 100).await.unwrap();
+        let again = spool.stage(u(), body(b"world"), 100).await.unwrap();
         assert_eq!(
-            spool.record("u1", 1, 2, again).await.unwrap().0,
+            spool.record(u(), 1, 2, again).await.unwrap().0,
             Recorded::Repeat
         );
-        let other = spool.stage("u1", body(b"earth!"), 100).await.unwrap();
+        let other = spool.stage(u(), body(b"earth!"), 100).await.unwrap();
         assert!(matches!(
-            spool.record("u1", 1, 2, other).await,
+            spool.record(u(), 1, 2, other).await,
             Err(SpoolError::Chunk(ChunkError::Conflict { index: 1 }))
         ));
-        let wrong_total = spool.stage("u1", body(b"x"), 100).await.unwrap();
+        let wrong_total = spool.stage(u(), body(b"x"), 100).await.unwrap();
         assert!(matches!(
-            spool.record("u1", 0, 3, wrong_total).await,
+            spool.record(u(), 0, 3, wrong_total).await,
             Err(SpoolError::Chunk(ChunkError::TotalMismatch { .. }))
         ));
         assert!(matches!(
-            spool.stage("u1", body(b"too long"), 4).await,
+            spool.stage(u(), body(b"too long"), 4).await,
             Err(SpoolError::TooLarge(4))
         ));
 
         // A new spool on the same directory (a restarted edge) knows chunk 1.
         let reopened = open(dir.path());
-        let set = reopened.load("u1").await.unwrap().unwrap();
+        let set = reopened.load(u()).await.unwrap().unwrap();
         assert_eq!((set.total(), set.received()), (2, 5));
-        let staged = reopened.stage("u1", body(b"hello "), 100).await.unwrap();
-        let (_, set) = reopened.record("u1", 0, 2, staged).await.unwrap();
+        let staged = reopened.stage(u(), body(b"hello "), 100).await.unwrap();
+        let (_, set) = reopened.record(u(), 0, 2, staged).await.unwrap();
         let mut file = Vec::new();
         for (i, _, _) in set.layout().unwrap() {
-            file.extend(std::fs::read(reopened.chunk_path("u1", i)).unwrap());
+            file.extend(std::fs::read(reopened.chunk_path(u(), i)).unwrap());
         }
         assert_eq!(file, b"hello world");
         // Nothing but the chunks, their digests and the count: no temporary files left.
-        let names: Vec<String> = std::fs::read_dir(dir.path().join("u1"))
+        let names: Vec<String> = std::fs::read_dir(dir.path().join(u().to_string()))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert!(names.iter().all(|n| !n.starts_with(".tmp")), "{names:?}");
-        reopened.remove("u1").await.unwrap();
-        assert!(!dir.path().join("u1").exists());
+        reopened.remove(u()).await.unwrap();
+        assert!(!dir.path().join(u().to_string()).exists());
     }
 }

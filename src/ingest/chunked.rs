@@ -11,6 +11,7 @@ use super::{Allowance, Completed, Ingest, IngestError, Receiving};
 use crate::control::{UploadInfo, UploadStored};
 use crate::store::{ObjectKey, StoreError};
 use crate::upload::chunk_set::ChunkError;
+use crate::upload::UploadId;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
@@ -80,7 +81,7 @@ impl Ingest {
     where
         S: Body,
     {
-        let id = upload.id.as_str();
+        let id = upload.id;
         let received = match spool.load(id).await.map_err(unavailable)? {
             Some(set) => {
                 set.check(index, total).map_err(ChunkFailure::Conflict)?;
@@ -144,7 +145,7 @@ impl Ingest {
         allowance: Allowance,
         md5: bool,
     ) -> Result<ChunkOutcome, ChunkFailure> {
-        let id = upload.id.as_str();
+        let id = upload.id;
         let files: Vec<_> = layout
             .iter()
             .map(|&(i, _, _)| spool.chunk_path(id, i))
@@ -171,7 +172,7 @@ impl Ingest {
     /// Before this edge takes the first chunk of an upload: tells the origin it holds the
     /// upload's unstored chunks, so that if this edge is lost the upload fails visibly rather
     /// than waiting for chunks that will never come (a fleet edge only: one with a name).
-    async fn hold(&self, id: &str) -> Result<(), ChunkFailure> {
+    async fn hold(&self, id: UploadId) -> Result<(), ChunkFailure> {
         let Some(name) = &self.name else {
             return Ok(());
         };
@@ -255,7 +256,7 @@ impl Ingest {
         }
         if let Some(forwarder) = &self.forwarder {
             forwarder
-                .finish(&upload.id, &key, spooled)
+                .finish(upload.id, &key, spooled)
                 .await
                 .map_err(IngestError::Store)?;
         } else {
@@ -274,9 +275,9 @@ impl Ingest {
             metadata: metadata.clone(),
             edge: None,
         };
-        let done = self.report(&upload.id, &key, stored).await?;
+        let done = self.report(upload.id, &key, stored).await?;
         if let Some(forwarder) = &self.forwarder {
-            forwarder.forget(&upload.id).await;
+            forwarder.forget(upload.id).await;
         }
         Ok(Some(done))
     }

@@ -9,6 +9,7 @@ use crate::control::{
     AccessKeyOwner, CreateUpload, CreatedUpload, KeyOwner, RecordPart, StatusView, UploadInfo,
     UploadStored,
 };
+use crate::upload::UploadId;
 
 /// Why the control plane said no, or could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +75,7 @@ pub trait ControlPlane: std::fmt::Debug + Send + Sync {
     ) -> Result<bool, ControlError>;
 
     /// What is known of an upload, `None` if nothing.
-    async fn upload(&self, id: &str) -> Result<Option<UploadInfo>, ControlError>;
+    async fn upload(&self, id: UploadId) -> Result<Option<UploadInfo>, ControlError>;
 
     /// Opens an upload record (or continues the session `req` names).
     ///
@@ -87,23 +88,23 @@ pub trait ControlPlane: std::fmt::Debug + Send + Sync {
     /// Edge `edge` takes over writing a resumable upload (from an edge that was lost, or that
     /// the client left): from now on only its parts and its completion count. Returns the
     /// upload as it stands after the take-over (with the parts in storage), `None` if unknown.
-    async fn adopt(&self, id: &str, edge: &str) -> Result<Option<UploadInfo>, ControlError>;
+    async fn adopt(&self, id: UploadId, edge: &str) -> Result<Option<UploadInfo>, ControlError>;
 
     /// Whether edge `edge` still writes a resumable upload, asked before it completes the
     /// object in storage.
     ///
     /// # Errors
     /// [`ControlError::Superseded`] when another edge took it over.
-    async fn still_writer(&self, id: &str, edge: &str) -> Result<(), ControlError>;
+    async fn still_writer(&self, id: UploadId, edge: &str) -> Result<(), ControlError>;
 
     /// Edge `edge` takes chunks of an upload not yet in storage (numbered-chunk protocols).
-    async fn hold(&self, id: &str, edge: &str) -> Result<Held, ControlError>;
+    async fn hold(&self, id: UploadId, edge: &str) -> Result<Held, ControlError>;
 
     /// Records that a part of an upload reached storage.
     ///
     /// # Errors
     /// [`ControlError::Superseded`] when another edge writes the upload now.
-    async fn record_part(&self, id: &str, part: &RecordPart) -> Result<(), ControlError>;
+    async fn record_part(&self, id: UploadId, part: &RecordPart) -> Result<(), ControlError>;
 
     /// Records that every byte of an upload is stored; processing is queued.
     ///
@@ -111,15 +112,20 @@ pub trait ControlPlane: std::fmt::Debug + Send + Sync {
     /// [`ControlError::OverQuota`], [`ControlError::Superseded`] when another edge writes the
     /// upload now, or [`ControlError::Refused`] when the account's `pre-finish` hook refused it
     /// (the upload has failed).
-    async fn complete(&self, id: &str, stored: &UploadStored) -> Result<StatusView, ControlError>;
+    async fn complete(
+        &self,
+        id: UploadId,
+        stored: &UploadStored,
+    ) -> Result<StatusView, ControlError>;
 
     /// Bytes arrived so far of uploads still receiving (id, bytes).
-    async fn progress(&self, uploads: &[(String, u64)]) -> Result<(), ControlError>;
+    async fn progress(&self, uploads: &[(UploadId, u64)]) -> Result<(), ControlError>;
 
     /// Drops an upload that will never finish.
-    async fn cancel(&self, id: &str) -> Result<(), ControlError>;
+    async fn cancel(&self, id: UploadId) -> Result<(), ControlError>;
 
     /// Ends an upload still receiving as failed, with `failure` (an upload from a URL whose
     /// source could not be fetched): its record stays, saying why.
-    async fn fail(&self, id: &str, failure: crate::upload::Failure) -> Result<(), ControlError>;
+    async fn fail(&self, id: UploadId, failure: crate::upload::Failure)
+        -> Result<(), ControlError>;
 }

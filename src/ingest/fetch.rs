@@ -14,6 +14,7 @@ use super::{Allowance, Ingest, IngestError, Receiving};
 use crate::config::FetchSettings;
 use crate::control::KeyOwner;
 use crate::outbound::NotAllowed;
+use crate::upload::UploadId;
 use crate::upload::{Failure, Filename};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -120,7 +121,7 @@ impl Fetcher {
         (flavour, filename, client): (&str, Option<&str>, Option<std::net::IpAddr>),
         url: &str,
         folder: Option<String>,
-    ) -> Result<String, NotOpened> {
+    ) -> Result<UploadId, NotOpened> {
         let url =
             crate::outbound::check_url(url.trim(), self.allow_private).map_err(NotOpened::Url)?;
         let from_url = url
@@ -137,7 +138,7 @@ impl Fetcher {
             .create(owner, flavour, filename.as_str(), client)
             .await
             .map_err(NotOpened::Ingest)?;
-        let id = upload.id().to_owned();
+        let id = upload.id();
         tracing::info!(upload_id = %id, host = url.host_str().unwrap_or_default(), "Fetching an upload's source.");
         self.start(ingest.clone(), upload, url, folder, owner.into())
             .await
@@ -186,15 +187,19 @@ impl Fetcher {
         };
         while let Ok(Some(entry)) = entries.next_entry().await {
             let path = entry.path();
-            let Some(id) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
+            let Some(id) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<UploadId>().ok())
+            else {
                 continue;
             };
-            match self.reopen(ingest, &id).await {
+            match self.reopen(ingest, id).await {
                 Ok(Some((upload, url, folder))) => {
                     tracing::info!(upload_id = %id, "Fetching an upload's source again after a restart.");
                     runs.push(self.run(ingest.clone(), upload, url, folder));
                 }
-                Ok(None) => self.forget(&id).await,
+                Ok(None) => self.forget(id).await,
                 Err(e) => {
                     tracing::warn!(upload_id = %id, error = %crate::error::chain(&e), "Could not resume a fetch; it is tried at the next start.");
                 }
@@ -207,7 +212,7 @@ impl Fetcher {
     async fn reopen(
         &self,
         ingest: &Ingest,
-        id: &str,
+        id: UploadId,
     ) -> Result<Option<(Receiving, url::Url, Option<String>)>, IngestError> {
         let text = tokio::fs::read(self.path(id)).await.unwrap_or_default();
         let Ok(job) = serde_json::from_slice::<Job>(&text) else {
@@ -227,12 +232,12 @@ impl Fetcher {
         Ok(Some((upload.unattended(), url, job.folder)))
     }
 
-    fn path(&self, id: &str) -> PathBuf {
+    fn path(&self, id: UploadId) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
 
     /// Writes `job` down durably (a new file, synced, then its directory).
-    async fn write_down(&self, id: &str, job: &Job) -> std::io::Result<()> {
+    async fn write_down(&self, id: UploadId, job: &Job) -> std::io::Result<()> {
         let path = self.path(id);
         let dir = self.dir.clone();
         let text = serde_json::to_vec(job).map_err(std::io::Error::other)?;
@@ -247,7 +252,7 @@ impl Fetcher {
         .map_err(std::io::Error::other)?
     }
 
-    async fn forget(&self, id: &str) {
+    async fn forget(&self, id: UploadId) {
         if let Err(e) = tokio::fs::remove_file(self.path(id)).await {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(upload_id = %id, error = %e, "Could not remove a finished fetch's note.");
@@ -288,7 +293,7 @@ impl Fetcher {
                 ingest.fail(upload, failure).await;
             }
         }
-        self.forget(&id).await;
+        self.forget(id).await;
     }
 
     /// Attempts until the whole source is in `upload`, or it cannot be.
@@ -433,7 +438,7 @@ impl Ingest {
     /// its record says why.
     pub async fn fail(&self, upload: Receiving, failure: Failure) {
         upload.writer.abort().await;
-        self.record_failure(&upload.id, failure).await;
+        self.record_failure(upload.id, failure).await;
     }
 }
 

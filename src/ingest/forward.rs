@@ -23,6 +23,7 @@ use super::chunk_spool::write_atomically;
 use crate::store::appender::Appender;
 use crate::store::{ObjectKey, ObjectWriter, PartBody, PartStore, SentPart, Store, StoreError};
 use crate::upload::part_plan::{Cursor, Part, PartPlan};
+use crate::upload::UploadId;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -93,7 +94,13 @@ fn is_zero(n: &u64) -> bool {
 pub trait PartLog: Send + Sync {
     /// `part` of `upload` is in the store's multipart upload `multipart_id`, planned for
     /// `declared` bytes.
-    async fn stored(&self, upload: &str, multipart_id: &str, declared: Option<u64>, part: SentPart);
+    async fn stored(
+        &self,
+        upload: UploadId,
+        multipart_id: &str,
+        declared: Option<u64>,
+        part: SentPart,
+    );
 }
 
 struct Running {
@@ -119,13 +126,13 @@ const EDGE_PARTS_IN_MEMORY: usize = 4;
 pub struct Forwarder {
     store: Arc<dyn Store>,
     dir: PathBuf,
-    running: Mutex<HashMap<String, Running>>,
+    running: Mutex<HashMap<Name, Running>>,
     /// Parts being sent, across all uploads.
     parts_held: Arc<tokio::sync::Semaphore>,
     /// Parts read into memory and not yet stored, across all uploads.
     parts_in_memory: Arc<tokio::sync::Semaphore>,
     /// Direct uploads being written ([`Forwarder::writer`]).
-    writing: Mutex<HashSet<String>>,
+    writing: Mutex<HashSet<UploadId>>,
     /// Where stored parts are reported.
     log: Option<Arc<dyn PartLog>>,
 }
@@ -186,7 +193,7 @@ impl Forwarder {
     /// The state cannot be written.
     pub async fn adopt(
         &self,
-        upload: &str,
+        upload: UploadId,
         key: &ObjectKey,
         stored: &crate::control::StoredParts,
     ) -> Result<Option<u64>, StoreError> {
@@ -203,15 +210,15 @@ impl Forwarder {
             completed: None,
             adopted,
         };
-        save(&self.state_path(upload), &state).await?;
+        save(&self.state_path(upload.into()), &state).await?;
         Ok(Some(adopted))
     }
 
-    fn state_path(&self, upload: &str) -> PathBuf {
-        self.dir.join(format!("{upload}.json"))
+    fn state_path(&self, name: Name) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<Name, Running>> {
         self.running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -219,16 +226,20 @@ impl Forwarder {
 
     /// More of `upload` is spooled: parts that are now full go to the store. `declared` is the
     /// upload's size if known (it sets the part size, once).
-    pub fn grown(&self, upload: &str, key: &ObjectKey, declared: Option<u64>, spooled: Spooled) {
+    pub fn grown(
+        &self,
+        upload: impl Into<Name>,
+        key: &ObjectKey,
+        declared: Option<u64>,
+        spooled: Spooled,
+    ) {
+        let upload = upload.into();
         let mut running = self.running();
-        if let Some(r) = running.get(upload).filter(|r| !r.task.is_finished()) {
+        if let Some(r) = running.get(&upload).filter(|r| !r.task.is_finished()) {
             r.spooled.send_replace(spooled);
             return;
         }
-        running.insert(
-            upload.to_owned(),
-            self.spawn(upload, key, declared, spooled),
-        );
+        running.insert(upload, self.spawn(upload, key, declared, spooled));
     }
 
     /// Every byte of `upload` is spooled: sends what is left, completes the object and returns
@@ -239,15 +250,16 @@ impl Forwarder {
     /// The store or the spool fails; the state stays, so a retry continues.
     pub async fn finish(
         &self,
-        upload: &str,
+        upload: impl Into<Name>,
         key: &ObjectKey,
         mut spooled: Spooled,
     ) -> Result<u64, StoreError> {
+        let upload = upload.into();
         spooled.complete = true;
         let task = {
             let mut running = self.running();
             let current = running
-                .remove(upload)
+                .remove(&upload)
                 .filter(|r| !r.task.is_finished() && r.spooled.send(spooled.clone()).is_ok());
             match current {
                 Some(r) => r.task,
@@ -263,7 +275,8 @@ impl Forwarder {
     }
 
     /// Forgets a completed upload's state, once it is recorded.
-    pub async fn forget(&self, upload: &str) {
+    pub async fn forget(&self, upload: impl Into<Name>) {
+        let upload = upload.into();
         match tokio::fs::remove_file(self.state_path(upload)).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!(upload_id = %upload, error = %e, "Could not remove a forwarding state file.");
@@ -274,14 +287,14 @@ impl Forwarder {
 
     /// Stops forwarding `upload` and drops its state, leaving its multipart upload in the store
     /// (another edge continues it).
-    pub async fn release(&self, upload: &str) {
-        self.stop(upload).await;
+    pub async fn release(&self, upload: UploadId) {
+        self.stop(upload.into()).await;
         self.forget(upload).await;
     }
 
     /// Ends `upload`'s forwarding task, once a multipart upload it is opening is recorded.
-    async fn stop(&self, upload: &str) {
-        let running = self.running().remove(upload);
+    async fn stop(&self, upload: Name) {
+        let running = self.running().remove(&upload);
         if let Some(r) = running {
             r.task.abort();
             let _opened = r.opening.lock().await;
@@ -289,7 +302,8 @@ impl Forwarder {
     }
 
     /// Drops `upload`'s forwarding: its task, its multipart upload in the store and its state.
-    pub async fn discard(&self, upload: &str) {
+    pub async fn discard(&self, upload: impl Into<Name>) {
+        let upload = upload.into();
         self.stop(upload).await;
         let path = self.state_path(upload);
         let Some(state) = load(&path).await else {
@@ -310,7 +324,7 @@ impl Forwarder {
 
     fn spawn(
         &self,
-        upload: &str,
+        upload: Name,
         key: &ObjectKey,
         declared: Option<u64>,
         spooled: Spooled,
@@ -325,14 +339,10 @@ impl Forwarder {
             declared,
             parts_held: self.parts_held.clone(),
             parts_in_memory: self.parts_in_memory.clone(),
-            upload: upload.to_owned(),
+            upload: upload.upload,
             // A direct upload is one request: no other edge can continue it.
-            log: self
-                .log
-                .clone()
-                .filter(|_| !self.writing().contains(upload)),
+            log: self.log.clone().filter(|_| !upload.direct),
         };
-        let upload = upload.to_owned();
         let task = tokio::spawn(async move {
             let result = job.run(rx).await;
             if let Err(e) = &result {
@@ -370,7 +380,7 @@ struct Job {
     declared: Option<u64>,
     parts_held: Arc<tokio::sync::Semaphore>,
     parts_in_memory: Arc<tokio::sync::Semaphore>,
-    upload: String,
+    upload: UploadId,
     log: Option<Arc<dyn PartLog>>,
     opening: Opening,
 }
@@ -610,10 +620,10 @@ impl Job {
             };
             save(&self.path, &record).await?;
             if let Some(log) = &self.log {
-                let (log, upload) = (log.clone(), self.upload.clone());
+                let (log, upload) = (log.clone(), self.upload);
                 let (multipart_id, declared) = (s.upload_id.clone(), s.declared);
                 tokio::spawn(async move {
-                    log.stored(&upload, &multipart_id, declared, part).await;
+                    log.stored(upload, &multipart_id, declared, part).await;
                 });
             }
         }
@@ -679,6 +689,30 @@ async fn read_spool<T: Send + 'static>(
 
 /// What marks a direct upload's forwarding id and spool file.
 const DIRECT: &str = ".direct";
+/// What a forwarding is named by (its state and spool files): its upload, and whether it is a
+/// direct upload's ([`Forwarder::writer`]), named apart with [`DIRECT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Name {
+    upload: UploadId,
+    direct: bool,
+}
+
+impl From<UploadId> for Name {
+    fn from(upload: UploadId) -> Self {
+        Self {
+            upload,
+            direct: false,
+        }
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let suffix = if self.direct { DIRECT } else { "" };
+        write!(f, "{}{suffix}", self.upload)
+    }
+}
+
 /// How often a direct upload's growth is passed to its forwarding task.
 const DIRECT_REPORT_EVERY: u64 = 1 << 20;
 
@@ -691,21 +725,24 @@ impl Forwarder {
     /// The spool file cannot be created.
     pub async fn writer(
         self: &Arc<Self>,
-        upload: &str,
+        upload: UploadId,
         key: &ObjectKey,
     ) -> Result<Box<dyn ObjectWriter>, StoreError> {
-        let id = format!("{upload}{DIRECT}");
-        let path = self.dir.join(format!("{id}.data"));
+        let name = Name {
+            upload,
+            direct: true,
+        };
+        let path = self.dir.join(format!("{name}.data"));
         let file = tokio::fs::File::create(&path)
             .await
             .map_err(|source| StoreError::Write {
                 key: key.to_string(),
                 source,
             })?;
-        self.writing().insert(id.clone());
+        self.writing().insert(upload);
         Ok(Box::new(Spooling {
             forwarder: self.clone(),
-            id,
+            name,
             key: key.clone(),
             path,
             file: Appender::appending(file.into_std().await),
@@ -714,7 +751,7 @@ impl Forwarder {
         }))
     }
 
-    fn writing(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn writing(&self) -> std::sync::MutexGuard<'_, HashSet<UploadId>> {
         self.writing
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -729,13 +766,21 @@ impl Forwarder {
         let mut swept = 0;
         while let Ok(Some(entry)) = entries.next_entry().await {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(id) = name.strip_suffix(".data").filter(|id| id.ends_with(DIRECT)) else {
+            let Some(upload) = name
+                .strip_suffix(".data")
+                .and_then(|n| n.strip_suffix(DIRECT))
+                .and_then(|n| n.parse::<UploadId>().ok())
+            else {
                 continue;
             };
-            if self.writing().contains(id) {
+            if self.writing().contains(&upload) {
                 continue;
             }
-            self.discard(id).await;
+            self.discard(Name {
+                upload,
+                direct: true,
+            })
+            .await;
             if tokio::fs::remove_file(entry.path()).await.is_ok() {
                 swept += 1;
             }
@@ -747,7 +792,7 @@ impl Forwarder {
 /// A direct upload being written through the spool ([`Forwarder::writer`]).
 struct Spooling {
     forwarder: Arc<Forwarder>,
-    id: String,
+    name: Name,
     key: ObjectKey,
     path: PathBuf,
     file: Appender,
@@ -768,11 +813,11 @@ impl Spooling {
     async fn end(self, stored: bool) {
         let _ = self.file.into_file().await;
         if stored {
-            self.forwarder.forget(&self.id).await;
+            self.forwarder.forget(self.name).await;
         } else {
-            self.forwarder.discard(&self.id).await;
+            self.forwarder.discard(self.name).await;
         }
-        self.forwarder.writing().remove(&self.id);
+        self.forwarder.writing().remove(&self.name.upload);
         if let Err(e) = tokio::fs::remove_file(&self.path).await {
             tracing::warn!(key = %self.key, error = %e, "Could not remove a direct upload's spool file.");
         }
@@ -790,7 +835,7 @@ impl ObjectWriter for Spooling {
         if self.len - self.reported >= DIRECT_REPORT_EVERY {
             self.file.flush().await.map_err(|e| self.write_error(e))?;
             let spooled = Spooled::file(self.path.clone(), self.len);
-            self.forwarder.grown(&self.id, &self.key, None, spooled);
+            self.forwarder.grown(self.name, &self.key, None, spooled);
             self.reported = self.len;
         }
         Ok(())
@@ -801,7 +846,7 @@ impl ObjectWriter for Spooling {
             Err(e) => Err(self.write_error(e)),
             Ok(()) => {
                 let spooled = Spooled::file(self.path.clone(), self.len);
-                self.forwarder.finish(&self.id, &self.key, spooled).await
+                self.forwarder.finish(self.name, &self.key, spooled).await
             }
         };
         self.end(stored.is_ok()).await;

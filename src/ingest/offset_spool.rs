@@ -10,6 +10,7 @@ use super::chunk_spool::{io, sync_dir, write_atomically, SpoolError, Turn, Uploa
 use super::durability::Durability;
 use super::durability::Syncer;
 use crate::store::appender::Appender;
+use crate::upload::UploadId;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -53,7 +54,7 @@ pub enum Concat {
     /// Uploaded in parallel with others, stored only as part of a final upload.
     Partial,
     /// The concatenation of these partial uploads, in order.
-    Final(Vec<String>),
+    Final(Vec<UploadId>),
 }
 
 /// A checksum algorithm of the tus checksum extension.
@@ -137,19 +138,19 @@ impl OffsetSpool {
     }
 
     /// `upload` must be a validated upload id (it names a directory).
-    fn dir(&self, upload: &str) -> PathBuf {
-        self.root.join(upload)
+    fn dir(&self, upload: UploadId) -> PathBuf {
+        self.root.join(upload.to_string())
     }
 
     /// The data file (for assembly).
     #[must_use]
-    pub fn data_path(&self, upload: &str) -> PathBuf {
+    pub fn data_path(&self, upload: UploadId) -> PathBuf {
         self.dir(upload).join("data")
     }
 
     /// Holds the upload, ending the request that held it before (which keeps what it
     /// received): one request at a time changes it, and the newest one wins.
-    pub async fn take_over(&self, upload: &str) -> Turn {
+    pub async fn take_over(&self, upload: UploadId) -> Turn {
         self.locks.take_over(upload).await
     }
 
@@ -157,7 +158,7 @@ impl OffsetSpool {
     ///
     /// # Errors
     /// The disk fails.
-    pub async fn create(&self, upload: &str, resource: &Resource) -> Result<(), SpoolError> {
+    pub async fn create(&self, upload: UploadId, resource: &Resource) -> Result<(), SpoolError> {
         self.create_at(upload, resource, 0).await
     }
 
@@ -169,7 +170,7 @@ impl OffsetSpool {
     /// The disk fails.
     pub async fn create_at(
         &self,
-        upload: &str,
+        upload: UploadId,
         resource: &Resource,
         offset: u64,
     ) -> Result<(), SpoolError> {
@@ -192,7 +193,7 @@ impl OffsetSpool {
     ///
     /// # Errors
     /// The disk fails.
-    pub async fn save(&self, upload: &str, resource: &Resource) -> Result<(), SpoolError> {
+    pub async fn save(&self, upload: UploadId, resource: &Resource) -> Result<(), SpoolError> {
         let json = serde_json::to_vec(resource)
             .map_err(|e| io("encode upload info")(std::io::Error::other(e)))?;
         write_atomically(&self.dir(upload), "info", &json).await
@@ -202,7 +203,7 @@ impl OffsetSpool {
     ///
     /// # Errors
     /// The disk fails or holds something unreadable.
-    pub async fn get(&self, upload: &str) -> Result<Option<(Resource, u64)>, SpoolError> {
+    pub async fn get(&self, upload: UploadId) -> Result<Option<(Resource, u64)>, SpoolError> {
         let dir = self.dir(upload);
         let info = match tokio::fs::read(dir.join("info")).await {
             Ok(bytes) => bytes,
@@ -230,7 +231,7 @@ impl OffsetSpool {
     /// The body is too long (nothing of it is kept), or the disk fails.
     pub async fn append<S>(
         &self,
-        upload: &str,
+        upload: UploadId,
         turn: &Turn,
         offset: u64,
         body: S,
@@ -297,7 +298,11 @@ impl OffsetSpool {
     ///
     /// # Errors
     /// The disk fails.
-    pub async fn complete(&self, upload: &str, mut resource: Resource) -> Result<(), SpoolError> {
+    pub async fn complete(
+        &self,
+        upload: UploadId,
+        mut resource: Resource,
+    ) -> Result<(), SpoolError> {
         resource.complete = true;
         self.save(upload, &resource).await?;
         match tokio::fs::remove_file(self.data_path(upload)).await {
@@ -310,7 +315,7 @@ impl OffsetSpool {
     ///
     /// # Errors
     /// The disk fails.
-    pub async fn remove(&self, upload: &str) -> Result<(), SpoolError> {
+    pub async fn remove(&self, upload: UploadId) -> Result<(), SpoolError> {
         match tokio::fs::remove_dir_all(self.dir(upload)).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(io("remove an upload's spool")(e))
@@ -426,6 +431,11 @@ async fn truncate(file: Appender, len: u64) -> Result<(), SpoolError> {
 mod tests {
     use super::*;
 
+    /// The upload the tests spool.
+    fn u() -> UploadId {
+        "00000000-0000-4000-8000-000000000001".parse().unwrap()
+    }
+
     fn open(root: &Path) -> OffsetSpool {
         let syncer = Syncer::start(super::super::durability::Durability::Sync).unwrap();
         OffsetSpool::open(root, Arc::new(syncer)).unwrap()
@@ -459,11 +469,11 @@ mod tests {
             concat: None,
             owner: None,
         };
-        spool.create("u", &r).await.unwrap();
-        let turn = spool.take_over("u").await;
+        spool.create(u(), &r).await.unwrap();
+        let turn = spool.take_over(u()).await;
         assert_eq!(
             spool
-                .append("u", &turn, 0, body(&[b"hel", b"lo "]), checks(100, None))
+                .append(u(), &turn, 0, body(&[b"hel", b"lo "]), checks(100, None))
                 .await
                 .unwrap(),
             Appended::Done(6)
@@ -475,7 +485,7 @@ mod tests {
         ]);
         assert_eq!(
             spool
-                .append("u", &turn, 6, broken, checks(100, None))
+                .append(u(), &turn, 6, broken, checks(100, None))
                 .await
                 .unwrap(),
             Appended::Cut(8)
@@ -484,40 +494,40 @@ mod tests {
         let bad = Some((Algorithm::Sha1, vec![0u8; 20]));
         assert_eq!(
             spool
-                .append("u", &turn, 8, body(&[b"rld"]), checks(100, bad))
+                .append(u(), &turn, 8, body(&[b"rld"]), checks(100, bad))
                 .await
                 .unwrap(),
             Appended::ChecksumMismatch
         );
-        assert_eq!(spool.get("u").await.unwrap().unwrap().1, 8);
+        assert_eq!(spool.get(u()).await.unwrap().unwrap().1, 8);
         let good = Some((
             Algorithm::Md5,
             <md5::Md5 as sha2::Digest>::digest(b"rld").to_vec(),
         ));
         assert_eq!(
             spool
-                .append("u", &turn, 8, body(&[b"rld"]), checks(100, good))
+                .append(u(), &turn, 8, body(&[b"rld"]), checks(100, good))
                 .await
                 .unwrap(),
             Appended::Done(11)
         );
         assert!(matches!(
             spool
-                .append("u", &turn, 11, body(&[b"too much"]), checks(3, None))
+                .append(u(), &turn, 11, body(&[b"too much"]), checks(3, None))
                 .await,
             Err(SpoolError::TooLarge(3))
         ));
-        assert_eq!(std::fs::read(spool.data_path("u")).unwrap(), b"hello world");
+        assert_eq!(std::fs::read(spool.data_path(u())).unwrap(), b"hello world");
         drop(turn);
         // Survives a reopen; completion drops the data but keeps the offset.
         let reopened = open(dir.path());
-        let (resource, offset) = reopened.get("u").await.unwrap().unwrap();
+        let (resource, offset) = reopened.get(u()).await.unwrap().unwrap();
         assert_eq!((resource.clone(), offset), (r.clone(), 11));
-        reopened.complete("u", resource).await.unwrap();
-        assert!(!reopened.data_path("u").exists());
-        assert_eq!(reopened.get("u").await.unwrap().unwrap().1, 11);
-        reopened.remove("u").await.unwrap();
-        assert!(reopened.get("u").await.unwrap().is_none());
+        reopened.complete(u(), resource).await.unwrap();
+        assert!(!reopened.data_path(u()).exists());
+        assert_eq!(reopened.get(u()).await.unwrap().unwrap().1, 11);
+        reopened.remove(u()).await.unwrap();
+        assert!(reopened.get(u()).await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -531,7 +541,7 @@ mod tests {
             concat: None,
             owner: None,
         };
-        spool.create("u", &r).await.unwrap();
+        spool.create(u(), &r).await.unwrap();
         // A stale request: sent five bytes, then hangs with its connection still open.
         let (asked, asked_more) = tokio::sync::oneshot::channel();
         let hanging = futures_util::stream::once(async move {
@@ -542,21 +552,21 @@ mod tests {
         let stale = {
             let spool = spool.clone();
             tokio::spawn(async move {
-                let turn = spool.take_over("u").await;
-                spool.append("u", &turn, 0, rx, checks(100, None)).await
+                let turn = spool.take_over(u()).await;
+                spool.append(u(), &turn, 0, rx, checks(100, None)).await
             })
         };
         // The five bytes are taken once the next piece is asked for.
         asked_more.await.unwrap();
         // The reconnecting client's request ends the stale one, which keeps what it received.
-        let turn = tokio::time::timeout(std::time::Duration::from_secs(5), spool.take_over("u"))
+        let turn = tokio::time::timeout(std::time::Duration::from_secs(5), spool.take_over(u()))
             .await
             .expect("the stale request must give the upload up");
         assert_eq!(stale.await.unwrap().unwrap(), Appended::Cut(5));
-        assert_eq!(spool.get("u").await.unwrap().unwrap().1, 5);
+        assert_eq!(spool.get(u()).await.unwrap().unwrap().1, 5);
         assert_eq!(
             spool
-                .append("u", &turn, 5, body(&[b"678"]), checks(100, None))
+                .append(u(), &turn, 5, body(&[b"678"]), checks(100, None))
                 .await
                 .unwrap(),
             Appended::Done(8)

@@ -6,6 +6,7 @@
 //! Must not depend on HTTP or on a wire protocol.
 
 use super::Body;
+use crate::upload::UploadId;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(2);
 /// The uploads whose bytes are arriving, and what was last reported of each.
 #[derive(Debug, Default)]
 pub struct Progress {
-    live: Mutex<HashMap<String, Entry>>,
+    live: Mutex<HashMap<UploadId, Entry>>,
 }
 
 #[derive(Debug)]
@@ -46,7 +47,7 @@ impl Counter {
 
 impl Progress {
     /// `body`, counted as upload `id`'s bytes after the `base` it already holds.
-    pub fn track<S: Body>(&self, id: &str, base: u64, body: S) -> impl Body {
+    pub fn track<S: Body>(&self, id: UploadId, base: u64, body: S) -> impl Body {
         let counter = self.counter(id, base);
         body.map(move |piece: Result<Bytes, std::io::Error>| {
             if let Ok(bytes) = &piece {
@@ -58,15 +59,15 @@ impl Progress {
 
     /// A counter of upload `id`'s bytes after the `base` it already holds, for a request
     /// that is read otherwise than as one body.
-    pub fn counter(&self, id: &str, base: u64) -> Counter {
+    pub fn counter(&self, id: UploadId, base: u64) -> Counter {
         let read = Arc::new(AtomicU64::new(0));
         let mut live = self
             .live
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let reported = live.get(id).map_or(0, |e| e.reported);
+        let reported = live.get(&id).map_or(0, |e| e.reported);
         live.insert(
-            id.to_owned(),
+            id,
             Entry {
                 base,
                 read: read.clone(),
@@ -78,7 +79,7 @@ impl Progress {
 
     /// The uploads that grew since the last call, with their bytes now. Uploads whose request
     /// ended are forgotten once reported.
-    pub fn changes(&self) -> Vec<(String, u64)> {
+    pub fn changes(&self) -> Vec<(UploadId, u64)> {
         let mut live = self
             .live
             .lock()
@@ -88,7 +89,7 @@ impl Progress {
             let now = e.base + e.read.load(Ordering::Relaxed);
             if now > e.reported {
                 e.reported = now;
-                out.push((id.clone(), now));
+                out.push((*id, now));
             }
             // Still being read: the counting stream holds the other reference.
             Arc::strong_count(&e.read) > 1
@@ -100,7 +101,7 @@ impl Progress {
 /// Reports to `report` what grew, every [`REPORT_EVERY`], until the task is dropped.
 pub async fn report_loop<F, Fut>(progress: Arc<Progress>, report: F)
 where
-    F: Fn(Vec<(String, u64)>) -> Fut,
+    F: Fn(Vec<(UploadId, u64)>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let mut every = tokio::time::interval(REPORT_EVERY);
@@ -125,16 +126,17 @@ mod tests {
             Ok(Bytes::from(vec![0u8; 10])),
             Ok(Bytes::from(vec![0u8; 5])),
         ];
-        let mut body = Box::pin(progress.track("u", 100, futures_util::stream::iter(pieces)));
+        let u = UploadId::new();
+        let mut body = Box::pin(progress.track(u, 100, futures_util::stream::iter(pieces)));
         // What the upload held when the request began counts at once.
-        assert_eq!(progress.changes(), vec![("u".to_owned(), 100)]);
+        assert_eq!(progress.changes(), vec![(u, 100)]);
         body.next().await.unwrap().unwrap();
-        assert_eq!(progress.changes(), vec![("u".to_owned(), 110)]);
+        assert_eq!(progress.changes(), vec![(u, 110)]);
         assert_eq!(progress.changes(), vec![], "reported once");
         body.next().await.unwrap().unwrap();
         assert!(body.next().await.is_none());
         drop(body);
-        assert_eq!(progress.changes(), vec![("u".to_owned(), 115)]);
+        assert_eq!(progress.changes(), vec![(u, 115)]);
         assert!(
             progress.live.lock().unwrap().is_empty(),
             "ended and reported"

@@ -17,6 +17,7 @@ use super::{Body, Completed, Ingest, IngestError, Record};
 use crate::control::{KeyOwner, ResumableState, UploadInfo};
 use crate::token::{Claims, TokenError};
 use crate::upload::resumable::{Append, Next, Refused, Upload};
+use crate::upload::UploadId;
 use crate::upload::{Filename, Status};
 
 /// What the resumable core acts on: the edge's ingest core and its offset spool.
@@ -124,9 +125,9 @@ impl Held {
 ///
 /// # Errors
 /// Out of scope, unknown, another account's, or the edge fails.
-pub async fn existing(claims: &Claims, id: &str, core: Core<'_>) -> Result<Held, Refusal> {
+pub async fn existing(claims: &Claims, id: UploadId, core: Core<'_>) -> Result<Held, Refusal> {
     claims
-        .permits(&format!("/files/{id}"), Some(id), None)
+        .permits(&format!("/files/{id}"), Some(&id.to_string()), None)
         .map_err(out_of_scope)?;
     if core.ingest.moved_away(id).await {
         // Ends a request still appending to this edge's copy.
@@ -185,7 +186,7 @@ pub async fn existing(claims: &Claims, id: &str, core: Core<'_>) -> Result<Held,
 /// Makes the resource of an upload this edge does not hold: the writer from now on (in a
 /// fleet), after the parts that reached storage (their bytes are not resent).
 async fn adopt(info: UploadInfo, core: Core<'_>) -> Result<(UploadInfo, Resource, u64), Refusal> {
-    let info = match core.ingest.become_writer(&info.id).await {
+    let info = match core.ingest.become_writer(info.id).await {
         Ok(Some(taken)) => taken,
         Ok(None) => info,
         Err(IngestError::Origin(ControlError::NotFound | ControlError::NotReceiving(_))) => {
@@ -213,7 +214,7 @@ async fn adopt(info: UploadInfo, core: Core<'_>) -> Result<(UploadInfo, Resource
         .await
         .map_err(|e| Refusal::unavailable(&e))?;
     core.spool
-        .create_at(&info.id, &resource, offset)
+        .create_at(info.id, &resource, offset)
         .await
         .map_err(|e| Refusal::unavailable(&e))?;
     Ok((info, resource, offset))
@@ -221,7 +222,7 @@ async fn adopt(info: UploadInfo, core: Core<'_>) -> Result<(UploadInfo, Resource
 
 /// Drops this edge's copy of an upload another edge took over: its spool and forwarding state,
 /// not its record nor what reached storage (the new writer continues from there).
-async fn let_go(id: &str, core: Core<'_>) {
+async fn let_go(id: UploadId, core: Core<'_>) {
     core.ingest.release_spooled(id).await;
     if let Err(e) = core.spool.remove(id).await {
         tracing::warn!(upload_id = %id, error = %e, "Could not remove the spool of an upload another edge took over.");
@@ -242,7 +243,7 @@ fn owner_of(info: &UploadInfo) -> Owner {
 pub async fn hold_new(info: UploadInfo, mut resource: Resource, core: Core<'_>) -> Held {
     resource.owner = Some(owner_of(&info));
     Held {
-        turn: core.spool.take_over(&info.id).await,
+        turn: core.spool.take_over(info.id).await,
         info,
         resource,
         offset: 0,
@@ -312,7 +313,7 @@ pub async fn create(
         ..resource.clone()
     };
     core.spool
-        .create(&info.id, &resource)
+        .create(info.id, &resource)
         .await
         .map_err(|e| Refusal::unavailable(&e))?;
     Ok(info)
@@ -358,13 +359,13 @@ where
     if let Some(length) = accepted.declare {
         resource.length = Some(length);
         core.spool
-            .save(&info.id, &resource)
+            .save(info.id, &resource)
             .await
             .map_err(|e| Refusal::unavailable(&e))?;
     }
     // A partial upload of a concatenation is forwarded with its final upload.
     let forwarded = resource.concat.is_none() && core.ingest.forwards_spooled();
-    let path = core.spool.data_path(&info.id);
+    let path = core.spool.data_path(info.id);
     let mut grown = |len| {
         if forwarded {
             let spooled = Spooled::file(path.clone(), len);
@@ -376,10 +377,10 @@ where
         checksum,
         grown: forwarded.then(|| Box::new(&mut grown) as Box<dyn FnMut(u64) + Send>),
     };
-    let body = core.ingest.track(&info.id, offset, body);
+    let body = core.ingest.track(info.id, offset, body);
     let (new_offset, whole) = match core
         .spool
-        .append(&info.id, &turn, offset, body, checks)
+        .append(info.id, &turn, offset, body, checks)
         .await
     {
         Ok(Spool::Done(o)) => (o, true),
@@ -434,15 +435,15 @@ pub async fn finish(
     claims: &Claims,
     core: Core<'_>,
 ) -> Result<Completed, Refusal> {
-    let parts: Vec<String> = match &resource.concat {
+    let parts: Vec<UploadId> = match &resource.concat {
         Some(Concat::Final(parts)) => parts.clone(),
-        _ => vec![info.id.clone()],
+        _ => vec![info.id],
     };
-    let files: Vec<_> = parts.iter().map(|p| core.spool.data_path(p)).collect();
+    let files: Vec<_> = parts.iter().map(|p| core.spool.data_path(*p)).collect();
     let metadata = crate::upload::resumable::metadata_record(resource.metadata.as_deref());
     // Another edge may have taken the upload over: only its writer completes the object.
     let stored = async {
-        core.ingest.still_writer(&info.id).await?;
+        core.ingest.still_writer(info.id).await?;
         core.ingest
             .store_files(info, &files, claims.into(), metadata, false)
             .await
@@ -451,25 +452,25 @@ pub async fn finish(
     match stored {
         Ok(done) => {
             tracing::info!(upload_id = %info.id, bytes = done.size, "Resumable upload stored.");
-            if let Err(e) = core.spool.complete(&info.id, resource).await {
+            if let Err(e) = core.spool.complete(info.id, resource).await {
                 tracing::warn!(upload_id = %info.id, error = %e, "Could not drop a stored upload's data.");
             }
             for part in parts.iter().filter(|p| **p != info.id) {
-                drop_upload(part, core).await;
+                drop_upload(*part, core).await;
             }
             Ok(done)
         }
         Err(IngestError::QuotaExceeded) => {
-            drop_upload(&info.id, core).await;
+            drop_upload(info.id, core).await;
             Err(Refusal::Quota)
         }
         Err(IngestError::TooLarge { limit }) => Err(Refusal::TooLarge(limit)),
         Err(IngestError::Superseded) => {
-            let_go(&info.id, core).await;
+            let_go(info.id, core).await;
             Err(Refusal::Moved)
         }
         Err(IngestError::Refused(refusal)) => {
-            drop_upload(&info.id, core).await;
+            drop_upload(info.id, core).await;
             Err(Refusal::Hook(refusal))
         }
         Err(e) => Err(Refusal::unavailable(&e)),
@@ -478,7 +479,7 @@ pub async fn finish(
 
 /// Drops an upload's spool and, while it is still receiving, its record (termination, a
 /// refused upload, a partial upload once concatenated).
-pub async fn drop_upload(id: &str, core: Core<'_>) {
+pub async fn drop_upload(id: UploadId, core: Core<'_>) {
     core.ingest.discard_spooled(id).await;
     if let Err(e) = core.spool.remove(id).await {
         tracing::warn!(upload_id = %id, error = %e, "Could not remove an upload's spool.");

@@ -165,7 +165,7 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
 
 fn created(opened: &session::Opened, reused: bool) -> Response {
     let body = CreatedUpload {
-        id: opened.id.to_string(),
+        id: opened.id,
         object_key: opened.object_key.to_string(),
         reused,
     };
@@ -396,8 +396,11 @@ async fn upload_info(state: &State, id: &str) -> Result<Option<UploadInfo>, db::
     } else {
         None
     };
+    let id =
+        u.id.parse()
+            .map_err(|_| db::DbError::Corrupt(format!("upload id {}", u.id)))?;
     Ok(Some(UploadInfo {
-        id: u.id,
+        id,
         account_id: u.account_id,
         object_key: u.object_key,
         status: u.status.code(),
@@ -437,7 +440,7 @@ async fn progress(Ext(state): Ext<State>, Json(req): Json<Progress>) -> Response
     let now = now_ms();
     let mut notified = false;
     for (id, bytes) in &req.uploads {
-        match db::outbox::record_progress(&state.db, id, *bytes, now).await {
+        match db::outbox::record_progress(&state.db, &id.to_string(), *bytes, now).await {
             Ok(written) => notified |= written,
             Err(e) => return db_failure(&e),
         }

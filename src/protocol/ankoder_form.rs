@@ -204,7 +204,7 @@ async fn finish(
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     let metadata = json!({ "custom_fields": custom }).to_string();
-    let id = upload.id().to_owned();
+    let id = upload.id().to_string();
     ingest
         .complete(upload, None, Some(metadata))
         .await

@@ -335,7 +335,7 @@ where
             return draft.error(&IetfError::WrongContentType);
         }
     }
-    let held = match core::existing(&claims, &id.to_string(), ctx.core()).await {
+    let held = match core::existing(&claims, id, ctx.core()).await {
         Ok(held) => held,
         Err(refusal) => return draft.refused(refusal, Some(&claims), ctx),
     };
@@ -348,7 +348,7 @@ where
         Method::DELETE => {
             let Held { info, turn, .. } = held;
             drop(turn);
-            core::drop_upload(&info.id, ctx.core()).await;
+            core::drop_upload(info.id, ctx.core()).await;
             draft.reply(204, "", String::new())
         }
         _ => draft.error(&IetfError::MethodNotAllowed),
@@ -410,7 +410,7 @@ async fn append<S>(
 where
     S: Body,
 {
-    let id = held.info.id.clone();
+    let id = held.info.id;
     let appended = match core::append(held, req, body, None, claims, ctx.core()).await {
         Ok(appended) => appended,
         Err(Refusal::Refused(Refused::OffsetMismatch { current })) => {

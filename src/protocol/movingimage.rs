@@ -50,7 +50,7 @@ pub fn authorize(
     query: Option<&str>,
     headers: &HeaderMap,
     path: &str,
-    upload: &str,
+    upload: UploadId,
     ctx: &Ctx<'_>,
 ) -> Result<Claims, Reply> {
     let refuse = |e: TokenError| {
@@ -59,7 +59,7 @@ pub fn authorize(
     };
     let claims = ctx.verify_token(query, headers).map_err(refuse)?;
     claims
-        .permits(path, Some(upload), None)
+        .permits(path, Some(&upload.to_string()), None)
         .map_err(|e| refuse(super::refused(e)))?;
     Ok(claims)
 }
@@ -84,14 +84,13 @@ pub async fn receive<S>(
 where
     S: Body,
 {
-    let id = video.to_string();
-    let info = match ctx.ingest.upload_info(&id).await {
+    let info = match ctx.ingest.upload_info(video).await {
         Ok(Some(info)) => info,
         Ok(None) => return refuse(&MovingimageError::NotFound),
         Err(e) => return unavailable(&e),
     };
     if info.status != Status::Receiving.code() {
-        return over(&id, info.status);
+        return over(video, info.status);
     }
     match chunk_headers(headers) {
         Ok(Some((total, index))) => chunk(&info, total, index, body, claims, ctx).await,
@@ -122,7 +121,7 @@ pub(crate) fn chunk_headers(headers: &HeaderMap) -> Result<Option<(u32, u32)>, M
 
 /// The answer for a request to an upload that is no longer receiving (its `status`): failed,
 /// 410; else a retry after it was stored, which is complete, 201.
-fn over(id: &str, status: i64) -> Reply {
+fn over(id: UploadId, status: i64) -> Reply {
     if status == Status::Failed.code() {
         return refuse(&MovingimageError::Failed);
     }
@@ -163,7 +162,7 @@ where
             tracing::info!(upload_id = %info.id, holder = %edge, "A chunk came to this edge while another holds the upload's earlier chunks.");
             refuse(&MovingimageError::HeldElsewhere)
         }
-        Err(ChunkFailure::NotReceiving(status)) => over(&info.id, status),
+        Err(ChunkFailure::NotReceiving(status)) => over(info.id, status),
         Err(ChunkFailure::Refused(refusal)) => refuse(&MovingimageError::Refused(refusal)),
         Err(e @ ChunkFailure::Unavailable(_)) => unavailable(&e),
     }

@@ -149,7 +149,7 @@ where
     let result = match (method.clone(), target) {
         (Method::POST, None) => create(headers, body, &claims, ctx).await,
         (m, Some(id)) if m == Method::HEAD || m == Method::PATCH || m == Method::DELETE => {
-            match core::existing(&claims, &id.to_string(), ctx.core()).await {
+            match core::existing(&claims, id, ctx.core()).await {
                 Err(refusal) => Err(refusal),
                 Ok(held) => match m {
                     Method::HEAD => core::settle(held, &claims, ctx.core())
@@ -159,7 +159,7 @@ where
                     _ => {
                         let Held { info, turn, .. } = held;
                         drop(turn);
-                        core::drop_upload(&info.id, ctx.core()).await;
+                        core::drop_upload(info.id, ctx.core()).await;
                         Ok(reply(204, "", vec![]))
                     }
                 },
@@ -192,9 +192,9 @@ pub(crate) fn creation(headers: &HeaderMap) -> Result<Creation, TusError> {
         None => None,
         Some("partial") => Some(Concat::Partial),
         Some(v) if v.starts_with("final;") => {
-            let parts: Option<Vec<String>> = v["final;".len()..]
+            let parts: Option<Vec<UploadId>> = v["final;".len()..]
                 .split_whitespace()
-                .map(|url| resumable::upload_of_url(url).map(|id| id.to_string()))
+                .map(resumable::upload_of_url)
                 .collect();
             match parts {
                 Some(parts) if !parts.is_empty() => Some(Concat::Final(parts)),
@@ -316,18 +316,15 @@ fn at(offset: u64, length: Option<u64>) -> Append {
 /// The total length of the partial uploads a final upload names, or why they cannot be
 /// concatenated.
 async fn concatenation_length(
-    parts: &[String],
+    parts: &[UploadId],
     claims: &Claims,
     ctx: &Ctx<'_>,
 ) -> Result<Result<u64, String>, Refusal> {
     let mut total = 0u64;
-    for part in parts {
-        let Ok(id) = part.parse::<UploadId>() else {
-            return Ok(Err(format!("{part} is not an upload.")));
-        };
+    for &part in parts {
         let Held {
             resource, offset, ..
-        } = core::existing(claims, &id.to_string(), ctx.core()).await?;
+        } = core::existing(claims, part, ctx.core()).await?;
         if resource.concat != Some(Concat::Partial) {
             return Ok(Err(format!("{part} is not a partial upload.")));
         }
