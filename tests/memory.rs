@@ -1,8 +1,11 @@
 //! The edge's memory under many direct uploads into S3 (a moto server): 60 Uploads API uploads
 //! of 16 MiB at once, each one multipart POST, go through the edge's spool and its forwarder,
 //! so the edge's anonymous memory (its heap: the binary's own pages are not counted, a debug
-//! build's are large) stays within 64 MiB + 1 MiB per upload in flight, and every upload is
-//! stored whole. `UPLINK_MEMORY_UPLOADS=300` runs it with more uploads (the README's figure);
+//! build's are large) stays within 96 MiB + 1 MiB per upload in flight, and every upload is
+//! stored whole. The fixed part covers the process (the origin runs in it too), the forwarder's
+//! parts in memory and in flight across the edge; the per-upload part, a spool writer's two
+//! batches (`store::appender::BATCH`) and its connection: what the test guards is that memory
+//! does not grow with an upload's size (the in-memory writer used before peaked at 984 MiB). `UPLINK_MEMORY_UPLOADS=300` runs it with more uploads (the README's figure);
 //! the per-client connection cap is raised to let one test client open them all.
 
 mod common;
@@ -101,7 +104,7 @@ async fn sixty_direct_uploads_into_s3_keep_the_edge_within_its_memory_budget() {
     }
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     let peak = peak.await.unwrap();
-    let budget = (64 + uploads_at_once as u64) * MIB as u64;
+    let budget = (96 + uploads_at_once as u64) * MIB as u64;
     eprintln!(
         "edge anonymous memory: {} MiB before, peak {} MiB with {uploads_at_once} uploads at once (budget {} MiB)",
         before / MIB as u64,
