@@ -41,6 +41,20 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every hook.
+    pub const ALL: [Kind; 2] = [Kind::PreCreate, Kind::PreFinish];
+
+    /// The hook of this name.
+    ///
+    /// # Errors
+    /// Neither `pre-create` nor `pre-finish`.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| format!("{name:?} is not a hook: use pre-create or pre-finish"))
+    }
+
     /// Its name in messages, settings and the command line.
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -138,6 +152,14 @@ impl Hooks {
         match kind {
             Kind::PreCreate => self.pre_create,
             Kind::PreFinish => self.pre_finish,
+        }
+    }
+
+    /// The policy of `kind`, to change (`None`: that hook is not sent).
+    pub fn policy_mut(&mut self, kind: Kind) -> &mut Option<Policy> {
+        match kind {
+            Kind::PreCreate => &mut self.pre_create,
+            Kind::PreFinish => &mut self.pre_finish,
         }
     }
 }

@@ -121,16 +121,19 @@ fn per_hook<'a>(
 }
 
 fn hook_kind(name: &str, flag: &str) -> Result<crate::hook::Kind, OperatorError> {
-    use crate::hook::Kind;
-    [Kind::PreCreate, Kind::PreFinish]
-        .into_iter()
-        .find(|k| k.name() == name)
-        .ok_or_else(|| {
-            invalid(
-                flag,
-                format!("{name:?} is not a hook: use pre-create or pre-finish"),
-            )
-        })
+    crate::hook::Kind::parse(name).map_err(|e| invalid(flag, e))
+}
+
+/// The policy of hook `kind`, to change; refused when that hook is not sent.
+fn sent<'a>(
+    hooks: &'a mut crate::hook::Hooks,
+    kind: crate::hook::Kind,
+    flag: &str,
+) -> Result<&'a mut crate::hook::Policy, OperatorError> {
+    hooks
+        .policy_mut(kind)
+        .as_mut()
+        .ok_or_else(|| invalid(flag, format!("{} is not sent (see --hooks)", kind.name())))
 }
 
 /// The hook settings `args` give on top of `current`.
@@ -162,20 +165,14 @@ fn apply_hooks(
             return Ok(None);
         }
     };
-    fn slot(hooks: &mut Hooks, kind: Kind) -> &mut Option<Policy> {
-        match kind {
-            Kind::PreCreate => &mut hooks.pre_create,
-            Kind::PreFinish => &mut hooks.pre_finish,
-        }
-    }
     if let Some(names) = &args.hooks {
         let wanted = names
             .iter()
             .filter(|n| !n.is_empty())
             .map(|n| hook_kind(n, "--hooks"))
             .collect::<Result<Vec<_>, _>>()?;
-        for kind in [Kind::PreCreate, Kind::PreFinish] {
-            let policy = slot(&mut hooks, kind);
+        for kind in Kind::ALL {
+            let policy = hooks.policy_mut(kind);
             *policy = wanted
                 .contains(&kind)
                 .then(|| policy.unwrap_or(Policy::default_for(kind)));
@@ -188,23 +185,11 @@ fn apply_hooks(
             crate::hook::TIMEOUTS,
             "pre-create=2s",
         )?;
-        let policy = slot(&mut hooks, kind).as_mut().ok_or_else(|| {
-            invalid(
-                "--hook-timeout",
-                format!("{} is not sent (see --hooks)", kind.name()),
-            )
-        })?;
-        policy.timeout_ms = millis(d);
+        sent(&mut hooks, kind, "--hook-timeout")?.timeout_ms = millis(d);
     }
     for (kind, value) in per_hook(&args.hook_on_failure, "--hook-on-failure")? {
         let on_failure = OnFailure::parse(value).map_err(|e| invalid("--hook-on-failure", e))?;
-        let policy = slot(&mut hooks, kind).as_mut().ok_or_else(|| {
-            invalid(
-                "--hook-on-failure",
-                format!("{} is not sent (see --hooks)", kind.name()),
-            )
-        })?;
-        policy.on_failure = on_failure;
+        sent(&mut hooks, kind, "--hook-on-failure")?.on_failure = on_failure;
     }
     Ok(Some(hooks))
 }
