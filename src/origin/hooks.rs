@@ -67,28 +67,15 @@ async fn send(
     kind: Kind,
     message: &str,
 ) -> Result<Verdict, String> {
-    crate::outbound::check_url(url, state.settings.notify.allow_private_addresses)
-        .map_err(|e| e.to_string())?;
     let id = format!("hook_{}", uuid::Uuid::new_v4().simple());
-    let request = crate::notify::request(
-        crate::notify::Format::Json,
-        &id,
+    let signed = super::notifier::Signed {
+        format: crate::notify::Format::Json,
+        id: &id,
         message,
-        secret.as_bytes(),
-        now_ms() / 1000,
-    );
-    let mut builder = state
-        .web
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, request.content_type);
-    for (name, value) in &request.headers {
-        builder = builder.header(*name, value);
-    }
-    let response = builder
-        .body(request.body)
-        .send()
-        .await
-        .map_err(|e| crate::error::chain(&e.without_url()))?;
+        secret,
+    };
+    let allow_private = state.settings.notify.allow_private_addresses;
+    let response = super::notifier::post_signed(&state.web, url, allow_private, &signed).await?;
     let status = response.status().as_u16();
     // An answer larger than any usable one is not read to its end.
     let mut body = Vec::new();

@@ -28,6 +28,51 @@ pub(super) fn client(settings: &NotifySettings) -> reqwest::Result<reqwest::Clie
         .build()
 }
 
+/// A message to an application, and how it is signed.
+pub(super) struct Signed<'a> {
+    /// The body format.
+    pub format: notify::Format,
+    /// Its `webhook-id`.
+    pub id: &'a str,
+    /// The message (JSON text).
+    pub message: &'a str,
+    /// The account secret that signs it.
+    pub secret: &'a str,
+}
+
+/// Posts `signed` to the application at `url`, signed now, through `client`, after the guard's
+/// check of the URL (`allow_private`); the response, whatever its status.
+///
+/// # Errors
+/// The URL is refused or the request fails (said without the URL, which may carry a token).
+pub(super) async fn post_signed(
+    client: &reqwest::Client,
+    url: &str,
+    allow_private: bool,
+    signed: &Signed<'_>,
+) -> Result<reqwest::Response, String> {
+    crate::outbound::check_url(url, allow_private).map_err(|e| e.to_string())?;
+    let request = notify::request(
+        signed.format,
+        signed.id,
+        signed.message,
+        signed.secret.as_bytes(),
+        now_ms() / 1000,
+    );
+    let mut builder = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, request.content_type);
+    for (name, value) in &request.headers {
+        builder = builder.header(*name, value);
+    }
+    // The resolver's refusal is the useful part of the chain.
+    builder
+        .body(request.body)
+        .send()
+        .await
+        .map_err(|e| crate::error::chain(&e.without_url()))
+}
+
 /// Starts the senders; they run until the process ends.
 pub fn spawn(state: &State) {
     for _ in 0..state.settings.notify.senders {
@@ -111,31 +156,13 @@ async fn send(
     settings: &NotifySettings,
     due: &Due,
 ) -> Result<(), String> {
-    crate::outbound::check_url(&due.url, settings.allow_private_addresses)
-        .map_err(|e| e.to_string())?;
-    let request = notify::request(
-        due.format,
-        &due.id,
-        &due.message,
-        due.secret.as_bytes(),
-        now_ms() / 1000,
-    );
-    let mut builder = client
-        .post(&due.url)
-        .header(reqwest::header::CONTENT_TYPE, request.content_type);
-    for (name, value) in &request.headers {
-        builder = builder.header(*name, value);
-    }
-    let response = builder.body(request.body).send().await.map_err(|e| {
-        // The resolver's refusal is the useful part of the chain.
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            text = format!("{text}: {s}");
-            source = s.source();
-        }
-        text
-    })?;
+    let signed = Signed {
+        format: due.format,
+        id: &due.id,
+        message: &due.message,
+        secret: &due.secret,
+    };
+    let response = post_signed(client, &due.url, settings.allow_private_addresses, &signed).await?;
     let status = response.status();
     if status.is_success() {
         Ok(())
