@@ -231,13 +231,13 @@ impl EdgeProxy {
             Ok(body) => body,
             Err(reply) => return Ok(Some(reply)),
         };
-        if !movingimage::names_url(&body) {
+        let Some(req) = movingimage::FromUrl::of(&body) else {
             super::to_origin::forward_read(x, head, body, &self.forwarder, &self.origins).await?;
             return Ok(None);
-        }
+        };
         let reply = movingimage::video_from_url(
             &head.headers,
-            &body,
+            req,
             head.client,
             &self.ingest,
             &self.fetcher,

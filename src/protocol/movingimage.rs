@@ -171,45 +171,42 @@ where
 /// The path of movingimage's video creation (`POST`; the origin's unless it names a `url`).
 pub const VIDEOS: &str = "/v1/videos";
 
-/// Whether a `POST /v1/videos` body names a `url` to fetch the video from.
-#[must_use]
-pub fn names_url(body: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("url").is_some())
+/// `POST /v1/videos` naming a `url` to fetch the video from (`fileName` optional: the URL's
+/// last segment).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FromUrl {
+    url: String,
+    file_name: Option<String>,
 }
 
-/// `POST /v1/videos` with `{"url": …, "fileName": …}` (`fileName` optional: the URL's last
-/// segment): opens the video at this edge and fetches its file here; `201` with its
-/// `videoId` and status 0 while it is fetched.
+impl FromUrl {
+    /// What a `POST /v1/videos` body asks, if it names a `url` (otherwise the request is the
+    /// origin's).
+    ///
+    /// # Errors
+    /// It names a `url` but is not such a request.
+    pub fn of(body: &[u8]) -> Option<Result<Self, UploadsApiError>> {
+        let value: Value = serde_json::from_slice(body).ok()?;
+        value.get("url")?;
+        Some(
+            serde_json::from_value(value)
+                .map_err(|e| UploadsApiError::Malformed(format!("the JSON body is invalid: {e}"))),
+        )
+    }
+}
+
+/// `POST /v1/videos` with a `url`: opens the video at this edge and fetches its file here;
+/// `201` with its `videoId` and status 0 while it is fetched.
 pub async fn video_from_url(
     headers: &HeaderMap,
-    body: &[u8],
+    req: Result<FromUrl, UploadsApiError>,
     client: Option<std::net::IpAddr>,
     ingest: &Ingest,
     fetcher: &Arc<Fetcher>,
 ) -> Reply {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct FromUrl {
-        url: String,
-        file_name: Option<String>,
-    }
-    let owner = match super::bearer(headers) {
-        None => Err(UploadsApiError::Unauthenticated),
-        Some(key) => match ingest.authenticate(key).await {
-            Ok(Some(owner)) => Ok(owner),
-            Ok(None) => Err(UploadsApiError::Unauthenticated),
-            Err(e) => {
-                tracing::error!(error = %crate::error::chain(&e), "Could not check an API key.");
-                Err(UploadsApiError::Unavailable)
-            }
-        },
-    };
-    let request = owner.and_then(|owner| {
-        serde_json::from_slice::<FromUrl>(body)
-            .map(|req| (owner, req))
-            .map_err(|e| UploadsApiError::Malformed(format!("the JSON body is invalid: {e}")))
-    });
-    let (owner, req) = match request {
+    let owner = super::uploads_api::owner(headers, ingest).await;
+    let (owner, req) = match owner.and_then(|owner| req.map(|req| (owner, req))) {
         Ok(request) => request,
         Err(e) => return Reply::error(&e),
     };

@@ -60,6 +60,19 @@ fn from_ingest(e: IngestError) -> UploadsApiError {
     }
 }
 
+/// The account behind the request's API key (`Authorization: Bearer`).
+///
+/// # Errors
+/// No key or an unknown one (401), or the origin cannot be asked (503).
+pub async fn owner(headers: &HeaderMap, ingest: &Ingest) -> Result<KeyOwner, UploadsApiError> {
+    let key = super::bearer(headers).ok_or(UploadsApiError::Unauthenticated)?;
+    ingest
+        .authenticate(key)
+        .await
+        .map_err(from_ingest)?
+        .ok_or(UploadsApiError::Unauthenticated)
+}
+
 /// Checks the key, the content type and the declared length.
 ///
 /// # Errors
@@ -69,13 +82,7 @@ pub async fn authorize(
     client: Option<std::net::IpAddr>,
     ingest: &Ingest,
 ) -> Result<Authorized, Reply> {
-    let key =
-        super::bearer(headers).ok_or_else(|| Reply::error(&UploadsApiError::Unauthenticated))?;
-    let owner = ingest
-        .authenticate(key)
-        .await
-        .map_err(|e| Reply::error(&from_ingest(e)))?
-        .ok_or_else(|| Reply::error(&UploadsApiError::Unauthenticated))?;
+    let owner = owner(headers, ingest).await.map_err(|e| Reply::error(&e))?;
     let json = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
