@@ -112,7 +112,7 @@ pub struct Record<'a> {
 /// What one upload may hold: its size limit (the account's or token's; the node's always
 /// applies too) and the account's remaining storage quota. Exceeding the quota is its own
 /// refusal (movingimage's code 1101), distinct from a file that is too large.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Allowance {
     /// Largest upload, in bytes.
     pub max_size: Option<u64>,

@@ -10,6 +10,7 @@
 //!
 //! Must not depend on the edge's HTTP server or on the protocols.
 
+use super::chunk_spool::{io, sync_dir, write_atomically, SpoolError};
 use super::{Allowance, Ingest, IngestError, Receiving};
 use crate::config::FetchSettings;
 use crate::control::KeyOwner;
@@ -50,7 +51,7 @@ pub struct Fetcher {
 struct Job {
     url: String,
     folder: Option<String>,
-    allowance: (Option<u64>, Option<u64>),
+    allowance: Allowance,
 }
 
 /// Why an upload from a URL was not opened.
@@ -64,7 +65,7 @@ pub enum NotOpened {
     Ingest(#[source] IngestError),
     /// The fetch could not be written down.
     #[error("the fetch could not be written down")]
-    NotWritten(#[source] std::io::Error),
+    NotWritten(#[source] SpoolError),
 }
 
 /// Why a fetcher could not be set up.
@@ -158,11 +159,11 @@ impl Fetcher {
         url: url::Url,
         folder: Option<String>,
         allowance: Allowance,
-    ) -> std::io::Result<()> {
+    ) -> Result<(), SpoolError> {
         let job = Job {
             url: url.to_string(),
             folder,
-            allowance: (allowance.max_size, allowance.quota),
+            allowance,
         };
         if let Err(e) = self.write_down(upload.id(), &job).await {
             ingest.cancel(upload).await;
@@ -227,8 +228,7 @@ impl Fetcher {
         if info.status != crate::upload::Status::Receiving.code() {
             return Ok(None);
         }
-        let (max_size, quota) = job.allowance;
-        let upload = ingest.resume(&info, Allowance { max_size, quota }).await?;
+        let upload = ingest.resume(&info, job.allowance).await?;
         Ok(Some((upload.unattended(), url, job.folder)))
     }
 
@@ -236,20 +236,12 @@ impl Fetcher {
         self.dir.join(format!("{id}.json"))
     }
 
-    /// Writes `job` down durably (a new file, synced, then its directory).
-    async fn write_down(&self, id: UploadId, job: &Job) -> std::io::Result<()> {
-        let path = self.path(id);
-        let dir = self.dir.clone();
-        let text = serde_json::to_vec(job).map_err(std::io::Error::other)?;
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&path)?;
-            file.write_all(&text)?;
-            file.sync_all()?;
-            std::fs::File::open(dir)?.sync_all()
-        })
-        .await
-        .map_err(std::io::Error::other)?
+    /// Writes `job` down durably, as the spools write their files.
+    async fn write_down(&self, id: UploadId, job: &Job) -> Result<(), SpoolError> {
+        let json =
+            serde_json::to_vec(job).map_err(|e| io("encode a fetch")(std::io::Error::other(e)))?;
+        write_atomically(&self.dir, &format!("{id}.json"), &json).await?;
+        sync_dir(&self.dir).await
     }
 
     async fn forget(&self, id: UploadId) {
