@@ -140,15 +140,11 @@ pub async fn settings(db: &Db, id: &str) -> Result<Option<(String, AccountSettin
         let v: Option<i64> = row.try_get(column).op(op)?;
         Ok(v.and_then(|v| u64::try_from(v).ok()))
     };
-    let format: Option<String> = row.try_get("notify_format").op(op)?;
     let cors: Option<String> = row.try_get("cors_origins").op(op)?;
     let hooks: Option<String> = row.try_get("hooks").op(op)?;
     let settings = AccountSettings {
         notify_url: row.try_get("notify_url").op(op)?,
-        notify_format: format
-            .map(|f| crate::notify::Format::parse(&f).map_err(DbError::Corrupt))
-            .transpose()?
-            .unwrap_or_default(),
+        notify_format: super::outbox::format_of(&row, op)?,
         notify_status_changes: row
             .try_get::<Option<i64>, _>("notify_status_changes")
             .op(op)?
@@ -162,10 +158,7 @@ pub async fn settings(db: &Db, id: &str) -> Result<Option<(String, AccountSettin
             .map_err(|e| DbError::Corrupt(format!("allowed origins: {e}")))?
             .unwrap_or_default(),
         token_ttl_secs: unsigned("token_ttl_secs")?,
-        hooks: hooks
-            .map(|h| serde_json::from_str(&h))
-            .transpose()
-            .map_err(|e| DbError::Corrupt(format!("hook settings: {e}")))?,
+        hooks: hooks.map(|h| hooks_of(&h, id)).transpose()?,
     };
     Ok(Some((row.try_get("name").op(op)?, settings)))
 }
@@ -215,9 +208,13 @@ pub async fn hooks(
     let Some((Some(hooks), secret)) = row else {
         return Ok(None);
     };
-    let hooks = serde_json::from_str(&hooks)
-        .map_err(|e| DbError::Corrupt(format!("hook settings of account {account_id}: {e}")))?;
-    Ok(Some((hooks, secret)))
+    Ok(Some((hooks_of(&hooks, account_id)?, secret)))
+}
+
+/// An account's hook settings from their column.
+fn hooks_of(text: &str, account_id: &str) -> Result<crate::hook::Hooks, DbError> {
+    serde_json::from_str(text)
+        .map_err(|e| DbError::Corrupt(format!("hook settings of account {account_id}: {e}")))
 }
 
 /// The account owning an API key, or `None` for an unknown key. Its quota counts every byte

@@ -109,7 +109,7 @@ pub(super) async fn enqueue(
 }
 
 /// An account's notification format, from a row with its `notify_format`.
-fn format_of(row: &sqlx::any::AnyRow, op: &'static str) -> Result<Format, DbError> {
+pub(super) fn format_of(row: &sqlx::any::AnyRow, op: &'static str) -> Result<Format, DbError> {
     match row.try_get::<Option<String>, _>("notify_format").op(op)? {
         Some(name) => Format::parse(&name).map_err(DbError::Corrupt),
         None => Ok(Format::default()),
