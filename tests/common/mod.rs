@@ -184,21 +184,21 @@ where
     value
 }
 
-/// Polls `url` until it answers 200, or panics after `limit`, showing the node's log.
+/// Polls `url` until it answers 200, or panics after 30 s or when the node exits, showing its log.
 pub async fn wait_healthy(url: &str, child: &mut Child, log: &Path) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = client.get(url).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
+        // A 200 counts only while the child still runs: otherwise another process answered.
+        let answered = matches!(client.get(url).send().await, Ok(r) if r.status() == 200);
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
                 "uplink exited with {status} before it was healthy:\n{}",
                 read_log(log)
             );
+        }
+        if answered {
+            return;
         }
         assert!(
             Instant::now() < deadline,
