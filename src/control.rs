@@ -109,7 +109,7 @@ pub struct CreateUpload {
     /// Its length, when the client declared it at creation (tus `Upload-Length`): any edge
     /// that continues the upload then completes it at its last byte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub length: Option<u64>,
+    pub length: Option<crate::upload::Offset>,
     /// The edge that will write it (a resumable upload created by a named edge): only its part
     /// records and completion count until another edge adopts the upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,7 +226,7 @@ pub struct UploadInfo {
     /// Its length, when declared before its bytes (tus `Upload-Length` at creation, Cloud VoD
     /// `fileSize`): whichever edge holds the last byte completes the upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub length: Option<u64>,
+    pub length: Option<crate::upload::Offset>,
     /// The parts of it that reached storage (resumable uploads forwarded in parts): an edge
     /// that adopts it continues from there.
     #[serde(default, skip_serializing_if = "Option::is_none")]

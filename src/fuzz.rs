@@ -108,11 +108,11 @@ pub fn ietf(data: &[u8]) {
         return;
     };
     let completes = draft.completes(&h);
-    let offset = u64::from(data.first().copied().unwrap_or(0));
+    let offset = crate::upload::Offset::new(u64::from(data.first().copied().unwrap_or(0)));
     let explicit = h
         .get("upload-length")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(|v| v.trim().parse().ok());
     if let Ok(Some(length)) = ietf::declared_length(&h, offset, completes.unwrap_or(false)) {
         if let Some(explicit) = explicit {
             assert_eq!(length, explicit, "the declared length is the one sent");

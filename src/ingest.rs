@@ -26,7 +26,7 @@ use crate::control::{
 };
 use crate::store::appender::Pipelined;
 use crate::store::{ObjectKey, ObjectWriter, Store, StoreError};
-use crate::upload::UploadId;
+use crate::upload::{Offset, UploadId};
 use bytes::Bytes;
 use control_plane::{ControlError, ControlPlane};
 use forward::{Forwarder, Spooled};
@@ -101,7 +101,7 @@ pub struct Record<'a> {
     /// The upload token (grant) creating it: only that grant's tokens reach it afterwards.
     pub grant: Option<&'a str>,
     /// Its length, when the client declared it at creation.
-    pub length: Option<u64>,
+    pub length: Option<Offset>,
     /// A resumable upload's protocol state: this edge writes it, and another edge of its
     /// region may take it over.
     pub resumable: Option<&'a ResumableState>,
@@ -280,17 +280,17 @@ impl Ingest {
     ///
     /// # Errors
     /// The upload's key is unusable, or the forwarding state cannot be written.
-    pub async fn adopt(&self, upload: &UploadInfo) -> Result<u64, IngestError> {
+    pub async fn adopt(&self, upload: &UploadInfo) -> Result<Offset, IngestError> {
         let (Some(forwarder), Some(parts)) = (&self.forwarder, &upload.parts) else {
-            return Ok(0);
+            return Ok(Offset::ZERO);
         };
         let key = ObjectKey::new(upload.object_key.clone()).map_err(IngestError::BadKey)?;
         let adopted = forwarder
             .adopt(upload.id, &key, parts)
             .await
             .map_err(IngestError::Store)?
-            .unwrap_or(0);
-        tracing::info!(upload_id = %upload.id, offset = adopted, parts = parts.parts.len(),
+            .map_or(Offset::ZERO, Offset::new);
+        tracing::info!(upload_id = %upload.id, offset = %adopted, parts = parts.parts.len(),
             "Adopted an upload another edge was forwarding; it continues after the parts in storage.");
         Ok(adopted)
     }
@@ -325,8 +325,8 @@ impl Ingest {
 
     /// `body`, counted as upload `id`'s bytes after the `base` it already holds, for the
     /// progress the origin shows and notifies.
-    pub fn track<S: Body>(&self, id: UploadId, base: u64, body: S) -> impl Body {
-        self.progress.track(id, base, body)
+    pub fn track<S: Body>(&self, id: UploadId, base: Offset, body: S) -> impl Body {
+        self.progress.track(id, base.bytes(), body)
     }
 
     /// Reports the uploads whose bytes grew to the origin, every
@@ -348,12 +348,12 @@ impl Ingest {
 
     /// More of a spooled upload is written (not necessarily synced): full parts go to a store
     /// that takes parts. `declared` is the upload's size if known.
-    pub fn spooled(&self, upload: &UploadInfo, declared: Option<u64>, spooled: Spooled) {
+    pub fn spooled(&self, upload: &UploadInfo, declared: Option<Offset>, spooled: Spooled) {
         let Some(forwarder) = &self.forwarder else {
             return;
         };
         match ObjectKey::new(upload.object_key.clone()) {
-            Ok(key) => forwarder.grown(upload.id, &key, declared, spooled),
+            Ok(key) => forwarder.grown(upload.id, &key, declared.map(Offset::bytes), spooled),
             Err(e) => {
                 tracing::warn!(upload_id = %upload.id, error = e, "Not forwarding an upload with an unusable key.")
             }

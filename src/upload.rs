@@ -1,4 +1,4 @@
-//! The upload's identity and its status lifecycle, how its bytes are cut into storage parts
+//! The upload's identity, positions in its bytes ([`Offset`]) and its status lifecycle, how its bytes are cut into storage parts
 //! (`part_plan`), which chunks of a chunked upload are in (`chunk_set`), when an offset-based
 //! resumable upload is complete (`resumable`) and why one failed
 //! (`failure`): pure values, no I/O, no clock.
@@ -58,6 +58,68 @@ impl<'de> serde::Deserialize<'de> for UploadId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = std::borrow::Cow::<str>::deserialize(d)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A position in an upload's bytes: how many bytes come before it. An upload's offset is the
+/// bytes it has kept; its length is the offset of its end. Byte counts that are not positions
+/// (a body's size, a limit) stay `u64`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct Offset(u64);
+
+impl Offset {
+    /// The start of an upload.
+    pub const ZERO: Self = Self(0);
+
+    /// The offset `bytes` bytes from the start.
+    #[must_use]
+    pub const fn new(bytes: u64) -> Self {
+        Self(bytes)
+    }
+
+    /// Bytes from the start.
+    #[must_use]
+    pub const fn bytes(self) -> u64 {
+        self.0
+    }
+
+    /// The offset `n` bytes further on.
+    #[must_use]
+    pub const fn after(self, n: u64) -> Self {
+        Self(self.0.saturating_add(n))
+    }
+
+    /// Bytes from here up to `end`; none when `end` is not after it.
+    #[must_use]
+    pub const fn until(self, end: Self) -> u64 {
+        end.0.saturating_sub(self.0)
+    }
+}
+
+impl fmt::Display for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for Offset {
+    type Err = std::num::ParseIntError;
+    /// A header's decimal value (`Upload-Offset`, `Upload-Length`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self)
     }
 }
 

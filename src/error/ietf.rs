@@ -24,9 +24,9 @@ pub enum IetfError {
     /// 409: the request's offset is not the upload's.
     OffsetMismatch {
         /// The upload's offset.
-        expected: u64,
+        expected: crate::upload::Offset,
         /// The request's.
-        provided: u64,
+        provided: crate::upload::Offset,
     },
     /// 409: another edge took the upload over while this one held it; this edge let it go.
     Moved,
@@ -104,6 +104,7 @@ impl IetfError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upload::Offset;
 
     #[test]
     fn statuses_and_types_are_stable() {
@@ -117,8 +118,8 @@ mod tests {
             (IetfError::NotFound, 404, None),
             (
                 IetfError::OffsetMismatch {
-                    expected: 5,
-                    provided: 3,
+                    expected: Offset::new(5),
+                    provided: Offset::new(3),
                 },
                 409,
                 Some("mismatching-upload-offset"),
@@ -133,8 +134,8 @@ mod tests {
             assert!(!title.is_empty());
         }
         let (_, _, _, extra) = IetfError::OffsetMismatch {
-            expected: 5,
-            provided: 3,
+            expected: Offset::new(5),
+            provided: Offset::new(3),
         }
         .problem();
         assert_eq!(extra["expected-offset"], 5);

@@ -34,9 +34,9 @@ pub enum TusError {
     /// 409: the request's offset is not the upload's.
     OffsetMismatch {
         /// The upload's offset.
-        current: u64,
+        current: crate::upload::Offset,
         /// The request's.
-        sent: u64,
+        sent: crate::upload::Offset,
     },
     /// 409: another edge took the upload over while this one held it; this edge let it go.
     Moved,
@@ -135,6 +135,7 @@ impl TusError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upload::Offset;
 
     #[test]
     fn statuses_are_stable() {
@@ -147,8 +148,8 @@ mod tests {
             (TusError::MethodNotAllowed, 405),
             (
                 TusError::OffsetMismatch {
-                    current: 5,
-                    sent: 3,
+                    current: Offset::new(5),
+                    sent: Offset::new(3),
                 },
                 409,
             ),
@@ -164,8 +165,8 @@ mod tests {
             assert!(!text.is_empty());
         }
         let (_, _, headers) = TusError::OffsetMismatch {
-            current: 5,
-            sent: 3,
+            current: Offset::new(5),
+            sent: Offset::new(3),
         }
         .render();
         assert_eq!(headers, [("upload-offset", "5".to_owned())]);

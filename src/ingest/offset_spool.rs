@@ -10,7 +10,7 @@ use super::chunk_spool::{io, sync_dir, write_atomically, SpoolError, Turn, Uploa
 use super::durability::Durability;
 use super::durability::Syncer;
 use crate::store::appender::Appender;
-use crate::upload::UploadId;
+use crate::upload::{Offset, UploadId};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resource {
     /// The declared length, once known (`Upload-Defer-Length` leaves it open).
-    pub length: Option<u64>,
+    pub length: Option<Offset>,
     /// The client's `Upload-Metadata`, as sent.
     pub metadata: Option<String>,
     /// Stored in the object store; the data file is gone.
@@ -101,16 +101,16 @@ pub struct Checks<'a> {
     /// Told the data file's length every MiB while the body arrives, when there is no
     /// checksum (which could still discard the bytes). `None` when nobody listens: each report
     /// waits for the batch being written, which only forwarding needs.
-    pub grown: Option<Box<dyn FnMut(u64) + Send + 'a>>,
+    pub grown: Option<Box<dyn FnMut(Offset) + Send + 'a>>,
 }
 
 /// How an append ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
     /// The whole body was stored; the new offset.
-    Done(u64),
+    Done(Offset),
     /// The body ended early; what arrived is kept; the new offset.
-    Cut(u64),
+    Cut(Offset),
     /// The checksum did not match; the chunk was discarded.
     ChecksumMismatch,
 }
@@ -159,7 +159,7 @@ impl OffsetSpool {
     /// # Errors
     /// The disk fails.
     pub async fn create(&self, upload: UploadId, resource: &Resource) -> Result<(), SpoolError> {
-        self.create_at(upload, resource, 0).await
+        self.create_at(upload, resource, Offset::ZERO).await
     }
 
     /// Creates the resource at `offset`: its first `offset` bytes are in storage already
@@ -172,7 +172,7 @@ impl OffsetSpool {
         &self,
         upload: UploadId,
         resource: &Resource,
-        offset: u64,
+        offset: Offset,
     ) -> Result<(), SpoolError> {
         let dir = self.dir(upload);
         tokio::fs::create_dir_all(&dir)
@@ -181,8 +181,10 @@ impl OffsetSpool {
         let data = tokio::fs::File::create(dir.join("data"))
             .await
             .map_err(io("create a data file"))?;
-        if offset > 0 {
-            data.set_len(offset).await.map_err(io("size a data file"))?;
+        if offset > Offset::ZERO {
+            data.set_len(offset.bytes())
+                .await
+                .map_err(io("size a data file"))?;
             data.sync_all().await.map_err(io("sync a data file"))?;
         }
         self.save(upload, resource).await?;
@@ -203,7 +205,7 @@ impl OffsetSpool {
     ///
     /// # Errors
     /// The disk fails or holds something unreadable.
-    pub async fn get(&self, upload: UploadId) -> Result<Option<(Resource, u64)>, SpoolError> {
+    pub async fn get(&self, upload: UploadId) -> Result<Option<(Resource, Offset)>, SpoolError> {
         let dir = self.dir(upload);
         let info = match tokio::fs::read(dir.join("info")).await {
             Ok(bytes) => bytes,
@@ -213,12 +215,14 @@ impl OffsetSpool {
         let resource: Resource = serde_json::from_slice(&info)
             .map_err(|e| io("decode upload info")(std::io::Error::other(e)))?;
         let offset = if resource.complete {
-            resource.length.unwrap_or(0)
+            resource.length.unwrap_or_default()
         } else {
-            tokio::fs::metadata(dir.join("data"))
-                .await
-                .map_err(io("read a data file's size"))?
-                .len()
+            Offset::new(
+                tokio::fs::metadata(dir.join("data"))
+                    .await
+                    .map_err(io("read a data file's size"))?
+                    .len(),
+            )
         };
         Ok(Some((resource, offset)))
     }
@@ -233,7 +237,7 @@ impl OffsetSpool {
         &self,
         upload: UploadId,
         turn: &Turn,
-        offset: u64,
+        offset: Offset,
         body: S,
         checks: Checks<'_>,
     ) -> Result<Appended, SpoolError>
@@ -286,11 +290,11 @@ impl OffsetSpool {
         if let Err(e) = self.syncer.settle(file).await {
             return Err(discard(None, &path, offset, "sync a data file", e).await);
         }
-        let new_offset = offset + written;
+        let offset = offset.after(written);
         Ok(if cut {
-            Appended::Cut(new_offset)
+            Appended::Cut(offset)
         } else {
-            Appended::Done(new_offset)
+            Appended::Done(offset)
         })
     }
 
@@ -346,8 +350,8 @@ async fn receive<S>(
     body: S,
     limit: u64,
     hasher: &mut Option<Box<dyn sha2::digest::DynDigest + Send>>,
-    mut grown: Option<&mut Box<dyn FnMut(u64) + Send + '_>>,
-    offset: u64,
+    mut grown: Option<&mut Box<dyn FnMut(Offset) + Send + '_>>,
+    offset: Offset,
 ) -> Received
 where
     S: Stream<Item = Result<Bytes, std::io::Error>>,
@@ -382,19 +386,19 @@ where
                 if let Err(e) = file.flush().await {
                     return Received::Failed(e);
                 }
-                grown(offset + written);
+                grown(offset.after(written));
                 reported = written;
             }
         }
     }
 }
 
-/// Cuts a data file back to `len` after a failed append (a full disk): nothing of the request is
+/// Cuts a data file back to `offset` after a failed append (a full disk): nothing of the request is
 /// kept, so the offset the upload answers is one that was made durable. Returns the failure.
 async fn discard(
     file: Option<Appender>,
     path: &std::path::Path,
-    len: u64,
+    offset: Offset,
     op: &'static str,
     error: std::io::Error,
 ) -> SpoolError {
@@ -405,23 +409,23 @@ async fn discard(
     let path = path.to_owned();
     let cut = tokio::task::spawn_blocking(move || {
         let file = std::fs::OpenOptions::new().write(true).open(&path)?;
-        file.set_len(len)?;
+        file.set_len(offset.bytes())?;
         file.sync_all()
     })
     .await;
     if !matches!(cut, Ok(Ok(()))) {
-        tracing::error!(len, error = ?cut, "Could not cut a data file back after a failed append.");
+        tracing::error!(%offset, error = ?cut, "Could not cut a data file back after a failed append.");
     }
     io(op)(error)
 }
 
-/// Cuts the data file back to `len` bytes, durably (a body too long, a checksum mismatch).
-async fn truncate(file: Appender, len: u64) -> Result<(), SpoolError> {
+/// Cuts the data file back to `offset`, durably (a body too long, a checksum mismatch).
+async fn truncate(file: Appender, offset: Offset) -> Result<(), SpoolError> {
     let file = file
         .into_file()
         .await
         .map_err(io("append to a data file"))?;
-    tokio::task::spawn_blocking(move || file.set_len(len).and_then(|()| file.sync_all()))
+    tokio::task::spawn_blocking(move || file.set_len(offset.bytes()).and_then(|()| file.sync_all()))
         .await
         .map_err(|e| io("cut a data file back")(std::io::Error::other(e)))?
         .map_err(io("cut a data file back"))
@@ -430,6 +434,10 @@ async fn truncate(file: Appender, len: u64) -> Result<(), SpoolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn o(bytes: u64) -> Offset {
+        Offset::new(bytes)
+    }
 
     /// The upload the tests spool.
     fn u() -> UploadId {
@@ -463,7 +471,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = open(dir.path());
         let r = Resource {
-            length: Some(11),
+            length: Some(o(11)),
             metadata: Some("filename YS5tcDQ=".into()),
             complete: false,
             concat: None,
@@ -473,10 +481,10 @@ mod tests {
         let turn = spool.take_over(u()).await;
         assert_eq!(
             spool
-                .append(u(), &turn, 0, body(&[b"hel", b"lo "]), checks(100, None))
+                .append(u(), &turn, o(0), body(&[b"hel", b"lo "]), checks(100, None))
                 .await
                 .unwrap(),
-            Appended::Done(6)
+            Appended::Done(o(6))
         );
         // A body that fails half way keeps what arrived.
         let broken = futures_util::stream::iter(vec![
@@ -485,35 +493,35 @@ mod tests {
         ]);
         assert_eq!(
             spool
-                .append(u(), &turn, 6, broken, checks(100, None))
+                .append(u(), &turn, o(6), broken, checks(100, None))
                 .await
                 .unwrap(),
-            Appended::Cut(8)
+            Appended::Cut(o(8))
         );
         // A wrong checksum discards the chunk.
         let bad = Some((Algorithm::Sha1, vec![0u8; 20]));
         assert_eq!(
             spool
-                .append(u(), &turn, 8, body(&[b"rld"]), checks(100, bad))
+                .append(u(), &turn, o(8), body(&[b"rld"]), checks(100, bad))
                 .await
                 .unwrap(),
             Appended::ChecksumMismatch
         );
-        assert_eq!(spool.get(u()).await.unwrap().unwrap().1, 8);
+        assert_eq!(spool.get(u()).await.unwrap().unwrap().1, o(8));
         let good = Some((
             Algorithm::Md5,
             <md5::Md5 as sha2::Digest>::digest(b"rld").to_vec(),
         ));
         assert_eq!(
             spool
-                .append(u(), &turn, 8, body(&[b"rld"]), checks(100, good))
+                .append(u(), &turn, o(8), body(&[b"rld"]), checks(100, good))
                 .await
                 .unwrap(),
-            Appended::Done(11)
+            Appended::Done(o(11))
         );
         assert!(matches!(
             spool
-                .append(u(), &turn, 11, body(&[b"too much"]), checks(3, None))
+                .append(u(), &turn, o(11), body(&[b"too much"]), checks(3, None))
                 .await,
             Err(SpoolError::TooLarge(3))
         ));
@@ -522,10 +530,10 @@ mod tests {
         // Survives a reopen; completion drops the data but keeps the offset.
         let reopened = open(dir.path());
         let (resource, offset) = reopened.get(u()).await.unwrap().unwrap();
-        assert_eq!((resource.clone(), offset), (r.clone(), 11));
+        assert_eq!((resource.clone(), offset), (r.clone(), o(11)));
         reopened.complete(u(), resource).await.unwrap();
         assert!(!reopened.data_path(u()).exists());
-        assert_eq!(reopened.get(u()).await.unwrap().unwrap().1, 11);
+        assert_eq!(reopened.get(u()).await.unwrap().unwrap().1, o(11));
         reopened.remove(u()).await.unwrap();
         assert!(reopened.get(u()).await.unwrap().is_none());
     }
@@ -553,7 +561,7 @@ mod tests {
             let spool = spool.clone();
             tokio::spawn(async move {
                 let turn = spool.take_over(u()).await;
-                spool.append(u(), &turn, 0, rx, checks(100, None)).await
+                spool.append(u(), &turn, o(0), rx, checks(100, None)).await
             })
         };
         // The five bytes are taken once the next piece is asked for.
@@ -562,14 +570,14 @@ mod tests {
         let turn = tokio::time::timeout(std::time::Duration::from_secs(5), spool.take_over(u()))
             .await
             .expect("the stale request must give the upload up");
-        assert_eq!(stale.await.unwrap().unwrap(), Appended::Cut(5));
-        assert_eq!(spool.get(u()).await.unwrap().unwrap().1, 5);
+        assert_eq!(stale.await.unwrap().unwrap(), Appended::Cut(o(5)));
+        assert_eq!(spool.get(u()).await.unwrap().unwrap().1, o(5));
         assert_eq!(
             spool
-                .append(u(), &turn, 5, body(&[b"678"]), checks(100, None))
+                .append(u(), &turn, o(5), body(&[b"678"]), checks(100, None))
                 .await
                 .unwrap(),
-            Appended::Done(8)
+            Appended::Done(o(8))
         );
     }
 }

@@ -17,8 +17,7 @@ use super::{Body, Completed, Ingest, IngestError, Record};
 use crate::control::{KeyOwner, ResumableState, UploadInfo};
 use crate::token::{Claims, TokenError};
 use crate::upload::resumable::{Append, Next, Refused, Upload};
-use crate::upload::UploadId;
-use crate::upload::{Filename, Status};
+use crate::upload::{Filename, Offset, Status, UploadId};
 
 /// What the resumable core acts on: the edge's ingest core and its offset spool.
 #[derive(Clone, Copy)]
@@ -101,7 +100,7 @@ pub struct Held {
     /// What the spool knows besides the bytes.
     pub resource: Resource,
     /// Bytes kept so far.
-    pub offset: u64,
+    pub offset: Offset,
 }
 
 impl Held {
@@ -185,7 +184,10 @@ pub async fn existing(claims: &Claims, id: UploadId, core: Core<'_>) -> Result<H
 
 /// Makes the resource of an upload this edge does not hold: the writer from now on (in a
 /// fleet), after the parts that reached storage (their bytes are not resent).
-async fn adopt(info: UploadInfo, core: Core<'_>) -> Result<(UploadInfo, Resource, u64), Refusal> {
+async fn adopt(
+    info: UploadInfo,
+    core: Core<'_>,
+) -> Result<(UploadInfo, Resource, Offset), Refusal> {
     let info = match core.ingest.become_writer(info.id).await {
         Ok(Some(taken)) => taken,
         Ok(None) => info,
@@ -246,7 +248,7 @@ pub async fn hold_new(info: UploadInfo, mut resource: Resource, core: Core<'_>) 
         turn: core.spool.take_over(info.id).await,
         info,
         resource,
-        offset: 0,
+        offset: Offset::ZERO,
     }
 }
 
@@ -268,12 +270,12 @@ pub async fn create(
         .clone()
         .ok_or_else(|| out_of_scope(TokenError::WrongScope))?;
     let max = max_size(Some(claims), core);
-    if resource.length.is_some_and(|l| l > max) {
+    if resource.length.is_some_and(|l| l.bytes() > max) {
         return Err(Refusal::TooLarge(max));
     }
     if resource
         .length
-        .is_some_and(|l| claims.quota.is_some_and(|q| l > q))
+        .is_some_and(|l| claims.quota.is_some_and(|q| l.bytes() > q))
     {
         return Err(Refusal::Quota);
     }
@@ -323,7 +325,7 @@ pub async fn create(
 #[derive(Debug)]
 pub struct Appended {
     /// The upload's offset now.
-    pub offset: u64,
+    pub offset: Offset,
     /// Whether the whole body arrived (not cut off, nor ended by a newer request).
     pub whole: bool,
     /// The stored upload, when this append brought its last byte.
@@ -366,16 +368,16 @@ where
     // A partial upload of a concatenation is forwarded with its final upload.
     let forwarded = resource.concat.is_none() && core.ingest.forwards_spooled();
     let path = core.spool.data_path(info.id);
-    let mut grown = |len| {
+    let mut grown = |end: Offset| {
         if forwarded {
-            let spooled = Spooled::file(path.clone(), len);
+            let spooled = Spooled::file(path.clone(), end.bytes());
             core.ingest.spooled(&info, resource.length, spooled);
         }
     };
     let checks = Checks {
         limit: accepted.limit,
         checksum,
-        grown: forwarded.then(|| Box::new(&mut grown) as Box<dyn FnMut(u64) + Send>),
+        grown: forwarded.then(|| Box::new(&mut grown) as Box<dyn FnMut(Offset) + Send>),
     };
     let body = core.ingest.track(info.id, offset, body);
     let (new_offset, whole) = match core

@@ -10,7 +10,7 @@ use crate::control::{
     StatusView, UploadInfo, UploadStored, WriteUpload,
 };
 use crate::db::{self, now_ms};
-use crate::upload::Status;
+use crate::upload::{Offset, Status};
 use axum::extract::{Path, Request, State as Ext};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -143,7 +143,7 @@ async fn create(Ext(state): Ext<State>, Json(req): Json<CreateUpload>) -> Respon
         filename: &req.filename,
         relative_key: req.relative_key.as_deref(),
         token_id: req.grant.as_deref(),
-        declared_size: req.length,
+        declared_size: req.length.map(Offset::bytes),
         writer: req.writer.as_deref(),
         resumable_state: req.resumable.as_ref().map(|r| json!(r).to_string()),
         folder: changes.folder,
@@ -190,7 +190,7 @@ async fn pre_create(
     let creating = crate::hook::Creating {
         account_id,
         flavour: &req.flavour,
-        size: req.length,
+        size: req.length.map(Offset::bytes),
         filename: &req.filename,
         metadata: metadata.as_ref(),
         client: client.as_deref(),
@@ -405,7 +405,7 @@ async fn upload_info(state: &State, id: &str) -> Result<Option<UploadInfo>, db::
         object_key: u.object_key,
         status: u.status.code(),
         grant: u.token_id,
-        length: u.declared_size,
+        length: u.declared_size.map(Offset::new),
         parts,
         resumable: u
             .resumable_state

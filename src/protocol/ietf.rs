@@ -21,6 +21,7 @@ use crate::ingest::resumable::{self as core, Held, Refusal};
 use crate::ingest::Body;
 use crate::token::Claims;
 use crate::upload::resumable::{Append, Completion, Refused};
+use crate::upload::Offset;
 use crate::upload::UploadId;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
@@ -168,7 +169,7 @@ impl Draft {
         }
     }
 
-    fn offset_mismatch(self, expected: u64, provided: u64) -> Reply {
+    fn offset_mismatch(self, expected: Offset, provided: Offset) -> Reply {
         let mut r = self.error(&IetfError::OffsetMismatch { expected, provided });
         r.headers.push(("upload-offset", expected.to_string()));
         r.headers.push(self.complete_header(false));
@@ -200,14 +201,14 @@ fn limits(claims: Option<&Claims>, ctx: &Ctx<'_>) -> String {
 /// completes the upload with a `Content-Length`. `Err` when the two disagree.
 pub(crate) fn declared_length(
     headers: &HeaderMap,
-    offset: u64,
+    offset: Offset,
     completes: bool,
-) -> Result<Option<u64>, ()> {
-    let explicit = header(headers, "upload-length").and_then(|v| v.parse::<u64>().ok());
+) -> Result<Option<Offset>, ()> {
+    let explicit = header(headers, "upload-length").and_then(|v| v.parse::<Offset>().ok());
     let implied = completes
         .then(|| header(headers, "content-length").and_then(|v| v.parse::<u64>().ok()))
         .flatten()
-        .map(|l| offset.saturating_add(l));
+        .map(|l| offset.after(l));
     match (explicit, implied) {
         (Some(a), Some(b)) if a != b => Err(()),
         (a, b) => Ok(a.or(b)),
@@ -240,7 +241,7 @@ pub async fn open(
     let Some(completes) = draft.completes(headers) else {
         return Err(draft.error(&IetfError::NoCompleteness));
     };
-    let Ok(length) = declared_length(headers, 0, completes) else {
+    let Ok(length) = declared_length(headers, Offset::ZERO, completes) else {
         return Err(draft.inconsistent_length());
     };
     let filename = header(headers, "content-disposition")
@@ -303,7 +304,7 @@ where
     } = opened;
     let held = core::hold_new(info, resource, ctx.core()).await;
     let req = Append {
-        offset: 0,
+        offset: Offset::ZERO,
         length: None,
         completion: Completion::Declared(completes),
     };
@@ -381,7 +382,7 @@ async fn patch<S>(
 where
     S: Body,
 {
-    let Some(Ok(offset)) = header(headers, "upload-offset").map(str::parse::<u64>) else {
+    let Some(Ok(offset)) = header(headers, "upload-offset").map(str::parse::<Offset>) else {
         return draft.error(&IetfError::NoOffset);
     };
     let completes = draft.completes(headers).unwrap_or(false);
@@ -491,12 +492,21 @@ mod tests {
     #[test]
     fn lengths_must_agree() {
         let h = headers(&[("upload-length", "100"), ("content-length", "40")]);
-        assert_eq!(declared_length(&h, 60, true), Ok(Some(100)));
-        assert_eq!(declared_length(&h, 0, true), Err(()));
+        assert_eq!(
+            declared_length(&h, Offset::new(60), true),
+            Ok(Some(Offset::new(100)))
+        );
+        assert_eq!(declared_length(&h, Offset::new(0), true), Err(()));
         // Content-Length says nothing of the whole unless the request completes the upload.
-        assert_eq!(declared_length(&h, 0, false), Ok(Some(100)));
+        assert_eq!(
+            declared_length(&h, Offset::new(0), false),
+            Ok(Some(Offset::new(100)))
+        );
         let h = headers(&[("content-length", "40")]);
-        assert_eq!(declared_length(&h, 0, false), Ok(None));
-        assert_eq!(declared_length(&h, 10, true), Ok(Some(50)));
+        assert_eq!(declared_length(&h, Offset::new(0), false), Ok(None));
+        assert_eq!(
+            declared_length(&h, Offset::new(10), true),
+            Ok(Some(Offset::new(50)))
+        );
     }
 }

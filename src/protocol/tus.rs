@@ -15,7 +15,7 @@ use crate::ingest::resumable::{self as core, Held, Refusal};
 use crate::ingest::Body;
 use crate::token::Claims;
 use crate::upload::resumable::{parse_metadata, Append, Completion, Refused};
-use crate::upload::UploadId;
+use crate::upload::{Offset, UploadId};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
@@ -75,7 +75,7 @@ fn refused(refusal: Refusal) -> Reply {
 /// The answer to a request that appended at `sent`: the new offset, or why not.
 fn appended(
     result: Result<core::Appended, Refusal>,
-    sent: u64,
+    sent: Offset,
     status: u16,
     mut headers: Vec<(&'static str, String)>,
 ) -> Result<Reply, Refusal> {
@@ -176,7 +176,7 @@ pub(crate) struct Creation {
     /// `Upload-Concat`.
     pub concat: Option<Concat>,
     /// `Upload-Length`; `None` when deferred or for a final concatenation.
-    pub length: Option<u64>,
+    pub length: Option<Offset>,
     /// `Upload-Metadata` as sent.
     pub metadata: Option<String>,
     /// `Upload-Metadata` decoded.
@@ -210,7 +210,7 @@ pub(crate) fn creation(headers: &HeaderMap) -> Result<Creation, TusError> {
     ) {
         (None, None, Some(Concat::Final(_))) => None,
         (_, _, Some(Concat::Final(_))) => return Err(TusError::FinalWithLength),
-        (Some(l), None, _) => Some(l.parse::<u64>().map_err(|_| TusError::BadLength)?),
+        (Some(l), None, _) => Some(l.parse::<Offset>().map_err(|_| TusError::BadLength)?),
         (None, Some("1"), _) => None,
         _ => return Err(TusError::NoLength),
     };
@@ -298,14 +298,15 @@ where
     } else if header(headers, "content-type") == Some(OCTETS) {
         // creation-with-upload: the body is the first chunk.
         let held = core::hold_new(info, resource, ctx.core()).await;
-        let result = core::append(held, &at(0, None), body, None, claims, ctx.core()).await;
-        return appended(result, 0, 201, out);
+        let start = at(Offset::ZERO, None);
+        let result = core::append(held, &start, body, None, claims, ctx.core()).await;
+        return appended(result, Offset::ZERO, 201, out);
     }
     Ok(reply(201, "", out))
 }
 
 /// An append at `offset` as tus asks for one: complete at the declared length.
-fn at(offset: u64, length: Option<u64>) -> Append {
+fn at(offset: Offset, length: Option<Offset>) -> Append {
     Append {
         offset,
         length,
@@ -319,8 +320,8 @@ async fn concatenation_length(
     parts: &[UploadId],
     claims: &Claims,
     ctx: &Ctx<'_>,
-) -> Result<Result<u64, String>, Refusal> {
-    let mut total = 0u64;
+) -> Result<Result<Offset, String>, Refusal> {
+    let mut total = Offset::ZERO;
     for &part in parts {
         let Held {
             resource, offset, ..
@@ -333,7 +334,7 @@ async fn concatenation_length(
                 "The partial upload {part} is not finished ({offset} bytes so far)."
             )));
         }
-        total += offset;
+        total = total.after(offset.bytes());
     }
     Ok(Ok(total))
 }
@@ -374,7 +375,7 @@ where
     if header(headers, "content-type") != Some(OCTETS) {
         return Ok(error(&TusError::WrongContentType));
     }
-    let Some(Ok(offset)) = header(headers, "upload-offset").map(str::parse::<u64>) else {
+    let Some(Ok(offset)) = header(headers, "upload-offset").map(str::parse::<Offset>) else {
         return Ok(error(&TusError::NoOffset));
     };
     let checksum = match checksum(headers) {
@@ -386,7 +387,7 @@ where
     }
     // `Upload-Length` completes creation-defer-length; once the length is known it is ignored.
     let length = match header(headers, "upload-length").filter(|_| held.resource.length.is_none()) {
-        Some(l) => match l.parse::<u64>() {
+        Some(l) => match l.parse::<Offset>() {
             Ok(l) => Some(l),
             Err(_) => return Ok(error(&TusError::LengthOutOfRange)),
         },

@@ -8,6 +8,7 @@
 //!
 //! Pure: no I/O, no clock; must not depend on HTTP, the spool or the store.
 
+use super::Offset;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
@@ -25,9 +26,9 @@ pub enum Completion {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Upload {
     /// Bytes received and kept.
-    pub offset: u64,
+    pub offset: Offset,
     /// The declared length, once known.
-    pub length: Option<u64>,
+    pub length: Option<Offset>,
     /// Stored: every byte is in storage and the origin recorded it.
     pub complete: bool,
     /// A partial upload of a concatenation: stored with its final upload, never on its own.
@@ -38,9 +39,9 @@ pub struct Upload {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Append {
     /// The offset the request writes at.
-    pub offset: u64,
+    pub offset: Offset,
     /// A length the request declares, if any.
-    pub length: Option<u64>,
+    pub length: Option<Offset>,
     /// Whether it completes the upload.
     pub completion: Completion,
 }
@@ -51,12 +52,12 @@ pub enum Refused {
     /// The upload is complete already, at this offset.
     AlreadyComplete {
         /// Its offset (its length).
-        offset: u64,
+        offset: Offset,
     },
     /// The request's offset is not the upload's.
     OffsetMismatch {
         /// The upload's offset.
-        current: u64,
+        current: Offset,
     },
     /// The declared length contradicts the known one, the offset, or the bytes sent.
     InconsistentLength,
@@ -71,7 +72,7 @@ pub enum Refused {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
     /// A length to record before any byte is written (it was open until this request).
-    pub declare: Option<u64>,
+    pub declare: Option<Offset>,
     /// The most bytes the body may carry; a longer body keeps nothing.
     pub limit: u64,
 }
@@ -82,7 +83,7 @@ pub enum Next {
     /// The upload waits for more bytes.
     Continue,
     /// Every byte is in: store the upload (of this length) before answering.
-    Store(u64),
+    Store(Offset),
 }
 
 impl Upload {
@@ -104,14 +105,17 @@ impl Upload {
         let declare = match (req.length, self.length) {
             (Some(new), Some(known)) if new != known => return Err(Refused::InconsistentLength),
             (Some(new), None) if new < self.offset => return Err(Refused::InconsistentLength),
-            (Some(new), None) if new > max => return Err(Refused::TooLarge { max }),
+            (Some(new), None) if new.bytes() > max => return Err(Refused::TooLarge { max }),
             (Some(new), None) => Some(new),
             _ => None,
         };
         let length = declare.or(self.length);
         Ok(Accepted {
             declare,
-            limit: length.unwrap_or(max).min(max).saturating_sub(self.offset),
+            limit: length
+                .map_or(max, Offset::bytes)
+                .min(max)
+                .saturating_sub(self.offset.bytes()),
         })
     }
 
@@ -124,7 +128,7 @@ impl Upload {
     pub fn appended(
         &mut self,
         accepted: &Accepted,
-        offset: u64,
+        offset: Offset,
         whole: bool,
         completion: Completion,
     ) -> Result<Next, Refused> {
@@ -201,10 +205,14 @@ mod tests {
 
     const MAX: u64 = 1_000;
 
+    fn o(bytes: u64) -> Offset {
+        Offset::new(bytes)
+    }
+
     fn fresh(length: Option<u64>) -> Upload {
         Upload {
-            offset: 0,
-            length,
+            offset: Offset::ZERO,
+            length: length.map(o),
             complete: false,
             partial: false,
         }
@@ -227,21 +235,24 @@ mod tests {
     fn tus_completes_at_its_length() {
         let mut u = fresh(Some(10));
         let req = Append {
-            offset: 0,
+            offset: o(0),
             length: None,
             completion: Completion::AtLength,
         };
         let a = u.accept(&req, MAX).unwrap();
         assert_eq!(a.limit, 10);
         assert_eq!(
-            u.appended(&a, 4, true, Completion::AtLength),
+            u.appended(&a, o(4), true, Completion::AtLength),
             Ok(Next::Continue)
         );
-        let req = Append { offset: 4, ..req };
+        let req = Append {
+            offset: o(4),
+            ..req
+        };
         let a = u.accept(&req, MAX).unwrap();
         assert_eq!(
-            u.appended(&a, 10, false, Completion::AtLength),
-            Ok(Next::Store(10))
+            u.appended(&a, o(10), false, Completion::AtLength),
+            Ok(Next::Store(o(10)))
         );
     }
 
@@ -249,47 +260,50 @@ mod tests {
     fn ietf_completes_when_told() {
         let mut u = fresh(None);
         let req = Append {
-            offset: 0,
+            offset: o(0),
             length: None,
             completion: Completion::Declared(false),
         };
         let a = u.accept(&req, MAX).unwrap();
         assert_eq!(a.limit, MAX);
         assert_eq!(
-            u.appended(&a, 6, true, Completion::Declared(false)),
+            u.appended(&a, o(6), true, Completion::Declared(false)),
             Ok(Next::Continue)
         );
         let req = Append {
-            offset: 6,
-            length: Some(9),
+            offset: o(6),
+            length: Some(o(9)),
             completion: Completion::Declared(true),
         };
         let a = u.accept(&req, MAX).unwrap();
-        assert_eq!((a.declare, a.limit), (Some(9), 3));
+        assert_eq!((a.declare, a.limit), (Some(o(9)), 3));
         // Cut off: not complete, whatever the request said.
         assert_eq!(
-            u.appended(&a, 8, false, Completion::Declared(true)),
+            u.appended(&a, o(8), false, Completion::Declared(true)),
             Ok(Next::Continue)
         );
-        let req = Append { offset: 8, ..req };
+        let req = Append {
+            offset: o(8),
+            ..req
+        };
         let a = u.accept(&req, MAX).unwrap();
         assert_eq!(
-            u.appended(&a, 9, true, Completion::Declared(true)),
-            Ok(Next::Store(9))
+            u.appended(&a, o(9), true, Completion::Declared(true)),
+            Ok(Next::Store(o(9)))
         );
     }
 
     #[test]
     fn refusals() {
         let u = fresh(Some(10));
-        let at = |offset, length| Append {
-            offset,
-            length,
+        let at = |offset, length: Option<u64>| Append {
+            offset: o(offset),
+            length: length.map(o),
             completion: Completion::AtLength,
         };
         assert_eq!(
             u.accept(&at(3, None), MAX),
-            Err(Refused::OffsetMismatch { current: 0 })
+            Err(Refused::OffsetMismatch { current: o(0) })
         );
         assert_eq!(
             u.accept(&at(0, Some(11)), MAX),
@@ -300,27 +314,27 @@ mod tests {
             Err(Refused::TooLarge { max: MAX })
         );
         let done = Upload {
-            offset: 10,
+            offset: o(10),
             complete: true,
             ..u
         };
         assert_eq!(
             done.accept(&at(10, None), MAX),
-            Err(Refused::AlreadyComplete { offset: 10 })
+            Err(Refused::AlreadyComplete { offset: o(10) })
         );
         let mut short = fresh(Some(10));
         let req = Append {
-            offset: 0,
+            offset: o(0),
             length: None,
             completion: Completion::Declared(true),
         };
         let a = short.accept(&req, MAX).unwrap();
         assert_eq!(
-            short.appended(&a, 7, true, Completion::Declared(true)),
+            short.appended(&a, o(7), true, Completion::Declared(true)),
             Err(Refused::InconsistentLength)
         );
         let partial = Upload {
-            offset: 10,
+            offset: o(10),
             partial: true,
             ..u
         };
@@ -375,8 +389,8 @@ mod tests {
             let mut stored = 0;
             for r in requests {
                 let req = Append {
-                    offset: r.stale.unwrap_or(upload.offset),
-                    length: r.declares,
+                    offset: r.stale.map_or(upload.offset, o),
+                    length: r.declares.map(o),
                     completion: r.completion,
                 };
                 let before = upload;
@@ -391,13 +405,13 @@ mod tests {
                 let arrived = r.cut_at.map_or(r.body, |c| c.min(r.body));
                 let whole = arrived == r.body;
                 received += arrived;
-                let next = upload.appended(&accepted, upload.offset + arrived, whole, r.completion);
-                prop_assert_eq!(upload.offset, received);
+                let next = upload.appended(&accepted, upload.offset.after(arrived), whole, r.completion);
+                prop_assert_eq!(upload.offset, o(received));
                 prop_assert!(upload.length.is_none_or(|l| upload.offset <= l));
                 prop_assert!(upload.offset >= before.offset);
                 if let Ok(Next::Store(len)) = next {
-                    prop_assert_eq!(len, received);
-                    prop_assert_eq!(upload.length, Some(received));
+                    prop_assert_eq!(len, o(received));
+                    prop_assert_eq!(upload.length, Some(o(received)));
                     upload.complete = true;
                     stored += 1;
                 } else if r.completion == Completion::AtLength {
@@ -405,8 +419,8 @@ mod tests {
                 }
             }
             prop_assert!(stored <= 1);
-            if upload.length == Some(received) && !upload.complete {
-                prop_assert_eq!(upload.settle(), Next::Store(received));
+            if upload.length == Some(o(received)) && !upload.complete {
+                prop_assert_eq!(upload.settle(), Next::Store(o(received)));
             }
             if upload.complete {
                 prop_assert_eq!(upload.settle(), Next::Continue);
