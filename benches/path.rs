@@ -3,8 +3,8 @@
 //! direction by half the round trip and caps it at 200 Mbit/s (queueing at most one
 //! bandwidth-delay product; `tests/common/relay.rs`), over HTTPS with HTTP/1.1 and HTTP/2 (a
 //! TCP relay) and HTTP/3 (a UDP relay, a datagram in a hundred reordered), at 20 ms and 80 ms
-//! of round trip, and HTTP/3 at 20 ms with 1% and 3% of datagrams lost each way (a quarter of
-//! the size). Prints each run's
+//! of round trip, and HTTP/3 with 1% and 3% of datagrams lost each way (a quarter of the size
+//! at 20 ms, a sixteenth at 80 ms). Prints each run's
 //! goodput and the median of the runs. This kernel has no `tc netem`, so the path is emulated
 //! in user space; a relay that terminates TCP cannot emulate loss for it.
 //!
@@ -83,16 +83,19 @@ fn main() {
             let udp = relay::UdpPathRelay::start(node.tls, path, 0.0).await;
             row(&node, "3", udp.addr, rtt_ms, "", size, runs).await;
         }
-        // With loss, at 20 ms and a quarter of the size: at 1% loss a loss-based congestion
-        // controller sends about MSS / RTT × 1.22 / √p (Mathis et al.), well under the link.
-        for loss in [0.01, 0.03] {
-            let path = relay::Path::new(20, MBIT);
-            let udp = relay::UdpPathRelay::start(node.tls, path, loss).await;
-            let label = format!("{:.0}% loss", loss * 100.0);
-            row(&node, "3", udp.addr, 20, &label, size / 4, runs).await;
-            // The sender's congestion controller decides: an upload's sender is the client.
-            let label = format!("{:.0}% loss, BBR", loss * 100.0);
-            row(&node, "3-bbr", udp.addr, 20, &label, size / 4, runs).await;
+        // With loss, a quarter of the size at 20 ms and a sixteenth at 80 ms: at 1% loss a
+        // loss-based congestion controller sends about MSS / RTT × 1.22 / √p (Mathis et al.),
+        // well under the link, and four times less at four times the round trip.
+        for (rtt_ms, part) in [(20, 4), (80, 16)] {
+            for loss in [0.01, 0.03] {
+                let path = relay::Path::new(rtt_ms, MBIT);
+                let udp = relay::UdpPathRelay::start(node.tls, path, loss).await;
+                let label = format!("{:.0}% loss", loss * 100.0);
+                row(&node, "3", udp.addr, rtt_ms, &label, size / part, runs).await;
+                // The sender's congestion controller decides: an upload's sender is the client.
+                let label = format!("{label}, BBR");
+                row(&node, "3-bbr", udp.addr, rtt_ms, &label, size / part, runs).await;
+            }
         }
     });
 }
