@@ -101,12 +101,6 @@ impl Offset {
     pub const fn after(self, n: u64) -> Self {
         Self(self.0.saturating_add(n))
     }
-
-    /// Bytes from here up to `end`; none when `end` is not after it.
-    #[must_use]
-    pub const fn until(self, end: Self) -> u64 {
-        end.0.saturating_sub(self.0)
-    }
 }
 
 impl fmt::Display for Offset {
