@@ -11,7 +11,7 @@ pub enum IetfError {
     NoCompleteness,
     /// 400: the lengths a request declares disagree, with each other or the upload's.
     InconsistentLength,
-    /// 400: a PATCH without `Upload-Offset`.
+    /// 400: a PATCH without `Upload-Offset`, or with one that is not a number of bytes.
     NoOffset,
     /// 400: the upload is already complete.
     AlreadyComplete,
@@ -61,7 +61,10 @@ impl IetfError {
                 "inconsistent length values for upload".into(),
                 json!({}),
             ),
-            Self::NoOffset => plain(400, "PATCH needs Upload-Offset."),
+            Self::NoOffset => plain(
+                400,
+                "PATCH needs Upload-Offset: the number of bytes the upload holds (HEAD tells it).",
+            ),
             Self::AlreadyComplete => plain(400, "The upload is already complete."),
             Self::DigestMismatch => plain(400, "Digest mismatch."),
             Self::NotFound => plain(404, "No such upload."),

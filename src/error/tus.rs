@@ -21,7 +21,7 @@ pub enum TusError {
     BadMetadata,
     /// 400: the partial uploads cannot be concatenated (which and why).
     NotConcatenable(String),
-    /// 400: a PATCH without `Upload-Offset`.
+    /// 400: a PATCH without `Upload-Offset`, or with one that is not a number of bytes.
     NoOffset,
     /// 400: `Upload-Checksum` is not `algorithm base64`.
     BadChecksum,
@@ -85,7 +85,10 @@ impl TusError {
                 "Upload-Metadata must be `key base64value` pairs separated by commas.",
             ),
             Self::NotConcatenable(why) => plain(400, why),
-            Self::NoOffset => plain(400, "PATCH needs Upload-Offset."),
+            Self::NoOffset => plain(
+                400,
+                "PATCH needs Upload-Offset: the number of bytes the upload holds (HEAD tells it).",
+            ),
             Self::BadChecksum => plain(
                 400,
                 "Upload-Checksum must be `sha1|sha256|md5 base64digest`.",
