@@ -79,12 +79,14 @@ pub fn endpoint(
 fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if socket.set_recv_buffer_size(RECEIVE_BUFFER).is_err()
-        || socket.recv_buffer_size().is_ok_and(|n| n < RECEIVE_BUFFER)
-    {
+    let granted = socket
+        .set_recv_buffer_size(RECEIVE_BUFFER)
+        .and_then(|()| socket.recv_buffer_size())
+        .unwrap_or(0);
+    if granted < RECEIVE_BUFFER {
         tracing::warn!(
             wanted = RECEIVE_BUFFER,
-            got = socket.recv_buffer_size().unwrap_or(0),
+            got = granted,
             "The kernel keeps the QUIC socket's receive queue small, so bursts of uploads lose datagrams; raise net.core.rmem_max (Linux) to at least {}.",
             RECEIVE_BUFFER / 2
         );

@@ -233,14 +233,14 @@ impl Fetcher {
     }
 
     fn path(&self, id: UploadId) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
+        self.dir.join(file_name(id))
     }
 
     /// Writes `job` down durably, as the spools write their files.
     async fn write_down(&self, id: UploadId, job: &Job) -> Result<(), SpoolError> {
         let json =
             serde_json::to_vec(job).map_err(|e| io("encode a fetch")(std::io::Error::other(e)))?;
-        write_atomically(&self.dir, &format!("{id}.json"), &json).await?;
+        write_atomically(&self.dir, &file_name(id), &json).await?;
         sync_dir(&self.dir).await
     }
 
@@ -376,6 +376,11 @@ impl Fetcher {
             _ => Ok(()),
         }
     }
+}
+
+/// The file a fetch is written down in: its upload's id (read back by `recover`).
+fn file_name(id: UploadId) -> String {
+    format!("{id}.json")
 }
 
 /// The whole source's length as `response` (to a request from `offset`) gives it, if it does.

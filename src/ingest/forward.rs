@@ -697,6 +697,16 @@ pub struct Name {
     direct: bool,
 }
 
+impl Name {
+    /// A direct upload's forwarding.
+    fn direct(upload: UploadId) -> Self {
+        Self {
+            upload,
+            direct: true,
+        }
+    }
+}
+
 impl From<UploadId> for Name {
     fn from(upload: UploadId) -> Self {
         Self {
@@ -728,10 +738,7 @@ impl Forwarder {
         upload: UploadId,
         key: &ObjectKey,
     ) -> Result<Box<dyn ObjectWriter>, StoreError> {
-        let name = Name {
-            upload,
-            direct: true,
-        };
+        let name = Name::direct(upload);
         let path = self.dir.join(format!("{name}.data"));
         let file = tokio::fs::File::create(&path)
             .await
@@ -776,11 +783,7 @@ impl Forwarder {
             if self.writing().contains(&upload) {
                 continue;
             }
-            self.discard(Name {
-                upload,
-                direct: true,
-            })
-            .await;
+            self.discard(Name::direct(upload)).await;
             if tokio::fs::remove_file(entry.path()).await.is_ok() {
                 swept += 1;
             }
