@@ -10,10 +10,13 @@
 //!
 //! `quic` is the limit for any quinn server: the same bytes sent to a raw QUIC stream sink (no
 //! HTTP/3) on the edge's own QUIC endpoint settings, with ratios of HTTP/3 to it and to
-//! HTTP/1.1 after each workload.
+//! HTTP/1.1 after each workload. Every row starts from the same state of the machine's memory
+//! and disk cache ([`support::settle`]).
 //!
 //! `cargo bench --bench http` runs all four; `-- --http 3` (repeatable: 1.1, 2, 3, quic) picks some;
-//! `-- --test` (as CI does) runs tiny sizes, to keep the benchmark working.
+//! `-- --test` (as CI does) runs tiny sizes, to keep the benchmark working. A version with
+//! `-base` (`--http 3-base`) runs against `UPLINK_BENCH_BASELINE=PATH`, another build of
+//! `uplink` (a change's before and after, side by side in one run).
 
 mod support;
 
@@ -121,11 +124,20 @@ async fn sink_upload(addr: SocketAddr, certificate: &[u8], len: u64) {
     assert_eq!(String::from_utf8_lossy(&answer), len.to_string());
 }
 
+/// Another build of `uplink` to compare with, if one is named.
+fn baseline() -> Option<String> {
+    std::env::var("UPLINK_BENCH_BASELINE").ok()
+}
+
 /// Runs one workload over one version, driven by `uplink bench`'s load engine (a client and a
 /// connection per upload, a token minted per upload: see [`support::engine_plan`]); its table
 /// row.
 async fn run(version: &str, workload: &str, count: usize, each: u64) -> (String, f64) {
-    let node = Node::start().await;
+    let label = format!("HTTP/{version}");
+    let (node, version) = match version.strip_suffix("-base") {
+        Some(v) => (Node::start_bin(&baseline().unwrap()).await, v),
+        None => (Node::start().await, version),
+    };
     let url = format!("https://localhost:{}", node.tls.port());
     let mut plan = support::engine_plan(&url, &node.api_key, count, each, each);
     // The node names its plain listener in the upload URLs it gives.
@@ -140,7 +152,7 @@ async fn run(version: &str, workload: &str, count: usize, each: u64) -> (String,
     let gib = report.bytes as f64 / (1024.0 * MIB as f64);
     (
         format!(
-            "{workload:<11} HTTP/{version:<4} {:>9.1} {:>11.2}",
+            "{workload:<11} {label:<9} {:>9.1} {:>11.2}",
             report.throughput_mib_s,
             cpu / gib
         ),
@@ -164,8 +176,12 @@ fn main() {
     }
     for v in &versions {
         assert!(
-            ["1.1", "2", "3", "quic"].contains(&v.as_str()),
-            "--http {v}: use 1.1, 2, 3 or quic (the raw QUIC sink)"
+            ["1.1", "2", "3", "quic"].contains(&v.trim_end_matches("-base")),
+            "--http {v}: use 1.1, 2, 3 or quic (the raw QUIC sink), the first three with -base"
+        );
+        assert!(
+            !v.ends_with("-base") || baseline().is_some(),
+            "--http {v} needs UPLINK_BENCH_BASELINE=PATH (a build of uplink to compare with)"
         );
     }
     let (single, count, each) = if test {
@@ -182,6 +198,9 @@ fn main() {
         for (workload, count, each) in [("single", 1, single), ("concurrent", count, each)] {
             let mut rates = std::collections::HashMap::new();
             for version in &versions {
+                // Each row starts with nothing dirty: a row would otherwise pay for writing
+                // back the previous row's spool files.
+                support::settle(count as u64 * each);
                 let (row, mib_s) = if version == "quic" {
                     run_sink(workload, count, each).await
                 } else {
@@ -196,6 +215,9 @@ fn main() {
             }
             if let Some(r) = ratio("3", "1.1") {
                 println!("{workload:<11} HTTP/3 ÷ HTTP/1.1  {r:>6.2}×");
+            }
+            if let Some(r) = ratio("3", "3-base") {
+                println!("{workload:<11} HTTP/3 ÷ baseline  {r:>6.2}×");
             }
         }
     });

@@ -4,7 +4,7 @@
 //! same requests, so the ratio comes from one run on one machine. For each workload it prints
 //! MiB/s, server CPU seconds per GiB, p50/p99 time to acknowledge a request, the server's peak
 //! RSS and its peak anonymous memory (RSS without mapped code and libraries). Every run
-//! starts from the same state of the machine's memory and disk cache (see [`settle`]):
+//! starts from the same state of the machine's memory and disk cache (see [`support::settle`]):
 //!
 //! - `single`: one 1 GiB upload in one request (Uploads API multipart; nginx: one PUT);
 //! - `chunked`: 1 GiB in 8 MiB chunks (tus PATCHes; nginx: one PUT per chunk);
@@ -364,7 +364,7 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
         "uplink-none" => uplink(None, None, Some("none")).await,
         _ => uplink(env.as_deref(), None, None).await,
     };
-    settle(bytes);
+    support::settle(bytes);
     let pid = server.child.id();
     let cpu0 = cpu_seconds(pid);
     let anon = AnonPeak::start(pid);
@@ -430,7 +430,8 @@ fn row(
 /// its own rows pay for). CPU is this process's; memory is not measured (this process also
 /// holds the benchmark).
 mod sdk {
-    use super::{row, settle, Row, Sizes, BUCKET, MIB};
+    use super::{row, Row, Sizes, BUCKET, MIB};
+    use crate::support::settle;
     use aws_sdk_s3::primitives::{ByteStream, Length};
     use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
     use futures_util::StreamExt;
@@ -609,24 +610,6 @@ mod sdk {
             .unwrap();
         start.elapsed()
     }
-}
-
-/// Puts the machine in the same state before every run: `bytes` written to a scratch file in
-/// the temporary directory (where the servers write) and deleted, then nothing dirty left.
-/// On a virtual machine whose memory the host backs on first touch (this one: writing into
-/// page cache never used before ran at 355 MB/s, into freed pages at 3,400 MB/s), whichever
-/// server ran first would pay for touching fresh memory; and nginx never syncs its files, so
-/// the kernel would write them back during the next run and bill that run for them.
-fn settle(bytes: u64) {
-    use std::io::Write;
-    let piece = vec![0u8; MIB as usize];
-    let mut scratch = tempfile::tempfile().unwrap();
-    for _ in 0..bytes.div_ceil(MIB) {
-        scratch.write_all(&piece).unwrap();
-    }
-    scratch.sync_all().unwrap();
-    drop(scratch);
-    let _ = Command::new("sync").status();
 }
 
 /// The values given to a repeatable `--name VALUE` argument, or all of `all` without one.

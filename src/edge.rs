@@ -20,7 +20,6 @@ pub mod origin_client;
 pub mod origins;
 mod outputs;
 mod proxy;
-mod quic_streams;
 pub(crate) mod range;
 mod ready;
 mod spool_sweeper;

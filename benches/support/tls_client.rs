@@ -2,7 +2,7 @@
 //! reqwest, 3 over QUIC by quinn and h3) that makes tus uploads to it, directly or through a
 //! relay: the HTTP-version and network-path benchmarks share them.
 
-use super::{free_port, pieces, start_uplink, Process};
+use super::{free_port, pieces, start_uplink_bin, Process};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,10 +20,16 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node listening for TLS and QUIC on a free port.
+    /// Starts a node (this build) listening for TLS and QUIC on a free port.
     pub async fn start() -> Self {
+        Self::start_bin(env!("CARGO_BIN_EXE_uplink")).await
+    }
+
+    /// [`Node::start`] with build `bin` of `uplink` (this one, or a baseline to compare with).
+    pub async fn start_bin(bin: &str) -> Self {
         let tls_port = free_port();
-        let started = start_uplink(&["--tls-listen".into(), format!("127.0.0.1:{tls_port}")]).await;
+        let listen = ["--tls-listen".into(), format!("127.0.0.1:{tls_port}")];
+        let started = start_uplink_bin(bin, &listen, &[]).await;
         Self {
             child: started.child,
             dir: started.dir,

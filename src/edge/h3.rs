@@ -14,7 +14,6 @@
 use super::exchange::{Exchange, RequestHead};
 use super::limits::{Held, PerClient};
 use super::proxy::EdgeProxy;
-use super::quic_streams::Connection as QuicConnection;
 use super::tls::Certificate;
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -196,7 +195,7 @@ impl Listener {
         let client = connection.remote_address().ip();
         let _open = crate::metrics::edge_connection("3");
         let _draining = self.draining.quic_connection();
-        let mut h3 = match h3::server::Connection::new(QuicConnection::new(connection)).await
+        let mut h3 = match h3::server::Connection::new(h3_quinn::Connection::new(connection)).await
         {
             Ok(c) => c,
             Err(e) => {
@@ -221,7 +220,7 @@ impl Listener {
     /// Answers one request: the edge's own, else forwarded to the origin.
     async fn request(
         self: Arc<Self>,
-        resolver: h3::server::RequestResolver<QuicConnection, Bytes>,
+        resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>,
         client: IpAddr,
     ) {
         let (request, stream) = match resolver.resolve_request().await {
@@ -252,7 +251,7 @@ impl Listener {
     }
 }
 
-type Stream = h3::server::RequestStream<super::quic_streams::BidiStream<Bytes>, Bytes>;
+type Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
 
 /// One HTTP/3 request stream.
 struct H3Exchange {
