@@ -1,7 +1,7 @@
 //! The HTTP-version benchmark: drives a release `uplink dev --tls-listen` over loopback with
 //! the same tus uploads (creation with upload, one request each) over HTTPS with HTTP/1.1,
-//! HTTPS with HTTP/2 and HTTP/3 (QUIC), and prints MiB/s and server CPU seconds per GiB for
-//! each, side by side:
+//! HTTPS with HTTP/2 and HTTP/3 (QUIC), and prints MiB/s and CPU seconds per GiB of the server
+//! and of the clients (this process) for each, side by side:
 //!
 //! - `single`: one 256 MiB upload;
 //! - `concurrent`: 50 uploads of 8 MiB at once, as 50 clients do them: a connection each.
@@ -85,27 +85,42 @@ async fn run_sink(workload: &str, count: usize, each: u64) -> (String, f64) {
     let sink = support::Process(child);
     let certificate = std::fs::read(dir.path().join("certificate.pem")).unwrap();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let pid = sink.id();
-    let cpu0 = cpu_seconds(pid);
+    let meter = Meter::start(sink.id());
     let start = Instant::now();
     futures_util::stream::iter(0..count)
         .map(|_| sink_upload(addr, &certificate, each))
         .buffer_unordered(count)
         .collect::<Vec<()>>()
         .await;
-    let wall = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(pid) - cpu0;
     let bytes = each * count as u64;
-    let mib_s = bytes as f64 / MIB as f64 / wall;
-    let gib = bytes as f64 / (1024.0 * MIB as f64);
-    (
-        format!(
-            "{workload:<11} {:<9} {mib_s:>9.1} {:>11.2}",
-            "QUIC sink",
-            cpu / gib
-        ),
-        mib_s,
-    )
+    let mib_s = bytes as f64 / MIB as f64 / start.elapsed().as_secs_f64();
+    (meter.row(workload, "QUIC sink", mib_s, bytes), mib_s)
+}
+
+/// CPU seconds of a server and of this process (the clients) since it started: on this
+/// machine they share the cores, so a client's cost is taken from the server's rate.
+struct Meter {
+    pid: u32,
+    server: f64,
+    client: f64,
+}
+
+impl Meter {
+    fn start(pid: u32) -> Self {
+        Self {
+            pid,
+            server: cpu_seconds(pid),
+            client: cpu_seconds(std::process::id()),
+        }
+    }
+
+    /// A table row: the rate and CPU seconds per GiB of `bytes`, server's and clients'.
+    fn row(&self, workload: &str, label: &str, mib_s: f64, bytes: u64) -> String {
+        let gib = bytes as f64 / (1024.0 * MIB as f64);
+        let server = (cpu_seconds(self.pid) - self.server) / gib;
+        let client = (cpu_seconds(std::process::id()) - self.client) / gib;
+        format!("{workload:<11} {label:<9} {mib_s:>9.1} {server:>11.2} {client:>11.2}")
+    }
 }
 
 /// One upload of `len` bytes to the sink, on a connection of its own.
@@ -145,19 +160,10 @@ async fn run(version: &str, workload: &str, count: usize, each: u64) -> (String,
     plan.trust = Trust::Pem(node.certificate());
     plan.http = version.parse::<Http>().unwrap();
     plan.creation_with_upload = true;
-    let pid = node.child.id();
-    let cpu0 = cpu_seconds(pid);
+    let meter = Meter::start(node.child.id());
     let report = support::drive(plan).await;
-    let cpu = cpu_seconds(pid) - cpu0;
-    let gib = report.bytes as f64 / (1024.0 * MIB as f64);
-    (
-        format!(
-            "{workload:<11} {label:<9} {:>9.1} {:>11.2}",
-            report.throughput_mib_s,
-            cpu / gib
-        ),
-        report.throughput_mib_s,
-    )
+    let mib_s = report.throughput_mib_s;
+    (meter.row(workload, &label, mib_s, report.bytes), mib_s)
 }
 
 fn main() {
@@ -191,8 +197,8 @@ fn main() {
     };
     let rt = support::runtime();
     println!(
-        "{:<11} {:<9} {:>9} {:>11}",
-        "workload", "version", "MiB/s", "CPU s/GiB"
+        "{:<11} {:<9} {:>9} {:>11} {:>11}",
+        "workload", "version", "MiB/s", "CPU s/GiB", "client CPU"
     );
     rt.block_on(async {
         for (workload, count, each) in [("single", 1, single), ("concurrent", count, each)] {
