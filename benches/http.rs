@@ -31,9 +31,9 @@ use uplink::bench::transport::{Http, Trust};
 
 /// A raw QUIC sink (no HTTP/3) on the edge's own QUIC endpoint settings
 /// ([`uplink::edge::quic_endpoint`]): each bidirectional stream is read to its end (a batch of
-/// pieces at a time, as the edge reads) and answered with the number of bytes read. Run as a
-/// process of its own (this benchmark's binary with `--quic-sink PORT DIR`), so its CPU is
-/// measured as the node's is; it says `ready` on stdout once it listens.
+/// pieces at a time, the fastest read quinn has) and answered with the number of bytes read.
+/// Run as a process of its own (this benchmark's binary with `--quic-sink PORT DIR`), so its
+/// CPU is measured as the node's is; it says `ready` on stdout once it listens.
 fn serve_sink(port: u16, dir: &Path) {
     support::runtime().block_on(async {
         let (cert, key) = (dir.join("certificate.pem"), dir.join("private-key.pem"));
@@ -49,7 +49,6 @@ fn serve_sink(port: u16, dir: &Path) {
                 };
                 while let Ok((mut send, mut recv)) = connection.accept_bi().await {
                     tokio::spawn(async move {
-                        // Every piece that has arrived, under one lock: the fastest read quinn has.
                         let mut batch = vec![bytes::Bytes::new(); 64];
                         let mut n = 0u64;
                         while let Ok(Some(taken)) = recv.read_chunks(&mut batch).await {
