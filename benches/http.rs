@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 use support::tls_client::Node;
-use support::{cpu_seconds, MIB};
+use support::{cpu_seconds, own_cpu_seconds, MIB};
 use uplink::bench::transport::{Http, Trust};
 
 /// A raw QUIC sink (no HTTP/3) on the edge's own QUIC endpoint settings
@@ -96,8 +96,9 @@ async fn run_sink(workload: &str, count: usize, each: u64) -> (String, f64) {
     (meter.row(workload, "QUIC sink", mib_s, bytes), mib_s)
 }
 
-/// CPU seconds of a server and of this process (the clients) since it started: on this
-/// machine they share the cores, so a client's cost is taken from the server's rate.
+/// CPU seconds of a server and of this process's own threads (the clients, not the server
+/// it started) since it started: on this machine they share the cores, so a client's cost is
+/// taken from the server's rate.
 struct Meter {
     pid: u32,
     server: f64,
@@ -109,7 +110,7 @@ impl Meter {
         Self {
             pid,
             server: cpu_seconds(pid),
-            client: cpu_seconds(std::process::id()),
+            client: own_cpu_seconds(std::process::id()),
         }
     }
 
@@ -117,7 +118,7 @@ impl Meter {
     fn row(&self, workload: &str, label: &str, mib_s: f64, bytes: u64) -> String {
         let gib = bytes as f64 / (1024.0 * MIB as f64);
         let server = (cpu_seconds(self.pid) - self.server) / gib;
-        let client = (cpu_seconds(std::process::id()) - self.client) / gib;
+        let client = (own_cpu_seconds(std::process::id()) - self.client) / gib;
         format!("{workload:<11} {label:<9} {mib_s:>9.1} {server:>11.2} {client:>11.2}")
     }
 }

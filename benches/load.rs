@@ -16,7 +16,8 @@
 //! the local disk; its rows are skipped with a note when it is not installed: `cargo install
 //! s3s-fs@0.14.1 --features binary`), and `sdk-s3fs` uploads the same bytes to it with
 //! aws-sdk-s3 alone, as Uplink's forwarder sends them: the most a forwarder built on the SDK
-//! can do, and so the limit Uplink's S3 rows are measured against.
+//! can do, and so the limit Uplink's S3 rows are measured against. `fwd-s3fs` sends the same
+//! files with Uplink's forwarder alone (no HTTP ingest), measuring forwarding on its own.
 //!
 //! `uplink` acknowledges bytes once synced to the disk (`durability = "sync"`, the default);
 //! `uplink-batched` and `uplink-none` are the same into the file store with the other two
@@ -331,7 +332,8 @@ struct Row {
 async fn s3_for(server: &str) -> Option<Option<support::s3::S3Server>> {
     Some(match server {
         "uplink-s3" | "uplink-s3-base" => Some(self::moto().await),
-        "uplink-s3fs" | "uplink-s3fs-base" | "sdk-s3fs" | "uplink-s3fs-tls" | "sdk-s3fs-tls" => {
+        "uplink-s3fs" | "uplink-s3fs-base" | "sdk-s3fs" | "fwd-s3fs" | "uplink-s3fs-tls"
+        | "sdk-s3fs-tls" | "fwd-s3fs-tls" => {
             Some(support::s3::S3Server::start_s3s_fs(&[BUCKET]).await?)
         }
         _ => None,
@@ -354,6 +356,9 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     if server.starts_with("sdk-") {
         return Some(sdk::run(workload, sizes, server, env.as_deref()?, bytes).await);
     }
+    if server.starts_with("fwd-") {
+        return Some(forwarder::run(workload, sizes, server, env.as_deref()?, bytes).await);
+    }
     let server_name = server;
     let server = match server {
         "nginx" => self::nginx().await?,
@@ -364,7 +369,8 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
         "uplink-none" => uplink(None, None, Some("none")).await,
         _ => uplink(env.as_deref(), None, None).await,
     };
-    support::settle(bytes);
+    // Into S3 the row writes the bytes twice: the edge's spool and the S3 server's objects.
+    support::settle(if s3.is_some() { 2 * bytes } else { bytes });
     let pid = server.child.id();
     let cpu0 = cpu_seconds(pid);
     let anon = AnonPeak::start(pid);
@@ -435,7 +441,7 @@ mod sdk {
     use aws_sdk_s3::primitives::{ByteStream, Length};
     use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
     use futures_util::StreamExt;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant};
     use uplink::store::s3::crc32c_header;
 
@@ -451,21 +457,8 @@ mod sdk {
         env: &[(String, String)],
         bytes: u64,
     ) -> Row {
-        let (count, each) = match workload {
-            "concurrent" | "direct" => (sizes.concurrent, sizes.each),
-            _ => (1, sizes.single),
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let files: Vec<_> = (0..count)
-            .map(|i| {
-                let path = dir.path().join(i.to_string());
-                let mut file = std::fs::File::create(&path).unwrap();
-                for piece in super::support::pieces(each) {
-                    std::io::Write::write_all(&mut file, &piece).unwrap();
-                }
-                path
-            })
-            .collect();
+        let (count, each) = shape(workload, sizes);
+        let (_dir, files) = write_files(count, each);
         let var = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
         let certificate = var("SSL_CERT_FILE").map(|path| std::fs::read(path).unwrap());
         let client = client(&var("AWS_ENDPOINT_URL").unwrap(), certificate).await;
@@ -490,6 +483,30 @@ mod sdk {
             super::percentiles(times),
             None,
         )
+    }
+
+    /// How many uploads a workload makes, and each one's size.
+    pub(super) fn shape(workload: &str, sizes: &Sizes) -> (usize, u64) {
+        match workload {
+            "concurrent" | "direct" => (sizes.concurrent, sizes.each),
+            _ => (1, sizes.single),
+        }
+    }
+
+    /// `count` files of `each` bytes, in a directory that lives as long as it is held.
+    pub(super) fn write_files(count: usize, each: u64) -> (tempfile::TempDir, Vec<PathBuf>) {
+        let dir = tempfile::tempdir().unwrap();
+        let files = (0..count)
+            .map(|i| {
+                let path = dir.path().join(i.to_string());
+                let mut file = std::fs::File::create(&path).unwrap();
+                for piece in super::support::pieces(each) {
+                    std::io::Write::write_all(&mut file, &piece).unwrap();
+                }
+                path
+            })
+            .collect();
+        (dir, files)
     }
 
     /// A client configured as Uplink's S3 store configures its own, trusting `certificate`
@@ -612,6 +629,99 @@ mod sdk {
     }
 }
 
+/// Uplink's forwarder alone (`fwd-s3fs` rows): the edge's [`Forwarder`] sends the same files
+/// as the `sdk-s3fs` rows, written before the clock starts, to the same server, as it forwards
+/// a spooled upload (parts and their CRC32C, the forwarding state written and synced after each
+/// part, the completion and the object's size checked; no origin to report parts to). Against
+/// the `sdk-s3fs` rows it measures the forwarding's own cost, which the `uplink-s3fs` rows can
+/// only give as a difference of two noisy rows. It runs in a process of its own (this
+/// benchmark's binary with `--forward`), its store opened from the environment as the edge
+/// opens its own; its CPU is counted from when the store is open.
+///
+/// [`Forwarder`]: uplink::ingest::forward::Forwarder
+mod forwarder {
+    use super::{row, Row, Sizes, BUCKET};
+    use futures_util::StreamExt;
+    use std::io::{BufRead, BufReader, Write};
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    use uplink::ingest::forward::{Forwarder, Spooled};
+
+    /// Row `name`, the forwarder pointed at S3 by `env`.
+    pub(super) async fn run(
+        workload: &str,
+        sizes: &Sizes,
+        name: &str,
+        env: &[(String, String)],
+        bytes: u64,
+    ) -> Row {
+        let (count, each) = super::sdk::shape(workload, sizes);
+        let (dir, files) = super::sdk::write_files(count, each);
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg("--forward")
+            .arg(format!("s3://{BUCKET}/fwd?path_style=true"))
+            .arg(dir.path().join("state"))
+            .args(&files)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(out.next().unwrap().unwrap(), "ready");
+        super::support::settle(bytes);
+        let pid = child.id();
+        let cpu0 = super::support::own_cpu_seconds(pid);
+        let start = Instant::now();
+        writeln!(child.stdin.take().unwrap(), "go").unwrap();
+        let times: Vec<Duration> = out
+            .take(count)
+            .map(|line| Duration::from_secs_f64(line.unwrap().parse().unwrap()))
+            .collect();
+        let wall = start.elapsed().as_secs_f64();
+        let cpu = super::support::own_cpu_seconds(pid) - cpu0;
+        assert!(child.wait().unwrap().success(), "the forwarder failed");
+        assert_eq!(times.len(), count, "the forwarder stopped early");
+        let times = super::percentiles(times);
+        row(workload, name, bytes, wall, cpu, times, None)
+    }
+
+    /// The child: opens the store `args[0]` names (keeping forwarding state under `args[1]`),
+    /// says `ready`, waits for a line on stdin, forwards the files `args[2..]` all at once as
+    /// complete uploads, and prints each one's time in seconds.
+    pub(super) fn serve(args: &[String]) {
+        let (url, state, files) = (&args[0], Path::new(&args[1]), &args[2..]);
+        super::support::runtime().block_on(async {
+            let url = uplink::config::StorageUrl::parse(url, "--forward").unwrap();
+            let store = uplink::store::open(&url).await.unwrap();
+            let forwarder = Forwarder::new(store, state).unwrap().expect("S3 takes parts");
+            println!("ready");
+            std::io::stdin().lock().lines().next();
+            futures_util::stream::iter(files.iter().enumerate())
+                .map(|(i, path)| forward(&forwarder, i, PathBuf::from(path)))
+                .buffer_unordered(files.len())
+                .for_each(|took| async move { println!("{}", took.as_secs_f64()) })
+                .await;
+        });
+    }
+
+    /// Forwards one spooled file as upload `i`; the time it took.
+    async fn forward(forwarder: &Forwarder, i: usize, path: PathBuf) -> Duration {
+        let start = Instant::now();
+        let len = std::fs::metadata(&path).unwrap().len();
+        let upload = uplink::upload::UploadId::new();
+        let key = uplink::store::ObjectKey::new(format!("fwd/{i}")).unwrap();
+        let size = forwarder
+            .finish(upload, &key, Spooled::file(path, len))
+            .await
+            .unwrap();
+        assert_eq!(size, len);
+        forwarder.forget(upload).await;
+        start.elapsed()
+    }
+}
+
 /// The values given to a repeatable `--name VALUE` argument, or all of `all` without one.
 fn chosen(args: &[String], name: &str, all: &[&str]) -> Vec<String> {
     let given: Vec<String> = args
@@ -631,6 +741,9 @@ fn chosen(args: &[String], name: &str, all: &[&str]) -> Vec<String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--forward") {
+        return forwarder::serve(&args[i + 1..]);
+    }
     let test = args.iter().any(|a| a == "--test");
     let workloads = chosen(
         &args,
@@ -651,8 +764,10 @@ fn main() {
             "uplink-s3fs",
             "uplink-s3fs-base",
             "sdk-s3fs",
+            "fwd-s3fs",
             "uplink-s3fs-tls",
             "sdk-s3fs-tls",
+            "fwd-s3fs-tls",
         ],
     );
     if baseline().is_none() {
