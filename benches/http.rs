@@ -9,11 +9,13 @@
 //! The uploads are made by `uplink bench`'s load engine, as the tool makes them.
 //!
 //! `quic` is the limit for any quinn server: the same bytes sent to a raw QUIC stream sink (no
-//! HTTP/3) on the edge's own QUIC endpoint settings, with ratios of HTTP/3 to it and to
-//! HTTP/1.1 after each workload. Every row starts from the same state of the machine's memory
-//! and disk cache ([`support::settle`]).
+//! HTTP/3) on the edge's own QUIC endpoint settings; `quic-store` is that sink also storing
+//! what it reads as the edge stores an upload (the limit for any quinn server that keeps the
+//! bytes durably). Ratios of HTTP/3 to them and to HTTP/1.1 follow each workload. Every row
+//! starts from the same state of the machine's memory and disk cache ([`support::settle`]).
 //!
-//! `cargo bench --bench http` runs all four; `-- --http 3` (repeatable: 1.1, 2, 3, quic) picks some;
+//! `cargo bench --bench http` runs all five; `-- --http 3` (repeatable: 1.1, 2, 3, quic,
+//! quic-store) picks some;
 //! `-- --test` (as CI does) runs tiny sizes, to keep the benchmark working. A version with
 //! `-base` (`--http 3-base`) runs against `UPLINK_BENCH_BASELINE=PATH`, another build of
 //! `uplink` (a change's before and after, side by side in one run).
@@ -23,18 +25,24 @@ mod support;
 use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use support::tls_client::Node;
 use support::{cpu_seconds, own_cpu_seconds, MIB};
 use uplink::bench::transport::{Http, Trust};
+use uplink::store::appender::Appender;
 
 /// A raw QUIC sink (no HTTP/3) on the edge's own QUIC endpoint settings
 /// ([`uplink::edge::quic_endpoint`]): each bidirectional stream is read to its end (a batch of
 /// pieces at a time, the fastest read quinn has) and answered with the number of bytes read.
-/// Run as a process of its own (this benchmark's binary with `--quic-sink PORT DIR`), so its
+/// With `store`, each stream's bytes are also written to a file of their own as the edge writes
+/// an upload ([`Appender`]: batches on a blocking thread, write-back started as it goes) and
+/// synced before the answer: what any quinn server that stores uploads durably must do. Run as
+/// a process of its own (this benchmark's binary with `--quic-sink PORT DIR [--store]`), so its
 /// CPU is measured as the node's is; it says `ready` on stdout once it listens.
-fn serve_sink(port: u16, dir: &Path) {
+fn serve_sink(port: u16, dir: &Path, store: bool) {
+    static STREAMS: AtomicUsize = AtomicUsize::new(0);
     support::runtime().block_on(async {
         let (cert, key) = (dir.join("certificate.pem"), dir.join("private-key.pem"));
         uplink::edge::tls::ensure_self_signed(&cert, &key).unwrap();
@@ -43,16 +51,30 @@ fn serve_sink(port: u16, dir: &Path) {
         let endpoint = uplink::edge::quic_endpoint(addr, &certificate).unwrap();
         println!("ready");
         while let Some(incoming) = endpoint.accept().await {
+            let dir = dir.to_owned();
             tokio::spawn(async move {
                 let Ok(connection) = incoming.await else {
                     return;
                 };
                 while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                    let file = store.then(|| {
+                        let name = STREAMS.fetch_add(1, Ordering::Relaxed).to_string();
+                        Appender::appending(std::fs::File::create(dir.join(name)).unwrap())
+                    });
                     tokio::spawn(async move {
+                        let mut file = file;
                         let mut batch = vec![bytes::Bytes::new(); 64];
                         let mut n = 0u64;
                         while let Ok(Some(taken)) = recv.read_chunks(&mut batch).await {
-                            n += batch[..taken].iter().map(|b| b.len() as u64).sum::<u64>();
+                            for piece in &mut batch[..taken] {
+                                n += piece.len() as u64;
+                                if let Some(file) = &mut file {
+                                    file.push(std::mem::take(piece)).await.unwrap();
+                                }
+                            }
+                        }
+                        if let Some(file) = file {
+                            file.sync().await.unwrap();
                         }
                         let _ = send.write_all(n.to_string().as_bytes()).await;
                         let _ = send.finish();
@@ -65,12 +87,13 @@ fn serve_sink(port: u16, dir: &Path) {
 
 /// The same workload sent to a raw QUIC sink: a connection per upload (quinn's default client
 /// settings, as the load engine's HTTP/3 client has), one stream each; its row and MiB/s.
-async fn run_sink(workload: &str, count: usize, each: u64) -> (String, f64) {
+async fn run_sink(workload: &str, count: usize, each: u64, store: bool) -> (String, f64) {
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--quic-sink", &port.to_string()])
         .arg(dir.path())
+        .args(store.then_some("--store"))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -93,7 +116,8 @@ async fn run_sink(workload: &str, count: usize, each: u64) -> (String, f64) {
         .await;
     let bytes = each * count as u64;
     let mib_s = bytes as f64 / MIB as f64 / start.elapsed().as_secs_f64();
-    (meter.row(workload, "QUIC sink", mib_s, bytes), mib_s)
+    let label = if store { "QUIC store" } else { "QUIC sink" };
+    (meter.row(workload, label, mib_s, bytes), mib_s)
 }
 
 /// CPU seconds of a server and of this process's own threads (the clients, not the server
@@ -169,7 +193,8 @@ async fn run(version: &str, workload: &str, count: usize, each: u64) -> (String,
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--quic-sink") {
-        return serve_sink(args[i + 1].parse().unwrap(), Path::new(&args[i + 2]));
+        let store = args.iter().any(|a| a == "--store");
+        return serve_sink(args[i + 1].parse().unwrap(), Path::new(&args[i + 2]), store);
     }
     let test = args.iter().any(|a| a == "--test");
     let mut versions: Vec<String> = args
@@ -178,12 +203,13 @@ fn main() {
         .map(|w| w[1].trim_start_matches("HTTP/").to_owned())
         .collect();
     if versions.is_empty() {
-        versions = vec!["1.1".into(), "2".into(), "3".into(), "quic".into()];
+        versions = ["1.1", "2", "3", "quic", "quic-store"].map(String::from).to_vec();
     }
     for v in &versions {
         assert!(
-            ["1.1", "2", "3", "quic"].contains(&v.trim_end_matches("-base")),
-            "--http {v}: use 1.1, 2, 3 or quic (the raw QUIC sink), the first three with -base"
+            ["1.1", "2", "3", "quic", "quic-store"].contains(&v.trim_end_matches("-base")),
+            "--http {v}: use 1.1, 2, 3, quic (the raw QUIC sink) or quic-store (the sink storing \
+             what it reads), the first three with -base"
         );
         assert!(
             !v.ends_with("-base") || baseline().is_some(),
@@ -207,8 +233,8 @@ fn main() {
                 // Each row starts with nothing dirty: a row would otherwise pay for writing
                 // back the previous row's spool files.
                 support::settle(count as u64 * each);
-                let (row, mib_s) = if version == "quic" {
-                    run_sink(workload, count, each).await
+                let (row, mib_s) = if version.starts_with("quic") {
+                    run_sink(workload, count, each, version == "quic-store").await
                 } else {
                     run(version, workload, count, each).await
                 };
@@ -218,6 +244,9 @@ fn main() {
             let ratio = |a: &str, b: &str| Some(rates.get(a)? / rates.get(b)?);
             if let Some(r) = ratio("3", "quic") {
                 println!("{workload:<11} HTTP/3 ÷ QUIC sink {r:>6.2}×");
+            }
+            if let Some(r) = ratio("3", "quic-store") {
+                println!("{workload:<11} HTTP/3 ÷ QUIC store {r:>5.2}×");
             }
             if let Some(r) = ratio("3", "1.1") {
                 println!("{workload:<11} HTTP/3 ÷ HTTP/1.1  {r:>6.2}×");
