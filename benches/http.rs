@@ -203,7 +203,9 @@ fn main() {
         .map(|w| w[1].trim_start_matches("HTTP/").to_owned())
         .collect();
     if versions.is_empty() {
-        versions = ["1.1", "2", "3", "quic", "quic-store"].map(String::from).to_vec();
+        versions = ["1.1", "2", "3", "quic", "quic-store"]
+            .map(String::from)
+            .to_vec();
     }
     for v in &versions {
         assert!(

@@ -695,7 +695,9 @@ mod forwarder {
         super::support::runtime().block_on(async {
             let url = uplink::config::StorageUrl::parse(url, "--forward").unwrap();
             let store = uplink::store::open(&url).await.unwrap();
-            let forwarder = Forwarder::new(store, state).unwrap().expect("S3 takes parts");
+            let forwarder = Forwarder::new(store, state)
+                .unwrap()
+                .expect("S3 takes parts");
             println!("ready");
             std::io::stdin().lock().lines().next();
             futures_util::stream::iter(files.iter().enumerate())
