@@ -37,7 +37,7 @@
 mod support;
 
 use futures_util::StreamExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{cpu_seconds, free_port, peak_rss_mib, wait_ready, AnonPeak, Process, MIB};
@@ -353,11 +353,20 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
         _ => None,
     };
     let env = s3.as_ref().map(|s3| s3_env(s3, tls.as_ref()));
-    if server.starts_with("sdk-") {
-        return Some(sdk::run(workload, sizes, server, env.as_deref()?, bytes).await);
-    }
-    if server.starts_with("fwd-") {
-        return Some(forwarder::run(workload, sizes, server, env.as_deref()?, bytes).await);
+    if let Some(client) = server
+        .split('-')
+        .next()
+        .filter(|c| ["sdk", "fwd"].contains(c))
+    {
+        let env = env.as_deref()?;
+        let (_dir, files) = write_files(workload, sizes);
+        let (wall, cpu, times) = if client == "sdk" {
+            sdk::run(&files, env, bytes).await
+        } else {
+            forwarder::run(&files, env, bytes).await
+        };
+        let times = percentiles(times);
+        return Some(row(workload, server, bytes, wall, cpu, times, None));
     }
     let server_name = server;
     let server = match server {
@@ -428,6 +437,27 @@ fn row(
     Row { mib_s, line }
 }
 
+/// The files the `sdk-` and `fwd-` rows send, written before their clock starts: as many as
+/// `workload` makes uploads, each its size, in a directory that lives as long as it is held.
+fn write_files(workload: &str, sizes: &Sizes) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let (count, each) = match workload {
+        "concurrent" | "direct" => (sizes.concurrent, sizes.each),
+        _ => (1, sizes.single),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let files = (0..count)
+        .map(|i| {
+            let path = dir.path().join(i.to_string());
+            let mut file = std::fs::File::create(&path).unwrap();
+            for piece in support::pieces(each) {
+                std::io::Write::write_all(&mut file, &piece).unwrap();
+            }
+            path
+        })
+        .collect();
+    (dir, files)
+}
+
 /// The most any forwarder built on aws-sdk-s3 can do (`sdk-s3fs` rows): the same bytes
 /// uploaded to the same server by the SDK alone, as Uplink's forwarder sends them: multipart in
 /// 8 MiB parts, 4 at once per upload and 16 across uploads, each part's CRC32C read from its
@@ -436,7 +466,7 @@ fn row(
 /// its own rows pay for). CPU is this process's; memory is not measured (this process also
 /// holds the benchmark).
 mod sdk {
-    use super::{row, Row, Sizes, BUCKET, MIB};
+    use super::{BUCKET, MIB};
     use crate::support::settle;
     use aws_sdk_s3::primitives::{ByteStream, Length};
     use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
@@ -449,16 +479,14 @@ mod sdk {
     const PER_UPLOAD: usize = 4;
     const ACROSS_UPLOADS: usize = 16;
 
-    /// Row `name`, the SDK pointed at S3 by `env` (an endpoint, and a certificate to trust).
+    /// `files` (`bytes` in all) sent by the SDK pointed at S3 by `env` (an endpoint, and a
+    /// certificate to trust): the wall time, this process's CPU, and each upload's time.
     pub(super) async fn run(
-        workload: &str,
-        sizes: &Sizes,
-        name: &str,
+        files: &[PathBuf],
         env: &[(String, String)],
         bytes: u64,
-    ) -> Row {
-        let (count, each) = shape(workload, sizes);
-        let (_dir, files) = write_files(count, each);
+    ) -> (f64, f64, Vec<Duration>) {
+        let (count, each) = (files.len(), bytes / files.len() as u64);
         let var = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
         let certificate = var("SSL_CERT_FILE").map(|path| std::fs::read(path).unwrap());
         let client = client(&var("AWS_ENDPOINT_URL").unwrap(), certificate).await;
@@ -473,40 +501,7 @@ mod sdk {
             .collect::<Vec<Duration>>()
             .await;
         let wall = start.elapsed().as_secs_f64();
-        let cpu = super::support::own_cpu_seconds(pid) - cpu0;
-        row(
-            workload,
-            name,
-            bytes,
-            wall,
-            cpu,
-            super::percentiles(times),
-            None,
-        )
-    }
-
-    /// How many uploads a workload makes, and each one's size.
-    pub(super) fn shape(workload: &str, sizes: &Sizes) -> (usize, u64) {
-        match workload {
-            "concurrent" | "direct" => (sizes.concurrent, sizes.each),
-            _ => (1, sizes.single),
-        }
-    }
-
-    /// `count` files of `each` bytes, in a directory that lives as long as it is held.
-    pub(super) fn write_files(count: usize, each: u64) -> (tempfile::TempDir, Vec<PathBuf>) {
-        let dir = tempfile::tempdir().unwrap();
-        let files = (0..count)
-            .map(|i| {
-                let path = dir.path().join(i.to_string());
-                let mut file = std::fs::File::create(&path).unwrap();
-                for piece in super::support::pieces(each) {
-                    std::io::Write::write_all(&mut file, &piece).unwrap();
-                }
-                path
-            })
-            .collect();
-        (dir, files)
+        (wall, super::support::own_cpu_seconds(pid) - cpu0, times)
     }
 
     /// A client configured as Uplink's S3 store configures its own, trusting `certificate`
@@ -640,7 +635,7 @@ mod sdk {
 ///
 /// [`Forwarder`]: uplink::ingest::forward::Forwarder
 mod forwarder {
-    use super::{row, Row, Sizes, BUCKET};
+    use super::BUCKET;
     use futures_util::StreamExt;
     use std::io::{BufRead, BufReader, Write};
     use std::path::{Path, PathBuf};
@@ -648,21 +643,20 @@ mod forwarder {
     use std::time::{Duration, Instant};
     use uplink::ingest::forward::{Forwarder, Spooled};
 
-    /// Row `name`, the forwarder pointed at S3 by `env`.
+    /// `files` (`bytes` in all) sent by the forwarder pointed at S3 by `env`, its state kept in
+    /// a directory of its own: the wall time, its CPU, and each upload's time.
     pub(super) async fn run(
-        workload: &str,
-        sizes: &Sizes,
-        name: &str,
+        files: &[PathBuf],
         env: &[(String, String)],
         bytes: u64,
-    ) -> Row {
-        let (count, each) = super::sdk::shape(workload, sizes);
-        let (dir, files) = super::sdk::write_files(count, each);
+    ) -> (f64, f64, Vec<Duration>) {
+        let count = files.len();
+        let state = tempfile::tempdir().unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
             .arg("--forward")
             .arg(format!("s3://{BUCKET}/fwd?path_style=true"))
-            .arg(dir.path().join("state"))
-            .args(&files)
+            .arg(state.path())
+            .args(files)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -683,8 +677,7 @@ mod forwarder {
         let cpu = super::support::own_cpu_seconds(pid) - cpu0;
         assert!(child.wait().unwrap().success(), "the forwarder failed");
         assert_eq!(times.len(), count, "the forwarder stopped early");
-        let times = super::percentiles(times);
-        row(workload, name, bytes, wall, cpu, times, None)
+        (wall, cpu, times)
     }
 
     /// The child: opens the store `args[0]` names (keeping forwarding state under `args[1]`),
