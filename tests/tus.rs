@@ -532,7 +532,7 @@ async fn partial_uploads_sent_in_parallel_are_concatenated() {
 
 #[tokio::test]
 async fn an_upload_over_the_quota_is_refused_with_1101_and_nothing_is_kept() {
-    let node = Node::dev(Backend::Sqlite).await;
+    let node = Node::dev(Backend::Postgres).await;
     let account = node.account_with(&["--name", "Small", "--quota", "1000"]);
     let token = upload_token(&node, &account, "").await;
     let t = Some(token.as_str());

@@ -105,6 +105,12 @@ pub struct UploadRecord {
     pub hook_response: Option<String>,
 }
 
+/// The bytes an account's uploads hold, as an SQL expression over the account `a`: what its
+/// quota counts. It reads every upload of the account, so a query evaluates it only for an
+/// account that has a quota (every upload request looks its account up).
+pub(super) const USED_BYTES: &str =
+    "(SELECT CAST(COALESCE(SUM(u.size), 0) AS BIGINT) FROM uploads u WHERE u.account_id = a.id)";
+
 const COLUMNS: &str =
     "id, account_id, pipeline_id, flavour, filename, folder, object_key, status, error, \
                        size, sha256, duration_ms, output_key, created_at, updated_at, metadata, outputs, \
@@ -372,10 +378,11 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
         return Ok(Marked::NotReceiving);
     }
     let over: i64 = sqlx::query_scalar(
-        "SELECT CAST(CASE WHEN a.quota_bytes IS NOT NULL AND \
-                (SELECT CAST(COALESCE(SUM(u.size), 0) AS BIGINT) FROM uploads u WHERE u.account_id = a.id) > a.quota_bytes \
-                THEN 1 ELSE 0 END AS BIGINT) \
-         FROM accounts a WHERE a.id = (SELECT account_id FROM uploads WHERE id = $1)",
+        &format!(
+            "SELECT CAST(CASE WHEN a.quota_bytes IS NULL THEN 0 \
+                    WHEN {USED_BYTES} > a.quota_bytes THEN 1 ELSE 0 END AS BIGINT) \
+             FROM accounts a WHERE a.id = (SELECT account_id FROM uploads WHERE id = $1)"
+        ),
     )
     .bind(id)
     .fetch_one(&mut *tx)
