@@ -377,13 +377,11 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
         }
         return Ok(Marked::NotReceiving);
     }
-    let over: i64 = sqlx::query_scalar(
-        &format!(
-            "SELECT CAST(CASE WHEN a.quota_bytes IS NULL THEN 0 \
+    let over: i64 = sqlx::query_scalar(&format!(
+        "SELECT CAST(CASE WHEN a.quota_bytes IS NULL THEN 0 \
                     WHEN {USED_BYTES} > a.quota_bytes THEN 1 ELSE 0 END AS BIGINT) \
              FROM accounts a WHERE a.id = (SELECT account_id FROM uploads WHERE id = $1)"
-        ),
-    )
+    ))
     .bind(id)
     .fetch_one(&mut *tx)
     .await
