@@ -379,8 +379,8 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
     }
     let over: i64 = sqlx::query_scalar(&format!(
         "SELECT CAST(CASE WHEN a.quota_bytes IS NULL THEN 0 \
-                    WHEN {USED_BYTES} > a.quota_bytes THEN 1 ELSE 0 END AS BIGINT) \
-             FROM accounts a WHERE a.id = (SELECT account_id FROM uploads WHERE id = $1)"
+                WHEN {USED_BYTES} > a.quota_bytes THEN 1 ELSE 0 END AS BIGINT) \
+         FROM accounts a WHERE a.id = (SELECT account_id FROM uploads WHERE id = $1)"
     ))
     .bind(id)
     .fetch_one(&mut *tx)
