@@ -245,10 +245,9 @@ pub async fn find_by_access_key(
 async fn owner_by(db: &Db, column: &'static str, value: &str) -> Result<Option<KeyOwner>, DbError> {
     let row = sqlx::query(&format!(
         "SELECT a.id, p.id AS pipeline_id, a.quota_bytes, a.max_upload_bytes, a.token_ttl_secs, \
-                CASE WHEN a.quota_bytes IS NULL THEN 0 ELSE {USED} END AS used \
+                a.used_bytes AS used \
          FROM accounts a JOIN pipelines p ON p.account_id = a.id AND p.name = 'default' \
-         WHERE a.{column} = $1",
-        USED = super::upload::USED_BYTES,
+         WHERE a.{column} = $1"
     ))
     .bind(value)
     .fetch_optional(db.pool())

@@ -105,12 +105,6 @@ pub struct UploadRecord {
     pub hook_response: Option<String>,
 }
 
-/// The bytes an account's uploads hold, as an SQL expression over the account `a`: what its
-/// quota counts. It reads every upload of the account, so a query evaluates it only for an
-/// account that has a quota (every upload request looks its account up).
-pub(super) const USED_BYTES: &str =
-    "(SELECT CAST(COALESCE(SUM(u.size), 0) AS BIGINT) FROM uploads u WHERE u.account_id = a.id)";
-
 const COLUMNS: &str =
     "id, account_id, pipeline_id, flavour, filename, folder, object_key, status, error, \
                        size, sha256, duration_ms, output_key, created_at, updated_at, metadata, outputs, \
@@ -377,15 +371,18 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
         }
         return Ok(Marked::NotReceiving);
     }
-    let over: i64 = sqlx::query_scalar(&format!(
-        "SELECT CAST(CASE WHEN a.quota_bytes IS NULL THEN 0 \
-                WHEN {USED_BYTES} > a.quota_bytes THEN 1 ELSE 0 END AS BIGINT) \
-         FROM accounts a WHERE a.id = (SELECT account_id FROM uploads WHERE id = $1)"
-    ))
+    // The account's usage grows by the upload's size (undone with the rest if it goes over).
+    let over: i64 = sqlx::query_scalar(
+        "UPDATE accounts SET used_bytes = used_bytes + $1 \
+         WHERE id = (SELECT account_id FROM uploads WHERE id = $2) \
+         RETURNING CAST(CASE WHEN quota_bytes IS NOT NULL AND used_bytes > quota_bytes \
+                        THEN 1 ELSE 0 END AS BIGINT)",
+    )
+    .bind(size)
     .bind(id)
     .fetch_one(&mut *tx)
     .await
-    .op("check an account's quota")?;
+    .op("count an upload against its account's quota")?;
     if over == 1 {
         tx.rollback().await.op("roll back an upload over quota")?;
         return Ok(Marked::OverQuota);
