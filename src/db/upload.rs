@@ -332,16 +332,6 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
     let size =
         i64::try_from(stored.size).map_err(|_| DbError::Corrupt("size beyond 2^63".into()))?;
     let mut tx = db.pool().begin().await.op("begin marking stored")?;
-    // PostgreSQL: hold the account's row. SQLite: the UPDATE below takes the one write lock.
-    if db.backend() == super::Backend::Postgres {
-        sqlx::query(
-            "SELECT id FROM accounts WHERE id = (SELECT account_id FROM uploads WHERE id = $1) FOR UPDATE",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .op("lock an account for its quota")?;
-    }
     let changed = sqlx::query(&format!(
         "UPDATE uploads SET status = $1, size = $2, sha256 = COALESCE($3, sha256), folder = COALESCE(folder, $4), \
                 updated_at = $5, metadata = COALESCE($8, metadata), hook_response = $10 \
@@ -372,6 +362,8 @@ pub async fn mark_stored(db: &Db, id: &str, stored: &Stored, now: i64) -> Result
         return Ok(Marked::NotReceiving);
     }
     // The account's usage grows by the upload's size (undone with the rest if it goes over).
+    // The increment locks the account's row until the transaction ends (PostgreSQL; SQLite has
+    // one writer), so its uploads are counted one after another.
     let over: i64 = sqlx::query_scalar(
         "UPDATE accounts SET used_bytes = used_bytes + $1 \
          WHERE id = (SELECT account_id FROM uploads WHERE id = $2) \
