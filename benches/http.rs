@@ -163,18 +163,13 @@ async fn sink_upload(addr: SocketAddr, certificate: &[u8], len: u64) {
     assert_eq!(String::from_utf8_lossy(&answer), len.to_string());
 }
 
-/// Another build of `uplink` to compare with, if one is named.
-fn baseline() -> Option<String> {
-    std::env::var("UPLINK_BENCH_BASELINE").ok()
-}
-
 /// Runs one workload over one version, driven by `uplink bench`'s load engine (a client and a
 /// connection per upload, a token minted per upload: see [`support::engine_plan`]); its table
 /// row.
 async fn run(version: &str, workload: &str, count: usize, each: u64) -> (String, f64) {
     let label = format!("HTTP/{version}");
     let (node, version) = match version.strip_suffix("-base") {
-        Some(v) => (Node::start_bin(&baseline().unwrap()).await, v),
+        Some(v) => (Node::start_bin(&support::baseline().unwrap()).await, v),
         None => (Node::start().await, version),
     };
     let url = format!("https://localhost:{}", node.tls.port());
@@ -216,7 +211,7 @@ fn main() {
              what it reads), the first three also with -base"
         );
         assert!(
-            base.is_none() || baseline().is_some(),
+            base.is_none() || support::baseline().is_some(),
             "--http {v} needs UPLINK_BENCH_BASELINE=PATH (a build of uplink to compare with)"
         );
     }

@@ -146,11 +146,6 @@ fn s3_env(s3: &support::s3::S3Server, tls: Option<&TlsFront>) -> Vec<(String, St
     env
 }
 
-/// The baseline build of `uplink` the `…-base` rows run, if one is given.
-fn baseline() -> Option<String> {
-    std::env::var("UPLINK_BENCH_BASELINE").ok()
-}
-
 /// `uplink dev` (the build `bin`, or this one), into S3 or the file store, with its
 /// acknowledged bytes made as durable as `durability` (`sync`, `batched`, `none`) says.
 async fn uplink(
@@ -372,7 +367,7 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     let server = match server {
         "nginx" => self::nginx().await?,
         "uplink-base" | "uplink-s3-base" | "uplink-s3fs-base" => {
-            uplink(env.as_deref(), Some(&baseline()?), None).await
+            uplink(env.as_deref(), Some(&support::baseline()?), None).await
         }
         "uplink-batched" => uplink(None, None, Some("batched")).await,
         "uplink-none" => uplink(None, None, Some("none")).await,
@@ -765,7 +760,7 @@ fn main() {
             "fwd-s3fs-tls",
         ],
     );
-    if baseline().is_none() {
+    if support::baseline().is_none() {
         servers.retain(|s| !s.ends_with("-base"));
     }
     let rounds: usize = match args.iter().position(|a| a == "--rounds") {

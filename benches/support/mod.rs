@@ -301,3 +301,8 @@ pub fn settle(bytes: u64) {
     drop(scratch);
     let _ = Command::new("sync").status();
 }
+
+/// Another build of `uplink` to compare with (`UPLINK_BENCH_BASELINE=PATH`), if one is named.
+pub fn baseline() -> Option<String> {
+    std::env::var("UPLINK_BENCH_BASELINE").ok()
+}
