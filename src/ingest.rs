@@ -25,6 +25,7 @@ use crate::control::{
     AccessKeyOwner, CreateUpload, KeyOwner, ResumableState, StatusView, UploadInfo, UploadStored,
 };
 use crate::store::appender::Pipelined;
+use crate::store::crc_ledger::CrcLedger;
 use crate::store::{ObjectKey, ObjectWriter, Store, StoreError};
 use crate::upload::{Offset, UploadId};
 use bytes::Bytes;
@@ -344,6 +345,13 @@ impl Ingest {
     #[must_use]
     pub fn forwards_spooled(&self) -> bool {
         self.forwarder.is_some()
+    }
+
+    /// Where the CRC32C of a spooled upload's bytes is recorded as they are written, for the
+    /// store's parts (`None` when the store does not take parts).
+    #[must_use]
+    pub fn crc_ledger(&self, upload: UploadId) -> Option<Arc<CrcLedger>> {
+        self.forwarder.as_ref().map(|f| f.crc_ledger(upload))
     }
 
     /// More of a spooled upload is written (not necessarily synced): full parts go to a store

@@ -6,6 +6,7 @@
 //! Must not depend on HTTP, the database or any protocol.
 
 pub mod appender;
+pub mod crc_ledger;
 pub mod file;
 pub mod s3;
 

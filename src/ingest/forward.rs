@@ -2,14 +2,16 @@
 //! through [`Forwarder::writer`]) to a store that takes parts (S3) while they arrive: a task per
 //! upload cuts the spooled bytes into parts with the [`PartPlan`] as they become available and
 //! sends each as soon as it is full, several at once. When the last byte is in, only the last
-//! part and the completion remain. A part that lies in one spool file is streamed from it (its
-//! CRC32C read first); one that spans chunk files is read into memory. The edge sends a fixed
+//! part and the completion remain. A part that lies in one spool file is streamed from it, its
+//! CRC32C put together from what the spool recorded as it wrote the bytes ([`CrcLedger`]) or,
+//! after a restart, read first; one that spans chunk files is read into memory. The edge sends a fixed
 //! number of parts at once across all uploads and holds fewer still in memory, so memory stays
 //! bounded however many uploads arrive at once (their bytes wait on disk).
 //!
-//! The multipart upload id, the plan's declared size and every part the store acknowledged are
-//! kept in a small state file beside the spool, written after each part, so a restarted edge
-//! continues where it stopped: a part already in the store is not sent again if its bytes in
+//! The multipart upload id and the plan's declared size are kept in a small state file beside
+//! the spool, written and synced before the first part is sent, and every part the store
+//! acknowledged is appended to it (not synced: a part forgotten is sent again), so a restarted
+//! edge continues where it stopped: a part already in the store is not sent again if its bytes in
 //! the spool (read again to check) still have its CRC32C; a multipart upload the store no longer
 //! has (a sweeper aborted it) is started again from the spool.
 //!
@@ -20,7 +22,8 @@
 //! Must not depend on HTTP, the database or any protocol.
 
 use super::chunk_spool::write_atomically;
-use crate::store::appender::Appender;
+use crate::store::appender::{Appender, Appending};
+use crate::store::crc_ledger::CrcLedger;
 use crate::store::{ObjectKey, ObjectWriter, PartBody, PartStore, SentPart, Store, StoreError};
 use crate::upload::part_plan::{Cursor, Part, PartPlan};
 use crate::upload::UploadId;
@@ -133,6 +136,8 @@ pub struct Forwarder {
     parts_in_memory: Arc<tokio::sync::Semaphore>,
     /// Direct uploads being written ([`Forwarder::writer`]).
     writing: Mutex<HashSet<UploadId>>,
+    /// The CRC32C of each forwarding's spooled bytes, recorded as they are written.
+    ledgers: Mutex<HashMap<Name, Arc<CrcLedger>>>,
     /// Where stored parts are reported.
     log: Option<Arc<dyn PartLog>>,
 }
@@ -172,6 +177,7 @@ impl Forwarder {
             parts_held: Arc::new(tokio::sync::Semaphore::new(parts_held)),
             parts_in_memory: Arc::new(tokio::sync::Semaphore::new(EDGE_PARTS_IN_MEMORY)),
             writing: Mutex::default(),
+            ledgers: Mutex::default(),
             log: None,
         }))
     }
@@ -218,10 +224,17 @@ impl Forwarder {
         self.dir.join(format!("{name}.json"))
     }
 
+    /// Where the CRC32C of `upload`'s spooled bytes is recorded as they are written, so its
+    /// parts are not read back for it (kept until its forwarding ends).
+    pub fn crc_ledger(&self, upload: impl Into<Name>) -> Arc<CrcLedger> {
+        lock(&self.ledgers)
+            .entry(upload.into())
+            .or_default()
+            .clone()
+    }
+
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<Name, Running>> {
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.running)
     }
 
     /// More of `upload` is spooled: parts that are now full go to the store. `declared` is the
@@ -269,9 +282,14 @@ impl Forwarder {
                 }
             }
         };
-        task.await
+        let stored = task
+            .await
             .map_err(|e| state_error("task", e))
-            .and_then(|r| r)
+            .and_then(|r| r);
+        if stored.is_ok() {
+            lock(&self.ledgers).remove(&upload);
+        }
+        stored
     }
 
     /// Forgets a completed upload's state, once it is recorded.
@@ -294,6 +312,7 @@ impl Forwarder {
 
     /// Ends `upload`'s forwarding task, once a multipart upload it is opening is recorded.
     async fn stop(&self, upload: Name) {
+        lock(&self.ledgers).remove(&upload);
         let running = self.running().remove(&upload);
         if let Some(r) = running {
             r.task.abort();
@@ -339,6 +358,7 @@ impl Forwarder {
             declared,
             parts_held: self.parts_held.clone(),
             parts_in_memory: self.parts_in_memory.clone(),
+            ledger: self.crc_ledger(upload),
             upload: upload.upload,
             // A direct upload is one request: no other edge can continue it.
             log: self.log.clone().filter(|_| !upload.direct),
@@ -358,13 +378,56 @@ impl Forwarder {
     }
 }
 
-async fn load(path: &Path) -> Option<State> {
-    let bytes = tokio::fs::read(path).await.ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// Locks `m`; a panic while it was held leaves nothing half done in the forwarder's maps.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A forwarding's state: its first line as last [`save`]d, then each part [`record_part`]
+/// appended since (a line cut short by a crash ends what is read: that part is sent again).
+async fn load(path: &Path) -> Option<State> {
+    let bytes = tokio::fs::read(path).await.ok()?;
+    let mut lines = bytes.split(|&b| b == b'\n');
+    let mut state: State = serde_json::from_slice(lines.next()?).ok()?;
+    for line in lines {
+        let Ok(Recorded { part }) = serde_json::from_slice(line) else {
+            break;
+        };
+        state.parts.retain(|p| p.number != part.number);
+        state.parts.push(part);
+    }
+    Some(state)
+}
+
+/// A line [`record_part`] appends to a state file.
+#[derive(Serialize, Deserialize)]
+struct Recorded {
+    part: SentPart,
+}
+
+/// Appends `part` to the state file: one write, not synced (a part a power cut makes the edge
+/// forget is sent again), and no file created, so a part costs no more as the upload grows.
+async fn record_part(path: &Path, part: SentPart) -> Result<(), StoreError> {
+    let mut line = serde_json::to_vec(&Recorded { part }).map_err(|e| state_error("encode", e))?;
+    line.push(b'\n');
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)?
+            .write_all(&line)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r)
+    .map_err(|e| state_error("record a part", e))
+}
+
+/// Writes `state` as the state file's first line (parts are appended after it), durably.
 async fn save(path: &Path, state: &State) -> Result<(), StoreError> {
-    let json = serde_json::to_vec(state).map_err(|e| state_error("encode", e))?;
+    let mut json = serde_json::to_vec(state).map_err(|e| state_error("encode", e))?;
+    json.push(b'\n');
     let (dir, name) = (path.parent().unwrap_or(Path::new(".")), path.file_name());
     let name = name.and_then(|n| n.to_str()).unwrap_or("state.json");
     write_atomically(dir, name, &json)
@@ -380,6 +443,8 @@ struct Job {
     declared: Option<u64>,
     parts_held: Arc<tokio::sync::Semaphore>,
     parts_in_memory: Arc<tokio::sync::Semaphore>,
+    /// The CRC32C of the spooled bytes as they were written.
+    ledger: Arc<CrcLedger>,
     upload: UploadId,
     log: Option<Arc<dyn PartLog>>,
     opening: Opening,
@@ -512,7 +577,8 @@ impl Job {
     }
 
     /// A part's body: streamed from its file when it lies in one (a tus upload, a direct upload:
-    /// nothing held), else read into memory within the edge's budget of parts in memory.
+    /// nothing held; its CRC32C from the ledger, or read), else read into memory within the
+    /// edge's budget of parts in memory.
     async fn part_body(
         &self,
         files: &[(PathBuf, u64)],
@@ -523,7 +589,12 @@ impl Job {
             let file_end = file_start + len;
             if part.start >= file_start && part.start + part.len <= file_end {
                 let offset = part.start - file_start;
-                let crc32c = crc_of_range(path, offset, part.len).await?;
+                let crc32c = match self.ledger.crc32c(offset, part.len) {
+                    Some(crc) => crc,
+                    None => crc_of_range(path, offset, part.len).await?,
+                };
+                // Later parts start after it (a part sent again is read).
+                self.ledger.forget_before(offset + part.len);
                 let body = PartBody::File {
                     path: path.clone(),
                     offset,
@@ -614,11 +685,7 @@ impl Job {
         let part = done.map_err(|e| state_error("part task", e))??;
         sent.insert(part.number, part.clone());
         if let Some(s) = state {
-            let record = State {
-                parts: sent.values().cloned().collect(),
-                ..s.clone()
-            };
-            save(&self.path, &record).await?;
+            record_part(&self.path, part.clone()).await?;
             if let Some(log) = &self.log {
                 let (log, upload) = (log.clone(), self.upload);
                 let (multipart_id, declared) = (s.upload_id.clone(), s.declared);
@@ -752,16 +819,18 @@ impl Forwarder {
             name,
             key: key.clone(),
             path,
-            file: Appender::appending(file.into_std().await),
+            file: Appender::to(
+                Appending::new(file.into_std().await)
+                    .recording(0, self.crc_ledger(name))
+                    .transient(),
+            ),
             len: 0,
             reported: 0,
         }))
     }
 
     fn writing(&self) -> std::sync::MutexGuard<'_, HashSet<UploadId>> {
-        self.writing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.writing)
     }
 
     /// Drops the spool files and forwarding of direct uploads that no writer holds (a crash
@@ -800,6 +869,7 @@ struct Spooling {
     path: PathBuf,
     file: Appender,
     len: u64,
+    /// The length last passed to the forwarding task.
     reported: u64,
 }
 
@@ -835,11 +905,11 @@ impl ObjectWriter for Spooling {
             .push(data)
             .await
             .map_err(|e| self.write_error(e))?;
-        if self.len - self.reported >= DIRECT_REPORT_EVERY {
-            self.file.flush().await.map_err(|e| self.write_error(e))?;
-            let spooled = Spooled::file(self.path.clone(), self.len);
+        let worked = self.file.worked();
+        if worked - self.reported >= DIRECT_REPORT_EVERY {
+            let spooled = Spooled::file(self.path.clone(), worked);
             self.forwarder.grown(self.name, &self.key, None, spooled);
-            self.reported = self.len;
+            self.reported = worked;
         }
         Ok(())
     }
@@ -913,6 +983,51 @@ mod tests {
         assert_eq!((&first[..], &second[..]), (&b"hell"[..], &b"o world"[..]));
         // Past what is announced (the `!` is not), the spool is short.
         assert!(read_part(&files, part(3, 8, 4)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_state_file_is_its_first_line_and_the_parts_recorded_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.json");
+        let part = |number: u32| SentPart {
+            number,
+            start: u64::from(number - 1) * 10,
+            len: 10,
+            etag: format!("e{number}"),
+            crc32c: number,
+        };
+        let state = State {
+            key: "k".into(),
+            declared: Some(40),
+            upload_id: "m".into(),
+            parts: vec![part(1)],
+            completed: None,
+            adopted: 10,
+        };
+        save(&path, &state).await.unwrap();
+        record_part(&path, part(2)).await.unwrap();
+        record_part(&path, part(3)).await.unwrap();
+        // Part 2 again (a retry after its first answer was lost) replaces the first record.
+        record_part(&path, part(2)).await.unwrap();
+        let numbers = |s: &State| s.parts.iter().map(|p| p.number).collect::<Vec<_>>();
+        let loaded = load(&path).await.unwrap();
+        assert_eq!((numbers(&loaded), loaded.adopted), (vec![1, 3, 2], 10));
+        // A record cut short by a crash, and anything after it, is not read.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"{\"part\":{\"numb");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(numbers(&load(&path).await.unwrap()), [1, 3, 2]);
+        // A save starts the file again.
+        save(
+            &path,
+            &State {
+                completed: Some(40),
+                ..loaded
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(load(&path).await.unwrap().completed, Some(40));
     }
 
     #[test]

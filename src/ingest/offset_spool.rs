@@ -9,7 +9,8 @@ use super::chunk_spool::{io, sync_dir, write_atomically, SpoolError, Turn, Uploa
 #[cfg(doc)]
 use super::durability::Durability;
 use super::durability::Syncer;
-use crate::store::appender::Appender;
+use crate::store::appender::{Appender, Appending};
+use crate::store::crc_ledger::CrcLedger;
 use crate::upload::{Offset, UploadId};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -98,10 +99,12 @@ pub struct Checks<'a> {
     pub limit: u64,
     /// The `(algorithm, digest)` the whole body must have.
     pub checksum: Option<(Algorithm, Vec<u8>)>,
-    /// Told the data file's length every MiB while the body arrives, when there is no
-    /// checksum (which could still discard the bytes). `None` when nobody listens: each report
-    /// waits for the batch being written, which only forwarding needs.
+    /// Told the data file's length about every MiB while the body arrives (bytes written, not
+    /// synced), when there is no checksum (which could still discard the bytes).
     pub grown: Option<Box<dyn FnMut(Offset) + Send + 'a>>,
+    /// Where the CRC32C of the bytes written is recorded (for a forwarder's parts), when there
+    /// is no checksum.
+    pub crcs: Option<Arc<CrcLedger>>,
 }
 
 /// How an append ended.
@@ -245,37 +248,53 @@ impl OffsetSpool {
         S: Stream<Item = Result<Bytes, std::io::Error>>,
     {
         let path = self.data_path(upload);
-        let mut file = Appender::appending(
-            tokio::fs::OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .await
-                .map_err(io("open a data file"))?
-                .into_std()
-                .await,
-        );
         let Checks {
             limit,
             checksum,
             mut grown,
+            crcs,
         } = checks;
         let mut hasher = checksum.as_ref().map(|(algorithm, _)| algorithm.hasher());
-        // Growth is reported only when no checksum could still discard the bytes.
+        // Growth and CRC32Cs are reported only when no checksum could still discard the bytes.
         let grown = grown.as_mut().filter(|_| hasher.is_none());
-        let (written, cut) = match receive(&mut file, turn, body, limit, &mut hasher, grown, offset)
+        let crcs = crcs.filter(|_| hasher.is_none());
+        let opened = tokio::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
             .await
-        {
-            Received::Ended { written, cut } => (written, cut),
-            Received::TooLarge => {
-                truncate(file, offset).await?;
-                return Err(SpoolError::TooLarge(limit));
+            .map_err(io("open a data file"))?
+            .into_std()
+            .await;
+        let mut file = match &crcs {
+            Some(ledger) => {
+                Appender::to(Appending::new(opened).recording(offset.bytes(), ledger.clone()))
             }
-            // A full or failing disk: nothing of this request is kept, so the offset the upload
-            // answers is one that was made durable.
-            Received::Failed(e) => {
-                return Err(discard(Some(file), &path, offset, "append to a data file", e).await)
+            None => Appender::appending(opened),
+        };
+        // Once the file is cut back to `offset` (every write done), what was recorded past it
+        // no longer describes it.
+        let cut_back = || {
+            if let Some(ledger) = &crcs {
+                ledger.truncate(offset.bytes());
             }
         };
+        let (written, cut) =
+            match receive(&mut file, turn, body, limit, &mut hasher, grown, offset).await {
+                Received::Ended { written, cut } => (written, cut),
+                Received::TooLarge => {
+                    let truncated = truncate(file, offset).await;
+                    cut_back();
+                    truncated?;
+                    return Err(SpoolError::TooLarge(limit));
+                }
+                // A full or failing disk: nothing of this request is kept, so the offset the upload
+                // answers is one that was made durable.
+                Received::Failed(e) => {
+                    let e = discard(Some(file), &path, offset, "append to a data file", e).await;
+                    cut_back();
+                    return Err(e);
+                }
+            };
         if let (Some(h), Some((_, expected))) = (hasher, checksum) {
             // A checksum covers the whole request: an incomplete or different chunk goes.
             if cut || h.finalize().as_ref() != expected.as_slice() {
@@ -283,12 +302,18 @@ impl OffsetSpool {
                 return Ok(Appended::ChecksumMismatch);
             }
         }
-        let file = match file.into_file().await {
-            Ok(file) => file,
-            Err(e) => return Err(discard(None, &path, offset, "append to a data file", e).await),
+        let settled = match file.into_file().await {
+            Ok(file) => self
+                .syncer
+                .settle(file)
+                .await
+                .map_err(|e| ("sync a data file", e)),
+            Err(e) => Err(("append to a data file", e)),
         };
-        if let Err(e) = self.syncer.settle(file).await {
-            return Err(discard(None, &path, offset, "sync a data file", e).await);
+        if let Err((op, e)) = settled {
+            let e = discard(None, &path, offset, op, e).await;
+            cut_back();
+            return Err(e);
         }
         let offset = offset.after(written);
         Ok(if cut {
@@ -343,7 +368,8 @@ enum Received {
 }
 
 /// Reads `body` into `file` while `turn` holds the upload, at most `limit` bytes, hashing it
-/// with `hasher` and telling `grown` the data file's length every MiB (from `offset`).
+/// with `hasher` and telling `grown` the data file's length about every MiB written (from
+/// `offset`), without waiting for the writes.
 async fn receive<S>(
     file: &mut Appender,
     turn: &Turn,
@@ -382,12 +408,10 @@ where
             return Received::Failed(e);
         }
         if let Some(grown) = grown.as_mut() {
-            if written - reported >= REPORT_EVERY {
-                if let Err(e) = file.flush().await {
-                    return Received::Failed(e);
-                }
-                grown(offset.after(written));
-                reported = written;
+            let worked = file.worked();
+            if worked - reported >= REPORT_EVERY {
+                grown(offset.after(worked));
+                reported = worked;
             }
         }
     }
@@ -454,6 +478,7 @@ mod tests {
             limit,
             checksum,
             grown: None,
+            crcs: None,
         }
     }
 

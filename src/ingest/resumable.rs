@@ -378,6 +378,7 @@ where
         limit: accepted.limit,
         checksum,
         grown: forwarded.then(|| Box::new(&mut grown) as Box<dyn FnMut(Offset) + Send>),
+        crcs: forwarded.then(|| core.ingest.crc_ledger(info.id)).flatten(),
     };
     let body = core.ingest.track(info.id, offset, body);
     let (new_offset, whole) = match core

@@ -3,13 +3,16 @@
 //! batch in flight while the next is gathered, so the work overlaps reading the next bytes.
 //! Memory is at most two batches. [`Appender`] writes a file this way (with `writev`), and
 //! starts the kernel writing it to disk every [`WRITEBACK`] bytes, so the sync that makes it
-//! durable at the end waits for the last few MiB instead of the whole file; the ingest core
-//! hashes the same way.
+//! durable at the end waits for the last few MiB instead of the whole file; it can record the
+//! CRC32C of what it writes in a [`CrcLedger`] (a forwarder's parts), while the bytes are at hand.
+//! The ingest core hashes the same way.
 //!
 //! Must not depend on HTTP, the database, any protocol or store.
 
+use super::crc_ledger::CrcLedger;
 use bytes::Bytes;
 use std::io::{IoSlice, Write};
+use std::sync::Arc;
 
 /// Bytes gathered before they are handed to the blocking thread.
 pub const BATCH: usize = 512 * 1024;
@@ -24,6 +27,10 @@ pub struct Pipelined<T: Send + 'static> {
     in_flight: Option<InFlight<T>>,
     batch: Vec<Bytes>,
     batched: usize,
+    /// Bytes of the batch in flight.
+    in_flight_len: u64,
+    /// Bytes worked on, every batch before the one in flight.
+    worked: u64,
     work: fn(&mut T, &[Bytes]) -> std::io::Result<()>,
 }
 
@@ -36,6 +43,8 @@ impl<T: Send + 'static> Pipelined<T> {
             in_flight: None,
             batch: Vec::new(),
             batched: 0,
+            in_flight_len: 0,
+            worked: 0,
             work,
         }
     }
@@ -56,6 +65,12 @@ impl<T: Send + 'static> Pipelined<T> {
             self.send().await?;
         }
         Ok(())
+    }
+
+    /// Bytes worked on so far, without waiting: up to two batches behind what was pushed.
+    #[must_use]
+    pub fn worked(&self) -> u64 {
+        self.worked
     }
 
     /// Waits until every byte so far is worked on.
@@ -85,7 +100,7 @@ impl<T: Send + 'static> Pipelined<T> {
         }
         let mut state = self.take_state().await?;
         let batch = std::mem::take(&mut self.batch);
-        self.batched = 0;
+        self.in_flight_len = std::mem::take(&mut self.batched) as u64;
         let work = self.work;
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
             let done = work(&mut state, &batch);
@@ -100,6 +115,7 @@ impl<T: Send + 'static> Pipelined<T> {
         if let Some(in_flight) = self.in_flight.take() {
             let (state, done) = in_flight.await.map_err(std::io::Error::other)?;
             done?;
+            self.worked += std::mem::take(&mut self.in_flight_len);
             return Ok(state);
         }
         self.state
@@ -116,6 +132,42 @@ pub const WRITEBACK: u64 = 2 * 1024 * 1024;
 pub struct Appending {
     file: std::fs::File,
     unstarted: u64,
+    /// Whether write-back is started as it goes (a file to be synced).
+    writeback: bool,
+    /// Where the CRC32C of the bytes is recorded, and the file's length.
+    ledger: Option<(Arc<CrcLedger>, u64)>,
+}
+
+impl Appending {
+    /// Appends to `file` (opened for writing at its end), starting its write-back as it goes.
+    #[must_use]
+    pub fn new(file: std::fs::File) -> Self {
+        Self {
+            file,
+            unstarted: 0,
+            writeback: true,
+            ledger: None,
+        }
+    }
+
+    /// Records the CRC32C of what is written in `ledger`; the file is `len` bytes long.
+    #[must_use]
+    pub fn recording(self, len: u64, ledger: Arc<CrcLedger>) -> Self {
+        Self {
+            ledger: Some((ledger, len)),
+            ..self
+        }
+    }
+
+    /// Leaves write-back to the kernel: a file never synced, removed once read (a direct
+    /// upload's spool, which its client is not answered for until the store has it).
+    #[must_use]
+    pub fn transient(self) -> Self {
+        Self {
+            writeback: false,
+            ..self
+        }
+    }
 }
 
 /// A file appended to a batch at a time.
@@ -125,7 +177,13 @@ impl Appender {
     /// Appends to `file` (opened for writing at its end).
     #[must_use]
     pub fn appending(file: std::fs::File) -> Self {
-        Self::new(Appending { file, unstarted: 0 }, append)
+        Self::to(Appending::new(file))
+    }
+
+    /// Appends as `appending` says.
+    #[must_use]
+    pub fn to(appending: Appending) -> Self {
+        Self::new(appending, append)
     }
 
     /// Writes everything; returns the file (not synced).
@@ -148,11 +206,17 @@ impl Appender {
     }
 }
 
-/// Writes a batch; starts the write-back of the file every [`WRITEBACK`] bytes.
+/// Writes a batch (recording its CRC32C); starts the write-back of the file every
+/// [`WRITEBACK`] bytes.
 fn append(to: &mut Appending, pieces: &[Bytes]) -> std::io::Result<()> {
     write_all(&mut to.file, pieces)?;
-    to.unstarted += pieces.iter().map(|p| p.len() as u64).sum::<u64>();
-    if to.unstarted >= WRITEBACK {
+    let written = pieces.iter().map(|p| p.len() as u64).sum::<u64>();
+    if let Some((ledger, len)) = &mut to.ledger {
+        ledger.record(*len, pieces);
+        *len += written;
+    }
+    to.unstarted += written;
+    if to.writeback && to.unstarted >= WRITEBACK {
         start_writeback(&to.file);
         to.unstarted = 0;
     }
