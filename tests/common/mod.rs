@@ -775,7 +775,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// requests whose first line contains every string of `matching` (e.g. `["partNumber="]`:
 /// UploadPart) are answered `503 SlowDown` and
 /// their connection closed; everything else passes through. Requests are read one by one (the
-/// SDK does not pipeline), so each request on a kept-alive connection is inspected.
+/// SDK does not pipeline), so each request on a kept-alive connection is inspected. Like S3 (and
+/// unlike moto), a body whose `x-amz-checksum-crc32c` does not match it is refused with
+/// `400 BadDigest`.
 pub struct FaultyProxy {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
@@ -871,6 +873,24 @@ impl FaultyProxy {
                                 Ok(0) | Err(_) => break 'requests,
                                 Ok(n) => pending.extend_from_slice(&buf[..n]),
                             }
+                        }
+                        // As S3 does: a body without the CRC32C its header claims is refused.
+                        let claimed = head.lines().find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("x-amz-checksum-crc32c")
+                                .then(|| v.trim().to_owned())
+                        });
+                        let actual = uplink::store::s3::crc32c_header(uplink::store::crc32c(
+                            &pending[end..whole],
+                        ));
+                        if claimed.is_some_and(|claimed| claimed != actual) {
+                            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>BadDigest</Code><Message>The CRC32C you specified did not match the calculated checksum.</Message></Error>";
+                            let reply = format!(
+                                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _ = client_tx.lock().await.write_all(reply.as_bytes()).await;
+                            break 'requests;
                         }
                         if server_tx.write_all(&pending[..whole]).await.is_err() {
                             break;
