@@ -621,8 +621,9 @@ mod sdk {
 
 /// Uplink's forwarder alone (`fwd-s3fs` rows): the edge's [`Forwarder`] sends the same files
 /// as the `sdk-s3fs` rows, written before the clock starts, to the same server, as it forwards
-/// a spooled upload (parts and their CRC32C, the forwarding state written and synced after each
-/// part, the completion and the object's size checked; no origin to report parts to). Against
+/// a spooled upload (parts and their CRC32C, read from the files as after a restart, since no
+/// spool recorded them while writing; the forwarding state recorded after each part, the
+/// completion and the object's size checked; no origin to report parts to). Against
 /// the `sdk-s3fs` rows it measures the forwarding's own cost, which the `uplink-s3fs` rows can
 /// only give as a difference of two noisy rows. It runs in a process of its own (this
 /// benchmark's binary with `--forward`), its store opened from the environment as the edge
