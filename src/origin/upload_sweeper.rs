@@ -121,7 +121,7 @@ pub async fn sweep(state: &State) {
         Ok(receiving) => match state.store.discard_unfinished(before, &receiving).await {
             Ok(n) => n,
             Err(e) => {
-                tracing::warn!(error = %e, "Sweeper could not discard unfinished writes.");
+                tracing::warn!(error = %crate::error::chain(&e), "Sweeper could not discard unfinished writes.");
                 0
             }
         },
