@@ -850,21 +850,16 @@ impl FaultyProxy {
                                 })
                                 .is_ok()
                         {
-                            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
-                            let reply = format!(
-                                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                                body.len()
+                            let reply = s3_error(
+                                "503 Service Unavailable",
+                                "SlowDown",
+                                "Please reduce your request rate.",
                             );
                             let _ = client_tx.lock().await.write_all(reply.as_bytes()).await;
                             break 'requests;
                         }
-                        let length: usize = head
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse().ok())?
-                            })
+                        let length: usize = header(&head, "content-length")
+                            .and_then(|v| v.parse().ok())
                             .unwrap_or(0);
                         let whole = end + length;
                         while pending.len() < whole {
@@ -875,19 +870,14 @@ impl FaultyProxy {
                             }
                         }
                         // As S3 does: a body without the CRC32C its header claims is refused.
-                        let claimed = head.lines().find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("x-amz-checksum-crc32c")
-                                .then(|| v.trim().to_owned())
-                        });
                         let actual = uplink::store::s3::crc32c_header(uplink::store::crc32c(
                             &pending[end..whole],
                         ));
-                        if claimed.is_some_and(|claimed| claimed != actual) {
-                            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>BadDigest</Code><Message>The CRC32C you specified did not match the calculated checksum.</Message></Error>";
-                            let reply = format!(
-                                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                                body.len()
+                        if header(&head, "x-amz-checksum-crc32c").is_some_and(|c| c != actual) {
+                            let reply = s3_error(
+                                "400 Bad Request",
+                                "BadDigest",
+                                "The CRC32C you specified did not match the calculated checksum.",
                             );
                             let _ = client_tx.lock().await.write_all(reply.as_bytes()).await;
                             break 'requests;
@@ -908,6 +898,25 @@ impl FaultyProxy {
             task,
         }
     }
+}
+
+/// The value of header `name` in a request `head`.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+/// An S3 error response that closes its connection.
+fn s3_error(status: &str, code: &str, message: &str) -> String {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    );
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 impl Drop for FaultyProxy {
