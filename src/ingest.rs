@@ -34,6 +34,7 @@ use forward::{Forwarder, Spooled};
 use md5::Digest;
 use md5::Md5;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A request body as the ingest core and its adapters read it: pieces as they arrive, an
 /// error when the client goes away.
@@ -182,16 +183,40 @@ impl forward::PartLog for OriginPartLog {
             part,
             edge: self.name.clone(),
         };
-        let recorded = self.origin.record_part(upload, &record).await;
-        if let Err(ControlError::Superseded) = recorded {
-            tracing::info!(upload_id = %upload, "Another edge took over an upload this edge was forwarding; letting it go.");
-            self.moved.insert(upload.to_owned(), ()).await;
-        } else if let Err(e) = recorded {
-            tracing::warn!(upload_id = %upload, error = %crate::error::chain(&e),
-                "Could not record a stored part at the origin; if this edge is lost, the part is sent again.");
+        let mut pauses = PART_REPORT_PAUSES.iter();
+        loop {
+            let e = match self.origin.record_part(upload, &record).await {
+                Ok(()) => return,
+                Err(ControlError::Superseded) => {
+                    tracing::info!(upload_id = %upload, "Another edge took over an upload this edge was forwarding; letting it go.");
+                    self.moved.insert(upload.to_owned(), ()).await;
+                    return;
+                }
+                Err(e) => e,
+            };
+            match pauses.next() {
+                // The origin could not be asked: asked again a little later.
+                Some(pause) if matches!(e, ControlError::Unavailable(_)) => {
+                    tokio::time::sleep(*pause).await;
+                }
+                _ => {
+                    tracing::warn!(upload_id = %upload, part = record.part.number, error = %crate::error::chain(&e),
+                        "Could not record a stored part at the origin; if this edge is lost, the part is sent again.");
+                    return;
+                }
+            }
         }
     }
 }
+
+/// How long an edge waits before it reports a stored part again to an origin it could not ask:
+/// a report lost to a moment's overload would cost the part's bytes if the edge were lost.
+const PART_REPORT_PAUSES: [Duration; 4] = [
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::from_secs(4),
+    Duration::from_secs(15),
+];
 
 /// A stored upload.
 #[derive(Debug, Clone)]
@@ -246,7 +271,7 @@ impl Ingest {
             progress: Arc::default(),
             moved: moka::future::Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(std::time::Duration::from_secs(24 * 3600))
+                .time_to_live(Duration::from_secs(24 * 3600))
                 .build(),
         }
     }

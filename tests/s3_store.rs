@@ -376,6 +376,41 @@ async fn kill_9_during_a_tus_upload_to_s3_resumes_without_sending_a_part_twice()
 }
 
 #[tokio::test]
+async fn a_part_that_failed_is_sent_again_while_its_client_sends_nothing() {
+    let s3 = S3Server::start().await;
+    s3.bucket(BUCKET).await;
+    // Every attempt the S3 client makes at the first part fails (it tries six times), so the
+    // forwarding fails after the client's only request so far.
+    let proxy = common::FaultyProxy::start(&s3.endpoint, &["partNumber="], 6).await;
+    let node = node_via(&s3, &proxy).await;
+    let account = node.account("Acme");
+    let token = common::upload_token(&node, &account, "").await;
+    let data = pattern(12 << 20);
+    let location = tus_create(&node, &token, data.len()).await;
+    let r = tus_patch(&location, &token, 0)
+        .body(data[..6 << 20].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // The client pauses; the edge tries again by itself.
+    eventually("the first part in S3 without another request", || async {
+        s3.open_parts(BUCKET).await == vec![1]
+    })
+    .await;
+    assert_eq!(proxy.failed.load(std::sync::atomic::Ordering::SeqCst), 6);
+    let r = tus_patch(&location, &token, 6 << 20)
+        .body(data[6 << 20..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let id = location.rsplit('/').next().unwrap();
+    let record = assert_stored(&s3, &node, &account, id, &data).await;
+    assert_eq!(record["sha256"], hex::encode(sha2::Sha256::digest(&data)));
+}
+
+#[tokio::test]
 async fn a_terminated_tus_upload_leaves_no_multipart_upload_open() {
     let s3 = S3Server::start().await;
     let node = node_on_s3(&s3).await;

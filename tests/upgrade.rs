@@ -128,15 +128,12 @@ async fn an_edge_upgraded_under_load_refuses_no_connection_and_fails_no_upload()
 
     // The new process waits for the sockets; the old one hands them over on SIGQUIT.
     let log = dir.path().join("edge-new.log");
-    let new = Proc(
+    let new = Proc::spawn(
         Command::new(common::bin())
             .args(["edge", "--upgrade", "--config"])
             .arg(&config)
-            .envs(ENV)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+            .envs(ENV),
+        &log,
     );
     let socket = dir.path().join("spool/upgrade.sock");
     eventually("the new edge waits on the upgrade socket", async || {

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -124,6 +125,19 @@ const EDGE_PARTS_PER_IN_FLIGHT: usize = 4;
 /// Parts read into memory at once across the edge (those that span spool files: numbered
 /// chunks): with 8 MiB parts, 32 MiB.
 const EDGE_PARTS_IN_MEMORY: usize = 4;
+
+/// How long a forwarding that failed while its upload is still arriving waits before it tries
+/// again of its own accord (or until more bytes arrive): without it, a failure after a
+/// client's last request of the moment would leave the parts unsent until its next one, and an
+/// edge lost meanwhile would take them with it. After the last, the next request retries.
+const RETRY_PAUSES: [Duration; 6] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+    Duration::from_secs(30),
+];
 
 /// The edge's forwarder: one task per upload that is receiving.
 pub struct Forwarder {
@@ -364,11 +378,29 @@ impl Forwarder {
             log: self.log.clone().filter(|_| !upload.direct),
         };
         let task = tokio::spawn(async move {
-            let result = job.run(rx).await;
-            if let Err(e) = &result {
-                tracing::warn!(upload_id = %upload, error = %crate::error::chain(e), "Forwarding a spooled upload failed; its next request retries.");
+            let mut rx = rx;
+            let mut pauses = RETRY_PAUSES.iter();
+            loop {
+                let result = job.run(&mut rx).await;
+                let Err(e) = &result else {
+                    return result;
+                };
+                let error = crate::error::chain(e);
+                // Once every byte is in, the request that said so waits for the answer; an
+                // upload let go of has no more to send.
+                let arriving = !rx.borrow().complete && rx.has_changed().is_ok();
+                let Some(pause) = pauses.next().filter(|_| arriving) else {
+                    tracing::warn!(upload_id = %upload, %error, "Forwarding a spooled upload failed; its next request retries.");
+                    return result;
+                };
+                tracing::warn!(upload_id = %upload, %error, "Forwarding a spooled upload failed; trying again in {pause:?}, or sooner if more of it arrives.");
+                tokio::select! {
+                    () = tokio::time::sleep(*pause) => {}
+                    changed = rx.changed() => if changed.is_err() {
+                        return result;
+                    },
+                }
             }
-            result
         });
         Running {
             spooled: tx,
@@ -460,7 +492,7 @@ impl Job {
         parts_of(self.store.as_ref())
     }
 
-    async fn run(&self, mut rx: watch::Receiver<Spooled>) -> Result<u64, StoreError> {
+    async fn run(&self, rx: &mut watch::Receiver<Spooled>) -> Result<u64, StoreError> {
         let state = load(&self.path)
             .await
             .filter(|s| s.key == self.key.as_str());
@@ -472,14 +504,14 @@ impl Job {
         }
         let state = state.filter(|s| s.completed.is_none());
         let adopted = state.as_ref().is_some_and(|s| s.adopted > 0);
-        match self.attempt(state, &mut rx).await {
+        match self.attempt(state, rx).await {
             // The store lost the multipart upload (a sweeper aborted it): start again, unless
             // its first parts came from another edge (their bytes are not in this spool).
             Err(StoreError::Write { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound && !adopted =>
             {
                 tracing::info!(key = %self.key, "The store no longer has this multipart upload; sending it again.");
-                self.attempt(None, &mut rx).await
+                self.attempt(None, rx).await
             }
             other => other,
         }

@@ -90,25 +90,32 @@ pub struct Node {
 }
 
 /// A role process (`uplink origin` / `uplink edge`) killed when dropped; its log is beside
-/// its config file.
-pub struct Proc(pub Child);
+/// its config file, and printed when it is dropped by a failing test.
+pub struct Proc(pub Child, std::fs::File);
 
 impl Proc {
     /// Starts `uplink ROLE --config CONFIG` with `env` and waits until `url/healthz` answers.
     pub async fn start(role: &str, config: &Path, url: &str, env: &[(&str, &str)]) -> Self {
         let log = config.with_extension("log");
-        let mut proc = Self(
-            Command::new(bin())
-                .args([role, "--config"])
-                .arg(config)
-                .envs(env.iter().copied())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap(),
-        );
+        let mut command = Command::new(bin());
+        command
+            .args([role, "--config"])
+            .arg(config)
+            .envs(env.iter().copied());
+        let mut proc = Self::spawn(&mut command, &log);
         wait_healthy(&format!("{url}/healthz"), &mut proc.0, &log).await;
         proc
+    }
+
+    /// Runs `command` with its standard error into `log` (kept open for reading: a failing
+    /// test's temporary directory may be gone by the time the process is dropped).
+    pub fn spawn(command: &mut Command, log: &Path) -> Self {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        Self(child, std::fs::File::open(log).unwrap())
     }
 }
 
@@ -116,6 +123,15 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if std::thread::panicking() {
+            use std::io::{Read, Seek};
+            let mut log = String::new();
+            let _ = self
+                .1
+                .rewind()
+                .and_then(|()| self.1.read_to_string(&mut log));
+            eprintln!("--- log of uplink process {} ---\n{log}", self.0.id());
+        }
     }
 }
 
