@@ -8,6 +8,7 @@
 pub mod appender;
 pub mod crc_ledger;
 pub mod file;
+pub mod file_range;
 pub mod s3;
 
 use async_trait::async_trait;

@@ -16,6 +16,7 @@
 //!
 //! Must not depend on HTTP serving, the database or any protocol.
 
+use super::file_range::FileRange;
 use super::{
     crc32c, LocalObject, ObjectKey, ObjectWriter, PartBody, PartStore, SentPart, Store, StoreError,
 };
@@ -26,6 +27,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
+use aws_smithy_types::body::SdkBody;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::path::Path;
@@ -564,15 +566,19 @@ impl PartStore for S3Store {
                 crc32c,
             } => {
                 // Read as it is sent (and again on a retry), a buffer at a time.
-                let stream = ByteStream::read_from()
-                    .path(&path)
-                    .offset(offset)
-                    .length(aws_sdk_s3::primitives::Length::Exact(part.len))
-                    .buffer_size(STREAM_BUFFER)
-                    .build()
+                // (Not `NotFound`: to the forwarder that means the store lost the upload.)
+                let file = tokio::fs::File::open(&path)
                     .await
-                    .map_err(|e| self.write_error(key, io(e)))?;
-                (crc32c, stream)
+                    .map_err(|e| {
+                        self.write_error(key, io(format!("open {}: {e}", path.display())))
+                    })?
+                    .into_std()
+                    .await;
+                let (file, len) = (std::sync::Arc::new(file), part.len);
+                let body = SdkBody::retryable(move || {
+                    SdkBody::from_body_1_x(FileRange::new(file.clone(), offset, len, STREAM_BUFFER))
+                });
+                (crc32c, ByteStream::new(body))
             }
         };
         let out = self
