@@ -220,6 +220,7 @@ fn main() {
     } else {
         (256 * MIB, 50, 8 * MIB)
     };
+    let _memory = (!test).then(support::hold_memory);
     let rt = support::runtime();
     println!(
         "{:<11} {:<9} {:>9} {:>11} {:>11}",

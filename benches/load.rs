@@ -786,6 +786,7 @@ fn main() {
             small_chunk: MIB,
         }
     };
+    let _memory = (!test).then(support::hold_memory);
     let rt = support::runtime();
     println!(
         "{:<10} {:<16} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}",

@@ -289,7 +289,8 @@ pub async fn drive(plan: uplink::bench::Plan) -> uplink::bench::report::Report {
 /// On a virtual machine whose memory the host backs on first touch (this one: writing into
 /// page cache never used before ran at 355 MB/s, into freed pages at 3,400 MB/s), whichever
 /// server ran first would pay for touching fresh memory; and nginx never syncs its files, so
-/// the kernel would write them back during the next run and bill that run for them.
+/// the kernel would write them back during the next run and bill that run for them. (Where the
+/// VM gives freed pages back to its host at once, this holds only with [`hold_memory`].)
 pub fn settle(bytes: u64) {
     use std::io::Write;
     let piece = vec![0u8; MIB as usize];
@@ -300,6 +301,53 @@ pub fn settle(bytes: u64) {
     scratch.sync_all().unwrap();
     drop(scratch);
     let _ = Command::new("sync").status();
+}
+
+/// Where a virtual machine's kernel says which freed memory it gives back to its host (free
+/// page reporting: blocks of 2^order pages; above the largest order, 10, none).
+const PAGE_REPORTING: &str = "/sys/module/page_reporting/parameters/page_reporting_order";
+
+/// Free page reporting paused while a benchmark runs, restored when dropped. A VM that reports
+/// freed pages to its host (the machines here do, at order 5) pays a fault in the host the next
+/// time the kernel uses such a page, billed to whatever touched it: writing into the page cache
+/// ran at a third of its speed on such pages (a profile of the edge: half its samples in
+/// `copy_folio_from_iter_atomic`), and [`settle`]'s freed pages were given back before the run
+/// could use them, so rows writing files varied by 2× between runs. `UPLINK_BENCH_HOLD_MEMORY=1`
+/// pauses reporting for the run (root only); otherwise a note says that figures will vary.
+pub struct MemoryHeld(Option<String>);
+
+pub fn hold_memory() -> MemoryHeld {
+    let Ok(order) = std::fs::read_to_string(PAGE_REPORTING) else {
+        return MemoryHeld(None);
+    };
+    let order = order.trim().to_owned();
+    if order.parse::<u32>().is_ok_and(|o| o > 10) {
+        return MemoryHeld(None);
+    }
+    if std::env::var("UPLINK_BENCH_HOLD_MEMORY").is_ok_and(|v| v == "1") {
+        match std::fs::write(PAGE_REPORTING, "11") {
+            Ok(()) => {
+                eprintln!("note: free page reporting paused for this run (order {order} → 11; restored at the end)");
+                return MemoryHeld(Some(order));
+            }
+            Err(e) => eprintln!("note: cannot pause free page reporting: {e}"),
+        }
+    }
+    eprintln!(
+        "note: this VM gives freed memory back to its host ({PAGE_REPORTING} = {order}): rows that write \
+         files vary between runs; UPLINK_BENCH_HOLD_MEMORY=1 pauses that for a run (as root)"
+    );
+    MemoryHeld(None)
+}
+
+impl Drop for MemoryHeld {
+    fn drop(&mut self) {
+        if let Some(order) = self.0.take() {
+            if let Err(e) = std::fs::write(PAGE_REPORTING, &order) {
+                eprintln!("note: could not restore free page reporting to {order}: {e}");
+            }
+        }
+    }
 }
 
 /// Another build of `uplink` to compare with (`UPLINK_BENCH_BASELINE=PATH`), if one is named.
