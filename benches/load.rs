@@ -33,6 +33,8 @@
 //! it, only Uplink's rows are printed. `UPLINK_BENCH_BASELINE=PATH` (another build of `uplink`,
 //! e.g. the previous commit's) adds `uplink-base`, `uplink-s3-base` and `uplink-s3fs-base`
 //! rows: that build into the file store, moto and s3s-fs, side by side.
+//! `UPLINK_BENCH_HOLD_MEMORY=1` (as root) keeps a VM from giving freed memory back to its host
+//! during the run ([`support::hold_memory`]): without it, rows that write files vary there.
 
 mod support;
 
