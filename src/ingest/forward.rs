@@ -6,7 +6,9 @@
 //! CRC32C put together from what the spool recorded as it wrote the bytes ([`CrcLedger`]) or,
 //! after a restart, read first; one that spans chunk files is read into memory. The edge sends a fixed
 //! number of parts at once across all uploads and holds fewer still in memory, so memory stays
-//! bounded however many uploads arrive at once (their bytes wait on disk).
+//! bounded however many uploads arrive at once (their bytes wait on disk). A forwarding that
+//! fails while its upload is still arriving tries again by itself, a while later or as soon as
+//! more arrives; once every byte is in, a failure goes back to the request that completed it.
 //!
 //! The multipart upload id and the plan's declared size are kept in a small state file beside
 //! the spool, written and synced before the first part is sent, and every part the store
