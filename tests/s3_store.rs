@@ -23,8 +23,15 @@ async fn node_on_s3(s3: &S3Server) -> Node {
     .await
 }
 
-/// A node whose S3 requests go through `proxy` (5 MiB parts).
-async fn node_via(s3: &S3Server, proxy: &common::FaultyProxy) -> Node {
+/// moto behind a proxy that fails the first `failures` requests whose first line contains all
+/// of `matching` (S3's `SlowDown`), a node storing through it (5 MiB parts), and an account.
+async fn through_proxy(
+    matching: &'static [&'static str],
+    failures: usize,
+) -> (S3Server, common::FaultyProxy, Node, common::Account) {
+    let s3 = S3Server::start().await;
+    s3.bucket(BUCKET).await;
+    let proxy = common::FaultyProxy::start(&s3.endpoint, matching, failures).await;
     let env: Vec<(String, String)> = s3
         .env()
         .into_iter()
@@ -34,7 +41,9 @@ async fn node_via(s3: &S3Server, proxy: &common::FaultyProxy) -> Node {
         })
         .collect();
     let storage = format!("s3://{BUCKET}/edge?path_style=true&part_size=5MiB");
-    Node::dev_env(Backend::Sqlite, &["--storage", &storage], &env).await
+    let node = Node::dev_env(Backend::Sqlite, &["--storage", &storage], &env).await;
+    let account = node.account("Acme");
+    (s3, proxy, node, account)
 }
 
 #[tokio::test]
@@ -189,12 +198,8 @@ async fn an_upload_cut_off_half_way_leaves_no_multipart_upload_open() {
 
 #[tokio::test]
 async fn failing_parts_are_retried_and_the_upload_completes() {
-    let s3 = S3Server::start().await;
-    s3.bucket(BUCKET).await;
     // The first five UploadPart requests fail with S3's SlowDown.
-    let proxy = common::FaultyProxy::start(&s3.endpoint, &["partNumber="], 5).await;
-    let node = node_via(&s3, &proxy).await;
-    let account = node.account("Acme");
+    let (s3, proxy, node, account) = through_proxy(&["partNumber="], 5).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.bin");
     let data: Vec<u8> = (0..23u32 << 20).map(|i| (i % 241) as u8).collect();
@@ -334,12 +339,8 @@ async fn one_long_tus_patch_is_in_s3_parts_before_its_last_byte() {
 
 #[tokio::test]
 async fn kill_9_during_a_tus_upload_to_s3_resumes_without_sending_a_part_twice() {
-    let s3 = S3Server::start().await;
-    s3.bucket(BUCKET).await;
     // A proxy that fails nothing and counts UploadPart requests.
-    let proxy = common::FaultyProxy::start(&s3.endpoint, &["partNumber="], 0).await;
-    let mut node = node_via(&s3, &proxy).await;
-    let account = node.account("Acme");
+    let (s3, proxy, mut node, account) = through_proxy(&["partNumber="], 0).await;
     let token = common::upload_token(&node, &account, "").await;
     let data = pattern(23 << 20);
     let location = tus_create(&node, &token, data.len()).await;
@@ -377,13 +378,9 @@ async fn kill_9_during_a_tus_upload_to_s3_resumes_without_sending_a_part_twice()
 
 #[tokio::test]
 async fn a_part_that_failed_is_sent_again_while_its_client_sends_nothing() {
-    let s3 = S3Server::start().await;
-    s3.bucket(BUCKET).await;
     // Every attempt the S3 client makes at the first part fails (it tries six times), so the
     // forwarding fails after the client's only request so far.
-    let proxy = common::FaultyProxy::start(&s3.endpoint, &["partNumber="], 6).await;
-    let node = node_via(&s3, &proxy).await;
-    let account = node.account("Acme");
+    let (s3, proxy, node, account) = through_proxy(&["partNumber="], 6).await;
     let token = common::upload_token(&node, &account, "").await;
     let data = pattern(12 << 20);
     let location = tus_create(&node, &token, data.len()).await;
@@ -479,12 +476,8 @@ async fn numbered_chunks_go_to_s3_once_they_are_contiguous() {
 
 #[tokio::test]
 async fn an_upload_whose_completion_failed_is_stored_by_the_next_head() {
-    let s3 = S3Server::start().await;
-    s3.bucket(BUCKET).await;
     // Every attempt of the first CompleteMultipartUpload (the SDK makes six) fails.
-    let proxy = common::FaultyProxy::start(&s3.endpoint, &["POST ", "uploadId="], 6).await;
-    let node = node_via(&s3, &proxy).await;
-    let account = node.account("Acme");
+    let (s3, proxy, node, account) = through_proxy(&["POST ", "uploadId="], 6).await;
     let token = common::upload_token(&node, &account, "").await;
     let data = pattern(12 << 20);
     let location = tus_create(&node, &token, data.len()).await;
