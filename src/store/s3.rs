@@ -53,7 +53,8 @@ fn sdk<E: std::error::Error + 'static>(e: E) -> std::io::Error {
 
 /// The read buffer of a part streamed from a file: each read is a hop to a blocking thread, so
 /// 1 MiB reads cost a quarter of the thread switches 256 KiB ones did (the forwarder's CPU per
-/// GiB into S3 fell by a fifth), for 1 MiB per part in flight.
+/// GiB into S3 fell by a fifth), for 2 MiB per part in flight (one buffer being sent, the next
+/// being read: [`FileRange`]).
 pub const STREAM_BUFFER: usize = 1024 * 1024;
 
 /// Times every S3 operation, retries included, for the metrics ([`crate::metrics`]).
