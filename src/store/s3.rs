@@ -23,7 +23,7 @@ use super::{
 use crate::config::S3Location;
 use crate::upload::part_plan::{Cursor, Part, PartPlan, PartRules};
 use async_trait::async_trait;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
@@ -47,8 +47,10 @@ fn io(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
+/// An SDK error with its causes ("dispatch failure: io error: …: Connection refused"), without
+/// the SDK's `Debug` dump of the request and response that `DisplayErrorContext` appends.
 fn sdk<E: std::error::Error + 'static>(e: E) -> std::io::Error {
-    io(DisplayErrorContext(e))
+    io(crate::error::chain(&e))
 }
 
 /// The read buffer of a part streamed from a file: each read is a hop to a blocking thread, so
