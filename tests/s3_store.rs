@@ -267,7 +267,7 @@ async fn tus_offset(location: &str, token: &str) -> usize {
         .unwrap()
 }
 
-/// A tus PATCH of `body` at `offset`.
+/// A tus PATCH request at `offset`, its body to be set.
 fn tus_patch(location: &str, token: &str, offset: usize) -> reqwest::RequestBuilder {
     reqwest::Client::new()
         .patch(location)
@@ -277,7 +277,16 @@ fn tus_patch(location: &str, token: &str, offset: usize) -> reqwest::RequestBuil
         .header("Upload-Offset", offset.to_string())
 }
 
-/// Waits until `ready` holds, for at most 20 s.
+/// A tus PATCH of `body` at `offset`, answered 204.
+async fn patch_ok(location: &str, token: &str, offset: usize, body: Vec<u8>) {
+    let r = tus_patch(location, token, offset)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
 /// Waits for upload `id` to be final, checks that S3 holds exactly `data` as its source and
 /// that no multipart upload is left open; its record.
 async fn assert_stored(
@@ -351,12 +360,7 @@ async fn kill_9_during_a_tus_upload_to_s3_resumes_without_sending_a_part_twice()
     let data = pattern(23 << 20);
     let location = tus_create(&node, &token, data.len()).await;
     let id = location.rsplit('/').next().unwrap().to_owned();
-    let r = tus_patch(&location, &token, 0)
-        .body(data[..12 << 20].to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    patch_ok(&location, &token, 0, data[..12 << 20].to_vec()).await;
     // Two full parts are in S3 and recorded by the edge; then the process is killed.
     let state = node
         .data_dir
@@ -369,12 +373,7 @@ async fn kill_9_during_a_tus_upload_to_s3_resumes_without_sending_a_part_twice()
     node.restart().await;
 
     assert_eq!(tus_offset(&location, &token).await, 12 << 20);
-    let r = tus_patch(&location, &token, 12 << 20)
-        .body(data[12 << 20..].to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    patch_ok(&location, &token, 12 << 20, data[12 << 20..].to_vec()).await;
     let record = assert_stored(&s3, &node, &account, &id, &data).await;
     assert_eq!(record["sha256"], hex::encode(sha2::Sha256::digest(&data)));
     // 23 MiB in 5 MiB parts is five parts: none was sent twice.
@@ -390,24 +389,14 @@ async fn a_part_that_failed_is_sent_again_while_its_client_sends_nothing() {
     let token = common::upload_token(&node, &account, "").await;
     let data = pattern(12 << 20);
     let location = tus_create(&node, &token, data.len()).await;
-    let r = tus_patch(&location, &token, 0)
-        .body(data[..6 << 20].to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    patch_ok(&location, &token, 0, data[..6 << 20].to_vec()).await;
     // The client pauses; the edge tries again by itself.
     eventually("the first part in S3 without another request", || async {
         s3.open_parts(BUCKET).await == vec![1]
     })
     .await;
     assert_eq!(proxy.failed.load(std::sync::atomic::Ordering::SeqCst), 6);
-    let r = tus_patch(&location, &token, 6 << 20)
-        .body(data[6 << 20..].to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    patch_ok(&location, &token, 6 << 20, data[6 << 20..].to_vec()).await;
     let id = location.rsplit('/').next().unwrap();
     let record = assert_stored(&s3, &node, &account, id, &data).await;
     assert_eq!(record["sha256"], hex::encode(sha2::Sha256::digest(&data)));
@@ -421,12 +410,7 @@ async fn a_terminated_tus_upload_leaves_no_multipart_upload_open() {
     let token = common::upload_token(&node, &account, "").await;
     let data = pattern(12 << 20);
     let location = tus_create(&node, &token, 20 << 20).await;
-    let r = tus_patch(&location, &token, 0)
-        .body(data)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    patch_ok(&location, &token, 0, data).await;
     eventually("two parts in S3", || async {
         s3.open_parts(BUCKET).await == vec![2]
     })
