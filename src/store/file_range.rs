@@ -72,7 +72,7 @@ fn read_at(file: &File, at: u64, len: usize) -> std::io::Result<Bytes> {
             Err(e) => return Err(e.into()),
         }
     }
-    // The capacity may exceed `len`, and a read fill it.
+    // The capacity may exceed `len`, and the last read may have filled it past `len`.
     buf.truncate(len);
     Ok(Bytes::from(buf))
 }
