@@ -274,7 +274,9 @@ pub trait PartStore: Send + Sync {
         part: Part,
         body: PartBody,
     ) -> Result<SentPart, StoreError>;
-    /// Joins the parts, in order, into the object and checks that it holds `size` bytes.
+    /// Joins the parts, in order, into the object and checks that it holds `size` bytes. A
+    /// multipart upload completed before (the caller forgot it) succeeds if the object holds
+    /// `size` bytes; one that is gone otherwise fails with [`std::io::ErrorKind::NotFound`].
     async fn complete_parts(
         &self,
         key: &ObjectKey,

@@ -467,7 +467,34 @@ async fn numbered_chunks_go_to_s3_once_they_are_contiguous() {
 #[tokio::test]
 async fn an_upload_whose_completion_failed_is_stored_by_the_next_head() {
     // Every attempt of the first CompleteMultipartUpload (the SDK makes six) fails.
-    let (s3, proxy, node, account) = through_proxy(&["POST ", "uploadId="], 6).await;
+    a_failed_completion_is_finished_by_the_next_head(&["POST ", "uploadId="]).await;
+}
+
+#[tokio::test]
+async fn an_upload_completed_in_s3_but_not_confirmed_is_stored_by_the_next_head() {
+    // The multipart upload is completed, then every attempt to check the object's size fails:
+    // the edge does not know it completed (as after a power cut that lost its record of it),
+    // and S3 (the proxy, as S3 does) no longer has the multipart upload when the edge completes
+    // it again.
+    let proxy =
+        a_failed_completion_is_finished_by_the_next_head(&["HEAD /uplink-test/edge/"]).await;
+    // The parts were not sent again: the object was found complete.
+    let parts = proxy
+        .passed
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("partNumber="))
+        .count();
+    assert_eq!(parts, 3, "12 MiB in 5 MiB parts, each sent once");
+}
+
+/// A tus upload whose completion fails six times on requests matching `matching`: its last
+/// PATCH is answered 503, and the client's next HEAD stores it. Returns the proxy.
+async fn a_failed_completion_is_finished_by_the_next_head(
+    matching: &'static [&'static str],
+) -> common::FaultyProxy {
+    let (s3, proxy, node, account) = through_proxy(matching, 6).await;
     let token = common::upload_token(&node, &account, "").await;
     let data = pattern(12 << 20);
     let location = tus_create(&node, &token, data.len()).await;
@@ -482,4 +509,5 @@ async fn an_upload_whose_completion_failed_is_stored_by_the_next_head() {
     assert_eq!(tus_offset(&location, &token).await, data.len());
     let id = location.rsplit('/').next().unwrap();
     assert_stored(&s3, &node, &account, id, &data).await;
+    proxy
 }

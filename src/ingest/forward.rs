@@ -11,15 +11,18 @@
 //! more arrives; once every byte is in, a failure goes back to the request that completed it.
 //!
 //! The multipart upload id and the plan's declared size are kept in a small state file beside
-//! the spool, written and synced before the first part is sent, and every part the store
-//! acknowledged is appended to it (not synced: a part forgotten is sent again), so a restarted
-//! edge continues where it stopped: a part already in the store is not sent again if its bytes in
-//! the spool (read again to check) still have its CRC32C; a multipart upload the store no longer
-//! has (a sweeper aborted it) is started again from the spool.
+//! the spool, written and synced before the first part is sent; every part the store
+//! acknowledged, then the completion, is appended to it (not synced: a part forgotten is sent
+//! again, a completion forgotten is found in the store). So a restarted edge continues where it
+//! stopped: a part already in the store is not sent again if its bytes in the spool (read again
+//! to check) still have its CRC32C; a multipart upload the store no longer has (a sweeper
+//! aborted it) is started again from the spool.
 //!
 //! Each part the store acknowledges is also reported to a [`PartLog`] (the origin), so that
 //! another edge can [`adopt`](Forwarder::adopt) the upload if this one is lost: it continues the
-//! same multipart upload after the parts already stored, whose bytes it never had.
+//! same multipart upload after the parts already stored, whose bytes it never had. (Not the part
+//! that ends the upload: an edge adopting it would have the client send that part again, whose
+//! arrival completes the upload there.)
 //!
 //! Must not depend on HTTP, the database or any protocol.
 
@@ -417,32 +420,42 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A forwarding's state: its first line as last [`save`]d, then each part [`record_part`]
-/// appended since (a line cut short by a crash ends what is read: that part is sent again).
+/// A forwarding's state: its first line as last [`save`]d, then each [`Record`] [`append`]ed
+/// since (a line cut short by a crash ends what is read: that part is sent again, that
+/// completion found again).
 async fn load(path: &Path) -> Option<State> {
     let bytes = tokio::fs::read(path).await.ok()?;
     let mut lines = bytes.split(|&b| b == b'\n');
     let mut state: State = serde_json::from_slice(lines.next()?).ok()?;
     for line in lines {
-        let Ok(Recorded { part }) = serde_json::from_slice(line) else {
-            break;
-        };
-        state.parts.retain(|p| p.number != part.number);
-        state.parts.push(part);
+        match serde_json::from_slice(line) {
+            Ok(Record::Part(part)) => {
+                state.parts.retain(|p| p.number != part.number);
+                state.parts.push(part);
+            }
+            Ok(Record::Completed(size)) => state.completed = Some(size),
+            Err(_) => break,
+        }
     }
     Some(state)
 }
 
-/// A line [`record_part`] appends to a state file.
+/// A line [`append`]ed to a state file.
 #[derive(Serialize, Deserialize)]
-struct Recorded {
-    part: SentPart,
+#[serde(rename_all = "snake_case")]
+enum Record {
+    /// A part the store acknowledged.
+    Part(SentPart),
+    /// The multipart upload is complete: the object's size.
+    Completed(u64),
 }
 
-/// Appends `part` to the state file: one write, not synced (a part a power cut makes the edge
-/// forget is sent again), and no file created, so a part costs no more as the upload grows.
-async fn record_part(path: &Path, part: SentPart) -> Result<(), StoreError> {
-    let mut line = serde_json::to_vec(&Recorded { part }).map_err(|e| state_error("encode", e))?;
+/// Appends `record` to the state file: one write, not synced, and no file created, so a part
+/// costs no more as the upload grows. A part a power cut makes the edge forget is sent again;
+/// a completion forgotten is found again (completing a completed multipart upload finds the
+/// object, [`PartStore::complete_parts`]).
+async fn append(path: &Path, record: Record) -> Result<(), StoreError> {
+    let mut line = serde_json::to_vec(&record).map_err(|e| state_error("encode", e))?;
     line.push(b'\n');
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -455,7 +468,7 @@ async fn record_part(path: &Path, part: SentPart) -> Result<(), StoreError> {
     .await
     .map_err(std::io::Error::other)
     .and_then(|r| r)
-    .map_err(|e| state_error("record a part", e))
+    .map_err(|e| state_error("record", e))
 }
 
 /// Writes `state` as the state file's first line (parts are appended after it), durably.
@@ -696,11 +709,7 @@ impl Job {
         self.parts()
             .complete_parts(&self.key, &state.upload_id, &all, size)
             .await?;
-        let done = State {
-            completed: Some(size),
-            ..state
-        };
-        if let Err(e) = save(&self.path, &done).await {
+        if let Err(e) = append(&self.path, Record::Completed(size)).await {
             tracing::warn!(key = %self.key, error = %e, "Could not record a completed forwarding.");
         }
         Ok(size)
@@ -719,8 +728,10 @@ impl Job {
         let part = done.map_err(|e| state_error("part task", e))??;
         sent.insert(part.number, part.clone());
         if let Some(s) = state {
-            record_part(&self.path, part.clone()).await?;
-            if let Some(log) = &self.log {
+            append(&self.path, Record::Part(part.clone())).await?;
+            // The part that ends the upload is never adopted (`adoptable`): not reported.
+            let last = s.declared == Some(part.start + part.len);
+            if let Some(log) = self.log.as_ref().filter(|_| !last) {
                 let (log, upload) = (log.clone(), self.upload);
                 let (multipart_id, declared) = (s.upload_id.clone(), s.declared);
                 tokio::spawn(async move {
@@ -1039,10 +1050,10 @@ mod tests {
             adopted: 10,
         };
         save(&path, &state).await.unwrap();
-        record_part(&path, part(2)).await.unwrap();
-        record_part(&path, part(3)).await.unwrap();
+        append(&path, Record::Part(part(2))).await.unwrap();
+        append(&path, Record::Part(part(3))).await.unwrap();
         // Part 2 again (a retry after its first answer was lost) replaces the first record.
-        record_part(&path, part(2)).await.unwrap();
+        append(&path, Record::Part(part(2))).await.unwrap();
         let numbers = |s: &State| s.parts.iter().map(|p| p.number).collect::<Vec<_>>();
         let loaded = load(&path).await.unwrap();
         assert_eq!((numbers(&loaded), loaded.adopted), (vec![1, 3, 2], 10));
@@ -1051,17 +1062,18 @@ mod tests {
         bytes.extend_from_slice(b"{\"part\":{\"numb");
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(numbers(&load(&path).await.unwrap()), [1, 3, 2]);
-        // A save starts the file again.
-        save(
-            &path,
-            &State {
-                completed: Some(40),
-                ..loaded
-            },
-        )
-        .await
-        .unwrap();
-        assert_eq!(load(&path).await.unwrap().completed, Some(40));
+        // A save starts the file again; a completion appended marks it complete.
+        save(&path, &loaded).await.unwrap();
+        assert_eq!(
+            std::fs::read(&path).unwrap().split(|&b| b == b'\n').count(),
+            2
+        );
+        append(&path, Record::Completed(40)).await.unwrap();
+        let completed = load(&path).await.unwrap();
+        assert_eq!(
+            (numbers(&completed), completed.completed),
+            (vec![1, 3, 2], Some(40))
+        );
     }
 
     #[test]

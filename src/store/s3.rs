@@ -521,6 +521,12 @@ impl S3Store {
     }
 }
 
+/// S3 no longer has a multipart upload (completed, or aborted by a sweeper): `NotFound`, which
+/// tells the forwarder to start it again.
+fn no_such_upload<E: std::error::Error + 'static>(e: E) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotFound, sdk(e))
+}
+
 /// A CRC32C as S3's checksum headers carry it: base64 of the big-endian bytes.
 pub fn crc32c_header(crc: u32) -> String {
     use base64::Engine;
@@ -597,11 +603,11 @@ impl PartStore for S3Store {
             .send()
             .await
             .map_err(|e| {
-                let gone = e.code() == Some("NoSuchUpload");
-                let mut source = sdk(e);
-                if gone {
-                    source = std::io::Error::new(std::io::ErrorKind::NotFound, source);
-                }
+                let source = if e.code() == Some("NoSuchUpload") {
+                    no_such_upload(e)
+                } else {
+                    sdk(e)
+                };
                 self.write_error(key, source)
             })?;
         Ok(SentPart {
@@ -631,7 +637,8 @@ impl PartStore for S3Store {
             })
             .collect::<Result<Vec<_>, std::io::Error>>()
             .map_err(|e| self.write_error(key, e))?;
-        self.client
+        let completed = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.location.bucket)
             .key(self.key(key))
@@ -642,9 +649,23 @@ impl PartStore for S3Store {
                     .build(),
             )
             .send()
-            .await
-            .map_err(|e| self.write_error(key, sdk(e)))?;
-        self.check_size(key, size).await
+            .await;
+        let e = match completed {
+            Ok(_) => return self.check_size(key, size).await,
+            Err(e) => e,
+        };
+        // Completed before, and the caller forgot it (a power cut, an answer lost): S3 no longer
+        // has the multipart upload (`NoSuchUpload`; some servers answer otherwise), and the
+        // object is there.
+        if matches!(self.size(key).await, Ok(Some(held)) if held == size) {
+            return Ok(());
+        }
+        let source = if e.code() == Some("NoSuchUpload") {
+            no_such_upload(e)
+        } else {
+            sdk(e)
+        };
+        Err(self.write_error(key, source))
     }
 
     async fn abort_parts(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StoreError> {

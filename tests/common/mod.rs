@@ -793,7 +793,8 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// their connection closed; everything else passes through. Requests are read one by one (the
 /// SDK does not pipeline), so each request on a kept-alive connection is inspected. Like S3 (and
 /// unlike moto), a body whose `x-amz-checksum-crc32c` does not match it is refused with
-/// `400 BadDigest`.
+/// `400 BadDigest`, and a second `CompleteMultipartUpload` of a multipart upload with
+/// `404 NoSuchUpload` (S3 forgets a completed upload; moto completes it again).
 pub struct FaultyProxy {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
@@ -801,6 +802,8 @@ pub struct FaultyProxy {
     pub failed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// How many matching requests arrived (failed or passed on).
     pub seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The first line of every request passed on.
+    pub passed: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -816,6 +819,9 @@ impl FaultyProxy {
         let seen = Arc::new(AtomicUsize::new(0));
         let counter = failed.clone();
         let matched = seen.clone();
+        let completed = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let passed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let passing = passed.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -824,6 +830,8 @@ impl FaultyProxy {
                 let upstream = upstream.clone();
                 let counter = counter.clone();
                 let matched = matched.clone();
+                let completed = completed.clone();
+                let passing = passing.clone();
                 tokio::spawn(async move {
                     let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
                         return;
@@ -898,6 +906,20 @@ impl FaultyProxy {
                             let _ = client_tx.lock().await.write_all(reply.as_bytes()).await;
                             break 'requests;
                         }
+                        // As S3 does once its moment of grace is over: a multipart upload
+                        // completed (its CompleteMultipartUpload passed on) is gone.
+                        if let Some(id) = completion_of(&first_line) {
+                            if !completed.lock().unwrap().insert(id) {
+                                let reply = s3_error(
+                                    "404 Not Found",
+                                    "NoSuchUpload",
+                                    "The specified multipart upload does not exist.",
+                                );
+                                let _ = client_tx.lock().await.write_all(reply.as_bytes()).await;
+                                break 'requests;
+                            }
+                        }
+                        passing.lock().unwrap().push(first_line);
                         if server_tx.write_all(&pending[..whole]).await.is_err() {
                             break;
                         }
@@ -911,9 +933,17 @@ impl FaultyProxy {
             endpoint,
             failed,
             seen,
+            passed,
             task,
         }
     }
+}
+
+/// The multipart upload a request completes (`POST /key?uploadId=ID`), from its first line.
+fn completion_of(first_line: &str) -> Option<String> {
+    let query = first_line.strip_prefix("POST ")?.split(' ').next()?;
+    let (_, id) = query.split_once("uploadId=")?;
+    Some(id.split('&').next().unwrap_or(id).to_owned())
 }
 
 /// The value of header `name` in a request `head`.
