@@ -135,15 +135,51 @@ fn run(digest: &crc_fast::Digest, len: u64) -> Run {
     }
 }
 
-/// The CRC32C of two ranges one after the other, from theirs and the second's length.
+/// The CRC32C of two ranges one after the other, from theirs and the second's length: the
+/// first's shifted past the second's bytes (times x^(8·len) modulo the polynomial, from a table
+/// of x^(2^k)), as zlib's `crc32_combine` does. (`crc_fast::checksum_combine` squares 64×64 bit
+/// matrices on every call, about 20 µs, 1% of an edge forwarding many uploads.)
 fn combine(first: u32, second: u32, second_len: u64) -> u32 {
-    let c = crc_fast::checksum_combine(
-        crc_fast::CrcAlgorithm::Crc32Iscsi,
-        u64::from(first),
-        u64::from(second),
-        second_len,
-    );
-    u32::try_from(c).unwrap_or(0)
+    let (mut shift, mut n, mut k) = (X0, second_len, 3);
+    while n != 0 {
+        if n & 1 != 0 {
+            shift = mult_mod_p(X2N[k], shift);
+        }
+        n >>= 1;
+        k += 1;
+    }
+    mult_mod_p(shift, first) ^ second
+}
+
+/// CRC32C's polynomial, bits reflected (as its registers hold them).
+const POLY: u32 = 0x82F6_3B78;
+/// x^0 in that order.
+const X0: u32 = 1 << 31;
+/// x^(2^k) modulo the polynomial, for k up to the bits of 2^64 bytes. (zlib keeps 32 and wraps
+/// around, which holds for its polynomial, not CRC32C's.)
+const X2N: [u32; 67] = {
+    let mut table = [0; 67];
+    let mut p = X0 >> 1;
+    let mut k = 0;
+    while k < 67 {
+        table[k] = p;
+        p = mult_mod_p(p, p);
+        k += 1;
+    }
+    table
+};
+
+/// a·b modulo the polynomial, both reflected.
+const fn mult_mod_p(a: u32, mut b: u32) -> u32 {
+    let (mut m, mut p) = (X0, 0);
+    while m != 0 {
+        if a & m != 0 {
+            p ^= b;
+        }
+        m >>= 1;
+        b = if b & 1 != 0 { (b >> 1) ^ POLY } else { b >> 1 };
+    }
+    p
 }
 
 #[cfg(test)]
@@ -234,6 +270,21 @@ mod tests {
             let d = data(len);
             let ledger = recorded(&d, batch, piece);
             prop_assert_eq!(ledger.crc32c(0, len as u64), Some(crc32c(&d)));
+        }
+
+        #[test]
+        fn combining_two_crcs_gives_the_crc_of_both(
+            first in any::<u32>(),
+            second in any::<u32>(),
+            len in prop_oneof![0u64..5000, Just(MIB as u64), any::<u64>()],
+        ) {
+            let slow = crc_fast::checksum_combine(
+                crc_fast::CrcAlgorithm::Crc32Iscsi,
+                u64::from(first),
+                u64::from(second),
+                len,
+            );
+            prop_assert_eq!(u64::from(combine(first, second, len)), slow);
         }
     }
 }
