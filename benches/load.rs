@@ -3,7 +3,9 @@
 //! measured), and nginx as a plain body-to-disk sink (`client_body_in_file_only on`) with the
 //! same requests, so the ratio comes from one run on one machine. For each workload it prints
 //! MiB/s, server CPU seconds per GiB, p50/p99 time to acknowledge a request, the server's peak
-//! RSS and its peak anonymous memory (RSS without mapped code and libraries). Every run
+//! RSS and its peak anonymous memory (RSS without mapped code and libraries), and the CPU
+//! seconds per GiB of the S3 server (with its TLS front) and of the client, which share the
+//! machine's cores with the server (a row's rate is bounded by their sum). Every run
 //! starts from the same state of the machine's memory and disk cache (see [`support::settle`]):
 //!
 //! - `single`: one 1 GiB upload in one request (Uploads API multipart; nginx: one PUT);
@@ -38,6 +40,12 @@
 
 mod support;
 
+/// The edge's allocator (see `src/main.rs`), so that the `fwd-` rows' forwarder allocates as
+/// the edge's does and the `sdk-` rows' SDK on equal terms: with glibc's, each MiB read for a
+/// part was faulted in and zeroed by the kernel again (a tenth of the forwarder's CPU).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -66,7 +74,7 @@ const BUCKET: &str = "bench";
 /// stunnel (Debian's `stunnel4`) terminating TLS in front of an S3 server with a certificate
 /// openssl makes for 127.0.0.1: the `-tls` rows reach S3 over HTTPS, as real deployments do.
 struct TlsFront {
-    _child: Process,
+    child: Process,
     endpoint: String,
     certificate: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -123,7 +131,7 @@ async fn tls_front(s3: &support::s3::S3Server) -> Option<TlsFront> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Some(TlsFront {
-        _child: Process(child),
+        child: Process(child),
         endpoint: format!("https://127.0.0.1:{port}"),
         certificate: cert,
         _dir: dir,
@@ -350,6 +358,12 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
         _ => None,
     };
     let env = s3.as_ref().map(|s3| s3_env(s3, tls.as_ref()));
+    let s3_side = S3Side(
+        s3.iter()
+            .map(support::s3::S3Server::pid)
+            .chain(tls.iter().map(|t| t.child.id()))
+            .collect(),
+    );
     if let Some(client) = server
         .split('-')
         .next()
@@ -357,13 +371,26 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     {
         let env = env.as_deref()?;
         let (_dir, files) = write_files(workload, sizes);
+        let s3_cpu0 = s3_side.cpu();
         let (wall, cpu, times) = if client == "sdk" {
             sdk::run(&files, env, bytes).await
         } else {
             forwarder::run(&files, env, bytes).await
         };
-        let times = percentiles(times);
-        return Some(row(workload, server, bytes, wall, cpu, times, None));
+        let others = Others {
+            s3: Some(s3_side.cpu() - s3_cpu0),
+            client: None,
+            memory: None,
+        };
+        return Some(row(
+            workload,
+            server,
+            bytes,
+            wall,
+            cpu,
+            percentiles(times),
+            others,
+        ));
     }
     let server_name = server;
     let server = match server {
@@ -378,7 +405,9 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     // Into S3 the row writes the bytes twice: the edge's spool and the S3 server's objects.
     support::settle(if s3.is_some() { 2 * bytes } else { bytes });
     let pid = server.child.id();
-    let cpu0 = cpu_seconds(pid);
+    let client = std::process::id();
+    let client_cpu = || support::own_cpu_seconds(client);
+    let (cpu0, s3_cpu0, client_cpu0) = (cpu_seconds(pid), s3_side.cpu(), client_cpu());
     let anon = AnonPeak::start(pid);
     let start = Instant::now();
     let times = if nginx {
@@ -388,15 +417,32 @@ async fn run(workload: &str, sizes: &Sizes, server: &str) -> Option<Row> {
     };
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu0;
-    Some(row(
-        workload,
-        server_name,
-        bytes,
-        wall,
-        cpu,
-        times,
-        Some((peak_rss_mib(pid), anon.mib())),
-    ))
+    let others = Others {
+        s3: s3.is_some().then(|| s3_side.cpu() - s3_cpu0),
+        client: Some(client_cpu() - client_cpu0),
+        memory: Some((peak_rss_mib(pid), anon.mib())),
+    };
+    Some(row(workload, server_name, bytes, wall, cpu, times, others))
+}
+
+/// The processes of a row's S3 side (the S3 server, and its TLS front if any), whose CPU the
+/// row reports: on one machine they share its cores with what is measured.
+struct S3Side(Vec<u32>);
+
+impl S3Side {
+    fn cpu(&self) -> f64 {
+        self.0.iter().map(|&pid| cpu_seconds(pid)).sum()
+    }
+}
+
+/// What a row measures besides the server under test, where it does: the CPU seconds of the S3
+/// side and of the client (this process, which drives Uplink's and nginx's rows; the `sdk-`
+/// rows' client is what they measure, the `fwd-` rows' a process of its own), and the server's
+/// peak RSS and anonymous memory (MiB).
+struct Others {
+    s3: Option<f64>,
+    client: Option<f64>,
+    memory: Option<(f64, f64)>,
 }
 
 /// The p50 and p99 of `times`, in ms.
@@ -406,7 +452,8 @@ fn percentiles(mut times: Vec<Duration>) -> (f64, f64) {
     (pct(0.5), pct(0.99))
 }
 
-/// A printed row: MiB/s, CPU s/GiB, p50/p99 (`times`, ms), and memory when it was measured.
+/// A printed row: MiB/s, CPU s/GiB, p50/p99 (`times`, ms), then the `others` measured (CPU as
+/// s/GiB).
 fn row(
     workload: &str,
     server: &str,
@@ -414,22 +461,25 @@ fn row(
     wall: f64,
     cpu: f64,
     times: (f64, f64),
-    memory: Option<(f64, f64)>,
+    others: Others,
 ) -> Row {
     let gib = bytes as f64 / (1024.0 * MIB as f64);
     let mib_s = bytes as f64 / MIB as f64 / wall;
-    let memory = memory.map_or_else(
+    let memory = others.memory.map_or_else(
         || format!("{:>9} {:>9}", "-", "-"),
         |(rss, anon)| format!("{rss:>9.1} {anon:>9.1}"),
     );
+    let per_gib = |c: Option<f64>| c.map_or_else(|| "-".to_owned(), |c| format!("{:.2}", c / gib));
     let line = format!(
-        "{:<10} {:<16} {:>9.1} {:>11.2} {:>9.1} {:>9.1} {memory}",
+        "{:<10} {:<16} {:>9.1} {:>11.2} {:>9.1} {:>9.1} {memory} {:>8} {:>8}",
         workload,
         server,
         mib_s,
         cpu / gib,
         times.0,
         times.1,
+        per_gib(others.s3),
+        per_gib(others.client),
     );
     Row { mib_s, line }
 }
@@ -791,8 +841,17 @@ fn main() {
     let _memory = (!test).then(support::hold_memory);
     let rt = support::runtime();
     println!(
-        "{:<10} {:<16} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}",
-        "workload", "server", "MiB/s", "CPU s/GiB", "p50 ms", "p99 ms", "RSS MiB", "anon MiB"
+        "{:<10} {:<16} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
+        "workload",
+        "server",
+        "MiB/s",
+        "CPU s/GiB",
+        "p50 ms",
+        "p99 ms",
+        "RSS MiB",
+        "anon MiB",
+        "S3 CPU",
+        "client"
     );
     rt.block_on(async {
         for workload in &workloads {
