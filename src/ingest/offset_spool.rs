@@ -210,24 +210,28 @@ impl OffsetSpool {
     /// The disk fails or holds something unreadable.
     pub async fn get(&self, upload: UploadId) -> Result<Option<(Resource, Offset)>, SpoolError> {
         let dir = self.dir(upload);
-        let info = match tokio::fs::read(dir.join("info")).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io("read upload info")(e)),
-        };
-        let resource: Resource = serde_json::from_slice(&info)
-            .map_err(|e| io("decode upload info")(std::io::Error::other(e)))?;
-        let offset = if resource.complete {
-            resource.length.unwrap_or_default()
-        } else {
-            Offset::new(
-                tokio::fs::metadata(dir.join("data"))
-                    .await
-                    .map_err(io("read a data file's size"))?
-                    .len(),
-            )
-        };
-        Ok(Some((resource, offset)))
+        // One trip to a blocking thread for both files (every PATCH and HEAD asks).
+        let read = tokio::task::spawn_blocking(move || {
+            let info = match std::fs::read(dir.join("info")) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io("read upload info")(e)),
+            };
+            let resource: Resource = serde_json::from_slice(&info)
+                .map_err(|e| io("decode upload info")(std::io::Error::other(e)))?;
+            let offset = if resource.complete {
+                resource.length.unwrap_or_default()
+            } else {
+                Offset::new(
+                    std::fs::metadata(dir.join("data"))
+                        .map_err(io("read a data file's size"))?
+                        .len(),
+                )
+            };
+            Ok(Some((resource, offset)))
+        });
+        read.await
+            .map_err(|e| io("read upload info")(std::io::Error::other(e)))?
     }
 
     /// Appends a request body at `offset` while `turn` holds the upload, within `checks`. A
