@@ -893,31 +893,34 @@ impl FaultyProxy {
                                 Ok(n) => pending.extend_from_slice(&buf[..n]),
                             }
                         }
-                        // As S3 does: a body without the CRC32C its header claims is refused.
+                        // As S3 does: a body without the CRC32C its header claims is refused;
+                        // and, once its moment of grace is over, a multipart upload completed
+                        // (its CompleteMultipartUpload passed on) is gone.
                         let actual = uplink::store::s3::crc32c_header(uplink::store::crc32c(
                             &pending[end..whole],
                         ));
-                        if header(&head, "x-amz-checksum-crc32c").is_some_and(|c| c != actual) {
-                            let reply = s3_error(
+                        let refusal = if header(&head, "x-amz-checksum-crc32c")
+                            .is_some_and(|c| c != actual)
+                        {
+                            Some(s3_error(
                                 "400 Bad Request",
                                 "BadDigest",
                                 "The CRC32C you specified did not match the calculated checksum.",
-                            );
+                            ))
+                        } else if completion_of(&first_line)
+                            .is_some_and(|id| !completed.lock().unwrap().insert(id))
+                        {
+                            Some(s3_error(
+                                "404 Not Found",
+                                "NoSuchUpload",
+                                "The specified multipart upload does not exist.",
+                            ))
+                        } else {
+                            None
+                        };
+                        if let Some(reply) = refusal {
                             let _ = client_tx.lock().await.write_all(reply.as_bytes()).await;
                             break 'requests;
-                        }
-                        // As S3 does once its moment of grace is over: a multipart upload
-                        // completed (its CompleteMultipartUpload passed on) is gone.
-                        if let Some(id) = completion_of(&first_line) {
-                            if !completed.lock().unwrap().insert(id) {
-                                let reply = s3_error(
-                                    "404 Not Found",
-                                    "NoSuchUpload",
-                                    "The specified multipart upload does not exist.",
-                                );
-                                let _ = client_tx.lock().await.write_all(reply.as_bytes()).await;
-                                break 'requests;
-                            }
                         }
                         passing.lock().unwrap().push(first_line);
                         if server_tx.write_all(&pending[..whole]).await.is_err() {
