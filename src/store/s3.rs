@@ -521,10 +521,14 @@ impl S3Store {
     }
 }
 
-/// S3 no longer has a multipart upload (completed, or aborted by a sweeper): `NotFound`, which
-/// tells the forwarder to start it again.
-fn no_such_upload<E: std::error::Error + 'static>(e: E) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::NotFound, sdk(e))
+/// An error of a request on a multipart upload; `NotFound` when S3 no longer has it (completed,
+/// or aborted by a sweeper), which tells the forwarder to start it again.
+fn parts_error<E: ProvideErrorMetadata + std::error::Error + 'static>(e: E) -> std::io::Error {
+    if e.code() == Some("NoSuchUpload") {
+        std::io::Error::new(std::io::ErrorKind::NotFound, sdk(e))
+    } else {
+        sdk(e)
+    }
 }
 
 /// A CRC32C as S3's checksum headers carry it: base64 of the big-endian bytes.
@@ -602,14 +606,7 @@ impl PartStore for S3Store {
             .body(body)
             .send()
             .await
-            .map_err(|e| {
-                let source = if e.code() == Some("NoSuchUpload") {
-                    no_such_upload(e)
-                } else {
-                    sdk(e)
-                };
-                self.write_error(key, source)
-            })?;
+            .map_err(|e| self.write_error(key, parts_error(e)))?;
         Ok(SentPart {
             number: part.number.0,
             start: part.start,
@@ -650,9 +647,8 @@ impl PartStore for S3Store {
             )
             .send()
             .await;
-        let e = match completed {
-            Ok(_) => return self.check_size(key, size).await,
-            Err(e) => e,
+        let Err(e) = completed else {
+            return self.check_size(key, size).await;
         };
         // Completed before, and the caller forgot it (a power cut, an answer lost): S3 no longer
         // has the multipart upload (`NoSuchUpload`; some servers answer otherwise), and the
@@ -660,12 +656,7 @@ impl PartStore for S3Store {
         if matches!(self.size(key).await, Ok(Some(held)) if held == size) {
             return Ok(());
         }
-        let source = if e.code() == Some("NoSuchUpload") {
-            no_such_upload(e)
-        } else {
-            sdk(e)
-        };
-        Err(self.write_error(key, source))
+        Err(self.write_error(key, parts_error(e)))
     }
 
     async fn abort_parts(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StoreError> {
